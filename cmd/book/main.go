@@ -1,0 +1,59 @@
+// Command book runs the book service.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"folio/internal/authorclient"
+	"folio/internal/book"
+	"folio/internal/platform/idempotency"
+	"folio/internal/platform/process"
+	"folio/internal/platform/resilient"
+)
+
+type config struct {
+	process.Base
+	AuthorURL   string        `env:"FOLIO_AUTHOR_URL" envDefault:"http://127.0.0.1:8082"`
+	PeerTimeout time.Duration `env:"FOLIO_PEER_TIMEOUT" envDefault:"1s"`
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "book:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) > 1 {
+		return errors.New("book takes no arguments; it is configured with FOLIO_* environment variables (see README)")
+	}
+	var cfg config
+	p, err := process.Start(ctx, "book", ":8081", &cfg, &cfg.Base, getenv, stdout, book.Migrations)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+
+	peer := resilient.DefaultConfig("author")
+	peer.AttemptTimeout = cfg.PeerTimeout
+	authors := authorclient.New(cfg.AuthorURL, resilient.NewClient(peer, p.Registry))
+	store := book.NewSQLStore(p.DB)
+	svc := book.NewService(store, book.NewAuthorDirectory(store, authors, p.Log))
+	keys := idempotency.New(p.DB, p.Log)
+	go keys.RunPurger(ctx, time.Hour)
+
+	mux := http.NewServeMux()
+	book.Routes(mux, svc, keys, p.Log)
+	return p.Serve(ctx, mux, book.OpenAPI)
+}

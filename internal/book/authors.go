@@ -1,0 +1,45 @@
+package book
+
+import (
+	"context"
+	"log/slog"
+)
+
+// AuthorChecker is what AuthorDirectory asks about authors it has not confirmed yet:
+// the author service.
+type AuthorChecker interface {
+	Exists(ctx context.Context, id string) (bool, error)
+}
+
+// AuthorDirectory answers Exists from the author ids confirmed before, kept in the book
+// database, and asks the author service only about ids it has not seen.
+type AuthorDirectory struct {
+	store  *SQLStore
+	remote AuthorChecker
+	log    *slog.Logger
+}
+
+var _ Authors = (*AuthorDirectory)(nil)
+
+// NewAuthorDirectory returns a directory kept in store that falls back to remote.
+func NewAuthorDirectory(store *SQLStore, remote AuthorChecker, log *slog.Logger) *AuthorDirectory {
+	return &AuthorDirectory{store: store, remote: remote, log: log}
+}
+
+// Exists reports whether the author exists. Errors: Unavailable when the author
+// service is needed and cannot answer.
+func (d *AuthorDirectory) Exists(ctx context.Context, id string) (bool, error) {
+	known, err := d.store.KnownAuthor(ctx, id)
+	if err != nil || known {
+		return known, err
+	}
+	ok, err := d.remote.Exists(ctx, id)
+	if err != nil || !ok {
+		return ok, err
+	}
+	if err := d.store.RememberAuthor(ctx, id); err != nil {
+		// The answer stands; the next request for this author asks again.
+		d.log.WarnContext(ctx, "remember author", "err", err)
+	}
+	return true, nil
+}

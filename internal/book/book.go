@@ -1,0 +1,350 @@
+// Package book is the book service: the Book resource, its rules, the store it needs
+// and its HTTP API. It knows authors only through the Authors interface, which the
+// service fills with a client of the author service.
+package book
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+
+	"folio/internal/platform/fault"
+	"folio/internal/platform/rest"
+)
+
+// Book is the resource the service owns.
+type Book struct {
+	ID            string    `json:"id"`
+	Title         string    `json:"title"`
+	AuthorID      string    `json:"author_id"`
+	Genre         string    `json:"genre"`
+	ISBN          *string   `json:"isbn"`
+	PublishedYear *int      `json:"published_year"`
+	Version       int       `json:"version"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+// Input is a book as a client writes it (POST, PUT, and the result of a PATCH).
+// The read-only fields are accepted so that a client can send back what it read,
+// and ignored.
+type Input struct {
+	Title         *string `json:"title"`
+	AuthorID      *string `json:"author_id"`
+	Genre         *string `json:"genre"`
+	ISBN          *string `json:"isbn"`
+	PublishedYear *int    `json:"published_year"`
+
+	ID        json.RawMessage `json:"id,omitempty"`
+	Version   json.RawMessage `json:"version,omitempty"`
+	CreatedAt json.RawMessage `json:"created_at,omitempty"`
+	UpdatedAt json.RawMessage `json:"updated_at,omitempty"`
+}
+
+// Filter narrows a list of books; empty fields match every book.
+type Filter struct {
+	Genre    string
+	AuthorID string
+}
+
+// Store keeps books. Implementations return fault errors: NotFound for a missing
+// book, Conflict for a duplicate ISBN, and ErrStale when the version moved on.
+type Store interface {
+	Create(ctx context.Context, b Book) error
+	Get(ctx context.Context, id string) (Book, error)
+	// List returns up to limit books matching f with ids after the given one, by id.
+	List(ctx context.Context, f Filter, after string, limit int) ([]Book, error)
+	// Update writes b if the stored book is still at version b.Version-1.
+	Update(ctx context.Context, b Book) error
+	// Delete removes the book if it is still at version.
+	Delete(ctx context.Context, id string, version int) error
+}
+
+// Authors answers whether an author exists. It returns a fault Unavailable error when
+// it cannot tell.
+type Authors interface {
+	Exists(ctx context.Context, id string) (bool, error)
+}
+
+// ErrStale is returned by Store writes when the book changed since it was read.
+var ErrStale = errors.New("book changed concurrently")
+
+var genreSlug = regexp.MustCompile(`^[a-z][a-z0-9-]{0,39}$`)
+
+// Limits of the writable fields.
+const (
+	MaxTitle = 300
+	MinYear  = -3000
+)
+
+// validate checks in against every rule and returns the book's writable fields, trimmed
+// and normalised, or an Invalid error naming each broken field.
+func (in Input) validate(now time.Time) (Book, error) {
+	var b Book
+	var errs fault.Fields
+	b.Title = trimmed(in.Title)
+	switch n := utf8.RuneCountInString(b.Title); {
+	case n == 0:
+		errs.Add("title", "is required")
+	case n > MaxTitle:
+		errs.Add("title", fmt.Sprintf("must be at most %d characters", MaxTitle))
+	}
+	b.AuthorID = trimmed(in.AuthorID)
+	if b.AuthorID == "" {
+		errs.Add("author_id", "is required")
+	} else if !rest.ValidID(b.AuthorID) {
+		errs.Add("author_id", "does not name an existing author")
+	}
+	b.Genre = trimmed(in.Genre)
+	if b.Genre == "" {
+		errs.Add("genre", "is required")
+	} else if !genreSlug.MatchString(b.Genre) {
+		errs.Add("genre", "must be a lower-case slug of letters, digits and hyphens, starting with a letter, at most 40 characters")
+	}
+	if s := trimmed(in.ISBN); s != "" {
+		isbn, err := NormalizeISBN(s)
+		if err != nil {
+			errs.Add("isbn", err.Error())
+		}
+		b.ISBN = &isbn
+	}
+	if in.PublishedYear != nil {
+		y, maxYear := *in.PublishedYear, now.Year()+1
+		if y < MinYear || y > maxYear {
+			errs.Add("published_year", fmt.Sprintf("must be between %d and %d", MinYear, maxYear))
+		}
+		b.PublishedYear = &y
+	}
+	return b, errs.Err()
+}
+
+func trimmed(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return strings.TrimSpace(*s)
+}
+
+// input returns the writable fields of b as a client would send them.
+func (b Book) input() Input {
+	return Input{Title: &b.Title, AuthorID: &b.AuthorID, Genre: &b.Genre, ISBN: b.ISBN, PublishedYear: b.PublishedYear}
+}
+
+// NormalizeISBN checks an ISBN-10 or ISBN-13 (hyphens and spaces allowed) and returns
+// it as ISBN-13 digits.
+func NormalizeISBN(s string) (string, error) {
+	d := strings.Map(func(r rune) rune {
+		if r == '-' || r == ' ' {
+			return -1
+		}
+		return r
+	}, s)
+	switch len(d) {
+	case 10:
+		sum := 0
+		for i := 0; i < 10; i++ {
+			c := d[i]
+			var v int
+			switch {
+			case c >= '0' && c <= '9':
+				v = int(c - '0')
+			case (c == 'X' || c == 'x') && i == 9:
+				v = 10
+			default:
+				return "", errors.New("must be an ISBN-10 or ISBN-13")
+			}
+			sum += v * (10 - i)
+		}
+		if sum%11 != 0 {
+			return "", errors.New("has a wrong check digit")
+		}
+		body := "978" + d[:9]
+		return body + string(rune('0'+ean13Check(body))), nil
+	case 13:
+		for i := 0; i < 13; i++ {
+			if d[i] < '0' || d[i] > '9' {
+				return "", errors.New("must be an ISBN-10 or ISBN-13")
+			}
+		}
+		if !strings.HasPrefix(d, "978") && !strings.HasPrefix(d, "979") {
+			return "", errors.New("an ISBN-13 starts with 978 or 979")
+		}
+		if int(d[12]-'0') != ean13Check(d[:12]) {
+			return "", errors.New("has a wrong check digit")
+		}
+		return d, nil
+	default:
+		return "", errors.New("must be an ISBN-10 or ISBN-13")
+	}
+}
+
+// ean13Check returns the check digit of the 12 digits given.
+func ean13Check(digits string) int {
+	sum := 0
+	for i := 0; i < 12; i++ {
+		v := int(digits[i] - '0')
+		if i%2 == 1 {
+			v *= 3
+		}
+		sum += v
+	}
+	return (10 - sum%10) % 10
+}
+
+// Service applies the rules of the book service to its store.
+type Service struct {
+	store   Store
+	authors Authors
+	now     func() time.Time
+}
+
+// NewService returns a Service over store that checks authors with authors.
+func NewService(store Store, authors Authors) *Service {
+	return &Service{store: store, authors: authors, now: time.Now}
+}
+
+func (s *Service) timestamp() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
+
+// Create validates in and stores a new book. Errors: Invalid, Conflict (ISBN taken),
+// Unavailable (the author service cannot confirm the author).
+func (s *Service) Create(ctx context.Context, in Input) (Book, error) {
+	now := s.timestamp()
+	b, err := in.validate(now)
+	if err != nil {
+		return Book{}, err
+	}
+	if err := s.checkAuthor(ctx, b.AuthorID); err != nil {
+		return Book{}, err
+	}
+	b.ID, b.Version, b.CreatedAt, b.UpdatedAt = rest.NewID(), 1, now, now
+	if err := s.store.Create(ctx, b); err != nil {
+		return Book{}, err
+	}
+	return b, nil
+}
+
+// Get returns the book with the id, or a NotFound error.
+func (s *Service) Get(ctx context.Context, id string) (Book, error) {
+	if !rest.ValidID(id) {
+		return Book{}, errNotFound
+	}
+	return s.store.Get(ctx, id)
+}
+
+// List returns up to limit+1 books after the given id, so that the caller can tell
+// whether another page exists.
+func (s *Service) List(ctx context.Context, f Filter, page rest.PageRequest) ([]Book, error) {
+	var errs fault.Fields
+	if f.Genre != "" && !genreSlug.MatchString(f.Genre) {
+		errs.Add("genre", "must be a genre slug")
+	}
+	if f.AuthorID != "" && !rest.ValidID(f.AuthorID) {
+		errs.Add("author_id", "must be an author id")
+	}
+	if len(errs) > 0 {
+		return nil, &fault.Error{Kind: fault.Malformed, Message: "a filter is not valid", Fields: errs}
+	}
+	return s.store.List(ctx, f, page.After, page.Limit+1)
+}
+
+// Replace sets every writable field of the book from in. check vets the current
+// version (If-Match). Errors: NotFound, PreconditionFailed, Invalid, Conflict, Unavailable.
+func (s *Service) Replace(ctx context.Context, id string, in Input, check func(version int) error) (Book, error) {
+	return s.update(ctx, id, check, func(Book) (Input, error) { return in, nil })
+}
+
+// Patch applies an RFC 7396 merge patch to the book. Errors as for Replace, and
+// Malformed when the patch or its result is not a valid book document.
+func (s *Service) Patch(ctx context.Context, id string, patch []byte, check func(version int) error) (Book, error) {
+	return s.update(ctx, id, check, func(cur Book) (Input, error) {
+		doc, err := json.Marshal(cur.input())
+		if err != nil {
+			return Input{}, err
+		}
+		merged, err := jsonpatch.MergePatch(doc, patch)
+		if err != nil {
+			return Input{}, fault.Wrap(fault.Malformed, err, "the body is not a JSON merge patch object")
+		}
+		var in Input
+		return in, rest.DecodeBytes(merged, &in)
+	})
+}
+
+// update runs a read-check-write cycle, again if the book changed in between.
+func (s *Service) update(ctx context.Context, id string, check func(int) error, next func(Book) (Input, error)) (Book, error) {
+	if !rest.ValidID(id) {
+		return Book{}, errNotFound
+	}
+	for {
+		cur, err := s.store.Get(ctx, id)
+		if err != nil {
+			return Book{}, err
+		}
+		if err := check(cur.Version); err != nil {
+			return Book{}, err
+		}
+		in, err := next(cur)
+		if err != nil {
+			return Book{}, err
+		}
+		now := s.timestamp()
+		b, err := in.validate(now)
+		if err != nil {
+			return Book{}, err
+		}
+		if b.AuthorID != cur.AuthorID {
+			if err := s.checkAuthor(ctx, b.AuthorID); err != nil {
+				return Book{}, err
+			}
+		}
+		b.ID, b.Version, b.CreatedAt, b.UpdatedAt = cur.ID, cur.Version+1, cur.CreatedAt, now
+		err = s.store.Update(ctx, b)
+		if errors.Is(err, ErrStale) {
+			continue
+		}
+		if err != nil {
+			return Book{}, err
+		}
+		return b, nil
+	}
+}
+
+// Delete removes the book. Errors: NotFound, PreconditionFailed.
+func (s *Service) Delete(ctx context.Context, id string, check func(version int) error) error {
+	if !rest.ValidID(id) {
+		return errNotFound
+	}
+	for {
+		cur, err := s.store.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := check(cur.Version); err != nil {
+			return err
+		}
+		if err := s.store.Delete(ctx, id, cur.Version); !errors.Is(err, ErrStale) {
+			return err
+		}
+	}
+}
+
+func (s *Service) checkAuthor(ctx context.Context, id string) error {
+	ok, err := s.authors.Exists(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return &fault.Error{Kind: fault.Invalid, Message: "the request breaks one or more rules",
+			Fields: []fault.FieldError{{Field: "author_id", Message: "does not name an existing author"}}}
+	}
+	return nil
+}
+
+var errNotFound = fault.New(fault.NotFound, "no book has this id")

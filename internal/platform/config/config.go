@@ -1,0 +1,66 @@
+// Package config loads a service's typed configuration from environment variables,
+// with defaults in the struct tags, and renders it for one start-up log line with
+// secrets masked.
+package config
+
+import (
+	"fmt"
+	"log/slog"
+	"net/url"
+	"reflect"
+	"strings"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Load fills cfg (a pointer to a struct with `env` and `envDefault` tags) from getenv.
+// getenv is passed in rather than read from the process so that tests can start a
+// whole service in-process with an environment of their own.
+func Load(cfg any, getenv func(string) string) error {
+	params, err := env.GetFieldParams(cfg)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	vars := make(map[string]string, len(params))
+	for _, p := range params {
+		if v := getenv(p.Key); v != "" {
+			vars[p.Key] = v
+		}
+	}
+	if err := env.ParseWithOptions(cfg, env.Options{Environment: vars}); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
+
+// Attrs returns one log attribute per configuration variable. Fields tagged
+// `mask:"true"` are hidden, and passwords inside URLs are redacted.
+func Attrs(cfg any) []any {
+	return attrs(reflect.Indirect(reflect.ValueOf(cfg)))
+}
+
+func attrs(v reflect.Value) []any {
+	t := v.Type()
+	var out []any
+	for i := range t.NumField() {
+		f := t.Field(i)
+		key, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if key == "" {
+			if f.Type.Kind() == reflect.Struct {
+				out = append(out, attrs(v.Field(i))...)
+			}
+			continue
+		}
+		val := fmt.Sprint(v.Field(i).Interface())
+		switch {
+		case f.Tag.Get("mask") == "true" && val != "":
+			val = "***"
+		case strings.Contains(val, "://"):
+			if u, err := url.Parse(val); err == nil {
+				val = u.Redacted()
+			}
+		}
+		out = append(out, slog.String(key, val))
+	}
+	return out
+}

@@ -1,0 +1,80 @@
+// Package fault classifies the errors Folio's services return, so that one place
+// (package problem) can turn them into HTTP answers without the domain knowing HTTP.
+package fault
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Kind says what went wrong, in terms a client can act on.
+type Kind int
+
+// The kinds of error a service reports. Internal is the zero value on purpose:
+// an error nobody classified is never shown to a client.
+const (
+	Internal           Kind = iota
+	Malformed               // the request cannot be read (bad JSON, bad query parameter): 400
+	Invalid                 // the request reads but breaks a rule: 422
+	NotFound                // 404
+	Conflict                // the request clashes with the current state: 409
+	PreconditionFailed      // If-Match did not match: 412
+	Unavailable             // a peer this request needs cannot answer now: 503
+	TooLarge                // the request body is over the limit: 413
+)
+
+// FieldError names one broken field of a request and what is wrong with it.
+type FieldError struct {
+	Field   string `json:"field"`
+	Message string `json:"message"`
+}
+
+// Error is an error with a kind and a message that is safe to show to clients.
+type Error struct {
+	Kind    Kind
+	Message string
+	Fields  []FieldError
+	Err     error // the cause, for logs only
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %v", e.Message, e.Err)
+	}
+	return e.Message
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// KindOf returns the kind of the first *Error in err's chain, or Internal.
+func KindOf(err error) Kind {
+	var fe *Error
+	if errors.As(err, &fe) {
+		return fe.Kind
+	}
+	return Internal
+}
+
+// New returns an error of the given kind with a client-safe message.
+func New(kind Kind, format string, args ...any) *Error {
+	return &Error{Kind: kind, Message: fmt.Sprintf(format, args...)}
+}
+
+// Wrap returns an error of the given kind whose cause is err; only message reaches clients.
+func Wrap(kind Kind, err error, message string) *Error {
+	return &Error{Kind: kind, Message: message, Err: err}
+}
+
+// Fields collects field errors while a request is validated.
+type Fields []FieldError
+
+// Add records that field breaks a rule.
+func (f *Fields) Add(field, message string) { *f = append(*f, FieldError{field, message}) }
+
+// Err returns nil when no field was added, else an Invalid error naming every field.
+func (f Fields) Err() error {
+	if len(f) == 0 {
+		return nil
+	}
+	return &Error{Kind: Invalid, Message: "the request breaks one or more rules", Fields: f}
+}

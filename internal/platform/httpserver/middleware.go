@@ -1,0 +1,164 @@
+package httpserver
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"folio/internal/platform/logging"
+	"folio/internal/platform/problem"
+)
+
+// MaxBodyBytes is the largest request body any service reads (1 MiB).
+const MaxBodyBytes = 1 << 20
+
+// RequestIDHeader carries the request id between clients and services.
+const RequestIDHeader = "X-Request-ID"
+
+type instruments struct {
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	inflight prometheus.Gauge
+}
+
+func newInstruments(reg prometheus.Registerer) *instruments {
+	in := &instruments{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "http_requests_total", Help: "HTTP requests served, by route, method and status code.",
+		}, []string{"route", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "http_request_duration_seconds", Help: "Time to serve HTTP requests, by route and method.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"route", "method"}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "http_requests_in_flight", Help: "HTTP requests being served now.",
+		}),
+	}
+	reg.MustRegister(in.requests, in.duration, in.inflight)
+	return in
+}
+
+// statusWriter records the status code, and turns the router's plain-text 404 and 405
+// answers for unknown routes into problem+json.
+type statusWriter struct {
+	http.ResponseWriter
+	r           *http.Request
+	status      int
+	wroteHeader bool
+	swallow     bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.wroteHeader {
+		return
+	}
+	w.wroteHeader = true
+	w.status = code
+	if w.r.Pattern == "" && (code == http.StatusNotFound || code == http.StatusMethodNotAllowed) {
+		w.swallow = true
+		p := problem.Problem{Type: problem.TypeNotFound, Status: code, Detail: "no such resource"}
+		if code == http.StatusMethodNotAllowed {
+			p.Type, p.Detail = problem.TypeMethodNotAllowed, "this resource does not support "+w.r.Method
+		}
+		w.Header().Del("X-Content-Type-Options")
+		problem.Write(w.ResponseWriter, w.r, p)
+		return
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.swallow {
+		return len(b), nil
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// wrap puts the chassis around a service's routes: request id, panic recovery, body
+// limit, metrics per route and an access log line per request.
+func wrap(next http.Handler, log *slog.Logger, in *instruments, accessLog bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := r.Header.Get(RequestIDHeader)
+		if !validRequestID(id) {
+			id = uuid.Must(uuid.NewV7()).String()
+			r.Header.Set(RequestIDHeader, id)
+		}
+		w.Header().Set(RequestIDHeader, id)
+		ctx := logging.WithRequestID(r.Context(), id)
+		r = r.WithContext(ctx)
+		sw := &statusWriter{ResponseWriter: w, r: r}
+		in.inflight.Inc()
+
+		defer func() {
+			in.inflight.Dec()
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				log.ErrorContext(ctx, "panic serving request", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+				if !sw.wroteHeader {
+					problem.Write(sw, r, problem.Problem{Type: problem.TypeInternal, Status: http.StatusInternalServerError,
+						Detail: "the server could not complete the request; it has been logged"})
+				}
+			}
+			route := r.Pattern
+			if route == "" {
+				route = "unmatched"
+			}
+			if sw.status == 0 {
+				sw.status = http.StatusOK
+			}
+			elapsed := time.Since(start)
+			in.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.status)).Inc()
+			in.duration.WithLabelValues(route, r.Method).Observe(elapsed.Seconds())
+			if accessLog {
+				log.LogAttrs(ctx, slog.LevelInfo, "request", slog.String("method", r.Method),
+					slog.String("path", r.URL.Path), slog.Int("status", sw.status),
+					slog.Duration("duration", elapsed), slog.String("remote", r.RemoteAddr))
+			}
+		}()
+
+		if r.ContentLength > MaxBodyBytes {
+			problem.Write(sw, r, problem.Problem{Type: problem.TypeTooLarge, Status: http.StatusRequestEntityTooLarge,
+				Detail: "request bodies are limited to 1 MiB"})
+			return
+		}
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(sw, r.Body, MaxBodyBytes)
+		}
+		next.ServeHTTP(sw, r)
+	})
+}
+
+// validRequestID accepts ids a client sent if they are short printable ASCII, so a
+// request id can never smuggle a line break or a megabyte into the logs.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// IsBodyTooLarge reports whether err came from reading past MaxBodyBytes.
+func IsBodyTooLarge(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
+}

@@ -1,0 +1,124 @@
+// Package httpserver is the HTTP chassis of every Folio service: middleware (request
+// id, panic recovery, body limit, metrics, access log), the operational endpoints
+// (/healthz, /readyz, /metrics, /openapi.json) and graceful shutdown.
+package httpserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"folio/internal/platform/metrics"
+	"folio/internal/platform/problem"
+)
+
+// Config is the part of a service's configuration that concerns its HTTP server.
+type Config struct {
+	Addr string
+	// ShutdownDelay is how long /readyz answers 503 before the listener closes, so that
+	// a load balancer stops sending new requests first (Kubernetes wants a few seconds).
+	ShutdownDelay time.Duration
+	// ShutdownTimeout bounds how long in-flight requests may take to finish.
+	ShutdownTimeout time.Duration
+	AccessLog       bool
+}
+
+// Server serves one service's routes inside the chassis.
+type Server struct {
+	cfg      Config
+	log      *slog.Logger
+	handler  http.Handler
+	draining atomic.Bool
+	ready    func(context.Context) error
+}
+
+// New registers the operational endpoints on mux and wraps it in the middleware.
+// ready reports whether the service can do its job (typically: its database answers).
+func New(cfg Config, log *slog.Logger, reg *prometheus.Registry, mux *http.ServeMux, openapi []byte, ready func(context.Context) error) *Server {
+	s := &Server{cfg: cfg, log: log, ready: ready}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}`))
+	})
+	mux.HandleFunc("GET /readyz", s.handleReady)
+	mux.Handle("GET /metrics", metrics.Handler(reg))
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(openapi)
+	})
+	s.handler = wrap(mux, log, newInstruments(reg), cfg.AccessLog)
+	return s
+}
+
+// Handler returns the service wrapped in the chassis, for tests that serve it in-process.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// handleReady serves GET /readyz.
+func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		problem.Write(w, r, problem.Problem{Type: "/problems/not-ready", Status: http.StatusServiceUnavailable, Detail: "shutting down"})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.ready(ctx); err != nil {
+		s.log.WarnContext(ctx, "not ready", "err", err)
+		problem.Write(w, r, problem.Problem{Type: "/problems/not-ready", Status: http.StatusServiceUnavailable, Detail: "the service cannot reach its database"})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write([]byte(`{"status":"ready"}`))
+}
+
+// Listen opens the server's port. A port that is taken gives an error that says so.
+func Listen(addr string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return nil, fmt.Errorf("address %s is already in use by another program; choose another address", addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", addr, err)
+	}
+	return ln, nil
+}
+
+// Serve serves on ln until ctx ends, then shuts down gracefully: /readyz turns 503,
+// after ShutdownDelay the listener closes, and in-flight requests get ShutdownTimeout
+// to finish.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	srv := &http.Server{
+		Handler:           s.handler,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	s.log.Info("serving", "addr", ln.Addr().String())
+
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.draining.Store(true)
+	s.log.Info("shutting down", "delay", s.cfg.ShutdownDelay)
+	time.Sleep(s.cfg.ShutdownDelay)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	s.log.Info("stopped")
+	return nil
+}

@@ -1,0 +1,100 @@
+// Package problem writes errors as RFC 9457 problem+json documents, the one error
+// format every Folio service speaks.
+package problem
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+
+	"folio/internal/platform/fault"
+)
+
+// ContentType is the media type of every error response.
+const ContentType = "application/problem+json"
+
+// Type URIs are relative references; their last segment is the stable part clients match on.
+const (
+	TypeMalformed           = "/problems/malformed-request"
+	TypeValidation          = "/problems/validation"
+	TypeNotFound            = "/problems/not-found"
+	TypeConflict            = "/problems/conflict"
+	TypePreconditionFailed  = "/problems/precondition-failed"
+	TypeUpstreamUnavailable = "/problems/upstream-unavailable"
+	TypeTooLarge            = "/problems/payload-too-large"
+	TypeUnsupportedMedia    = "/problems/unsupported-media-type"
+	TypeMethodNotAllowed    = "/problems/method-not-allowed"
+	TypeInternal            = "/problems/internal"
+)
+
+// Problem is an RFC 9457 problem details document.
+type Problem struct {
+	Type     string             `json:"type"`
+	Title    string             `json:"title"`
+	Status   int                `json:"status"`
+	Detail   string             `json:"detail,omitempty"`
+	Instance string             `json:"instance,omitempty"`
+	Errors   []fault.FieldError `json:"errors,omitempty"`
+}
+
+// Write sends p, filling in the instance from the request path.
+func Write(w http.ResponseWriter, r *http.Request, p Problem) {
+	if p.Instance == "" && r != nil {
+		p.Instance = r.URL.Path
+	}
+	if p.Title == "" {
+		p.Title = http.StatusText(p.Status)
+	}
+	if p.Status == http.StatusUnprocessableEntity && p.Errors == nil {
+		p.Errors = []fault.FieldError{}
+	}
+	body, _ := json.Marshal(p)
+	h := w.Header()
+	h.Set("Content-Type", ContentType)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Del("ETag")
+	w.WriteHeader(p.Status)
+	_, _ = w.Write(body)
+}
+
+// FromError maps err to a problem. Errors of kind Internal get a generic message and
+// are logged with their cause; every other kind shows only its safe message.
+func FromError(r *http.Request, log *slog.Logger, err error) Problem {
+	var fe *fault.Error
+	if !errors.As(err, &fe) || fe.Kind == fault.Internal {
+		if log != nil {
+			log.ErrorContext(r.Context(), "internal error", "err", err, "method", r.Method, "path", r.URL.Path)
+		}
+		return Problem{Type: TypeInternal, Status: http.StatusInternalServerError,
+			Detail: "the server could not complete the request; it has been logged"}
+	}
+	p := Problem{Detail: fe.Message, Errors: fe.Fields}
+	switch fe.Kind {
+	case fault.Malformed:
+		p.Type, p.Status = TypeMalformed, http.StatusBadRequest
+	case fault.Invalid:
+		p.Type, p.Status = TypeValidation, http.StatusUnprocessableEntity
+	case fault.NotFound:
+		p.Type, p.Status = TypeNotFound, http.StatusNotFound
+	case fault.Conflict:
+		p.Type, p.Status = TypeConflict, http.StatusConflict
+	case fault.PreconditionFailed:
+		p.Type, p.Status = TypePreconditionFailed, http.StatusPreconditionFailed
+	case fault.Unavailable:
+		p.Type, p.Status = TypeUpstreamUnavailable, http.StatusServiceUnavailable
+	case fault.TooLarge:
+		p.Type, p.Status = TypeTooLarge, http.StatusRequestEntityTooLarge
+	}
+	return p
+}
+
+// WriteError maps err with FromError and writes it.
+func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	p := FromError(r, log, err)
+	if p.Status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	Write(w, r, p)
+}

@@ -1,0 +1,93 @@
+// Package process starts a Folio service as an OS process: the configuration every
+// service shares, its logger, metrics registry and migrated database, and serving
+// until the context ends.
+package process
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"folio/internal/platform/config"
+	"folio/internal/platform/httpserver"
+	"folio/internal/platform/logging"
+	"folio/internal/platform/metrics"
+	"folio/internal/platform/sqldb"
+)
+
+// Base is the configuration every service reads; each service embeds it in its own.
+type Base struct {
+	HTTPAddr        string        `env:"FOLIO_HTTP_ADDR"`
+	DatabaseURL     string        `env:"FOLIO_DATABASE_URL"`
+	DataDir         string        `env:"FOLIO_DATA_DIR" envDefault:"data"`
+	LogFormat       string        `env:"FOLIO_LOG_FORMAT" envDefault:"auto"`
+	LogLevel        string        `env:"FOLIO_LOG_LEVEL" envDefault:"info"`
+	AccessLog       bool          `env:"FOLIO_ACCESS_LOG" envDefault:"true"`
+	ShutdownDelay   time.Duration `env:"FOLIO_SHUTDOWN_DELAY" envDefault:"0s"`
+	ShutdownTimeout time.Duration `env:"FOLIO_SHUTDOWN_TIMEOUT" envDefault:"15s"`
+}
+
+// Process is a started service: what its run function builds the service from.
+type Process struct {
+	Name     string
+	Log      *slog.Logger
+	DB       *sqldb.DB
+	Registry *prometheus.Registry
+	base     *Base
+}
+
+// Start loads cfg (a struct embedding Base, passed again as base) from getenv, then
+// opens and migrates the service's database. name names the service in logs and its
+// default SQLite file; addr is its default listen address.
+func Start(ctx context.Context, name, addr string, cfg any, base *Base, getenv func(string) string, stdout io.Writer, migrations fs.FS) (*Process, error) {
+	if err := config.Load(cfg, getenv); err != nil {
+		return nil, err
+	}
+	if base.HTTPAddr == "" {
+		base.HTTPAddr = addr
+	}
+	if base.DatabaseURL == "" {
+		base.DatabaseURL = "sqlite:" + filepath.Join(base.DataDir, name+".db")
+	}
+	log := logging.New(stdout, name, base.LogFormat, base.LogLevel)
+	log.Info("starting", config.Attrs(cfg)...)
+
+	db, err := sqldb.Open(ctx, base.DatabaseURL)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.Migrate(ctx, migrations); err != nil {
+		db.Close()
+		return nil, err
+	}
+	reg := metrics.NewRegistry()
+	metrics.RegisterDB(reg, db.DB, name)
+	return &Process{Name: name, Log: log, DB: db, Registry: reg, base: base}, nil
+}
+
+// Serve serves mux (with the chassis around it) on the configured address until ctx
+// ends, then shuts down gracefully. The service is ready while its database answers.
+func (p *Process) Serve(ctx context.Context, mux *http.ServeMux, openapi []byte) error {
+	ln, err := httpserver.Listen(p.base.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	srv := httpserver.New(httpserver.Config{
+		Addr: p.base.HTTPAddr, ShutdownDelay: p.base.ShutdownDelay, ShutdownTimeout: p.base.ShutdownTimeout,
+		AccessLog: p.base.AccessLog,
+	}, p.Log, p.Registry, mux, openapi, p.DB.PingContext)
+	if err := srv.Serve(ctx, ln); err != nil {
+		return fmt.Errorf("%s: %w", p.Name, err)
+	}
+	return nil
+}
+
+// Close releases the database.
+func (p *Process) Close() error { return p.DB.Close() }

@@ -1,0 +1,107 @@
+// Package resilient builds the HTTP client a Folio service uses to call a peer: a
+// deadline on every attempt, retries with jittered backoff for idempotent requests
+// only, a circuit breaker that fails fast while the peer is down, and a cap on
+// concurrent calls. The policies come from failsafe-go.
+package resilient
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/failsafe-go/failsafe-go/bulkhead"
+	"github.com/failsafe-go/failsafe-go/circuitbreaker"
+	"github.com/failsafe-go/failsafe-go/failsafehttp"
+	"github.com/failsafe-go/failsafe-go/timeout"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config tunes the policies around calls to one peer.
+type Config struct {
+	Peer            string        // the peer's name, for metrics
+	AttemptTimeout  time.Duration // deadline of one attempt
+	Retries         int           // extra attempts for GET and HEAD
+	MaxConcurrent   uint          // calls in flight at once; more wait briefly, then fail
+	BreakerFailures uint          // consecutive failures that open the breaker
+	BreakerDelay    time.Duration // how long the breaker stays open before probing
+}
+
+// DefaultConfig suits calls between Folio services on one network.
+func DefaultConfig(peer string) Config {
+	return Config{Peer: peer, AttemptTimeout: time.Second, Retries: 2, MaxConcurrent: 256,
+		BreakerFailures: 5, BreakerDelay: 2 * time.Second}
+}
+
+// ErrUnavailable is returned (wrapped) for every call that failed because the peer could
+// not answer: refused, timed out, breaker open, too many calls in flight.
+var ErrUnavailable = errors.New("peer unavailable")
+
+// NewClient returns an http.Client that applies the policies. Responses with status
+// 5xx count as failures for the breaker and are retried (for GET and HEAD), but are
+// still returned to the caller once retries are spent.
+func NewClient(cfg Config, reg prometheus.Registerer) *http.Client {
+	state := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "peer_circuit_breaker_open", Help: "1 while the circuit breaker to the peer is open or half-open, else 0.",
+		ConstLabels: prometheus.Labels{"peer": cfg.Peer},
+	})
+	transitions := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "peer_circuit_breaker_transitions_total", Help: "Circuit breaker state changes, by new state.",
+		ConstLabels: prometheus.Labels{"peer": cfg.Peer},
+	}, []string{"state"})
+	reg.MustRegister(state, transitions)
+
+	failed := func(resp *http.Response, err error) bool {
+		return err != nil || resp.StatusCode >= 500
+	}
+	breaker := circuitbreaker.NewBuilder[*http.Response]().
+		HandleIf(failed).
+		WithFailureThreshold(cfg.BreakerFailures).
+		WithDelay(cfg.BreakerDelay).
+		WithJitterFactor(0.2).
+		WithSuccessThreshold(1).
+		OnStateChanged(func(e circuitbreaker.StateChangedEvent) {
+			if e.NewState == circuitbreaker.ClosedState {
+				state.Set(0)
+			} else {
+				state.Set(1)
+			}
+			transitions.WithLabelValues(e.NewState.String()).Inc()
+		}).
+		Build()
+	limit := bulkhead.NewBuilder[*http.Response](cfg.MaxConcurrent).WithMaxWaitTime(100 * time.Millisecond).Build()
+	attempt := timeout.New[*http.Response](cfg.AttemptTimeout)
+	retry := failsafehttp.NewRetryPolicyBuilder().
+		AbortOnErrors(circuitbreaker.ErrOpen, bulkhead.ErrFull).
+		WithMaxRetries(cfg.Retries).
+		WithBackoff(25*time.Millisecond, 250*time.Millisecond).
+		WithJitterFactor(0.5).
+		ReturnLastFailure().
+		Build()
+
+	transport := &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:        512,
+		MaxIdleConnsPerHost: 256, // the default of 2 would open a connection per call under load
+		IdleConnTimeout:     90 * time.Second,
+	}
+	once := failsafehttp.NewRoundTripper(transport, breaker, limit, attempt)
+	retried := failsafehttp.NewRoundTripper(transport, retry, breaker, limit, attempt)
+	return &http.Client{Transport: roundTripper{once: once, retried: retried}}
+}
+
+// roundTripper retries only the methods that are safe to repeat.
+type roundTripper struct{ once, retried http.RoundTripper }
+
+func (t roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
+	rt := t.once
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		rt = t.retried
+	}
+	resp, err := rt.RoundTrip(r)
+	if err != nil {
+		return nil, errors.Join(ErrUnavailable, err)
+	}
+	return resp, nil
+}

@@ -1,0 +1,229 @@
+// Package rest holds the HTTP conventions every Folio API shares: strict JSON
+// decoding, JSON responses, ids, ETags and preconditions, and cursor paging.
+package rest
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"folio/internal/platform/fault"
+)
+
+// Decode reads the request body as exactly one JSON value into dst, rejecting unknown
+// fields and wrong types (Malformed, naming the field where it can) and bodies over
+// the limit (TooLarge).
+func Decode(r *http.Request, dst any) error {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return fault.New(fault.TooLarge, "request bodies are limited to %d bytes", mbe.Limit)
+		}
+		return fault.Wrap(fault.Malformed, err, "the request body could not be read")
+	}
+	return DecodeBytes(body, dst)
+}
+
+// DecodeBytes is Decode for a body already read.
+func DecodeBytes(body []byte, dst any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(dst); err != nil {
+		return decodeError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fault.New(fault.Malformed, "the request body must hold a single JSON value")
+	}
+	return nil
+}
+
+func decodeError(err error) error {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return fault.New(fault.Malformed, "the request body is empty; a JSON object is required")
+	case errors.As(err, &syn), errors.Is(err, io.ErrUnexpectedEOF):
+		return fault.New(fault.Malformed, "the request body is not valid JSON")
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return fault.New(fault.Malformed, "the request body must be a JSON object")
+		}
+		e := fault.New(fault.Malformed, "field %q must be of type %s", typ.Field, jsonType(typ.Type.String()))
+		e.Fields = []fault.FieldError{{Field: typ.Field, Message: "must be of type " + jsonType(typ.Type.String())}}
+		return e
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		name := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		e := fault.New(fault.Malformed, "unknown field %q", name)
+		e.Fields = []fault.FieldError{{Field: name, Message: "is not a known field"}}
+		return e
+	default:
+		return fault.Wrap(fault.Malformed, err, "the request body is not valid JSON for this resource")
+	}
+}
+
+func jsonType(goType string) string {
+	switch {
+	case strings.Contains(goType, "int"), strings.Contains(goType, "float"):
+		return "number"
+	case strings.Contains(goType, "string"):
+		return "string"
+	case strings.Contains(goType, "bool"):
+		return "boolean"
+	case strings.HasPrefix(goType, "[]"):
+		return "array"
+	default:
+		return "object"
+	}
+}
+
+// WriteJSON sends v as JSON with the given status.
+func WriteJSON(w http.ResponseWriter, status int, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+	return nil
+}
+
+// ValidID reports whether s is an id as Folio issues them: a UUID in canonical
+// lower-case form. Anything else can name no resource.
+func ValidID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	u, err := uuid.Parse(s)
+	return err == nil && u.String() == s
+}
+
+// NewID returns a new time-ordered id (UUIDv7).
+func NewID() string { return uuid.Must(uuid.NewV7()).String() }
+
+// ETag returns the entity tag of a resource at version.
+func ETag(version int) string { return `"` + strconv.Itoa(version) + `"` }
+
+// NotModified reports whether If-None-Match names the current version.
+func NotModified(r *http.Request, version int) bool {
+	inm := r.Header.Get("If-None-Match")
+	if inm == "" {
+		return false
+	}
+	want := ETag(version)
+	for _, tag := range strings.Split(inm, ",") {
+		tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
+		if tag == "*" || tag == want {
+			return true
+		}
+	}
+	return false
+}
+
+// Precondition is what an If-Match header asks of the resource's current version.
+type Precondition struct {
+	header string
+}
+
+// IfMatch reads the If-Match header of r.
+func IfMatch(r *http.Request) Precondition { return Precondition{header: r.Header.Get("If-Match")} }
+
+// Present reports whether the request set a condition.
+func (p Precondition) Present() bool { return strings.TrimSpace(p.header) != "" }
+
+// Check returns nil when the resource at version satisfies the condition, else a
+// PreconditionFailed error. Weak tags never match, as RFC 9110 says for If-Match.
+func (p Precondition) Check(version int) error {
+	if !p.Present() {
+		return nil
+	}
+	want := ETag(version)
+	for _, tag := range strings.Split(p.header, ",") {
+		tag = strings.TrimSpace(tag)
+		if tag == "*" || tag == want {
+			return nil
+		}
+	}
+	return fault.New(fault.PreconditionFailed, "the resource is at version %d, which If-Match does not name", version)
+}
+
+// Page is one page of a list.
+type Page[T any] struct {
+	Items      []T     `json:"items"`
+	NextCursor *string `json:"next_cursor"`
+}
+
+// PageRequest is the paging part of a list request.
+type PageRequest struct {
+	Limit int
+	After string // the id after which the page starts; "" for the first page
+}
+
+// ParsePage reads ?limit= (1..100, default 20) and ?cursor= (as issued by Cursor).
+func ParsePage(r *http.Request) (PageRequest, error) {
+	q := r.URL.Query()
+	p := PageRequest{Limit: 20}
+	if s := q.Get("limit"); s != "" || q.Has("limit") {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 100 {
+			return p, &fault.Error{Kind: fault.Malformed, Message: "limit must be an integer from 1 to 100",
+				Fields: []fault.FieldError{{Field: "limit", Message: "must be an integer from 1 to 100"}}}
+		}
+		p.Limit = n
+	}
+	if c := q.Get("cursor"); c != "" || q.Has("cursor") {
+		id, err := parseCursor(c)
+		if err != nil {
+			return p, &fault.Error{Kind: fault.Malformed, Message: "cursor was not issued by this service",
+				Fields: []fault.FieldError{{Field: "cursor", Message: "was not issued by this service"}}}
+		}
+		p.After = id
+	}
+	return p, nil
+}
+
+const cursorPrefix = "c1:"
+
+// Cursor returns the opaque cursor of the page that starts after id.
+func Cursor(id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + id))
+}
+
+func parseCursor(c string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return "", err
+	}
+	id, ok := strings.CutPrefix(string(b), cursorPrefix)
+	if !ok || !ValidID(id) {
+		return "", errors.New("not a cursor")
+	}
+	return id, nil
+}
+
+// NewPage makes a page from up to limit+1 items fetched in id order: the extra item,
+// if any, only tells that another page exists.
+func NewPage[T any](items []T, limit int, id func(T) string) Page[T] {
+	p := Page[T]{Items: items}
+	if p.Items == nil {
+		p.Items = []T{}
+	}
+	if len(items) > limit {
+		p.Items = items[:limit]
+		c := Cursor(id(items[limit-1]))
+		p.NextCursor = &c
+	}
+	return p
+}
