@@ -279,7 +279,13 @@ func walk(t *testing.T, url string) []string {
 	}
 }
 
-func count(t *testing.T, url string) int { return len(walk(t, url+"?limit=100")) }
+func count(t *testing.T, url string) int {
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	return len(walk(t, url+sep+"limit=100"))
+}
 
 func problemType(t *testing.T, r response) string {
 	t.Helper()

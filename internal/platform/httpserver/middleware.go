@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strconv"
 	"time"
@@ -134,6 +135,11 @@ func wrap(next http.Handler, log *slog.Logger, in *instruments, accessLog bool) 
 		if r.ContentLength > MaxBodyBytes {
 			problem.Write(sw, r, problem.Problem{Type: problem.TypeTooLarge, Status: http.StatusRequestEntityTooLarge,
 				Detail: "request bodies are limited to 1 MiB"})
+			return
+		}
+		if _, err := url.ParseQuery(r.URL.RawQuery); err != nil {
+			problem.Write(sw, r, problem.Problem{Type: problem.TypeMalformed, Status: http.StatusBadRequest,
+				Detail: "the query string is malformed"})
 			return
 		}
 		if r.Body != nil {
