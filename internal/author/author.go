@@ -1,0 +1,410 @@
+// Package author is the author service: the Author resource, its rules, the store it
+// needs and its HTTP API. It knows books only through the Books interface, which the
+// service fills with a client of the book service.
+package author
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+
+	"folio/internal/bookclient"
+	"folio/internal/platform/fault"
+	"folio/internal/platform/rest"
+)
+
+// Author is the resource the service owns.
+type Author struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Bio       *string   `json:"bio"`
+	BirthYear *int      `json:"birth_year"`
+	Version   int       `json:"version"`
+	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Input is an author as a client writes it (POST, PUT, and the result of a PATCH).
+// The read-only fields are accepted so that a client can send back what it read,
+// and ignored.
+type Input struct {
+	Name      *string `json:"name"`
+	Bio       *string `json:"bio"`
+	BirthYear *int    `json:"birth_year"`
+
+	ID        json.RawMessage `json:"id,omitempty"`
+	BookCount json.RawMessage `json:"book_count,omitempty"`
+	Version   json.RawMessage `json:"version,omitempty"`
+	CreatedAt json.RawMessage `json:"created_at,omitempty"`
+	UpdatedAt json.RawMessage `json:"updated_at,omitempty"`
+}
+
+// Store keeps authors. Implementations return fault errors: NotFound for a missing
+// author, and ErrStale when the version moved on.
+type Store interface {
+	Create(ctx context.Context, a Author) error
+	Get(ctx context.Context, id string) (Author, error)
+	// GetMany returns the authors among ids that exist, by id; missing ones are left out.
+	GetMany(ctx context.Context, ids []string) (map[string]Author, error)
+	// List returns up to limit authors with ids after the given one, by id.
+	List(ctx context.Context, after string, limit int) ([]Author, error)
+	// Update writes a if the stored author is still at version a.Version-1.
+	Update(ctx context.Context, a Author) error
+	// Delete removes the author if it is still at version.
+	Delete(ctx context.Context, id string, version int) error
+}
+
+// Books lists books of the book service. It returns a fault Unavailable error when
+// the book service cannot answer, and Malformed when it rejects the request.
+type Books interface {
+	ListBooks(ctx context.Context, p bookclient.ListParams) (bookclient.Page, error)
+}
+
+// ErrStale is returned by Store writes when the author changed since it was read.
+var ErrStale = errors.New("author changed concurrently")
+
+var genreSlug = regexp.MustCompile(`^[a-z][a-z0-9-]{0,39}$`)
+
+// Limits of the writable fields and of the genre grouping.
+const (
+	MaxName  = 200
+	MaxBio   = 5000
+	MinYear  = -3000
+	MaxBooks = 1000 // books of one genre that GenreBooks groups at most
+
+	genrePageSize = 100
+)
+
+// DefaultUpstreamBudget is how long the calls to the book service made for one request
+// may take together, retries included, so that the request is answered within 2 s.
+const DefaultUpstreamBudget = 1500 * time.Millisecond
+
+// validate checks in against every rule and returns the author's writable fields,
+// trimmed and normalised, or an Invalid error naming each broken field.
+func (in Input) validate(now time.Time) (Author, error) {
+	var a Author
+	var errs fault.Fields
+	a.Name = trimmed(in.Name)
+	switch n := utf8.RuneCountInString(a.Name); {
+	case n == 0:
+		errs.Add("name", "is required")
+	case n > MaxName:
+		errs.Add("name", fmt.Sprintf("must be at most %d characters", MaxName))
+	case strings.ContainsRune(a.Name, 0):
+		errs.Add("name", "must not contain NUL characters")
+	}
+	if s := trimmed(in.Bio); s != "" {
+		switch {
+		case utf8.RuneCountInString(s) > MaxBio:
+			errs.Add("bio", fmt.Sprintf("must be at most %d characters", MaxBio))
+		case strings.ContainsRune(s, 0):
+			errs.Add("bio", "must not contain NUL characters")
+		}
+		a.Bio = &s
+	}
+	if in.BirthYear != nil {
+		y, maxYear := *in.BirthYear, now.Year()
+		if y < MinYear || y > maxYear {
+			errs.Add("birth_year", fmt.Sprintf("must be between %d and %d", MinYear, maxYear))
+		}
+		a.BirthYear = &y
+	}
+	return a, errs.Err()
+}
+
+func trimmed(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return strings.TrimSpace(*s)
+}
+
+// input returns the writable fields of a as a client would send them.
+func (a Author) input() Input {
+	return Input{Name: &a.Name, Bio: a.Bio, BirthYear: a.BirthYear}
+}
+
+// Service applies the rules of the author service to its store, and asks the book
+// service for the books of authors.
+type Service struct {
+	store  Store
+	books  Books
+	budget time.Duration
+	now    func() time.Time
+}
+
+// NewService returns a Service over store that lists books with books. upstreamBudget
+// bounds the book service calls of one request together (DefaultUpstreamBudget when
+// not positive).
+func NewService(store Store, books Books, upstreamBudget time.Duration) *Service {
+	if upstreamBudget <= 0 {
+		upstreamBudget = DefaultUpstreamBudget
+	}
+	return &Service{store: store, books: books, budget: upstreamBudget, now: time.Now}
+}
+
+func (s *Service) timestamp() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
+
+// Create validates in and stores a new author. Errors: Invalid.
+func (s *Service) Create(ctx context.Context, in Input) (Author, error) {
+	now := s.timestamp()
+	a, err := in.validate(now)
+	if err != nil {
+		return Author{}, err
+	}
+	a.ID, a.Version, a.CreatedAt, a.UpdatedAt = rest.NewID(), 1, now, now
+	if err := s.store.Create(ctx, a); err != nil {
+		return Author{}, err
+	}
+	return a, nil
+}
+
+// Get returns the author with the id, or a NotFound error.
+func (s *Service) Get(ctx context.Context, id string) (Author, error) {
+	if !rest.ValidID(id) {
+		return Author{}, errNotFound
+	}
+	return s.store.Get(ctx, id)
+}
+
+// List returns up to limit+1 authors after the given id, so that the caller can tell
+// whether another page exists. Errors: only unclassified ones (the store failed).
+func (s *Service) List(ctx context.Context, page rest.PageRequest) ([]Author, error) {
+	return s.store.List(ctx, page.After, page.Limit+1)
+}
+
+// Replace sets every writable field of the author from in. check vets the current
+// version (If-Match). Errors: NotFound, PreconditionFailed, Invalid.
+func (s *Service) Replace(ctx context.Context, id string, in Input, check func(version int) error) (Author, error) {
+	return s.update(ctx, id, check, func(Author) (Input, error) { return in, nil })
+}
+
+// Patch applies an RFC 7396 merge patch to the author. Errors as for Replace, and
+// Malformed when the patch or its result is not a valid author document.
+func (s *Service) Patch(ctx context.Context, id string, patch []byte, check func(version int) error) (Author, error) {
+	return s.update(ctx, id, check, func(cur Author) (Input, error) {
+		doc, err := json.Marshal(cur.input())
+		if err != nil {
+			return Input{}, err
+		}
+		merged, err := jsonpatch.MergePatch(doc, patch)
+		if err != nil {
+			return Input{}, fault.Wrap(fault.Malformed, err, "the body is not a JSON merge patch object")
+		}
+		var in Input
+		return in, rest.DecodeBytes(merged, &in)
+	})
+}
+
+// update runs a read-check-write cycle, again if the author changed in between.
+func (s *Service) update(ctx context.Context, id string, check func(int) error, next func(Author) (Input, error)) (Author, error) {
+	if !rest.ValidID(id) {
+		return Author{}, errNotFound
+	}
+	for {
+		cur, err := s.store.Get(ctx, id)
+		if err != nil {
+			return Author{}, err
+		}
+		if err := check(cur.Version); err != nil {
+			return Author{}, err
+		}
+		in, err := next(cur)
+		if err != nil {
+			return Author{}, err
+		}
+		now := s.timestamp()
+		a, err := in.validate(now)
+		if err != nil {
+			return Author{}, err
+		}
+		a.ID, a.Version, a.CreatedAt, a.UpdatedAt = cur.ID, cur.Version+1, cur.CreatedAt, now
+		err = s.store.Update(ctx, a)
+		if errors.Is(err, ErrStale) {
+			continue
+		}
+		if err != nil {
+			return Author{}, err
+		}
+		return a, nil
+	}
+}
+
+// Delete removes the author. Errors: NotFound, PreconditionFailed.
+func (s *Service) Delete(ctx context.Context, id string, check func(version int) error) error {
+	if !rest.ValidID(id) {
+		return errNotFound
+	}
+	for {
+		cur, err := s.store.Get(ctx, id)
+		if err != nil {
+			return err
+		}
+		if err := check(cur.Version); err != nil {
+			return err
+		}
+		if err := s.store.Delete(ctx, id, cur.Version); !errors.Is(err, ErrStale) {
+			return err
+		}
+	}
+}
+
+// BooksQuery asks for one page of an author's books. Cursor is the book service's
+// next_cursor, passed through unread.
+type BooksQuery struct {
+	Genre  string
+	Limit  int
+	Cursor string
+}
+
+// BooksPage is one page of an author's books, with the author.
+type BooksPage struct {
+	Author     Author            `json:"author"`
+	Items      []bookclient.Book `json:"items"`
+	NextCursor *string           `json:"next_cursor"`
+}
+
+// Books returns a page of the books of the author with id, from the book service.
+// Errors: NotFound (no such author), Malformed (a bad genre, or a limit or cursor the
+// book service rejects), Unavailable (the book service cannot answer in time).
+func (s *Service) Books(ctx context.Context, id string, q BooksQuery) (BooksPage, error) {
+	if !rest.ValidID(id) {
+		return BooksPage{}, errNotFound
+	}
+	if err := checkGenre(q.Genre, false); err != nil {
+		return BooksPage{}, err
+	}
+	a, err := s.store.Get(ctx, id)
+	if err != nil {
+		return BooksPage{}, err
+	}
+	uctx, cancel := context.WithTimeout(ctx, s.budget)
+	defer cancel()
+	page, err := s.books.ListBooks(uctx, bookclient.ListParams{AuthorID: id, Genre: q.Genre, Limit: q.Limit, Cursor: q.Cursor})
+	if err != nil {
+		return BooksPage{}, fmt.Errorf("books of author %s: %w", id, err)
+	}
+	if page.Items == nil {
+		page.Items = []bookclient.Book{}
+	}
+	return BooksPage{Author: a, Items: page.Items, NextCursor: page.NextCursor}, nil
+}
+
+// WithBooks is an author and their books of one genre.
+type WithBooks struct {
+	Author
+	Books []bookclient.Book `json:"books"`
+}
+
+// GenreBooks is the books of one genre grouped by author.
+type GenreBooks struct {
+	Genre   string      `json:"genre"`
+	Authors []WithBooks `json:"authors"`
+	// Truncated is true when the genre has more than MaxBooks books and only the
+	// first MaxBooks (by id) were grouped.
+	Truncated bool `json:"truncated"`
+}
+
+// GenreBooks fetches up to MaxBooks books of the genre from the book service and
+// groups them by author; books whose author this service does not know are left out.
+// Authors come ordered by name then id, each one's books by id. Errors: Malformed (no
+// genre, or not a genre slug), Unavailable (the book service cannot answer in time;
+// never a partial answer).
+func (s *Service) GenreBooks(ctx context.Context, genre string) (GenreBooks, error) {
+	if err := checkGenre(genre, true); err != nil {
+		return GenreBooks{}, err
+	}
+	books, truncated, err := s.genreBooks(ctx, genre)
+	if err != nil {
+		return GenreBooks{}, err
+	}
+
+	byAuthor := map[string][]bookclient.Book{}
+	var ids []string
+	for _, b := range books {
+		if !rest.ValidID(b.AuthorID) {
+			continue
+		}
+		if _, seen := byAuthor[b.AuthorID]; !seen {
+			ids = append(ids, b.AuthorID)
+		}
+		byAuthor[b.AuthorID] = append(byAuthor[b.AuthorID], b)
+	}
+	authors, err := s.store.GetMany(ctx, ids)
+	if err != nil {
+		return GenreBooks{}, err
+	}
+	out := GenreBooks{Genre: genre, Authors: make([]WithBooks, 0, len(authors)), Truncated: truncated}
+	for _, id := range ids {
+		a, ok := authors[id]
+		if !ok {
+			continue
+		}
+		bs := byAuthor[id]
+		slices.SortStableFunc(bs, func(x, y bookclient.Book) int { return strings.Compare(x.ID, y.ID) })
+		out.Authors = append(out.Authors, WithBooks{Author: a, Books: bs})
+	}
+	slices.SortFunc(out.Authors, func(x, y WithBooks) int {
+		return cmp.Or(strings.Compare(x.Name, y.Name), strings.Compare(x.ID, y.ID))
+	})
+	return out, nil
+}
+
+// genreBooks reads the genre's books page by page, within the upstream budget, and
+// reports whether more than MaxBooks existed.
+func (s *Service) genreBooks(ctx context.Context, genre string) ([]bookclient.Book, bool, error) {
+	uctx, cancel := context.WithTimeout(ctx, s.budget)
+	defer cancel()
+	var books []bookclient.Book
+	cursor := ""
+	for {
+		page, err := s.books.ListBooks(uctx, bookclient.ListParams{Genre: genre, Limit: genrePageSize, Cursor: cursor})
+		if fault.KindOf(err) == fault.Malformed {
+			// Every parameter was checked here or is the book service's own cursor, so
+			// the client can do nothing about a rejection: the book service is failing.
+			err = fault.Wrap(fault.Unavailable, err, "the book service cannot answer right now")
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("books of genre %s: %w", genre, err)
+		}
+		books = append(books, page.Items...)
+		switch {
+		case len(books) > MaxBooks:
+			return books[:MaxBooks], true, nil
+		case page.NextCursor == nil:
+			return books, false, nil
+		case len(books) == MaxBooks:
+			return books, true, nil
+		case len(page.Items) == 0:
+			// A page that is empty yet promises more would make this loop forever.
+			return nil, false, fault.Wrap(fault.Unavailable, errors.New("book service sent an empty page with a next cursor"),
+				"the book service gave an unusable answer")
+		}
+		cursor = *page.NextCursor
+	}
+}
+
+// checkGenre returns a Malformed error naming the genre parameter when it is not a
+// genre slug, or when it is required and missing.
+func checkGenre(genre string, required bool) error {
+	switch {
+	case genre == "" && required:
+		return &fault.Error{Kind: fault.Malformed, Message: "the genre query parameter is required",
+			Fields: []fault.FieldError{{Field: "genre", Message: "is required"}}}
+	case genre != "" && !genreSlug.MatchString(genre):
+		return &fault.Error{Kind: fault.Malformed, Message: "genre must be a genre slug",
+			Fields: []fault.FieldError{{Field: "genre", Message: "must be a lower-case slug of letters, digits and hyphens, starting with a letter, at most 40 characters"}}}
+	}
+	return nil
+}
+
+var errNotFound = fault.New(fault.NotFound, "no author has this id")

@@ -1,0 +1,175 @@
+package author
+
+import (
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+
+	"folio/internal/platform/fault"
+	"folio/internal/platform/httpserver"
+	"folio/internal/platform/problem"
+	"folio/internal/platform/rest"
+)
+
+// writeAuthor sends one author with its ETag.
+func writeAuthor(w http.ResponseWriter, status int, a Author) {
+	w.Header().Set("ETag", rest.ETag(a.Version))
+	_ = rest.WriteJSON(w, status, a)
+}
+
+// handleAuthorList serves GET /authors.
+func handleAuthorList(svc *Service, log *slog.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		page, err := rest.ParsePage(r)
+		if err != nil {
+			problem.WriteError(w, r, log, err)
+			return
+		}
+		authors, err := svc.List(r.Context(), page)
+		if err != nil {
+			problem.WriteError(w, r, log, err)
+			return
+		}
+		_ = rest.WriteJSON(w, http.StatusOK, rest.NewPage(authors, page.Limit, func(a Author) string { return a.ID }))
+	}
+}
+
+// handleAuthorCreate serves POST /authors.
+func handleAuthorCreate(svc *Service, log *slog.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var in Input
+		if err := rest.Decode(r, &in); err != nil {
+			problem.WriteError(w, r, log, err)
+			return
+		}
+		a, err := svc.Create(r.Context(), in)
+		if err != nil {
+			problem.WriteError(w, r, log, err)
+			return
+		}
+		w.Header().Set("Location", "/authors/"+a.ID)
+		writeAuthor(w, http.StatusCreated, a)
+	}
+}
+
+// handleAuthorGet serves GET /authors/{id}.
+func handleAuthorGet(svc *Service, log *slog.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		a, err := svc.Get(r.Context(), r.PathValue("id"))
+		if err != nil {
+			problem.WriteError(w, r, log, err)
+			return
+		}
+		if rest.NotModified(r, a.Version) {
+			w.Header().Set("ETag", rest.ETag(a.Version))
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		writeAuthor(w, http.StatusOK, a)
+	}
+}
+
+// handleAuthorReplace serves PUT /authors/{id}.
+func handleAuthorReplace(svc *Service, log *slog.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var in Input
+		if err := rest.Decode(r, &in); err != nil {
+			problem.WriteError(w, r, log, err)
+			return
+		}
+		a, err := svc.Replace(r.Context(), r.PathValue("id"), in, rest.IfMatch(r).Check)
+		if err != nil {
+			problem.WriteError(w, r, log, err)
+			return
+		}
+		writeAuthor(w, http.StatusOK, a)
+	}
+}
+
+// handleAuthorPatch serves PATCH /authors/{id} with an RFC 7396 merge patch.
+func handleAuthorPatch(svc *Service, log *slog.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		patch, err := io.ReadAll(r.Body)
+		if err != nil {
+			if httpserver.IsBodyTooLarge(err) {
+				err = fault.New(fault.TooLarge, "request bodies are limited to 1 MiB")
+			} else {
+				err = fault.Wrap(fault.Malformed, err, "the request body could not be read")
+			}
+			problem.WriteError(w, r, log, err)
+			return
+		}
+		a, err := svc.Patch(r.Context(), r.PathValue("id"), patch, rest.IfMatch(r).Check)
+		if err != nil {
+			problem.WriteError(w, r, log, err)
+			return
+		}
+		writeAuthor(w, http.StatusOK, a)
+	}
+}
+
+// handleAuthorDelete serves DELETE /authors/{id}.
+func handleAuthorDelete(svc *Service, log *slog.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := svc.Delete(r.Context(), r.PathValue("id"), rest.IfMatch(r).Check); err != nil {
+			problem.WriteError(w, r, log, err)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// handleAuthorBooks serves GET /authors/{id}/books: a page of the author's books,
+// asked of the book service, whose cursors it passes through.
+func handleAuthorBooks(svc *Service, log *slog.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		limit, err := parseLimit(q)
+		if err != nil {
+			problem.WriteError(w, r, log, err)
+			return
+		}
+		if q.Has("cursor") && q.Get("cursor") == "" {
+			problem.WriteError(w, r, log, errBadCursor)
+			return
+		}
+		res, err := svc.Books(r.Context(), r.PathValue("id"), BooksQuery{Genre: q.Get("genre"), Limit: limit, Cursor: q.Get("cursor")})
+		if err != nil {
+			problem.WriteError(w, r, log, err)
+			return
+		}
+		_ = rest.WriteJSON(w, http.StatusOK, res)
+	}
+}
+
+// handleGenreBooks serves GET /authors/books?genre=: the genre's books, asked of the
+// book service, grouped by author.
+func handleGenreBooks(svc *Service, log *slog.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		res, err := svc.GenreBooks(r.Context(), r.URL.Query().Get("genre"))
+		if err != nil {
+			problem.WriteError(w, r, log, err)
+			return
+		}
+		_ = rest.WriteJSON(w, http.StatusOK, res)
+	}
+}
+
+// parseLimit reads ?limit= as rest.ParsePage does (1..100, default 20). The cursor of
+// GET /authors/{id}/books is the book service's, so only the book service reads it.
+func parseLimit(q url.Values) (int, error) {
+	if !q.Has("limit") {
+		return 20, nil
+	}
+	n, err := strconv.Atoi(q.Get("limit"))
+	if err != nil || n < 1 || n > 100 {
+		return 0, &fault.Error{Kind: fault.Malformed, Message: "limit must be an integer from 1 to 100",
+			Fields: []fault.FieldError{{Field: "limit", Message: "must be an integer from 1 to 100"}}}
+	}
+	return n, nil
+}
+
+var errBadCursor = &fault.Error{Kind: fault.Malformed, Message: "cursor was not issued by this service",
+	Fields: []fault.FieldError{{Field: "cursor", Message: "was not issued by this service"}}}

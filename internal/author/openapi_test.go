@@ -1,0 +1,113 @@
+package author_test
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"folio/internal/author"
+	"folio/internal/platform/idempotency"
+)
+
+// TestOpenAPIDocument checks that the author service's OpenAPI document is valid and
+// that every answer of the service, errors included, matches what it says.
+func TestOpenAPIDocument(t *testing.T) {
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData(author.OpenAPI)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	if err := doc.Validate(loader.Context); err != nil {
+		t.Fatalf("the document is not valid OpenAPI: %v", err)
+	}
+	doc.Servers = openapi3.Servers{{URL: "http://example.com"}}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		t.Fatalf("router: %v", err)
+	}
+
+	c := newCatalogue(t)
+	down := newServer(t, openSQLite(t), booksAt(closedURL(t)))
+	stranded := down.create(`{"name":"Stranded"}`)
+	a := c.s.create(`{"name":"Checked","bio":"b","birth_year":1900}`)
+	path := "/authors/" + a.ID
+
+	type call struct {
+		s            *server
+		method, path string
+		body         string
+		header       []string
+		want         int
+	}
+	calls := []call{
+		{c.s, "GET", "/authors", "", nil, 200},
+		{c.s, "GET", "/authors?limit=2", "", nil, 200},
+		{c.s, "GET", "/authors?limit=0", "", nil, 400},
+		{c.s, "POST", "/authors", `{"name":"New"}`, []string{idempotency.Header, "k"}, 201},
+		{c.s, "POST", "/authors", `{"name":"New"}`, []string{idempotency.Header, "k"}, 201},
+		{c.s, "POST", "/authors", `{"name":"Other"}`, []string{idempotency.Header, "k"}, 422},
+		{c.s, "POST", "/authors", `{"name":""}`, nil, 422},
+		{c.s, "POST", "/authors", `{"name":1}`, nil, 400},
+		{c.s, "POST", "/authors", `{"name":"` + strings.Repeat("x", 1<<20) + `"}`, nil, 413},
+		{c.s, "GET", path, "", nil, 200},
+		{c.s, "GET", path, "", []string{"If-None-Match", `"1"`}, 304},
+		{c.s, "GET", "/authors/nope", "", nil, 404},
+		{c.s, "PUT", path, `{"name":"Checked","bio":"b"}`, []string{"If-Match", `"1"`}, 200},
+		{c.s, "PUT", path, `{"name":"Checked"}`, []string{"If-Match", `"1"`}, 412},
+		{c.s, "PUT", path, `{"name":"` + strings.Repeat("x", 201) + `"}`, nil, 422},
+		{c.s, "PATCH", path, `{"birth_year":null}`, nil, 200},
+		{c.s, "PATCH", path, `{"birth_year":"x"}`, nil, 400},
+		{c.s, "GET", "/authors/" + c.zadie.ID + "/books?limit=1", "", nil, 200},
+		{c.s, "GET", "/authors/" + c.zadie.ID + "/books?cursor=nope", "", nil, 400},
+		{c.s, "GET", "/authors/" + c.bookless.ID + "/books", "", nil, 200},
+		{c.s, "GET", "/authors/nope/books", "", nil, 404},
+		{c.s, "GET", "/authors/books?genre=fantasy", "", nil, 200},
+		{c.s, "GET", "/authors/books?genre=poetry", "", nil, 200},
+		{c.s, "GET", "/authors/books", "", nil, 400},
+		{down, "GET", "/authors/" + stranded.ID + "/books", "", nil, 503},
+		{down, "GET", "/authors/books?genre=fantasy", "", nil, 503},
+		{c.s, "DELETE", path, "", []string{"If-Match", `"1"`}, 412},
+		{c.s, "DELETE", path, "", nil, 204},
+		{c.s, "DELETE", path, "", nil, 404},
+		{c.s, "GET", "/healthz", "", nil, 200},
+		{c.s, "GET", "/readyz", "", nil, 200},
+		{c.s, "GET", "/openapi.json", "", nil, 200},
+	}
+	for _, cl := range calls {
+		rec := cl.s.do(cl.method, cl.path, cl.body, cl.header...)
+		if rec.Code != cl.want {
+			t.Errorf("%s %s: got status %d, want %d: %.300s", cl.method, cl.path, rec.Code, cl.want, rec.Body)
+			continue
+		}
+		checkResponse(t, router, cl.method, cl.path, rec)
+	}
+}
+
+// checkResponse validates one answer against the document.
+func checkResponse(t *testing.T, router routers.Router, method, path string, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	req := httptest.NewRequest(method, "http://example.com"+path, nil)
+	route, params, err := router.FindRoute(req)
+	if err != nil {
+		t.Errorf("%s %s is not in the document: %v", method, path, err)
+		return
+	}
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
+		Status:                 rec.Code,
+		Header:                 rec.Header(),
+		Body:                   io.NopCloser(bytes.NewReader(rec.Body.Bytes())),
+		Options:                &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
+	}
+	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
+		t.Errorf("%s %s: answer %d does not match the document: %v\n%.500s", method, path, rec.Code, err, rec.Body)
+	}
+}
