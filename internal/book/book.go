@@ -95,6 +95,9 @@ func (in Input) validate(now time.Time) (Book, error) {
 		errs.Add("title", "is required")
 	case n > MaxTitle:
 		errs.Add("title", fmt.Sprintf("must be at most %d characters", MaxTitle))
+	case strings.ContainsRune(b.Title, 0):
+		// PostgreSQL cannot store NUL in text; refuse it on every engine alike.
+		errs.Add("title", "must not contain NUL characters")
 	}
 	b.AuthorID = trimmed(in.AuthorID)
 	if b.AuthorID == "" {

@@ -56,11 +56,28 @@ func attrs(v reflect.Value) []any {
 		case f.Tag.Get("mask") == "true" && val != "":
 			val = "***"
 		case strings.Contains(val, "://"):
-			if u, err := url.Parse(val); err == nil {
-				val = u.Redacted()
-			}
+			val = redactURL(val)
 		}
 		out = append(out, slog.String(key, val))
 	}
 	return out
+}
+
+// redactURL hides the passwords in a URL: the one in its user info, and a password
+// query parameter (which pgx reads too). A URL that does not parse (a password holding
+// '#' or a stray '%' is enough) is shown without anything before its last '@'.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		scheme, rest, _ := strings.Cut(s, "://")
+		if i := strings.LastIndex(rest, "@"); i >= 0 {
+			return scheme + "://xxxxx@" + rest[i+1:]
+		}
+		return s
+	}
+	if q, err := url.ParseQuery(u.RawQuery); err != nil || q.Has("password") {
+		q.Set("password", "xxxxx")
+		u.RawQuery = q.Encode()
+	}
+	return u.Redacted()
 }

@@ -16,7 +16,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"folio/internal/platform/fault"
 	"folio/internal/platform/problem"
@@ -76,6 +78,12 @@ func (k *Keys) Wrap(next http.Handler) http.Handler {
 				Fields: []fault.FieldError{{Field: Header, Message: "must be at most 200 characters"}}})
 			return
 		}
+		if !utf8.ValidString(key) || strings.ContainsRune(key, 0) {
+			// The key is stored as text, which PostgreSQL refuses when it is not UTF-8.
+			problem.WriteError(w, r, k.log, &fault.Error{Kind: fault.Malformed, Message: "Idempotency-Key is not UTF-8 text",
+				Fields: []fault.FieldError{{Field: Header, Message: "must be UTF-8 text"}}})
+			return
+		}
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
 			problem.WriteError(w, r, k.log, fault.New(fault.TooLarge, "request bodies are limited to 1 MiB"))
@@ -86,7 +94,7 @@ func (k *Keys) Wrap(next http.Handler) http.Handler {
 		hash := hex.EncodeToString(sum[:])
 		scope := r.Method + " " + r.URL.Path + " " + k.Caller(r)
 
-		prev, err := k.claim(r.Context(), scope, key, hash)
+		prev, claimed, err := k.claim(r.Context(), scope, key, hash)
 		if err != nil {
 			problem.WriteError(w, r, k.log, err)
 			return
@@ -102,12 +110,12 @@ func (k *Keys) Wrap(next http.Handler) http.Handler {
 			// Free the key after a failure, a panic included, so that it is not held
 			// until it counts as abandoned.
 			if !remembered {
-				k.release(scope, key)
+				k.release(scope, key, claimed)
 			}
 		}()
 		next.ServeHTTP(rec, r)
 		if rec.status >= 200 && rec.status <= 299 {
-			if err := k.complete(r.Context(), scope, key, rec); err != nil {
+			if err := k.complete(r.Context(), scope, key, claimed, rec); err != nil {
 				k.log.ErrorContext(r.Context(), "store idempotent response", "err", err)
 			} else {
 				remembered = true
@@ -123,16 +131,18 @@ func (k *Keys) Wrap(next http.Handler) http.Handler {
 
 // claim takes the key for this request, or returns the stored response to replay, or
 // an error: 422 for the same key with another body, 409 while the first still runs.
-func (k *Keys) claim(ctx context.Context, scope, key, hash string) (*record, error) {
+// A claim is known by the created_at it wrote, which it returns: a request whose key
+// was taken over (as abandoned) must neither complete nor release the new claim.
+func (k *Keys) claim(ctx context.Context, scope, key, hash string) (*record, int64, error) {
 	for attempt := 0; attempt < 3; attempt++ {
 		now := k.now().UnixNano()
 		res, err := k.db.ExecContext(ctx, `INSERT INTO idempotency_keys (scope, idem_key, request_hash, state, status, headers, body, created_at)
 			VALUES ($1, $2, $3, 'running', 0, '', '', $4) ON CONFLICT DO NOTHING`, scope, key, hash, now)
 		if err != nil {
-			return nil, fmt.Errorf("claim idempotency key: %w", err)
+			return nil, 0, fmt.Errorf("claim idempotency key: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n == 1 {
-			return nil, nil
+			return nil, now, nil
 		}
 		var rec record
 		err = k.db.QueryRowContext(ctx, `SELECT request_hash, state, status, headers, body, created_at
@@ -142,7 +152,7 @@ func (k *Keys) claim(ctx context.Context, scope, key, hash string) (*record, err
 			continue // released meanwhile: claim again
 		}
 		if err != nil {
-			return nil, fmt.Errorf("read idempotency key: %w", err)
+			return nil, 0, fmt.Errorf("read idempotency key: %w", err)
 		}
 		age := time.Duration(now - rec.createdAt)
 		stale := age > k.TTL || (rec.state == "running" && age > k.Abandoned)
@@ -152,26 +162,26 @@ func (k *Keys) claim(ctx context.Context, scope, key, hash string) (*record, err
 				headers = '', body = '', created_at = $2 WHERE scope = $3 AND idem_key = $4 AND created_at = $5`,
 				hash, now, scope, key, rec.createdAt)
 			if err != nil {
-				return nil, fmt.Errorf("take over idempotency key: %w", err)
+				return nil, 0, fmt.Errorf("take over idempotency key: %w", err)
 			}
 			if n, _ := res.RowsAffected(); n == 1 {
-				return nil, nil
+				return nil, now, nil
 			}
 			continue
 		}
 		if rec.hash != hash {
-			return nil, &fault.Error{Kind: fault.Invalid, Message: "this Idempotency-Key was used with a different request",
+			return nil, 0, &fault.Error{Kind: fault.Invalid, Message: "this Idempotency-Key was used with a different request",
 				Fields: []fault.FieldError{{Field: Header, Message: "was used with a different request body"}}}
 		}
 		if rec.state == "running" {
-			return nil, fault.New(fault.Conflict, "a request with this Idempotency-Key is still being processed")
+			return nil, 0, fault.New(fault.Conflict, "a request with this Idempotency-Key is still being processed")
 		}
-		return &rec, nil
+		return &rec, 0, nil
 	}
-	return nil, fault.New(fault.Conflict, "a request with this Idempotency-Key is still being processed")
+	return nil, 0, fault.New(fault.Conflict, "a request with this Idempotency-Key is still being processed")
 }
 
-func (k *Keys) complete(ctx context.Context, scope, key string, rec *recorder) error {
+func (k *Keys) complete(ctx context.Context, scope, key string, claimed int64, rec *recorder) error {
 	kept := map[string]string{}
 	for _, h := range replayedHeaders {
 		if v := rec.header.Get(h); v != "" {
@@ -180,15 +190,17 @@ func (k *Keys) complete(ctx context.Context, scope, key string, rec *recorder) e
 	}
 	headers, _ := json.Marshal(kept)
 	_, err := k.db.ExecContext(ctx, `UPDATE idempotency_keys SET state = 'done', status = $1, headers = $2, body = $3
-		WHERE scope = $4 AND idem_key = $5`, rec.status, string(headers), rec.body.String(), scope, key)
+		WHERE scope = $4 AND idem_key = $5 AND state = 'running' AND created_at = $6`,
+		rec.status, string(headers), rec.body.String(), scope, key, claimed)
 	return err
 }
 
 // release frees the key; it runs even when the request's context has ended.
-func (k *Keys) release(scope, key string) {
+func (k *Keys) release(scope, key string, claimed int64) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := k.db.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE scope = $1 AND idem_key = $2 AND state = 'running'`, scope, key); err != nil {
+	if _, err := k.db.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE scope = $1 AND idem_key = $2 AND state = 'running'
+		AND created_at = $3`, scope, key, claimed); err != nil {
 		k.log.Error("release idempotency key", "err", err)
 	}
 }

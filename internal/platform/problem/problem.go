@@ -31,12 +31,13 @@ const (
 
 // Problem is an RFC 9457 problem details document.
 type Problem struct {
-	Type     string             `json:"type"`
-	Title    string             `json:"title"`
-	Status   int                `json:"status"`
-	Detail   string             `json:"detail,omitempty"`
-	Instance string             `json:"instance,omitempty"`
-	Errors   []fault.FieldError `json:"errors,omitempty"`
+	Type     string `json:"type"`
+	Title    string `json:"title"`
+	Status   int    `json:"status"`
+	Detail   string `json:"detail,omitempty"`
+	Instance string `json:"instance,omitempty"`
+	// Errors is left out when nil but sent when empty ([]): a 422 always carries it.
+	Errors []fault.FieldError `json:"errors,omitzero"`
 }
 
 // Write sends p, filling in the instance from the request path.

@@ -19,8 +19,8 @@ import (
 )
 
 // Decode reads the request body as exactly one JSON value into dst, rejecting unknown
-// fields and wrong types (Malformed, naming the field where it can) and bodies over
-// the limit (TooLarge).
+// fields, wrong types and a null body (Malformed, naming the field where it can) and
+// bodies over the limit (TooLarge).
 func Decode(r *http.Request, dst any) error {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
@@ -35,6 +35,10 @@ func Decode(r *http.Request, dst any) error {
 
 // DecodeBytes is Decode for a body already read.
 func DecodeBytes(body []byte, dst any) error {
+	if string(bytes.Trim(body, " \t\r\n")) == "null" {
+		// json leaves dst untouched for null; a request body must be an object.
+		return fault.New(fault.Malformed, "the request body must be a JSON object")
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {

@@ -35,7 +35,7 @@ func ForEach(t *testing.T, migrations fs.FS, suite func(t *testing.T, db *sqldb.
 // OpenPostgres creates a database with a unique name on the server named by
 // FOLIO_TEST_POSTGRES_URL, migrates it and drops it at cleanup. Without the URL it
 // skips, or fails when FOLIO_REQUIRE_INTEGRATION=1.
-func OpenPostgres(t *testing.T, migrations fs.FS) *sqldb.DB {
+func OpenPostgres(t testing.TB, migrations fs.FS) *sqldb.DB {
 	t.Helper()
 	base := os.Getenv("FOLIO_TEST_POSTGRES_URL")
 	if base == "" {
@@ -72,7 +72,7 @@ func OpenPostgres(t *testing.T, migrations fs.FS) *sqldb.DB {
 }
 
 // Open opens and migrates the database at dsn, closing it at cleanup.
-func Open(t *testing.T, dsn string, migrations fs.FS) *sqldb.DB {
+func Open(t testing.TB, dsn string, migrations fs.FS) *sqldb.DB {
 	t.Helper()
 	ctx := context.Background()
 	db, err := sqldb.Open(ctx, dsn)

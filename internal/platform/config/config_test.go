@@ -1,0 +1,157 @@
+package config_test
+
+import (
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"folio/internal/platform/config"
+)
+
+type Base struct {
+	Addr      string        `env:"TEST_ADDR"`
+	LogLevel  string        `env:"TEST_LOG_LEVEL" envDefault:"info"`
+	AccessLog bool          `env:"TEST_ACCESS_LOG" envDefault:"true"`
+	Delay     time.Duration `env:"TEST_DELAY" envDefault:"0s"`
+}
+
+type service struct {
+	Base
+	PeerURL     string        `env:"TEST_PEER_URL" envDefault:"http://127.0.0.1:8082"`
+	DatabaseURL string        `env:"TEST_DATABASE_URL"`
+	Timeout     time.Duration `env:"TEST_TIMEOUT" envDefault:"1s"`
+	Workers     int           `env:"TEST_WORKERS" envDefault:"4"`
+	Secret      string        `env:"TEST_SECRET" mask:"true"`
+	Untagged    string
+}
+
+func env(m map[string]string) func(string) string {
+	return func(k string) string { return m[k] }
+}
+
+func TestLoad(t *testing.T) {
+	t.Run("defaults", func(t *testing.T) {
+		var cfg service
+		if err := config.Load(&cfg, env(nil)); err != nil {
+			t.Fatal(err)
+		}
+		want := service{Base: Base{LogLevel: "info", AccessLog: true}, PeerURL: "http://127.0.0.1:8082",
+			Timeout: time.Second, Workers: 4}
+		if cfg != want {
+			t.Errorf("got %+v, want %+v", cfg, want)
+		}
+	})
+
+	t.Run("override", func(t *testing.T) {
+		var cfg service
+		err := config.Load(&cfg, env(map[string]string{
+			"TEST_ADDR": ":9000", "TEST_LOG_LEVEL": "debug", "TEST_ACCESS_LOG": "false", "TEST_DELAY": "5s",
+			"TEST_PEER_URL": "http://author:8082", "TEST_TIMEOUT": "250ms", "TEST_WORKERS": "16", "TEST_SECRET": "s3cret",
+			"UNRELATED": "x",
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := service{Base: Base{Addr: ":9000", LogLevel: "debug", AccessLog: false, Delay: 5 * time.Second},
+			PeerURL: "http://author:8082", Timeout: 250 * time.Millisecond, Workers: 16, Secret: "s3cret"}
+		if cfg != want {
+			t.Errorf("got %+v, want %+v", cfg, want)
+		}
+	})
+
+	t.Run("empty means unset", func(t *testing.T) {
+		var cfg service
+		if err := config.Load(&cfg, env(map[string]string{"TEST_TIMEOUT": "", "TEST_LOG_LEVEL": ""})); err != nil {
+			t.Fatal(err)
+		}
+		if cfg.Timeout != time.Second || cfg.LogLevel != "info" {
+			t.Errorf("got timeout %v, level %q; want the defaults 1s, info", cfg.Timeout, cfg.LogLevel)
+		}
+	})
+
+	t.Run("errors", func(t *testing.T) {
+		for _, tt := range []struct{ key, value string }{
+			{"TEST_TIMEOUT", "soon"},
+			{"TEST_TIMEOUT", "10"},
+			{"TEST_DELAY", "1 hour"},
+			{"TEST_WORKERS", "many"},
+			{"TEST_ACCESS_LOG", "maybe"},
+		} {
+			var cfg service
+			err := config.Load(&cfg, env(map[string]string{tt.key: tt.value}))
+			if err == nil {
+				t.Errorf("%s=%q: got nil, want an error", tt.key, tt.value)
+				continue
+			}
+			if !strings.Contains(err.Error(), tt.value) {
+				t.Errorf("%s=%q: got %q, want an error showing the value", tt.key, tt.value, err)
+			}
+		}
+	})
+
+	t.Run("not a struct pointer", func(t *testing.T) {
+		var cfg service
+		if err := config.Load(cfg, env(nil)); err == nil {
+			t.Error("got nil for a struct value, want an error")
+		}
+	})
+}
+
+func TestAttrs(t *testing.T) {
+	tests := []struct {
+		name      string
+		cfg       service
+		key, want string
+		hidden    string // must appear in no attribute
+	}{
+		{"mask tag", service{Secret: "s3cret"}, "TEST_SECRET", "***", "s3cret"},
+		{"url password", service{DatabaseURL: "postgres://folio:hunter2@db:5432/folio?sslmode=disable"},
+			"TEST_DATABASE_URL", "postgres://folio:xxxxx@db:5432/folio?sslmode=disable", "hunter2"},
+		{"url without password", service{DatabaseURL: "postgres://postgres@127.0.0.1:5432/postgres"},
+			"TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres", ""},
+		{"url password in the query", service{DatabaseURL: "postgres://folio@db/folio?password=hunter2&sslmode=disable"},
+			"TEST_DATABASE_URL", "postgres://folio@db/folio?password=xxxxx&sslmode=disable", "hunter2"},
+		{"url password in a query with a bad escape", service{DatabaseURL: "postgres://db/folio?sslmode=disable&password=hunter%zz"},
+			"TEST_DATABASE_URL", "", "hunter"},
+		{"unparsable url with a password", service{DatabaseURL: "postgres://folio:hun#ter2@db/folio"},
+			"TEST_DATABASE_URL", "", "hun#ter2"},
+		{"url password with a bad escape", service{DatabaseURL: "postgres://folio:hunter%zz@db/folio"},
+			"TEST_DATABASE_URL", "", "hunter"},
+		{"plain url", service{PeerURL: "http://author:8082"}, "TEST_PEER_URL", "http://author:8082", ""},
+		{"sqlite path", service{DatabaseURL: "sqlite:data/book.db"}, "TEST_DATABASE_URL", "sqlite:data/book.db", ""},
+		{"duration", service{Timeout: 1500 * time.Millisecond}, "TEST_TIMEOUT", "1.5s", ""},
+		{"embedded struct", service{Base: Base{Addr: ":8081"}}, "TEST_ADDR", ":8081", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			attrs := config.Attrs(&tt.cfg)
+			if len(attrs) != 9 {
+				t.Errorf("got %d attributes, want one per variable (9)", len(attrs))
+			}
+			found := false
+			for _, a := range attrs {
+				attr := a.(slog.Attr)
+				if attr.Key == "" || attr.Key == "Untagged" {
+					t.Errorf("got attribute %v, want only tagged fields", attr)
+				}
+				v := attr.Value.String()
+				if tt.hidden != "" && strings.Contains(v, tt.hidden) {
+					t.Errorf("%s = %q shows %q", attr.Key, v, tt.hidden)
+				}
+				if attr.Key == tt.key {
+					found = true
+					if tt.want != "" && v != tt.want {
+						t.Errorf("%s: got %q, want %q", tt.key, v, tt.want)
+					}
+				}
+			}
+			if !found {
+				t.Errorf("no attribute %s", tt.key)
+			}
+		})
+	}
+	if a := config.Attrs(service{Secret: "x"}); len(a) != 9 {
+		t.Errorf("a struct value: got %d attributes, want 9", len(a))
+	}
+}

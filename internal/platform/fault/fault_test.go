@@ -1,0 +1,55 @@
+package fault_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"folio/internal/platform/fault"
+)
+
+func TestKindOf(t *testing.T) {
+	cause := errors.New("dial tcp: refused")
+	tests := []struct {
+		name string
+		err  error
+		want fault.Kind
+	}{
+		{"nil", nil, fault.Internal},
+		{"plain", errors.New("x"), fault.Internal},
+		{"new", fault.New(fault.NotFound, "none"), fault.NotFound},
+		{"wrap", fault.Wrap(fault.Unavailable, cause, "down"), fault.Unavailable},
+		{"wrapped twice", fmt.Errorf("a: %w", fmt.Errorf("b: %w", fault.New(fault.Conflict, "taken"))), fault.Conflict},
+		{"fields", (&fault.Fields{{Field: "title", Message: "is required"}}).Err(), fault.Invalid},
+	}
+	for _, tt := range tests {
+		if got := fault.KindOf(tt.err); got != tt.want {
+			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
+func TestError(t *testing.T) {
+	cause := errors.New("dial tcp: refused")
+	err := fault.Wrap(fault.Unavailable, cause, "the peer is down")
+	if got, want := err.Error(), "the peer is down: dial tcp: refused"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	if !errors.Is(err, cause) {
+		t.Error("the cause is not in the chain")
+	}
+	if got, want := fault.New(fault.Invalid, "bad %s", "isbn").Error(), "bad isbn"; got != want {
+		t.Errorf("got %q, want %q", got, want)
+	}
+
+	var fields fault.Fields
+	if fields.Err() != nil {
+		t.Error("no fields: got an error, want nil")
+	}
+	fields.Add("title", "is required")
+	fields.Add("genre", "must be a slug")
+	var fe *fault.Error
+	if !errors.As(fields.Err(), &fe) || len(fe.Fields) != 2 || fe.Fields[1].Field != "genre" {
+		t.Errorf("got %v, want an Invalid error naming title and genre", fields.Err())
+	}
+}

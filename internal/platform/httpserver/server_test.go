@@ -1,0 +1,328 @@
+package httpserver_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+
+	"folio/internal/platform/httpserver"
+	"folio/internal/platform/logging"
+	"folio/internal/platform/metrics"
+	"folio/internal/platform/problem"
+)
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+type chassis struct {
+	h     http.Handler
+	srv   *httpserver.Server
+	logs  *syncBuffer
+	ready error
+}
+
+// newChassis serves a few test routes in the chassis.
+func newChassis(t *testing.T) *chassis {
+	t.Helper()
+	c := &chassis{logs: &syncBuffer{}}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /panic", func(w http.ResponseWriter, r *http.Request) {
+		panic("secret panic value")
+	})
+	mux.HandleFunc("GET /panic-after-write", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusAccepted)
+		panic("late")
+	})
+	mux.HandleFunc("GET /abort", func(w http.ResponseWriter, r *http.Request) {
+		panic(http.ErrAbortHandler)
+	})
+	mux.HandleFunc("GET /things/{id}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusNotFound) // a route's own 404 is left alone
+		_, _ = io.WriteString(w, "no thing "+r.PathValue("id"))
+	})
+	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
+		b, err := io.ReadAll(r.Body)
+		if httpserver.IsBodyTooLarge(err) {
+			problem.Write(w, r, problem.Problem{Type: problem.TypeTooLarge, Status: http.StatusRequestEntityTooLarge})
+			return
+		}
+		_, _ = w.Write(b)
+	})
+	log := logging.New(c.logs, "test", "json", "info")
+	c.srv = httpserver.New(httpserver.Config{AccessLog: true}, log, metrics.NewRegistry(), mux, []byte(`{"openapi":"3.1.0"}`),
+		func(context.Context) error { return c.ready })
+	c.h = c.srv.Handler()
+	return c
+}
+
+func (c *chassis) do(t *testing.T, req *http.Request) *http.Response {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	c.h.ServeHTTP(rec, req)
+	return rec.Result()
+}
+
+func body(t *testing.T, resp *http.Response) string {
+	t.Helper()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func wantProblem(t *testing.T, resp *http.Response, status int, typ string) problem.Problem {
+	t.Helper()
+	b := body(t, resp)
+	if resp.StatusCode != status {
+		t.Fatalf("got %d %s, want %d", resp.StatusCode, b, status)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != problem.ContentType {
+		t.Errorf("got Content-Type %q, want %q", ct, problem.ContentType)
+	}
+	var p problem.Problem
+	if err := json.Unmarshal([]byte(b), &p); err != nil {
+		t.Fatalf("body %q: %v", b, err)
+	}
+	if p.Status != status || p.Type != typ {
+		t.Errorf("got %+v, want status %d, type %s", p, status, typ)
+	}
+	return p
+}
+
+func TestPanic(t *testing.T) {
+	c := newChassis(t)
+	req := httptest.NewRequest(http.MethodGet, "/panic", nil)
+	req.Header.Set(httpserver.RequestIDHeader, "panic-req")
+	resp := c.do(t, req)
+	b := body(t, resp)
+	resp.Body = io.NopCloser(strings.NewReader(b))
+	wantProblem(t, resp, http.StatusInternalServerError, problem.TypeInternal)
+	for _, leak := range []string{"goroutine", "secret panic value", ".go:", "runtime/debug"} {
+		if strings.Contains(b, leak) {
+			t.Errorf("body %s leaks %q", b, leak)
+		}
+	}
+	// The stack goes to the log, with the request id.
+	var found bool
+	for _, line := range strings.Split(c.logs.String(), "\n") {
+		var rec map[string]any
+		if json.Unmarshal([]byte(line), &rec) == nil && rec["msg"] == "panic serving request" {
+			found = true
+			if rec["request_id"] != "panic-req" || !strings.Contains(rec["stack"].(string), "goroutine") {
+				t.Errorf("got log line %s, want the request id and the stack", line)
+			}
+		}
+	}
+	if !found {
+		t.Errorf("the panic was not logged:\n%s", c.logs)
+	}
+
+	// A panic after the header was sent cannot change the answer, and does not
+	// write a second one.
+	resp = c.do(t, httptest.NewRequest(http.MethodGet, "/panic-after-write", nil))
+	if b := body(t, resp); resp.StatusCode != http.StatusAccepted || b != "" {
+		t.Errorf("got %d %q, want the 202 already sent", resp.StatusCode, b)
+	}
+
+	// http.ErrAbortHandler keeps its meaning: the server aborts the response.
+	func() {
+		defer func() {
+			if v := recover(); v != http.ErrAbortHandler {
+				t.Errorf("got panic %v, want http.ErrAbortHandler passed on", v)
+			}
+		}()
+		c.do(t, httptest.NewRequest(http.MethodGet, "/abort", nil))
+	}()
+
+	// Counted as a 500 in the metrics.
+	metrics := body(t, c.do(t, httptest.NewRequest(http.MethodGet, "/metrics", nil)))
+	if !strings.Contains(metrics, `http_requests_total{code="500",method="GET",route="GET /panic"} 1`) {
+		t.Errorf("metrics do not count the panic as a 500:\n%s", metrics)
+	}
+}
+
+func TestUnknownRoutes(t *testing.T) {
+	c := newChassis(t)
+	for _, tt := range []struct {
+		method, path string
+		status       int
+		typ          string
+	}{
+		{http.MethodGet, "/nope", http.StatusNotFound, problem.TypeNotFound},
+		{http.MethodGet, "/things", http.StatusNotFound, problem.TypeNotFound},
+		{http.MethodDelete, "/things/1", http.StatusMethodNotAllowed, problem.TypeMethodNotAllowed},
+		{http.MethodPost, "/healthz", http.StatusMethodNotAllowed, problem.TypeMethodNotAllowed},
+	} {
+		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+			resp := c.do(t, httptest.NewRequest(tt.method, tt.path, nil))
+			p := wantProblem(t, resp, tt.status, tt.typ)
+			if p.Instance != tt.path {
+				t.Errorf("got instance %q, want %q", p.Instance, tt.path)
+			}
+			if resp.Header.Get("X-Content-Type-Options") != "" {
+				t.Error("the router's plain-text headers leaked into the problem")
+			}
+			if tt.status == http.StatusMethodNotAllowed && resp.Header.Get("Allow") == "" {
+				t.Error("got no Allow header with 405")
+			}
+		})
+	}
+
+	// A route's own 404 is not rewritten.
+	resp := c.do(t, httptest.NewRequest(http.MethodGet, "/things/7", nil))
+	if b := body(t, resp); resp.StatusCode != http.StatusNotFound || b != "no thing 7" {
+		t.Errorf("got %d %q, want the route's own 404", resp.StatusCode, b)
+	}
+
+	metrics := body(t, c.do(t, httptest.NewRequest(http.MethodGet, "/metrics", nil)))
+	for _, want := range []string{
+		`http_requests_total{code="404",method="GET",route="unmatched"} 2`,
+		`http_requests_total{code="405",method="DELETE",route="unmatched"} 1`,
+		`http_requests_total{code="404",method="GET",route="GET /things/{id}"} 1`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+func TestRequestID(t *testing.T) {
+	c := newChassis(t)
+	tests := []struct {
+		name, sent string
+		echoed     bool
+	}{
+		{"sent", "abc-123", true},
+		{"uuid", "01890a5d-ac96-774b-bcce-b302099a8057", true},
+		{"128 chars", strings.Repeat("r", 128), true},
+		{"none", "", false},
+		{"129 chars", strings.Repeat("r", 129), false},
+		{"space", "a b", false},
+		{"non-ascii", "é", false},
+	}
+	seen := map[string]bool{}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/healthz", nil)
+			if tt.sent != "" {
+				req.Header.Set(httpserver.RequestIDHeader, tt.sent)
+			}
+			got := c.do(t, req).Header.Get(httpserver.RequestIDHeader)
+			if tt.echoed && got != tt.sent {
+				t.Errorf("got %q, want %q echoed", got, tt.sent)
+			}
+			if !tt.echoed && (got == "" || got == tt.sent || seen[got]) {
+				t.Errorf("got %q, want a new id", got)
+			}
+			seen[got] = true
+		})
+	}
+	// The access log line carries the id.
+	if !strings.Contains(c.logs.String(), `"request_id":"abc-123"`) {
+		t.Errorf("no log line carries the request id:\n%s", c.logs)
+	}
+}
+
+func TestBodyLimit(t *testing.T) {
+	c := newChassis(t)
+	big := strings.Repeat("x", httpserver.MaxBodyBytes+1)
+
+	req := httptest.NewRequest(http.MethodPost, "/echo", strings.NewReader(big))
+	wantProblem(t, c.do(t, req), http.StatusRequestEntityTooLarge, problem.TypeTooLarge)
+
+	req = httptest.NewRequest(http.MethodPost, "/echo", io.MultiReader(strings.NewReader(big)))
+	req.ContentLength = -1
+	wantProblem(t, c.do(t, req), http.StatusRequestEntityTooLarge, problem.TypeTooLarge)
+
+	exact := big[1:]
+	resp := c.do(t, httptest.NewRequest(http.MethodPost, "/echo", io.MultiReader(strings.NewReader(exact))))
+	if b := body(t, resp); resp.StatusCode != http.StatusOK || len(b) != len(exact) {
+		t.Errorf("1 MiB: got %d and %d bytes, want 200 and the body", resp.StatusCode, len(b))
+	}
+	if httpserver.IsBodyTooLarge(errors.New("other")) {
+		t.Error("IsBodyTooLarge of another error: got true")
+	}
+}
+
+func TestOperationalEndpoints(t *testing.T) {
+	c := newChassis(t)
+	for _, path := range []string{"/healthz", "/readyz", "/openapi.json"} {
+		resp := c.do(t, httptest.NewRequest(http.MethodGet, path, nil))
+		if b := body(t, resp); resp.StatusCode != http.StatusOK || !json.Valid([]byte(b)) ||
+			resp.Header.Get("Content-Type") != "application/json" {
+			t.Errorf("%s: got %d %q %s, want 200 JSON", path, resp.StatusCode, resp.Header.Get("Content-Type"), b)
+		}
+	}
+
+	c.ready = errors.New("dial tcp 10.9.9.9:5432: connection refused")
+	resp := c.do(t, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+	p := wantProblem(t, resp, http.StatusServiceUnavailable, "/problems/not-ready")
+	if strings.Contains(p.Detail, "10.9.9.9") {
+		t.Errorf("got detail %q, which leaks the database address", p.Detail)
+	}
+	if resp := c.do(t, httptest.NewRequest(http.MethodGet, "/healthz", nil)); resp.StatusCode != http.StatusOK {
+		t.Errorf("/healthz while not ready: got %d, want 200", resp.StatusCode)
+	}
+
+	resp = c.do(t, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	if b := body(t, resp); resp.StatusCode != http.StatusOK || !strings.Contains(b, "http_requests_total") ||
+		!strings.Contains(b, "go_goroutines") {
+		t.Errorf("/metrics: got %d, want 200 with the HTTP and runtime metrics", resp.StatusCode)
+	}
+}
+
+func TestServeAndShutdown(t *testing.T) {
+	c := newChassis(t)
+	ln, err := httpserver.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := httpserver.Listen(ln.Addr().String()); err == nil || !strings.Contains(err.Error(), "already in use") {
+		t.Errorf("second listener on %s: got %v, want an error saying the address is in use", ln.Addr(), err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.srv.Serve(ctx, ln) }()
+
+	resp, err := http.Get("http://" + ln.Addr().String() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("got %d, want 200", resp.StatusCode)
+	}
+
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("Serve: got %v, want nil after a graceful shutdown", err)
+	}
+	if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		t.Error("the listener is still open after shutdown")
+	}
+}

@@ -1,0 +1,311 @@
+package rest_test
+
+import (
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+
+	"folio/internal/platform/fault"
+	"folio/internal/platform/rest"
+)
+
+func TestParsePage(t *testing.T) {
+	id := rest.NewID()
+	tests := []struct {
+		query     string
+		want      rest.PageRequest
+		wantField string // the field a Malformed error names; "" when valid
+	}{
+		{"", rest.PageRequest{Limit: 20}, ""},
+		{"limit=1", rest.PageRequest{Limit: 1}, ""},
+		{"limit=100", rest.PageRequest{Limit: 100}, ""},
+		{"limit=42&other=x", rest.PageRequest{Limit: 42}, ""},
+		{"cursor=" + rest.Cursor(id), rest.PageRequest{Limit: 20, After: id}, ""},
+		{"limit=5&cursor=" + rest.Cursor(id), rest.PageRequest{Limit: 5, After: id}, ""},
+		{"limit=0", rest.PageRequest{}, "limit"},
+		{"limit=101", rest.PageRequest{}, "limit"},
+		{"limit=-1", rest.PageRequest{}, "limit"},
+		{"limit=abc", rest.PageRequest{}, "limit"},
+		{"limit=", rest.PageRequest{}, "limit"},
+		{"limit", rest.PageRequest{}, "limit"},
+		{"limit=2.5", rest.PageRequest{}, "limit"},
+		{"limit=99999999999999999999", rest.PageRequest{}, "limit"},
+		{"cursor=", rest.PageRequest{}, "cursor"},
+		{"cursor=abc", rest.PageRequest{}, "cursor"},
+		{"cursor=" + id, rest.PageRequest{}, "cursor"},
+		{"cursor=" + base64.RawURLEncoding.EncodeToString([]byte("c1:"+strings.ToUpper(id))), rest.PageRequest{}, "cursor"},
+		{"cursor=" + base64.RawURLEncoding.EncodeToString([]byte("c0:"+id)), rest.PageRequest{}, "cursor"},
+		{"cursor=" + rest.Cursor(id) + "%3D", rest.PageRequest{}, "cursor"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.query, func(t *testing.T) {
+			got, err := rest.ParsePage(httptest.NewRequest(http.MethodGet, "/things?"+tt.query, nil))
+			if tt.wantField == "" {
+				if err != nil || got != tt.want {
+					t.Errorf("got %+v, %v; want %+v, nil", got, err, tt.want)
+				}
+				return
+			}
+			var fe *fault.Error
+			if !errors.As(err, &fe) || fe.Kind != fault.Malformed {
+				t.Fatalf("got %v, want a Malformed error", err)
+			}
+			if len(fe.Fields) != 1 || fe.Fields[0].Field != tt.wantField {
+				t.Errorf("got fields %v, want one naming %s", fe.Fields, tt.wantField)
+			}
+		})
+	}
+}
+
+func TestCursorRoundTrip(t *testing.T) {
+	for range 100 {
+		id := rest.NewID()
+		c := rest.Cursor(id)
+		if strings.Contains(c, id) || strings.ContainsAny(c, "+/=") {
+			t.Fatalf("cursor %q shows the id or is not URL-safe", c)
+		}
+		p, err := rest.ParsePage(httptest.NewRequest(http.MethodGet, "/things?cursor="+c, nil))
+		if err != nil || p.After != id {
+			t.Fatalf("cursor of %s: got %q, %v; want the id back", id, p.After, err)
+		}
+	}
+}
+
+func TestNewPage(t *testing.T) {
+	ids := func(n int) []string {
+		var s []string
+		for range n {
+			s = append(s, rest.NewID())
+		}
+		return s
+	}
+	id := func(s string) string { return s }
+	tests := []struct {
+		name       string
+		items      []string
+		limit      int
+		wantItems  int
+		wantCursor bool
+	}{
+		{"nil", nil, 3, 0, false},
+		{"fewer than the limit", ids(2), 3, 2, false},
+		{"exactly the limit", ids(3), 3, 3, false},
+		{"one more than the limit", ids(4), 3, 3, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := rest.NewPage(tt.items, tt.limit, id)
+			if p.Items == nil || len(p.Items) != tt.wantItems {
+				t.Fatalf("got items %v, want %d (never nil)", p.Items, tt.wantItems)
+			}
+			if (p.NextCursor != nil) != tt.wantCursor {
+				t.Fatalf("got cursor %v, want one: %v", p.NextCursor, tt.wantCursor)
+			}
+			if p.NextCursor != nil {
+				got, err := rest.ParsePage(httptest.NewRequest(http.MethodGet, "/?cursor="+*p.NextCursor, nil))
+				if err != nil || got.After != tt.items[tt.limit-1] {
+					t.Errorf("next cursor points after %q (%v), want the last item shown %q", got.After, err, tt.items[tt.limit-1])
+				}
+			}
+		})
+	}
+}
+
+func TestValidID(t *testing.T) {
+	id := rest.NewID()
+	tests := []struct {
+		s    string
+		want bool
+	}{
+		{id, true},
+		{"00000000-0000-0000-0000-000000000000", true},
+		{"01890a5d-ac96-774b-bcce-b302099a8057", true},
+		{strings.ToUpper(id), false},
+		{"01890A5D-ac96-774b-bcce-b302099a8057", false},
+		{"", false},
+		{"abc", false},
+		{"../x", false},
+		{strings.ReplaceAll(id, "-", ""), false},
+		{"{" + id + "}", false},
+		{"urn:uuid:" + id, false},
+		{id + "0", false},
+		{id[:35], false},
+		{"01890a5d-ac96-774b-bcce-b302099a805g", false},
+		{"01890a5d+ac96-774b-bcce-b302099a8057", false},
+		{" " + id[1:], false},
+	}
+	for _, tt := range tests {
+		if got := rest.ValidID(tt.s); got != tt.want {
+			t.Errorf("ValidID(%q): got %v, want %v", tt.s, got, tt.want)
+		}
+	}
+	if a, b := rest.NewID(), rest.NewID(); a == b || a > b {
+		t.Errorf("NewID gave %s then %s, want increasing ids", a, b)
+	}
+}
+
+func TestNotModified(t *testing.T) {
+	tests := []struct {
+		ifNoneMatch string
+		want        bool
+	}{
+		{"", false},
+		{`"3"`, true},
+		{`W/"3"`, true}, // If-None-Match compares weakly
+		{`"1", "3"`, true},
+		{`"1","3"`, true},
+		{` "1" , W/"3" `, true},
+		{`*`, true},
+		{`"1", "2"`, false},
+		{`"33"`, false},
+		{`3`, false},
+		{`"3`, false},
+	}
+	for _, tt := range tests {
+		r := httptest.NewRequest(http.MethodGet, "/", nil)
+		if tt.ifNoneMatch != "" {
+			r.Header.Set("If-None-Match", tt.ifNoneMatch)
+		}
+		if got := rest.NotModified(r, 3); got != tt.want {
+			t.Errorf("If-None-Match %q at version 3: got %v, want %v", tt.ifNoneMatch, got, tt.want)
+		}
+	}
+}
+
+func TestIfMatch(t *testing.T) {
+	tests := []struct {
+		ifMatch string
+		present bool
+		ok      bool
+	}{
+		{"", false, true},
+		{"  ", false, true},
+		{`"3"`, true, true},
+		{`*`, true, true},
+		{`"1", "3"`, true, true},
+		{`"1","3"`, true, true},
+		{` "3" `, true, true},
+		{`W/"3"`, true, false}, // weak tags never match If-Match
+		{`"1", W/"3"`, true, false},
+		{`"2"`, true, false},
+		{`"33"`, true, false},
+		{`3`, true, false},
+	}
+	for _, tt := range tests {
+		r := httptest.NewRequest(http.MethodPut, "/", nil)
+		if tt.ifMatch != "" {
+			r.Header.Set("If-Match", tt.ifMatch)
+		}
+		p := rest.IfMatch(r)
+		if p.Present() != tt.present {
+			t.Errorf("If-Match %q: Present got %v, want %v", tt.ifMatch, p.Present(), tt.present)
+		}
+		err := p.Check(3)
+		if tt.ok && err != nil {
+			t.Errorf("If-Match %q at version 3: got %v, want nil", tt.ifMatch, err)
+		}
+		if !tt.ok && fault.KindOf(err) != fault.PreconditionFailed {
+			t.Errorf("If-Match %q at version 3: got %v, want PreconditionFailed", tt.ifMatch, err)
+		}
+	}
+	if got := rest.ETag(12); got != `"12"` {
+		t.Errorf(`ETag(12): got %s, want "12"`, got)
+	}
+}
+
+type thing struct {
+	Name  *string  `json:"name"`
+	Count *int     `json:"count"`
+	Tags  []string `json:"tags"`
+	Inner *struct {
+		On bool `json:"on"`
+	} `json:"inner"`
+}
+
+func TestDecodeBytes(t *testing.T) {
+	tests := []struct {
+		name      string
+		body      string
+		wantKind  fault.Kind // Internal means no error
+		wantField string
+	}{
+		{"valid", `{"name":"x","count":1,"tags":["a"],"inner":{"on":true}}`, fault.Internal, ""},
+		{"empty object", `{}`, fault.Internal, ""},
+		{"trailing whitespace", "{}\n\t ", fault.Internal, ""},
+		{"empty", ``, fault.Malformed, ""},
+		{"whitespace", " \n", fault.Malformed, ""},
+		{"syntax error", `{"name":}`, fault.Malformed, ""},
+		{"truncated", `{"name":"x"`, fault.Malformed, ""},
+		{"unknown field", `{"nope":1}`, fault.Malformed, "nope"},
+		{"wrong type string", `{"name":1}`, fault.Malformed, "name"},
+		{"wrong type number", `{"count":"1"}`, fault.Malformed, "count"},
+		{"fraction for an integer", `{"count":1.5}`, fault.Malformed, "count"},
+		{"wrong type array", `{"tags":"a"}`, fault.Malformed, "tags"},
+		{"wrong type nested", `{"inner":{"on":"yes"}}`, fault.Malformed, "inner.on"},
+		{"array", `[]`, fault.Malformed, ""},
+		{"string", `"x"`, fault.Malformed, ""},
+		{"number", `1`, fault.Malformed, ""},
+		{"null", `null`, fault.Malformed, ""},
+		{"null with spaces", " null\n", fault.Malformed, ""},
+		{"two values", `{}{}`, fault.Malformed, ""},
+		{"trailing garbage", `{} x`, fault.Malformed, ""},
+		{"trailing bracket", `{}]`, fault.Malformed, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var dst thing
+			err := rest.DecodeBytes([]byte(tt.body), &dst)
+			if tt.wantKind == fault.Internal {
+				if err != nil {
+					t.Fatalf("got %v, want nil", err)
+				}
+				return
+			}
+			var fe *fault.Error
+			if !errors.As(err, &fe) || fe.Kind != tt.wantKind {
+				t.Fatalf("got %v, want a fault of kind %v", err, tt.wantKind)
+			}
+			var fields []string
+			for _, f := range fe.Fields {
+				fields = append(fields, f.Field)
+			}
+			if tt.wantField == "" && len(fields) != 0 || tt.wantField != "" && !slices.Equal(fields, []string{tt.wantField}) {
+				t.Errorf("got fields %v, want %q", fields, tt.wantField)
+			}
+		})
+	}
+}
+
+func TestDecodeTooLarge(t *testing.T) {
+	rec := httptest.NewRecorder()
+	r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{"name":"`+strings.Repeat("x", 100)+`"}`))
+	r.Body = http.MaxBytesReader(rec, r.Body, 50)
+	var dst thing
+	if err := rest.Decode(r, &dst); fault.KindOf(err) != fault.TooLarge {
+		t.Errorf("got %v, want TooLarge", err)
+	}
+
+	r = httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{"name":"x"}`))
+	r.Body = http.MaxBytesReader(rec, r.Body, 50)
+	if err := rest.Decode(r, &dst); err != nil || *dst.Name != "x" {
+		t.Errorf("got %v, want the body read", err)
+	}
+}
+
+func TestWriteJSON(t *testing.T) {
+	rec := httptest.NewRecorder()
+	if err := rest.WriteJSON(rec, http.StatusCreated, map[string]int{"a": 1}); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Code != http.StatusCreated || rec.Body.String() != `{"a":1}` ||
+		rec.Header().Get("Content-Type") != "application/json" || rec.Header().Get("Content-Length") != "7" {
+		t.Errorf("got %d %v %s", rec.Code, rec.Header(), rec.Body)
+	}
+	if err := rest.WriteJSON(httptest.NewRecorder(), http.StatusOK, func() {}); err == nil {
+		t.Error("got nil writing a func, want an error")
+	}
+}
