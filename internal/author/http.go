@@ -1,14 +1,10 @@
 package author
 
 import (
-	"io"
 	"log/slog"
 	"net/http"
-	"net/url"
-	"strconv"
 
 	"folio/internal/platform/fault"
-	"folio/internal/platform/httpserver"
 	"folio/internal/platform/problem"
 	"folio/internal/platform/rest"
 )
@@ -91,13 +87,8 @@ func handleAuthorReplace(svc *Service, log *slog.Logger) http.HandlerFunc {
 // handleAuthorPatch serves PATCH /authors/{id} with an RFC 7396 merge patch.
 func handleAuthorPatch(svc *Service, log *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		patch, err := io.ReadAll(r.Body)
+		patch, err := rest.ReadBody(r)
 		if err != nil {
-			if httpserver.IsBodyTooLarge(err) {
-				err = fault.New(fault.TooLarge, "request bodies are limited to 1 MiB")
-			} else {
-				err = fault.Wrap(fault.Malformed, err, "the request body could not be read")
-			}
 			problem.WriteError(w, r, log, err)
 			return
 		}
@@ -126,7 +117,7 @@ func handleAuthorDelete(svc *Service, log *slog.Logger) http.HandlerFunc {
 func handleAuthorBooks(svc *Service, log *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
-		limit, err := parseLimit(q)
+		limit, err := rest.ParseLimit(q)
 		if err != nil {
 			problem.WriteError(w, r, log, err)
 			return
@@ -155,20 +146,6 @@ func handleGenreBooks(svc *Service, log *slog.Logger) http.HandlerFunc {
 		}
 		_ = rest.WriteJSON(w, http.StatusOK, res)
 	}
-}
-
-// parseLimit reads ?limit= as rest.ParsePage does (1..100, default 20). The cursor of
-// GET /authors/{id}/books is the book service's, so only the book service reads it.
-func parseLimit(q url.Values) (int, error) {
-	if !q.Has("limit") {
-		return 20, nil
-	}
-	n, err := strconv.Atoi(q.Get("limit"))
-	if err != nil || n < 1 || n > 100 {
-		return 0, &fault.Error{Kind: fault.Malformed, Message: "limit must be an integer from 1 to 100",
-			Fields: []fault.FieldError{{Field: "limit", Message: "must be an integer from 1 to 100"}}}
-	}
-	return n, nil
 }
 
 var errBadCursor = &fault.Error{Kind: fault.Malformed, Message: "cursor was not issued by this service",

@@ -1,11 +1,9 @@
 package book
 
 import (
-	"io"
 	"log/slog"
 	"net/http"
 
-	"folio/internal/platform/fault"
 	"folio/internal/platform/problem"
 	"folio/internal/platform/rest"
 )
@@ -89,9 +87,9 @@ func handleBookReplace(svc *Service, log *slog.Logger) http.HandlerFunc {
 // handleBookPatch serves PATCH /books/{id} with an RFC 7396 merge patch.
 func handleBookPatch(svc *Service, log *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		patch, err := io.ReadAll(r.Body)
+		patch, err := rest.ReadBody(r)
 		if err != nil {
-			problem.WriteError(w, r, log, fault.New(fault.TooLarge, "request bodies are limited to 1 MiB"))
+			problem.WriteError(w, r, log, err)
 			return
 		}
 		b, err := svc.Patch(r.Context(), r.PathValue("id"), patch, rest.IfMatch(r).Check)

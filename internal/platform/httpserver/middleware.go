@@ -1,7 +1,6 @@
 package httpserver
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -161,10 +160,4 @@ func validRequestID(id string) bool {
 		}
 	}
 	return true
-}
-
-// IsBodyTooLarge reports whether err came from reading past MaxBodyBytes.
-func IsBodyTooLarge(err error) bool {
-	var mbe *http.MaxBytesError
-	return errors.As(err, &mbe)
 }

@@ -22,7 +22,6 @@ import (
 
 // Config is the part of a service's configuration that concerns its HTTP server.
 type Config struct {
-	Addr string
 	// ShutdownDelay is how long /readyz answers 503 before the listener closes, so that
 	// a load balancer stops sending new requests first (Kubernetes wants a few seconds).
 	ShutdownDelay time.Duration

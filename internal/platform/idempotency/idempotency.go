@@ -22,6 +22,7 @@ import (
 
 	"folio/internal/platform/fault"
 	"folio/internal/platform/problem"
+	"folio/internal/platform/rest"
 	"folio/internal/platform/sqldb"
 )
 
@@ -84,9 +85,9 @@ func (k *Keys) Wrap(next http.Handler) http.Handler {
 				Fields: []fault.FieldError{{Field: Header, Message: "must be UTF-8 text"}}})
 			return
 		}
-		body, err := io.ReadAll(r.Body)
+		body, err := rest.ReadBody(r)
 		if err != nil {
-			problem.WriteError(w, r, k.log, fault.New(fault.TooLarge, "request bodies are limited to 1 MiB"))
+			problem.WriteError(w, r, k.log, err)
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))

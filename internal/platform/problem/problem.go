@@ -71,6 +71,10 @@ func FromError(r *http.Request, log *slog.Logger, err error) Problem {
 		return Problem{Type: TypeInternal, Status: http.StatusInternalServerError,
 			Detail: "the server could not complete the request; it has been logged"}
 	}
+	if fe.Kind == fault.Unavailable && log != nil {
+		// The client sees only that a peer is unavailable; the log keeps why.
+		log.WarnContext(r.Context(), "upstream unavailable", "err", err, "method", r.Method, "path", r.URL.Path)
+	}
 	p := Problem{Detail: fe.Message, Errors: fe.Fields}
 	switch fe.Kind {
 	case fault.Malformed:

@@ -80,7 +80,7 @@ func (p *Process) Serve(ctx context.Context, mux *http.ServeMux, openapi []byte)
 		return err
 	}
 	srv := httpserver.New(httpserver.Config{
-		Addr: p.base.HTTPAddr, ShutdownDelay: p.base.ShutdownDelay, ShutdownTimeout: p.base.ShutdownTimeout,
+		ShutdownDelay: p.base.ShutdownDelay, ShutdownTimeout: p.base.ShutdownTimeout,
 		AccessLog: p.base.AccessLog,
 	}, p.Log, p.Registry, mux, openapi, p.DB.PingContext)
 	if err := srv.Serve(ctx, ln); err != nil {

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 
@@ -22,15 +23,25 @@ import (
 // fields, wrong types and a null body (Malformed, naming the field where it can) and
 // bodies over the limit (TooLarge).
 func Decode(r *http.Request, dst any) error {
+	body, err := ReadBody(r)
+	if err != nil {
+		return err
+	}
+	return DecodeBytes(body, dst)
+}
+
+// ReadBody reads the whole request body. Errors: TooLarge past the chassis's body
+// limit, Malformed when the body cannot be read.
+func ReadBody(r *http.Request) ([]byte, error) {
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return fault.New(fault.TooLarge, "request bodies are limited to %d bytes", mbe.Limit)
+			return nil, fault.New(fault.TooLarge, "request bodies are limited to %d bytes", mbe.Limit)
 		}
-		return fault.Wrap(fault.Malformed, err, "the request body could not be read")
+		return nil, fault.Wrap(fault.Malformed, err, "the request body could not be read")
 	}
-	return DecodeBytes(body, dst)
+	return body, nil
 }
 
 // DecodeBytes is Decode for a body already read.
@@ -175,18 +186,14 @@ type PageRequest struct {
 	After string // the id after which the page starts; "" for the first page
 }
 
-// ParsePage reads ?limit= (1..100, default 20) and ?cursor= (as issued by Cursor).
+// ParsePage reads ?limit= (see ParseLimit) and ?cursor= (as issued by Cursor).
 func ParsePage(r *http.Request) (PageRequest, error) {
 	q := r.URL.Query()
-	p := PageRequest{Limit: 20}
-	if s := q.Get("limit"); s != "" || q.Has("limit") {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 100 {
-			return p, &fault.Error{Kind: fault.Malformed, Message: "limit must be an integer from 1 to 100",
-				Fields: []fault.FieldError{{Field: "limit", Message: "must be an integer from 1 to 100"}}}
-		}
-		p.Limit = n
+	limit, err := ParseLimit(q)
+	if err != nil {
+		return PageRequest{}, err
 	}
+	p := PageRequest{Limit: limit}
 	if c := q.Get("cursor"); c != "" || q.Has("cursor") {
 		id, err := parseCursor(c)
 		if err != nil {
@@ -196,6 +203,19 @@ func ParsePage(r *http.Request) (PageRequest, error) {
 		p.After = id
 	}
 	return p, nil
+}
+
+// ParseLimit reads ?limit=: an integer from 1 to 100, 20 when absent. Errors: Malformed.
+func ParseLimit(q url.Values) (int, error) {
+	if !q.Has("limit") {
+		return 20, nil
+	}
+	n, err := strconv.Atoi(q.Get("limit"))
+	if err != nil || n < 1 || n > 100 {
+		return 0, &fault.Error{Kind: fault.Malformed, Message: "limit must be an integer from 1 to 100",
+			Fields: []fault.FieldError{{Field: "limit", Message: "must be an integer from 1 to 100"}}}
+	}
+	return n, nil
 }
 
 const cursorPrefix = "c1:"
