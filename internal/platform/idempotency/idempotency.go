@@ -95,7 +95,10 @@ func (k *Keys) Wrap(next http.Handler) http.Handler {
 		hash := hex.EncodeToString(sum[:])
 		scope := r.Method + " " + r.URL.Path + " " + k.Caller(r)
 
-		prev, claimed, err := k.claim(r.Context(), scope, key, hash)
+		// Claiming and recording outlive a client that hangs up: a create that commits
+		// must have its answer stored, or the client's retry would create again.
+		ctx := context.WithoutCancel(r.Context())
+		prev, claimed, err := k.claim(ctx, scope, key, hash)
 		if err != nil {
 			problem.WriteError(w, r, k.log, err)
 			return
@@ -116,8 +119,8 @@ func (k *Keys) Wrap(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(rec, r)
 		if rec.status >= 200 && rec.status <= 299 {
-			if err := k.complete(r.Context(), scope, key, claimed, rec); err != nil {
-				k.log.ErrorContext(r.Context(), "store idempotent response", "err", err)
+			if err := k.complete(ctx, scope, key, claimed, rec); err != nil {
+				k.log.ErrorContext(ctx, "store idempotent response", "err", err)
 			} else {
 				remembered = true
 			}
