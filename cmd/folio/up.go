@@ -1,0 +1,309 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"syscall"
+	"time"
+
+	"golang.org/x/term"
+
+	"folio/internal/demo"
+	"folio/internal/localbuild"
+	"folio/internal/supervise"
+)
+
+// upConfig is what `folio up` is told by its flags.
+type upConfig struct {
+	dataDir      string
+	host         string
+	bookPort     int
+	authorPort   int
+	bookDB       string
+	authorDB     string
+	noDemo       bool
+	readyTimeout time.Duration
+}
+
+// upFlags returns the flag set of `folio up` and the configuration it fills.
+func upFlags() (*flag.FlagSet, *upConfig) {
+	cfg := &upConfig{}
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	fs.StringVar(&cfg.dataDir, "data-dir", ".folio", "`directory` for the services' SQLite databases, the built programs and the demo marker")
+	fs.StringVar(&cfg.host, "host", "127.0.0.1", "`address` the services listen on")
+	fs.IntVar(&cfg.bookPort, "book-port", 8081, "port of the book service")
+	fs.IntVar(&cfg.authorPort, "author-port", 8082, "port of the author service")
+	fs.StringVar(&cfg.bookDB, "book-db", "",
+		"database `URL` of the book service, e.g. postgres://user:pass@host/folio_book (default $FOLIO_DATABASE_URL_BOOK, else SQLite in the data directory)")
+	fs.StringVar(&cfg.authorDB, "author-db", "",
+		"database `URL` of the author service, e.g. postgres://user:pass@host/folio_author (default $FOLIO_DATABASE_URL_AUTHOR, else SQLite in the data directory)")
+	fs.BoolVar(&cfg.noDemo, "no-demo", false, "do not load the demo catalogue")
+	fs.DurationVar(&cfg.readyTimeout, "ready-timeout", 60*time.Second, "how long each service may take to become ready")
+	return fs, cfg
+}
+
+// service is one Folio service as `folio up` runs it.
+type service struct {
+	name string
+	port int
+	flag string // the flag that sets its port
+	db   string
+	env  []string // the variables that point it at its peers
+	proc *supervise.Process
+	url  string
+}
+
+// up serves `folio up`: it runs the book and author services as child processes until
+// ctx ends, then stops them. Errors: bad flags, a port in use, a service that cannot be
+// built, started or made ready, a demo load that failed. Ctrl-C at any point is a
+// clean stop, not an error.
+func up(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	begin := time.Now()
+	cfg, err := parseUp(args, getenv, stdout)
+	if cfg == nil || err != nil {
+		return err
+	}
+	connect := connectHost(cfg.host)
+	bookURL := "http://" + net.JoinHostPort(connect, strconv.Itoa(cfg.bookPort))
+	authorURL := "http://" + net.JoinHostPort(connect, strconv.Itoa(cfg.authorPort))
+	services := []*service{
+		{name: "book", port: cfg.bookPort, flag: "--book-port", db: cfg.bookDB, url: bookURL,
+			env: []string{"FOLIO_AUTHOR_URL=" + authorURL}},
+		{name: "author", port: cfg.authorPort, flag: "--author-port", db: cfg.authorDB, url: authorURL,
+			env: []string{"FOLIO_BOOK_URL=" + bookURL}},
+	}
+	for _, s := range services {
+		if err := checkPort(cfg.host, s); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(cfg.dataDir, 0o755); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+
+	width := len("folio")
+	for _, s := range services {
+		width = max(width, len(s.name))
+	}
+	sup := supervise.New(stdout, supervise.Config{Name: "folio", PrefixWidth: width})
+	announce := context.AfterFunc(ctx, func() {
+		sup.Logf("stopping the services (press Ctrl-C again to kill them at once)")
+	})
+	defer func() {
+		announce()
+		sup.Stop()
+		sup.Logf("all services stopped")
+	}()
+
+	if err := startServices(ctx, sup, cfg, services, getenv, stdout); err != nil {
+		return interrupted(ctx, err)
+	}
+	sup.Logf("all services ready %s after start", since(begin))
+	if !cfg.noDemo {
+		if err := loadDemo(ctx, sup, cfg.dataDir, bookURL, authorURL); err != nil {
+			return interrupted(ctx, err)
+		}
+	}
+	sup.Logf("started in %s", since(begin))
+	sup.Output().Print(fmt.Sprintf(`Folio is up:
+  book service    %s  (API docs: /openapi.json)
+  author service  %s  (API docs: /openapi.json)
+  try: curl '%s/authors/books?genre=science-fiction'
+Press Ctrl-C to stop.
+`, bookURL, authorURL, authorURL))
+
+	<-ctx.Done()
+	return nil
+}
+
+// parseUp reads the flags of `folio up` and checks them. It returns a nil config and
+// nil error when it printed help.
+func parseUp(args []string, getenv func(string) string, stdout io.Writer) (*upConfig, error) {
+	fs, cfg := upFlags()
+	if err := parseFlags(fs, args, stdout); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	// Read here rather than as flag defaults, so that help never shows a password.
+	if cfg.bookDB == "" {
+		cfg.bookDB = getenv("FOLIO_DATABASE_URL_BOOK")
+	}
+	if cfg.authorDB == "" {
+		cfg.authorDB = getenv("FOLIO_DATABASE_URL_AUTHOR")
+	}
+	dir, err := filepath.Abs(cfg.dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	cfg.dataDir = dir
+	switch {
+	case cfg.readyTimeout <= 0:
+		return nil, errors.New("--ready-timeout must be positive")
+	case cfg.bookPort == cfg.authorPort:
+		return nil, fmt.Errorf("--book-port and --author-port are both %d; give each service a port of its own", cfg.bookPort)
+	}
+	return cfg, nil
+}
+
+// startServices finds or builds the service programs, starts each under sup with its
+// configuration in FOLIO_* variables on top of folio's own environment, and waits
+// until every one is ready.
+func startServices(ctx context.Context, sup *supervise.Supervisor, cfg *upConfig, services []*service, getenv func(string) string, stdout io.Writer) error {
+	sup.Logf("preparing the service programs (the first build takes a minute; later ones are quick)")
+	names := make([]string, len(services))
+	for i, s := range services {
+		names[i] = s.name
+	}
+	paths, err := localbuild.Programs(ctx, filepath.Join(cfg.dataDir, "bin"), names...)
+	if err != nil {
+		return fmt.Errorf("prepare the service programs: %w", err)
+	}
+
+	logFormat := getenv("FOLIO_LOG_FORMAT")
+	if logFormat == "" {
+		logFormat = "json"
+		if isTerminal(stdout) {
+			logFormat = "text"
+		}
+	}
+	for _, s := range services {
+		db := s.db
+		if db == "" {
+			db = "sqlite:" + filepath.Join(cfg.dataDir, s.name+".db")
+		}
+		env := append(os.Environ(),
+			"FOLIO_HTTP_ADDR="+net.JoinHostPort(cfg.host, strconv.Itoa(s.port)),
+			"FOLIO_DATA_DIR="+cfg.dataDir,
+			"FOLIO_DATABASE_URL="+db,
+			"FOLIO_LOG_FORMAT="+logFormat,
+		)
+		s.proc, err = sup.Start(supervise.Spec{Name: s.name, Path: paths[s.name], Env: append(env, s.env...)})
+		if err != nil {
+			return err
+		}
+	}
+	for _, s := range services {
+		if err := waitReady(ctx, s, cfg.readyTimeout); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func since(t time.Time) time.Duration { return time.Since(t).Round(10 * time.Millisecond) }
+
+// interrupted returns nil when err came from ctx ending (Ctrl-C while starting is a
+// clean stop), else err.
+func interrupted(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// connectHost returns the host to connect to for services listening on host: a
+// wildcard address accepts connections on the loopback address.
+func connectHost(host string) string {
+	if host == "" {
+		return "127.0.0.1"
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		if ip.To4() == nil {
+			return "::1"
+		}
+		return "127.0.0.1"
+	}
+	return host
+}
+
+// checkPort fails with a one-line message when s's port cannot be listened on.
+func checkPort(host string, s *service) error {
+	if s.port < 1 || s.port > 65535 {
+		return fmt.Errorf("%s %d is not a port; pick one from 1 to 65535", s.flag, s.port)
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(s.port)))
+	if errors.Is(err, syscall.EADDRINUSE) {
+		return fmt.Errorf("port %d (%s) is already in use; pick another with %s", s.port, s.name, s.flag)
+	}
+	if err != nil {
+		return fmt.Errorf("cannot listen on %s for the %s service: %v", net.JoinHostPort(host, strconv.Itoa(s.port)), s.name, errors.Unwrap(err))
+	}
+	return ln.Close()
+}
+
+// waitReady polls s's GET /readyz until it answers 200. Errors: s exited first, or
+// did not get ready within timeout, or ctx ended.
+func waitReady(ctx context.Context, s *service, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	hc := &http.Client{Timeout: 2 * time.Second}
+	for {
+		if n, why := s.proc.Exits(); n > 0 {
+			return fmt.Errorf("the %s service exited before it was ready (%v); its log above says why", s.name, why)
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/readyz", nil)
+		if err != nil {
+			return err
+		}
+		if resp, err := hc.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the %s service was not ready within %s; its log above says why", s.name, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// markerName is the file in the data directory whose presence says the demo catalogue
+// was loaded completely.
+const markerName = "demo-loaded"
+
+// loadDemo loads the demo catalogue unless the marker says an earlier run did.
+func loadDemo(ctx context.Context, sup *supervise.Supervisor, dataDir, bookURL, authorURL string) error {
+	marker := filepath.Join(dataDir, markerName)
+	if _, err := os.Stat(marker); err == nil {
+		sup.Logf("demo catalogue already loaded (%s exists)", marker)
+		return nil
+	}
+	sup.Logf("loading the demo catalogue through the services' APIs")
+	stats, err := demo.Load(ctx, bookURL, authorURL, &http.Client{Timeout: 30 * time.Second})
+	if err != nil {
+		return fmt.Errorf("%w; run folio up again to resume the load, or pass --no-demo", err)
+	}
+	msg := fmt.Sprintf("demo catalogue loaded: %d authors and %d books created in %s",
+		stats.Authors, stats.Books, stats.Elapsed.Round(10*time.Millisecond))
+	if stats.AuthorsReplayed+stats.BooksReplayed > 0 {
+		msg += fmt.Sprintf(" (%d authors and %d books were already there from an interrupted load)",
+			stats.AuthorsReplayed, stats.BooksReplayed)
+	}
+	sup.Logf("%s", msg)
+	content := fmt.Sprintf("loaded %s: %d authors, %d books\n", time.Now().UTC().Format(time.RFC3339),
+		stats.Authors+stats.AuthorsReplayed, stats.Books+stats.BooksReplayed)
+	if err := os.WriteFile(marker, []byte(content), 0o644); err != nil {
+		return fmt.Errorf("record that the demo catalogue is loaded: %w", err)
+	}
+	return nil
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}

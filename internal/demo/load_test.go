@@ -1,0 +1,297 @@
+package demo
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"folio/internal/author"
+	"folio/internal/authorclient"
+	"folio/internal/book"
+	"folio/internal/bookclient"
+	"folio/internal/platform/httpserver"
+	"folio/internal/platform/idempotency"
+	"folio/internal/platform/resilient"
+	"folio/internal/platform/sqldb/sqldbtest"
+)
+
+// startServices serves the real book and author services in-process, each on its own
+// SQLite database in a temporary directory and wired to the other as in production,
+// and returns their base URLs.
+func startServices(t *testing.T) (bookURL, authorURL string) {
+	t.Helper()
+	log := slog.New(slog.DiscardHandler)
+	dir := t.TempDir()
+	// Both listeners exist before either handler is built, since each service needs
+	// the other's URL.
+	bookSrv, authorSrv := httptest.NewUnstartedServer(nil), httptest.NewUnstartedServer(nil)
+	bookURL, authorURL = "http://"+bookSrv.Listener.Addr().String(), "http://"+authorSrv.Listener.Addr().String()
+
+	bdb := sqldbtest.Open(t, "sqlite:"+filepath.Join(dir, "book.db"), book.Migrations)
+	breg := prometheus.NewRegistry()
+	bstore := book.NewSQLStore(bdb)
+	authors := authorclient.New(authorURL, resilient.NewClient(resilient.DefaultConfig("author"), breg))
+	bmux := http.NewServeMux()
+	book.Routes(bmux, book.NewService(bstore, book.NewAuthorDirectory(bstore, authors, log)), idempotency.New(bdb, log), log)
+	bookSrv.Config.Handler = httpserver.New(httpserver.Config{}, log, breg, bmux, book.OpenAPI, bdb.PingContext).Handler()
+
+	adb := sqldbtest.Open(t, "sqlite:"+filepath.Join(dir, "author.db"), author.Migrations)
+	areg := prometheus.NewRegistry()
+	books := bookclient.New(bookURL, resilient.NewClient(resilient.DefaultConfig("book"), areg))
+	amux := http.NewServeMux()
+	author.Routes(amux, author.NewService(author.NewSQLStore(adb), books, author.DefaultUpstreamBudget), idempotency.New(adb, log), log)
+	authorSrv.Config.Handler = httpserver.New(httpserver.Config{}, log, areg, amux, author.OpenAPI, adb.PingContext).Handler()
+
+	bookSrv.Start()
+	authorSrv.Start()
+	t.Cleanup(bookSrv.Close)
+	t.Cleanup(authorSrv.Close)
+	return bookURL, authorURL
+}
+
+// countItems walks every page of a list and returns how many items it holds.
+func countItems(t *testing.T, listURL string) int {
+	t.Helper()
+	n, cursor := 0, ""
+	for {
+		u := listURL + "?limit=100"
+		if cursor != "" {
+			u += "&cursor=" + cursor
+		}
+		var page struct {
+			Items      []json.RawMessage `json:"items"`
+			NextCursor *string           `json:"next_cursor"`
+		}
+		getJSON(t, u, &page)
+		n += len(page.Items)
+		if page.NextCursor == nil {
+			return n
+		}
+		cursor = *page.NextCursor
+	}
+}
+
+func getJSON(t *testing.T, u string, v any) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: got %s, want 200 OK", u, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		t.Fatalf("GET %s: %v", u, err)
+	}
+}
+
+// catalogueSize returns the number of authors and books, and the books of genre.
+func catalogueSize(t *testing.T, genre string) (authors, books, ofGenre int) {
+	t.Helper()
+	all, err := Catalogue()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range all {
+		books += len(a.Books)
+		for _, b := range a.Books {
+			if b.Genre == genre {
+				ofGenre++
+			}
+		}
+	}
+	return len(all), books, ofGenre
+}
+
+func TestLoadIntoRealServices(t *testing.T) {
+	bookURL, authorURL := startServices(t)
+	wantAuthors, wantBooks, wantPoetry := catalogueSize(t, "poetry")
+	ctx := context.Background()
+
+	stats, err := Load(ctx, bookURL, authorURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Authors != wantAuthors || stats.Books != wantBooks || stats.AuthorsReplayed != 0 || stats.BooksReplayed != 0 {
+		t.Errorf("first load: got %+v, want %d authors and %d books created, none replayed", stats, wantAuthors, wantBooks)
+	}
+	t.Logf("loaded %d authors and %d books in %s", stats.Authors, stats.Books, stats.Elapsed)
+
+	check := func(when string) {
+		t.Helper()
+		if got := countItems(t, authorURL+"/authors"); got != wantAuthors {
+			t.Errorf("%s: the author service holds %d authors, want %d", when, got, wantAuthors)
+		}
+		if got := countItems(t, bookURL+"/books"); got != wantBooks {
+			t.Errorf("%s: the book service holds %d books, want %d", when, got, wantBooks)
+		}
+	}
+	check("after the first load")
+
+	// The author service's grouping of a genre sees every poetry book.
+	var grouped struct {
+		Genre   string `json:"genre"`
+		Authors []struct {
+			Name  string            `json:"name"`
+			Books []json.RawMessage `json:"books"`
+		} `json:"authors"`
+	}
+	getJSON(t, authorURL+"/authors/books?genre=poetry", &grouped)
+	n := 0
+	for _, a := range grouped.Authors {
+		n += len(a.Books)
+	}
+	if grouped.Genre != "poetry" || n != wantPoetry {
+		t.Errorf("GET /authors/books?genre=poetry: got genre %q with %d books, want poetry with %d", grouped.Genre, n, wantPoetry)
+	}
+
+	// A second load is answered from the idempotency keys and creates nothing.
+	stats, err = Load(ctx, bookURL, authorURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Authors != 0 || stats.Books != 0 || stats.AuthorsReplayed != wantAuthors || stats.BooksReplayed != wantBooks {
+		t.Errorf("second load: got %+v, want nothing created and everything replayed", stats)
+	}
+	check("after the second load")
+}
+
+// cancelAfter is a transport that cancels a context once n books were created.
+type cancelAfter struct {
+	n      int64
+	cancel context.CancelFunc
+	books  atomic.Int64
+}
+
+func (c *cancelAfter) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := http.DefaultTransport.RoundTrip(r)
+	if err == nil && r.URL.Path == "/books" && resp.StatusCode == http.StatusCreated && c.books.Add(1) == c.n {
+		c.cancel()
+	}
+	return resp, err
+}
+
+// TestLoadResumesAfterInterruption cancels a load while requests are in flight and
+// loads again: every author and book must then exist exactly once. (Were Load to cut
+// off a request the book service had already committed, the service would free its
+// idempotency key without recording the answer, and the second load would create
+// that book twice.)
+func TestLoadResumesAfterInterruption(t *testing.T) {
+	bookURL, authorURL := startServices(t)
+	wantAuthors, wantBooks, _ := catalogueSize(t, "")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rt := &cancelAfter{n: 100, cancel: cancel}
+	if _, err := Load(ctx, bookURL, authorURL, &http.Client{Transport: rt}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted load: got error %v, want context.Canceled", err)
+	}
+
+	stats, err := Load(context.Background(), bookURL, authorURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if stats.Authors+stats.AuthorsReplayed != wantAuthors || stats.Books+stats.BooksReplayed != wantBooks || stats.BooksReplayed < 100 {
+		t.Errorf("resumed load: got %+v, want %d authors and %d books in all, at least 100 books replayed", stats, wantAuthors, wantBooks)
+	}
+	if got := countItems(t, authorURL+"/authors"); got != wantAuthors {
+		t.Errorf("the author service holds %d authors, want %d", got, wantAuthors)
+	}
+	if got := countItems(t, bookURL+"/books"); got != wantBooks {
+		t.Errorf("the book service holds %d books, want %d", got, wantBooks)
+	}
+}
+
+// fakeService answers POSTs with a fixed status and body, counting them and checking
+// that each carries an Idempotency-Key.
+func fakeService(t *testing.T, status int, body string) (*httptest.Server, *atomic.Int64) {
+	t.Helper()
+	var calls atomic.Int64
+	var once sync.Once
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		calls.Add(1)
+		if k := r.Header.Get("Idempotency-Key"); !strings.HasPrefix(k, "demo-") {
+			once.Do(func() { t.Errorf("%s %s without a demo Idempotency-Key (got %q)", r.Method, r.URL.Path, k) })
+		}
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(status)
+		_, _ = w.Write([]byte(body))
+	}))
+	t.Cleanup(srv.Close)
+	return srv, &calls
+}
+
+func TestLoadFailsOnAnErrorAnswer(t *testing.T) {
+	authorOK := func(t *testing.T) *httptest.Server {
+		srv, _ := fakeService(t, http.StatusCreated, `{"id":"01890a5d-ac96-774b-bcce-b302099a8057","name":"x"}`)
+		return srv
+	}
+	tests := []struct {
+		name       string
+		authors    func(t *testing.T) (*httptest.Server, *atomic.Int64)
+		books      func(t *testing.T) (*httptest.Server, *atomic.Int64)
+		wantErr    string
+		maxAuthors int64 // requests the author service may see before Load gives up
+	}{
+		{
+			name: "author service fails",
+			authors: func(t *testing.T) (*httptest.Server, *atomic.Int64) {
+				return fakeService(t, http.StatusInternalServerError, `{"type":"/problems/internal","title":"Internal Server Error","status":500,"detail":"it broke"}`)
+			},
+			books:      func(t *testing.T) (*httptest.Server, *atomic.Int64) { return fakeService(t, http.StatusCreated, `{}`) },
+			wantErr:    "POST /authors answered 500 Internal Server Error: it broke",
+			maxAuthors: Workers,
+		},
+		{
+			name:    "book rejected",
+			authors: func(t *testing.T) (*httptest.Server, *atomic.Int64) { return authorOK(t), nil },
+			books: func(t *testing.T) (*httptest.Server, *atomic.Int64) {
+				return fakeService(t, http.StatusUnprocessableEntity, `{"type":"/problems/validation","status":422,"detail":"the request breaks one or more rules","errors":[{"field":"genre","message":"is not a slug"}]}`)
+			},
+			wantErr: "POST /books answered 422 Unprocessable Entity: the request breaks one or more rules (genre: is not a slug)",
+		},
+		{
+			name: "author created without an id",
+			authors: func(t *testing.T) (*httptest.Server, *atomic.Int64) {
+				return fakeService(t, http.StatusCreated, `{"name":"x"}`)
+			},
+			books:   func(t *testing.T) (*httptest.Server, *atomic.Int64) { return fakeService(t, http.StatusCreated, `{}`) },
+			wantErr: "POST /authors answered without an id",
+		},
+		{
+			name:    "book answer not JSON",
+			authors: func(t *testing.T) (*httptest.Server, *atomic.Int64) { return authorOK(t), nil },
+			books: func(t *testing.T) (*httptest.Server, *atomic.Int64) {
+				return fakeService(t, http.StatusBadRequest, "<html>proxy error</html>")
+			},
+			wantErr: "POST /books answered 400 Bad Request: <html>proxy error</html>",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			authors, authorCalls := tt.authors(t)
+			books, _ := tt.books(t)
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_, err := Load(ctx, books.URL, authors.URL, nil)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("got error %v, want one containing %q", err, tt.wantErr)
+			}
+			if tt.maxAuthors > 0 && authorCalls.Load() > tt.maxAuthors {
+				t.Errorf("the author service got %d requests; Load should stop at the first failure (at most %d in flight)", authorCalls.Load(), tt.maxAuthors)
+			}
+		})
+	}
+}

@@ -1,0 +1,327 @@
+package supervise
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// childEnv, when set, makes the test binary act as a supervised child instead of
+// running the tests; its value names the behaviour.
+const childEnv = "SUPERVISE_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(childEnv); mode != "" {
+		os.Exit(child(mode))
+	}
+	os.Exit(m.Run())
+}
+
+// child is the program the tests supervise: the test binary itself, re-executed.
+func child(mode string) int {
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	switch mode {
+	case "serve":
+		// Prints a line to each stream, the last without a newline, and waits for SIGTERM.
+		fmt.Println("hello from stdout")
+		fmt.Fprint(os.Stderr, "hello from stderr")
+		<-term
+		fmt.Println("got SIGTERM")
+		return 0
+	case "crash-once":
+		// Exits with status 1 the first time, serves the second.
+		marker := os.Getenv("SUPERVISE_TEST_MARKER")
+		if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) {
+			_ = os.WriteFile(marker, nil, 0o644)
+			fmt.Println("crashing")
+			return 1
+		}
+		fmt.Println("second life")
+		<-term
+		return 0
+	case "crash":
+		fmt.Println("crashing")
+		return 3
+	case "stubborn":
+		// Ignores SIGTERM, so only SIGKILL ends it.
+		signal.Ignore(syscall.SIGTERM)
+		fmt.Println("ignoring SIGTERM")
+		select {}
+	case "chatty":
+		// Writes many lines, each in several small writes, racing another child.
+		id := os.Getenv("SUPERVISE_TEST_ID")
+		for i := range 500 {
+			os.Stdout.WriteString("line ")
+			os.Stdout.WriteString(id)
+			os.Stdout.WriteString(fmt.Sprintf(" %d ", i))
+			os.Stdout.WriteString(strings.Repeat(id, 50) + "\n")
+		}
+		<-term
+		return 0
+	}
+	fmt.Fprintln(os.Stderr, "unknown child mode", mode)
+	return 2
+}
+
+// syncBuffer is a bytes.Buffer that the supervisor can write while the test reads.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// waitFor polls cond for up to 30 s, failing the test with what was written if it
+// never holds. The bound only keeps a broken test from hanging; nothing is timed.
+func waitFor(t *testing.T, out *syncBuffer, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s; output:\n%s", what, out.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func contains(out *syncBuffer, s string) func() bool {
+	return func() bool { return strings.Contains(out.String(), s) }
+}
+
+func childSpec(t *testing.T, name, mode string, env ...string) Spec {
+	t.Helper()
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Spec{Name: name, Path: exe, Env: append(os.Environ(), append([]string{childEnv + "=" + mode}, env...)...)}
+}
+
+func newSupervisor(out *syncBuffer) *Supervisor {
+	return New(out, Config{Name: "test", PrefixWidth: 6, MinBackoff: 10 * time.Millisecond, StopTimeout: 10 * time.Second})
+}
+
+func TestOutputIsPrefixedAndStopTerminates(t *testing.T) {
+	out := &syncBuffer{}
+	s := newSupervisor(out)
+	p, err := s.Start(childSpec(t, "kid", "serve"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, out, "the child's first line", contains(out, "kid    | hello from stdout\n"))
+	pid := p.PID()
+	if pid == 0 {
+		t.Fatal("PID() = 0 while the child runs")
+	}
+	s.Stop()
+
+	select {
+	case <-p.Done():
+	default:
+		t.Fatal("Done() is not closed after Stop returned")
+	}
+	if got := p.PID(); got != 0 {
+		t.Errorf("PID() after Stop = %d, want 0", got)
+	}
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("signal 0 to the stopped child %d: got %v, want ESRCH", pid, err)
+	}
+	got := out.String()
+	for _, want := range []string{
+		"test   | kid started (pid ",
+		"kid    | hello from stderr\n", // a last line without a newline is written at exit
+		"kid    | got SIGTERM\n",       // Stop asked politely first
+		"test   | kid stopped (exit status 0)\n",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q; got:\n%s", want, got)
+		}
+	}
+	if n, _ := p.Exits(); n != 0 {
+		t.Errorf("Exits() = %d after a requested stop, want 0", n)
+	}
+}
+
+func TestCrashedChildIsRestarted(t *testing.T) {
+	out := &syncBuffer{}
+	s := newSupervisor(out)
+	marker := filepath.Join(t.TempDir(), "crashed")
+	p, err := s.Start(childSpec(t, "kid", "crash-once", "SUPERVISE_TEST_MARKER="+marker))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	waitFor(t, out, "the restarted child", contains(out, "kid    | second life\n"))
+	n, last := p.Exits()
+	if n != 1 || last == nil || last.Error() != "exit status 1" {
+		t.Errorf("Exits() = %d, %v; want 1, exit status 1", n, last)
+	}
+	got := out.String()
+	if i, j := strings.Index(got, "kid    | crashing"), strings.Index(got, "test   | kid exited unexpectedly (exit status 1)"); i < 0 || j < i {
+		t.Errorf("output does not show the crash and then the restart notice; got:\n%s", got)
+	}
+}
+
+func TestKilledChildIsRestarted(t *testing.T) {
+	out := &syncBuffer{}
+	s := newSupervisor(out)
+	p, err := s.Start(childSpec(t, "kid", "serve"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	waitFor(t, out, "the child", func() bool { return p.PID() != 0 })
+	first := p.PID()
+	if err := syscall.Kill(first, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, out, "a new child", func() bool { pid := p.PID(); return pid != 0 && pid != first })
+	if n, last := p.Exits(); n != 1 || last == nil || last.Error() != "signal: killed" {
+		t.Errorf("Exits() = %d, %v; want 1, signal: killed", n, last)
+	}
+}
+
+func TestStopDuringBackoff(t *testing.T) {
+	out := &syncBuffer{}
+	// A backoff far longer than any test: Stop must not wait for it.
+	s := New(out, Config{MinBackoff: time.Hour})
+	p, err := s.Start(childSpec(t, "kid", "crash"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, out, "the crash", func() bool { n, _ := p.Exits(); return n == 1 })
+	stopped := make(chan struct{})
+	go func() { s.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(30 * time.Second):
+		t.Fatal("Stop waited for the restart backoff")
+	}
+	if !strings.Contains(out.String(), "restarting in 1h0m0s") {
+		t.Errorf("output does not announce the restart; got:\n%s", out.String())
+	}
+}
+
+func TestBackoffDoublesUpToTheMaximumAndResets(t *testing.T) {
+	restarts := regexp.MustCompile(`restarting in (\S+)\n`)
+	for _, tt := range []struct {
+		name       string
+		resetAfter time.Duration
+		want       []string
+	}{
+		{"doubles", time.Hour, []string{"10ms", "20ms", "40ms", "40ms", "40ms"}},
+		// Every run lasts longer than a nanosecond, so every wait starts afresh.
+		{"resets after a long run", time.Nanosecond, []string{"10ms", "10ms", "10ms", "10ms", "10ms"}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			out := &syncBuffer{}
+			s := New(out, Config{MinBackoff: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond, ResetAfter: tt.resetAfter})
+			p, err := s.Start(childSpec(t, "kid", "crash"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, out, "five restarts", func() bool { n, _ := p.Exits(); return n >= len(tt.want) })
+			s.Stop()
+			var got []string
+			for _, m := range restarts.FindAllStringSubmatch(out.String(), len(tt.want)) {
+				got = append(got, m[1])
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("got waits %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestStopKillsAChildThatIgnoresSIGTERM(t *testing.T) {
+	out := &syncBuffer{}
+	s := New(out, Config{Name: "test", StopTimeout: 100 * time.Millisecond})
+	p, err := s.Start(childSpec(t, "kid", "stubborn"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, out, "the child to ignore SIGTERM", contains(out, "kid | ignoring SIGTERM"))
+	p.Stop()
+	got := out.String()
+	for _, want := range []string{"test | kid did not stop within 100ms; killing it", "test | kid stopped (signal: killed)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("output lacks %q; got:\n%s", want, got)
+		}
+	}
+}
+
+func TestLinesOfTwoChildrenNeverInterleave(t *testing.T) {
+	out := &syncBuffer{}
+	s := newSupervisor(out)
+	for _, id := range []string{"a", "b"} {
+		if _, err := s.Start(childSpec(t, id, "chatty", "SUPERVISE_TEST_ID="+id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	full := func() bool { return strings.Count(out.String(), "| line ") == 1000 }
+	waitFor(t, out, "1000 lines", full)
+	s.Stop()
+	seen := map[string]int{}
+	for _, line := range strings.Split(out.String(), "\n") {
+		name, text, ok := strings.Cut(line, " | ")
+		if !ok || !strings.HasPrefix(text, "line ") {
+			continue
+		}
+		name = strings.TrimSpace(name)
+		var id string
+		var n int
+		var tail string
+		if _, err := fmt.Sscanf(text, "line %s %d %s", &id, &n, &tail); err != nil || id != name || tail != strings.Repeat(name, 50) {
+			t.Fatalf("mangled line %q", line)
+		}
+		seen[name]++
+	}
+	if seen["a"] != 500 || seen["b"] != 500 {
+		t.Errorf("got %v lines per child, want 500 each", seen)
+	}
+}
+
+func TestStartErrors(t *testing.T) {
+	s := New(&syncBuffer{}, Config{})
+	if _, err := s.Start(Spec{Name: "nope", Path: filepath.Join(t.TempDir(), "no-such-program")}); err == nil {
+		t.Error("Start of a missing program: got nil error")
+	}
+	if _, err := s.Start(Spec{Path: "/bin/true"}); err == nil {
+		t.Error("Start without a name: got nil error")
+	}
+	s.Stop() // nothing to stop; must return
+}
+
+func TestLineWriterSplitsLongLines(t *testing.T) {
+	var buf bytes.Buffer
+	lw := &lineWriter{out: NewOutput(&buf, 0), name: "x"}
+	long := strings.Repeat("z", maxLine+10)
+	lw.Write([]byte("a\r\nb"))
+	lw.Write([]byte("c\n" + long))
+	lw.flush()
+	want := "x | a\nx | bc\nx | " + long[:maxLine] + "\nx | zzzzzzzzzz\n"
+	if got := buf.String(); got != want {
+		t.Errorf("got %d bytes %q..., want %d bytes", len(got), got[:min(len(got), 40)], len(want))
+	}
+}
