@@ -15,8 +15,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	jsonpatch "github.com/evanphx/json-patch/v5"
-
 	"folio/internal/bookclient"
 	"folio/internal/platform/fault"
 	"folio/internal/platform/rest"
@@ -192,16 +190,8 @@ func (s *Service) Replace(ctx context.Context, id string, in Input, check func(v
 // Malformed when the patch or its result is not a valid author document.
 func (s *Service) Patch(ctx context.Context, id string, patch []byte, check func(version int) error) (Author, error) {
 	return s.update(ctx, id, check, func(cur Author) (Input, error) {
-		doc, err := json.Marshal(cur.input())
-		if err != nil {
-			return Input{}, err
-		}
-		merged, err := jsonpatch.MergePatch(doc, patch)
-		if err != nil {
-			return Input{}, fault.Wrap(fault.Malformed, err, "the body is not a JSON merge patch object")
-		}
 		var in Input
-		return in, rest.DecodeBytes(merged, &in)
+		return in, rest.MergePatch(cur.input(), patch, &in)
 	})
 }
 

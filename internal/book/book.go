@@ -13,8 +13,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	jsonpatch "github.com/evanphx/json-patch/v5"
-
 	"folio/internal/platform/fault"
 	"folio/internal/platform/rest"
 )
@@ -267,16 +265,8 @@ func (s *Service) Replace(ctx context.Context, id string, in Input, check func(v
 // Malformed when the patch or its result is not a valid book document.
 func (s *Service) Patch(ctx context.Context, id string, patch []byte, check func(version int) error) (Book, error) {
 	return s.update(ctx, id, check, func(cur Book) (Input, error) {
-		doc, err := json.Marshal(cur.input())
-		if err != nil {
-			return Input{}, err
-		}
-		merged, err := jsonpatch.MergePatch(doc, patch)
-		if err != nil {
-			return Input{}, fault.Wrap(fault.Malformed, err, "the body is not a JSON merge patch object")
-		}
 		var in Input
-		return in, rest.DecodeBytes(merged, &in)
+		return in, rest.MergePatch(cur.input(), patch, &in)
 	})
 }
 

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/google/uuid"
 
 	"folio/internal/platform/fault"
@@ -42,6 +43,21 @@ func ReadBody(r *http.Request) ([]byte, error) {
 		return nil, fault.Wrap(fault.Malformed, err, "the request body could not be read")
 	}
 	return body, nil
+}
+
+// MergePatch applies the RFC 7396 merge patch to current (a resource as a client
+// writes it) and decodes the result into dst with DecodeBytes, so that a patched
+// document passes the same checks as a PUT body. Errors: Malformed.
+func MergePatch(current any, patch []byte, dst any) error {
+	doc, err := json.Marshal(current)
+	if err != nil {
+		return fmt.Errorf("merge patch: %w", err)
+	}
+	merged, err := jsonpatch.MergePatch(doc, patch)
+	if err != nil {
+		return fault.Wrap(fault.Malformed, err, "the body is not a JSON merge patch object")
+	}
+	return DecodeBytes(merged, dst)
 }
 
 // DecodeBytes is Decode for a body already read.
