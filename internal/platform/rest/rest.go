@@ -11,8 +11,10 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/google/uuid"
@@ -74,7 +76,53 @@ func DecodeBytes(body []byte, dst any) error {
 	if _, err := dec.Token(); err != io.EOF {
 		return fault.New(fault.Malformed, "the request body must hold a single JSON value")
 	}
+	return checkFieldCase(body, dst)
+}
+
+// checkFieldCase rejects keys that match a field only when case is ignored, as
+// encoding/json does: {"TITLE": …} names no field of the contract.
+func checkFieldCase(body []byte, dst any) error {
+	t := reflect.TypeOf(dst)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct {
+		return nil
+	}
+	var keys map[string]json.RawMessage
+	if err := json.Unmarshal(body, &keys); err != nil {
+		return nil // not an object; Decode already accepted it for a reason of its own
+	}
+	names := fieldNames(t)
+	for k := range keys {
+		if !names[k] {
+			return &fault.Error{Kind: fault.Malformed, Message: fmt.Sprintf("unknown field %q", k),
+				Fields: []fault.FieldError{{Field: k, Message: "is not a known field"}}}
+		}
+	}
 	return nil
+}
+
+var fieldNameCache sync.Map // reflect.Type → map[string]bool
+
+func fieldNames(t reflect.Type) map[string]bool {
+	if names, ok := fieldNameCache.Load(t); ok {
+		return names.(map[string]bool)
+	}
+	names := map[string]bool{}
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		names[name] = true
+	}
+	fieldNameCache.Store(t, names)
+	return names
 }
 
 func decodeError(err error) error {

@@ -309,3 +309,16 @@ func TestWriteJSON(t *testing.T) {
 		t.Error("got nil writing a func, want an error")
 	}
 }
+
+func TestDecodeBytesFieldNamesAreCaseSensitive(t *testing.T) {
+	var dst struct {
+		Title string `json:"title"`
+	}
+	if err := rest.DecodeBytes([]byte(`{"title":"x"}`), &dst); err != nil {
+		t.Fatalf("exact name: got %v, want nil", err)
+	}
+	err := rest.DecodeBytes([]byte(`{"TITLE":"x"}`), &dst)
+	if got := fault.KindOf(err); got != fault.Malformed {
+		t.Fatalf("upper-case name: got kind %v (%v), want Malformed", got, err)
+	}
+}
