@@ -157,7 +157,7 @@ func (everyAuthor) Exists(context.Context, string) (bool, error) { return true, 
 
 // startBookService serves the real book service handler, chassis included, over a
 // new SQLite database.
-func startBookService(t *testing.T) *httptest.Server {
+func startBookService(t testing.TB) *httptest.Server {
 	t.Helper()
 	db := sqldbtest.Open(t, "sqlite:"+filepath.Join(t.TempDir(), "book.db"), book.Migrations)
 	mux := http.NewServeMux()
@@ -169,7 +169,7 @@ func startBookService(t *testing.T) *httptest.Server {
 }
 
 // createBook creates a book in the book service at baseURL and returns it.
-func createBook(t *testing.T, baseURL string, fields map[string]any) bookclient.Book {
+func createBook(t testing.TB, baseURL string, fields map[string]any) bookclient.Book {
 	t.Helper()
 	body, _ := json.Marshal(fields)
 	resp, err := http.Post(baseURL+"/books", "application/json", strings.NewReader(string(body)))

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -30,10 +31,66 @@ const (
 	Postgres Dialect = "postgres"
 )
 
-// DB is a service's database handle and the engine it speaks to.
+// DB is a service's database handle and the engine it speaks to. Its Query, QueryRow
+// and Exec methods prepare each distinct statement once and reuse it: parsing SQL
+// was about half the cost of reading one book by id on SQLite.
 type DB struct {
 	*sql.DB
 	Dialect Dialect
+	stmts   sync.Map // query text → *sql.Stmt
+}
+
+// prepared returns the statement for query, preparing it on first use.
+func (db *DB) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
+	if st, ok := db.stmts.Load(query); ok {
+		return st.(*sql.Stmt), nil
+	}
+	st, err := db.DB.PrepareContext(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	if prev, loaded := db.stmts.LoadOrStore(query, st); loaded {
+		st.Close()
+		return prev.(*sql.Stmt), nil
+	}
+	return st, nil
+}
+
+// QueryContext runs a query with a prepared statement.
+func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+	st, err := db.prepared(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
+}
+
+// QueryRowContext runs a query expected to return at most one row with a prepared
+// statement. A statement that fails to prepare reports its error from Scan.
+func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	st, err := db.prepared(ctx, query)
+	if err != nil {
+		return db.DB.QueryRowContext(ctx, query, args...)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// ExecContext runs a statement with a prepared statement.
+func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	st, err := db.prepared(ctx, query)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+// Close closes the prepared statements and the database.
+func (db *DB) Close() error {
+	db.stmts.Range(func(_, st any) bool {
+		st.(*sql.Stmt).Close()
+		return true
+	})
+	return db.DB.Close()
 }
 
 // Open connects to dsn: a postgres:// or postgresql:// URL for PostgreSQL, or
