@@ -3,6 +3,7 @@
 package problem
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -64,6 +65,10 @@ func Write(w http.ResponseWriter, r *http.Request, p Problem) {
 // are logged with their cause; every other kind shows only its safe message.
 func FromError(r *http.Request, log *slog.Logger, err error) Problem {
 	var fe *fault.Error
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client hung up; nobody reads this answer and nothing failed on our side.
+		return Problem{Type: TypeInternal, Status: 499, Title: "Client Closed Request", Detail: "the client closed the request"}
+	}
 	if !errors.As(err, &fe) || fe.Kind == fault.Internal {
 		if log != nil {
 			log.ErrorContext(r.Context(), "internal error", "err", err, "method", r.Method, "path", r.URL.Path)
