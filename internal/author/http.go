@@ -1,8 +1,12 @@
 package author
 
 import (
+	"context"
+	"encoding/json"
 	"log/slog"
 	"net/http"
+
+	"golang.org/x/sync/singleflight"
 
 	"folio/internal/platform/fault"
 	"folio/internal/platform/problem"
@@ -136,15 +140,35 @@ func handleAuthorBooks(svc *Service, log *slog.Logger) http.HandlerFunc {
 }
 
 // handleGenreBooks serves GET /authors/books?genre=: the genre's books, asked of the
-// book service, grouped by author.
+// book service, grouped by author. Requests for a genre that arrive while another
+// request for it is being answered share that answer: one round of calls to the book
+// service and one encoding serve them all, so a popular genre under load costs
+// little more than a single request. A request that joins a round already under way
+// can miss a book committed in the milliseconds between that round's start and its
+// own arrival; it never sees an answer from a round that had ended.
 func handleGenreBooks(svc *Service, log *slog.Logger) http.HandlerFunc {
+	var flights singleflight.Group
 	return func(w http.ResponseWriter, r *http.Request) {
-		res, err := svc.GenreBooks(r.Context(), r.URL.Query().Get("genre"))
-		if err != nil {
-			problem.WriteError(w, r, log, err)
-			return
+		genre := r.URL.Query().Get("genre")
+		answer := flights.DoChan(genre, func() (any, error) {
+			// The shared work must not stop because the client that started it hung
+			// up; the upstream budget inside GenreBooks still bounds it.
+			res, err := svc.GenreBooks(context.WithoutCancel(r.Context()), genre)
+			if err != nil {
+				return nil, err
+			}
+			return json.Marshal(res)
+		})
+		select {
+		case <-r.Context().Done():
+			return // the client is gone; nobody reads an answer
+		case a := <-answer:
+			if a.Err != nil {
+				problem.WriteError(w, r, log, a.Err)
+				return
+			}
+			rest.WriteEncoded(w, http.StatusOK, a.Val.([]byte))
 		}
-		_ = rest.WriteJSON(w, http.StatusOK, res)
 	}
 }
 

@@ -171,12 +171,17 @@ func WriteJSON(w http.ResponseWriter, status int, v any) error {
 	if err != nil {
 		return fmt.Errorf("encode response: %w", err)
 	}
+	WriteEncoded(w, status, body)
+	return nil
+}
+
+// WriteEncoded sends body, a JSON document already encoded, with the given status.
+func WriteEncoded(w http.ResponseWriter, status int, body []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
-	return nil
 }
 
 // ValidID reports whether s is an id as Folio issues them: a UUID in canonical
