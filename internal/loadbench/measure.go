@@ -1,0 +1,270 @@
+package loadbench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+)
+
+// requestTimeout bounds one request of the load generator.
+const requestTimeout = 10 * time.Second
+
+// Labels of the endpoints measured, as the report's rows show them.
+const (
+	labelCeiling      = "ceiling GET /"
+	labelBookGet      = "GET /books/{id}"
+	labelBookList     = "GET /books?genre=X&limit=20"
+	labelAuthorsBooks = "GET /authors/books?genre=X"
+	labelBookCreate   = "POST /books"
+)
+
+// targets are the goals the issue set, as fractions of the ceiling's throughput.
+var targets = []struct {
+	label string
+	min   float64
+}{
+	{labelBookGet, 0.35},
+	{labelAuthorsBooks, 0.05},
+}
+
+// endpoint is one thing measured.
+type endpoint struct {
+	label  string
+	target vegeta.Targeter
+}
+
+// result is the measurement of one endpoint.
+type result struct {
+	label    string
+	m        vegeta.Metrics
+	ok       uint64  // 2xx answers
+	okPerSec float64 // 2xx answers per second
+	ratio    float64 // okPerSec as a fraction of the ceiling's
+	cpu      cpuUse  // CPU used while measuring, by each of watchedNames
+}
+
+// measureAll drives each endpoint in turn, warm-up first, and returns the results in
+// the order measured, the ceiling first.
+func measureAll(ctx context.Context, s settings, sys *system, d *dataset, progress io.Writer) ([]result, error) {
+	ids := slices.Clone(d.bookIDs)
+	rand.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	var next atomic.Uint64
+	jsonHeader := http.Header{"Content-Type": []string{"application/json"}}
+	endpoints := []endpoint{
+		{labelCeiling, get(sys.ceilingURL + "/")},
+		{labelBookGet, func(t *vegeta.Target) error {
+			t.Method, t.URL = http.MethodGet, sys.bookURL+"/books/"+ids[next.Add(1)%uint64(len(ids))]
+			return nil
+		}},
+		{labelBookList, get(sys.bookURL + "/books?genre=" + d.hotGenre + "&limit=20")},
+		{labelAuthorsBooks, get(sys.authorURL + "/authors/books?genre=" + d.hotGenre)},
+		{labelBookCreate, func(t *vegeta.Target) error {
+			t.Method, t.URL, t.Header = http.MethodPost, sys.bookURL+"/books", jsonHeader
+			t.Body = d.newBook(genres[rand.IntN(len(genres))])
+			return nil
+		}},
+	}
+
+	// One client for all attacks, so that the connections the warm-up opened are
+	// the ones measured.
+	client := &http.Client{
+		Timeout: requestTimeout,
+		Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: s.workers,
+			IdleConnTimeout:     90 * time.Second,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	defer client.CloseIdleConnections()
+
+	var results []result
+	for _, e := range endpoints {
+		fmt.Fprintf(progress, "measuring %s ...\n", e.label)
+		if s.warmup > 0 {
+			if _, err := attack(ctx, client, e, s.workers, s.warmup); err != nil {
+				return nil, err
+			}
+		}
+		before := sampleCPU(sys.pids())
+		m, err := attack(ctx, client, e, s.workers, s.duration)
+		if err != nil {
+			return nil, err
+		}
+		used := cpuBetween(before, sampleCPU(sys.pids()))
+		client.CloseIdleConnections()
+		r := result{label: e.label, m: m, cpu: used}
+		for code, n := range m.StatusCodes {
+			if c, _ := strconv.Atoi(code); c >= 200 && c <= 299 {
+				r.ok += uint64(n)
+			}
+		}
+		if secs := (m.Duration + m.Wait).Seconds(); secs > 0 {
+			r.okPerSec = float64(r.ok) / secs
+		}
+		if results != nil && results[0].okPerSec > 0 {
+			r.ratio = r.okPerSec / results[0].okPerSec
+		} else if results == nil {
+			r.ratio = 1
+		}
+		results = append(results, r)
+	}
+	return results, nil
+}
+
+// get returns a targeter of GET url.
+func get(url string) vegeta.Targeter {
+	return func(t *vegeta.Target) error {
+		t.Method, t.URL = http.MethodGet, url
+		return nil
+	}
+}
+
+// attack drives e at the highest rate workers connections can sustain, each sending
+// its next request as soon as the last one is answered, for d.
+func attack(ctx context.Context, client *http.Client, e endpoint, workers int, d time.Duration) (vegeta.Metrics, error) {
+	atk := vegeta.NewAttacker(
+		vegeta.Client(client),
+		vegeta.Workers(uint64(workers)),
+		vegeta.MaxWorkers(uint64(workers)),
+	)
+	// Rate 0 is no pacing at all: with MaxWorkers set, that is closed-loop max rate.
+	stop := context.AfterFunc(ctx, func() { atk.Stop() })
+	defer stop()
+	var m vegeta.Metrics
+	for res := range atk.Attack(e.target, vegeta.Rate{Freq: 0}, d, e.label) {
+		m.Add(res)
+	}
+	m.Close()
+	if err := ctx.Err(); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+// report prints the table of results and the targets.
+func report(w io.Writer, results []result) {
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "endpoint\trequests\treq/s\tp50\tp99\tsuccess\tvs ceiling\tanswer size")
+	for _, r := range results {
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%.2f%%\t%.1f%%\t%s\n", r.label, r.m.Requests, r.m.Rate,
+			ms(r.m.Latencies.P50), ms(r.m.Latencies.P99), 100*successRatio(r), 100*r.ratio, size(r.m.BytesIn.Mean))
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w, "\nreq/s counts every answer; success is the share of 2xx answers; vs ceiling compares 2xx answers per second;")
+	fmt.Fprintln(w, "answer size is the mean body size.")
+
+	for _, r := range results {
+		if r.ok == r.m.Requests {
+			continue
+		}
+		var codes []string
+		for _, code := range slices.Sorted(maps.Keys(r.m.StatusCodes)) {
+			if c, _ := strconv.Atoi(code); c < 200 || c > 299 {
+				name := code
+				if c == 0 {
+					name = "no answer"
+				}
+				codes = append(codes, fmt.Sprintf("%s ×%d", name, r.m.StatusCodes[code]))
+			}
+		}
+		errs := r.m.Errors
+		if len(errs) > 3 {
+			errs = errs[:3]
+		}
+		fmt.Fprintf(w, "%s: %d of %d not 2xx (%s); errors: %s\n", r.label, r.m.Requests-r.ok, r.m.Requests,
+			strings.Join(codes, ", "), strings.Join(errs, "; "))
+	}
+
+	reportCPU(w, results)
+
+	fmt.Fprintln(w, "\ntargets (from the issue; reported, not enforced):")
+	for _, t := range targets {
+		for _, r := range results {
+			if r.label != t.label {
+				continue
+			}
+			verdict := "met"
+			if r.ratio < t.min {
+				verdict = "NOT met"
+			}
+			fmt.Fprintf(w, "  %-28s >= %2.0f%% of ceiling: %5.1f%%  %s\n", t.label, 100*t.min, 100*r.ratio, verdict)
+		}
+	}
+}
+
+func successRatio(r result) float64 {
+	if r.m.Requests == 0 {
+		return 0
+	}
+	return float64(r.ok) / float64(r.m.Requests)
+}
+
+// ms formats d in milliseconds.
+func ms(d time.Duration) string {
+	return strconv.FormatFloat(float64(d)/float64(time.Millisecond), 'f', 2, 64) + "ms"
+}
+
+// reportCPU prints how the machine's CPU was shared during each measurement, and
+// what the processes under test spent per request.
+func reportCPU(w io.Writer, results []result) {
+	if len(results) == 0 || !results[0].cpu.ok {
+		return
+	}
+	fmt.Fprintf(w, "\nCPU used while measuring, in cores (this machine has %d):\n", runtime.NumCPU())
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "endpoint\t%s\tkernel\tother programs\tCPU per request\n", strings.Join(watchedNames, "\t"))
+	worst := 0.0
+	for _, r := range results {
+		if !r.cpu.ok {
+			continue
+		}
+		fmt.Fprint(tw, r.label)
+		served := 0.0 // cores used by the processes under test, not the load generator
+		for i, c := range r.cpu.procs {
+			fmt.Fprintf(tw, "\t%.2f", c)
+			if i > 0 {
+				served += c
+			}
+		}
+		perRequest := "-"
+		if r.m.Rate > 0 {
+			perRequest = fmt.Sprintf("%.0fµs", served/r.m.Rate*1e6)
+		}
+		fmt.Fprintf(tw, "\t%.2f\t%.2f\t%s\n", r.cpu.kernel, r.cpu.others, perRequest)
+		worst = max(worst, r.cpu.others)
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w, "CPU per request is what the processes under test (not the load generator) spent per request;")
+	fmt.Fprintln(w, "kernel is kernel threads and interrupts, such as the file system work that the services' fsyncs cause.")
+	if worst > busyOthers {
+		fmt.Fprintf(w, "warning: other programs used up to %.2f cores while measuring, so these figures understate this machine; "+
+			"run the benchmark again on an otherwise idle machine\n", worst)
+	}
+}
+
+// size formats a byte count.
+func size(n float64) string {
+	switch {
+	case n >= 10*1024:
+		return fmt.Sprintf("%.0fKiB", n/1024)
+	case n >= 1024:
+		return fmt.Sprintf("%.1fKiB", n/1024)
+	default:
+		return fmt.Sprintf("%.0fB", n)
+	}
+}

@@ -1,0 +1,164 @@
+package loadbench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// genres are the genres books are spread over, evenly; the first is genre X, the one
+// the genre endpoints are measured with.
+var genres = []string{
+	"science-fiction", "fantasy", "mystery", "thriller", "romance", "horror", "history",
+	"biography", "poetry", "drama", "philosophy", "travel", "cooking", "science", "art",
+	"children", "humour", "essays", "crime", "classics",
+}
+
+// seedWorkers is how many requests seeding keeps in flight.
+const seedWorkers = 16
+
+// dataset is what seeding created.
+type dataset struct {
+	authorIDs []string
+	bookIDs   []string
+	hotGenre  string // genre X
+	hotCount  int    // books in genre X
+
+	authorsTook, booksTook time.Duration
+
+	isbns atomic.Uint64 // the last ISBN serial used, so that every book gets its own
+}
+
+func (d *dataset) summary() string {
+	rate := func(n int, took time.Duration) float64 { return float64(n) / took.Seconds() }
+	return fmt.Sprintf("%d authors in %s (%.0f/s), %d books in %s (%.0f/s), POSTs with %d workers",
+		len(d.authorIDs), d.authorsTook.Round(time.Millisecond), rate(len(d.authorIDs), d.authorsTook),
+		len(d.bookIDs), d.booksTook.Round(time.Millisecond), rate(len(d.bookIDs), d.booksTook), seedWorkers)
+}
+
+// newBook returns the JSON of a new book in genre with a random seeded author and a
+// unique ISBN.
+func (d *dataset) newBook(genre string) []byte {
+	serial := d.isbns.Add(1)
+	b, _ := json.Marshal(map[string]any{
+		"title":          fmt.Sprintf("Collected Stories, Volume %d", serial),
+		"author_id":      d.authorIDs[rand.IntN(len(d.authorIDs))],
+		"genre":          genre,
+		"isbn":           isbn13(serial),
+		"published_year": 1900 + rand.IntN(126),
+	})
+	return b
+}
+
+// isbn13 returns a valid ISBN-13 made from serial (prefix 979, nine digits, check).
+func isbn13(serial uint64) string {
+	s := fmt.Sprintf("979%09d", serial%1_000_000_000)
+	sum := 0
+	for i := 0; i < 12; i++ {
+		v := int(s[i] - '0')
+		if i%2 == 1 {
+			v *= 3
+		}
+		sum += v
+	}
+	return s + strconv.Itoa((10-sum%10)%10)
+}
+
+// seed creates the authors, then the books (book i in genre i mod 20) through the
+// services' APIs.
+func seed(ctx context.Context, bookURL, authorURL string, authors, books int) (*dataset, error) {
+	client := &http.Client{
+		Timeout:   10 * time.Second,
+		Transport: &http.Transport{MaxIdleConnsPerHost: seedWorkers},
+	}
+	defer client.CloseIdleConnections()
+	d := &dataset{hotGenre: genres[0]}
+
+	start := time.Now()
+	ids, err := createAll(ctx, client, authorURL+"/authors", authors, func(i int) []byte {
+		b, _ := json.Marshal(map[string]string{"name": fmt.Sprintf("Author %04d", i+1)})
+		return b
+	})
+	if err != nil {
+		return nil, fmt.Errorf("authors: %w", err)
+	}
+	d.authorIDs, d.authorsTook = ids, time.Since(start)
+
+	start = time.Now()
+	ids, err = createAll(ctx, client, bookURL+"/books", books, func(i int) []byte {
+		return d.newBook(genres[i%len(genres)])
+	})
+	if err != nil {
+		return nil, fmt.Errorf("books: %w", err)
+	}
+	d.bookIDs, d.booksTook = ids, time.Since(start)
+	d.hotCount = (books + len(genres) - 1) / len(genres) // books 0, 20, 40…
+	return d, nil
+}
+
+// createAll POSTs n documents made by body to url, seedWorkers at a time, and
+// returns the ids of the created resources in order. Any answer but 201 is an error.
+func createAll(ctx context.Context, client *http.Client, url string, n int, body func(i int) []byte) ([]string, error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	ids := make([]string, n)
+	next := atomic.Int64{}
+	var wg sync.WaitGroup
+	for range min(seedWorkers, n) {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n || ctx.Err() != nil {
+					return
+				}
+				id, err := create(ctx, client, url, body(i))
+				if err != nil {
+					cancel(err)
+					return
+				}
+				ids[i] = id
+			}
+		})
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil {
+		return nil, err
+	}
+	return ids, nil
+}
+
+// create POSTs one document and returns the id of the resource created.
+func create(ctx context.Context, client *http.Client, url string, body []byte) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return "", fmt.Errorf("POST %s: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusCreated {
+		return "", fmt.Errorf("POST %s %s: %s: %s", url, body, resp.Status, b)
+	}
+	var created struct {
+		ID string `json:"id"`
+	}
+	if err := json.Unmarshal(b, &created); err != nil || created.ID == "" {
+		return "", fmt.Errorf("POST %s: the answer has no id: %s", url, b)
+	}
+	return created.ID, nil
+}
