@@ -14,12 +14,14 @@ import (
 var services = map[string][]string{
 	"book":   {"folio/internal/book", "folio/cmd/book", "folio/internal/authorclient"},
 	"author": {"folio/internal/author", "folio/cmd/author", "folio/internal/bookclient"},
+	"auth":   {"folio/internal/auth", "folio/cmd/auth"},
 }
 
 // own is each service's own code, which no other service may import.
 var own = map[string]string{
 	"book":   "folio/internal/book",
 	"author": "folio/internal/author",
+	"auth":   "folio/internal/auth",
 }
 
 func TestImportBoundaries(t *testing.T) {

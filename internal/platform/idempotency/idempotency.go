@@ -46,13 +46,21 @@ type Keys struct {
 	Abandoned time.Duration
 	// Caller names the caller of a request, so that two clients' keys never meet.
 	Caller func(*http.Request) string
-	now    func() time.Time
+	// Fingerprint digests a request (method, URI and body) for comparison with a
+	// repeat. The default is SHA-256; a service whose bodies carry secrets, such as
+	// passwords, sets a slow salted hash instead, since the digest is stored for the TTL.
+	Fingerprint func(key string, request []byte) []byte
+	now         func() time.Time
 }
 
 // New returns the key store kept in db.
 func New(db *sqldb.DB, log *slog.Logger) *Keys {
 	return &Keys{db: db, log: log, TTL: 24 * time.Hour, Abandoned: time.Minute, now: time.Now,
-		Caller: func(*http.Request) string { return "" }}
+		Caller: func(*http.Request) string { return "" },
+		Fingerprint: func(_ string, request []byte) []byte {
+			sum := sha256.Sum256(request)
+			return sum[:]
+		}}
 }
 
 type record struct {
@@ -91,8 +99,7 @@ func (k *Keys) Wrap(next http.Handler) http.Handler {
 			return
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		sum := sha256.Sum256(append([]byte(r.Method+" "+r.URL.RequestURI()+"\n"), body...))
-		hash := hex.EncodeToString(sum[:])
+		hash := hex.EncodeToString(k.Fingerprint(key, append([]byte(r.Method+" "+r.URL.RequestURI()+"\n"), body...)))
 		scope := r.Method + " " + r.URL.Path + " " + k.Caller(r)
 
 		// Claiming and recording outlive a client that hangs up: a create that commits

@@ -1,0 +1,104 @@
+// Command auth runs the auth service.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"folio/internal/auth"
+	"folio/internal/platform/idempotency"
+	"folio/internal/platform/process"
+)
+
+type config struct {
+	process.Base
+	// AdminEmail and AdminPassword make the first admin account at start, when no
+	// account has that email yet.
+	AdminEmail    string        `env:"FOLIO_ADMIN_EMAIL"`
+	AdminPassword string        `env:"FOLIO_ADMIN_PASSWORD" mask:"true"`
+	JWTIssuer     string        `env:"FOLIO_JWT_ISSUER" envDefault:"folio-auth"`
+	JWTAudience   string        `env:"FOLIO_JWT_AUDIENCE" envDefault:"folio"`
+	TokenTTL      time.Duration `env:"FOLIO_TOKEN_TTL" envDefault:"15m"`
+	// KeyRotation is how often a new signing key is made; the old one stays in the
+	// JWKS until the tokens it signed have expired (TokenTTL after its retirement).
+	KeyRotation time.Duration `env:"FOLIO_KEY_ROTATION" envDefault:"24h"`
+}
+
+func (c config) validate() error {
+	if (c.AdminEmail == "") != (c.AdminPassword == "") {
+		return errors.New("FOLIO_ADMIN_EMAIL and FOLIO_ADMIN_PASSWORD must be set together")
+	}
+	if c.JWTIssuer == "" {
+		return errors.New("FOLIO_JWT_ISSUER must not be empty")
+	}
+	if c.JWTAudience == "" {
+		return errors.New("FOLIO_JWT_AUDIENCE must not be empty")
+	}
+	if c.TokenTTL < time.Second {
+		return fmt.Errorf("FOLIO_TOKEN_TTL must be at least 1s, not %s", c.TokenTTL)
+	}
+	if c.KeyRotation < time.Minute {
+		return fmt.Errorf("FOLIO_KEY_ROTATION must be at least 1m, not %s", c.KeyRotation)
+	}
+	return nil
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "auth:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) > 1 {
+		return errors.New("auth takes no arguments; it is configured with FOLIO_* environment variables (see README)")
+	}
+	var cfg config
+	p, err := process.Start(ctx, "auth", ":8083", &cfg, &cfg.Base, getenv, stdout, auth.Migrations)
+	if err != nil {
+		return err
+	}
+	defer p.Close()
+	if err := cfg.validate(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+
+	svc, err := auth.NewService(auth.NewSQLStore(p.DB), auth.Options{
+		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, TokenTTL: cfg.TokenTTL, KeyRotation: cfg.KeyRotation, Log: p.Log,
+	})
+	if err != nil {
+		return err
+	}
+	if err := svc.Rotate(ctx); err != nil {
+		return err
+	}
+	if cfg.AdminEmail != "" {
+		created, err := svc.EnsureAdmin(ctx, cfg.AdminEmail, cfg.AdminPassword)
+		if err != nil {
+			return err
+		}
+		if created {
+			p.Log.Info("created the first admin account", "email", cfg.AdminEmail)
+		}
+	}
+	// Checking often keeps rotation close to its period and picks up keys that
+	// other instances made.
+	go svc.RunRotation(ctx, min(time.Minute, cfg.KeyRotation/4))
+	keys := idempotency.New(p.DB, p.Log)
+	keys.Fingerprint = auth.RequestFingerprint
+	go keys.RunPurger(ctx, time.Hour)
+
+	mux := http.NewServeMux()
+	auth.Routes(mux, svc, keys, p.Log)
+	return p.Serve(ctx, mux, auth.OpenAPI)
+}

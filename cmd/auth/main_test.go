@@ -1,0 +1,193 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// logBuffer collects the service's log lines while it runs.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// servingAddr returns the address from the "serving" log line, or "".
+func (b *logBuffer) servingAddr() string {
+	for _, line := range strings.Split(b.String(), "\n") {
+		var rec struct{ Msg, Addr string }
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving" {
+			return rec.Addr
+		}
+	}
+	return ""
+}
+
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+func TestRunRejectsBadConfiguration(t *testing.T) {
+	if err := run(context.Background(), []string{"auth", "extra"}, env(nil), &logBuffer{}); err == nil {
+		t.Error("run with an argument: got nil, want an error")
+	}
+	for _, tc := range []struct{ name, value string }{
+		{"FOLIO_ADMIN_EMAIL", "root@example.com"},   // without a password
+		{"FOLIO_ADMIN_PASSWORD", "a long password"}, // without an email
+		{"FOLIO_TOKEN_TTL", "0s"},
+		{"FOLIO_KEY_ROTATION", "1s"},
+	} {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0", tc.name: tc.value}
+			err := run(context.Background(), []string{"auth"}, env(vars), &logBuffer{})
+			if err == nil || !strings.Contains(err.Error(), tc.name) {
+				t.Errorf("got %v, want an error naming %s", err, tc.name)
+			}
+		})
+	}
+	t.Run("FOLIO_TOKEN_TTL=soon", func(t *testing.T) {
+		vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_TOKEN_TTL": "soon"}
+		if err := run(context.Background(), []string{"auth"}, env(vars), &logBuffer{}); err == nil {
+			t.Error("got nil, want an error")
+		}
+	})
+	t.Run("admin password too short", func(t *testing.T) {
+		vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0",
+			"FOLIO_ADMIN_EMAIL": "root@example.com", "FOLIO_ADMIN_PASSWORD": "short"}
+		if err := run(context.Background(), []string{"auth"}, env(vars), &logBuffer{}); err == nil {
+			t.Error("got nil, want an error")
+		}
+	})
+}
+
+// start runs the service with vars until the test ends and returns its base URL.
+func start(t *testing.T, vars map[string]string) (string, *logBuffer, func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &logBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"auth"}, env(vars), logs) }()
+	var addr string
+	for deadline := time.Now().Add(20 * time.Second); addr == ""; {
+		select {
+		case err := <-done:
+			cancel()
+			t.Fatalf("run returned before serving: %v\n%s", err, logs.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("the service did not start serving\n%s", logs.String())
+		}
+		addr = logs.servingAddr()
+	}
+	stop := func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run after cancel: got %v, want nil", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Fatal("run did not return after its context ended")
+		}
+	}
+	return "http://" + addr, logs, stop
+}
+
+func post(t *testing.T, url, body string, header ...string) (*http.Response, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	return do(t, req)
+}
+
+func do(t *testing.T, req *http.Request) (*http.Response, map[string]any) {
+	t.Helper()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
+	}
+	defer resp.Body.Close()
+	var v map[string]any
+	_ = json.NewDecoder(resp.Body).Decode(&v)
+	return resp, v
+}
+
+func TestRunServesUntilCancelled(t *testing.T) {
+	dir := t.TempDir()
+	vars := map[string]string{"FOLIO_DATA_DIR": dir, "FOLIO_HTTP_ADDR": "127.0.0.1:0",
+		"FOLIO_ADMIN_EMAIL": "Root@Example.com", "FOLIO_ADMIN_PASSWORD": "the root password", "FOLIO_TOKEN_TTL": "5m"}
+	base, logs, stop := start(t, vars)
+	if strings.Contains(logs.String(), "the root password") {
+		t.Error("the admin password appears in the logs")
+	}
+
+	resp, tok := post(t, base+"/auth/token", `{"email":"root@example.com","password":"the root password"}`)
+	if resp.StatusCode != http.StatusOK || tok["token_type"] != "Bearer" || tok["expires_in"] != float64(300) {
+		t.Fatalf("admin login: got %d %v, want 200 with a Bearer token for 300 s", resp.StatusCode, tok)
+	}
+	resp, ada := post(t, base+"/auth/register", `{"email":"ada@example.com","password":"twelve chars"}`)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("register: got %d %v, want 201", resp.StatusCode, ada)
+	}
+	req, _ := http.NewRequest("PUT", base+"/auth/users/"+ada["id"].(string)+"/roles", strings.NewReader(`{"roles":["editor"]}`))
+	req.Header.Set("Authorization", "Bearer "+tok["access_token"].(string))
+	if resp, u := do(t, req); resp.StatusCode != http.StatusOK || !slices.Equal(u["roles"].([]any), []any{"editor"}) {
+		t.Errorf("roles change by the admin: got %d %v, want 200 with [editor]", resp.StatusCode, u)
+	}
+	for path, want := range map[string]int{"/readyz": 200, "/.well-known/jwks.json": 200, "/openapi.json": 200, "/metrics": 200} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: got %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	req, _ = http.NewRequest("GET", base+"/.well-known/jwks.json", nil)
+	_, jwks := do(t, req)
+	stop()
+
+	// A restart keeps the signing key and does not make the admin again.
+	base, logs, stop = start(t, vars)
+	defer stop()
+	req, _ = http.NewRequest("GET", base+"/.well-known/jwks.json", nil)
+	if _, again := do(t, req); !jsonEqual(jwks, again) {
+		t.Errorf("after a restart got JWKS %v, want %v", again, jwks)
+	}
+	if strings.Contains(logs.String(), "created the first admin") {
+		t.Error("the restart made the admin again")
+	}
+	if resp, _ := post(t, base+"/auth/token", `{"email":"root@example.com","password":"the root password"}`); resp.StatusCode != 200 {
+		t.Errorf("admin login after a restart: got %d, want 200", resp.StatusCode)
+	}
+}
+
+func jsonEqual(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return bytes.Equal(x, y)
+}

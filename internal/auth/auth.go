@@ -1,0 +1,469 @@
+// Package auth is the auth service: accounts with roles, argon2id password hashes,
+// EdDSA-signed access tokens, the JWKS that verifies them, and its HTTP API.
+//
+// Passwords are hashed with argon2id at OWASP's minimum cost: time=2, memory=19 MiB
+// (19456 KiB), threads=1, a 16-byte random salt and a 32-byte key, stored as a PHC
+// string ($argon2id$v=19$m=19456,t=2,p=1$salt$hash) and compared in constant time.
+// A login for an unknown email still runs argon2id, against a dummy hash, so that it
+// costs what a wrong password costs.
+//
+// Access tokens are JWTs signed with Ed25519 (alg EdDSA) carrying iss, aud, sub (the
+// account id), exp, iat, nbf, jti (a UUIDv7) and roles; the header names the key (kid).
+// Signing keys are made on first start and kept in the service's own database
+// (table signing_keys); a new key is made when the newest is older than the rotation
+// period, and a retired key stays in the JWKS for one token lifetime, until every
+// token it signed has expired. A production deployment may prefer to mount the key
+// from a file or secret store; this package implements only the database.
+//
+// Logins are rate-limited in memory per email and per client IP (token buckets).
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"folio/internal/platform/fault"
+	"folio/internal/platform/rest"
+)
+
+// The roles an account can hold.
+const (
+	RoleReader = "reader"
+	RoleEditor = "editor"
+	RoleAdmin  = "admin"
+)
+
+// Roles lists every role in canonical order.
+var Roles = []string{RoleReader, RoleEditor, RoleAdmin}
+
+// Limits of the credentials.
+const (
+	MinPassword = 12
+	MaxPassword = 1024
+	MaxEmail    = 254
+)
+
+// User is an account. The password hash never leaves the service.
+type User struct {
+	ID           string    `json:"id"`
+	Email        string    `json:"email"`
+	Roles        []string  `json:"roles"`
+	Version      int       `json:"version"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+	PasswordHash string    `json:"-"`
+}
+
+// HasRole reports whether u holds role.
+func (u User) HasRole(role string) bool { return slices.Contains(u.Roles, role) }
+
+// Credentials is the body of POST /auth/register and POST /auth/token.
+type Credentials struct {
+	Email    *string `json:"email"`
+	Password *string `json:"password"`
+
+	// Read-only fields a client may send back; ignored.
+	ID        json.RawMessage `json:"id,omitempty"`
+	Roles     json.RawMessage `json:"roles,omitempty"`
+	Version   json.RawMessage `json:"version,omitempty"`
+	CreatedAt json.RawMessage `json:"created_at,omitempty"`
+	UpdatedAt json.RawMessage `json:"updated_at,omitempty"`
+}
+
+// RolesInput is the body of PUT /auth/users/{id}/roles.
+type RolesInput struct {
+	Roles *[]string `json:"roles"`
+}
+
+// Token is the answer to a successful login.
+type Token struct {
+	AccessToken string `json:"access_token"`
+	TokenType   string `json:"token_type"`
+	ExpiresIn   int    `json:"expires_in"`
+}
+
+// Caller is the verified bearer of an access token.
+type Caller struct {
+	ID    string
+	Roles []string
+}
+
+// Store keeps accounts and signing keys. Implementations return fault errors:
+// NotFound for a missing account, Conflict for a taken email, and ErrStale when the
+// version moved on.
+type Store interface {
+	CreateUser(ctx context.Context, u User) error
+	User(ctx context.Context, id string) (User, error)
+	UserByEmail(ctx context.Context, email string) (User, error)
+	// UpdateRoles writes u's roles, version and updated_at if the stored account is
+	// still at version u.Version-1.
+	UpdateRoles(ctx context.Context, u User) error
+	// SigningKeys returns every stored signing key.
+	SigningKeys(ctx context.Context) ([]SigningKey, error)
+	// RotateSigningKey stores k and retires every other active key, unless an active
+	// key created after cutoff exists (another instance rotated already).
+	RotateSigningKey(ctx context.Context, k SigningKey, cutoff time.Time) error
+}
+
+// ErrStale is returned by Store writes when the account changed since it was read.
+var ErrStale = errors.New("account changed concurrently")
+
+// Options configure a Service. Zero fields take the defaults.
+type Options struct {
+	Issuer      string        // "folio-auth"
+	Audience    string        // "folio"
+	TokenTTL    time.Duration // 15 min
+	KeyRotation time.Duration // 24 h
+	Hashing     Params        // DefaultParams
+	EmailLimit  Limit         // DefaultEmailLimit
+	IPLimit     Limit         // DefaultIPLimit
+	Now         func() time.Time
+	Log         *slog.Logger
+}
+
+// Service applies the rules of the auth service to its store.
+type Service struct {
+	store   Store
+	opts    Options
+	keys    *keyRing
+	limiter *loginLimiter
+	dummy   string // a hash no password is known for, verified for unknown emails
+}
+
+// NewService returns a Service over store. Call Rotate before serving so that a
+// signing key exists.
+func NewService(store Store, o Options) (*Service, error) {
+	if o.Issuer == "" {
+		o.Issuer = "folio-auth"
+	}
+	if o.Audience == "" {
+		o.Audience = "folio"
+	}
+	if o.TokenTTL <= 0 {
+		o.TokenTTL = 15 * time.Minute
+	}
+	if o.KeyRotation <= 0 {
+		o.KeyRotation = 24 * time.Hour
+	}
+	if o.Hashing == (Params{}) {
+		o.Hashing = DefaultParams
+	}
+	if o.EmailLimit == (Limit{}) {
+		o.EmailLimit = DefaultEmailLimit
+	}
+	if o.IPLimit == (Limit{}) {
+		o.IPLimit = DefaultIPLimit
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	dummy, err := HashPassword(rest.NewID(), o.Hashing)
+	if err != nil {
+		return nil, err
+	}
+	return &Service{
+		store: store, opts: o, dummy: dummy,
+		keys:    &keyRing{store: store, now: o.Now, ttl: o.TokenTTL, rotation: o.KeyRotation},
+		limiter: &loginLimiter{email: newLimiter(o.EmailLimit), ip: newLimiter(o.IPLimit)},
+	}, nil
+}
+
+func (s *Service) timestamp() time.Time { return s.opts.Now().UTC().Truncate(time.Microsecond) }
+
+// Rotate loads the signing keys, making a new one first when there is none or the
+// newest is older than the rotation period. Errors: only unclassified ones.
+func (s *Service) Rotate(ctx context.Context) error {
+	if err := s.keys.rotate(ctx); err != nil {
+		return fmt.Errorf("rotate signing keys: %w", err)
+	}
+	return nil
+}
+
+// RunRotation calls Rotate every interval until ctx ends, logging failures.
+func (s *Service) RunRotation(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.Rotate(ctx); err != nil && ctx.Err() == nil {
+				s.opts.Log.ErrorContext(ctx, "rotate signing keys", "err", err)
+			}
+		}
+	}
+}
+
+// JWKS returns the public keys that verify tokens now.
+func (s *Service) JWKS() JWKS { return s.keys.jwks() }
+
+// NormalizeEmail trims and lower-cases email and checks that it looks like an
+// address: one @, a local part of at most 64 characters, a dotted domain, no spaces
+// or control characters, at most MaxEmail characters.
+func NormalizeEmail(email string) (string, bool) {
+	e := strings.ToLower(strings.TrimSpace(email))
+	if e == "" || len(e) > MaxEmail || !utf8.ValidString(e) {
+		return e, false
+	}
+	if strings.IndexFunc(e, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+		return e, false
+	}
+	local, domain, ok := strings.Cut(e, "@")
+	if !ok || local == "" || len(local) > 64 || strings.Contains(domain, "@") {
+		return e, false
+	}
+	labels := strings.Split(domain, ".")
+	if len(labels) < 2 {
+		return e, false
+	}
+	for _, l := range labels {
+		if l == "" || strings.HasPrefix(l, "-") || strings.HasSuffix(l, "-") {
+			return e, false
+		}
+	}
+	return e, true
+}
+
+// check validates a registration and returns the normalised email and
+// the password, or an Invalid error naming each broken field.
+func (in Credentials) check() (string, string, error) {
+	var errs fault.Fields
+	var email, password string
+	switch {
+	case in.Email == nil || strings.TrimSpace(*in.Email) == "":
+		errs.Add("email", "is required")
+	default:
+		var ok bool
+		if email, ok = NormalizeEmail(*in.Email); !ok {
+			errs.Add("email", "must be an email address")
+		}
+	}
+	switch {
+	case in.Password == nil || *in.Password == "":
+		errs.Add("password", "is required")
+	default:
+		password = *in.Password
+		switch n := utf8.RuneCountInString(password); {
+		case n < MinPassword:
+			errs.Add("password", fmt.Sprintf("must be at least %d characters", MinPassword))
+		case n > MaxPassword:
+			errs.Add("password", fmt.Sprintf("must be at most %d characters", MaxPassword))
+		case strings.ContainsRune(password, 0):
+			errs.Add("password", "must not contain NUL characters")
+		}
+	}
+	return email, password, errs.Err()
+}
+
+// CheckRoles returns roles without duplicates in canonical order, or an Invalid error
+// naming the roles field when it is missing or names an unknown role.
+func CheckRoles(roles *[]string) ([]string, error) {
+	var errs fault.Fields
+	if roles == nil {
+		errs.Add("roles", "is required")
+		return nil, errs.Err()
+	}
+	for _, r := range *roles {
+		if !slices.Contains(Roles, r) {
+			errs.Add("roles", fmt.Sprintf("%q is not a role; roles are reader, editor and admin", r))
+		}
+	}
+	if err := errs.Err(); err != nil {
+		return nil, err
+	}
+	out := []string{}
+	for _, r := range Roles {
+		if slices.Contains(*roles, r) {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+// Register creates an account with the reader role. Errors: Invalid, Conflict (the
+// email is taken).
+func (s *Service) Register(ctx context.Context, in Credentials) (User, error) {
+	email, password, err := in.check()
+	if err != nil {
+		return User{}, err
+	}
+	return s.create(ctx, email, password, []string{RoleReader})
+}
+
+func (s *Service) create(ctx context.Context, email, password string, roles []string) (User, error) {
+	hash, err := HashPassword(password, s.opts.Hashing)
+	if err != nil {
+		return User{}, err
+	}
+	now := s.timestamp()
+	u := User{ID: rest.NewID(), Email: email, Roles: roles, Version: 1, CreatedAt: now, UpdatedAt: now, PasswordHash: hash}
+	if err := s.store.CreateUser(ctx, u); err != nil {
+		return User{}, err
+	}
+	return u, nil
+}
+
+// EnsureAdmin creates an account with the admin role for email unless an account
+// with that email exists already (then it changes nothing). Errors: Invalid when
+// email or password break the registration rules.
+func (s *Service) EnsureAdmin(ctx context.Context, email, password string) (created bool, err error) {
+	e, p, err := Credentials{Email: &email, Password: &password}.check()
+	if err != nil {
+		return false, fmt.Errorf("first admin: %w", err)
+	}
+	if _, err := s.store.UserByEmail(ctx, e); fault.KindOf(err) != fault.NotFound {
+		return false, err // nil: the account exists
+	}
+	_, err = s.create(ctx, e, p, []string{RoleAdmin})
+	if fault.KindOf(err) == fault.Conflict {
+		return false, nil // another instance made it first
+	}
+	return err == nil, err
+}
+
+// ErrUnauthorized is returned when credentials or a token do not identify anyone.
+var ErrUnauthorized = errors.New("unauthorized")
+
+// ErrForbidden is returned when the caller may not do what it asked.
+var ErrForbidden = errors.New("forbidden")
+
+// RateLimitedError is returned when too many login attempts were made.
+type RateLimitedError struct {
+	RetryAfter int // seconds
+}
+
+func (e *RateLimitedError) Error() string {
+	return fmt.Sprintf("too many login attempts; retry in %d s", e.RetryAfter)
+}
+
+// Token checks credentials and returns an access token; clientIP is the caller's
+// address, for the rate limit. Unknown emails and wrong passwords give the same
+// ErrUnauthorized after the same work (argon2id runs on a dummy hash for an unknown
+// email). Errors: *RateLimitedError, ErrUnauthorized.
+func (s *Service) Token(ctx context.Context, in Credentials, clientIP string) (Token, error) {
+	var email, password string
+	valid := false
+	if in.Email != nil {
+		email, valid = NormalizeEmail(*in.Email)
+	}
+	if in.Password != nil {
+		password = *in.Password
+	}
+	// The bucket key is bounded, so that huge emails cannot make the limiter huge.
+	if ok, wait := s.limiter.allow(email[:min(len(email), MaxEmail)], clientIP, s.opts.Now()); !ok {
+		return Token{}, &RateLimitedError{RetryAfter: wait}
+	}
+	hash := s.dummy
+	var u User
+	if valid { // no account has an email that is not valid
+		var err error
+		u, err = s.store.UserByEmail(ctx, email)
+		switch {
+		case err == nil:
+			hash = u.PasswordHash
+		case fault.KindOf(err) != fault.NotFound:
+			return Token{}, err
+		}
+	}
+	if utf8.RuneCountInString(password) > MaxPassword {
+		password = "" // never matches; argon2id still runs, on the empty string
+	}
+	match, err := VerifyPassword(password, hash)
+	if err != nil {
+		return Token{}, fmt.Errorf("verify password of %s: %w", u.ID, err)
+	}
+	if !match || u.ID == "" || password == "" {
+		return Token{}, ErrUnauthorized
+	}
+	return s.issue(u)
+}
+
+func (s *Service) issue(u User) (Token, error) {
+	now := s.opts.Now().UTC().Truncate(time.Second)
+	claims := Claims{
+		Roles: u.Roles,
+		RegisteredClaims: jwt.RegisteredClaims{
+			Issuer: s.opts.Issuer, Audience: jwt.ClaimStrings{s.opts.Audience}, Subject: u.ID,
+			ExpiresAt: jwt.NewNumericDate(now.Add(s.opts.TokenTTL)), IssuedAt: jwt.NewNumericDate(now),
+			NotBefore: jwt.NewNumericDate(now), ID: rest.NewID(),
+		},
+	}
+	tok, err := s.keys.sign(claims)
+	if err != nil {
+		return Token{}, err
+	}
+	return Token{AccessToken: tok, TokenType: "Bearer", ExpiresIn: int(s.opts.TokenTTL / time.Second)}, nil
+}
+
+// Authenticate verifies an Authorization header value ("Bearer <token>") and returns
+// the caller. Errors: ErrUnauthorized.
+func (s *Service) Authenticate(header string) (Caller, error) {
+	scheme, tok, ok := strings.Cut(header, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
+		return Caller{}, ErrUnauthorized
+	}
+	c, err := s.keys.verify(strings.TrimSpace(tok), s.opts.Issuer, s.opts.Audience)
+	if err != nil || !rest.ValidID(c.Subject) {
+		return Caller{}, ErrUnauthorized
+	}
+	return Caller{ID: c.Subject, Roles: c.Roles}, nil
+}
+
+// User returns the account with id to caller, who must be that account or an admin.
+// Errors: NotFound (no such account, or not the caller's to see).
+func (s *Service) User(ctx context.Context, caller Caller, id string) (User, error) {
+	if !rest.ValidID(id) || (caller.ID != id && !slices.Contains(caller.Roles, RoleAdmin)) {
+		return User{}, errNotFound
+	}
+	return s.store.User(ctx, id)
+}
+
+// SetRoles replaces the roles of the account with id; caller must be an admin. check
+// vets the current version (If-Match). Errors: ErrForbidden, NotFound, Invalid,
+// PreconditionFailed.
+func (s *Service) SetRoles(ctx context.Context, caller Caller, id string, in RolesInput, check func(int) error) (User, error) {
+	if !slices.Contains(caller.Roles, RoleAdmin) {
+		return User{}, ErrForbidden
+	}
+	if !rest.ValidID(id) {
+		return User{}, errNotFound
+	}
+	roles, err := CheckRoles(in.Roles)
+	if err != nil {
+		return User{}, err
+	}
+	for {
+		u, err := s.store.User(ctx, id)
+		if err != nil {
+			return User{}, err
+		}
+		if err := check(u.Version); err != nil {
+			return User{}, err
+		}
+		u.Roles, u.Version, u.UpdatedAt = roles, u.Version+1, s.timestamp()
+		err = s.store.UpdateRoles(ctx, u)
+		if errors.Is(err, ErrStale) {
+			continue
+		}
+		if err != nil {
+			return User{}, err
+		}
+		return u, nil
+	}
+}
+
+var errNotFound = fault.New(fault.NotFound, "no account has this id")

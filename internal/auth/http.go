@@ -1,0 +1,145 @@
+package auth
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+
+	"folio/internal/platform/problem"
+	"folio/internal/platform/rest"
+)
+
+// Problem types of the auth service, beyond the chassis's.
+const (
+	TypeUnauthorized    = "/problems/unauthorized"
+	TypeForbidden       = "/problems/forbidden"
+	TypeTooManyRequests = "/problems/too-many-requests"
+)
+
+// writeError writes err as problem+json: the auth errors here, every other one
+// through problem.WriteError.
+func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
+	var rl *RateLimitedError
+	switch {
+	case errors.Is(err, ErrUnauthorized):
+		if r.URL.Path != "/auth/token" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="folio"`)
+		}
+		problem.Write(w, r, problem.Problem{Type: TypeUnauthorized, Status: http.StatusUnauthorized,
+			Detail: "the credentials or the access token are not valid"})
+	case errors.Is(err, ErrForbidden):
+		problem.Write(w, r, problem.Problem{Type: TypeForbidden, Status: http.StatusForbidden,
+			Detail: "this needs the admin role"})
+	case errors.As(err, &rl):
+		w.Header().Set("Retry-After", strconv.Itoa(rl.RetryAfter))
+		problem.Write(w, r, problem.Problem{Type: TypeTooManyRequests, Status: http.StatusTooManyRequests,
+			Detail: "too many login attempts; retry later"})
+	default:
+		problem.WriteError(w, r, log, err)
+	}
+}
+
+// writeUser sends one account with its ETag.
+func writeUser(w http.ResponseWriter, status int, u User) {
+	w.Header().Set("ETag", rest.ETag(u.Version))
+	_ = rest.WriteJSON(w, status, u)
+}
+
+// clientIP returns the host of the request's remote address.
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// handleUserRegister serves POST /auth/register.
+func handleUserRegister(svc *Service, log *slog.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var in Credentials
+		if err := rest.Decode(r, &in); err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		u, err := svc.Register(r.Context(), in)
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		w.Header().Set("Location", "/auth/users/"+u.ID)
+		writeUser(w, http.StatusCreated, u)
+	}
+}
+
+// handleTokenCreate serves POST /auth/token.
+func handleTokenCreate(svc *Service, log *slog.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var in Credentials
+		if err := rest.Decode(r, &in); err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		tok, err := svc.Token(r.Context(), in, clientIP(r))
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		w.Header().Set("Cache-Control", "no-store")
+		_ = rest.WriteJSON(w, http.StatusOK, tok)
+	}
+}
+
+// handleKeysGet serves GET /.well-known/jwks.json.
+func handleKeysGet(svc *Service) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		_ = rest.WriteJSON(w, http.StatusOK, svc.JWKS())
+	}
+}
+
+// handleUserGet serves GET /auth/users/{id}.
+func handleUserGet(svc *Service, log *slog.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		caller, err := svc.Authenticate(r.Header.Get("Authorization"))
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		u, err := svc.User(r.Context(), caller, r.PathValue("id"))
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		if rest.NotModified(r, u.Version) {
+			w.Header().Set("ETag", rest.ETag(u.Version))
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		writeUser(w, http.StatusOK, u)
+	}
+}
+
+// handleUserRolesReplace serves PUT /auth/users/{id}/roles.
+func handleUserRolesReplace(svc *Service, log *slog.Logger) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		caller, err := svc.Authenticate(r.Header.Get("Authorization"))
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		var in RolesInput
+		if err := rest.Decode(r, &in); err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		u, err := svc.SetRoles(r.Context(), caller, r.PathValue("id"), in, rest.IfMatch(r).Check)
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		writeUser(w, http.StatusOK, u)
+	}
+}
