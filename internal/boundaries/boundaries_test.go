@@ -12,16 +12,18 @@ import (
 // services are the packages that belong to one service each; a client package
 // belongs to the service that calls it.
 var services = map[string][]string{
-	"book":   {"folio/internal/book", "folio/cmd/book", "folio/internal/authorclient"},
-	"author": {"folio/internal/author", "folio/cmd/author", "folio/internal/bookclient"},
-	"auth":   {"folio/internal/auth", "folio/cmd/auth"},
+	"book":    {"folio/internal/book", "folio/cmd/book", "folio/internal/authorclient"},
+	"author":  {"folio/internal/author", "folio/cmd/author", "folio/internal/bookclient"},
+	"auth":    {"folio/internal/auth", "folio/cmd/auth"},
+	"gateway": {"folio/internal/gateway", "folio/cmd/gateway"},
 }
 
 // own is each service's own code, which no other service may import.
 var own = map[string]string{
-	"book":   "folio/internal/book",
-	"author": "folio/internal/author",
-	"auth":   "folio/internal/auth",
+	"book":    "folio/internal/book",
+	"author":  "folio/internal/author",
+	"auth":    "folio/internal/auth",
+	"gateway": "folio/internal/gateway",
 }
 
 func TestImportBoundaries(t *testing.T) {

@@ -1,0 +1,132 @@
+// Command gateway runs Folio's public entry point: routing, JWT verification, rate
+// limiting and load balancing in front of the services.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"folio/internal/gateway"
+	"folio/internal/platform/config"
+	"folio/internal/platform/httpserver"
+	"folio/internal/platform/logging"
+	"folio/internal/platform/metrics"
+)
+
+// settings is the gateway's configuration. It has no database, so it does not embed
+// process.Base, but it reads the same HTTP and logging variables.
+type settings struct {
+	HTTPAddr        string        `env:"FOLIO_HTTP_ADDR" envDefault:":8080"`
+	LogFormat       string        `env:"FOLIO_LOG_FORMAT" envDefault:"auto"`
+	LogLevel        string        `env:"FOLIO_LOG_LEVEL" envDefault:"info"`
+	AccessLog       bool          `env:"FOLIO_ACCESS_LOG" envDefault:"true"`
+	ShutdownDelay   time.Duration `env:"FOLIO_SHUTDOWN_DELAY" envDefault:"0s"`
+	ShutdownTimeout time.Duration `env:"FOLIO_SHUTDOWN_TIMEOUT" envDefault:"15s"`
+
+	BookURLs   []string `env:"FOLIO_BOOK_URLS" envDefault:"http://127.0.0.1:8081"`
+	AuthorURLs []string `env:"FOLIO_AUTHOR_URLS" envDefault:"http://127.0.0.1:8082"`
+	AuthURLs   []string `env:"FOLIO_AUTH_URLS" envDefault:"http://127.0.0.1:8083"`
+	NotifyURLs []string `env:"FOLIO_NOTIFY_URLS" envDefault:"http://127.0.0.1:8084"`
+
+	JWTIssuer   string `env:"FOLIO_JWT_ISSUER" envDefault:"folio-auth"`
+	JWTAudience string `env:"FOLIO_JWT_AUDIENCE" envDefault:"folio"`
+	// JWKSURL defaults to the first auth instance's /.well-known/jwks.json.
+	JWKSURL string `env:"FOLIO_JWKS_URL"`
+
+	RateLimit       float64       `env:"FOLIO_RATE_LIMIT" envDefault:"50"`
+	RateBurst       int           `env:"FOLIO_RATE_BURST" envDefault:"100"`
+	CORSOrigins     []string      `env:"FOLIO_CORS_ORIGINS"`
+	UpstreamTimeout time.Duration `env:"FOLIO_UPSTREAM_TIMEOUT" envDefault:"10s"`
+}
+
+// gatewayConfig turns the environment's view into the gateway's, trimming the lists.
+func (c settings) gatewayConfig() (gateway.Config, error) {
+	gc := gateway.Config{
+		Instances: map[string][]string{
+			gateway.ServiceBook:   trimList(c.BookURLs),
+			gateway.ServiceAuthor: trimList(c.AuthorURLs),
+			gateway.ServiceAuth:   trimList(c.AuthURLs),
+			gateway.ServiceNotify: trimList(c.NotifyURLs),
+		},
+		JWKSURL:         c.JWKSURL,
+		Issuer:          c.JWTIssuer,
+		Audience:        c.JWTAudience,
+		RateLimit:       c.RateLimit,
+		RateBurst:       c.RateBurst,
+		CORSOrigins:     trimList(c.CORSOrigins),
+		UpstreamTimeout: c.UpstreamTimeout,
+	}
+	if gc.JWKSURL == "" && len(gc.Instances[gateway.ServiceAuth]) > 0 {
+		gc.JWKSURL = strings.TrimRight(gc.Instances[gateway.ServiceAuth][0], "/") + "/.well-known/jwks.json"
+	}
+	if c.UpstreamTimeout <= 0 {
+		return gc, fmt.Errorf("FOLIO_UPSTREAM_TIMEOUT must be positive, not %s", c.UpstreamTimeout)
+	}
+	return gc, gc.Validate()
+}
+
+func trimList(in []string) []string {
+	var out []string
+	for _, s := range in {
+		if s = strings.TrimSpace(s); s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args, os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) > 1 {
+		return errors.New("gateway takes no arguments; it is configured with FOLIO_* environment variables (see README)")
+	}
+	var cfg settings
+	if err := config.Load(&cfg, getenv); err != nil {
+		return err
+	}
+	log := logging.New(stdout, "gateway", cfg.LogFormat, cfg.LogLevel)
+	gcfg, err := cfg.gatewayConfig()
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	log.Info("starting", append(config.Attrs(&cfg), "FOLIO_JWKS_URL (effective)", gcfg.JWKSURL)...)
+
+	reg := metrics.NewRegistry()
+	gw, err := gateway.New(gcfg, log, reg)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	go gw.Run(ctx)
+
+	mux := http.NewServeMux()
+	gw.Routes(mux)
+	ln, err := httpserver.Listen(cfg.HTTPAddr)
+	if err != nil {
+		return err
+	}
+	// The gateway has no database: it is ready while it is not shutting down (the
+	// server answers 503 itself then). A service being down never makes it unready.
+	srv := httpserver.New(httpserver.Config{
+		ShutdownDelay: cfg.ShutdownDelay, ShutdownTimeout: cfg.ShutdownTimeout, AccessLog: cfg.AccessLog,
+	}, log, reg, mux, gateway.OpenAPI, func(context.Context) error { return nil })
+	if err := srv.Serve(ctx, ln); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	return nil
+}

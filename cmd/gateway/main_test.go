@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func TestRunServesAndStops(t *testing.T) {
+	addr := freeAddr(t)
+	env := map[string]string{
+		"FOLIO_HTTP_ADDR":  addr,
+		"FOLIO_BOOK_URLS":  "http://" + freeAddr(t) + ", http://" + freeAddr(t),
+		"FOLIO_LOG_LEVEL":  "error",
+		"FOLIO_ACCESS_LOG": "false",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"gateway"}, func(k string) string { return env[k] }, io.Discard) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	})
+
+	base := "http://" + addr
+	var resp *http.Response
+	var err error
+	for range 100 {
+		if resp, err = http.Get(base + "/healthz"); err == nil {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("run ended early: %v", err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		t.Fatalf("gateway never answered /healthz: %v", err)
+	}
+	resp.Body.Close()
+	for _, c := range []struct {
+		path string
+		want int
+	}{{"/healthz", 200}, {"/readyz", 200}, {"/nope", 404}, {"/books", 503}, {"/metrics", 200}} {
+		path, want := c.path, c.want
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: status = %d, want %d (%s)", path, resp.StatusCode, want, body)
+		}
+		if path == "/metrics" && !strings.Contains(string(body), "gateway_upstream_requests_total") {
+			t.Errorf("metrics lack the gateway's own")
+		}
+	}
+}
+
+func TestRunRejectsBadConfig(t *testing.T) {
+	for name, env := range map[string]map[string]string{
+		"bad book URL":    {"FOLIO_BOOK_URLS": "ftp://x"},
+		"empty auth list": {"FOLIO_AUTH_URLS": " , "},
+		"bad rate":        {"FOLIO_RATE_LIMIT": "-1"},
+		"bad timeout":     {"FOLIO_UPSTREAM_TIMEOUT": "0s"},
+		"not a duration":  {"FOLIO_UPSTREAM_TIMEOUT": "soon"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			env["FOLIO_HTTP_ADDR"] = "127.0.0.1:0"
+			err := run(context.Background(), []string{"gateway"}, func(k string) string { return env[k] }, io.Discard)
+			if err == nil {
+				t.Fatal("run accepted the configuration")
+			}
+		})
+	}
+	if err := run(context.Background(), []string{"gateway", "extra"}, func(string) string { return "" }, io.Discard); err == nil {
+		t.Fatal("run accepted an argument")
+	}
+}
+
+func TestJWKSURLDefaultsToFirstAuthInstance(t *testing.T) {
+	c := settings{BookURLs: []string{"http://b"}, AuthorURLs: []string{"http://a"},
+		AuthURLs: []string{" http://auth-1:8083/ ", "http://auth-2"}, NotifyURLs: []string{"http://n"},
+		JWTIssuer: "folio-auth", JWTAudience: "folio", RateLimit: 50, RateBurst: 100, UpstreamTimeout: time.Second}
+	gc, err := c.gatewayConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "http://auth-1:8083/.well-known/jwks.json"; gc.JWKSURL != want {
+		t.Fatalf("JWKS URL = %q, want %q", gc.JWKSURL, want)
+	}
+}

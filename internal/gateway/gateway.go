@@ -1,0 +1,193 @@
+// Package gateway is Folio's public entry point: a reverse proxy that routes each
+// request to the service that owns its path, verifies JWTs locally from the auth
+// service's JWKS, enforces roles, limits each client's request rate, and balances
+// load over every healthy instance of a service.
+package gateway
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/cors"
+)
+
+// OpenAPI describes the gateway's own endpoints; the merged documentation of every
+// service is a later addition (/docs).
+//
+//go:embed openapi.json
+var OpenAPI []byte
+
+// Names of the services behind the gateway, as used in metrics and logs.
+const (
+	ServiceBook   = "book"
+	ServiceAuthor = "author"
+	ServiceAuth   = "auth"
+	ServiceNotify = "notify"
+)
+
+// SubjectHeader carries the verified token subject to the services, so that they can
+// scope idempotency keys per caller. The gateway drops any X-Folio-* header a client sends.
+const SubjectHeader = "X-Folio-Subject"
+
+// Config is what the gateway needs. Zero values of the tuning fields take defaults.
+type Config struct {
+	// Instances maps each service name to the base URLs of its instances
+	// (static discovery): scheme and host only, no path.
+	Instances map[string][]string
+	// JWKSURL is where the auth service publishes its public keys.
+	JWKSURL  string
+	Issuer   string
+	Audience string
+	// RateLimit is each client's sustained request rate per second; RateBurst its burst.
+	RateLimit float64
+	RateBurst int
+	// CORSOrigins lists the origins browsers may call from ("*" for any); empty turns CORS off.
+	CORSOrigins []string
+	// UpstreamTimeout bounds each proxied request, retries included.
+	UpstreamTimeout time.Duration
+
+	// JWKSMinRefresh is the least time between two JWKS fetches (default 10 s), so
+	// that tokens with unknown key ids cannot make the gateway hammer the auth service.
+	JWKSMinRefresh time.Duration
+	// JWKSMaxAge is how long a fetched key set is used before it is fetched again (default 5 min).
+	JWKSMaxAge time.Duration
+	// EjectAfter consecutive connect failures take an instance out of rotation for
+	// EjectFor (defaults 3 and 10 s).
+	EjectAfter int
+	EjectFor   time.Duration
+	// MaxClients bounds the rate limiter's memory (default 100 000 clients).
+	MaxClients int
+	// Now is the clock (default time.Now); tests replace it.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.UpstreamTimeout <= 0 {
+		c.UpstreamTimeout = 10 * time.Second
+	}
+	if c.JWKSMinRefresh <= 0 {
+		c.JWKSMinRefresh = 10 * time.Second
+	}
+	if c.JWKSMaxAge <= 0 {
+		c.JWKSMaxAge = 5 * time.Minute
+	}
+	if c.EjectAfter <= 0 {
+		c.EjectAfter = 3
+	}
+	if c.EjectFor <= 0 {
+		c.EjectFor = 10 * time.Second
+	}
+	if c.MaxClients <= 0 {
+		c.MaxClients = 100_000
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports the first thing wrong with c.
+func (c Config) Validate() error {
+	for _, name := range []string{ServiceBook, ServiceAuthor, ServiceAuth, ServiceNotify} {
+		urls := c.Instances[name]
+		if len(urls) == 0 {
+			return fmt.Errorf("service %s has no instance URLs", name)
+		}
+		for _, raw := range urls {
+			if _, err := parseInstanceURL(raw); err != nil {
+				return fmt.Errorf("service %s: %w", name, err)
+			}
+		}
+	}
+	u, err := url.Parse(c.JWKSURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("JWKS URL %q is not an http or https URL", c.JWKSURL)
+	}
+	if c.Issuer == "" || c.Audience == "" {
+		return errors.New("the JWT issuer and audience must be set")
+	}
+	if c.RateLimit <= 0 || c.RateBurst <= 0 {
+		return fmt.Errorf("the rate limit (%v/s) and burst (%d) must be positive", c.RateLimit, c.RateBurst)
+	}
+	return nil
+}
+
+func parseInstanceURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("instance URL %q is not an http or https URL", raw)
+	}
+	if (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.User != nil {
+		return nil, fmt.Errorf("instance URL %q must have no path, query or user info", raw)
+	}
+	return &url.URL{Scheme: u.Scheme, Host: u.Host}, nil
+}
+
+// Gateway routes, authenticates, rate-limits and balances requests to the services.
+type Gateway struct {
+	cfg      Config
+	log      *slog.Logger
+	metrics  *instruments
+	verifier *Verifier
+	limiter  *limiter
+	services map[string]*service
+	cors     *cors.Cors
+}
+
+// New builds a gateway from cfg, registering its metrics on reg. It returns an error
+// when cfg is not valid.
+func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Gateway, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	m := newInstruments(reg)
+	g := &Gateway{
+		cfg:      cfg,
+		log:      log,
+		metrics:  m,
+		verifier: newVerifier(cfg, log, m),
+		limiter:  newLimiter(cfg.RateLimit, cfg.RateBurst, cfg.MaxClients, cfg.Now),
+		services: map[string]*service{},
+	}
+	for name, urls := range cfg.Instances {
+		svc, err := newService(name, urls, cfg, log, m)
+		if err != nil {
+			return nil, err
+		}
+		g.services[name] = svc
+	}
+	if len(cfg.CORSOrigins) > 0 {
+		g.cors = cors.New(cors.Options{
+			AllowedOrigins: cfg.CORSOrigins,
+			AllowedMethods: []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete},
+			AllowedHeaders: []string{"Authorization", "Content-Type", "Accept", "If-Match", "If-None-Match",
+				"Idempotency-Key", "X-Request-ID", "traceparent", "tracestate"},
+			ExposedHeaders: []string{"ETag", "Location", "Retry-After", "X-Request-ID", "WWW-Authenticate"},
+			MaxAge:         600,
+		})
+	}
+	return g, nil
+}
+
+// Run does the gateway's background work (forgetting idle rate-limit clients) until
+// ctx ends.
+func (g *Gateway) Run(ctx context.Context) {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			g.limiter.sweep()
+		}
+	}
+}

@@ -1,0 +1,42 @@
+package gateway
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// instruments are the gateway's own metrics; the chassis adds RED metrics per route.
+type instruments struct {
+	upstream     *prometheus.CounterVec // attempts by service and outcome
+	retries      *prometheus.CounterVec
+	ejections    *prometheus.CounterVec
+	rateLimited  prometheus.Counter
+	authFailures *prometheus.CounterVec
+	jwksFetches  *prometheus.CounterVec
+}
+
+func newInstruments(reg prometheus.Registerer) *instruments {
+	m := &instruments{
+		upstream: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_upstream_requests_total",
+			Help: "Attempts to reach a service, by service and outcome (2xx, 3xx, 4xx, 5xx, connect_error, timeout, error).",
+		}, []string{"service", "outcome"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_upstream_retries_total",
+			Help: "Idempotent requests retried on another instance after a connect failure, by service.",
+		}, []string{"service"}),
+		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_instance_ejections_total",
+			Help: "Times an instance was taken out of rotation after consecutive connect failures, by service.",
+		}, []string{"service"}),
+		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gateway_rate_limited_total", Help: "Requests refused with 429 by the rate limiter.",
+		}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_auth_failures_total",
+			Help: "Requests refused with 401 or 403, by reason (missing, expired, bad_signature, unknown_kid, forbidden…).",
+		}, []string{"reason"}),
+		jwksFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "gateway_jwks_fetches_total", Help: "Fetches of the auth service's JWKS, by outcome (ok, error).",
+		}, []string{"outcome"}),
+	}
+	reg.MustRegister(m.upstream, m.retries, m.ejections, m.rateLimited, m.authFailures, m.jwksFetches)
+	return m
+}

@@ -1,0 +1,104 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+
+	"folio/internal/platform/httpserver"
+	"folio/internal/platform/problem"
+)
+
+// Problem types the gateway adds to the chassis' ones.
+const (
+	TypeUnauthorized = "/problems/unauthorized"
+	TypeForbidden    = "/problems/forbidden"
+	TypeRateLimited  = "/problems/rate-limited"
+	TypeBadGateway   = "/problems/bad-gateway"
+	TypeTimeout      = "/problems/upstream-timeout"
+)
+
+// service is one backend service: its instances and the reverse proxy in front of them.
+type service struct {
+	name  string
+	pool  *pool
+	proxy *httputil.ReverseProxy
+}
+
+func newService(name string, raw []string, cfg Config, log *slog.Logger, m *instruments) (*service, error) {
+	var urls []*url.URL
+	for _, s := range raw {
+		u, err := parseInstanceURL(s)
+		if err != nil {
+			return nil, err
+		}
+		urls = append(urls, u)
+	}
+	s := &service{name: name, pool: newPool(name, urls, cfg, m)}
+	s.proxy = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			// Method, path, query, body and headers are kept; the balancer fills in the
+			// instance. The upstream sees its own host; X-Forwarded-Host keeps ours.
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = name
+			pr.Out.Host = ""
+			pr.SetXForwarded()
+		},
+		// The chassis has already set the response's X-Request-ID; the service echoes the
+		// same id, which would otherwise arrive twice.
+		ModifyResponse: func(resp *http.Response) error {
+			resp.Header.Del(httpserver.RequestIDHeader)
+			return nil
+		},
+		Transport:    &balancer{pool: s.pool, base: newTransport(cfg.UpstreamTimeout)},
+		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorHandler: proxyError(name, log),
+	}
+	return s, nil
+}
+
+// proxyError answers a request that could not be proxied with a problem: 503 when no
+// instance could be connected to, 504 on a timeout, 502 otherwise. The cause is only
+// logged, since it names internal addresses.
+func proxyError(name string, log *slog.Logger) func(http.ResponseWriter, *http.Request, error) {
+	return func(w http.ResponseWriter, r *http.Request, err error) {
+		if errors.Is(r.Context().Err(), context.Canceled) {
+			// The client went away; nobody reads this answer.
+			problem.Write(w, r, problem.Problem{Type: problem.TypeInternal, Status: 499,
+				Title: "Client Closed Request", Detail: "the client closed the request"})
+			return
+		}
+		log.WarnContext(r.Context(), "upstream failed", "upstream", name, "method", r.Method, "path", r.URL.Path, "err", err)
+		p := problem.Problem{Type: TypeBadGateway, Status: http.StatusBadGateway,
+			Detail: "the " + name + " service gave no valid answer"}
+		switch {
+		case isConnectError(err):
+			w.Header().Set("Retry-After", "1")
+			p = problem.Problem{Type: problem.TypeUpstreamUnavailable, Status: http.StatusServiceUnavailable,
+				Detail: "the " + name + " service is unavailable"}
+		case isTimeout(err):
+			p = problem.Problem{Type: TypeTimeout, Status: http.StatusGatewayTimeout,
+				Detail: "the " + name + " service did not answer in time"}
+		}
+		problem.Write(w, r, p)
+	}
+}
+
+// bearer returns the token of an Authorization: Bearer header, whether the header
+// was present, and whether it had the Bearer form.
+func bearer(r *http.Request) (token string, present, ok bool) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return "", false, false
+	}
+	scheme, tok, found := strings.Cut(h, " ")
+	tok = strings.TrimSpace(tok)
+	if !found || !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		return "", true, false
+	}
+	return tok, true, true
+}
