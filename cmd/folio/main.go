@@ -39,7 +39,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{name: "up", summary: "start every service as its own process, load the demo catalogue on first run, and keep them running until Ctrl-C",
+		{name: "up", summary: "start every service and the gateway as their own processes, create the demo accounts and load the demo catalogue on first run, and keep them running until Ctrl-C",
 			flags: func() *flag.FlagSet { fs, _ := upFlags(); return fs },
 			run:   up},
 		{name: "bench", summary: "start the services on fresh databases, seed 200 authors and 5,000 books, and measure the main endpoints against a bare net/http ceiling",

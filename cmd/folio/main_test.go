@@ -27,8 +27,9 @@ func TestHelp(t *testing.T) {
 		if err := run(context.Background(), args, noEnv, &out); err != nil {
 			t.Errorf("%q: %v", args, err)
 		}
-		for _, want := range []string{"--book-port int", "--author-port int", "--host address", "--data-dir directory",
-			"--book-db URL", "--author-db URL", "--no-demo", "(default 8081)", "(default .folio)"} {
+		for _, want := range []string{"--book-port int", "--author-port int", "--auth-port int", "--gateway-port int",
+			"--host address", "--data-dir directory", "--book-db URL", "--author-db URL", "--auth-db URL", "--no-demo",
+			"(default 8081)", "(default 8083)", "(default 8080)", "(default .folio)"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("%q: output lacks %q; got:\n%s", args, want, out.String())
 			}
@@ -73,7 +74,10 @@ func TestRunRejectsBadInvocations(t *testing.T) {
 		{[]string{"folio", "up", "now"}, `up takes no arguments, only flags (got "now")`},
 		{[]string{"folio", "up", "--book-port", "x"}, `up: invalid value "x" for flag -book-port`},
 		{[]string{"folio", "up", "--book-port", "8090", "--author-port", "8090"}, "--book-port and --author-port are both 8090; give each service a port of its own"},
+		{[]string{"folio", "up", "--auth-port", "8090", "--gateway-port", "8090"}, "--auth-port and --gateway-port are both 8090; give each service a port of its own"},
+		{[]string{"folio", "up", "--book-port", "8083"}, "--book-port and --auth-port are both 8083"},
 		{[]string{"folio", "up", "--book-port", "0"}, "--book-port 0 is not a port; pick one from 1 to 65535"},
+		{[]string{"folio", "up", "--gateway-port", "0"}, "--gateway-port 0 is not a port; pick one from 1 to 65535"},
 		{[]string{"folio", "up", "--author-port", "70000"}, "--author-port 70000 is not a port; pick one from 1 to 65535"},
 		{[]string{"folio", "up", "--ready-timeout", "0s"}, "--ready-timeout must be positive"},
 	}
@@ -108,19 +112,22 @@ func TestUpRejectsAPortInUse(t *testing.T) {
 	}
 	defer ln.Close()
 	taken := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	free := strconv.Itoa(freePort(t))
-	for _, tt := range []struct {
-		args []string
-		want string
-	}{
-		{[]string{"--book-port", taken, "--author-port", free}, "port " + taken + " (book) is already in use; pick another with --book-port"},
-		{[]string{"--book-port", free, "--author-port", taken}, "port " + taken + " (author) is already in use; pick another with --author-port"},
-	} {
+	for _, name := range []string{"book", "author", "auth", "gateway"} {
+		// Every other service gets a free port, so that only the taken one can fail.
+		var args []string
+		for _, other := range []string{"book", "author", "auth", "gateway"} {
+			port := taken
+			if other != name {
+				port = strconv.Itoa(freePort(t))
+			}
+			args = append(args, "--"+other+"-port", port)
+		}
+		want := "port " + taken + " (" + name + ") is already in use; pick another with --" + name + "-port"
 		dataDir := filepath.Join(t.TempDir(), "data")
 		var out bytes.Buffer
-		err := run(context.Background(), append([]string{"folio", "up", "--data-dir", dataDir}, tt.args...), noEnv, &out)
-		if err == nil || err.Error() != tt.want {
-			t.Errorf("got error %v, want %q", err, tt.want)
+		err := run(context.Background(), append([]string{"folio", "up", "--data-dir", dataDir}, args...), noEnv, &out)
+		if err == nil || err.Error() != want {
+			t.Errorf("got error %v, want %q", err, want)
 		}
 		if out.Len() > 0 {
 			t.Errorf("printed %q before giving up; want nothing", out.String())
@@ -212,16 +219,18 @@ func getJSON(t *testing.T, u string, v any) {
 	}
 }
 
-var startedPID = regexp.MustCompile(`(?m)^folio  \| (\w+) started \(pid (\d+)\)$`)
+var startedPID = regexp.MustCompile(`(?m)^folio +\| (\w+) started \(pid (\d+)\)$`)
 
 func TestUpRunsTheServicesAndLoadsTheDemoOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the service programs; skipped with -short")
 	}
 	dataDir := t.TempDir()
-	bookPort, authorPort := freePort(t), freePort(t)
-	args := []string{"--data-dir", dataDir, "--book-port", strconv.Itoa(bookPort), "--author-port", strconv.Itoa(authorPort)}
+	bookPort, authorPort, authPort, gatewayPort := freePort(t), freePort(t), freePort(t), freePort(t)
+	args := []string{"--data-dir", dataDir, "--book-port", strconv.Itoa(bookPort), "--author-port", strconv.Itoa(authorPort),
+		"--auth-port", strconv.Itoa(authPort), "--gateway-port", strconv.Itoa(gatewayPort)}
 	bookURL, authorURL := fmt.Sprintf("http://127.0.0.1:%d", bookPort), fmt.Sprintf("http://127.0.0.1:%d", authorPort)
+	authURL, gatewayURL := fmt.Sprintf("http://127.0.0.1:%d", authPort), fmt.Sprintf("http://127.0.0.1:%d", gatewayPort)
 
 	stop := upUntilReady(t, args...)
 	var books struct {
@@ -236,15 +245,45 @@ func TestUpRunsTheServicesAndLoadsTheDemoOnce(t *testing.T) {
 		} `json:"authors"`
 	}
 	getJSON(t, authorURL+"/authors/books?genre=poetry", &grouped)
+	// Reads through the gateway are public.
+	var viaGateway struct {
+		Items []json.RawMessage `json:"items"`
+	}
+	getJSON(t, gatewayURL+"/books?limit=2", &viaGateway)
+	if len(viaGateway.Items) != 2 {
+		t.Errorf("GET /books?limit=2 through the gateway: got %d books, want 2", len(viaGateway.Items))
+	}
+	creds := readCredentials(t, dataDir)
+	editor := gatewayToken(t, gatewayURL, creds.EditorEmail, creds.EditorPassword)
+	// Writes need a token: none gets 401, the editor's gets 201.
+	if status, _ := postThroughGateway(t, gatewayURL+"/authors", "", `{"name":"No Token"}`); status != http.StatusUnauthorized {
+		t.Errorf("POST /authors through the gateway without a token: got status %d, want 401", status)
+	}
+	status, author := postThroughGateway(t, gatewayURL+"/authors", editor, `{"name":"Test Author"}`)
+	if status != http.StatusCreated || author.ID == "" {
+		t.Fatalf("POST /authors through the gateway with the editor's token: got status %d, id %q; want 201 and an id", status, author.ID)
+	}
+	status, book := postThroughGateway(t, gatewayURL+"/books", editor,
+		fmt.Sprintf(`{"title":"Test Book","author_id":%q,"genre":"fantasy"}`, author.ID))
+	if status != http.StatusCreated || book.ID == "" {
+		t.Errorf("POST /books through the gateway with the editor's token: got status %d, id %q; want 201 and an id", status, book.ID)
+	}
 	out := stop()
 	if len(books.Items) != 2 || len(grouped.Authors) == 0 || len(grouped.Authors[0].Books) == 0 {
 		t.Errorf("after the demo load: got %d books on a page of 2 and %d poets; want a full page and some poets",
 			len(books.Items), len(grouped.Authors))
 	}
 	for _, want := range []string{
-		"folio  | demo catalogue loaded: 98 authors and 597 books created",
-		"Folio is up:\n  book service    " + bookURL + "  (API docs: /openapi.json)\n  author service  " + authorURL,
-		"folio  | all services stopped",
+		"| demo catalogue loaded: 98 authors and 597 books created",
+		"| demo accounts created",
+		"created the first admin account",
+		"Folio is up:\n  gateway         " + gatewayURL + "  (the public entry point",
+		"\n  auth service    " + authURL + "  (API docs: /openapi.json)\n  author service  " + authorURL +
+			"  (API docs: /openapi.json)\n  book service    " + bookURL + "  (API docs: /openapi.json)\n",
+		"Demo accounts, for local use only",
+		"editor  " + creds.EditorEmail,
+		"curl -s -X POST " + gatewayURL + `/auth/token -H 'Content-Type: application/json' -d '{"email":"editor@folio.local","password":"` + creds.EditorPassword + `"}'`,
+		"| all services stopped",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q; got:\n%s", want, out)
@@ -253,27 +292,87 @@ func TestUpRunsTheServicesAndLoadsTheDemoOnce(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dataDir, markerName)); err != nil {
 		t.Errorf("no demo marker after the load: %v", err)
 	}
-	for _, name := range []string{"book.db", "author.db"} {
+	if fi, err := os.Stat(filepath.Join(dataDir, credentialsName)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("credentials file: got %v (stat error %v), want mode 0600", fi.Mode(), err)
+	}
+	for _, name := range []string{"book.db", "author.db", "auth.db"} {
 		if _, err := os.Stat(filepath.Join(dataDir, name)); err != nil {
 			t.Errorf("no SQLite database %s in the data directory: %v", name, err)
 		}
 	}
 	checkStopped(t, out)
 
-	// The second run finds the marker and loads nothing.
-	out = upUntilReady(t, args...)()
+	// The second run finds the markers: it loads nothing, creates no account and shows
+	// no password, and the accounts of the first run still work.
+	stop = upUntilReady(t, args...)
+	gatewayToken(t, gatewayURL, creds.EditorEmail, creds.EditorPassword)
+	out = stop()
 	if !strings.Contains(out, "demo catalogue already loaded") || strings.Contains(out, "demo catalogue loaded:") {
 		t.Errorf("second run: want the demo load skipped; got:\n%s", out)
 	}
+	if !strings.Contains(out, "demo accounts already created") || strings.Contains(out, "| demo accounts created") ||
+		strings.Contains(out, "created the first admin account") {
+		t.Errorf("second run: want no account created; got:\n%s", out)
+	}
+	if strings.Contains(out, creds.EditorPassword) || strings.Contains(out, creds.AdminPassword) {
+		t.Errorf("second run: prints a password; got:\n%s", out)
+	}
+	if !strings.Contains(out, "see "+filepath.Join(dataDir, credentialsName)) {
+		t.Errorf("second run: does not point at the credentials file; got:\n%s", out)
+	}
+	if again := readCredentials(t, dataDir); again != creds {
+		t.Errorf("second run changed the credentials file")
+	}
 	checkStopped(t, out)
+}
+
+func readCredentials(t *testing.T, dataDir string) credentials {
+	t.Helper()
+	path := filepath.Join(dataDir, credentialsName)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := parseCredentials(path, data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.AdminEmail != "admin@folio.local" || c.EditorEmail != "editor@folio.local" || len(c.AdminPassword) < 20 || len(c.EditorPassword) < 20 {
+		t.Fatalf("credentials file holds %s and %s with passwords of %d and %d characters; want admin@folio.local, editor@folio.local, 20 or more",
+			c.AdminEmail, c.EditorEmail, len(c.AdminPassword), len(c.EditorPassword))
+	}
+	return c
+}
+
+// gatewayToken gets an access token through the gateway's POST /auth/token.
+func gatewayToken(t *testing.T, gatewayURL, email, password string) string {
+	t.Helper()
+	tok, err := token(context.Background(), &http.Client{Timeout: 30 * time.Second}, gatewayURL, email, password)
+	if err != nil {
+		t.Fatalf("token for %s through the gateway: %v", email, err)
+	}
+	return tok
+}
+
+// postThroughGateway POSTs body with bearer (when not empty) and returns the status
+// and the id of what it created.
+func postThroughGateway(t *testing.T, u, bearer, body string) (int, struct{ ID string }) {
+	t.Helper()
+	var created struct{ ID string }
+	status, err := postJSON(context.Background(), &http.Client{Timeout: 30 * time.Second}, http.MethodPost, u, bearer,
+		json.RawMessage(body), &created)
+	if err != nil {
+		t.Fatalf("POST %s: %v", u, err)
+	}
+	return status, created
 }
 
 // checkStopped checks that no child folio reported starting still runs.
 func checkStopped(t *testing.T, out string) {
 	t.Helper()
 	matches := startedPID.FindAllStringSubmatch(out, -1)
-	if len(matches) < 2 {
-		t.Errorf("output names %d started services, want 2 or more", len(matches))
+	if len(matches) < 4 {
+		t.Errorf("output names %d started services, want 4 or more", len(matches))
 	}
 	for _, m := range matches {
 		pid, _ := strconv.Atoi(m[2])

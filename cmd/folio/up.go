@@ -27,8 +27,11 @@ type upConfig struct {
 	host         string
 	bookPort     int
 	authorPort   int
+	authPort     int
+	gatewayPort  int
 	bookDB       string
 	authorDB     string
+	authDB       string
 	noDemo       bool
 	readyTimeout time.Duration
 }
@@ -37,14 +40,18 @@ type upConfig struct {
 func upFlags() (*flag.FlagSet, *upConfig) {
 	cfg := &upConfig{}
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
-	fs.StringVar(&cfg.dataDir, "data-dir", ".folio", "`directory` for the services' SQLite databases, the built programs and the demo marker")
+	fs.StringVar(&cfg.dataDir, "data-dir", ".folio", "`directory` for the services' SQLite databases, the built programs, the demo accounts' credentials and the markers of what the first run did")
 	fs.StringVar(&cfg.host, "host", "127.0.0.1", "`address` the services listen on")
 	fs.IntVar(&cfg.bookPort, "book-port", 8081, "port of the book service")
 	fs.IntVar(&cfg.authorPort, "author-port", 8082, "port of the author service")
+	fs.IntVar(&cfg.authPort, "auth-port", 8083, "port of the auth service")
+	fs.IntVar(&cfg.gatewayPort, "gateway-port", 8080, "port of the gateway, the public entry point")
 	fs.StringVar(&cfg.bookDB, "book-db", "",
 		"database `URL` of the book service, e.g. postgres://user:pass@host/folio_book (default $FOLIO_DATABASE_URL_BOOK, else SQLite in the data directory)")
 	fs.StringVar(&cfg.authorDB, "author-db", "",
 		"database `URL` of the author service, e.g. postgres://user:pass@host/folio_author (default $FOLIO_DATABASE_URL_AUTHOR, else SQLite in the data directory)")
+	fs.StringVar(&cfg.authDB, "auth-db", "",
+		"database `URL` of the auth service, e.g. postgres://user:pass@host/folio_auth (default $FOLIO_DATABASE_URL_AUTH, else SQLite in the data directory)")
 	fs.BoolVar(&cfg.noDemo, "no-demo", false, "do not load the demo catalogue")
 	fs.DurationVar(&cfg.readyTimeout, "ready-timeout", 60*time.Second, "how long each service may take to become ready")
 	return fs, cfg
@@ -54,15 +61,16 @@ func upFlags() (*flag.FlagSet, *upConfig) {
 type service struct {
 	name string
 	port int
-	flag string // the flag that sets its port
-	db   string
+	flag string   // the flag that sets its port
+	db   string   // "" for SQLite in the data directory
+	noDB bool     // the program keeps no database (the gateway)
 	env  []string // the variables that point it at its peers
 	proc *supervise.Process
 	url  string
 }
 
-// up serves `folio up`: it runs the book and author services as child processes until
-// ctx ends, then stops them. Errors: bad flags, a port in use, a service that cannot be
+// up serves `folio up`: it runs the auth, author and book services and the gateway as
+// child processes until ctx ends, then stops them. Errors: bad flags, a port in use, a service that cannot be
 // built, started or made ready, a demo load that failed. Ctrl-C at any point is a
 // clean stop, not an error.
 func up(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -74,11 +82,29 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 	connect := connectHost(cfg.host)
 	bookURL := "http://" + net.JoinHostPort(connect, strconv.Itoa(cfg.bookPort))
 	authorURL := "http://" + net.JoinHostPort(connect, strconv.Itoa(cfg.authorPort))
+	authURL := "http://" + net.JoinHostPort(connect, strconv.Itoa(cfg.authPort))
+	gatewayURL := "http://" + net.JoinHostPort(connect, strconv.Itoa(cfg.gatewayPort))
+	auth := &service{name: "auth", port: cfg.authPort, flag: "--auth-port", db: cfg.authDB, url: authURL}
+	// In start order: each one's peers are up before it starts.
 	services := []*service{
-		{name: "book", port: cfg.bookPort, flag: "--book-port", db: cfg.bookDB, url: bookURL,
-			env: []string{"FOLIO_AUTHOR_URL=" + authorURL}},
+		auth,
 		{name: "author", port: cfg.authorPort, flag: "--author-port", db: cfg.authorDB, url: authorURL,
 			env: []string{"FOLIO_BOOK_URL=" + bookURL}},
+		{name: "book", port: cfg.bookPort, flag: "--book-port", db: cfg.bookDB, url: bookURL,
+			env: []string{"FOLIO_AUTHOR_URL=" + authorURL}},
+		{name: "gateway", port: cfg.gatewayPort, flag: "--gateway-port", noDB: true, url: gatewayURL,
+			env: []string{
+				"FOLIO_BOOK_URLS=" + bookURL,
+				"FOLIO_AUTHOR_URLS=" + authorURL,
+				"FOLIO_AUTH_URLS=" + authURL,
+				// The notify service does not exist yet: its routes answer 503.
+				"FOLIO_NOTIFY_URLS=" + notifyURL,
+			}},
+	}
+	for _, s := range services {
+		if s.port < 1 || s.port > 65535 {
+			return fmt.Errorf("%s %d is not a port; pick one from 1 to 65535", s.flag, s.port)
+		}
 	}
 	for _, s := range services {
 		if err := checkPort(cfg.host, s); err != nil {
@@ -88,6 +114,13 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 	if err := os.MkdirAll(cfg.dataDir, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	creds, err := loadOrCreateCredentials(cfg.dataDir)
+	if err != nil {
+		return err
+	}
+	// The same admin every run: the auth service creates it when it is missing and
+	// changes nothing when it exists, so an interrupted first run heals itself.
+	auth.env = []string{"FOLIO_ADMIN_EMAIL=" + creds.AdminEmail, "FOLIO_ADMIN_PASSWORD=" + creds.AdminPassword}
 
 	width := len("folio")
 	for _, s := range services {
@@ -107,18 +140,17 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 		return interrupted(ctx, err)
 	}
 	sup.Logf("all services ready %s after start", since(begin))
+	firstRun, err := createAccounts(ctx, sup, cfg.dataDir, authURL, creds)
+	if err != nil {
+		return interrupted(ctx, err)
+	}
 	if !cfg.noDemo {
 		if err := loadDemo(ctx, sup, cfg.dataDir, bookURL, authorURL); err != nil {
 			return interrupted(ctx, err)
 		}
 	}
 	sup.Logf("started in %s", since(begin))
-	sup.Output().Print(fmt.Sprintf(`Folio is up:
-  book service    %s  (API docs: /openapi.json)
-  author service  %s  (API docs: /openapi.json)
-  try: curl '%s/authors/books?genre=science-fiction'
-Press Ctrl-C to stop.
-`, bookURL, authorURL, authorURL))
+	sup.Output().Print(banner(gatewayURL, services, cfg.dataDir, creds, firstRun))
 
 	<-ctx.Done()
 	return nil
@@ -141,6 +173,9 @@ func parseUp(args []string, getenv func(string) string, stdout io.Writer) (*upCo
 	if cfg.authorDB == "" {
 		cfg.authorDB = getenv("FOLIO_DATABASE_URL_AUTHOR")
 	}
+	if cfg.authDB == "" {
+		cfg.authDB = getenv("FOLIO_DATABASE_URL_AUTH")
+	}
 	dir, err := filepath.Abs(cfg.dataDir)
 	if err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
@@ -149,15 +184,24 @@ func parseUp(args []string, getenv func(string) string, stdout io.Writer) (*upCo
 	switch {
 	case cfg.readyTimeout <= 0:
 		return nil, errors.New("--ready-timeout must be positive")
-	case cfg.bookPort == cfg.authorPort:
-		return nil, fmt.Errorf("--book-port and --author-port are both %d; give each service a port of its own", cfg.bookPort)
+	}
+	ports := []struct {
+		flag string
+		port int
+	}{{"--book-port", cfg.bookPort}, {"--author-port", cfg.authorPort}, {"--auth-port", cfg.authPort}, {"--gateway-port", cfg.gatewayPort}}
+	for i, a := range ports {
+		for _, b := range ports[i+1:] {
+			if a.port == b.port {
+				return nil, fmt.Errorf("%s and %s are both %d; give each service a port of its own", a.flag, b.flag, a.port)
+			}
+		}
 	}
 	return cfg, nil
 }
 
-// startServices finds or builds the service programs, starts each under sup with its
-// configuration in FOLIO_* variables on top of folio's own environment, and waits
-// until every one is ready.
+// startServices finds or builds the service programs, then starts each under sup in
+// order, with its configuration in FOLIO_* variables on top of folio's own
+// environment, and waits until it is ready before it starts the next.
 func startServices(ctx context.Context, sup *supervise.Supervisor, cfg *upConfig, services []*service, getenv func(string) string, stdout io.Writer) error {
 	sup.Logf("preparing the service programs (the first build takes a minute; later ones are quick)")
 	names := make([]string, len(services))
@@ -177,22 +221,22 @@ func startServices(ctx context.Context, sup *supervise.Supervisor, cfg *upConfig
 		}
 	}
 	for _, s := range services {
-		db := s.db
-		if db == "" {
-			db = "sqlite:" + filepath.Join(cfg.dataDir, s.name+".db")
-		}
 		env := append(os.Environ(),
 			"FOLIO_HTTP_ADDR="+net.JoinHostPort(cfg.host, strconv.Itoa(s.port)),
 			"FOLIO_DATA_DIR="+cfg.dataDir,
-			"FOLIO_DATABASE_URL="+db,
 			"FOLIO_LOG_FORMAT="+logFormat,
 		)
+		if !s.noDB {
+			db := s.db
+			if db == "" {
+				db = "sqlite:" + filepath.Join(cfg.dataDir, s.name+".db")
+			}
+			env = append(env, "FOLIO_DATABASE_URL="+db)
+		}
 		s.proc, err = sup.Start(supervise.Spec{Name: s.name, Path: paths[s.name], Env: append(env, s.env...)})
 		if err != nil {
 			return err
 		}
-	}
-	for _, s := range services {
 		if err := waitReady(ctx, s, cfg.readyTimeout); err != nil {
 			return err
 		}
