@@ -29,6 +29,9 @@ import (
 // Header is the request header that carries the key.
 const Header = "Idempotency-Key"
 
+// SubjectHeader names the caller behind the gateway; keys are scoped to it.
+const SubjectHeader = "X-Folio-Subject"
+
 // MaxKeyLength is the longest key accepted.
 const MaxKeyLength = 200
 
@@ -45,6 +48,8 @@ type Keys struct {
 	// process that died mid-request, so that a retry is served instead of 409 forever.
 	Abandoned time.Duration
 	// Caller names the caller of a request, so that two clients' keys never meet.
+	// The default reads SubjectHeader, which the gateway sets to the verified token
+	// subject (and strips from what clients send).
 	Caller func(*http.Request) string
 	// Fingerprint digests a request (method, URI and body) for comparison with a
 	// repeat. The default is SHA-256; a service whose bodies carry secrets, such as
@@ -56,7 +61,7 @@ type Keys struct {
 // New returns the key store kept in db.
 func New(db *sqldb.DB, log *slog.Logger) *Keys {
 	return &Keys{db: db, log: log, TTL: 24 * time.Hour, Abandoned: time.Minute, now: time.Now,
-		Caller: func(*http.Request) string { return "" },
+		Caller: func(r *http.Request) string { return r.Header.Get(SubjectHeader) },
 		Fingerprint: func(_ string, request []byte) []byte {
 			sum := sha256.Sum256(request)
 			return sum[:]

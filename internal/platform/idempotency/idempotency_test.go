@@ -417,3 +417,29 @@ func TestWrapInChassis(t *testing.T) {
 	h.ServeHTTP(rec, req)
 	result{rec.Code, rec.Result().Header, rec.Body.String()}.wantProblem(t, http.StatusRequestEntityTooLarge, "")
 }
+
+func TestKeysAreScopedToTheCaller(t *testing.T) {
+	db := sqldbtest.Open(t, "sqlite:"+t.TempDir()+"/callers.db", migrations)
+	keys := New(db, slog.New(slog.DiscardHandler))
+	n := 0
+	h := keys.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n++
+		w.WriteHeader(http.StatusCreated)
+		fmt.Fprintf(w, `{"n":%d}`, n)
+	}))
+	post := func(subject string) string {
+		req := httptest.NewRequest(http.MethodPost, "/things", strings.NewReader(`{}`))
+		req.Header.Set(Header, "same-key")
+		req.Header.Set(SubjectHeader, subject)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Body.String()
+	}
+	alice, bob, aliceAgain := post("alice"), post("bob"), post("alice")
+	if alice == bob {
+		t.Errorf("two callers with one key got the same answer %s; want separate scopes", alice)
+	}
+	if aliceAgain != alice {
+		t.Errorf("alice's repeat got %s, want her first answer %s", aliceAgain, alice)
+	}
+}
