@@ -2,12 +2,14 @@ package gateway
 
 import "net/http"
 
-// Routes registers every proxied path of the public contract on mux. Paths that are
-// not listed get the chassis' 404 problem.
+// Routes registers every proxied path of the public contract, and the API
+// documentation at /docs, on mux. Paths that are not listed get the chassis' 404
+// problem.
 func (g *Gateway) Routes(mux *http.ServeMux) {
 	for _, r := range routeTable {
 		mux.Handle(r.pattern, g.handleProxy(g.services[r.service]))
 	}
+	g.docsRoutes(mux)
 }
 
 // routeTable maps path prefixes to the services that own them.
