@@ -44,6 +44,7 @@ type settings struct {
 	RateLimit       float64       `env:"FOLIO_RATE_LIMIT" envDefault:"50"`
 	RateBurst       int           `env:"FOLIO_RATE_BURST" envDefault:"100"`
 	CORSOrigins     []string      `env:"FOLIO_CORS_ORIGINS"`
+	RedisURL        string        `env:"FOLIO_REDIS_URL"`
 	UpstreamTimeout time.Duration `env:"FOLIO_UPSTREAM_TIMEOUT" envDefault:"10s"`
 }
 
@@ -62,6 +63,7 @@ func (c settings) gatewayConfig() (gateway.Config, error) {
 		RateLimit:       c.RateLimit,
 		RateBurst:       c.RateBurst,
 		CORSOrigins:     trimList(c.CORSOrigins),
+		RedisURL:        c.RedisURL,
 		UpstreamTimeout: c.UpstreamTimeout,
 	}
 	if gc.JWKSURL == "" && len(gc.Instances[gateway.ServiceAuth]) > 0 {

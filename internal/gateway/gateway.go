@@ -65,6 +65,11 @@ type Config struct {
 	EjectFor   time.Duration
 	// MaxClients bounds the rate limiter's memory (default 100 000 clients).
 	MaxClients int
+	// RedisURL, when set, keeps the rate limit budgets in Redis, shared by every
+	// gateway instance, under keys starting with RedisKeyPrefix (default
+	// "folio:gateway:"); otherwise each instance keeps its own in memory.
+	RedisURL       string
+	RedisKeyPrefix string
 	// Now is the clock (default time.Now); tests replace it.
 	Now func() time.Time
 }
@@ -87,6 +92,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxClients <= 0 {
 		c.MaxClients = 100_000
+	}
+	if c.RedisKeyPrefix == "" {
+		c.RedisKeyPrefix = "folio:gateway:"
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -136,7 +144,7 @@ type Gateway struct {
 	log      *slog.Logger
 	metrics  *instruments
 	verifier *Verifier
-	limiter  *limiter
+	limiter  rateLimiter
 	services map[string]*service
 	cors     *cors.Cors
 }
@@ -154,8 +162,16 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Gateway, err
 		log:      log,
 		metrics:  m,
 		verifier: newVerifier(cfg, log, m),
-		limiter:  newLimiter(cfg.RateLimit, cfg.RateBurst, cfg.MaxClients, cfg.Now),
 		services: map[string]*service{},
+	}
+	if cfg.RedisURL != "" {
+		rl, err := newRedisLimiter(cfg.RedisURL, cfg.RedisKeyPrefix, cfg.RateLimit, cfg.RateBurst, log, m)
+		if err != nil {
+			return nil, err
+		}
+		g.limiter = rl
+	} else {
+		g.limiter = newLimiter(cfg.RateLimit, cfg.RateBurst, cfg.MaxClients, cfg.Now)
 	}
 	for name, urls := range cfg.Instances {
 		svc, err := newService(name, urls, cfg, log, m)
@@ -185,6 +201,9 @@ func (g *Gateway) Run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
+			if rl, ok := g.limiter.(*redisLimiter); ok {
+				_ = rl.close()
+			}
 			return
 		case <-t.C:
 			g.limiter.sweep()

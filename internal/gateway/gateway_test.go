@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/base64"
 	"fmt"
 	"net/http"
@@ -537,7 +538,7 @@ func TestLimiterMemoryIsBounded(t *testing.T) {
 	now := time.Unix(0, 0)
 	l := newLimiter(1, 1, 100, func() time.Time { return now })
 	for i := range 1000 {
-		if ok, _ := l.allow(fmt.Sprint("ip:", i)); !ok {
+		if ok, _ := l.allow(context.Background(), fmt.Sprint("ip:", i)); !ok {
 			t.Fatalf("client %d refused on its first request", i)
 		}
 	}

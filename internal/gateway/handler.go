@@ -32,7 +32,7 @@ func (g *Gateway) handleProxy(svc *service) http.Handler {
 		if id != nil {
 			key = "sub:" + id.Subject
 		}
-		if ok, wait := g.limiter.allow(key); !ok {
+		if ok, wait := g.limiter.allow(r.Context(), key); !ok {
 			g.metrics.rateLimited.Inc()
 			w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
 			problem.Write(w, r, problem.Problem{Type: TypeRateLimited, Status: http.StatusTooManyRequests,

@@ -4,12 +4,13 @@ import "github.com/prometheus/client_golang/prometheus"
 
 // instruments are the gateway's own metrics; the chassis adds RED metrics per route.
 type instruments struct {
-	upstream     *prometheus.CounterVec // attempts by service and outcome
-	retries      *prometheus.CounterVec
-	ejections    *prometheus.CounterVec
-	rateLimited  prometheus.Counter
-	authFailures *prometheus.CounterVec
-	jwksFetches  *prometheus.CounterVec
+	upstream      *prometheus.CounterVec // attempts by service and outcome
+	retries       *prometheus.CounterVec
+	ejections     *prometheus.CounterVec
+	rateLimited   prometheus.Counter
+	limiterErrors prometheus.Counter
+	authFailures  *prometheus.CounterVec
+	jwksFetches   *prometheus.CounterVec
 }
 
 func newInstruments(reg prometheus.Registerer) *instruments {
@@ -29,6 +30,9 @@ func newInstruments(reg prometheus.Registerer) *instruments {
 		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gateway_rate_limited_total", Help: "Requests refused with 429 by the rate limiter.",
 		}),
+		limiterErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "gateway_rate_limiter_errors_total", Help: "Requests let through unchecked because the shared rate limiter (Redis) did not answer.",
+		}),
 		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_auth_failures_total",
 			Help: "Requests refused with 401 or 403, by reason (missing, expired, bad_signature, unknown_kid, forbidden…).",
@@ -37,6 +41,6 @@ func newInstruments(reg prometheus.Registerer) *instruments {
 			Name: "gateway_jwks_fetches_total", Help: "Fetches of the auth service's JWKS, by outcome (ok, error).",
 		}, []string{"outcome"}),
 	}
-	reg.MustRegister(m.upstream, m.retries, m.ejections, m.rateLimited, m.authFailures, m.jwksFetches)
+	reg.MustRegister(m.upstream, m.retries, m.ejections, m.rateLimited, m.limiterErrors, m.authFailures, m.jwksFetches)
 	return m
 }

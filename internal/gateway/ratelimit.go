@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"math"
 	"sync"
 	"time"
@@ -36,7 +37,7 @@ func newLimiter(perSecond float64, burst, maxClients int, now func() time.Time) 
 
 // allow takes one token from key's bucket. When there is none it returns false and
 // how long until there will be.
-func (l *limiter) allow(key string) (bool, time.Duration) {
+func (l *limiter) allow(_ context.Context, key string) (bool, time.Duration) {
 	now := l.now()
 	l.mu.Lock()
 	b := l.clients[key]
