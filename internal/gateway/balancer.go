@@ -77,8 +77,10 @@ func (p *pool) succeeded(in *instance) {
 
 // balancer is the RoundTripper under a service's reverse proxy: it sends each request
 // to an instance from the pool and retries a GET or HEAD without a body once on
-// another instance when the first cannot be connected to (nothing was sent, so the
-// retry cannot repeat an effect).
+// another instance when the first fails before answering: it could not be connected
+// to, or the connection broke (an instance killed mid-request resets it). Reads are
+// safe to repeat; anything else is never retried. A timeout is not retried either:
+// it has already spent the request's time.
 type balancer struct {
 	pool *pool
 	base http.RoundTripper
@@ -87,7 +89,7 @@ type balancer struct {
 func (b *balancer) RoundTrip(r *http.Request) (*http.Response, error) {
 	first := b.pool.pick(nil)
 	resp, err := b.attempt(r, first)
-	if err == nil || !isConnectError(err) || !retryable(r) {
+	if err == nil || !retryable(r) || isTimeout(err) {
 		return resp, err
 	}
 	second := b.pool.pick(first)
@@ -114,6 +116,9 @@ func (b *balancer) attempt(r *http.Request, in *instance) (*http.Response, error
 		outcome = "connect_error"
 	case isTimeout(err):
 		outcome = "timeout"
+	case r.Context().Err() == nil:
+		// The connection broke without an answer: count it against the instance.
+		b.pool.failed(in)
 	}
 	b.pool.metrics.upstream.WithLabelValues(b.pool.service, outcome).Inc()
 	return resp, err
