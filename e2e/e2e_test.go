@@ -120,6 +120,24 @@ func (s *service) signal(sig syscall.Signal) {
 	if err := s.cmd.Process.Signal(sig); err != nil {
 		s.t.Fatalf("signal %s: %v", s.name, err)
 	}
+	if sig != syscall.SIGSTOP {
+		return
+	}
+	// A stop signal takes effect when the kernel next schedules the process, so a
+	// request can still be answered just after kill(2) returns: wait until every
+	// thread is stopped.
+	stat := fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid)
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		b, err := os.ReadFile(stat)
+		if err != nil {
+			return // not Linux, or gone: nothing to wait for
+		}
+		// The state follows the parenthesised command name.
+		if i := bytes.LastIndexByte(b, ')'); i > 0 && len(b) > i+2 && b[i+2] == 'T' {
+			return
+		}
+	}
+	s.t.Fatalf("%s did not stop within 10 s of SIGSTOP", s.name)
 }
 
 func (s *service) logText() string {

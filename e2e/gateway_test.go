@@ -1,0 +1,361 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"folio/internal/localbuild"
+)
+
+var (
+	gwBuildOnce sync.Once
+	gwPrograms  map[string]string
+	gwBuildErr  error
+)
+
+// gatewayProgram builds (once) the programs that program() does not: auth and gateway.
+func gatewayProgram(t *testing.T, name string) string {
+	t.Helper()
+	gwBuildOnce.Do(func() {
+		gwPrograms, gwBuildErr = localbuild.Programs(context.Background(), binDir, "auth", "gateway")
+	})
+	if gwBuildErr != nil {
+		t.Fatalf("build programs: %v", gwBuildErr)
+	}
+	return gwPrograms[name]
+}
+
+// startExtra is startService for the auth and gateway programs. The process is
+// killed when the test ends.
+func startExtra(t *testing.T, name, addr string, env ...string) *service {
+	t.Helper()
+	s := &service{t: t, name: name, addr: addr, log: &bytes.Buffer{},
+		env: append([]string{"FOLIO_HTTP_ADDR=" + addr, "FOLIO_DATA_DIR=" + t.TempDir(), "FOLIO_LOG_FORMAT=json"}, env...)}
+	cmd := exec.Command(gatewayProgram(t, name))
+	cmd.Env = append(os.Environ(), s.env...)
+	w := &lockedWriter{s: s}
+	cmd.Stdout, cmd.Stderr = w, w
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	s.cmd = cmd
+	t.Cleanup(func() {
+		s.kill()
+		if t.Failed() {
+			t.Logf("%s log:\n%s", s.name, s.logText())
+		}
+	})
+	waitReady(t, s.URL())
+	return s
+}
+
+// gatewayEnv points a gateway at the instances given.
+func gatewayEnv(auth *service, author *service, books []*service, extra ...string) []string {
+	var urls []string
+	for _, b := range books {
+		urls = append(urls, b.URL())
+	}
+	return append([]string{
+		"FOLIO_BOOK_URLS=" + strings.Join(urls, ","),
+		"FOLIO_AUTHOR_URLS=" + author.URL(),
+		"FOLIO_AUTH_URLS=" + auth.URL(),
+		"FOLIO_NOTIFY_URLS=http://127.0.0.1:1", // no notify service in these tests
+	}, extra...)
+}
+
+// routeCount sums http_requests_total for route and code in a service's /metrics.
+func routeCount(t *testing.T, base, route, code string) float64 {
+	t.Helper()
+	n, err := readRouteCount(base, route, code)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+func readRouteCount(base, route, code string) (float64, error) {
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	var total float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "http_requests_total{") ||
+			!strings.Contains(line, `route="`+route+`"`) || !strings.Contains(line, `code="`+code+`"`) {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return 0, fmt.Errorf("metrics line %q: %w", line, err)
+		}
+		total += v
+	}
+	return total, sc.Err()
+}
+
+func bearer(tok string) string { return "Bearer " + tok }
+
+// TestGateway runs auth, author, three book instances sharing one database and the
+// gateway as real processes, and checks the contract's auth and gateway rules,
+// failover and rate limiting through the gateway.
+func TestGateway(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test skipped in -short mode")
+	}
+	const adminEmail, adminPassword = "admin@folio.test", "admin-password-123"
+	auth := startExtra(t, "auth", freeAddr(t),
+		"FOLIO_ADMIN_EMAIL="+adminEmail, "FOLIO_ADMIN_PASSWORD="+adminPassword)
+
+	bookAddrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
+	authorAddr := freeAddr(t)
+	author := startService(t, "author", authorAddr, "FOLIO_BOOK_URL=http://"+bookAddrs[0])
+	bookDB := "FOLIO_DATABASE_URL=sqlite:" + filepath.Join(t.TempDir(), "book.db")
+	var books []*service
+	for _, a := range bookAddrs {
+		// One at a time: the first migrates the shared database.
+		books = append(books, startService(t, "book", a, bookDB, "FOLIO_AUTHOR_URL=http://"+authorAddr))
+	}
+	// The failover test sends hundreds of requests from one client: the limit is
+	// raised, not switched off.
+	gw := startExtra(t, "gateway", freeAddr(t), gatewayEnv(auth, author, books,
+		"FOLIO_RATE_LIMIT=100000", "FOLIO_RATE_BURST=100000")...)
+	g := gw.URL()
+
+	token := func(t *testing.T, email, password string) string {
+		t.Helper()
+		r := call(t, "POST", g+"/auth/token", map[string]any{"email": email, "password": password})
+		expect(t, r, http.StatusOK)
+		m := r.json(t)
+		if m["token_type"] != "Bearer" {
+			t.Fatalf("token_type %v, want Bearer", m["token_type"])
+		}
+		tok, _ := m["access_token"].(string)
+		if tok == "" {
+			t.Fatalf("no access_token in %s", r.body)
+		}
+		return tok
+	}
+	register := func(t *testing.T, email string) string {
+		t.Helper()
+		r := call(t, "POST", g+"/auth/register", map[string]any{"email": email, "password": "correct-horse-battery"})
+		expect(t, r, http.StatusCreated)
+		m := r.json(t)
+		roles, _ := m["roles"].([]any)
+		if len(roles) != 1 || roles[0] != "reader" || m["email"] != email {
+			t.Fatalf("registered %v, want email %s and roles [reader]", m, email)
+		}
+		return m["id"].(string)
+	}
+
+	var bookID string // a book created through the gateway, read in the failover test
+
+	t.Run("contract", func(t *testing.T) {
+		register(t, "reader@folio.test")
+		readerTok := token(t, "reader@folio.test", "correct-horse-battery")
+		editorID := register(t, "editor@folio.test")
+		expect(t, call(t, "GET", g+"/auth/users/"+editorID, nil), http.StatusUnauthorized) // no token
+
+		wrongPw := call(t, "POST", g+"/auth/token", map[string]any{"email": "reader@folio.test", "password": "not-the-password-x"})
+		unknown := call(t, "POST", g+"/auth/token", map[string]any{"email": "nobody@folio.test", "password": "not-the-password-x"})
+		expect(t, wrongPw, http.StatusUnauthorized)
+		expect(t, unknown, http.StatusUnauthorized)
+		if !bytes.Equal(wrongPw.body, unknown.body) {
+			t.Errorf("wrong password and unknown email answer differently:\n%s\n%s", wrongPw.body, unknown.body)
+		}
+
+		r := call(t, "GET", g+"/.well-known/jwks.json", nil)
+		expect(t, r, http.StatusOK)
+		if keys, _ := r.json(t)["keys"].([]any); len(keys) == 0 {
+			t.Errorf("JWKS without keys: %s", r.body)
+		}
+		expect(t, call(t, "GET", g+"/books", nil), http.StatusOK)
+
+		author := map[string]any{"name": "Ursula K. Le Guin"}
+		expect(t, call(t, "POST", g+"/authors", author), http.StatusUnauthorized)
+		expect(t, call(t, "POST", g+"/authors", author, "Authorization", bearer(readerTok)), http.StatusForbidden)
+		expect(t, call(t, "POST", g+"/authors", author, "Authorization", "Bearer not-a-token"), http.StatusUnauthorized)
+
+		// The reader may not change roles, nor see another account.
+		expect(t, call(t, "PUT", g+"/auth/users/"+editorID+"/roles", map[string]any{"roles": []string{"editor"}},
+			"Authorization", bearer(readerTok)), http.StatusForbidden)
+		expect(t, call(t, "GET", g+"/auth/users/"+editorID, nil, "Authorization", bearer(readerTok)), http.StatusNotFound)
+
+		adminTok := token(t, adminEmail, adminPassword)
+		r = call(t, "PUT", g+"/auth/users/"+editorID+"/roles", map[string]any{"roles": []string{"editor"}},
+			"Authorization", bearer(adminTok))
+		expect(t, r, http.StatusOK)
+		r = call(t, "GET", g+"/auth/users/"+editorID, nil, "Authorization", bearer(adminTok))
+		expect(t, r, http.StatusOK)
+		if roles, _ := r.json(t)["roles"].([]any); len(roles) != 1 || roles[0] != "editor" {
+			t.Errorf("after PUT roles the account is %s, want roles [editor]", r.body)
+		}
+
+		editorTok := token(t, "editor@folio.test", "correct-horse-battery")
+		// The editor cannot change roles either: that is for admins.
+		expect(t, call(t, "PUT", g+"/auth/users/"+editorID+"/roles", map[string]any{"roles": []string{"admin"}},
+			"Authorization", bearer(editorTok)), http.StatusForbidden)
+		// An account can see itself.
+		expect(t, call(t, "GET", g+"/auth/users/"+editorID, nil, "Authorization", bearer(editorTok)), http.StatusOK)
+
+		r = call(t, "POST", g+"/authors", author, "Authorization", bearer(editorTok))
+		expect(t, r, http.StatusCreated)
+		aid := r.json(t)["id"].(string)
+		r = call(t, "POST", g+"/books", map[string]any{"title": "The Dispossessed", "author_id": aid, "genre": "sf"},
+			"Authorization", bearer(editorTok))
+		expect(t, r, http.StatusCreated)
+		bookID = r.json(t)["id"].(string)
+		expect(t, call(t, "GET", g+"/books/"+bookID, nil), http.StatusOK)
+		expect(t, call(t, "GET", g+"/authors/"+aid, nil), http.StatusOK)
+
+		const rid = "e2e-gateway-request-0001"
+		r = call(t, "GET", g+"/books/"+bookID, nil, "X-Request-ID", rid)
+		expect(t, r, http.StatusOK)
+		if got := r.header.Get("X-Request-ID"); got != rid {
+			t.Errorf("X-Request-ID %q came back, want %q", got, rid)
+		}
+	})
+	if bookID == "" {
+		t.Fatal("the contract subtest did not create a book")
+	}
+
+	t.Run("failover", func(t *testing.T) {
+		victim := books[2]
+		route := "GET /books/{id}"
+		hc := &http.Client{Timeout: 10 * time.Second}
+		const total, workers = 600, 4
+		var (
+			sent, done atomic.Int64
+			failMu     sync.Mutex
+			failures   []string
+			killOnce   sync.Once
+			killed     = make(chan struct{})
+			servedErr  error
+			served     float64 // by the victim before it was killed
+			wg         sync.WaitGroup
+		)
+		deadline := time.Now().Add(30 * time.Second)
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for sent.Add(1) <= total && time.Now().Before(deadline) {
+					status, msg := 0, ""
+					resp, err := hc.Get(g + "/books/" + bookID)
+					if err != nil {
+						msg = err.Error()
+					} else {
+						b, _ := io.ReadAll(resp.Body)
+						resp.Body.Close()
+						status, msg = resp.StatusCode, string(b)
+					}
+					if status != http.StatusOK {
+						failMu.Lock()
+						failures = append(failures, strconv.Itoa(status)+" "+msg)
+						failMu.Unlock()
+					}
+					if done.Add(1) == 100 {
+						killOnce.Do(func() {
+							served, servedErr = readRouteCount(victim.URL(), route, "200")
+							victim.kill() // SIGKILL, as a crash would
+							close(killed)
+						})
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		select {
+		case <-killed:
+		default:
+			t.Fatalf("only %d requests completed; the instance was never killed", done.Load())
+		}
+		t.Logf("%d GETs through the gateway, %d failed; the killed instance had served %v", done.Load(), len(failures), served)
+		if servedErr != nil || served == 0 {
+			t.Errorf("the instance killed had served no GET /books/{id} before (%v): the failover was not exercised", servedErr)
+		}
+		if len(failures) > 0 {
+			t.Fatalf("%d of %d GETs failed after SIGKILL of one instance; first: %s", len(failures), done.Load(), failures[0])
+		}
+		// The others carried the load.
+		for i, b := range books[:2] {
+			if routeCount(t, b.URL(), route, "200") == 0 {
+				t.Errorf("book instance %d served no GET /books/{id}", i)
+			}
+		}
+
+		// Started again on the same address, it receives traffic again once the
+		// gateway stops skipping it.
+		victim.start()
+		back := time.Now().Add(30 * time.Second)
+		for {
+			for range 6 {
+				r := call(t, "GET", g+"/books/"+bookID, nil)
+				expect(t, r, http.StatusOK)
+			}
+			if routeCount(t, victim.URL(), route, "200") > 0 {
+				break
+			}
+			if time.Now().After(back) {
+				t.Fatal("the restarted book instance received no GET /books/{id} within 30 s")
+			}
+			time.Sleep(250 * time.Millisecond)
+		}
+	})
+
+	t.Run("ratelimit", func(t *testing.T) {
+		limited := startExtra(t, "gateway", freeAddr(t), gatewayEnv(auth, author, books,
+			"FOLIO_RATE_LIMIT=1", "FOLIO_RATE_BURST=5")...)
+		l := limited.URL()
+		// Tokens are fetched directly from the auth service, so as not to spend the
+		// limited gateway's budget for this client.
+		tok := func(email string) string {
+			r := call(t, "POST", auth.URL()+"/auth/token", map[string]any{"email": email, "password": "correct-horse-battery"})
+			expect(t, r, http.StatusOK)
+			return r.json(t)["access_token"].(string)
+		}
+		readerTok, editorTok := tok("reader@folio.test"), tok("editor@folio.test")
+
+		var limitedResp *response
+		for range 10 {
+			r := call(t, "GET", l+"/books/"+bookID, nil, "Authorization", bearer(readerTok))
+			switch r.status {
+			case http.StatusOK:
+			case http.StatusTooManyRequests:
+				if limitedResp == nil {
+					limitedResp = &r
+				}
+			default:
+				t.Fatalf("GET through the limited gateway: status %d: %s", r.status, r.body)
+			}
+		}
+		if limitedResp == nil {
+			t.Fatal("10 rapid GETs over a limit of 1/s with bursts of 5 were never answered 429")
+		}
+		expect(t, *limitedResp, http.StatusTooManyRequests)
+		ra := limitedResp.header.Get("Retry-After")
+		if n, err := strconv.Atoi(ra); err != nil || n < 1 {
+			t.Errorf("429 with Retry-After %q, want a positive number of seconds", ra)
+		}
+		// Another client (another token subject) is unaffected.
+		r := call(t, "GET", l+"/books/"+bookID, nil, "Authorization", bearer(editorTok))
+		expect(t, r, http.StatusOK)
+	})
+}
