@@ -7,8 +7,15 @@ import (
 )
 
 // watchedNames names the processes whose CPU use is reported, in the order of
-// (*system).pids.
-var watchedNames = []string{"load generator", "ceiling", "book", "author"}
+// (*system).watched.
+var watchedNames = []string{"load generator", "ceiling", "book", "author", "gateway", "nginx"}
+
+// watchedProc is a process whose CPU use is reported: pid 0 is one not running;
+// with children, the CPU of its child processes is counted too (nginx's workers).
+type watchedProc struct {
+	pid      int
+	children bool
+}
 
 // busyOthers is the CPU use, in cores, by other programs above which the report
 // warns that the figures are not to be trusted.
@@ -26,8 +33,8 @@ type cpuSample struct {
 	kernel uint64   // ticks used by kernel threads (file system journal, flushers…)
 }
 
-// sampleCPU reads the CPU time of the machine and of the processes pids.
-func sampleCPU(pids []int) cpuSample {
+// sampleCPU reads the CPU time of the machine and of the processes watched.
+func sampleCPU(watched []watchedProc) cpuSample {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return cpuSample{}
@@ -53,43 +60,55 @@ func sampleCPU(pids []int) cpuSample {
 		}
 	}
 	s.ok = s.total > 0 && s.cpus > 0
-	for _, pid := range pids {
-		ticks, _ := procTicks(strconv.Itoa(pid))
-		s.procs = append(s.procs, ticks)
-	}
+	childTicks := map[int]uint64{} // ticks of the processes whose parent is the key
 	if entries, err := os.ReadDir("/proc"); err == nil {
 		for _, e := range entries {
 			if name := e.Name(); name[0] >= '1' && name[0] <= '9' {
-				if ticks, kthread := procTicks(name); kthread {
+				ticks, kthread, ppid := procTicks(name)
+				if kthread {
 					s.kernel += ticks
+				} else {
+					childTicks[ppid] += ticks
 				}
 			}
 		}
 	}
+	for _, w := range watched {
+		if w.pid <= 0 {
+			s.procs = append(s.procs, 0)
+			continue
+		}
+		ticks, _, _ := procTicks(strconv.Itoa(w.pid))
+		if w.children {
+			ticks += childTicks[w.pid]
+		}
+		s.procs = append(s.procs, ticks)
+	}
 	return s
 }
 
-// procTicks returns the user and system CPU ticks used by the process, or 0, and
-// whether it is a kernel thread.
-func procTicks(pid string) (ticks uint64, kthread bool) {
+// procTicks returns the user and system CPU ticks used by the process, or 0,
+// whether it is a kernel thread, and its parent's pid.
+func procTicks(pid string) (ticks uint64, kthread bool, ppid int) {
 	b, err := os.ReadFile("/proc/" + pid + "/stat")
 	if err != nil {
-		return 0, false
+		return 0, false, 0
 	}
 	// The command name (field 2) may hold spaces; the fields after it do not.
 	_, rest, ok := strings.Cut(string(b), ") ")
 	if !ok {
-		return 0, false
+		return 0, false, 0
 	}
 	f := strings.Fields(rest)
 	if len(f) < 13 {
-		return 0, false
+		return 0, false, 0
 	}
 	const pfKthread = 0x00200000 // PF_KTHREAD in the flags field
 	flags, _ := strconv.ParseUint(f[6], 10, 64)
 	utime, _ := strconv.ParseUint(f[11], 10, 64)
 	stime, _ := strconv.ParseUint(f[12], 10, 64)
-	return utime + stime, flags&pfKthread != 0
+	ppid, _ = strconv.Atoi(f[1])
+	return utime + stime, flags&pfKthread != 0, ppid
 }
 
 // cpuUse is how much CPU each process watched, and everything else on the machine,

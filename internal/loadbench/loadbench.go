@@ -1,8 +1,9 @@
 // Package loadbench is Folio's load benchmark, behind `folio bench`: it starts the
-// book and author services as their own OS processes on this machine, seeds them
+// book, author and auth services and the gateway as their own OS processes on this
+// machine (and nginx, when installed, as a reference reverse proxy), seeds them
 // through their APIs, and drives each endpoint at its maximum rate with vegeta,
-// comparing every figure with a trivial HTTP server (the "ceiling") measured the
-// same way on the same machine.
+// directly and through the gateway, comparing every figure with a trivial HTTP
+// server (the "ceiling") measured the same way on the same machine.
 package loadbench
 
 import (
@@ -44,14 +45,22 @@ type settings struct {
 //	-books     books to seed, spread over 20 genres (5000)
 //	-keep      keep the temporary directory with the databases and the logs
 //
-// It builds (or finds beside the running executable) the book and author programs,
-// starts each as its own process with a fresh SQLite database and its production
-// defaults, seeds them through their HTTP APIs, then measures, one at a time and in
-// closed loop (each worker sends its next request when the previous one is
-// answered): the ceiling, GET /books/{id}, GET /books?genre=X&limit=20,
-// GET /authors/books?genre=X and POST /books. The processes are stopped before Run
-// returns, on error and when ctx ends too. Targets are reported as met or not; a
-// missed target is not an error.
+// It builds (or finds beside the running executable) the book, author, auth and
+// gateway programs, starts each as its own process (the services with a fresh SQLite
+// database; all with their production defaults, but for the auth service's admin
+// account and the gateway's rate limit, raised far above any reachable rate but
+// still on), and, when an nginx binary is on PATH, nginx as a plain reverse proxy in
+// front of book (its configuration written to the temporary directory; Run installs
+// nothing, and says the comparison was skipped without nginx). It seeds the services
+// through their HTTP APIs, logs in as the admin through the gateway, then measures,
+// one at a time and in closed loop (each worker sends its next request when the
+// previous one is answered): the ceiling, GET /books/{id} directly, through the
+// gateway with the admin's bearer token and through nginx, GET
+// /books?genre=X&limit=20, GET /authors/books?genre=X directly and through the
+// gateway with the token, and POST /books. It reports the proxies' cost as
+// throughput through them as a fraction of direct and the p50 and p99 latency
+// added. The processes are stopped before Run returns, on error and when ctx ends
+// too. Targets are reported as met or not; a missed target is not an error.
 //
 // The ceiling is a minimal net/http server that answers every request with one
 // fixed book-sized JSON document. So that it runs as a separate process, as the
@@ -132,7 +141,7 @@ func run(ctx context.Context, s settings, stdout io.Writer) (err error) {
 	fmt.Fprintf(stdout, "settings: %d workers (closed loop, max rate), %s per endpoint after %s warm-up; %d authors, %d books\n",
 		s.workers, s.duration, s.warmup, s.authors, s.books)
 
-	progs, err := localbuild.Programs(ctx, filepath.Join(dir, "bin"), "book", "author")
+	progs, err := localbuild.Programs(ctx, filepath.Join(dir, "bin"), "book", "author", "auth", "gateway")
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
@@ -153,11 +162,23 @@ func run(ctx context.Context, s settings, stdout io.Writer) (err error) {
 	fmt.Fprintf(stdout, "seeding:  %s\n", data.summary())
 	fmt.Fprintf(stdout, "genre X:  %q, which holds %d books\n", data.hotGenre, data.hotCount)
 
-	results, err := measureAll(ctx, s, sys, data, stdout)
+	token, err := login(ctx, sys.gatewayURL, benchAdminEmail, benchAdminPassword)
+	if err != nil {
+		return fmt.Errorf("bench: log in through the gateway: %w", err)
+	}
+	fmt.Fprintf(stdout, "gateway:  logged in as %s through the gateway (POST /auth/token); rate limit %s/s, burst %s\n",
+		benchAdminEmail, gatewayRateLimit, gatewayRateBurst)
+	if sys.nginxURL == "" {
+		fmt.Fprintf(stdout, "nginx:    nginx comparison skipped: %s\n", sys.nginxSkipped)
+	} else {
+		fmt.Fprintf(stdout, "nginx:    %s\n", nginxVersion())
+	}
+
+	results, err := measureAll(ctx, s, sys, data, token, stdout)
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
-	report(stdout, results)
+	report(stdout, results, sys)
 	return nil
 }
 

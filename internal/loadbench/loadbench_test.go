@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -57,9 +58,16 @@ func TestRun(t *testing.T) {
 	}
 	t.Logf("output:\n%s", out.String())
 
-	for _, label := range []string{
-		"ceiling GET /", "GET /books/{id}", "GET /books?genre=X&limit=20", "GET /authors/books?genre=X", "POST /books",
-	} {
+	labels := []string{
+		"ceiling GET /", "GET /books/{id}", "gateway GET /books/{id}", "GET /books?genre=X&limit=20",
+		"GET /authors/books?genre=X", "gateway GET /authors/books?genre=X", "POST /books",
+	}
+	if _, err := exec.LookPath("nginx"); err == nil {
+		labels = append(labels, "nginx GET /books/{id}")
+	} else if !strings.Contains(out.String(), "nginx comparison skipped") {
+		t.Errorf("no nginx on PATH, and the report does not say the nginx comparison was skipped")
+	}
+	for _, label := range labels {
 		row := findRow(out.String(), label)
 		if row == nil {
 			t.Errorf("no row for %s in the report", label)
@@ -77,7 +85,8 @@ func TestRun(t *testing.T) {
 			t.Errorf("%s: success is %s, want 100.00%%", label, row[4])
 		}
 	}
-	for _, want := range []string{"machine:", "command:", "seeding:", "targets"} {
+	for _, want := range []string{"machine:", "command:", "seeding:", "targets", "through the gateway", "via/direct",
+		"target: gateway keeps >= 50% of direct throughput for GET /books/{id}"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the report has no %q line", want)
 		}

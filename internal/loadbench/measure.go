@@ -29,7 +29,22 @@ const (
 	labelBookList     = "GET /books?genre=X&limit=20"
 	labelAuthorsBooks = "GET /authors/books?genre=X"
 	labelBookCreate   = "POST /books"
+
+	labelGatewayBookGet      = "gateway GET /books/{id}"
+	labelNginxBookGet        = "nginx GET /books/{id}"
+	labelGatewayAuthorsBooks = "gateway GET /authors/books?genre=X"
 )
+
+// proxied are the routes measured both directly and through a proxy in front of the
+// service, and the proxy's target as a fraction of the direct throughput (0: none).
+var proxied = []struct {
+	proxy, direct, via string
+	min                float64
+}{
+	{"gateway", labelBookGet, labelGatewayBookGet, 0.50},
+	{"gateway", labelAuthorsBooks, labelGatewayAuthorsBooks, 0},
+	{"nginx", labelBookGet, labelNginxBookGet, 0},
+}
 
 // targets are the goals the issue set, as fractions of the ceiling's throughput.
 var targets = []struct {
@@ -58,25 +73,43 @@ type result struct {
 
 // measureAll drives each endpoint in turn, warm-up first, and returns the results in
 // the order measured, the ceiling first.
-func measureAll(ctx context.Context, s settings, sys *system, d *dataset, progress io.Writer) ([]result, error) {
+func measureAll(ctx context.Context, s settings, sys *system, d *dataset, token string, progress io.Writer) ([]result, error) {
 	ids := slices.Clone(d.bookIDs)
 	rand.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
 	var next atomic.Uint64
 	jsonHeader := http.Header{"Content-Type": []string{"application/json"}}
+	// Through the gateway, every request carries the admin's token, so that the
+	// gateway verifies a JWT on each one, though these reads need none.
+	authHeader := http.Header{"Authorization": []string{"Bearer " + token}}
+	bookGet := func(base string, h http.Header) vegeta.Targeter {
+		return func(t *vegeta.Target) error {
+			t.Method, t.URL, t.Header = http.MethodGet, base+"/books/"+ids[next.Add(1)%uint64(len(ids))], h
+			return nil
+		}
+	}
+	authorsBooks := "/authors/books?genre=" + d.hotGenre
 	endpoints := []endpoint{
 		{labelCeiling, get(sys.ceilingURL + "/")},
-		{labelBookGet, func(t *vegeta.Target) error {
-			t.Method, t.URL = http.MethodGet, sys.bookURL+"/books/"+ids[next.Add(1)%uint64(len(ids))]
+		{labelBookGet, bookGet(sys.bookURL, nil)},
+		{labelGatewayBookGet, bookGet(sys.gatewayURL, authHeader)},
+	}
+	if sys.nginxURL != "" {
+		endpoints = append(endpoints, endpoint{labelNginxBookGet, bookGet(sys.nginxURL, nil)})
+	}
+	endpoints = append(endpoints,
+		endpoint{labelBookList, get(sys.bookURL + "/books?genre=" + d.hotGenre + "&limit=20")},
+		endpoint{labelAuthorsBooks, get(sys.authorURL + authorsBooks)},
+		endpoint{labelGatewayAuthorsBooks, func(t *vegeta.Target) error {
+			t.Method, t.URL, t.Header = http.MethodGet, sys.gatewayURL+authorsBooks, authHeader
 			return nil
 		}},
-		{labelBookList, get(sys.bookURL + "/books?genre=" + d.hotGenre + "&limit=20")},
-		{labelAuthorsBooks, get(sys.authorURL + "/authors/books?genre=" + d.hotGenre)},
-		{labelBookCreate, func(t *vegeta.Target) error {
+		// Last, as it grows the database the other endpoints read.
+		endpoint{labelBookCreate, func(t *vegeta.Target) error {
 			t.Method, t.URL, t.Header = http.MethodPost, sys.bookURL+"/books", jsonHeader
 			t.Body = d.newBook(genres[rand.IntN(len(genres))])
 			return nil
 		}},
-	}
+	)
 
 	// One client for all attacks, so that the connections the warm-up opened are
 	// the ones measured.
@@ -99,12 +132,12 @@ func measureAll(ctx context.Context, s settings, sys *system, d *dataset, progre
 				return nil, err
 			}
 		}
-		before := sampleCPU(sys.pids())
+		before := sampleCPU(sys.watched())
 		m, err := attack(ctx, client, e, s.workers, s.duration)
 		if err != nil {
 			return nil, err
 		}
-		used := cpuBetween(before, sampleCPU(sys.pids()))
+		used := cpuBetween(before, sampleCPU(sys.watched()))
 		client.CloseIdleConnections()
 		r := result{label: e.label, m: m, cpu: used}
 		for code, n := range m.StatusCodes {
@@ -155,8 +188,8 @@ func attack(ctx context.Context, client *http.Client, e endpoint, workers int, d
 	return m, nil
 }
 
-// report prints the table of results and the targets.
-func report(w io.Writer, results []result) {
+// report prints the table of results, the targets, and the cost of the proxies.
+func report(w io.Writer, results []result, sys *system) {
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "endpoint\trequests\treq/s\tp50\tp99\tsuccess\tvs ceiling\tanswer size")
@@ -190,7 +223,11 @@ func report(w io.Writer, results []result) {
 			strings.Join(codes, ", "), strings.Join(errs, "; "))
 	}
 
-	reportCPU(w, results)
+	absent := map[int]bool{}
+	for i, p := range sys.watched() {
+		absent[i] = p.pid <= 0
+	}
+	reportCPU(w, results, absent)
 
 	fmt.Fprintln(w, "\ntargets (from the issue; reported, not enforced):")
 	for _, t := range targets {
@@ -205,6 +242,70 @@ func report(w io.Writer, results []result) {
 			fmt.Fprintf(w, "  %-28s >= %2.0f%% of ceiling: %5.1f%%  %s\n", t.label, 100*t.min, 100*r.ratio, verdict)
 		}
 	}
+
+	reportProxies(w, results, sys)
+}
+
+// reportProxies prints what the gateway and nginx cost on the routes measured both
+// directly and through them: throughput (2xx per second) through the proxy as a
+// fraction of direct, and the latency added at p50 and p99.
+func reportProxies(w io.Writer, results []result, sys *system) {
+	byLabel := map[string]result{}
+	for _, r := range results {
+		byLabel[r.label] = r
+	}
+	fmt.Fprintln(w, "\nthrough the gateway (and nginx), versus direct, in this run:")
+	fmt.Fprintf(w, "gateway: rate limit on at %s/s (burst %s), every request with the admin's bearer token (JWT verified);\n",
+		gatewayRateLimit, gatewayRateBurst)
+	if sys.nginxURL != "" {
+		fmt.Fprintln(w, "nginx:   plain reverse proxy to book (master + one worker per CPU, upstream keepalive 64, access log off).")
+	} else {
+		fmt.Fprintf(w, "nginx:   nginx comparison skipped: %s.\n", sys.nginxSkipped)
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "route\tvia\tdirect 2xx/s\tvia 2xx/s\tvia/direct\tp50 direct\tp50 via\tadded p50\tp99 direct\tp99 via\tadded p99")
+	for _, p := range proxied {
+		d, okD := byLabel[p.direct]
+		v, okV := byLabel[p.via]
+		if !okD || !okV {
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.direct, p.proxy, d.okPerSec, v.okPerSec,
+			percentOf(v.okPerSec, d.okPerSec), ms(d.m.Latencies.P50), ms(v.m.Latencies.P50),
+			signedMs(v.m.Latencies.P50-d.m.Latencies.P50), ms(d.m.Latencies.P99), ms(v.m.Latencies.P99),
+			signedMs(v.m.Latencies.P99-d.m.Latencies.P99))
+	}
+	_ = tw.Flush()
+	fmt.Fprintln(w, "each row compares two measurements of this run with the same workers; latencies are the load generator's.")
+	for _, p := range proxied {
+		d, okD := byLabel[p.direct]
+		v, okV := byLabel[p.via]
+		if p.min == 0 || !okD || !okV {
+			continue
+		}
+		verdict := "met"
+		if d.okPerSec <= 0 || v.okPerSec/d.okPerSec < p.min {
+			verdict = "NOT met"
+		}
+		fmt.Fprintf(w, "target: %s keeps >= %.0f%% of direct throughput for %s: %s  %s\n",
+			p.proxy, 100*p.min, p.direct, percentOf(v.okPerSec, d.okPerSec), verdict)
+	}
+}
+
+// percentOf formats a/b as a percentage.
+func percentOf(a, b float64) string {
+	if b <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.1f%%", 100*a/b)
+}
+
+// signedMs formats d in milliseconds with its sign.
+func signedMs(d time.Duration) string {
+	if d >= 0 {
+		return "+" + ms(d)
+	}
+	return ms(d)
 }
 
 func successRatio(r result) float64 {
@@ -221,7 +322,7 @@ func ms(d time.Duration) string {
 
 // reportCPU prints how the machine's CPU was shared during each measurement, and
 // what the processes under test spent per request.
-func reportCPU(w io.Writer, results []result) {
+func reportCPU(w io.Writer, results []result, absent map[int]bool) {
 	if len(results) == 0 || !results[0].cpu.ok {
 		return
 	}
@@ -236,6 +337,10 @@ func reportCPU(w io.Writer, results []result) {
 		fmt.Fprint(tw, r.label)
 		served := 0.0 // cores used by the processes under test, not the load generator
 		for i, c := range r.cpu.procs {
+			if absent[i] {
+				fmt.Fprint(tw, "\t-")
+				continue
+			}
 			fmt.Fprintf(tw, "\t%.2f", c)
 			if i > 0 {
 				served += c

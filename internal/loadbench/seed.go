@@ -162,3 +162,34 @@ func create(ctx context.Context, client *http.Client, url string, body []byte) (
 	}
 	return created.ID, nil
 }
+
+// login gets a token for email through the gateway at gatewayURL (POST /auth/token).
+func login(ctx context.Context, gatewayURL, email, password string) (string, error) {
+	body, _ := json.Marshal(map[string]string{"email": email, "password": password})
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, gatewayURL+"/auth/token", bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("POST /auth/token: %s: %s", resp.Status, b)
+	}
+	var tok struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.Unmarshal(b, &tok); err != nil || tok.AccessToken == "" {
+		return "", fmt.Errorf("POST /auth/token: the answer has no access_token: %s", b)
+	}
+	return tok.AccessToken, nil
+}

@@ -146,14 +146,33 @@ func freeAddr() (string, error) {
 	return addr, nil
 }
 
+// The admin account the benchmark makes in the auth service, and logs in as through
+// the gateway, so that the gateway verifies a real token on every request measured.
+const (
+	benchAdminEmail    = "bench-admin@folio.test"
+	benchAdminPassword = "bench-admin-password-0123456789"
+)
+
+// The gateway's rate limit in the benchmark: raised far above any rate this machine
+// can reach, so that the limiter runs on every request but never refuses one.
+const (
+	gatewayRateLimit = "1000000"
+	gatewayRateBurst = "1000000"
+)
+
 // system is the set of processes under test.
 type system struct {
 	bookURL, authorURL, ceilingURL string
+	authURL, gatewayURL            string
+	nginxURL                       string // "" when nginx is not measured
+	nginxSkipped                   string // why nginx is not measured, when it is not
 	book, author, ceiling          *proc
+	auth, gateway, nginx           *proc
 }
 
-// startSystem starts book and author, each with a fresh database under dir, and the
-// ceiling, and waits until all three answer.
+// startSystem starts book, author and auth, each with a fresh database under dir,
+// the gateway in front of them, nginx in front of book when an nginx binary is on
+// PATH, and the ceiling, and waits until all of them answer.
 func startSystem(ctx context.Context, dir string, progs map[string]string) (sys *system, err error) {
 	sys = &system{}
 	defer func() {
@@ -161,13 +180,14 @@ func startSystem(ctx context.Context, dir string, progs map[string]string) (sys 
 			_ = sys.stop()
 		}
 	}()
-	var bookAddr, authorAddr, ceilingAddr string
-	for _, a := range []*string{&bookAddr, &authorAddr, &ceilingAddr} {
+	var bookAddr, authorAddr, ceilingAddr, authAddr, gatewayAddr, notifyAddr string
+	for _, a := range []*string{&bookAddr, &authorAddr, &ceilingAddr, &authAddr, &gatewayAddr, &notifyAddr} {
 		if *a, err = freeAddr(); err != nil {
 			return nil, err
 		}
 	}
 	sys.bookURL, sys.authorURL, sys.ceilingURL = "http://"+bookAddr, "http://"+authorAddr, "http://"+ceilingAddr
+	sys.authURL, sys.gatewayURL = "http://"+authAddr, "http://"+gatewayAddr
 
 	sys.book, err = startProc(dir, "book", progs["book"], nil, []string{
 		"FOLIO_HTTP_ADDR=" + bookAddr,
@@ -185,6 +205,50 @@ func startSystem(ctx context.Context, dir string, progs map[string]string) (sys 
 	if err != nil {
 		return nil, err
 	}
+	sys.auth, err = startProc(dir, "auth", progs["auth"], nil, []string{
+		"FOLIO_HTTP_ADDR=" + authAddr,
+		"FOLIO_DATA_DIR=" + filepath.Join(dir, "auth-data"),
+		"FOLIO_ADMIN_EMAIL=" + benchAdminEmail,
+		"FOLIO_ADMIN_PASSWORD=" + benchAdminPassword,
+		// Longer than any run, so that the token logged in with never expires mid-run.
+		"FOLIO_TOKEN_TTL=24h",
+	})
+	if err != nil {
+		return nil, err
+	}
+	// The notify service is not part of the benchmark: its URL is a port nobody serves.
+	sys.gateway, err = startProc(dir, "gateway", progs["gateway"], nil, []string{
+		"FOLIO_HTTP_ADDR=" + gatewayAddr,
+		"FOLIO_BOOK_URLS=" + sys.bookURL,
+		"FOLIO_AUTHOR_URLS=" + sys.authorURL,
+		"FOLIO_AUTH_URLS=" + sys.authURL,
+		"FOLIO_NOTIFY_URLS=http://" + notifyAddr,
+		"FOLIO_JWKS_URL=" + sys.authURL + "/.well-known/jwks.json",
+		"FOLIO_RATE_LIMIT=" + gatewayRateLimit,
+		"FOLIO_RATE_BURST=" + gatewayRateBurst,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if nginx, lerr := exec.LookPath("nginx"); lerr != nil {
+		sys.nginxSkipped = "no nginx binary on PATH (Debian: apt-get install nginx)"
+	} else {
+		var nginxAddr string
+		if nginxAddr, err = freeAddr(); err != nil {
+			return nil, err
+		}
+		sys.nginxURL = "http://" + nginxAddr
+		conf, err := writeNginxConf(dir, nginxAddr, bookAddr)
+		if err != nil {
+			return nil, err
+		}
+		sys.nginx, err = startProc(dir, "nginx", nginx, []string{
+			"-p", dir, "-c", conf, "-e", filepath.Join(dir, "nginx-error.log"),
+		}, nil)
+		if err != nil {
+			return nil, err
+		}
+	}
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("start ceiling: %w", err)
@@ -200,23 +264,94 @@ func startSystem(ctx context.Context, dir string, progs map[string]string) (sys 
 	if err := sys.author.waitReady(ctx, sys.authorURL+"/readyz"); err != nil {
 		return nil, err
 	}
+	if err := sys.auth.waitReady(ctx, sys.authURL+"/readyz"); err != nil {
+		return nil, err
+	}
+	if err := sys.gateway.waitReady(ctx, sys.gatewayURL+"/readyz"); err != nil {
+		return nil, err
+	}
+	if sys.nginx != nil {
+		// nginx forwards /readyz to book, which is ready by now.
+		if err := sys.nginx.waitReady(ctx, sys.nginxURL+"/readyz"); err != nil {
+			return nil, fmt.Errorf("%w\nnginx error log:\n%s", err, tail(filepath.Join(dir, "nginx-error.log")))
+		}
+	}
 	if err := sys.ceiling.waitReady(ctx, sys.ceilingURL+"/"); err != nil {
 		return nil, err
 	}
 	return sys, nil
 }
 
-// pids returns the process ids of this process and of the processes under test, in
-// the order of watchedNames.
-func (sys *system) pids() []int {
-	return []int{os.Getpid(), sys.ceiling.pid, sys.book.pid, sys.author.pid}
+// writeNginxConf writes dir/nginx.conf: nginx as a plain reverse proxy on addr in
+// front of the book service at bookAddr, and returns its path. The master process
+// runs in the foreground (daemon off) with one worker per CPU; the error log, the
+// pid file and the temporary directories are under dir (the -p prefix); the access
+// log is off, as the comparison is with the proxying alone.
+func writeNginxConf(dir, addr, bookAddr string) (string, error) {
+	user := ""
+	if os.Geteuid() == 0 {
+		// As root, nginx would run its workers as nobody, who cannot enter dir (0700).
+		user = "user root;\n"
+	}
+	conf := fmt.Sprintf(`# Written by folio bench: nginx as a plain reverse proxy to the book service.
+%sdaemon off;
+master_process on;
+worker_processes auto;
+error_log %s warn;
+pid %s;
+
+events {
+    worker_connections 1024;
+}
+
+http {
+    access_log off;
+    upstream book {
+        server %s;
+        keepalive 64;
+    }
+    server {
+        listen %s;
+        location / {
+            proxy_pass http://book;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
+}
+`, user, filepath.Join(dir, "nginx-error.log"), filepath.Join(dir, "nginx.pid"), bookAddr, addr)
+	path := filepath.Join(dir, "nginx.conf")
+	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
+		return "", fmt.Errorf("write nginx.conf: %w", err)
+	}
+	return path, nil
+}
+
+// watched returns the processes whose CPU use is reported, in the order of
+// watchedNames: this process, then the processes under test. An absent process has
+// pid 0. nginx's CPU includes that of its workers, the master's children.
+func (sys *system) watched() []watchedProc {
+	pid := func(p *proc) int {
+		if p == nil {
+			return 0
+		}
+		return p.pid
+	}
+	return []watchedProc{
+		{pid: os.Getpid()},
+		{pid: pid(sys.ceiling)},
+		{pid: pid(sys.book)},
+		{pid: pid(sys.author)},
+		{pid: pid(sys.gateway)},
+		{pid: pid(sys.nginx), children: true},
+	}
 }
 
 // stop stops every process started, all at once, and waits for them. It reports
 // those that had exited by themselves before.
 func (sys *system) stop() error {
 	var errs []error
-	procs := []*proc{sys.ceiling, sys.author, sys.book}
+	procs := []*proc{sys.ceiling, sys.nginx, sys.gateway, sys.auth, sys.author, sys.book}
 	for _, p := range procs {
 		if p != nil {
 			errs = append(errs, p.exitedEarly())
@@ -229,4 +364,15 @@ func (sys *system) stop() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// nginxVersion returns what `nginx -v` says, on one line.
+func nginxVersion() string {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "nginx", "-v").CombinedOutput()
+	if err != nil {
+		return "nginx (version unknown: " + err.Error() + ")"
+	}
+	return strings.TrimSpace(string(out))
 }
