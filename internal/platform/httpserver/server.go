@@ -25,7 +25,8 @@ type Config struct {
 	// ShutdownDelay is how long /readyz answers 503 before the listener closes, so that
 	// a load balancer stops sending new requests first (Kubernetes wants a few seconds).
 	ShutdownDelay time.Duration
-	// ShutdownTimeout bounds how long in-flight requests may take to finish.
+	// ShutdownTimeout bounds how long in-flight requests may take to finish (15 s
+	// when zero).
 	ShutdownTimeout time.Duration
 	AccessLog       bool
 }
@@ -113,7 +114,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.draining.Store(true)
 	s.log.Info("shutting down", "delay", s.cfg.ShutdownDelay)
 	time.Sleep(s.cfg.ShutdownDelay)
-	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	timeout := s.cfg.ShutdownTimeout
+	if timeout <= 0 {
+		// Zero would give in-flight requests no time at all, not unlimited time.
+		timeout = 15 * time.Second
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("shutdown: %w", err)
