@@ -16,20 +16,14 @@ import (
 
 	"folio/internal/gateway"
 	"folio/internal/platform/config"
-	"folio/internal/platform/httpserver"
-	"folio/internal/platform/logging"
 	"folio/internal/platform/metrics"
+	"folio/internal/platform/process"
 )
 
-// settings is the gateway's configuration. It has no database, so it does not embed
-// process.Base, but it reads the same HTTP and logging variables.
+// settings is the gateway's configuration. It has no database, so it embeds only
+// the server part of what the services read.
 type settings struct {
-	HTTPAddr        string        `env:"FOLIO_HTTP_ADDR" envDefault:":8080"`
-	LogFormat       string        `env:"FOLIO_LOG_FORMAT" envDefault:"auto"`
-	LogLevel        string        `env:"FOLIO_LOG_LEVEL" envDefault:"info"`
-	AccessLog       bool          `env:"FOLIO_ACCESS_LOG" envDefault:"true"`
-	ShutdownDelay   time.Duration `env:"FOLIO_SHUTDOWN_DELAY" envDefault:"0s"`
-	ShutdownTimeout time.Duration `env:"FOLIO_SHUTDOWN_TIMEOUT" envDefault:"15s"`
+	process.Server
 
 	BookURLs   []string `env:"FOLIO_BOOK_URLS" envDefault:"http://127.0.0.1:8081"`
 	AuthorURLs []string `env:"FOLIO_AUTHOR_URLS" envDefault:"http://127.0.0.1:8082"`
@@ -102,7 +96,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err := config.Load(&cfg, getenv); err != nil {
 		return err
 	}
-	log := logging.New(stdout, "gateway", cfg.LogFormat, cfg.LogLevel)
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = ":8080"
+	}
+	log := cfg.Logger(stdout, "gateway")
 	gcfg, err := cfg.gatewayConfig()
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
@@ -118,16 +115,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	mux := http.NewServeMux()
 	gw.Routes(mux)
-	ln, err := httpserver.Listen(cfg.HTTPAddr)
-	if err != nil {
-		return err
-	}
 	// The gateway has no database: it is ready while it is not shutting down (the
 	// server answers 503 itself then). A service being down never makes it unready.
-	srv := httpserver.New(httpserver.Config{
-		ShutdownDelay: cfg.ShutdownDelay, ShutdownTimeout: cfg.ShutdownTimeout, AccessLog: cfg.AccessLog,
-	}, log, reg, mux, gateway.OpenAPI, func(context.Context) error { return nil })
-	if err := srv.Serve(ctx, ln); err != nil {
+	if err := cfg.Serve(ctx, log, reg, mux, gateway.OpenAPI, func(context.Context) error { return nil }); err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	return nil

@@ -68,8 +68,7 @@ func proxyError(name string, log *slog.Logger) func(http.ResponseWriter, *http.R
 	return func(w http.ResponseWriter, r *http.Request, err error) {
 		if errors.Is(r.Context().Err(), context.Canceled) {
 			// The client went away; nobody reads this answer.
-			problem.Write(w, r, problem.Problem{Type: problem.TypeInternal, Status: 499,
-				Title: "Client Closed Request", Detail: "the client closed the request"})
+			problem.Write(w, r, problem.ClientClosed())
 			return
 		}
 		log.WarnContext(r.Context(), "upstream failed", "upstream", name, "method", r.Method, "path", r.URL.Path, "err", err)

@@ -67,7 +67,7 @@ func FromError(r *http.Request, log *slog.Logger, err error) Problem {
 	var fe *fault.Error
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The client hung up; nobody reads this answer and nothing failed on our side.
-		return Problem{Type: TypeInternal, Status: 499, Title: "Client Closed Request", Detail: "the client closed the request"}
+		return ClientClosed()
 	}
 	if !errors.As(err, &fe) || fe.Kind == fault.Internal {
 		if log != nil {
@@ -98,6 +98,13 @@ func FromError(r *http.Request, log *slog.Logger, err error) Problem {
 		p.Type, p.Status = TypeTooLarge, http.StatusRequestEntityTooLarge
 	}
 	return p
+}
+
+// ClientClosed is the answer to a request whose client hung up before it was
+// answered: nobody reads it, but access logs and metrics show 499 rather than an error
+// of the server.
+func ClientClosed() Problem {
+	return Problem{Type: TypeInternal, Status: 499, Title: "Client Closed Request", Detail: "the client closed the request"}
 }
 
 // WriteError maps err with FromError and writes it.
