@@ -1,0 +1,66 @@
+-- +goose Up
+-- The secret is stored readable because every delivery is signed with it.
+CREATE TABLE subscriptions (
+    id         TEXT PRIMARY KEY,
+    url        TEXT NOT NULL,
+    secret     TEXT NOT NULL,
+    created_at TIMESTAMP NOT NULL
+);
+
+-- One row per event type a subscription asks for, so that an event finds its
+-- subscribers with an index lookup. The position keeps the order the client gave.
+CREATE TABLE subscription_events (
+    subscription_id TEXT NOT NULL REFERENCES subscriptions (id) ON DELETE CASCADE,
+    event_type      TEXT NOT NULL,
+    position        INTEGER NOT NULL,
+    PRIMARY KEY (subscription_id, event_type)
+);
+CREATE INDEX subscription_events_type ON subscription_events (event_type, subscription_id);
+
+-- Each event that has at least one delivery, with the exact bytes received, which
+-- every delivery sends and signs.
+CREATE TABLE events (
+    id          TEXT PRIMARY KEY,
+    type        TEXT NOT NULL,
+    body        BLOB NOT NULL,
+    received_at INTEGER NOT NULL
+);
+
+-- Scheduling times are Unix milliseconds: they are compared in SQL, and integers
+-- compare the same on both engines.
+CREATE TABLE deliveries (
+    id               TEXT PRIMARY KEY,
+    subscription_id  TEXT NOT NULL REFERENCES subscriptions (id) ON DELETE CASCADE,
+    event_id         TEXT NOT NULL REFERENCES events (id),
+    status           TEXT NOT NULL,
+    attempts         INTEGER NOT NULL,
+    last_error       TEXT,
+    first_attempt_at INTEGER,
+    next_attempt_at  INTEGER NOT NULL,
+    locked_until     INTEGER,
+    updated_at       INTEGER NOT NULL,
+    UNIQUE (subscription_id, event_id)
+);
+CREATE INDEX deliveries_subscription_id ON deliveries (subscription_id, id);
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
+CREATE INDEX deliveries_event_id ON deliveries (event_id);
+
+CREATE TABLE idempotency_keys (
+    scope        TEXT NOT NULL,
+    idem_key     TEXT NOT NULL,
+    request_hash TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    status       INTEGER NOT NULL,
+    headers      TEXT NOT NULL,
+    body         TEXT NOT NULL,
+    created_at   INTEGER NOT NULL,
+    PRIMARY KEY (scope, idem_key)
+);
+CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at);
+
+-- +goose Down
+DROP TABLE idempotency_keys;
+DROP TABLE deliveries;
+DROP TABLE events;
+DROP TABLE subscription_events;
+DROP TABLE subscriptions;

@@ -1,0 +1,307 @@
+package notify
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"time"
+
+	"folio/internal/platform/rest"
+	"folio/internal/platform/sqldb"
+)
+
+// Migrations holds the schema of the notify database, one folder per SQL engine.
+// The inbox table comes from inbox.Migrate.
+//
+//go:embed migrations
+var Migrations embed.FS
+
+// Store keeps subscriptions, the events they receive and the state of each
+// delivery, in SQLite or PostgreSQL.
+type Store struct {
+	db *sqldb.DB
+}
+
+// NewStore returns a store over db, which must be migrated with Migrations.
+func NewStore(db *sqldb.DB) *Store { return &Store{db: db} }
+
+// CreateSubscription inserts sub and the event types it asks for.
+func (s *Store) CreateSubscription(ctx context.Context, sub Subscription) error {
+	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO subscriptions (id, url, secret, created_at) VALUES ($1, $2, $3, $4)`,
+			sub.ID, sub.URL, sub.Secret, sub.CreatedAt); err != nil {
+			return fmt.Errorf("create subscription: %w", err)
+		}
+		for i, e := range sub.Events {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO subscription_events (subscription_id, event_type, position) VALUES ($1, $2, $3)`,
+				sub.ID, e, i); err != nil {
+				return fmt.Errorf("create subscription: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// subscriptionsQuery selects the subscriptions of the inner query with one row per
+// event type, in id then position order.
+const subscriptionsQuery = `SELECT s.id, s.url, s.secret, s.created_at, e.event_type
+	FROM (%s) s JOIN subscription_events e ON e.subscription_id = s.id
+	ORDER BY s.id, e.position`
+
+func (s *Store) querySubscriptions(ctx context.Context, inner string, args ...any) ([]Subscription, error) {
+	rows, err := s.db.QueryContext(ctx, fmt.Sprintf(subscriptionsQuery, inner), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var subs []Subscription
+	for rows.Next() {
+		var sub Subscription
+		var event string
+		if err := rows.Scan(&sub.ID, &sub.URL, &sub.Secret, &sub.CreatedAt, &event); err != nil {
+			return nil, err
+		}
+		if n := len(subs); n > 0 && subs[n-1].ID == sub.ID {
+			subs[n-1].Events = append(subs[n-1].Events, event)
+			continue
+		}
+		sub.Version = 1
+		sub.CreatedAt = sub.CreatedAt.UTC()
+		sub.Events = []string{event}
+		subs = append(subs, sub)
+	}
+	return subs, rows.Err()
+}
+
+// GetSubscription returns the subscription with id. Errors: NotFound.
+func (s *Store) GetSubscription(ctx context.Context, id string) (Subscription, error) {
+	subs, err := s.querySubscriptions(ctx, `SELECT id, url, secret, created_at FROM subscriptions WHERE id = $1`, id)
+	if err != nil {
+		return Subscription{}, fmt.Errorf("get subscription %s: %w", id, err)
+	}
+	if len(subs) == 0 {
+		return Subscription{}, errNotFound
+	}
+	return subs[0], nil
+}
+
+// ListSubscriptions returns up to limit subscriptions with ids after the given one
+// ("" for the first), in id order.
+func (s *Store) ListSubscriptions(ctx context.Context, after string, limit int) ([]Subscription, error) {
+	subs, err := s.querySubscriptions(ctx,
+		`SELECT id, url, secret, created_at FROM subscriptions WHERE id > $1 ORDER BY id LIMIT $2`, afterID(after), limit)
+	if err != nil {
+		return nil, fmt.Errorf("list subscriptions: %w", err)
+	}
+	return subs, nil
+}
+
+// afterID turns the start of the first page into an id below every real one, so
+// that both engines run the same statement (PostgreSQL compares UUIDs, not text).
+func afterID(after string) string {
+	if after == "" {
+		return "00000000-0000-0000-0000-000000000000"
+	}
+	return after
+}
+
+// DeleteSubscription removes the subscription and its deliveries. Errors: NotFound.
+func (s *Store) DeleteSubscription(ctx context.Context, id string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM subscriptions WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("delete subscription %s: %w", id, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("delete subscription %s: %w", id, err)
+	} else if n == 0 {
+		return errNotFound
+	}
+	return nil
+}
+
+// ListDeliveries returns up to limit deliveries of the subscription, after the
+// delivery id given ("" for the first), oldest first.
+func (s *Store) ListDeliveries(ctx context.Context, subscriptionID, after string, limit int) ([]Delivery, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT d.id, d.event_id, e.type, d.status, d.attempts, d.last_error, d.updated_at
+		FROM deliveries d JOIN events e ON e.id = d.event_id
+		WHERE d.subscription_id = $1 AND d.id > $2 ORDER BY d.id LIMIT $3`, subscriptionID, afterID(after), limit)
+	if err != nil {
+		return nil, fmt.Errorf("list deliveries: %w", err)
+	}
+	defer rows.Close()
+	var out []Delivery
+	for rows.Next() {
+		var d Delivery
+		var lastError sql.NullString
+		var updated int64
+		if err := rows.Scan(&d.ID, &d.EventID, &d.Type, &d.Status, &d.Attempts, &lastError, &updated); err != nil {
+			return nil, fmt.Errorf("list deliveries: %w", err)
+		}
+		if lastError.Valid {
+			d.LastError = &lastError.String
+		}
+		d.UpdatedAt = time.UnixMilli(updated).UTC()
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list deliveries: %w", err)
+	}
+	return out, nil
+}
+
+// AddDeliveries records, in tx, one pending delivery of the event (with its body as
+// received) to each subscription that asks for its type, due at now. It returns how
+// many it added; a subscription that already has the event gets nothing new.
+func (s *Store) AddDeliveries(ctx context.Context, tx *sql.Tx, eventID, eventType string, body []byte, now time.Time) (int, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT subscription_id FROM subscription_events WHERE event_type = $1`, eventType)
+	if err != nil {
+		return 0, fmt.Errorf("find subscribers: %w", err)
+	}
+	var subs []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("find subscribers: %w", err)
+		}
+		subs = append(subs, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("find subscribers: %w", err)
+	}
+	if len(subs) == 0 {
+		return 0, nil // nobody listens: keep no copy of the event
+	}
+	ms := now.UnixMilli()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO events (id, type, body, received_at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (id) DO NOTHING`, eventID, eventType, body, ms); err != nil {
+		return 0, fmt.Errorf("store event %s: %w", eventID, err)
+	}
+	added := 0
+	for _, sub := range subs {
+		res, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, subscription_id, event_id, status, attempts, next_attempt_at, updated_at)
+			VALUES ($1, $2, $3, 'pending', 0, $4, $4) ON CONFLICT (subscription_id, event_id) DO NOTHING`,
+			rest.NewID(), sub, eventID, ms)
+		if err != nil {
+			return 0, fmt.Errorf("add delivery of %s: %w", eventID, err)
+		}
+		if n, err := res.RowsAffected(); err == nil {
+			added += int(n)
+		}
+	}
+	return added, nil
+}
+
+// claim is a delivery reserved to this instance until its lease ends, with what
+// sending it takes.
+type claim struct {
+	id             string
+	eventID        string
+	eventType      string
+	body           []byte
+	url            string
+	secret         string
+	attempts       int
+	firstAttemptAt *time.Time
+}
+
+// Claim reserves up to limit pending deliveries that are due at now and not leased
+// to anyone, until now+lease, and returns them. Two instances never claim the same
+// delivery: SQLite runs one writer at a time, and on PostgreSQL rows another
+// transaction is claiming are skipped and the lease is checked again on update.
+func (s *Store) Claim(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]claim, error) {
+	lock := ""
+	if s.db.Dialect == sqldb.Postgres {
+		lock = " FOR UPDATE SKIP LOCKED"
+	}
+	const due = `status = 'pending' AND next_attempt_at <= $2 AND (locked_until IS NULL OR locked_until <= $2)`
+	rows, err := s.db.QueryContext(ctx, `UPDATE deliveries SET locked_until = $1
+		WHERE id IN (SELECT id FROM deliveries WHERE `+due+` ORDER BY next_attempt_at LIMIT $3`+lock+`)
+		AND `+due+` RETURNING id`, now.Add(lease).UnixMilli(), now.UnixMilli(), limit)
+	if err != nil {
+		return nil, fmt.Errorf("claim deliveries: %w", err)
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("claim deliveries: %w", err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("claim deliveries: %w", err)
+	}
+	claims := make([]claim, 0, len(ids))
+	for _, id := range ids {
+		c := claim{id: id}
+		var first sql.NullInt64
+		err := s.db.QueryRowContext(ctx, `SELECT d.event_id, e.type, e.body, s.url, s.secret, d.attempts, d.first_attempt_at
+			FROM deliveries d JOIN events e ON e.id = d.event_id JOIN subscriptions s ON s.id = d.subscription_id
+			WHERE d.id = $1`, id).Scan(&c.eventID, &c.eventType, &c.body, &c.url, &c.secret, &c.attempts, &first)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue // its subscription was deleted meanwhile
+		}
+		if err != nil {
+			return claims, fmt.Errorf("read claimed delivery %s: %w", id, err)
+		}
+		if first.Valid {
+			t := time.UnixMilli(first.Int64)
+			c.firstAttemptAt = &t
+		}
+		claims = append(claims, c)
+	}
+	return claims, nil
+}
+
+// outcome is the result of one attempt to send a claimed delivery.
+type outcome struct {
+	status    string
+	lastError *string
+	started   time.Time // when the attempt began
+	next      time.Time // when to try again, for a pending delivery
+	finished  time.Time
+}
+
+// Finish records an attempt of c and ends its lease. It changes nothing if another
+// instance recorded an attempt meanwhile (this one's lease had run out).
+func (s *Store) Finish(ctx context.Context, c claim, o outcome) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE deliveries SET status = $1, attempts = attempts + 1, last_error = $2,
+		first_attempt_at = COALESCE(first_attempt_at, $3), next_attempt_at = $4, locked_until = NULL, updated_at = $5
+		WHERE id = $6 AND attempts = $7`,
+		o.status, o.lastError, o.started.UnixMilli(), o.next.UnixMilli(), o.finished.UnixMilli(), c.id, c.attempts)
+	if err != nil {
+		return fmt.Errorf("record delivery %s: %w", c.id, err)
+	}
+	return nil
+}
+
+// Release ends the lease of c without counting an attempt, so that another worker
+// can send it at once (this one is shutting down).
+func (s *Store) Release(ctx context.Context, c claim) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE deliveries SET locked_until = NULL WHERE id = $1 AND attempts = $2`, c.id, c.attempts)
+	if err != nil {
+		return fmt.Errorf("release delivery %s: %w", c.id, err)
+	}
+	return nil
+}
+
+// Purge removes finished deliveries last changed before the cutoff, and the events
+// no delivery needs any more. It returns how many deliveries it removed.
+func (s *Store) Purge(ctx context.Context, before time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM deliveries WHERE status <> 'pending' AND updated_at < $1`, before.UnixMilli())
+	if err != nil {
+		return 0, fmt.Errorf("purge deliveries: %w", err)
+	}
+	n, _ := res.RowsAffected()
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM events WHERE received_at < $1
+		AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)`, before.UnixMilli()); err != nil {
+		return n, fmt.Errorf("purge events: %w", err)
+	}
+	return n, nil
+}
