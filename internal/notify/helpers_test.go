@@ -1,0 +1,144 @@
+package notify_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"folio/internal/notify"
+	"folio/internal/platform/broker"
+	"folio/internal/platform/httpserver"
+	"folio/internal/platform/idempotency"
+	"folio/internal/platform/inbox"
+	"folio/internal/platform/metrics"
+	"folio/internal/platform/rest"
+	"folio/internal/platform/sqldb"
+	"folio/internal/platform/sqldb/sqldbtest"
+)
+
+var quiet = slog.New(slog.DiscardHandler)
+
+// openSQLite opens a new notify database, migrated with the inbox.
+func openSQLite(tb testing.TB) *sqldb.DB {
+	tb.Helper()
+	db := sqldbtest.Open(tb, "sqlite:"+filepath.Join(tb.TempDir(), "notify.db"), notify.Migrations)
+	if err := inbox.Migrate(context.Background(), db); err != nil {
+		tb.Fatalf("inbox migrate: %v", err)
+	}
+	return db
+}
+
+// server is the notify service wired as cmd/notify does, without the worker.
+type server struct {
+	h   http.Handler
+	mux *http.ServeMux
+	svc *notify.Service
+}
+
+func newServer(tb testing.TB, db *sqldb.DB) *server {
+	tb.Helper()
+	return newServerConfig(tb, db, notify.Config{})
+}
+
+func newServerConfig(tb testing.TB, db *sqldb.DB, cfg notify.Config) *server {
+	tb.Helper()
+	svc := notify.NewService(db, cfg, quiet)
+	mux := http.NewServeMux()
+	notify.Routes(mux, svc, idempotency.New(db, quiet), quiet)
+	srv := httpserver.New(httpserver.Config{}, quiet, metrics.NewRegistry(), mux, notify.OpenAPI, db.PingContext)
+	return &server{h: srv.Handler(), mux: mux, svc: svc}
+}
+
+// do serves one request; header holds name, value pairs.
+func (s *server) do(method, target, body string, header ...string) *httptest.ResponseRecorder {
+	var r io.Reader
+	if body != "" {
+		r = strings.NewReader(body)
+	}
+	req := httptest.NewRequest(method, target, r)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	rec := httptest.NewRecorder()
+	s.h.ServeHTTP(rec, req)
+	return rec
+}
+
+// subscribe creates a subscription and returns it.
+func (s *server) subscribe(tb testing.TB, url, secret string, events ...string) notify.Subscription {
+	tb.Helper()
+	body, _ := json.Marshal(map[string]any{"url": url, "events": events, "secret": secret})
+	rec := s.do(http.MethodPost, "/subscriptions", string(body))
+	if rec.Code != http.StatusCreated {
+		tb.Fatalf("subscribe: got %d %s", rec.Code, rec.Body)
+	}
+	var sub notify.Subscription
+	if err := json.Unmarshal(rec.Body.Bytes(), &sub); err != nil {
+		tb.Fatal(err)
+	}
+	return sub
+}
+
+// deliveries returns every delivery of a subscription.
+func (s *server) deliveries(tb testing.TB, id string) []notify.Delivery {
+	tb.Helper()
+	rec := s.do(http.MethodGet, "/subscriptions/"+id+"/deliveries?limit=100", "")
+	if rec.Code != http.StatusOK {
+		tb.Fatalf("deliveries: got %d %s", rec.Code, rec.Body)
+	}
+	var page struct{ Items []notify.Delivery }
+	if err := json.Unmarshal(rec.Body.Bytes(), &page); err != nil {
+		tb.Fatal(err)
+	}
+	return page.Items
+}
+
+// clock is a settable clock for the delivery worker.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// eventually polls cond until it holds, failing after a generous bound.
+func eventually(tb testing.TB, what string, cond func() bool) {
+	tb.Helper()
+	for deadline := time.Now().Add(20 * time.Second); !cond(); {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// event returns a broker message carrying an event envelope.
+func event(tb testing.TB, id, typ string) broker.Message {
+	tb.Helper()
+	body, err := json.Marshal(broker.Envelope{ID: id, Type: typ, OccurredAt: time.Now().UTC(), Data: json.RawMessage(`{"id":"` + rest.NewID() + `"}`)})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return broker.Message{Subject: "folio." + typ, ID: id, Body: body, Header: map[string]string{}}
+}

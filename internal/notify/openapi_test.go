@@ -1,0 +1,183 @@
+package notify_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"folio/internal/notify"
+	"folio/internal/platform/idempotency"
+	"folio/internal/platform/rest"
+)
+
+// TestOpenAPIDocument checks that the notify service's OpenAPI document is valid and
+// that every answer of the service, errors included, matches what it says.
+func TestOpenAPIDocument(t *testing.T) {
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromData(notify.OpenAPI)
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	if err := doc.Validate(loader.Context); err != nil {
+		t.Fatalf("the document is not valid OpenAPI: %v", err)
+	}
+	doc.Servers = openapi3.Servers{{URL: "http://example.com"}}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		t.Fatalf("router: %v", err)
+	}
+
+	s := newServer(t, openSQLite(t))
+	sub := s.subscribe(t, "http://example.com/hook", secret, "book.created", "author.deleted")
+	for _, id := range []string{rest.NewID(), rest.NewID()} {
+		if err := s.svc.HandleEvent(context.Background(), event(t, id, "book.created")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	path := "/subscriptions/" + sub.ID
+	valid := `{"url":"http://example.com/hook","events":["book.updated"],"secret":"` + secret + `"}`
+
+	type call struct {
+		method, path string
+		body         string
+		header       []string
+		want         int
+	}
+	for _, cl := range []call{
+		{"GET", "/subscriptions", "", nil, 200},
+		{"GET", "/subscriptions?limit=1", "", nil, 200},
+		{"GET", "/subscriptions?limit=0", "", nil, 400},
+		{"POST", "/subscriptions", valid, []string{idempotency.Header, "k"}, 201},
+		{"POST", "/subscriptions", valid, []string{idempotency.Header, "k"}, 201},
+		{"POST", "/subscriptions", strings.Replace(valid, "updated", "deleted", 1), []string{idempotency.Header, "k"}, 422},
+		{"POST", "/subscriptions", `{"url":""}`, nil, 422},
+		{"POST", "/subscriptions", `{"url":1}`, nil, 400},
+		{"POST", "/subscriptions", `{"secret":"` + strings.Repeat("x", 1<<20) + `"}`, nil, 413},
+		{"GET", path, "", nil, 200},
+		{"GET", path, "", []string{"If-None-Match", `"1"`}, 304},
+		{"GET", "/subscriptions/nope", "", nil, 404},
+		{"GET", path + "/deliveries", "", nil, 200},
+		{"GET", path + "/deliveries?limit=1", "", nil, 200},
+		{"GET", path + "/deliveries?cursor=nope", "", nil, 400},
+		{"GET", "/subscriptions/nope/deliveries", "", nil, 404},
+		{"DELETE", path, "", []string{"If-Match", `"2"`}, 412},
+		{"DELETE", path, "", nil, 204},
+		{"DELETE", path, "", nil, 404},
+		{"GET", "/healthz", "", nil, 200},
+		{"GET", "/readyz", "", nil, 200},
+		{"GET", "/openapi.json", "", nil, 200},
+	} {
+		rec := s.do(cl.method, cl.path, cl.body, cl.header...)
+		if rec.Code != cl.want {
+			t.Errorf("%s %s: got status %d, want %d: %.300s", cl.method, cl.path, rec.Code, cl.want, rec.Body)
+			continue
+		}
+		checkResponse(t, router, cl.method, cl.path, rec)
+	}
+}
+
+// checkResponse validates one answer against the document.
+func checkResponse(t *testing.T, router routers.Router, method, path string, rec *httptest.ResponseRecorder) {
+	t.Helper()
+	req := httptest.NewRequest(method, "http://example.com"+path, nil)
+	route, params, err := router.FindRoute(req)
+	if err != nil {
+		t.Errorf("%s %s is not in the document: %v", method, path, err)
+		return
+	}
+	in := &openapi3filter.ResponseValidationInput{
+		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
+		Status:                 rec.Code,
+		Header:                 rec.Header(),
+		Body:                   io.NopCloser(bytes.NewReader(rec.Body.Bytes())),
+		Options:                &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
+	}
+	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
+		t.Errorf("%s %s: answer %d does not match the document: %v\n%.500s", method, path, rec.Code, err, rec.Body)
+	}
+}
+
+// TestOpenAPIMatchesRoutes checks that openapi.json documents exactly the routes the
+// service serves.
+func TestOpenAPIMatchesRoutes(t *testing.T) {
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(notify.OpenAPI, &doc); err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	documented := map[string]bool{}
+	for path, item := range doc.Paths {
+		for method := range item {
+			switch method {
+			case "get", "put", "post", "delete", "options", "head", "patch", "trace":
+				documented[strings.ToUpper(method)+" "+path] = true
+			}
+		}
+	}
+	routes := routesIn(t, "routes.go")
+	if len(routes) != 5 {
+		t.Fatalf("found %d routes in routes.go, want 5: %v", len(routes), routes)
+	}
+	for _, r := range routes {
+		if !documented[r] {
+			t.Errorf("route %q is not in openapi.json", r)
+		}
+	}
+	s := newServer(t, openSQLite(t))
+	for path := range doc.Paths {
+		for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"} {
+			req := httptest.NewRequest(m, strings.ReplaceAll(path, "{id}", rest.NewID()), nil)
+			_, pattern := s.mux.Handler(req)
+			want := m + " " + path
+			switch {
+			case documented[want] && strings.HasPrefix(path, "/subscriptions") && pattern != want:
+				t.Errorf("openapi.json documents %q, but the service routes it to %q", want, pattern)
+			case !documented[want] && pattern != "" && !(m == "HEAD" && documented["GET "+path]):
+				t.Errorf("the service serves %q (route %q), which openapi.json does not document", want, pattern)
+			}
+		}
+	}
+}
+
+// routesIn returns the patterns given to mux.Handle in a source file.
+func routesIn(t *testing.T, file string) []string {
+	t.Helper()
+	f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var routes []string
+	ast.Inspect(f, func(n ast.Node) bool {
+		call, ok := n.(*ast.CallExpr)
+		if !ok || len(call.Args) == 0 {
+			return true
+		}
+		sel, ok := call.Fun.(*ast.SelectorExpr)
+		if !ok || (sel.Sel.Name != "Handle" && sel.Sel.Name != "HandleFunc") {
+			return true
+		}
+		lit, ok := call.Args[0].(*ast.BasicLit)
+		if !ok || lit.Kind != token.STRING {
+			return true
+		}
+		if r, err := strconv.Unquote(lit.Value); err == nil {
+			routes = append(routes, r)
+		}
+		return true
+	})
+	return routes
+}

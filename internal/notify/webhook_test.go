@@ -1,0 +1,261 @@
+package notify_test
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"folio/internal/notify"
+	"folio/internal/platform/rest"
+)
+
+// received is one request a test receiver got.
+type received struct {
+	header http.Header
+	body   []byte
+}
+
+// receiver is a subscriber's endpoint; answer decides the status of the n-th
+// request (1-based).
+type receiver struct {
+	mu       sync.Mutex
+	requests []received
+	answer   func(n int, r *http.Request) int
+	srv      *httptest.Server
+}
+
+func newReceiver(t *testing.T, answer func(n int, r *http.Request) int) *receiver {
+	rc := &receiver{answer: answer}
+	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		rc.mu.Lock()
+		rc.requests = append(rc.requests, received{header: r.Header.Clone(), body: body})
+		n := len(rc.requests)
+		rc.mu.Unlock()
+		w.WriteHeader(rc.answer(n, r))
+	}))
+	t.Cleanup(rc.srv.Close)
+	return rc
+}
+
+func (rc *receiver) got() []received {
+	rc.mu.Lock()
+	defer rc.mu.Unlock()
+	return append([]received(nil), rc.requests...)
+}
+
+// runWorker runs the service's delivery worker until the returned stop is called
+// (or the test ends); stop waits for Run to return.
+func runWorker(t *testing.T, svc *notify.Service) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- svc.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Error("Run did not return after its context ended")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// fast is a delivery policy for tests: quick polls and millisecond backoffs.
+func fast() notify.Config {
+	return notify.Config{PollInterval: 5 * time.Millisecond, BackoffBase: time.Millisecond, BackoffMax: 4 * time.Millisecond}
+}
+
+func TestWebhookIsSigned(t *testing.T) {
+	rc := newReceiver(t, func(int, *http.Request) int { return http.StatusNoContent })
+	s := newServerConfig(t, openSQLite(t), fast())
+	sub := s.subscribe(t, rc.srv.URL+"/hook", secret, "book.updated")
+	m := event(t, rest.NewID(), "book.updated")
+	if err := s.svc.HandleEvent(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, s.svc)
+	eventually(t, "the delivery", func() bool { return s.deliveries(t, sub.ID)[0].Status == notify.StatusDelivered })
+	stop()
+
+	reqs := rc.got()
+	if len(reqs) != 1 {
+		t.Fatalf("%d requests, want 1", len(reqs))
+	}
+	r := reqs[0]
+	if string(r.body) != string(m.Body) {
+		t.Errorf("body %s, want exactly the event received %s", r.body, m.Body)
+	}
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(r.body)
+	want := "sha256=" + hex.EncodeToString(mac.Sum(nil))
+	got := r.header.Get("Folio-Signature")
+	if !hmac.Equal([]byte(got), []byte(want)) {
+		t.Errorf("Folio-Signature %q, want %q", got, want)
+	}
+	if r.header.Get("Folio-Event-Id") != m.ID || r.header.Get("Folio-Event-Type") != "book.updated" ||
+		r.header.Get("Content-Type") != "application/json" {
+		t.Errorf("headers %v", r.header)
+	}
+	d := s.deliveries(t, sub.ID)[0]
+	if d.Attempts != 1 || d.LastError != nil {
+		t.Errorf("delivery %+v, want delivered at the first attempt", d)
+	}
+}
+
+func TestWebhookRetriesUntilDelivered(t *testing.T) {
+	rc := newReceiver(t, func(n int, _ *http.Request) int {
+		if n <= 3 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	})
+	s := newServerConfig(t, openSQLite(t), fast())
+	sub := s.subscribe(t, rc.srv.URL, secret, "author.created")
+	m := event(t, rest.NewID(), "author.created")
+	if err := s.svc.HandleEvent(context.Background(), m); err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, s.svc)
+	eventually(t, "the delivery", func() bool { return s.deliveries(t, sub.ID)[0].Status == notify.StatusDelivered })
+	stop() // nothing more may go out once it is delivered
+
+	if reqs := rc.got(); len(reqs) != 4 {
+		t.Errorf("%d requests, want 4 (3 failures, then once more)", len(reqs))
+	} else {
+		for _, r := range reqs {
+			if string(r.body) != string(m.Body) {
+				t.Errorf("a retry sent %s, want %s", r.body, m.Body)
+			}
+		}
+	}
+	if d := s.deliveries(t, sub.ID)[0]; d.Attempts != 4 || d.Status != notify.StatusDelivered {
+		t.Errorf("delivery %+v, want delivered after 4 attempts", d)
+	}
+}
+
+func TestWebhookGivesUpAfterTheWindow(t *testing.T) {
+	rc := newReceiver(t, func(int, *http.Request) int { return http.StatusServiceUnavailable })
+	clk := &clock{now: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)}
+	start := clk.Now()
+	s := newServerConfig(t, openSQLite(t), notify.Config{PollInterval: 5 * time.Millisecond, Now: clk.Now})
+	sub := s.subscribe(t, rc.srv.URL, secret, "book.deleted")
+	if err := s.svc.HandleEvent(context.Background(), event(t, rest.NewID(), "book.deleted")); err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, s.svc)
+	seen := 0
+	eventually(t, "the delivery to fail", func() bool {
+		d := s.deliveries(t, sub.ID)[0]
+		if d.Status == notify.StatusFailed {
+			return true
+		}
+		if d.Attempts > seen {
+			// The next attempt is at most the 5 min backoff cap away: move past it.
+			seen = d.Attempts
+			clk.Add(5*time.Minute + time.Second)
+		}
+		return false
+	})
+	stop()
+
+	d := s.deliveries(t, sub.ID)[0]
+	if n := len(rc.got()); n != d.Attempts {
+		t.Errorf("the receiver got %d requests, the delivery counts %d attempts", n, d.Attempts)
+	}
+	// Attempts every ~5 min over an hour, the last at the end of the window.
+	if d.Attempts < 10 || d.Attempts > 14 {
+		t.Errorf("%d attempts, want about one every 5 minutes for an hour", d.Attempts)
+	}
+	if d.LastError == nil || !strings.Contains(*d.LastError, "503") {
+		t.Errorf("last_error %v, want the 503", d.LastError)
+	}
+	if elapsed := d.UpdatedAt.Sub(start); elapsed < time.Hour || elapsed > time.Hour+6*time.Minute {
+		t.Errorf("gave up %s after the first attempt, want just after an hour", elapsed)
+	}
+}
+
+func TestWebhookTransportErrors(t *testing.T) {
+	// One receiver that never answers in time, one address where nothing listens.
+	hang := make(chan struct{})
+	slow := newReceiver(t, func(_ int, r *http.Request) int {
+		select {
+		case <-r.Context().Done():
+		case <-hang:
+		}
+		return http.StatusOK
+	})
+	t.Cleanup(func() { close(hang) })
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closedURL := closed.URL
+	closed.Close()
+
+	cfg := fast()
+	cfg.AttemptTimeout = 50 * time.Millisecond
+	cfg.GiveUpAfter = time.Hour
+	s := newServerConfig(t, openSQLite(t), cfg)
+	slowSub := s.subscribe(t, slow.srv.URL, secret, "book.created")
+	deadSub := s.subscribe(t, closedURL, secret, "book.created")
+	if err := s.svc.HandleEvent(context.Background(), event(t, rest.NewID(), "book.created")); err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, s.svc)
+	eventually(t, "failed attempts", func() bool {
+		return s.deliveries(t, slowSub.ID)[0].Attempts >= 2 && s.deliveries(t, deadSub.ID)[0].Attempts >= 2
+	})
+	stop()
+	for _, tc := range []struct {
+		id, want string
+	}{{slowSub.ID, "no answer within 50ms"}, {deadSub.ID, "connection refused"}} {
+		d := s.deliveries(t, tc.id)[0]
+		if d.Status != notify.StatusPending || d.LastError == nil || !strings.Contains(*d.LastError, tc.want) {
+			t.Errorf("delivery %+v, want pending with last_error about %q", d, tc.want)
+		}
+	}
+}
+
+// TestWorkerResumesAfterRestart stops a worker while its subscriber is down and
+// starts another service over the same database: it carries on and delivers.
+func TestWorkerResumesAfterRestart(t *testing.T) {
+	var mu sync.Mutex
+	up := false
+	rc := newReceiver(t, func(int, *http.Request) int {
+		mu.Lock()
+		defer mu.Unlock()
+		if up {
+			return http.StatusAccepted
+		}
+		return http.StatusBadGateway
+	})
+	db := openSQLite(t)
+	first := newServerConfig(t, db, fast())
+	sub := first.subscribe(t, rc.srv.URL, secret, "book.created")
+	if err := first.svc.HandleEvent(context.Background(), event(t, rest.NewID(), "book.created")); err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, first.svc)
+	eventually(t, "a failed attempt", func() bool { return first.deliveries(t, sub.ID)[0].Attempts >= 1 })
+	stop()
+
+	mu.Lock()
+	up = true
+	mu.Unlock()
+	second := newServerConfig(t, db, fast())
+	runWorker(t, second.svc)
+	eventually(t, "the delivery", func() bool { return second.deliveries(t, sub.ID)[0].Status == notify.StatusDelivered })
+}
