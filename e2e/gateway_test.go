@@ -17,7 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"folio/internal/localbuild"
+	"folio/internal/platform/discovery"
 )
 
 var (
@@ -113,6 +117,74 @@ func readRouteCount(base, route, code string) (float64, error) {
 
 func bearer(tok string) string { return "Bearer " + tok }
 
+// registryTTL is the discovery TTL of the programs in these tests: short, so that a
+// killed instance's entry expires quickly.
+const registryTTL = 3 * time.Second
+
+// testRegistry opens a discovery registry on a bucket of the test's own on
+// FOLIO_TEST_NATS_URL, and returns the environment that puts a program in it as
+// instance id. Without that URL it returns no registry and no variables (failing
+// the test when FOLIO_REQUIRE_INTEGRATION=1).
+func testRegistry(t *testing.T) (*discovery.Registry, func(id string) []string) {
+	t.Helper()
+	url := os.Getenv("FOLIO_TEST_NATS_URL")
+	if url == "" {
+		if os.Getenv("FOLIO_REQUIRE_INTEGRATION") == "1" {
+			t.Fatal("FOLIO_TEST_NATS_URL is not set and FOLIO_REQUIRE_INTEGRATION=1")
+		}
+		t.Log("FOLIO_TEST_NATS_URL is not set: static discovery, registry checks skipped")
+		return nil, func(string) []string { return nil }
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bucket := fmt.Sprintf("folio_e2e_%d_%d", os.Getpid(), time.Now().UnixNano())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	reg, err := discovery.OpenRegistry(ctx, nc, bucket, registryTTL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		// After the programs (cleanups run last-in first-out), so nothing recreates it.
+		js, err := jetstream.New(nc)
+		if err == nil {
+			err = js.DeleteKeyValue(context.Background(), bucket)
+		}
+		if err != nil {
+			t.Errorf("delete bucket %s: %v", bucket, err)
+		}
+		nc.Close()
+	})
+	return reg, func(id string) []string {
+		return []string{"FOLIO_DISCOVERY=nats", "FOLIO_NATS_URL=" + url, "FOLIO_DISCOVERY_BUCKET=" + bucket,
+			"FOLIO_DISCOVERY_TTL=" + registryTTL.String(), "FOLIO_INSTANCE_ID=" + id}
+	}
+}
+
+// waitRegistered waits until the book instance id is (or is no longer) in the
+// registry, and logs how long after since that took. The bound is generous; the
+// figure is what the logs report.
+func waitRegistered(t *testing.T, reg *discovery.Registry, id string, want bool, since time.Time) {
+	t.Helper()
+	deadline := time.Now().Add(10 * registryTTL)
+	for {
+		found := false
+		for _, in := range reg.Instances("book") {
+			found = found || in.ID == id
+		}
+		if found == want {
+			t.Logf("book instance %s registered=%v %v after the change (TTL %v)", id, want, time.Since(since).Round(10*time.Millisecond), registryTTL)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("book instance %s registered=%v still after %v", id, found, 10*registryTTL)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
 // TestGateway runs auth, author, three book instances sharing one database and the
 // gateway as real processes, and checks the contract's auth and gateway rules,
 // failover and rate limiting through the gateway.
@@ -121,22 +193,26 @@ func TestGateway(t *testing.T) {
 		t.Skip("end-to-end test skipped in -short mode")
 	}
 	const adminEmail, adminPassword = "admin@folio.test", "admin-password-123"
-	auth := startExtra(t, "auth", freeAddr(t),
-		"FOLIO_ADMIN_EMAIL="+adminEmail, "FOLIO_ADMIN_PASSWORD="+adminPassword)
+	// With NATS, every program finds its peers in a registry bucket of this test's
+	// own; without it, static URLs are used and the registry checks are skipped.
+	reg, discoveryEnv := testRegistry(t)
+	auth := startExtra(t, "auth", freeAddr(t), append(discoveryEnv("auth"),
+		"FOLIO_ADMIN_EMAIL="+adminEmail, "FOLIO_ADMIN_PASSWORD="+adminPassword)...)
 
 	bookAddrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
 	authorAddr := freeAddr(t)
-	author := startService(t, "author", authorAddr, "FOLIO_BOOK_URL=http://"+bookAddrs[0])
+	author := startService(t, "author", authorAddr, append(discoveryEnv("author"), "FOLIO_BOOK_URL=http://"+bookAddrs[0])...)
 	bookDB := "FOLIO_DATABASE_URL=sqlite:" + filepath.Join(t.TempDir(), "book.db")
 	var books []*service
-	for _, a := range bookAddrs {
+	for i, a := range bookAddrs {
 		// One at a time: the first migrates the shared database.
-		books = append(books, startService(t, "book", a, bookDB, "FOLIO_AUTHOR_URL=http://"+authorAddr))
+		books = append(books, startService(t, "book", a, append(discoveryEnv("book-"+strconv.Itoa(i)),
+			bookDB, "FOLIO_AUTHOR_URL=http://"+authorAddr)...))
 	}
 	// The failover test sends hundreds of requests from one client: the limit is
 	// raised, not switched off.
-	gw := startExtra(t, "gateway", freeAddr(t), gatewayEnv(auth, author, books,
-		"FOLIO_RATE_LIMIT=100000", "FOLIO_RATE_BURST=100000")...)
+	gw := startExtra(t, "gateway", freeAddr(t), append(gatewayEnv(auth, author, books,
+		"FOLIO_RATE_LIMIT=100000", "FOLIO_RATE_BURST=100000"), discoveryEnv("gateway")...)...)
 	g := gw.URL()
 
 	token := func(t *testing.T, email, password string) string {
@@ -249,6 +325,7 @@ func TestGateway(t *testing.T) {
 			killed     = make(chan struct{})
 			servedErr  error
 			served     float64 // by the victim before it was killed
+			killedAt   time.Time
 			wg         sync.WaitGroup
 		)
 		deadline := time.Now().Add(30 * time.Second)
@@ -275,6 +352,7 @@ func TestGateway(t *testing.T) {
 						killOnce.Do(func() {
 							served, servedErr = readRouteCount(victim.URL(), route, "200")
 							victim.kill() // SIGKILL, as a crash would
+							killedAt = time.Now()
 							close(killed)
 						})
 					}
@@ -301,9 +379,17 @@ func TestGateway(t *testing.T) {
 			}
 		}
 
+		if reg != nil {
+			// The dead instance cannot withdraw itself: its entry expires by the TTL.
+			waitRegistered(t, reg, "book-2", false, killedAt)
+		}
+
 		// Started again on the same address, it receives traffic again once the
 		// gateway stops skipping it.
 		victim.start()
+		if reg != nil {
+			waitRegistered(t, reg, "book-2", true, time.Now())
+		}
 		back := time.Now().Add(30 * time.Second)
 		for {
 			for range 6 {

@@ -69,7 +69,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	peer := resilient.DefaultConfig("book")
 	peer.AttemptTimeout = cfg.PeerTimeout
-	books := bookclient.New(cfg.BookURL, resilient.NewClient(peer, p.Registry))
+	books := bookclient.New(p.Peer("book", cfg.BookURL, peer))
 	svc := author.NewService(author.NewSQLStore(p.DB), books, cfg.UpstreamBudget)
 	keys := idempotency.New(p.DB, p.Log)
 	go keys.RunPurger(ctx, time.Hour)

@@ -47,7 +47,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	peer := resilient.DefaultConfig("author")
 	peer.AttemptTimeout = cfg.PeerTimeout
-	authors := authorclient.New(cfg.AuthorURL, resilient.NewClient(peer, p.Registry))
+	authors := authorclient.New(p.Peer("author", cfg.AuthorURL, peer))
 	store := book.NewSQLStore(p.DB)
 	svc := book.NewService(store, book.NewAuthorDirectory(store, authors, p.Log))
 	keys := idempotency.New(p.DB, p.Log)

@@ -20,10 +20,6 @@ import (
 	"folio/internal/supervise"
 )
 
-// notifyURL is where the gateway looks for the notify service, which does not exist
-// yet: nothing listens there, so the gateway answers its routes with 503.
-const notifyURL = "http://127.0.0.1:8084"
-
 const (
 	// credentialsName is the file in the data directory that keeps the demo accounts'
 	// generated passwords (mode 0600).
@@ -241,7 +237,7 @@ func postJSON(ctx context.Context, hc *http.Client, method, u, bearer string, bo
 // banner is what `folio up` prints once everything is ready: the gateway first, then
 // each service, then how to get a token for the demo editor. The passwords appear
 // only on the run that created the accounts; later runs point at the file.
-func banner(gatewayURL string, services []*service, dataDir string, c credentials, firstRun bool) string {
+func banner(gatewayURL, natsURL string, services []*service, dataDir string, c credentials, firstRun bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Folio is up:\n  %-16s%s  (the public entry point; the only URL you need)\n", "gateway", gatewayURL)
 	for _, s := range services {
@@ -249,6 +245,7 @@ func banner(gatewayURL string, services []*service, dataDir string, c credential
 			fmt.Fprintf(&b, "  %-16s%s  (API docs: /openapi.json)\n", s.name+" service", s.url)
 		}
 	}
+	fmt.Fprintf(&b, "  %-16s%s  (events and discovery)\n", "NATS", natsURL)
 	fmt.Fprintf(&b, "  try: curl '%s/authors/books?genre=science-fiction'\n", gatewayURL)
 	path := filepath.Join(dataDir, credentialsName)
 	tokenURL := gatewayURL + "/auth/token"

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -95,14 +96,13 @@ func TestRunRejectsBadInvocations(t *testing.T) {
 }
 
 // freePort returns a port that nothing listens on just now.
-func freePort(t *testing.T) int {
+func testPort(t *testing.T) int {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := freePort("127.0.0.1")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
+	return port
 }
 
 func TestUpRejectsAPortInUse(t *testing.T) {
@@ -118,7 +118,7 @@ func TestUpRejectsAPortInUse(t *testing.T) {
 		for _, other := range []string{"book", "author", "auth", "gateway"} {
 			port := taken
 			if other != name {
-				port = strconv.Itoa(freePort(t))
+				port = strconv.Itoa(testPort(t))
 			}
 			args = append(args, "--"+other+"-port", port)
 		}
@@ -168,7 +168,7 @@ func (b *syncBuffer) String() string {
 
 // upUntilReady runs `folio up` with args until it says it is up, and returns a
 // function that stops it (as Ctrl-C does) and returns its output.
-func upUntilReady(t *testing.T, args ...string) (stop func() string) {
+func upUntilReady(t *testing.T, args ...string) (stop func() string, output func() string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
@@ -201,7 +201,7 @@ func upUntilReady(t *testing.T, args ...string) (stop func() string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	return stop
+	return stop, out.String
 }
 
 func getJSON(t *testing.T, u string, v any) {
@@ -226,13 +226,14 @@ func TestUpRunsTheServicesAndLoadsTheDemoOnce(t *testing.T) {
 		t.Skip("builds and runs the service programs; skipped with -short")
 	}
 	dataDir := t.TempDir()
-	bookPort, authorPort, authPort, gatewayPort := freePort(t), freePort(t), freePort(t), freePort(t)
+	bookPort, authorPort, authPort, gatewayPort := testPort(t), testPort(t), testPort(t), testPort(t)
 	args := []string{"--data-dir", dataDir, "--book-port", strconv.Itoa(bookPort), "--author-port", strconv.Itoa(authorPort),
-		"--auth-port", strconv.Itoa(authPort), "--gateway-port", strconv.Itoa(gatewayPort)}
+		"--auth-port", strconv.Itoa(authPort), "--gateway-port", strconv.Itoa(gatewayPort),
+		"--nats-port", strconv.Itoa(testPort(t)), "--scale", "book=2"}
 	bookURL, authorURL := fmt.Sprintf("http://127.0.0.1:%d", bookPort), fmt.Sprintf("http://127.0.0.1:%d", authorPort)
 	authURL, gatewayURL := fmt.Sprintf("http://127.0.0.1:%d", authPort), fmt.Sprintf("http://127.0.0.1:%d", gatewayPort)
 
-	stop := upUntilReady(t, args...)
+	stop, output := upUntilReady(t, args...)
 	var books struct {
 		Items []struct {
 			ID string `json:"id"`
@@ -267,6 +268,19 @@ func TestUpRunsTheServicesAndLoadsTheDemoOnce(t *testing.T) {
 		fmt.Sprintf(`{"title":"Test Book","author_id":%q,"genre":"fantasy"}`, author.ID))
 	if status != http.StatusCreated || book.ID == "" {
 		t.Errorf("POST /books through the gateway with the editor's token: got status %d, id %q; want 201 and an id", status, book.ID)
+	}
+	// The gateway found the second book instance in the registry and spreads reads over both.
+	book2 := regexp.MustCompile(`book-2 service  (http://\S+)`).FindStringSubmatch(output())
+	if book2 == nil {
+		t.Fatalf("no book-2 instance in the banner:\n%s", output())
+	}
+	for range 20 {
+		getJSON(t, gatewayURL+"/books?limit=1", &viaGateway)
+	}
+	for _, u := range []string{bookURL, book2[1]} {
+		if n := listRequests(t, u); n == 0 {
+			t.Errorf("book instance %s served no GET /books; want the gateway to balance over both", u)
+		}
 	}
 	out := stop()
 	if len(books.Items) != 2 || len(grouped.Authors) == 0 || len(grouped.Authors[0].Books) == 0 {
@@ -304,7 +318,7 @@ func TestUpRunsTheServicesAndLoadsTheDemoOnce(t *testing.T) {
 
 	// The second run finds the markers: it loads nothing, creates no account and shows
 	// no password, and the accounts of the first run still work.
-	stop = upUntilReady(t, args...)
+	stop, _ = upUntilReady(t, args...)
 	gatewayToken(t, gatewayURL, creds.EditorEmail, creds.EditorPassword)
 	out = stop()
 	if !strings.Contains(out, "demo catalogue already loaded") || strings.Contains(out, "demo catalogue loaded:") {
@@ -380,4 +394,25 @@ func checkStopped(t *testing.T, out string) {
 			t.Errorf("%s (pid %d) still runs after folio up returned (signal 0: %v)", m[1], pid, err)
 		}
 	}
+}
+
+// listRequests is how many GET /books requests the service at base has answered,
+// read from its /metrics.
+func listRequests(t *testing.T, base string) int {
+	t.Helper()
+	resp, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	total := 0
+	for _, line := range strings.Split(string(body), "\n") {
+		if strings.HasPrefix(line, "http_requests_total{") && strings.Contains(line, `route="GET /books"`) {
+			fields := strings.Fields(line)
+			n, _ := strconv.ParseFloat(fields[len(fields)-1], 64)
+			total += int(n)
+		}
+	}
+	return total
 }

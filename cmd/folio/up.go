@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 
 	"folio/internal/demo"
 	"folio/internal/localbuild"
+	"folio/internal/localnats"
 	"folio/internal/supervise"
 )
 
@@ -29,6 +32,8 @@ type upConfig struct {
 	authorPort   int
 	authPort     int
 	gatewayPort  int
+	natsPort     int
+	scale        scaleFlag
 	bookDB       string
 	authorDB     string
 	authDB       string
@@ -46,6 +51,9 @@ func upFlags() (*flag.FlagSet, *upConfig) {
 	fs.IntVar(&cfg.authorPort, "author-port", 8082, "port of the author service")
 	fs.IntVar(&cfg.authPort, "auth-port", 8083, "port of the auth service")
 	fs.IntVar(&cfg.gatewayPort, "gateway-port", 8080, "port of the gateway, the public entry point")
+	fs.IntVar(&cfg.natsPort, "nats-port", 4322, "port of the embedded NATS server (events and discovery); not 4222, so that it runs beside a NATS already there")
+	cfg.scale = scaleFlag{}
+	fs.Var(cfg.scale, "scale", "`service=N` runs N instances of a service (book, author or auth), e.g. --scale book=3; repeatable. The extra instances listen on free ports and register in discovery")
 	fs.StringVar(&cfg.bookDB, "book-db", "",
 		"database `URL` of the book service, e.g. postgres://user:pass@host/folio_book (default $FOLIO_DATABASE_URL_BOOK, else SQLite in the data directory)")
 	fs.StringVar(&cfg.authorDB, "author-db", "",
@@ -57,16 +65,17 @@ func upFlags() (*flag.FlagSet, *upConfig) {
 	return fs, cfg
 }
 
-// service is one Folio service as `folio up` runs it.
+// service is one instance of a Folio service as `folio up` runs it.
 type service struct {
-	name string
-	port int
-	flag string   // the flag that sets its port
-	db   string   // "" for SQLite in the data directory
-	noDB bool     // the program keeps no database (the gateway)
-	env  []string // the variables that point it at its peers
-	proc *supervise.Process
-	url  string
+	name    string // of the instance: "book", then "book-2", "book-3"…
+	program string // the service it is an instance of
+	port    int
+	flag    string   // the flag that sets its port
+	db      string   // "" for SQLite in the data directory
+	noDB    bool     // the program keeps no database (the gateway)
+	env     []string // the variables that point it at its peers
+	proc    *supervise.Process
+	url     string
 }
 
 // up serves `folio up`: it runs the auth, author and book services and the gateway as
@@ -88,31 +97,33 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 	// In start order: each one's peers are up before it starts.
 	services := []*service{
 		auth,
-		{name: "author", port: cfg.authorPort, flag: "--author-port", db: cfg.authorDB, url: authorURL,
-			env: []string{"FOLIO_BOOK_URL=" + bookURL}},
-		{name: "book", port: cfg.bookPort, flag: "--book-port", db: cfg.bookDB, url: bookURL,
-			env: []string{"FOLIO_AUTHOR_URL=" + authorURL}},
-		{name: "gateway", port: cfg.gatewayPort, flag: "--gateway-port", noDB: true, url: gatewayURL,
-			env: []string{
-				"FOLIO_BOOK_URLS=" + bookURL,
-				"FOLIO_AUTHOR_URLS=" + authorURL,
-				"FOLIO_AUTH_URLS=" + authURL,
-				// The notify service does not exist yet: its routes answer 503.
-				"FOLIO_NOTIFY_URLS=" + notifyURL,
-			}},
-	}
-	for _, s := range services {
-		if s.port < 1 || s.port > 65535 {
-			return fmt.Errorf("%s %d is not a port; pick one from 1 to 65535", s.flag, s.port)
-		}
+		{name: "author", port: cfg.authorPort, flag: "--author-port", db: cfg.authorDB, url: authorURL},
+		{name: "book", port: cfg.bookPort, flag: "--book-port", db: cfg.bookDB, url: bookURL},
+		{name: "gateway", port: cfg.gatewayPort, flag: "--gateway-port", noDB: true, url: gatewayURL},
 	}
 	for _, s := range services {
 		if err := checkPort(cfg.host, s); err != nil {
 			return err
 		}
 	}
+	if err := checkPort(cfg.host, &service{name: "NATS", port: cfg.natsPort, flag: "--nats-port"}); err != nil {
+		return err
+	}
+	services, err = scaleOut(services, cfg.scale, cfg.host)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.dataDir, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
+	}
+	nats, err := localnats.Start(cfg.host, cfg.natsPort, filepath.Join(cfg.dataDir, "nats"))
+	if err != nil {
+		return err
+	}
+	defer nats.Shutdown()
+	// Every program finds its peers in the registry on the embedded NATS.
+	for _, s := range services {
+		s.env = append(s.env, "FOLIO_DISCOVERY=nats", "FOLIO_NATS_URL="+nats.URL(), "FOLIO_INSTANCE_ID="+s.name)
 	}
 	creds, err := loadOrCreateCredentials(cfg.dataDir)
 	if err != nil {
@@ -120,7 +131,11 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 	}
 	// The same admin every run: the auth service creates it when it is missing and
 	// changes nothing when it exists, so an interrupted first run heals itself.
-	auth.env = []string{"FOLIO_ADMIN_EMAIL=" + creds.AdminEmail, "FOLIO_ADMIN_PASSWORD=" + creds.AdminPassword}
+	for _, s := range services {
+		if s.program == "auth" {
+			s.env = append(s.env, "FOLIO_ADMIN_EMAIL="+creds.AdminEmail, "FOLIO_ADMIN_PASSWORD="+creds.AdminPassword)
+		}
+	}
 
 	width := len("folio")
 	for _, s := range services {
@@ -150,7 +165,7 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 		}
 	}
 	sup.Logf("started in %s", since(begin))
-	sup.Output().Print(banner(gatewayURL, services, cfg.dataDir, creds, firstRun))
+	sup.Output().Print(banner(gatewayURL, nats.URL(), services, cfg.dataDir, creds, firstRun))
 
 	<-ctx.Done()
 	return nil
@@ -188,7 +203,8 @@ func parseUp(args []string, getenv func(string) string, stdout io.Writer) (*upCo
 	ports := []struct {
 		flag string
 		port int
-	}{{"--book-port", cfg.bookPort}, {"--author-port", cfg.authorPort}, {"--auth-port", cfg.authPort}, {"--gateway-port", cfg.gatewayPort}}
+	}{{"--book-port", cfg.bookPort}, {"--author-port", cfg.authorPort}, {"--auth-port", cfg.authPort},
+		{"--gateway-port", cfg.gatewayPort}, {"--nats-port", cfg.natsPort}}
 	for i, a := range ports {
 		for _, b := range ports[i+1:] {
 			if a.port == b.port {
@@ -204,9 +220,11 @@ func parseUp(args []string, getenv func(string) string, stdout io.Writer) (*upCo
 // environment, and waits until it is ready before it starts the next.
 func startServices(ctx context.Context, sup *supervise.Supervisor, cfg *upConfig, services []*service, getenv func(string) string, stdout io.Writer) error {
 	sup.Logf("preparing the service programs (the first build takes a minute; later ones are quick)")
-	names := make([]string, len(services))
-	for i, s := range services {
-		names[i] = s.name
+	var names []string
+	for _, s := range services {
+		if !slices.Contains(names, s.program) {
+			names = append(names, s.program)
+		}
 	}
 	paths, err := localbuild.Programs(ctx, filepath.Join(cfg.dataDir, "bin"), names...)
 	if err != nil {
@@ -229,11 +247,12 @@ func startServices(ctx context.Context, sup *supervise.Supervisor, cfg *upConfig
 		if !s.noDB {
 			db := s.db
 			if db == "" {
-				db = "sqlite:" + filepath.Join(cfg.dataDir, s.name+".db")
+				// The instances of a service share its database, as they would in production.
+				db = "sqlite:" + filepath.Join(cfg.dataDir, s.program+".db")
 			}
 			env = append(env, "FOLIO_DATABASE_URL="+db)
 		}
-		s.proc, err = sup.Start(supervise.Spec{Name: s.name, Path: paths[s.name], Env: append(env, s.env...)})
+		s.proc, err = sup.Start(supervise.Spec{Name: s.name, Path: paths[s.program], Env: append(env, s.env...)})
 		if err != nil {
 			return err
 		}
@@ -350,4 +369,72 @@ func loadDemo(ctx context.Context, sup *supervise.Supervisor, dataDir, bookURL, 
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
 	return ok && term.IsTerminal(int(f.Fd()))
+}
+
+// scaleFlag is the value of --scale: instances wanted per service.
+type scaleFlag map[string]int
+
+// scalable are the services that may run more than one instance: the gateway is
+// the one public port, so it stays single here.
+var scalable = []string{"auth", "author", "book"}
+
+func (f scaleFlag) String() string {
+	var parts []string
+	for _, name := range scalable {
+		if n, ok := f[name]; ok {
+			parts = append(parts, name+"="+strconv.Itoa(n))
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+func (f scaleFlag) Set(v string) error {
+	for _, part := range strings.Split(v, ",") {
+		name, count, ok := strings.Cut(strings.TrimSpace(part), "=")
+		n, err := strconv.Atoi(count)
+		switch {
+		case !ok || err != nil:
+			return fmt.Errorf("%q is not service=N", part)
+		case !slices.Contains(scalable, name):
+			return fmt.Errorf("%q cannot be scaled; choose from %s", name, strings.Join(scalable, ", "))
+		case n < 1 || n > 16:
+			return fmt.Errorf("%s=%d: the number of instances must be 1 to 16", name, n)
+		}
+		f[name] = n
+	}
+	return nil
+}
+
+// scaleOut fills in each instance's program and adds the extra instances that
+// scale asks for, right after the first one, on free ports.
+func scaleOut(services []*service, scale scaleFlag, host string) ([]*service, error) {
+	var out []*service
+	for _, s := range services {
+		s.program = s.name
+		out = append(out, s)
+		for i := 2; i <= scale[s.name]; i++ {
+			port, err := freePort(host)
+			if err != nil {
+				return nil, err
+			}
+			extra := *s
+			extra.name = fmt.Sprintf("%s-%d", s.name, i)
+			extra.port = port
+			extra.flag = "--scale"
+			extra.url = "http://" + net.JoinHostPort(connectHost(host), strconv.Itoa(port))
+			extra.env = slices.Clone(s.env)
+			out = append(out, &extra)
+		}
+	}
+	return out, nil
+}
+
+// freePort returns a port on host that nothing listens on now.
+func freePort(host string) (int, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
 }

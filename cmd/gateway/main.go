@@ -16,6 +16,7 @@ import (
 
 	"folio/internal/gateway"
 	"folio/internal/platform/config"
+	"folio/internal/platform/discovery"
 	"folio/internal/platform/metrics"
 	"folio/internal/platform/process"
 )
@@ -30,9 +31,11 @@ type settings struct {
 	AuthURLs   []string `env:"FOLIO_AUTH_URLS" envDefault:"http://127.0.0.1:8083"`
 	NotifyURLs []string `env:"FOLIO_NOTIFY_URLS" envDefault:"http://127.0.0.1:8084"`
 
+	Discovery discovery.Config
+
 	JWTIssuer   string `env:"FOLIO_JWT_ISSUER" envDefault:"folio-auth"`
 	JWTAudience string `env:"FOLIO_JWT_AUDIENCE" envDefault:"folio"`
-	// JWKSURL defaults to the first auth instance's /.well-known/jwks.json.
+	// JWKSURL defaults to /.well-known/jwks.json of whichever auth instance is up.
 	JWKSURL string `env:"FOLIO_JWKS_URL"`
 
 	RateLimit       float64       `env:"FOLIO_RATE_LIMIT" envDefault:"50"`
@@ -40,6 +43,8 @@ type settings struct {
 	CORSOrigins     []string      `env:"FOLIO_CORS_ORIGINS"`
 	RedisURL        string        `env:"FOLIO_REDIS_URL"`
 	UpstreamTimeout time.Duration `env:"FOLIO_UPSTREAM_TIMEOUT" envDefault:"10s"`
+	// RouteTimeouts are per-route overrides: "/authors/books=3s,/auth/token=5s".
+	RouteTimeouts map[string]time.Duration `env:"FOLIO_ROUTE_TIMEOUTS" envKeyValSeparator:"="`
 }
 
 // gatewayConfig turns the environment's view into the gateway's, trimming the lists.
@@ -59,9 +64,7 @@ func (c settings) gatewayConfig() (gateway.Config, error) {
 		CORSOrigins:     trimList(c.CORSOrigins),
 		RedisURL:        c.RedisURL,
 		UpstreamTimeout: c.UpstreamTimeout,
-	}
-	if gc.JWKSURL == "" && len(gc.Instances[gateway.ServiceAuth]) > 0 {
-		gc.JWKSURL = strings.TrimRight(gc.Instances[gateway.ServiceAuth][0], "/") + "/.well-known/jwks.json"
+		RouteTimeouts:   c.RouteTimeouts,
 	}
 	if c.UpstreamTimeout <= 0 {
 		return gc, fmt.Errorf("FOLIO_UPSTREAM_TIMEOUT must be positive, not %s", c.UpstreamTimeout)
@@ -104,7 +107,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log.Info("starting", append(config.Attrs(&cfg), "FOLIO_JWKS_URL (effective)", gcfg.JWKSURL)...)
+	log.Info("starting", config.Attrs(&cfg)...)
+	disc, err := discovery.Open(ctx, cfg.Discovery, gcfg.Instances)
+	if err != nil {
+		return err
+	}
+	defer disc.Close()
+	if disc.Registry != nil {
+		gcfg.Resolver = disc.Resolver
+	}
 
 	reg := metrics.NewRegistry()
 	gw, err := gateway.New(gcfg, log, reg)

@@ -8,6 +8,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"folio/internal/gateway"
+	"folio/internal/platform/config"
 )
 
 func freeAddr(t *testing.T) string {
@@ -96,15 +99,32 @@ func TestRunRejectsBadConfig(t *testing.T) {
 	}
 }
 
-func TestJWKSURLDefaultsToFirstAuthInstance(t *testing.T) {
-	c := settings{BookURLs: []string{"http://b"}, AuthorURLs: []string{"http://a"},
-		AuthURLs: []string{" http://auth-1:8083/ ", "http://auth-2"}, NotifyURLs: []string{"http://n"},
-		JWTIssuer: "folio-auth", JWTAudience: "folio", RateLimit: 50, RateBurst: 100, UpstreamTimeout: time.Second}
+func TestSettingsFromEnvironment(t *testing.T) {
+	env := map[string]string{
+		"FOLIO_AUTH_URLS":      " http://auth-1:8083/ ,http://auth-2",
+		"FOLIO_ROUTE_TIMEOUTS": "/authors/books=3s,/auth/token=500ms",
+	}
+	var c settings
+	if err := config.Load(&c, func(k string) string { return env[k] }); err != nil {
+		t.Fatal(err)
+	}
 	gc, err := c.gatewayConfig()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := "http://auth-1:8083/.well-known/jwks.json"; gc.JWKSURL != want {
-		t.Fatalf("JWKS URL = %q, want %q", gc.JWKSURL, want)
+	if got := gc.Instances[gateway.ServiceAuth]; len(got) != 2 || got[0] != "http://auth-1:8083/" {
+		t.Fatalf("auth instances = %q", got)
+	}
+	want := map[string]time.Duration{"/authors/books": 3 * time.Second, "/auth/token": 500 * time.Millisecond}
+	if len(gc.RouteTimeouts) != len(want) {
+		t.Fatalf("route timeouts = %v, want %v", gc.RouteTimeouts, want)
+	}
+	for k, v := range want {
+		if gc.RouteTimeouts[k] != v {
+			t.Fatalf("route timeouts = %v, want %v", gc.RouteTimeouts, want)
+		}
+	}
+	if gc.JWKSURL != "" {
+		t.Fatalf("JWKS URL = %q, want empty (fetched through the auth pool)", gc.JWKSURL)
 	}
 }

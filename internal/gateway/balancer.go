@@ -3,20 +3,24 @@ package gateway
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"folio/internal/platform/discovery"
 )
 
 // pool is the instances of one service, chosen round-robin. An instance whose
 // connections fail ejectAfter times in a row is skipped for ejectFor, then tried
-// again (one more failure ejects it again; a success restores it fully).
+// again (one more failure ejects it again; a success restores it fully). The list
+// follows discovery: instances come and go while requests are served.
 type pool struct {
 	service    string
-	instances  []*instance
+	instances  atomic.Pointer[[]*instance]
 	next       atomic.Uint64
 	ejectAfter int32
 	ejectFor   time.Duration
@@ -32,22 +36,59 @@ type instance struct {
 
 func newPool(service string, urls []*url.URL, cfg Config, m *instruments) *pool {
 	p := &pool{service: service, ejectAfter: int32(cfg.EjectAfter), ejectFor: cfg.EjectFor, now: cfg.Now, metrics: m}
-	for _, u := range urls {
-		p.instances = append(p.instances, &instance{url: u})
-	}
+	p.set(urls)
 	return p
+}
+
+// set replaces the instance list with urls. An instance that stays keeps its
+// failure count and ejection, so that rediscovering it does not reset them.
+func (p *pool) set(urls []*url.URL) {
+	old := map[string]*instance{}
+	if cur := p.instances.Load(); cur != nil {
+		for _, in := range *cur {
+			old[in.url.String()] = in
+		}
+	}
+	list := make([]*instance, 0, len(urls))
+	for _, u := range urls {
+		in, ok := old[u.String()]
+		if !ok {
+			in = &instance{url: u}
+		}
+		list = append(list, in)
+	}
+	p.instances.Store(&list)
+	p.metrics.instances.WithLabelValues(p.service).Set(float64(len(list)))
+}
+
+// follow keeps the pool's list equal to the instances of the service that r
+// knows, until ctx ends.
+func (p *pool) follow(ctx context.Context, r discovery.Resolver, log *slog.Logger) {
+	for list := range r.Watch(ctx, p.service) {
+		urls := make([]*url.URL, 0, len(list))
+		for _, in := range list {
+			u, err := parseInstanceURL(in.URL)
+			if err != nil {
+				log.Warn("ignoring a registered instance with a bad URL", "service", p.service, "instance", in.ID, "err", err)
+				continue
+			}
+			urls = append(urls, u)
+		}
+		p.set(urls)
+	}
 }
 
 // pick returns the next instance in rotation other than not. When every instance is
 // ejected it still returns one (the next in rotation), since trying is better than
-// refusing; it returns nil only when not is the sole instance.
+// refusing; it returns nil when there is no other instance.
 func (p *pool) pick(not *instance) *instance {
-	n := uint64(len(p.instances))
+	instances := *p.instances.Load()
+	n := uint64(len(instances))
 	start := p.next.Add(1)
 	now := p.now().UnixNano()
 	var fallback *instance
 	for i := range n {
-		in := p.instances[(start+i)%n]
+		in := instances[(start+i)%n]
 		if in == not {
 			continue
 		}
@@ -88,6 +129,9 @@ type balancer struct {
 
 func (b *balancer) RoundTrip(r *http.Request) (*http.Response, error) {
 	first := b.pool.pick(nil)
+	if first == nil {
+		return nil, discovery.ErrNoInstance
+	}
 	resp, err := b.attempt(r, first)
 	if err == nil || !retryable(r) || isTimeout(err) {
 		return resp, err

@@ -17,6 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/cors"
+
+	"folio/internal/platform/discovery"
 )
 
 // OpenAPI describes the gateway's own endpoints; the merged documentation of every
@@ -42,7 +44,11 @@ type Config struct {
 	// Instances maps each service name to the base URLs of its instances
 	// (static discovery): scheme and host only, no path.
 	Instances map[string][]string
-	// JWKSURL is where the auth service publishes its public keys.
+	// Resolver, when set, replaces Instances: each service's pool follows the
+	// instances it reports (nats discovery) while Run runs.
+	Resolver discovery.Resolver
+	// JWKSURL is where the auth service publishes its public keys. Empty means the
+	// auth service's /.well-known/jwks.json, fetched through its pool.
 	JWKSURL  string
 	Issuer   string
 	Audience string
@@ -53,6 +59,9 @@ type Config struct {
 	CORSOrigins []string
 	// UpstreamTimeout bounds each proxied request, retries included.
 	UpstreamTimeout time.Duration
+	// RouteTimeouts overrides UpstreamTimeout for the routes whose path starts
+	// with a key ("/authors/books": 5s); the longest matching prefix wins.
+	RouteTimeouts map[string]time.Duration
 
 	// JWKSMinRefresh is the least time between two JWKS fetches (default 10 s), so
 	// that tokens with unknown key ids cannot make the gateway hammer the auth service.
@@ -105,7 +114,7 @@ func (c *Config) setDefaults() {
 func (c Config) Validate() error {
 	for _, name := range []string{ServiceBook, ServiceAuthor, ServiceAuth, ServiceNotify} {
 		urls := c.Instances[name]
-		if len(urls) == 0 {
+		if len(urls) == 0 && c.Resolver == nil {
 			return fmt.Errorf("service %s has no instance URLs", name)
 		}
 		for _, raw := range urls {
@@ -114,9 +123,16 @@ func (c Config) Validate() error {
 			}
 		}
 	}
-	u, err := url.Parse(c.JWKSURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("JWKS URL %q is not an http or https URL", c.JWKSURL)
+	if c.JWKSURL != "" {
+		u, err := url.Parse(c.JWKSURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("JWKS URL %q is not an http or https URL", c.JWKSURL)
+		}
+	}
+	for prefix, d := range c.RouteTimeouts {
+		if !strings.HasPrefix(prefix, "/") || d <= 0 {
+			return fmt.Errorf("route timeout %s=%s: the route must start with / and the timeout be positive", prefix, d)
+		}
 	}
 	if c.Issuer == "" || c.Audience == "" {
 		return errors.New("the JWT issuer and audience must be set")
@@ -161,7 +177,6 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Gateway, err
 		cfg:      cfg,
 		log:      log,
 		metrics:  m,
-		verifier: newVerifier(cfg, log, m),
 		services: map[string]*service{},
 	}
 	if cfg.RedisURL != "" {
@@ -173,13 +188,24 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Gateway, err
 	} else {
 		g.limiter = newLimiter(cfg.RateLimit, cfg.RateBurst, cfg.MaxClients, cfg.Now)
 	}
-	for name, urls := range cfg.Instances {
+	for _, name := range []string{ServiceBook, ServiceAuthor, ServiceAuth, ServiceNotify} {
+		var urls []string
+		if cfg.Resolver == nil {
+			urls = cfg.Instances[name]
+		}
 		svc, err := newService(name, urls, cfg, log, m)
 		if err != nil {
 			return nil, err
 		}
 		g.services[name] = svc
 	}
+	jwks := &http.Client{Timeout: 5 * time.Second}
+	if cfg.JWKSURL == "" {
+		// Through the auth service's pool: whichever instance is up answers.
+		cfg.JWKSURL = "http://" + ServiceAuth + "/.well-known/jwks.json"
+		jwks.Transport = g.services[ServiceAuth].proxy.Transport
+	}
+	g.verifier = newVerifier(cfg, jwks, log, m)
 	if len(cfg.CORSOrigins) > 0 {
 		g.cors = cors.New(cors.Options{
 			AllowedOrigins: cfg.CORSOrigins,
@@ -193,9 +219,14 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Gateway, err
 	return g, nil
 }
 
-// Run does the gateway's background work (forgetting idle rate-limit clients) until
-// ctx ends.
+// Run does the gateway's background work (following discovery, forgetting idle
+// rate-limit clients) until ctx ends.
 func (g *Gateway) Run(ctx context.Context) {
+	if g.cfg.Resolver != nil {
+		for _, svc := range g.services {
+			go svc.pool.follow(ctx, g.cfg.Resolver, g.log)
+		}
+	}
 	t := time.NewTicker(time.Minute)
 	defer t.Stop()
 	for {
@@ -209,4 +240,16 @@ func (g *Gateway) Run(ctx context.Context) {
 			g.limiter.sweep()
 		}
 	}
+}
+
+// timeout is the upstream timeout of a request for path: that of the longest
+// route prefix configured for it, else the default.
+func (g *Gateway) timeout(path string) time.Duration {
+	best, d := -1, g.cfg.UpstreamTimeout
+	for prefix, t := range g.cfg.RouteTimeouts {
+		if len(prefix) > best && strings.HasPrefix(path, prefix) {
+			best, d = len(prefix), t
+		}
+	}
+	return d
 }

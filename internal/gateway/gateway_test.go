@@ -404,7 +404,7 @@ func TestPoolEjection(t *testing.T) {
 	cfg := Config{EjectAfter: 3, EjectFor: 10 * time.Second, Now: func() time.Time { return now }}
 	urls := mustURLs(t, "http://a", "http://b", "http://c")
 	p := newPool(ServiceBook, urls, cfg, newInstruments(prometheusRegistry()))
-	dead := p.instances[1]
+	dead := (*p.instances.Load())[1]
 	picked := func(n int) map[*instance]int {
 		got := map[*instance]int{}
 		for range n {
@@ -434,7 +434,7 @@ func TestPoolEjection(t *testing.T) {
 		t.Fatal("instance not back in rotation after a success")
 	}
 	// All ejected: still pick one rather than refuse; the retry avoids the first choice.
-	for _, in := range p.instances {
+	for _, in := range *p.instances.Load() {
 		for range 3 {
 			p.failed(in)
 		}
@@ -447,7 +447,7 @@ func TestPoolEjection(t *testing.T) {
 		t.Fatalf("pick(first) = %v, want another instance", second)
 	}
 	solo := newPool(ServiceBook, urls[:1], cfg, newInstruments(prometheusRegistry()))
-	if got := solo.pick(solo.instances[0]); got != nil {
+	if got := solo.pick((*solo.instances.Load())[0]); got != nil {
 		t.Fatalf("pick excluding the only instance = %v, want nil", got)
 	}
 }
@@ -568,6 +568,8 @@ func TestConfigValidate(t *testing.T) {
 		"bad JWKS URL":     func(c *Config) { c.JWKSURL = "jwks.json" },
 		"no rate":          func(c *Config) { c.RateLimit = 0 },
 		"no audience":      func(c *Config) { c.Audience = "" },
+		"route without /":  func(c *Config) { c.RouteTimeouts = map[string]time.Duration{"authors": time.Second} },
+		"zero route time":  func(c *Config) { c.RouteTimeouts = map[string]time.Duration{"/authors": 0} },
 	} {
 		c := good()
 		mutate(&c)

@@ -69,7 +69,7 @@ func (g *Gateway) handleProxy(svc *service) http.Handler {
 		if id != nil {
 			r.Header.Set(SubjectHeader, id.Subject)
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), g.cfg.UpstreamTimeout)
+		ctx, cancel := context.WithTimeout(r.Context(), g.timeout(r.URL.Path))
 		defer cancel()
 		svc.proxy.ServeHTTP(w, r.WithContext(ctx))
 	})

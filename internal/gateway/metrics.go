@@ -11,6 +11,7 @@ type instruments struct {
 	limiterErrors prometheus.Counter
 	authFailures  *prometheus.CounterVec
 	jwksFetches   *prometheus.CounterVec
+	instances     *prometheus.GaugeVec
 }
 
 func newInstruments(reg prometheus.Registerer) *instruments {
@@ -40,7 +41,10 @@ func newInstruments(reg prometheus.Registerer) *instruments {
 		jwksFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_jwks_fetches_total", Help: "Fetches of the auth service's JWKS, by outcome (ok, error).",
 		}, []string{"outcome"}),
+		instances: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "gateway_instances", Help: "Instances of each service the gateway balances over (ejected ones included).",
+		}, []string{"service"}),
 	}
-	reg.MustRegister(m.upstream, m.retries, m.ejections, m.rateLimited, m.limiterErrors, m.authFailures, m.jwksFetches)
+	reg.MustRegister(m.upstream, m.retries, m.ejections, m.rateLimited, m.limiterErrors, m.authFailures, m.jwksFetches, m.instances)
 	return m
 }

@@ -8,6 +8,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"time"
 
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/problem"
@@ -54,7 +55,7 @@ func newService(name string, raw []string, cfg Config, log *slog.Logger, m *inst
 			resp.Header.Del(httpserver.RequestIDHeader)
 			return nil
 		},
-		Transport:    &balancer{pool: s.pool, base: newTransport(cfg.UpstreamTimeout)},
+		Transport:    &balancer{pool: s.pool, base: newTransport(longestTimeout(cfg))},
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		ErrorHandler: proxyError(name, log),
 	}
@@ -100,4 +101,14 @@ func bearer(r *http.Request) (token string, present, ok bool) {
 		return "", true, false
 	}
 	return tok, true, true
+}
+
+// longestTimeout is the longest upstream timeout of any route: the request's own
+// deadline is the bound of each route, the transport's must not cut it shorter.
+func longestTimeout(cfg Config) time.Duration {
+	d := cfg.UpstreamTimeout
+	for _, t := range cfg.RouteTimeouts {
+		d = max(d, t)
+	}
+	return d
 }

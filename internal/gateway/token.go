@@ -62,10 +62,10 @@ type keySet struct {
 	fetched time.Time
 }
 
-func newVerifier(cfg Config, log *slog.Logger, m *instruments) *Verifier {
+func newVerifier(cfg Config, client *http.Client, log *slog.Logger, m *instruments) *Verifier {
 	return &Verifier{
 		url:    cfg.JWKSURL,
-		client: &http.Client{Timeout: 5 * time.Second},
+		client: client,
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}),
 			jwt.WithIssuer(cfg.Issuer),

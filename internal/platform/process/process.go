@@ -9,16 +9,21 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"path/filepath"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"folio/internal/platform/config"
+	"folio/internal/platform/discovery"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/logging"
 	"folio/internal/platform/metrics"
+	"folio/internal/platform/resilient"
 	"folio/internal/platform/sqldb"
 )
 
@@ -41,9 +46,39 @@ func (s Server) Logger(stdout io.Writer, name string) *slog.Logger {
 // Serve serves mux, with the chassis around it, on HTTPAddr until ctx ends, then
 // shuts down gracefully. ready says whether the program can do its job.
 func (s Server) Serve(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, mux *http.ServeMux, openapi []byte, ready func(context.Context) error) error {
+	return s.serve(ctx, log, reg, mux, openapi, ready, nil)
+}
+
+// serve is Serve that first calls announce, if set, with the address listened on;
+// announce returns what withdraws the announcement, which runs as soon as ctx ends
+// so that peers stop sending new requests while in-flight ones drain.
+func (s Server) serve(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, mux *http.ServeMux, openapi []byte,
+	ready func(context.Context) error, announce func(net.Addr) (func(context.Context) error, error)) error {
 	ln, err := httpserver.Listen(s.HTTPAddr)
 	if err != nil {
 		return err
+	}
+	if announce != nil {
+		withdraw, err := announce(ln.Addr())
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		stopped, withdrawn := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(withdrawn)
+			select {
+			case <-ctx.Done():
+			case <-stopped:
+			}
+			wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := withdraw(wctx); err != nil {
+				log.Warn("withdrawing from discovery failed; the entry expires by its TTL", "err", err)
+			}
+		}()
+		// The caller closes the registry's connection after serve returns.
+		defer func() { close(stopped); <-withdrawn }()
 	}
 	srv := httpserver.New(httpserver.Config{
 		ShutdownDelay: s.ShutdownDelay, ShutdownTimeout: s.ShutdownTimeout, AccessLog: s.AccessLog,
@@ -57,6 +92,7 @@ type Base struct {
 	Server
 	DatabaseURL string `env:"FOLIO_DATABASE_URL"`
 	DataDir     string `env:"FOLIO_DATA_DIR" envDefault:"data"`
+	Discovery   discovery.Config
 }
 
 // Process is a started service: what its run function builds the service from.
@@ -66,6 +102,8 @@ type Process struct {
 	DB       *sqldb.DB
 	Registry *prometheus.Registry
 	base     *Base
+	ctx      context.Context // of the program's life, for the peer watches
+	disc     *discovery.Discovery
 }
 
 // Start loads cfg (a struct embedding Base, passed again as base) from getenv, then
@@ -84,27 +122,76 @@ func Start(ctx context.Context, name, addr string, cfg any, base *Base, getenv f
 	log := base.Logger(stdout, name)
 	log.Info("starting", config.Attrs(cfg)...)
 
+	disc, err := discovery.Open(ctx, base.Discovery, nil)
+	if err != nil {
+		return nil, err
+	}
 	db, err := sqldb.Open(ctx, base.DatabaseURL)
 	if err != nil {
+		disc.Close()
 		return nil, err
 	}
 	if err := db.Migrate(ctx, migrations); err != nil {
 		db.Close()
+		disc.Close()
 		return nil, err
 	}
 	reg := metrics.NewRegistry()
 	metrics.RegisterDB(reg, db.DB, name)
-	return &Process{Name: name, Log: log, DB: db, Registry: reg, base: base}, nil
+	return &Process{Name: name, Log: log, DB: db, Registry: reg, base: base, ctx: ctx, disc: disc}, nil
+}
+
+// Peer returns the base URL and HTTP client to call the peer service with, under
+// the policies of rc: in static discovery the peer is at staticURL; in nats
+// discovery each attempt goes to the next of the instances registered now.
+func (p *Process) Peer(service, staticURL string, rc resilient.Config) (baseURL string, client *http.Client) {
+	r := p.disc.Resolver
+	if p.disc.Registry == nil {
+		r = discovery.NewStatic(map[string][]string{service: {staticURL}})
+	}
+	rc.Route = discovery.NewPicker(p.ctx, r, service).RoundTripper
+	return "http://" + service, resilient.NewClient(rc, p.Registry)
 }
 
 // Serve serves mux (with the chassis around it) on the configured address until ctx
 // ends, then shuts down gracefully. The service is ready while its database answers.
 func (p *Process) Serve(ctx context.Context, mux *http.ServeMux, openapi []byte) error {
-	if err := p.base.Server.Serve(ctx, p.Log, p.Registry, mux, openapi, p.DB.PingContext); err != nil {
+	var announce func(net.Addr) (func(context.Context) error, error)
+	if reg := p.disc.Registry; reg != nil {
+		announce = func(addr net.Addr) (func(context.Context) error, error) {
+			inst := discovery.Instance{Service: p.Name, ID: p.base.Discovery.InstanceID, URL: p.base.Discovery.AdvertiseURL}
+			if inst.ID == "" {
+				inst.ID = uuid.NewString()
+			}
+			if inst.URL == "" {
+				inst.URL = advertised(addr)
+			}
+			withdraw, err := reg.Register(ctx, inst, reg.TTL()/3)
+			if err != nil {
+				return nil, err
+			}
+			p.Log.Info("registered", "instance", inst.ID, "url", inst.URL, "ttl", reg.TTL())
+			return withdraw, nil
+		}
+	}
+	if err := p.base.Server.serve(ctx, p.Log, p.Registry, mux, openapi, p.DB.PingContext, announce); err != nil {
 		return fmt.Errorf("%s: %w", p.Name, err)
 	}
 	return nil
 }
 
-// Close releases the database.
-func (p *Process) Close() error { return p.DB.Close() }
+// advertised is the URL peers on this machine reach a listener at.
+func advertised(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok || tcp.IP.IsUnspecified() {
+		_, port, _ := net.SplitHostPort(addr.String())
+		return "http://127.0.0.1:" + port
+	}
+	return "http://" + tcp.String()
+}
+
+// Close releases the database and the discovery connection.
+func (p *Process) Close() error {
+	p.disc.Close()
+	return p.DB.Close()
+}

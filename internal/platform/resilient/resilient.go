@@ -25,6 +25,9 @@ type Config struct {
 	MaxConcurrent   uint          // calls in flight at once; more wait briefly, then fail
 	BreakerFailures uint          // consecutive failures that open the breaker
 	BreakerDelay    time.Duration // how long the breaker stays open before probing
+	// Route, when set, wraps the connection pool with what chooses the instance of
+	// each attempt (a discovery.Picker), so that a retry goes to another instance.
+	Route func(http.RoundTripper) http.RoundTripper
 }
 
 // DefaultConfig suits calls between Folio services on one network.
@@ -86,8 +89,12 @@ func NewClient(cfg Config, reg prometheus.Registerer) *http.Client {
 		MaxIdleConnsPerHost: 256, // the default of 2 would open a connection per call under load
 		IdleConnTimeout:     90 * time.Second,
 	}
-	once := failsafehttp.NewRoundTripper(transport, breaker, limit, attempt)
-	retried := failsafehttp.NewRoundTripper(transport, retry, breaker, limit, attempt)
+	var base http.RoundTripper = transport
+	if cfg.Route != nil {
+		base = cfg.Route(transport)
+	}
+	once := failsafehttp.NewRoundTripper(base, breaker, limit, attempt)
+	retried := failsafehttp.NewRoundTripper(base, retry, breaker, limit, attempt)
 	return &http.Client{Transport: roundTripper{once: once, retried: retried}}
 }
 

@@ -1,0 +1,66 @@
+// Package localnats runs the NATS server that `folio up` embeds for events and
+// discovery: JetStream on, its storage in the data directory, and every write
+// synced to disk before it is acknowledged.
+package localnats
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+)
+
+// Server is a running embedded NATS server.
+type Server struct {
+	ns *server.Server
+}
+
+// Start runs a NATS server with JetStream on host:port, storing streams under dir.
+//
+// JetStream by default acknowledges a publish before it reaches the disk and syncs
+// every two minutes, so a power loss can lose acknowledged events; SyncAlways makes
+// each acknowledged write durable, which is what the outbox relies on when it marks
+// an event sent.
+func Start(host string, port int, dir string) (*Server, error) {
+	opts := &server.Options{
+		ServerName:             "folio-local",
+		Host:                   host,
+		Port:                   port,
+		JetStream:              true,
+		StoreDir:               dir,
+		SyncAlways:             true,
+		NoSigs:                 true,
+		NoLog:                  true,
+		DisableJetStreamBanner: true,
+		HTTPPort:               -1, // no monitoring port
+	}
+	ns, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("nats: the embedded server did not get ready within 10 s")
+	}
+	return &Server{ns: ns}, nil
+}
+
+// URL is where clients connect.
+func (s *Server) URL() string {
+	addr := s.ns.Addr().(*net.TCPAddr)
+	host := addr.IP.String()
+	if addr.IP.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "nats://" + net.JoinHostPort(host, strconv.Itoa(addr.Port))
+}
+
+// Shutdown stops the server and waits until it has.
+func (s *Server) Shutdown() {
+	s.ns.Shutdown()
+	s.ns.WaitForShutdown()
+}
