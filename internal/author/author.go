@@ -22,10 +22,13 @@ import (
 
 // Author is the resource the service owns.
 type Author struct {
-	ID        string    `json:"id"`
-	Name      string    `json:"name"`
-	Bio       *string   `json:"bio"`
-	BirthYear *int      `json:"birth_year"`
+	ID        string  `json:"id"`
+	Name      string  `json:"name"`
+	Bio       *string `json:"bio"`
+	BirthYear *int    `json:"birth_year"`
+	// BookCount is the number of books of the author, kept from book events: it
+	// lags the book service by the time an event takes to arrive.
+	BookCount int       `json:"book_count"`
 	Version   int       `json:"version"`
 	CreatedAt time.Time `json:"created_at"`
 	UpdatedAt time.Time `json:"updated_at"`
@@ -47,17 +50,18 @@ type Input struct {
 }
 
 // Store keeps authors. Implementations return fault errors: NotFound for a missing
-// author, and ErrStale when the version moved on.
+// author, Conflict for the delete of an author with books, and ErrStale when the
+// version moved on. Reads and writes return authors with their BookCount.
 type Store interface {
-	Create(ctx context.Context, a Author) error
+	Create(ctx context.Context, a Author) (Author, error)
 	Get(ctx context.Context, id string) (Author, error)
 	// GetMany returns the authors among ids that exist, by id; missing ones are left out.
 	GetMany(ctx context.Context, ids []string) (map[string]Author, error)
 	// List returns up to limit authors with ids after the given one, by id.
 	List(ctx context.Context, after string, limit int) ([]Author, error)
 	// Update writes a if the stored author is still at version a.Version-1.
-	Update(ctx context.Context, a Author) error
-	// Delete removes the author if it is still at version.
+	Update(ctx context.Context, a Author) (Author, error)
+	// Delete removes the author if it is still at version and has no books.
 	Delete(ctx context.Context, id string, version int) error
 }
 
@@ -160,10 +164,7 @@ func (s *Service) Create(ctx context.Context, in Input) (Author, error) {
 		return Author{}, err
 	}
 	a.ID, a.Version, a.CreatedAt, a.UpdatedAt = rest.NewID(), 1, now, now
-	if err := s.store.Create(ctx, a); err != nil {
-		return Author{}, err
-	}
-	return a, nil
+	return s.store.Create(ctx, a)
 }
 
 // Get returns the author with the id, or a NotFound error.
@@ -218,7 +219,7 @@ func (s *Service) update(ctx context.Context, id string, check func(int) error, 
 			return Author{}, err
 		}
 		a.ID, a.Version, a.CreatedAt, a.UpdatedAt = cur.ID, cur.Version+1, cur.CreatedAt, now
-		err = s.store.Update(ctx, a)
+		a, err = s.store.Update(ctx, a)
 		if errors.Is(err, ErrStale) {
 			continue
 		}
@@ -229,7 +230,8 @@ func (s *Service) update(ctx context.Context, id string, check func(int) error, 
 	}
 }
 
-// Delete removes the author. Errors: NotFound, PreconditionFailed.
+// Delete removes the author. Errors: NotFound, PreconditionFailed, Conflict (the
+// author still has books).
 func (s *Service) Delete(ctx context.Context, id string, check func(version int) error) error {
 	if !rest.ValidID(id) {
 		return errNotFound

@@ -40,6 +40,7 @@ func openSQLite(tb testing.TB) *sqldb.DB {
 	if err := db.Migrate(ctx, author.Migrations); err != nil {
 		tb.Fatalf("migrate: %v", err)
 	}
+	migrateEvents(tb, db)
 	return db
 }
 
@@ -52,6 +53,7 @@ type server struct {
 // newServer serves the author service over db, asking books for books.
 func newServer(tb testing.TB, db *sqldb.DB, books author.Books) *server {
 	tb.Helper()
+	migrateEvents(tb, db)
 	mux := http.NewServeMux()
 	svc := author.NewService(author.NewSQLStore(db), books, 0)
 	author.Routes(mux, svc, idempotency.New(db, quiet), quiet)
@@ -160,6 +162,14 @@ func (everyAuthor) Exists(context.Context, string) (bool, error) { return true, 
 func startBookService(t testing.TB) *httptest.Server {
 	t.Helper()
 	db := sqldbtest.Open(t, "sqlite:"+filepath.Join(t.TempDir(), "book.db"), book.Migrations)
+	migrateEvents(t, db)
+	return serveBooks(t, db)
+}
+
+// serveBooks serves the real book service handler, chassis included, over db, which
+// has the book schema and the outbox and inbox tables.
+func serveBooks(t testing.TB, db *sqldb.DB) *httptest.Server {
+	t.Helper()
 	mux := http.NewServeMux()
 	book.Routes(mux, book.NewService(book.NewSQLStore(db), everyAuthor{}), idempotency.New(db, quiet), quiet)
 	srv := httpserver.New(httpserver.Config{}, quiet, prometheus.NewRegistry(), mux, book.OpenAPI, db.PingContext)

@@ -15,6 +15,7 @@ import (
 
 	"folio/internal/author"
 	"folio/internal/platform/idempotency"
+	"folio/internal/platform/rest"
 )
 
 // TestOpenAPIDocument checks that the author service's OpenAPI document is valid and
@@ -37,6 +38,13 @@ func TestOpenAPIDocument(t *testing.T) {
 	c := newCatalogue(t)
 	down := newServer(t, openSQLite(t), booksAt(closedURL(t)))
 	stranded := down.create(`{"name":"Stranded"}`)
+	busyDB := openSQLite(t)
+	busy := newServer(t, busyDB, booksAt(closedURL(t)))
+	prolific := busy.create(`{"name":"Prolific"}`)
+	if err := author.NewEventHandler(author.NewSQLStore(busyDB), quiet)(context.Background(),
+		bookEvent(author.EventBookCreated, rest.NewID(), prolific.ID, 1)); err != nil {
+		t.Fatal(err)
+	}
 	a := c.s.create(`{"name":"Checked","bio":"b","birth_year":1900}`)
 	path := "/authors/" + a.ID
 
@@ -74,6 +82,8 @@ func TestOpenAPIDocument(t *testing.T) {
 		{c.s, "GET", "/authors/books", "", nil, 400},
 		{down, "GET", "/authors/" + stranded.ID + "/books", "", nil, 503},
 		{down, "GET", "/authors/books?genre=fantasy", "", nil, 503},
+		{busy, "GET", "/authors/" + prolific.ID, "", nil, 200},
+		{busy, "DELETE", "/authors/" + prolific.ID, "", nil, 409},
 		{c.s, "DELETE", path, "", []string{"If-Match", `"1"`}, 412},
 		{c.s, "DELETE", path, "", nil, 204},
 		{c.s, "DELETE", path, "", nil, 404},

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"folio/internal/platform/fault"
+	"folio/internal/platform/outbox"
 	"folio/internal/platform/sqldb"
 )
 
@@ -18,17 +20,50 @@ import (
 //go:embed migrations
 var Migrations embed.FS
 
-// SQLStore keeps authors in SQLite or PostgreSQL; its SQL is the same on both.
+// Types of the events the author service publishes.
+const (
+	EventAuthorCreated = "author.created"
+	EventAuthorUpdated = "author.updated"
+	EventAuthorDeleted = "author.deleted"
+)
+
+// SQLStore keeps authors in SQLite or PostgreSQL; its SQL is the same on both. Each
+// write adds its event to the outbox in the same transaction, so that an event is
+// published if and only if the change it describes was committed.
 type SQLStore struct {
-	db *sqldb.DB
+	db     *sqldb.DB
+	notify func()
 }
 
 var _ Store = (*SQLStore)(nil)
 
-// NewSQLStore returns a store over db, which must be migrated with Migrations.
-func NewSQLStore(db *sqldb.DB) *SQLStore { return &SQLStore{db: db} }
+// Option configures a SQLStore.
+type Option func(*SQLStore)
+
+// WithNotify has the store call notify after each commit that added an event to the
+// outbox (give it the relay's Notify), so that the event goes out at once rather than
+// at the relay's next poll.
+func WithNotify(notify func()) Option { return func(s *SQLStore) { s.notify = notify } }
+
+// NewSQLStore returns a store over db, which must be migrated with Migrations and
+// with outbox.Migrate and inbox.Migrate.
+func NewSQLStore(db *sqldb.DB, opts ...Option) *SQLStore {
+	s := &SQLStore{db: db}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
 
 const authorColumns = `id, name, bio, birth_year, version, created_at, updated_at`
+
+// liveBooks counts the books of the author in author_books that are not deleted.
+const liveBooks = `SELECT COUNT(*) FROM author_books WHERE author_id = $1 AND NOT deleted`
+
+// selectAuthors reads every author column and the author's book_count.
+const selectAuthors = `SELECT id, name, bio, birth_year, version, created_at, updated_at,
+	(SELECT COUNT(*) FROM author_books b WHERE b.author_id = authors.id AND NOT b.deleted)
+	FROM authors`
 
 // getManyBatch is how many ids one GetMany query asks for, well below the bind
 // parameter limits of both engines.
@@ -38,7 +73,7 @@ func scanAuthor(row interface{ Scan(...any) error }) (Author, error) {
 	var a Author
 	var bio sql.NullString
 	var year sql.NullInt64
-	err := row.Scan(&a.ID, &a.Name, &bio, &year, &a.Version, &a.CreatedAt, &a.UpdatedAt)
+	err := row.Scan(&a.ID, &a.Name, &bio, &year, &a.Version, &a.CreatedAt, &a.UpdatedAt, &a.BookCount)
 	if bio.Valid {
 		a.Bio = &bio.String
 	}
@@ -50,19 +85,60 @@ func scanAuthor(row interface{ Scan(...any) error }) (Author, error) {
 	return a, err
 }
 
-// Create inserts a. Errors: only unclassified ones (the database failed).
-func (s *SQLStore) Create(ctx context.Context, a Author) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO authors (`+authorColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		a.ID, a.Name, a.Bio, a.BirthYear, a.Version, a.CreatedAt, a.UpdatedAt)
-	if err != nil {
-		return fmt.Errorf("create author: %w", err)
+// write runs fn in a transaction and wakes the relay once it committed.
+func (s *SQLStore) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	if err := s.db.InTx(ctx, fn); err != nil {
+		return err
+	}
+	if s.notify != nil {
+		s.notify()
 	}
 	return nil
 }
 
+// addEvent records an event about the author with id in tx. data is what the API
+// answers for the author after the change.
+func addEvent(ctx context.Context, tx *sql.Tx, typ, id string, data any) error {
+	if _, err := outbox.Add(ctx, tx, outbox.Event{Type: typ, Aggregate: id, Data: data}); err != nil {
+		return fmt.Errorf("add %s event for author %s: %w", typ, id, err)
+	}
+	return nil
+}
+
+// bookCount returns the number of live books of the author with id, as tx sees it.
+func bookCount(ctx context.Context, tx *sql.Tx, id string) (int, error) {
+	var n int
+	if err := tx.QueryRowContext(ctx, liveBooks, id).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count books of author %s: %w", id, err)
+	}
+	return n, nil
+}
+
+// Create inserts a and returns it with its book_count. Errors: only unclassified
+// ones (the database failed).
+func (s *SQLStore) Create(ctx context.Context, a Author) (Author, error) {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO authors (`+authorColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			a.ID, a.Name, a.Bio, a.BirthYear, a.Version, a.CreatedAt, a.UpdatedAt)
+		if err != nil {
+			return fmt.Errorf("create author: %w", err)
+		}
+		// Always 0 in practice, since a book needs its author first; counted all the
+		// same so that the answer and the event say what a GET would.
+		if a.BookCount, err = bookCount(ctx, tx, a.ID); err != nil {
+			return err
+		}
+		return addEvent(ctx, tx, EventAuthorCreated, a.ID, a)
+	})
+	if err != nil {
+		return Author{}, err
+	}
+	return a, nil
+}
+
 // Get returns the author with id. Errors: NotFound.
 func (s *SQLStore) Get(ctx context.Context, id string) (Author, error) {
-	a, err := scanAuthor(s.db.QueryRowContext(ctx, `SELECT `+authorColumns+` FROM authors WHERE id = $1`, id))
+	a, err := scanAuthor(s.db.QueryRowContext(ctx, selectAuthors+` WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Author{}, errNotFound
 	}
@@ -84,7 +160,7 @@ func (s *SQLStore) GetMany(ctx context.Context, ids []string) (map[string]Author
 			marks[i] = "$" + strconv.Itoa(i+1)
 			args[i] = id
 		}
-		rows, err := s.db.QueryContext(ctx, `SELECT `+authorColumns+` FROM authors WHERE id IN (`+strings.Join(marks, ", ")+`)`, args...)
+		rows, err := s.db.QueryContext(ctx, selectAuthors+` WHERE id IN (`+strings.Join(marks, ", ")+`)`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("get authors: %w", err)
 		}
@@ -109,10 +185,10 @@ func (s *SQLStore) GetMany(ctx context.Context, ids []string) (map[string]Author
 // List returns up to limit authors after the id given, in id order. Errors: only
 // unclassified ones (the database failed).
 func (s *SQLStore) List(ctx context.Context, after string, limit int) ([]Author, error) {
-	q := `SELECT ` + authorColumns + ` FROM authors ORDER BY id LIMIT $1`
+	q := selectAuthors + ` ORDER BY id LIMIT $1`
 	args := []any{limit}
 	if after != "" {
-		q = `SELECT ` + authorColumns + ` FROM authors WHERE id > $1 ORDER BY id LIMIT $2`
+		q = selectAuthors + ` WHERE id > $1 ORDER BY id LIMIT $2`
 		args = []any{after, limit}
 	}
 	rows, err := s.db.QueryContext(ctx, q, args...)
@@ -134,33 +210,79 @@ func (s *SQLStore) List(ctx context.Context, after string, limit int) ([]Author,
 	return authors, nil
 }
 
-// Update writes a if the stored author is at a.Version-1. Errors: NotFound, ErrStale.
-func (s *SQLStore) Update(ctx context.Context, a Author) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE authors SET name = $1, bio = $2, birth_year = $3, version = $4,
-		updated_at = $5 WHERE id = $6 AND version = $7`,
-		a.Name, a.Bio, a.BirthYear, a.Version, a.UpdatedAt, a.ID, a.Version-1)
+// Update writes a if the stored author is at a.Version-1, and returns it with its
+// book_count. Errors: NotFound, ErrStale.
+func (s *SQLStore) Update(ctx context.Context, a Author) (Author, error) {
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE authors SET name = $1, bio = $2, birth_year = $3, version = $4,
+			updated_at = $5 WHERE id = $6 AND version = $7`,
+			a.Name, a.Bio, a.BirthYear, a.Version, a.UpdatedAt, a.ID, a.Version-1)
+		if err != nil {
+			return fmt.Errorf("update author %s: %w", a.ID, err)
+		}
+		if err := checkWritten(ctx, tx, res, a.ID); err != nil {
+			return err
+		}
+		if a.BookCount, err = bookCount(ctx, tx, a.ID); err != nil {
+			return err
+		}
+		return addEvent(ctx, tx, EventAuthorUpdated, a.ID, a)
+	})
 	if err != nil {
-		return fmt.Errorf("update author %s: %w", a.ID, err)
+		return Author{}, err
 	}
-	return s.checkWritten(ctx, res, a.ID)
+	return a, nil
 }
 
-// Delete removes the author if it is at version. Errors: NotFound, ErrStale.
+// Delete removes the author if it is at version and has no books. Errors: NotFound,
+// ErrStale, Conflict (the author still has books).
+//
+// The books are those the author service has heard of from book events, so for a
+// moment after a book is created (or moved to this author) and before its event is
+// applied, the delete can still succeed and leave that book naming a deleted
+// author. The window is as long as the outbox relay and the broker take to deliver
+// the event; the book service's author.deleted tombstone keeps it from growing,
+// since no new book can name the author once that event is applied.
 func (s *SQLStore) Delete(ctx context.Context, id string, version int) error {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM authors WHERE id = $1 AND version = $2`, id, version)
-	if err != nil {
-		return fmt.Errorf("delete author %s: %w", id, err)
+	return s.write(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM authors WHERE id = $1 AND version = $2`, id, version)
+		if err != nil {
+			return fmt.Errorf("delete author %s: %w", id, err)
+		}
+		if err := checkWritten(ctx, tx, res, id); err != nil {
+			return err
+		}
+		// Counted in the transaction of the delete, which rolls back when books remain.
+		n, err := bookCount(ctx, tx, id)
+		if err != nil {
+			return err
+		}
+		if n > 0 {
+			return fault.New(fault.Conflict, "the author still has %d %s; delete them or give them another author first", n, plural(n, "book", "books"))
+		}
+		return addEvent(ctx, tx, EventAuthorDeleted, id, deletedData{ID: id})
+	})
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
 	}
-	return s.checkWritten(ctx, res, id)
+	return many
+}
+
+// deletedData is the data of a delete event: only the id, the resource being gone.
+type deletedData struct {
+	ID string `json:"id"`
 }
 
 // checkWritten tells a missing author from one whose version moved on.
-func (s *SQLStore) checkWritten(ctx context.Context, res sql.Result, id string) error {
+func checkWritten(ctx context.Context, tx *sql.Tx, res sql.Result, id string) error {
 	if n, err := res.RowsAffected(); err != nil || n == 1 {
 		return err
 	}
 	var one int
-	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM authors WHERE id = $1`, id).Scan(&one)
+	err := tx.QueryRowContext(ctx, `SELECT 1 FROM authors WHERE id = $1`, id).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return errNotFound
 	}
@@ -168,4 +290,27 @@ func (s *SQLStore) checkWritten(ctx context.Context, res sql.Result, id string) 
 		return fmt.Errorf("check author %s: %w", id, err)
 	}
 	return ErrStale
+}
+
+// applyBookChange writes what a book event tells into author_books, in tx. A created
+// or updated book is written only over an older version of a live row, so that an
+// event overtaken by a newer one, or delivered again, changes nothing; a delete
+// leaves a tombstone that no later event of the book overwrites.
+func applyBookChange(ctx context.Context, tx *sql.Tx, c bookChange) error {
+	var err error
+	if c.Deleted {
+		_, err = tx.ExecContext(ctx, `INSERT INTO author_books (book_id, author_id, version, deleted)
+			VALUES ($1, NULL, 0, TRUE)
+			ON CONFLICT (book_id) DO UPDATE SET deleted = TRUE`, c.BookID)
+	} else {
+		_, err = tx.ExecContext(ctx, `INSERT INTO author_books (book_id, author_id, version, deleted)
+			VALUES ($1, $2, $3, FALSE)
+			ON CONFLICT (book_id) DO UPDATE SET author_id = excluded.author_id, version = excluded.version
+			WHERE author_books.version < excluded.version AND NOT author_books.deleted`,
+			c.BookID, c.AuthorID, c.Version)
+	}
+	if err != nil {
+		return fmt.Errorf("book %s: %w", c.BookID, err)
+	}
+	return nil
 }

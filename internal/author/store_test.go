@@ -34,6 +34,7 @@ func ptr[T any](v T) *T { return &v }
 func TestSQLStore(t *testing.T) {
 	sqldbtest.ForEach(t, author.Migrations, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
+		migrateEvents(t, db)
 		s := author.NewSQLStore(db)
 		now := time.Now().UTC().Truncate(time.Microsecond)
 
@@ -41,7 +42,7 @@ func TestSQLStore(t *testing.T) {
 		full.Bio, full.BirthYear = ptr(strings.Repeat("é", author.MaxBio)), ptr(-3000)
 		bare := newAuthor("Anonymous", now.Add(time.Second))
 		for _, a := range []author.Author{full, bare} {
-			if err := s.Create(ctx, a); err != nil {
+			if _, err := s.Create(ctx, a); err != nil {
 				t.Fatalf("Create: %v", err)
 			}
 		}
@@ -85,22 +86,22 @@ func TestSQLStore(t *testing.T) {
 		t.Run("update", func(t *testing.T) {
 			a := bare
 			a.Name, a.Bio, a.BirthYear, a.Version, a.UpdatedAt = "Named", ptr("bio"), ptr(1950), 2, now.Add(time.Hour)
-			if err := s.Update(ctx, a); err != nil {
+			if _, err := s.Update(ctx, a); err != nil {
 				t.Fatalf("Update: %v", err)
 			}
 			if got, _ := s.Get(ctx, a.ID); !sameAuthor(got, a) {
 				t.Errorf("after Update got %+v, want %+v", got, a)
 			}
-			if err := s.Update(ctx, a); !errors.Is(err, author.ErrStale) {
+			if _, err := s.Update(ctx, a); !errors.Is(err, author.ErrStale) {
 				t.Errorf("Update at an old version: got %v, want ErrStale", err)
 			}
 			missing := newAuthor("x", now)
 			missing.Version = 2
-			if err := s.Update(ctx, missing); fault.KindOf(err) != fault.NotFound {
+			if _, err := s.Update(ctx, missing); fault.KindOf(err) != fault.NotFound {
 				t.Errorf("Update of a missing author: got %v, want NotFound", err)
 			}
 			a.Bio, a.BirthYear, a.Version = nil, nil, 3
-			if err := s.Update(ctx, a); err != nil {
+			if _, err := s.Update(ctx, a); err != nil {
 				t.Fatalf("Update clearing fields: %v", err)
 			}
 			if got, _ := s.Get(ctx, a.ID); !sameAuthor(got, a) {
@@ -112,7 +113,7 @@ func TestSQLStore(t *testing.T) {
 			want := []string{full.ID, bare.ID}
 			for i := range 5 {
 				a := newAuthor("List "+string(rune('a'+i)), now)
-				if err := s.Create(ctx, a); err != nil {
+				if _, err := s.Create(ctx, a); err != nil {
 					t.Fatalf("Create: %v", err)
 				}
 				want = append(want, a.ID)

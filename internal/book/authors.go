@@ -11,8 +11,10 @@ type AuthorChecker interface {
 	Exists(ctx context.Context, id string) (bool, error)
 }
 
-// AuthorDirectory answers Exists from the author ids confirmed before, kept in the book
-// database, and asks the author service only about ids it has not seen.
+// AuthorDirectory answers Exists from the author ids kept in the book database (from
+// author events, and from the author service's earlier answers) and asks the author
+// service only about ids it has not seen. An id an author.deleted event named is
+// unknown for good, without asking.
 type AuthorDirectory struct {
 	store  *SQLStore
 	remote AuthorChecker
@@ -29,9 +31,13 @@ func NewAuthorDirectory(store *SQLStore, remote AuthorChecker, log *slog.Logger)
 // Exists reports whether the author exists. Errors: Unavailable when the author
 // service is needed and cannot answer.
 func (d *AuthorDirectory) Exists(ctx context.Context, id string) (bool, error) {
-	known, err := d.store.KnownAuthor(ctx, id)
-	if err != nil || known {
-		return known, err
+	switch st, err := d.store.authorStatus(ctx, id); {
+	case err != nil:
+		return false, err
+	case st == authorKnown:
+		return true, nil
+	case st == authorDeleted:
+		return false, nil
 	}
 	ok, err := d.remote.Exists(ctx, id)
 	if err != nil || !ok {
