@@ -45,11 +45,7 @@ func (s *Service) Run(ctx context.Context) error {
 		free := cap(slots) - len(slots) // only this goroutine fills slots
 		var claims []claim
 		if free > 0 {
-			var err error
-			claims, err = s.store.Claim(ctx, s.cfg.Now(), s.cfg.Lease, free)
-			if err != nil && ctx.Err() == nil {
-				s.log.Error("claim deliveries", "error", err)
-			}
+			claims = s.claim(ctx, free)
 		}
 		for _, c := range claims {
 			slots <- struct{}{}
@@ -75,6 +71,19 @@ func (s *Service) Run(ctx context.Context) error {
 		case <-freed:
 		}
 	}
+}
+
+// claim reserves up to n due deliveries. The claim is not cut short by ctx: a claim
+// committed but not read back would leave its deliveries leased to nobody until the
+// lease ends. Claims made as ctx ends are released by deliver.
+func (s *Service) claim(ctx context.Context, n int) []claim {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.Lease/2)
+	defer cancel()
+	claims, err := s.store.Claim(cctx, s.cfg.Now(), s.cfg.Lease, n)
+	if err != nil {
+		s.log.Error("claim deliveries", "error", err)
+	}
+	return claims
 }
 
 // deliver makes one attempt to send c and records its outcome.

@@ -1,0 +1,227 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"folio/internal/notify"
+	"folio/internal/platform/broker"
+	"folio/internal/platform/rest"
+)
+
+// logBuffer collects the service's log lines while it runs.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// servingAddr returns the address from the "serving" log line, or "".
+func (b *logBuffer) servingAddr() string {
+	for _, line := range strings.Split(b.String(), "\n") {
+		var rec struct{ Msg, Addr string }
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving" {
+			return rec.Addr
+		}
+	}
+	return ""
+}
+
+func env(vars map[string]string) func(string) string {
+	return func(k string) string { return vars[k] }
+}
+
+// closedURL returns a URL of the scheme at a port nothing listens on.
+func closedURL(t *testing.T, scheme string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := scheme + "://" + ln.Addr().String()
+	ln.Close()
+	return u
+}
+
+func TestRunRejectsBadConfiguration(t *testing.T) {
+	if err := run(context.Background(), []string{"notify", "extra"}, env(nil), &logBuffer{}); err == nil {
+		t.Error("run with an argument: got nil, want an error")
+	}
+	for _, tc := range []struct{ name, value string }{
+		{"FOLIO_WEBHOOK_CONCURRENCY", "0"},
+		{"FOLIO_WEBHOOK_TIMEOUT", "0s"},
+		{"FOLIO_WEBHOOK_BACKOFF", "-1s"},
+		{"FOLIO_WEBHOOK_BACKOFF_MAX", "1ms"},
+		{"FOLIO_WEBHOOK_GIVE_UP", "0s"},
+		{"FOLIO_DELIVERY_RETENTION", "-1h"},
+		{"FOLIO_INBOX_RETENTION", "0s"},
+	} {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0", tc.name: tc.value}
+			err := run(context.Background(), []string{"notify"}, env(vars), &logBuffer{})
+			if err == nil || !strings.Contains(err.Error(), tc.name) {
+				t.Errorf("got %v, want an error naming %s", err, tc.name)
+			}
+		})
+	}
+	vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_WEBHOOK_TIMEOUT": "soon"}
+	if err := run(context.Background(), []string{"notify"}, env(vars), &logBuffer{}); err == nil {
+		t.Error("unparsable duration: got nil, want an error")
+	}
+}
+
+// start runs the service with vars until the test ends, and returns its base URL.
+func start(t *testing.T, vars map[string]string) string {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &logBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, []string{"notify"}, env(vars), logs) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("run after cancel: got %v, want nil", err)
+			}
+		case <-time.After(20 * time.Second):
+			t.Errorf("run did not return after cancel\n%s", logs)
+		}
+	})
+	var addr string
+	for deadline := time.Now().Add(20 * time.Second); addr == ""; {
+		select {
+		case err := <-done:
+			t.Fatalf("run returned before serving: %v\n%s", err, logs)
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the service did not start serving\n%s", logs)
+		}
+		addr = logs.servingAddr()
+	}
+	return "http://" + addr
+}
+
+func post(t *testing.T, url, body string) *http.Response {
+	t.Helper()
+	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	return resp
+}
+
+// TestRunServesWhileTheBrokerIsDown starts the service with no broker to reach: it
+// serves its API all the same.
+func TestRunServesWhileTheBrokerIsDown(t *testing.T) {
+	base := start(t, map[string]string{
+		"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0", "FOLIO_LOG_FORMAT": "json",
+		"FOLIO_BROKER": "nats", "FOLIO_NATS_URL": closedURL(t, "nats"),
+	})
+	for path, want := range map[string]int{"/readyz": 200, "/healthz": 200, "/subscriptions": 200, "/openapi.json": 200, "/metrics": 200} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("GET %s: got %d, want %d", path, resp.StatusCode, want)
+		}
+	}
+	resp := post(t, base+"/subscriptions", `{"url":"http://example.com/hook","events":["book.created"],"secret":"0123456789abcdef"}`)
+	if resp.StatusCode != http.StatusCreated {
+		t.Errorf("POST /subscriptions: got %d, want 201", resp.StatusCode)
+	}
+}
+
+// TestEventsReachSubscribers runs the service against a real NATS server (set
+// FOLIO_TEST_NATS_URL): an event published on the broker reaches the subscriber,
+// signed, once.
+func TestEventsReachSubscribers(t *testing.T) {
+	natsURL := os.Getenv("FOLIO_TEST_NATS_URL")
+	if natsURL == "" {
+		t.Skip("set FOLIO_TEST_NATS_URL (e.g. nats://127.0.0.1:4222, JetStream enabled) to run it")
+	}
+	got := make(chan *http.Request, 10)
+	bodies := make(chan []byte, 10)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- r
+		bodies <- b
+	}))
+	defer receiver.Close()
+
+	// A stream and prefix of its own, so that runs do not see each other's events.
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	tag := "t" + hex.EncodeToString(b)
+	bcfg := broker.Config{Kind: "nats", NATSURL: natsURL, Stream: "FOLIO_" + tag, Prefix: tag}
+	base := start(t, map[string]string{
+		"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0", "FOLIO_LOG_FORMAT": "json",
+		"FOLIO_BROKER": "nats", "FOLIO_NATS_URL": natsURL, "FOLIO_EVENTS_STREAM": bcfg.Stream, "FOLIO_EVENTS_PREFIX": tag,
+	})
+	const secret = "0123456789abcdef"
+	resp := post(t, base+"/subscriptions", `{"url":"`+receiver.URL+`","events":["book.created"],"secret":"`+secret+`"}`)
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /subscriptions: got %d", resp.StatusCode)
+	}
+
+	pub, err := broker.Open(context.Background(), bcfg, nil, prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	id := rest.NewID()
+	body := []byte(`{"id":"` + id + `","type":"book.created","occurred_at":"2030-01-01T00:00:00Z","data":{"id":"` + rest.NewID() + `"}}`)
+	// The consumer may not exist yet when the first publish lands; the stream keeps
+	// the event for it either way. Publish until the broker accepts it.
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		err := pub.Publish(context.Background(), broker.Message{Subject: tag + ".book.created", ID: id, Body: body})
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("publish: %v", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	select {
+	case r := <-got:
+		gotBody := <-bodies
+		if !bytes.Equal(gotBody, body) {
+			t.Errorf("body %s, want %s", gotBody, body)
+		}
+		if sig := r.Header.Get(notify.HeaderSignature); sig != notify.Sign(secret, body) {
+			t.Errorf("signature %q, want %q", sig, notify.Sign(secret, body))
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("the event did not reach the subscriber")
+	}
+}
