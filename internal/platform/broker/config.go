@@ -1,0 +1,180 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config selects and locates the broker.
+type Config struct {
+	Kind        string `env:"FOLIO_BROKER" envDefault:"nats"` // "nats" or "rabbitmq"
+	NATSURL     string `env:"FOLIO_NATS_URL" envDefault:"nats://127.0.0.1:4222"`
+	RabbitMQURL string `env:"FOLIO_RABBITMQ_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/" mask:"true"`
+	// Stream is the JetStream stream name, or the RabbitMQ topic exchange name.
+	Stream string `env:"FOLIO_EVENTS_STREAM" envDefault:"FOLIO_EVENTS"`
+	// Prefix is the first subject token: events are <prefix>.book.created etc.
+	Prefix string `env:"FOLIO_EVENTS_PREFIX" envDefault:"folio"`
+}
+
+// Broker is one connection to the configured broker. It is both the Publisher and
+// the Subscriber of a service, so that both share the connection.
+type Broker struct {
+	t       transport
+	prefix  string
+	log     *slog.Logger
+	metrics *metrics
+	close   sync.Once
+}
+
+var (
+	_ Publisher  = (*Broker)(nil)
+	_ Subscriber = (*Broker)(nil)
+)
+
+// transport is what differs between NATS JetStream and RabbitMQ; the Broker keeps
+// validation, the retry decision, dead-lettering and metrics in one place.
+type transport interface {
+	publish(ctx context.Context, m Message) error
+	// consume runs until ctx ends, handing each delivery to deliver and settling
+	// it as the returned verdict says.
+	consume(ctx context.Context, s Subscription, deliver deliverFunc) error
+	close() error
+}
+
+// deliverFunc handles the attempt-th delivery (1-based) of m.
+type deliverFunc func(ctx context.Context, m Message, attempt int) verdict
+
+// Open connects to the broker cfg.Kind names. It succeeds even when the broker is
+// unreachable, so that a service can start and take writes while it is down: the
+// connection is retried in the background, Publish fails fast meanwhile, and the
+// stream or exchange is (re)declared once connected.
+func Open(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Broker, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if !token.MatchString(cfg.Stream) || !token.MatchString(cfg.Prefix) {
+		return nil, fmt.Errorf("broker: stream %q and prefix %q must be non-empty and contain only letters, digits, '-' or '_'", cfg.Stream, cfg.Prefix)
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	b := &Broker{prefix: cfg.Prefix, log: log.With("broker", cfg.Kind), metrics: m}
+	switch cfg.Kind {
+	case "nats":
+		b.t, err = openNATS(ctx, cfg, b.log)
+	case "rabbitmq":
+		b.t, err = openRabbitMQ(ctx, cfg, b.log)
+	default:
+		return nil, fmt.Errorf("broker: unknown kind %q (want nats or rabbitmq)", cfg.Kind)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// token is what a stream, prefix or subscription name may be: one subject token
+// that is also a valid JetStream stream or consumer name.
+var token = regexp.MustCompile(`^[-_a-zA-Z0-9]+$`)
+
+// errNotConnected is returned by Publish while the broker is unreachable.
+var errNotConnected = errors.New("broker: not connected")
+
+// errClosed is returned by Publish and Consume after Close.
+var errClosed = errors.New("broker: closed")
+
+// Publish sends m and returns once the broker has durably accepted it.
+func (b *Broker) Publish(ctx context.Context, m Message) error {
+	if m.ID == "" || !strings.HasPrefix(m.Subject, b.prefix+".") {
+		return fmt.Errorf("broker: message needs an ID and a subject under %q, got id %q subject %q", b.prefix+".", m.ID, m.Subject)
+	}
+	err := b.t.publish(ctx, m)
+	b.metrics.published(err)
+	if err != nil {
+		return fmt.Errorf("broker: publish %s %s: %w", m.Subject, m.ID, err)
+	}
+	return nil
+}
+
+// Consume implements Subscriber.
+func (b *Broker) Consume(ctx context.Context, s Subscription, h Handler) error {
+	s, err := b.normalize(s)
+	if err != nil {
+		return err
+	}
+	return b.t.consume(ctx, s, func(ctx context.Context, m Message, attempt int) verdict {
+		return b.deliver(ctx, s, h, m, attempt)
+	})
+}
+
+// Close closes the connection; running Consume calls return.
+func (b *Broker) Close() error {
+	var err error
+	b.close.Do(func() { err = b.t.close() })
+	return err
+}
+
+// normalize fills in the documented defaults and rejects what a broker would.
+func (b *Broker) normalize(s Subscription) (Subscription, error) {
+	if !token.MatchString(s.Name) {
+		return s, fmt.Errorf("broker: subscription name %q must be non-empty and contain only letters, digits, '-' or '_'", s.Name)
+	}
+	if len(s.Subjects) == 0 {
+		return s, fmt.Errorf("broker: subscription %s has no subjects", s.Name)
+	}
+	for _, subj := range s.Subjects {
+		if !validFilter(subj) || !strings.HasPrefix(subj, b.prefix+".") {
+			return s, fmt.Errorf("broker: subscription %s: subject filter %q is not a valid filter under %q", s.Name, subj, b.prefix+".")
+		}
+	}
+	if s.MaxAttempts <= 0 {
+		s.MaxAttempts = 5
+	}
+	if s.Backoff <= 0 {
+		s.Backoff = 200 * time.Millisecond
+	}
+	if s.Concurrency <= 0 {
+		s.Concurrency = 1
+	}
+	return s, nil
+}
+
+// validFilter reports whether f is a subject filter both brokers read the same way:
+// non-empty tokens, wildcards only as whole tokens, ">" only last.
+func validFilter(f string) bool {
+	tokens := strings.Split(f, ".")
+	for i, t := range tokens {
+		switch {
+		case t == "":
+			return false
+		case t == ">" && i != len(tokens)-1:
+			return false
+		case t != "*" && t != ">" && strings.ContainsAny(t, "*># \t"):
+			return false
+		}
+	}
+	return true
+}
+
+// subjectMatches reports whether subject falls under filter, NATS-style.
+func subjectMatches(filter, subject string) bool {
+	ft, st := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, f := range ft {
+		if f == ">" {
+			return len(st) > i
+		}
+		if i >= len(st) || (f != "*" && f != st[i]) {
+			return false
+		}
+	}
+	return len(ft) == len(st)
+}

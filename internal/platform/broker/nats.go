@@ -1,0 +1,338 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// NATS JetStream settings.
+const (
+	natsDuplicateWindow = 2 * time.Minute
+	natsAckWait         = 30 * time.Second
+	// natsMaxAckPending leaves room beyond Concurrency: messages waiting out a
+	// NakWithDelay backoff still count as pending, and must not stall the ones
+	// behind them.
+	natsMaxAckPending = 1000
+	// natsFetchWait bounds one pull request, hence how long Consume takes to
+	// notice that its context ended.
+	natsFetchWait = 5 * time.Second
+	// retryPause is the wait before reconnecting a consumer after an error.
+	retryPause = time.Second
+)
+
+type natsTransport struct {
+	cfg  Config
+	log  *slog.Logger
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	done chan struct{} // closed by close
+
+	mu sync.Mutex
+	// streamReady says the stream was created on the current connection; it is
+	// cleared on reconnect so that a server that lost it gets it back.
+	streamReady bool
+}
+
+func openNATS(ctx context.Context, cfg Config, log *slog.Logger) (*natsTransport, error) {
+	t := &natsTransport{cfg: cfg, log: log, done: make(chan struct{})}
+	nc, err := nats.Connect(cfg.NATSURL,
+		nats.Name("folio"),
+		nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		// Fail publishes at once while disconnected rather than buffering them:
+		// the outbox keeps them, and Publish must not report what was not acked.
+		nats.ReconnectBufSize(-1),
+		nats.ConnectHandler(func(*nats.Conn) { log.Info("connected to NATS") }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn("disconnected from NATS", "err", err)
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			log.Info("reconnected to NATS")
+			t.mu.Lock()
+			t.streamReady = false
+			t.mu.Unlock()
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("broker: nats: %w", err)
+	}
+	t.nc = nc
+	if t.js, err = jetstream.New(nc); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("broker: jetstream: %w", err)
+	}
+	if nc.IsConnected() {
+		if err := t.ensureStream(ctx); err != nil {
+			log.Warn("cannot create the stream yet, will retry", "stream", cfg.Stream, "err", err)
+		}
+	} else {
+		log.Warn("NATS unreachable, connecting in the background", "url", nc.Opts.Url)
+	}
+	return t, nil
+}
+
+// ensureStream creates the stream unless it exists.
+func (t *natsTransport) ensureStream(ctx context.Context) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.streamReady {
+		return nil
+	}
+	_, err := t.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:        t.cfg.Stream,
+		Description: "folio events",
+		Subjects:    []string{t.cfg.Prefix + ".>"},
+		Storage:     jetstream.FileStorage,
+		Duplicates:  natsDuplicateWindow,
+	})
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		// It exists with other settings, limits an operator added say: not ours
+		// to undo. (With the same settings, CreateStream succeeds.)
+		err = nil
+	}
+	if err != nil {
+		return fmt.Errorf("stream %s: %w", t.cfg.Stream, err)
+	}
+	t.streamReady = true
+	return nil
+}
+
+func (t *natsTransport) forgetStream() {
+	t.mu.Lock()
+	t.streamReady = false
+	t.mu.Unlock()
+}
+
+func (t *natsTransport) publish(ctx context.Context, m Message) error {
+	if t.nc.IsClosed() {
+		return errClosed
+	}
+	if !t.nc.IsConnected() {
+		return errNotConnected
+	}
+	if err := t.ensureStream(ctx); err != nil {
+		return err
+	}
+	msg := nats.NewMsg(m.Subject)
+	msg.Data = m.Body
+	for k, v := range m.Header {
+		msg.Header.Set(k, v)
+	}
+	_, err := t.js.PublishMsg(ctx, msg, jetstream.WithMsgID(m.ID), jetstream.WithExpectStream(t.cfg.Stream))
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.forgetStream()
+	}
+	return err
+}
+
+func (t *natsTransport) close() error {
+	close(t.done)
+	t.nc.Close()
+	return nil
+}
+
+func (t *natsTransport) consume(ctx context.Context, s Subscription, deliver deliverFunc) error {
+	ctx, cancel := untilClosed(ctx, t.done)
+	defer cancel()
+	// A slot per handler running; fetching only as many messages as there are
+	// free slots keeps messages from waiting client-side while their AckWait runs.
+	slots := make(chan struct{}, s.Concurrency)
+	var handlers sync.WaitGroup
+	defer handlers.Wait()
+
+	var cons jetstream.Consumer
+	var match func(subject string) bool
+	for ctx.Err() == nil {
+		if !t.nc.IsConnected() {
+			pause(ctx, retryPause)
+			continue
+		}
+		if cons == nil {
+			var err error
+			if cons, match, err = t.consumer(ctx, s); err != nil {
+				var apiErr *jetstream.APIError
+				if errors.As(err, &apiErr) && apiErr.Code == 400 {
+					// The server refused the configuration: retrying will not help.
+					return fmt.Errorf("broker: consumer %s: %w", s.Name, err)
+				}
+				t.log.Warn("cannot create consumer, will retry", "subscription", s.Name, "err", err)
+				pause(ctx, retryPause)
+				continue
+			}
+		}
+
+		n, ok := acquire(ctx, slots)
+		if !ok {
+			break
+		}
+		fctx, cancel := context.WithTimeout(ctx, natsFetchWait)
+		batch, err := cons.Fetch(n, jetstream.FetchContext(fctx))
+		if err == nil {
+			for msg := range batch.Messages() {
+				n--
+				handlers.Go(func() {
+					defer func() { <-slots }()
+					t.handle(ctx, s, match, msg, deliver)
+				})
+			}
+			err = batch.Error()
+		}
+		cancel()
+		for range n {
+			<-slots
+		}
+		if err != nil && ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) {
+			t.log.Warn("fetch failed, will retry", "subscription", s.Name, "err", err)
+			// The consumer may be gone with the server's state: set it up again.
+			cons = nil
+			t.forgetStream()
+			pause(ctx, retryPause)
+		}
+	}
+	return closedErr(t.done)
+}
+
+// consumer creates or updates the durable consumer for s. Servers before 2.10
+// cannot filter on several subjects; then the consumer gets the whole stream and
+// match drops the rest client-side (it is nil when the server filters).
+func (t *natsTransport) consumer(ctx context.Context, s Subscription) (jetstream.Consumer, func(string) bool, error) {
+	if err := t.ensureStream(ctx); err != nil {
+		return nil, nil, err
+	}
+	cfg := jetstream.ConsumerConfig{
+		Durable:       s.Name,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       natsAckWait,
+		MaxAckPending: max(natsMaxAckPending, 2*s.Concurrency),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+	if len(s.Subjects) == 1 {
+		cfg.FilterSubject = s.Subjects[0]
+	} else {
+		cfg.FilterSubjects = s.Subjects
+	}
+	c, err := t.js.CreateOrUpdateConsumer(ctx, t.cfg.Stream, cfg)
+	if !errors.Is(err, jetstream.ErrConsumerMultipleFilterSubjectsNotSupported) {
+		return c, nil, err
+	}
+	cfg.FilterSubjects = nil
+	c, err = t.js.CreateOrUpdateConsumer(ctx, t.cfg.Stream, cfg)
+	match := func(subject string) bool {
+		for _, f := range s.Subjects {
+			if subjectMatches(f, subject) {
+				return true
+			}
+		}
+		return false
+	}
+	return c, match, err
+}
+
+func (t *natsTransport) handle(ctx context.Context, s Subscription, match func(string) bool, msg jetstream.Msg, deliver deliverFunc) {
+	log := t.log.With("subscription", s.Name, "subject", msg.Subject())
+	if match != nil && !match(msg.Subject()) {
+		if err := msg.Ack(); err != nil {
+			log.Warn("cannot ack a message outside the subscription", "err", err)
+		}
+		return
+	}
+	meta, err := msg.Metadata()
+	if err != nil {
+		log.Error("message without JetStream metadata", "err", err)
+		_ = msg.Nak()
+		return
+	}
+	m := Message{
+		Subject: msg.Subject(),
+		ID:      msg.Headers().Get(jetstream.MsgIDHeader),
+		Body:    msg.Data(),
+		Header:  make(map[string]string, len(msg.Headers())),
+	}
+	for k, v := range msg.Headers() {
+		// Nats-* are JetStream's own (message id, expected stream), not the event's.
+		if !strings.HasPrefix(k, "Nats-") && len(v) > 0 {
+			m.Header[k] = v[0]
+		}
+	}
+	v := deliver(ctx, m, int(meta.NumDelivered))
+	switch v.outcome {
+	case outcomeOK, outcomeDeadLetter:
+		// Waiting for the server to take the ack means a consumer stopped right
+		// after the handler returned does not get the message again.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), natsFetchWait)
+		err = msg.DoubleAck(actx)
+		cancel()
+	case outcomeRetry:
+		err = msg.NakWithDelay(v.delay)
+	case outcomeRequeue:
+		err = msg.Nak()
+	}
+	if err != nil {
+		// The server redelivers it after AckWait anyway.
+		log.Warn("cannot settle message", "id", m.ID, "outcome", v.outcome, "err", err)
+	}
+}
+
+// acquire takes one free slot, waiting for it, then any other free ones, and
+// returns how many it took; false if ctx ended first.
+func acquire(ctx context.Context, slots chan struct{}) (int, bool) {
+	select {
+	case slots <- struct{}{}:
+	case <-ctx.Done():
+		return 0, false
+	}
+	n := 1
+	for n < cap(slots) {
+		select {
+		case slots <- struct{}{}:
+			n++
+			continue
+		default:
+		}
+		break
+	}
+	return n, true
+}
+
+// pause waits d or until ctx ends.
+func pause(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// untilClosed is ctx, also cancelled when done is closed: Close ends Consume
+// without waiting for a pull request to expire.
+func untilClosed(ctx context.Context, done <-chan struct{}) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	return ctx, cancel
+}
+
+// closedErr is what Consume returns when it ends: nil, unless the Broker was closed.
+func closedErr(done <-chan struct{}) error {
+	select {
+	case <-done:
+		return errClosed
+	default:
+		return nil
+	}
+}
