@@ -241,8 +241,10 @@ func (s *SQLStore) Update(ctx context.Context, a Author) (Author, error) {
 // moment after a book is created (or moved to this author) and before its event is
 // applied, the delete can still succeed and leave that book naming a deleted
 // author. The window is as long as the outbox relay and the broker take to deliver
-// the event; the book service's author.deleted tombstone keeps it from growing,
-// since no new book can name the author once that event is applied.
+// the event (on PostgreSQL it includes an event applied while this transaction
+// runs, which the count does not see); the book service's author.deleted tombstone
+// keeps it from growing, since no new book can name the author once that event is
+// applied.
 func (s *SQLStore) Delete(ctx context.Context, id string, version int) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM authors WHERE id = $1 AND version = $2`, id, version)
