@@ -92,6 +92,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		BackoffBase:    cfg.WebhookBackoff,
 		BackoffMax:     cfg.WebhookBackoffMax,
 		GiveUpAfter:    cfg.WebhookGiveUp,
+		Registerer:     p.Registry,
 	}, p.Log)
 	keys := idempotency.New(p.DB, p.Log)
 	mux := http.NewServeMux()

@@ -159,6 +159,14 @@ func TestRunServesWhileTheBrokerIsDown(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated {
 		t.Errorf("POST /subscriptions: got %d, want 201", resp.StatusCode)
 	}
+	metrics, err := http.Get(base + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer metrics.Body.Close()
+	if text, _ := io.ReadAll(metrics.Body); !bytes.Contains(text, []byte("folio_webhook_attempt_duration_seconds")) {
+		t.Error("/metrics lacks the webhook metrics")
+	}
 }
 
 // TestEventsReachSubscribers runs the service against a real NATS server (set

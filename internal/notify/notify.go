@@ -14,6 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"folio/internal/platform/fault"
 	"folio/internal/platform/rest"
 	"folio/internal/platform/sqldb"
@@ -159,6 +161,8 @@ type Config struct {
 	Client *http.Client
 	// Now is the clock; nil means time.Now. Tests set it to move through hours.
 	Now func() time.Time
+	// Registerer, when set, receives the webhook metrics.
+	Registerer prometheus.Registerer
 }
 
 // DefaultConfig is the delivery policy of the contract: 10 s per attempt, backoff
@@ -216,6 +220,7 @@ type Service struct {
 	db    *sqldb.DB
 	cfg   Config
 	log   *slog.Logger
+	stats *webhookMetrics
 	// wake tells the worker that new deliveries may be due, so that an event goes
 	// out at once rather than at the next poll.
 	wake chan struct{}
@@ -224,7 +229,8 @@ type Service struct {
 // NewService returns the service over db, which must be migrated with Migrations
 // and with inbox.Migrate.
 func NewService(db *sqldb.DB, cfg Config, log *slog.Logger) *Service {
-	return &Service{store: NewStore(db), db: db, cfg: cfg.withDefaults(), log: log, wake: make(chan struct{}, 1)}
+	return &Service{store: NewStore(db), db: db, cfg: cfg.withDefaults(), log: log,
+		stats: newWebhookMetrics(cfg.Registerer), wake: make(chan struct{}, 1)}
 }
 
 // Store returns the service's store.

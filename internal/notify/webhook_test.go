@@ -14,7 +14,10 @@ import (
 	"time"
 
 	"folio/internal/notify"
+	"folio/internal/platform/inbox"
 	"folio/internal/platform/rest"
+	"folio/internal/platform/sqldb"
+	"folio/internal/platform/sqldb/sqldbtest"
 )
 
 // received is one request a test receiver got.
@@ -258,4 +261,85 @@ func TestWorkerResumesAfterRestart(t *testing.T) {
 	second := newServerConfig(t, db, fast())
 	runWorker(t, second.svc)
 	eventually(t, "the delivery", func() bool { return second.deliveries(t, sub.ID)[0].Status == notify.StatusDelivered })
+}
+
+// TestWorkersShareTheLoad runs two instances over one database, as a scaled-out
+// notify service does: every event reaches every subscriber exactly once.
+func TestWorkersShareTheLoad(t *testing.T) {
+	sqldbtest.ForEach(t, notify.Migrations, func(t *testing.T, db *sqldb.DB) {
+		if err := inbox.Migrate(context.Background(), db); err != nil {
+			t.Fatal(err)
+		}
+		var mu sync.Mutex
+		seen := map[string]int{}
+		rc := newReceiver(t, func(_ int, r *http.Request) int {
+			mu.Lock()
+			defer mu.Unlock()
+			seen[r.URL.Path+" "+r.Header.Get("Folio-Event-Id")]++
+			return http.StatusOK
+		})
+		one, two := newServerConfig(t, db, fast()), newServerConfig(t, db, fast())
+		subs := []notify.Subscription{
+			one.subscribe(t, rc.srv.URL+"/a", secret, "book.created"),
+			one.subscribe(t, rc.srv.URL+"/b", secret, "book.created", "book.updated"),
+		}
+		runWorker(t, one.svc)
+		runWorker(t, two.svc)
+		const events = 40
+		for i := range events {
+			typ := "book.created"
+			if i%2 == 1 {
+				typ = "book.updated"
+			}
+			// Both instances receive some events, as consumers of one durable queue.
+			svc := []*notify.Service{one.svc, two.svc}[i%2]
+			if err := svc.HandleEvent(context.Background(), event(t, rest.NewID(), typ)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := events/2 + events // /a gets the creations, /b everything
+		eventually(t, "every delivery", func() bool {
+			done := 0
+			for _, sub := range subs {
+				for _, d := range one.deliveries(t, sub.ID) {
+					if d.Status == notify.StatusDelivered {
+						done++
+					}
+				}
+			}
+			return done == want
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		if len(seen) != want {
+			t.Errorf("%d distinct deliveries received, want %d", len(seen), want)
+		}
+		for k, n := range seen {
+			if n != 1 {
+				t.Errorf("%s received %d times", k, n)
+			}
+		}
+	})
+}
+
+func TestWebhookRedirectIsNotFollowed(t *testing.T) {
+	target := newReceiver(t, func(int, *http.Request) int { return http.StatusOK })
+	redirect := httptest.NewServer(http.RedirectHandler(target.srv.URL, http.StatusFound))
+	defer redirect.Close()
+	cfg := fast()
+	s := newServerConfig(t, openSQLite(t), cfg)
+	sub := s.subscribe(t, redirect.URL, secret, "book.created")
+	if err := s.svc.HandleEvent(context.Background(), event(t, rest.NewID(), "book.created")); err != nil {
+		t.Fatal(err)
+	}
+	stop := runWorker(t, s.svc)
+	eventually(t, "a failed attempt", func() bool { return s.deliveries(t, sub.ID)[0].Attempts >= 1 })
+	stop()
+	d := s.deliveries(t, sub.ID)[0]
+	if d.Status != notify.StatusPending || d.LastError == nil || !strings.Contains(*d.LastError, "302") {
+		t.Errorf("delivery %+v, want pending after a 302", d)
+	}
+	if n := len(target.got()); n != 0 {
+		t.Errorf("the redirect was followed: the target got %d requests", n)
+	}
 }

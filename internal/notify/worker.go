@@ -88,8 +88,9 @@ func (s *Service) claim(ctx context.Context, n int) []claim {
 
 // deliver makes one attempt to send c and records its outcome.
 func (s *Service) deliver(ctx context.Context, c claim) {
-	started := s.cfg.Now()
+	started, timer := s.cfg.Now(), time.Now()
 	err := s.send(ctx, c)
+	s.stats.duration.Observe(time.Since(timer).Seconds())
 	// Record the outcome even while shutting down: a delivered event must not be
 	// sent again because the process was stopping.
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
@@ -107,6 +108,11 @@ func (s *Service) deliver(ctx context.Context, c claim) {
 		s.log.Error("record delivery", "delivery", c.id, "event_id", c.eventID, "error", err)
 		return
 	}
+	result := o.status
+	if result == StatusPending {
+		result = "retry"
+	}
+	s.stats.attempts.WithLabelValues(result).Inc()
 	log := s.log.With("delivery", c.id, "event_id", c.eventID, "type", c.eventType, "attempts", c.attempts+1)
 	switch o.status {
 	case StatusDelivered:
