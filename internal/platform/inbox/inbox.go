@@ -1,0 +1,112 @@
+// Package inbox makes event consumers idempotent: a consumer applies each event id
+// once, in the same transaction as the change the event causes, however often the
+// broker delivers it.
+package inbox
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"time"
+
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
+
+	"folio/internal/platform/sqldb"
+)
+
+//go:embed migrations
+var migrations embed.FS
+
+// versionTable keeps the inbox's migrations apart from the service's own, so that
+// both can be applied to one database without knowing of each other.
+const versionTable = "folio_inbox_version"
+
+// migrateLockID is the PostgreSQL advisory lock that keeps instances starting
+// together from migrating at the same time; it differs from goose's default so as
+// not to wait on the service's own migrations.
+const migrateLockID int64 = 0x666f6c696f696e // "folioin"
+
+// Migrate creates the inbox table if the database does not have it yet.
+func Migrate(ctx context.Context, db *sqldb.DB) error {
+	sub, err := fs.Sub(migrations, "migrations/"+string(db.Dialect))
+	if err != nil {
+		return fmt.Errorf("inbox migrate: %w", err)
+	}
+	opts := []goose.ProviderOption{goose.WithTableName(versionTable), goose.WithDisableGlobalRegistry(true)}
+	dialect := goose.DialectSQLite3
+	if db.Dialect == sqldb.Postgres {
+		dialect = goose.DialectPostgres
+		locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(migrateLockID))
+		if err != nil {
+			return fmt.Errorf("inbox migrate: %w", err)
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	p, err := goose.NewProvider(dialect, db.DB, sub, opts...)
+	if err != nil {
+		return fmt.Errorf("inbox migrate: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("inbox migrate: %w", err)
+	}
+	return nil
+}
+
+// Apply runs fn in one transaction together with recording that consumer applied
+// eventID. If it already had, Apply returns applied=false without calling fn. If fn
+// fails nothing is recorded and its error is returned, so that the broker's
+// redelivery can apply the event again. fn must do all its work through tx: on
+// SQLite the transaction holds the database's write lock.
+func Apply(ctx context.Context, db *sqldb.DB, consumer, eventID string, fn func(tx *sql.Tx) error) (applied bool, err error) {
+	if consumer == "" || eventID == "" {
+		return false, errors.New("inbox apply: consumer and event id are required")
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("inbox apply: begin: %w", err)
+	}
+	defer func() {
+		if !applied {
+			_ = tx.Rollback()
+		}
+	}()
+	// The inbox row goes in first: a second delivery of the same event, running at
+	// the same time, then waits on the key (PostgreSQL) or on the write lock taken at
+	// BEGIN (SQLite) until this one commits, and finds the row, or until it rolls
+	// back, and applies the event itself.
+	res, err := tx.ExecContext(ctx, `INSERT INTO inbox (consumer, event_id, applied_at) VALUES ($1, $2, $3)
+		ON CONFLICT DO NOTHING`, consumer, eventID, time.Now().UnixNano())
+	if sqldb.IsUniqueViolation(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("inbox apply: record %s: %w", eventID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return false, fmt.Errorf("inbox apply: record %s: %w", eventID, err)
+	} else if n == 0 {
+		return false, nil
+	}
+	if err := fn(tx); err != nil {
+		return false, err
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("inbox apply: commit %s: %w", eventID, err)
+	}
+	return true, nil
+}
+
+// Purge deletes the records of events applied more than olderThan ago and returns
+// how many it deleted. olderThan must be longer than the broker may still redeliver
+// or duplicate an event (days, not minutes), or a late copy would be applied again.
+func Purge(ctx context.Context, db *sqldb.DB, olderThan time.Duration) (int64, error) {
+	res, err := db.ExecContext(ctx, `DELETE FROM inbox WHERE applied_at < $1`, time.Now().Add(-olderThan).UnixNano())
+	if err != nil {
+		return 0, fmt.Errorf("inbox purge: %w", err)
+	}
+	return res.RowsAffected()
+}

@@ -1,0 +1,520 @@
+package outbox_test
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"testing/fstest"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"folio/internal/platform/broker"
+	"folio/internal/platform/logging"
+	"folio/internal/platform/outbox"
+	"folio/internal/platform/sqldb"
+	"folio/internal/platform/sqldb/sqldbtest"
+	"folio/internal/platform/tracecontext"
+)
+
+// service stands for a service's own migrations, which the outbox's are applied
+// beside.
+var service = fstest.MapFS{
+	"migrations/sqlite/00001_books.sql":   {Data: []byte("-- +goose Up\nCREATE TABLE books (id TEXT PRIMARY KEY, title TEXT NOT NULL);\n")},
+	"migrations/postgres/00001_books.sql": {Data: []byte("-- +goose Up\nCREATE TABLE books (id TEXT PRIMARY KEY, title TEXT NOT NULL);\n")},
+}
+
+// wait is how long a test waits for something the relay should do: generous, so that only a real failure runs into it.
+const wait = 30 * time.Second
+
+func open(t *testing.T, suite func(t *testing.T, db *sqldb.DB)) {
+	sqldbtest.ForEach(t, service, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		for range 2 { // a second run finds nothing to do
+			if err := outbox.Migrate(ctx, db); err != nil {
+				t.Fatalf("Migrate: %v", err)
+			}
+		}
+		var version int64
+		if err := db.QueryRow(`SELECT MAX(version_id) FROM folio_outbox_version`).Scan(&version); err != nil || version != 1 {
+			t.Fatalf("folio_outbox_version: version %d, %v; want 1", version, err)
+		}
+		suite(t, db)
+	})
+}
+
+// publisher is a broker test double that records what it is sent, and can be made
+// to fail or to hang to inject faults.
+type publisher struct {
+	mu       sync.Mutex
+	msgs     []broker.Message
+	down     bool // every publish fails
+	failNext int  // so many next publishes fail
+	hang     bool // publishes block until their context ends
+	attempts int
+	failures int
+}
+
+func (p *publisher) Publish(ctx context.Context, m broker.Message) error {
+	p.mu.Lock()
+	p.attempts++
+	hang := p.hang
+	if !hang && (p.down || p.failNext > 0) {
+		if p.failNext > 0 {
+			p.failNext--
+		}
+		p.failures++
+		p.mu.Unlock()
+		return errors.New("broker unavailable")
+	}
+	if !hang {
+		p.msgs = append(p.msgs, m)
+	}
+	p.mu.Unlock()
+	if hang {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return nil
+}
+
+func (p *publisher) Close() error { return nil }
+
+func (p *publisher) set(f func(p *publisher)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	f(p)
+}
+
+func (p *publisher) received() []broker.Message {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]broker.Message(nil), p.msgs...)
+}
+
+func (p *publisher) stats() (attempts, failures int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.attempts, p.failures
+}
+
+// eventually fails the test unless cond becomes true within wait.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up after %v waiting for %s", wait, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// write commits a change to book id together with its event, as a service does.
+func write(t *testing.T, ctx context.Context, db *sqldb.DB, typ, id string) string {
+	t.Helper()
+	var eventID string
+	err := db.InTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO books (id, title) VALUES ($1, $2)
+			ON CONFLICT (id) DO UPDATE SET title = excluded.title`, id, typ); err != nil {
+			return err
+		}
+		var err error
+		eventID, err = outbox.Add(ctx, tx, outbox.Event{Type: typ, Aggregate: id, Data: map[string]string{"id": id, "title": typ}})
+		return err
+	})
+	if err != nil {
+		t.Fatalf("write %s %s: %v", typ, id, err)
+	}
+	return eventID
+}
+
+func count(t *testing.T, db *sqldb.DB, where string) int {
+	t.Helper()
+	var n int
+	if err := db.QueryRow(`SELECT COUNT(*) FROM outbox WHERE ` + where).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// run starts r and stops it when the test ends, failing if it does not stop.
+func run(t *testing.T, r *outbox.Relay) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		r.Run(ctx)
+	}()
+	stop = func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(wait):
+			t.Fatalf("Run did not return within %v of its context ending", wait)
+		}
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+func newRelay(t *testing.T, db *sqldb.DB, pub broker.Publisher, reg prometheus.Registerer) *outbox.Relay {
+	r := outbox.NewRelay(db, pub, "folio", slog.New(slog.NewTextHandler(t.Output(), nil)), reg)
+	r.PollInterval = 20 * time.Millisecond
+	return r
+}
+
+func ids(msgs []broker.Message) []string {
+	out := make([]string, len(msgs))
+	for i, m := range msgs {
+		out[i] = m.ID
+	}
+	return out
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func TestAddIsAtomic(t *testing.T) {
+	open(t, func(t *testing.T, db *sqldb.DB) {
+		tp := tracecontext.New()
+		ctx := tracecontext.With(logging.WithRequestID(context.Background(), "req-1"), tp)
+		boom := errors.New("boom")
+
+		err := db.InTx(ctx, func(tx *sql.Tx) error {
+			if _, err := outbox.Add(ctx, tx, outbox.Event{Type: "book.created", Aggregate: "b0", Data: "x"}); err != nil {
+				return err
+			}
+			return boom
+		})
+		if !errors.Is(err, boom) {
+			t.Fatalf("InTx = %v, want boom", err)
+		}
+		if n := count(t, db, "1=1"); n != 0 {
+			t.Fatalf("rolled-back transaction left %d outbox rows, want 0", n)
+		}
+		if err := db.InTx(ctx, func(tx *sql.Tx) error {
+			_, err := outbox.Add(ctx, tx, outbox.Event{Aggregate: "b0"})
+			return err
+		}); err == nil {
+			t.Fatal("Add without a type succeeded")
+		}
+
+		before := time.Now()
+		want := []string{write(t, ctx, db, "book.created", "b1"), write(t, ctx, db, "book.updated", "b1")}
+		var both []string
+		if err := db.InTx(ctx, func(tx *sql.Tx) error {
+			for _, id := range []string{"b2", "b3"} {
+				eid, err := outbox.Add(ctx, tx, outbox.Event{Type: "book.created", Aggregate: id, Data: map[string]string{"id": id, "title": "book.created"}})
+				if err != nil {
+					return err
+				}
+				both = append(both, eid)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, both...)
+		plain := write(t, context.Background(), db, "book.deleted", "b1")
+		want = append(want, plain)
+		after := time.Now()
+		if n := count(t, db, "1=1"); n != len(want) {
+			t.Fatalf("%d outbox rows, want %d", n, len(want))
+		}
+
+		pub := &publisher{}
+		run(t, newRelay(t, db, pub, nil))
+		eventually(t, "the events to be published", func() bool { return len(pub.received()) >= len(want) })
+		got := pub.received()
+		if !equal(ids(got), want) {
+			t.Fatalf("published %v, want %v", ids(got), want)
+		}
+		aggregates := []string{"b1", "b1", "b2", "b3", "b1"}
+		types := []string{"book.created", "book.updated", "book.created", "book.created", "book.deleted"}
+		for i, m := range got {
+			if m.Subject != "folio."+types[i] {
+				t.Errorf("message %d subject %q, want %q", i, m.Subject, "folio."+types[i])
+			}
+			var env broker.Envelope
+			if err := json.Unmarshal(m.Body, &env); err != nil {
+				t.Fatalf("message %d body %s: %v", i, m.Body, err)
+			}
+			if env.ID != m.ID || env.Type != types[i] {
+				t.Errorf("message %d envelope id %q type %q, want %q %q", i, env.ID, env.Type, m.ID, types[i])
+			}
+			if env.OccurredAt.Location() != time.UTC || env.OccurredAt.Before(before.Add(-time.Second)) || env.OccurredAt.After(after.Add(time.Second)) {
+				t.Errorf("message %d occurred_at %v, want UTC between %v and %v", i, env.OccurredAt, before, after)
+			}
+			wantData := fmt.Sprintf(`{"id":%q,"title":%q}`, aggregates[i], types[i])
+			if string(env.Data) != wantData {
+				t.Errorf("message %d data %s, want %s", i, env.Data, wantData)
+			}
+			if m.ID == plain {
+				if len(m.Header) != 0 {
+					t.Errorf("message without request context has headers %v", m.Header)
+				}
+				continue
+			}
+			if m.Header[broker.HeaderRequestID] != "req-1" || m.Header[broker.HeaderTraceparent] != tp {
+				t.Errorf("message %d headers %v, want request id req-1 and traceparent %s", i, m.Header, tp)
+			}
+		}
+	})
+}
+
+func TestRelayLosesAndReordersNothingWhileBrokerFails(t *testing.T) {
+	open(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		reg := prometheus.NewRegistry()
+		pub := &publisher{down: true}
+		r := newRelay(t, db, pub, reg)
+		r.BatchSize = 7 // several batches
+		run(t, r)
+
+		var want []string
+		for i := range 30 {
+			want = append(want, write(t, ctx, db, "book.updated", fmt.Sprintf("b%d", i%3)))
+		}
+		r.Notify()
+		eventually(t, "three failed publish attempts", func() bool { _, f := pub.stats(); return f >= 3 })
+		if got := pub.received(); len(got) != 0 {
+			t.Fatalf("%d messages published while the broker was down", len(got))
+		}
+		if pending, _, err := r.Lag(ctx); err != nil || pending != 30 {
+			t.Fatalf("Lag while down: %d pending, %v; want 30", pending, err)
+		}
+
+		pub.set(func(p *publisher) { p.down = false })
+		eventually(t, "the backlog to be published", func() bool { return len(pub.received()) >= 30 })
+
+		// Brief failures in the middle of a stream.
+		pub.set(func(p *publisher) { p.failNext = 3 })
+		for i := range 20 {
+			want = append(want, write(t, ctx, db, "book.updated", fmt.Sprintf("b%d", i%3)))
+			r.Notify()
+		}
+		eventually(t, "every event to be published", func() bool { return len(pub.received()) >= len(want) })
+		if got := ids(pub.received()); !equal(got, want) {
+			t.Fatalf("published in order\n%v\nwant\n%v", got, want)
+		}
+		eventually(t, "no event to be pending", func() bool {
+			pending, _, err := r.Lag(ctx)
+			return err == nil && pending == 0 && metric(t, reg, "folio_outbox_pending") == 0
+		})
+		if got := metric(t, reg, "folio_outbox_published_total"); got != 50 {
+			t.Errorf("folio_outbox_published_total = %v, want 50", got)
+		}
+		_, failures := pub.stats()
+		if got := metric(t, reg, "folio_outbox_publish_errors_total"); int(got) != failures {
+			t.Errorf("folio_outbox_publish_errors_total = %v, want %d", got, failures)
+		}
+	})
+}
+
+// metric returns the value of the gauge or counter registered on reg under name.
+func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name {
+			m := f.GetMetric()[0]
+			return m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
+}
+
+// Several writers commit at once; each aggregate's events must arrive in its
+// writer's order, through intermittent broker failures.
+func TestRelayKeepsAggregateOrderWithConcurrentWriters(t *testing.T) {
+	open(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		pub := &publisher{}
+		r := newRelay(t, db, pub, prometheus.NewRegistry())
+		r.BatchSize = 5
+		run(t, r)
+
+		const writers, perWriter = 4, 15
+		want := make([][]string, writers)
+		var wg sync.WaitGroup
+		for w := range writers {
+			wg.Go(func() {
+				for i := range perWriter {
+					if w == 0 && i%5 == 2 {
+						pub.set(func(p *publisher) { p.failNext++ })
+					}
+					want[w] = append(want[w], write(t, ctx, db, "book.updated", fmt.Sprintf("b%d", w)))
+					r.Notify()
+				}
+			})
+		}
+		wg.Wait()
+		eventually(t, "every event to be published", func() bool { return len(pub.received()) >= writers*perWriter })
+		got := map[string][]string{}
+		for _, m := range pub.received() {
+			var env broker.Envelope
+			if err := json.Unmarshal(m.Body, &env); err != nil {
+				t.Fatal(err)
+			}
+			var data struct{ ID string }
+			if err := json.Unmarshal(env.Data, &data); err != nil {
+				t.Fatal(err)
+			}
+			got[data.ID] = append(got[data.ID], m.ID)
+		}
+		for w := range writers {
+			if agg := fmt.Sprintf("b%d", w); !equal(got[agg], want[w]) {
+				t.Errorf("aggregate %s published as\n%v\nwant\n%v", agg, got[agg], want[w])
+			}
+		}
+		if n := len(pub.received()); n != writers*perWriter {
+			t.Errorf("%d messages published, want %d (none twice)", n, writers*perWriter)
+		}
+	})
+}
+
+func TestNotifyWakesRelay(t *testing.T) {
+	open(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		pub := &publisher{}
+		r := newRelay(t, db, pub, nil)
+		r.PollInterval = time.Hour // only Notify can make it look again in time
+		run(t, r)
+		for i := 1; i <= 3; i++ {
+			write(t, ctx, db, "book.created", fmt.Sprintf("b%d", i))
+			r.Notify()
+			eventually(t, fmt.Sprintf("event %d to be published after Notify", i), func() bool { return len(pub.received()) == i })
+		}
+	})
+}
+
+func TestLag(t *testing.T) {
+	open(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		r := newRelay(t, db, &publisher{}, nil)
+		if pending, oldest, err := r.Lag(ctx); err != nil || pending != 0 || oldest != 0 {
+			t.Fatalf("Lag of an empty outbox = %d, %v, %v; want 0, 0, nil", pending, oldest, err)
+		}
+		first := write(t, ctx, db, "book.created", "b1")
+		write(t, ctx, db, "book.created", "b2")
+		write(t, ctx, db, "book.created", "b3")
+		if _, err := db.Exec(`UPDATE outbox SET created_at = created_at - $1 WHERE id = $2`, int64(time.Hour), first); err != nil {
+			t.Fatal(err)
+		}
+		pending, oldest, err := r.Lag(ctx)
+		if err != nil || pending != 3 || oldest < time.Hour || oldest > time.Hour+wait {
+			t.Fatalf("Lag = %d, %v, %v; want 3, about an hour, nil", pending, oldest, err)
+		}
+	})
+}
+
+func TestPublishedEventsArePurged(t *testing.T) {
+	open(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		pub := &publisher{}
+		r := newRelay(t, db, pub, nil)
+		r.Retention = 0
+		r.PurgeInterval = 10 * time.Millisecond
+		run(t, r)
+		for i := range 5 {
+			write(t, ctx, db, "book.created", fmt.Sprintf("b%d", i))
+		}
+		r.Notify()
+		eventually(t, "the events to be published", func() bool { return len(pub.received()) == 5 })
+		eventually(t, "the published events to be purged", func() bool { return count(t, db, "1=1") == 0 })
+	})
+}
+
+func TestUnpublishedEventsAreNeverPurged(t *testing.T) {
+	open(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		id := write(t, ctx, db, "book.created", "b1")
+		if _, err := db.Exec(`UPDATE outbox SET created_at = 0 WHERE id = $1`, id); err != nil {
+			t.Fatal(err)
+		}
+		pub := &publisher{down: true}
+		r := newRelay(t, db, pub, nil)
+		r.Retention = 0
+		r.PurgeInterval = time.Nanosecond // purge before every attempt
+		stop := run(t, r)
+		eventually(t, "three failed publish attempts", func() bool { _, f := pub.stats(); return f >= 3 })
+		stop()
+		if n := count(t, db, "sent_at IS NULL"); n != 1 {
+			t.Fatalf("%d unpublished rows, want 1", n)
+		}
+	})
+}
+
+func TestRunStopsWhenContextEnds(t *testing.T) {
+	open(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		t.Run("idle", func(t *testing.T) {
+			stop := run(t, newRelay(t, db, &publisher{}, nil))
+			stop()
+		})
+		write(t, ctx, db, "book.created", "b1")
+		t.Run("backing off", func(t *testing.T) {
+			pub := &publisher{down: true}
+			stop := run(t, newRelay(t, db, pub, nil))
+			eventually(t, "a failed publish", func() bool { _, f := pub.stats(); return f >= 1 })
+			stop()
+		})
+		t.Run("broker hangs", func(t *testing.T) {
+			pub := &publisher{hang: true}
+			stop := run(t, newRelay(t, db, pub, nil))
+			eventually(t, "a publish attempt", func() bool { a, _ := pub.stats(); return a >= 1 })
+			stop()
+		})
+		if n := count(t, db, "sent_at IS NULL"); n != 1 {
+			t.Fatalf("%d unpublished rows after the relays stopped, want 1", n)
+		}
+	})
+}
+
+// Several instances of a service on one PostgreSQL database each run a relay: they
+// take turns, so that nothing is published twice or out of order.
+func TestRelaysShareADatabase(t *testing.T) {
+	open(t, func(t *testing.T, db *sqldb.DB) {
+		if db.Dialect != sqldb.Postgres {
+			t.Skip("a SQLite file belongs to one process, and so to one relay")
+		}
+		ctx := context.Background()
+		pub := &publisher{}
+		reg := prometheus.NewRegistry()
+		var relays []*outbox.Relay
+		for range 3 {
+			r := newRelay(t, db, pub, reg) // one registry: the metrics are shared, not registered twice
+			r.BatchSize = 4
+			run(t, r)
+			relays = append(relays, r)
+		}
+		var want []string
+		for i := range 60 {
+			want = append(want, write(t, ctx, db, "book.updated", fmt.Sprintf("b%d", i%4)))
+			relays[i%len(relays)].Notify()
+		}
+		eventually(t, "every event to be published", func() bool { return len(pub.received()) >= len(want) })
+		if got := ids(pub.received()); !equal(got, want) {
+			t.Fatalf("published\n%v\nwant\n%v", got, want)
+		}
+	})
+}

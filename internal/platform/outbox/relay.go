@@ -1,0 +1,323 @@
+package outbox
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"folio/internal/platform/broker"
+	"folio/internal/platform/sqldb"
+)
+
+// Backoff bounds after a failed publish.
+const (
+	minBackoff = 100 * time.Millisecond
+	maxBackoff = 5 * time.Second
+)
+
+// publishTimeout bounds one publish, so that a broker that accepts the connection
+// but never answers cannot hold the PostgreSQL relay lock for ever.
+const publishTimeout = 30 * time.Second
+
+// relayLockID is the transaction-scoped PostgreSQL advisory lock a relay holds while
+// it publishes a batch. Advisory locks are per database, and each service has its
+// own, so one constant serves them all.
+const relayLockID int64 = 0x666f6c696f72656c // "foliorel"
+
+// Relay publishes committed outbox events to the broker, in commit order, at least
+// once. Its fields may be changed before Run is called.
+type Relay struct {
+	// BatchSize is how many events one poll reads and publishes (100).
+	BatchSize int
+	// PollInterval is how often the relay looks for events when nobody calls Notify
+	// (500 ms).
+	PollInterval time.Duration
+	// Retention is how long published events are kept before being deleted (1 h).
+	Retention time.Duration
+	// PurgeInterval is how often published events older than Retention are deleted
+	// (1 min).
+	PurgeInterval time.Duration
+
+	db     *sqldb.DB
+	pub    broker.Publisher
+	prefix string
+	log    *slog.Logger
+	wake   chan struct{}
+
+	pending   prometheus.Gauge
+	oldest    prometheus.Gauge
+	published prometheus.Counter
+	errors    prometheus.Counter
+}
+
+// NewRelay returns a relay publishing the events in db to pub, under subjects
+// prefix + "." + type. Its metrics are registered on reg unless reg is nil.
+func NewRelay(db *sqldb.DB, pub broker.Publisher, prefix string, log *slog.Logger, reg prometheus.Registerer) *Relay {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Relay{
+		BatchSize:     100,
+		PollInterval:  500 * time.Millisecond,
+		Retention:     time.Hour,
+		PurgeInterval: time.Minute,
+		db:            db,
+		pub:           pub,
+		prefix:        prefix,
+		log:           log,
+		wake:          make(chan struct{}, 1),
+		pending: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "folio_outbox_pending", Help: "Events committed to the outbox and not yet published."})),
+		oldest: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "folio_outbox_oldest_age_seconds", Help: "Age of the oldest event not yet published, 0 when none is."})),
+		published: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "folio_outbox_published_total", Help: "Events the broker acknowledged."})),
+		errors: register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "folio_outbox_publish_errors_total", Help: "Failed attempts to publish an event; each is retried."})),
+	}
+}
+
+// register registers c on reg, or returns the collector of the same name that a
+// relay on another database in this process registered already.
+func register[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if reg == nil {
+		return c
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(err)
+	}
+	return c
+}
+
+// Notify wakes the relay to publish at once. Services call it after committing a
+// transaction that added events; it never blocks.
+func (r *Relay) Notify() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Lag returns how many events wait to be published and how long the oldest of them
+// has waited.
+func (r *Relay) Lag(ctx context.Context) (pending int, oldest time.Duration, err error) {
+	var first int64
+	if err := r.db.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(MIN(created_at), 0) FROM outbox WHERE sent_at IS NULL`).
+		Scan(&pending, &first); err != nil {
+		return 0, 0, fmt.Errorf("outbox lag: %w", err)
+	}
+	if pending > 0 {
+		oldest = max(time.Since(time.Unix(0, first)), 0)
+	}
+	return pending, oldest, nil
+}
+
+// Run publishes events until ctx ends. While the broker or the database fails it
+// retries with a growing backoff, never skipping an event.
+func (r *Relay) Run(ctx context.Context) {
+	if r.BatchSize <= 0 {
+		r.BatchSize = 100
+	}
+	if r.PollInterval <= 0 {
+		r.PollInterval = 500 * time.Millisecond
+	}
+	if r.PurgeInterval <= 0 {
+		r.PurgeInterval = time.Minute
+	}
+	backoff := minBackoff
+	var nextPurge time.Time
+	for ctx.Err() == nil {
+		if now := time.Now(); !now.Before(nextPurge) {
+			r.purge(ctx)
+			nextPurge = now.Add(r.PurgeInterval)
+		}
+		more, err := r.publishBatch(ctx)
+		r.observe(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			wait := backoff/2 + rand.N(backoff/2+1)
+			r.log.WarnContext(ctx, "outbox relay: will retry", "err", err, "retry_in", wait)
+			backoff = min(2*backoff, maxBackoff)
+			// Notify is ignored here: a busy service must not hammer a broker that is down.
+			sleep(ctx, wait, nil)
+			continue
+		}
+		backoff = minBackoff
+		if !more {
+			sleep(ctx, r.PollInterval, r.wake)
+		}
+	}
+}
+
+// sleep waits for d, for ctx to end or for wake, whichever comes first.
+func sleep(ctx context.Context, d time.Duration, wake <-chan struct{}) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	case <-wake:
+	}
+}
+
+// queryer is a *sql.Tx or an *sqldb.DB.
+type queryer interface {
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+type row struct {
+	seq     int64
+	id      string
+	typ     string
+	body    string
+	headers string
+}
+
+// publishBatch publishes the next batch of events in seq order, stopping at the first
+// failure, and marks those the broker acknowledged as sent. It reports whether a
+// full batch was read, so that more are likely waiting.
+//
+// On PostgreSQL the batch runs in a transaction holding an advisory lock, so that of
+// several instances of a service only one publishes at a time: two relays
+// publishing the same rows at once could reorder them. The lock is released at
+// commit, after the marks, so the next holder never sees a row published already.
+// On SQLite one process owns the file, and a transaction there would take the write
+// lock and stall the service's writes for as long as the broker takes.
+func (r *Relay) publishBatch(ctx context.Context) (more bool, err error) {
+	// The database work outlives ctx: events the broker acknowledged just before
+	// shutdown are still marked, rather than published again at the next start.
+	dctx := context.WithoutCancel(ctx)
+	var q queryer = r.db
+	var tx *sql.Tx
+	if r.db.Dialect == sqldb.Postgres {
+		if tx, err = r.db.BeginTx(dctx, nil); err != nil {
+			return false, fmt.Errorf("begin: %w", err)
+		}
+		defer tx.Rollback()
+		var locked bool
+		if err := tx.QueryRowContext(dctx, `SELECT pg_try_advisory_xact_lock($1)`, relayLockID).Scan(&locked); err != nil {
+			return false, fmt.Errorf("lock: %w", err)
+		}
+		if !locked {
+			return false, nil // another instance is publishing
+		}
+		q = tx
+	}
+	rows, err := r.load(dctx, q)
+	if err != nil {
+		return false, err
+	}
+	sent, pubErr := r.publish(ctx, rows)
+	if len(sent) > 0 {
+		if tx == nil {
+			err = r.db.InTx(dctx, func(tx *sql.Tx) error { return markSent(dctx, tx, sent) })
+		} else if err = markSent(dctx, tx, sent); err == nil {
+			err = tx.Commit()
+		}
+		if err != nil {
+			// Published but not marked: they go out again, which consumers tolerate.
+			return false, fmt.Errorf("mark %d published events: %w", len(sent), err)
+		}
+	}
+	if pubErr != nil {
+		return false, pubErr
+	}
+	return len(rows) == r.BatchSize, nil
+}
+
+func (r *Relay) load(ctx context.Context, q queryer) ([]row, error) {
+	rs, err := q.QueryContext(ctx, `SELECT seq, id, event_type, body, headers FROM outbox
+		WHERE sent_at IS NULL ORDER BY seq LIMIT $1`, r.BatchSize)
+	if err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	defer rs.Close()
+	var rows []row
+	for rs.Next() {
+		var w row
+		if err := rs.Scan(&w.seq, &w.id, &w.typ, &w.body, &w.headers); err != nil {
+			return nil, fmt.Errorf("read outbox: %w", err)
+		}
+		rows = append(rows, w)
+	}
+	if err := rs.Err(); err != nil {
+		return nil, fmt.Errorf("read outbox: %w", err)
+	}
+	return rows, nil
+}
+
+// publish sends rows one at a time, waiting for each acknowledgement, so that two
+// events of one aggregate can never overtake each other. It returns the seqs the
+// broker acknowledged, a prefix of rows.
+func (r *Relay) publish(ctx context.Context, rows []row) (sent []int64, err error) {
+	for _, w := range rows {
+		if ctx.Err() != nil {
+			return sent, ctx.Err()
+		}
+		var header map[string]string
+		if err := json.Unmarshal([]byte(w.headers), &header); err != nil {
+			// Never the case for rows Add wrote; publishing without headers beats
+			// holding up every later event.
+			r.log.ErrorContext(ctx, "outbox relay: unreadable headers, publishing without them", "event_id", w.id, "err", err)
+		}
+		msg := broker.Message{Subject: r.prefix + "." + w.typ, ID: w.id, Body: []byte(w.body), Header: header}
+		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+		err := r.pub.Publish(pctx, msg)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
+				r.errors.Inc()
+			}
+			return sent, fmt.Errorf("publish %s %s: %w", msg.Subject, w.id, err)
+		}
+		r.published.Inc()
+		sent = append(sent, w.seq)
+	}
+	return sent, nil
+}
+
+func markSent(ctx context.Context, tx *sql.Tx, seqs []int64) error {
+	now := time.Now().UnixNano()
+	for _, seq := range seqs {
+		if _, err := tx.ExecContext(ctx, `UPDATE outbox SET sent_at = $1 WHERE seq = $2`, now, seq); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// purge deletes events published more than Retention ago; they are kept that long
+// only to help investigate what was sent.
+func (r *Relay) purge(ctx context.Context) {
+	cutoff := time.Now().Add(-r.Retention).UnixNano()
+	if _, err := r.db.ExecContext(ctx, `DELETE FROM outbox WHERE sent_at IS NOT NULL AND sent_at < $1`, cutoff); err != nil && ctx.Err() == nil {
+		r.log.WarnContext(ctx, "outbox relay: purge published events", "err", err)
+	}
+}
+
+func (r *Relay) observe(ctx context.Context) {
+	pending, oldest, err := r.Lag(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.WarnContext(ctx, "outbox relay: measure lag", "err", err)
+		}
+		return
+	}
+	r.pending.Set(float64(pending))
+	r.oldest.Set(oldest.Seconds())
+}
