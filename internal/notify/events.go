@@ -47,13 +47,13 @@ func (s *Service) HandleEvent(ctx context.Context, m broker.Message) error {
 		return fmt.Errorf("notify: event %s: %w", env.ID, err)
 	}
 	if added > 0 {
-		s.Wake()
+		s.wakeWorker()
 	}
 	return nil
 }
 
-// Wake tells the worker that deliveries may be due now.
-func (s *Service) Wake() {
+// wakeWorker tells the worker that deliveries may be due now.
+func (s *Service) wakeWorker() {
 	select {
 	case s.wake <- struct{}{}:
 	default: // already woken

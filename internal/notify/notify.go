@@ -120,9 +120,6 @@ func (in Input) validate() (Subscription, error) {
 		// PostgreSQL cannot store NUL in text; refuse it on every engine alike.
 		errs.Add("secret", "must not contain NUL characters")
 	}
-	if strings.ContainsRune(s.URL, 0) {
-		errs.Add("url", "must not contain NUL characters")
-	}
 	return s, errs.Err()
 }
 
@@ -232,9 +229,6 @@ func NewService(db *sqldb.DB, cfg Config, log *slog.Logger) *Service {
 	return &Service{store: NewStore(db), db: db, cfg: cfg.withDefaults(), log: log,
 		stats: newWebhookMetrics(cfg.Registerer), wake: make(chan struct{}, 1)}
 }
-
-// Store returns the service's store.
-func (s *Service) Store() *Store { return s.store }
 
 // Create validates in and stores a new subscription.
 func (s *Service) Create(ctx context.Context, in Input) (Subscription, error) {

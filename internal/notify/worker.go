@@ -11,6 +11,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 )
@@ -134,9 +135,10 @@ func (s *Service) outcome(c claim, started time.Time, err error) outcome {
 		o.status = StatusDelivered
 		return o
 	}
-	msg := err.Error()
+	// PostgreSQL text takes neither NUL nor broken UTF-8, which a cut can make.
+	msg := strings.ReplaceAll(err.Error(), "\x00", "")
 	if len(msg) > maxLastError {
-		msg = msg[:maxLastError]
+		msg = strings.ToValidUTF8(msg[:maxLastError], "")
 	}
 	o.lastError = &msg
 	first := started
