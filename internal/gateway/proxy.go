@@ -8,6 +8,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"folio/internal/platform/httpserver"
@@ -55,7 +56,10 @@ func newService(name string, raw []string, cfg Config, log *slog.Logger, m *inst
 			resp.Header.Del(httpserver.RequestIDHeader)
 			return nil
 		},
-		Transport:    &balancer{pool: s.pool, base: newTransport(longestTimeout(cfg))},
+		Transport: &balancer{pool: s.pool, base: newTransport(longestTimeout(cfg))},
+		// Without a pool the proxy allocates a 32 KiB copy buffer per request: three
+		// quarters of the gateway's allocations, and so of its GC work.
+		BufferPool:   copyBuffers,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		ErrorHandler: proxyError(name, log),
 	}
@@ -112,3 +116,11 @@ func longestTimeout(cfg Config) time.Duration {
 	}
 	return d
 }
+
+// copyBuffers is the reverse proxies' pool of response copy buffers.
+var copyBuffers = &bufferPool{pool: sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+type bufferPool struct{ pool sync.Pool }
+
+func (p *bufferPool) Get() []byte  { return *p.pool.Get().(*[]byte) }
+func (p *bufferPool) Put(b []byte) { p.pool.Put(&b) }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"time"
 
@@ -36,6 +37,10 @@ type Server struct {
 	AccessLog       bool          `env:"FOLIO_ACCESS_LOG" envDefault:"true"`
 	ShutdownDelay   time.Duration `env:"FOLIO_SHUTDOWN_DELAY" envDefault:"0s"`
 	ShutdownTimeout time.Duration `env:"FOLIO_SHUTDOWN_TIMEOUT" envDefault:"15s"`
+	// PprofAddr, when set, serves Go's profiler (net/http/pprof) on a separate
+	// listener, to be kept off public networks: it is how the figures in
+	// docs/benchmarks.md were explained.
+	PprofAddr string `env:"FOLIO_PPROF_ADDR"`
 }
 
 // Logger returns the program's logger, writing to stdout.
@@ -57,6 +62,12 @@ func (s Server) serve(ctx context.Context, log *slog.Logger, reg *prometheus.Reg
 	ln, err := httpserver.Listen(s.HTTPAddr)
 	if err != nil {
 		return err
+	}
+	if s.PprofAddr != "" {
+		if err := servePprof(ctx, s.PprofAddr, log); err != nil {
+			ln.Close()
+			return err
+		}
 	}
 	if announce != nil {
 		withdraw, err := announce(ln.Addr())
@@ -194,4 +205,23 @@ func advertised(addr net.Addr) string {
 func (p *Process) Close() error {
 	p.disc.Close()
 	return p.DB.Close()
+}
+
+// servePprof serves the profiler on addr until ctx ends.
+func servePprof(ctx context.Context, addr string, log *slog.Logger) error {
+	ln, err := httpserver.Listen(addr)
+	if err != nil {
+		return fmt.Errorf("profiler: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	context.AfterFunc(ctx, func() { _ = srv.Close() })
+	log.Info("profiler listening", "addr", ln.Addr().String())
+	return nil
 }
