@@ -81,7 +81,8 @@ func freeAddr(t *testing.T) string {
 func startService(t *testing.T, name, addr string, env ...string) *service {
 	t.Helper()
 	s := &service{t: t, name: name, addr: addr, log: &bytes.Buffer{},
-		env: append([]string{"FOLIO_HTTP_ADDR=" + addr, "FOLIO_DATA_DIR=" + t.TempDir(), "FOLIO_LOG_FORMAT=json"}, env...)}
+		env: append(append([]string{"FOLIO_HTTP_ADDR=" + addr, "FOLIO_DATA_DIR=" + t.TempDir(), "FOLIO_LOG_FORMAT=json"},
+			testEvents(t)...), env...)}
 	s.start()
 	t.Cleanup(func() {
 		s.kill()

@@ -47,7 +47,8 @@ func gatewayProgram(t *testing.T, name string) string {
 func startExtra(t *testing.T, name, addr string, env ...string) *service {
 	t.Helper()
 	s := &service{t: t, name: name, addr: addr, log: &bytes.Buffer{},
-		env: append([]string{"FOLIO_HTTP_ADDR=" + addr, "FOLIO_DATA_DIR=" + t.TempDir(), "FOLIO_LOG_FORMAT=json"}, env...)}
+		env: append(append([]string{"FOLIO_HTTP_ADDR=" + addr, "FOLIO_DATA_DIR=" + t.TempDir(), "FOLIO_LOG_FORMAT=json"},
+			testEvents(t)...), env...)}
 	cmd := exec.Command(gatewayProgram(t, name))
 	cmd.Env = append(os.Environ(), s.env...)
 	w := &lockedWriter{s: s}

@@ -70,7 +70,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	peer := resilient.DefaultConfig("book")
 	peer.AttemptTimeout = cfg.PeerTimeout
 	books := bookclient.New(p.Peer("book", cfg.BookURL, peer))
-	svc := author.NewService(author.NewSQLStore(p.DB), books, cfg.UpstreamBudget)
+	events, err := p.OpenEvents(ctx)
+	if err != nil {
+		return err
+	}
+	store := author.NewSQLStore(p.DB, author.WithNotify(events.Relay.Notify))
+	events.Consume(author.BookEventsSubscription(cfg.Broker.Prefix), author.NewEventHandler(store, p.Log))
+	svc := author.NewService(store, books, cfg.UpstreamBudget)
 	keys := idempotency.New(p.DB, p.Log)
 	go keys.RunPurger(ctx, time.Hour)
 

@@ -79,7 +79,9 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	logs := &logBuffer{}
-	vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0", "FOLIO_BOOK_URL": deadBook}
+	// No broker either: the service serves all the same, its outbox keeping the events.
+	vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0", "FOLIO_BOOK_URL": deadBook,
+		"FOLIO_NATS_URL": "nats://127.0.0.1:1"}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, []string{"author"}, env(vars), logs) }()
 

@@ -48,7 +48,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	peer := resilient.DefaultConfig("author")
 	peer.AttemptTimeout = cfg.PeerTimeout
 	authors := authorclient.New(p.Peer("author", cfg.AuthorURL, peer))
-	store := book.NewSQLStore(p.DB)
+	events, err := p.OpenEvents(ctx)
+	if err != nil {
+		return err
+	}
+	store := book.NewSQLStore(p.DB, book.WithNotify(events.Relay.Notify))
+	events.Consume(book.AuthorEventsSubscription(cfg.Broker.Prefix), book.NewEventHandler(store, p.Log))
 	svc := book.NewService(store, book.NewAuthorDirectory(store, authors, p.Log))
 	keys := idempotency.New(p.DB, p.Log)
 	go keys.RunPurger(ctx, time.Hour)

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"folio/internal/notify"
@@ -79,7 +81,6 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"FOLIO_WEBHOOK_BACKOFF_MAX", "1ms"},
 		{"FOLIO_WEBHOOK_GIVE_UP", "0s"},
 		{"FOLIO_DELIVERY_RETENTION", "-1h"},
-		{"FOLIO_INBOX_RETENTION", "0s"},
 	} {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
 			vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0", tc.name: tc.value}
@@ -191,6 +192,19 @@ func TestEventsReachSubscribers(t *testing.T) {
 	_, _ = rand.Read(b)
 	tag := "t" + hex.EncodeToString(b)
 	bcfg := broker.Config{Kind: "nats", NATSURL: natsURL, Stream: "FOLIO_" + tag, Prefix: tag}
+	t.Cleanup(func() {
+		// The server is shared: leave no stream behind.
+		nc, err := nats.Connect(natsURL)
+		if err != nil {
+			t.Errorf("delete stream %s: %v", bcfg.Stream, err)
+			return
+		}
+		defer nc.Close()
+		js, _ := jetstream.New(nc)
+		if err := js.DeleteStream(context.Background(), bcfg.Stream); err != nil {
+			t.Errorf("delete stream %s: %v", bcfg.Stream, err)
+		}
+	})
 	base := start(t, map[string]string{
 		"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0", "FOLIO_LOG_FORMAT": "json",
 		"FOLIO_BROKER": "nats", "FOLIO_NATS_URL": natsURL, "FOLIO_EVENTS_STREAM": bcfg.Stream, "FOLIO_EVENTS_PREFIX": tag,

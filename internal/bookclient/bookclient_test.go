@@ -30,6 +30,7 @@ import (
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/idempotency"
 	"folio/internal/platform/logging"
+	"folio/internal/platform/outbox"
 	"folio/internal/platform/resilient"
 	"folio/internal/platform/sqldb/sqldbtest"
 )
@@ -44,6 +45,9 @@ func (everyAuthor) Exists(context.Context, string) (bool, error) { return true, 
 func startBookService(t *testing.T) *httptest.Server {
 	t.Helper()
 	db := sqldbtest.Open(t, "sqlite:"+filepath.Join(t.TempDir(), "book.db"), book.Migrations)
+	if err := outbox.Migrate(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
 	log := slog.New(slog.DiscardHandler)
 	mux := http.NewServeMux()
 	book.Routes(mux, book.NewService(book.NewSQLStore(db), everyAuthor{}), idempotency.New(db, log), log)

@@ -22,7 +22,10 @@ import (
 	"folio/internal/bookclient"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/idempotency"
+	"folio/internal/platform/inbox"
+	"folio/internal/platform/outbox"
 	"folio/internal/platform/resilient"
+	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
 )
 
@@ -39,6 +42,7 @@ func startServices(t *testing.T) (bookURL, authorURL string) {
 	bookURL, authorURL = "http://"+bookSrv.Listener.Addr().String(), "http://"+authorSrv.Listener.Addr().String()
 
 	bdb := sqldbtest.Open(t, "sqlite:"+filepath.Join(dir, "book.db"), book.Migrations)
+	migrateEvents(t, bdb)
 	breg := prometheus.NewRegistry()
 	bstore := book.NewSQLStore(bdb)
 	authors := authorclient.New(authorURL, resilient.NewClient(resilient.DefaultConfig("author"), breg))
@@ -47,6 +51,7 @@ func startServices(t *testing.T) (bookURL, authorURL string) {
 	bookSrv.Config.Handler = httpserver.New(httpserver.Config{}, log, breg, bmux, book.OpenAPI, bdb.PingContext).Handler()
 
 	adb := sqldbtest.Open(t, "sqlite:"+filepath.Join(dir, "author.db"), author.Migrations)
+	migrateEvents(t, adb)
 	areg := prometheus.NewRegistry()
 	books := bookclient.New(bookURL, resilient.NewClient(resilient.DefaultConfig("book"), areg))
 	amux := http.NewServeMux()
@@ -293,5 +298,16 @@ func TestLoadFailsOnAnErrorAnswer(t *testing.T) {
 				t.Errorf("the author service got %d requests; Load should stop at the first failure (at most %d in flight)", authorCalls.Load(), tt.maxAuthors)
 			}
 		})
+	}
+}
+
+// migrateEvents adds the outbox and inbox tables the services write their events to.
+func migrateEvents(t *testing.T, db *sqldb.DB) {
+	t.Helper()
+	if err := outbox.Migrate(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	if err := inbox.Migrate(context.Background(), db); err != nil {
+		t.Fatal(err)
 	}
 }

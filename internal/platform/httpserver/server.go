@@ -5,6 +5,7 @@ package httpserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,7 +30,13 @@ type Config struct {
 	// when zero).
 	ShutdownTimeout time.Duration
 	AccessLog       bool
+	// ReadyDetail, if set, adds facts worth watching to the /readyz answer that
+	// do not make the service unready (an outbox's lag, say).
+	ReadyDetail func(context.Context) Detail
 }
+
+// Detail is extra information in the /readyz answer, under "detail".
+type Detail map[string]any
 
 // Server serves one service's routes inside the chassis.
 type Server struct {
@@ -75,7 +82,14 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write([]byte(`{"status":"ready"}`))
+	if s.cfg.ReadyDetail == nil {
+		_, _ = w.Write([]byte(`{"status":"ready"}`))
+		return
+	}
+	_ = json.NewEncoder(w).Encode(struct {
+		Status string `json:"status"`
+		Detail Detail `json:"detail"`
+	}{"ready", s.cfg.ReadyDetail(ctx)})
 }
 
 // Listen opens the server's port. A port that is taken gives an error that says so.

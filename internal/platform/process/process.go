@@ -18,7 +18,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
+	"folio/internal/platform/broker"
 	"folio/internal/platform/config"
 	"folio/internal/platform/discovery"
 	"folio/internal/platform/httpserver"
@@ -51,14 +53,22 @@ func (s Server) Logger(stdout io.Writer, name string) *slog.Logger {
 // Serve serves mux, with the chassis around it, on HTTPAddr until ctx ends, then
 // shuts down gracefully. ready says whether the program can do its job.
 func (s Server) Serve(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, mux *http.ServeMux, openapi []byte, ready func(context.Context) error) error {
-	return s.serve(ctx, log, reg, mux, openapi, ready, nil)
+	return s.serve(ctx, log, reg, mux, openapi, serving{ready: ready})
 }
 
-// serve is Serve that first calls announce, if set, with the address listened on;
-// announce returns what withdraws the announcement, which runs as soon as ctx ends
-// so that peers stop sending new requests while in-flight ones drain.
-func (s Server) serve(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, mux *http.ServeMux, openapi []byte,
-	ready func(context.Context) error, announce func(net.Addr) (func(context.Context) error, error)) error {
+// serving is what a program adds to its HTTP server besides its routes.
+type serving struct {
+	// ready says whether the program can do its job; detail adds to /readyz.
+	ready  func(context.Context) error
+	detail func(context.Context) httpserver.Detail
+	// announce, if set, is called with the address listened on, and returns what
+	// withdraws the announcement. That runs as soon as ctx ends, so that peers stop
+	// sending new requests while in-flight ones drain.
+	announce func(net.Addr) (func(context.Context) error, error)
+}
+
+func (s Server) serve(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, mux *http.ServeMux, openapi []byte, sv serving) error {
+	announce := sv.announce
 	ln, err := httpserver.Listen(s.HTTPAddr)
 	if err != nil {
 		return err
@@ -92,8 +102,8 @@ func (s Server) serve(ctx context.Context, log *slog.Logger, reg *prometheus.Reg
 		defer func() { close(stopped); <-withdrawn }()
 	}
 	srv := httpserver.New(httpserver.Config{
-		ShutdownDelay: s.ShutdownDelay, ShutdownTimeout: s.ShutdownTimeout, AccessLog: s.AccessLog,
-	}, log, reg, mux, openapi, ready)
+		ShutdownDelay: s.ShutdownDelay, ShutdownTimeout: s.ShutdownTimeout, AccessLog: s.AccessLog, ReadyDetail: sv.detail,
+	}, log, reg, mux, openapi, sv.ready)
 	return srv.Serve(ctx, ln)
 }
 
@@ -104,6 +114,7 @@ type Base struct {
 	DatabaseURL string `env:"FOLIO_DATABASE_URL"`
 	DataDir     string `env:"FOLIO_DATA_DIR" envDefault:"data"`
 	Discovery   discovery.Config
+	Broker      broker.Config
 }
 
 // Process is a started service: what its run function builds the service from.
@@ -115,6 +126,7 @@ type Process struct {
 	base     *Base
 	ctx      context.Context // of the program's life, for the peer watches
 	disc     *discovery.Discovery
+	events   *Events // nil until OpenEvents
 }
 
 // Start loads cfg (a struct embedding Base, passed again as base) from getenv, then
@@ -165,11 +177,13 @@ func (p *Process) Peer(service, staticURL string, rc resilient.Config) (baseURL 
 }
 
 // Serve serves mux (with the chassis around it) on the configured address until ctx
-// ends, then shuts down gracefully. The service is ready while its database answers.
+// ends, then shuts down gracefully; with OpenEvents called before, it also runs the
+// outbox relay and the event consumers. The service is ready while its database
+// answers.
 func (p *Process) Serve(ctx context.Context, mux *http.ServeMux, openapi []byte) error {
-	var announce func(net.Addr) (func(context.Context) error, error)
+	sv := serving{ready: p.DB.PingContext}
 	if reg := p.disc.Registry; reg != nil {
-		announce = func(addr net.Addr) (func(context.Context) error, error) {
+		sv.announce = func(addr net.Addr) (func(context.Context) error, error) {
 			inst := discovery.Instance{Service: p.Name, ID: p.base.Discovery.InstanceID, URL: p.base.Discovery.AdvertiseURL}
 			if inst.ID == "" {
 				inst.ID = uuid.NewString()
@@ -185,10 +199,22 @@ func (p *Process) Serve(ctx context.Context, mux *http.ServeMux, openapi []byte)
 			return withdraw, nil
 		}
 	}
-	if err := p.base.Server.serve(ctx, p.Log, p.Registry, mux, openapi, p.DB.PingContext, announce); err != nil {
-		return fmt.Errorf("%s: %w", p.Name, err)
+	if p.events == nil {
+		if err := p.base.Server.serve(ctx, p.Log, p.Registry, mux, openapi, sv); err != nil {
+			return fmt.Errorf("%s: %w", p.Name, err)
+		}
+		return nil
 	}
-	return nil
+	sv.detail = p.events.readyDetail
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return p.events.run(gctx) })
+	g.Go(func() error {
+		if err := p.base.Server.serve(gctx, p.Log, p.Registry, mux, openapi, sv); err != nil {
+			return fmt.Errorf("%s: %w", p.Name, err)
+		}
+		return nil
+	})
+	return g.Wait()
 }
 
 // advertised is the URL peers on this machine reach a listener at.
