@@ -28,7 +28,8 @@ func TestHelp(t *testing.T) {
 		if err := run(context.Background(), args, noEnv, &out); err != nil {
 			t.Errorf("%q: %v", args, err)
 		}
-		for _, want := range []string{"--book-port int", "--author-port int", "--auth-port int", "--gateway-port int",
+		for _, want := range []string{"--book-port int", "--author-port int", "--auth-port int", "--notify-port int", "--gateway-port int",
+			"--nats-port int", "--scale service=N", "(default 4322)",
 			"--host address", "--data-dir directory", "--book-db URL", "--author-db URL", "--auth-db URL", "--no-demo",
 			"(default 8081)", "(default 8083)", "(default 8080)", "(default .folio)"} {
 			if !strings.Contains(out.String(), want) {
@@ -80,6 +81,9 @@ func TestRunRejectsBadInvocations(t *testing.T) {
 		{[]string{"folio", "up", "--book-port", "0"}, "--book-port 0 is not a port; pick one from 1 to 65535"},
 		{[]string{"folio", "up", "--gateway-port", "0"}, "--gateway-port 0 is not a port; pick one from 1 to 65535"},
 		{[]string{"folio", "up", "--author-port", "70000"}, "--author-port 70000 is not a port; pick one from 1 to 65535"},
+		{[]string{"folio", "up", "--scale", "gateway=2"}, `up: invalid value "gateway=2" for flag -scale: "gateway" cannot be scaled; choose from auth, author, book, notify`},
+		{[]string{"folio", "up", "--scale", "book=0"}, `up: invalid value "book=0" for flag -scale: book=0: the number of instances must be 1 to 16`},
+		{[]string{"folio", "up", "--scale", "book"}, `up: invalid value "book" for flag -scale: "book" is not service=N`},
 		{[]string{"folio", "up", "--ready-timeout", "0s"}, "--ready-timeout must be positive"},
 	}
 	for _, tt := range tests {
@@ -112,16 +116,17 @@ func TestUpRejectsAPortInUse(t *testing.T) {
 	}
 	defer ln.Close()
 	taken := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	for _, name := range []string{"book", "author", "auth", "gateway"} {
+	for _, name := range []string{"book", "author", "auth", "notify", "gateway"} {
 		// Every other service gets a free port, so that only the taken one can fail.
 		var args []string
-		for _, other := range []string{"book", "author", "auth", "gateway"} {
+		for _, other := range []string{"book", "author", "auth", "notify", "gateway"} {
 			port := taken
 			if other != name {
 				port = strconv.Itoa(testPort(t))
 			}
 			args = append(args, "--"+other+"-port", port)
 		}
+		args = append(args, "--nats-port", strconv.Itoa(testPort(t)))
 		want := "port " + taken + " (" + name + ") is already in use; pick another with --" + name + "-port"
 		dataDir := filepath.Join(t.TempDir(), "data")
 		var out bytes.Buffer
@@ -229,7 +234,7 @@ func TestUpRunsTheServicesAndLoadsTheDemoOnce(t *testing.T) {
 	bookPort, authorPort, authPort, gatewayPort := testPort(t), testPort(t), testPort(t), testPort(t)
 	args := []string{"--data-dir", dataDir, "--book-port", strconv.Itoa(bookPort), "--author-port", strconv.Itoa(authorPort),
 		"--auth-port", strconv.Itoa(authPort), "--gateway-port", strconv.Itoa(gatewayPort),
-		"--nats-port", strconv.Itoa(testPort(t)), "--scale", "book=2"}
+		"--notify-port", strconv.Itoa(testPort(t)), "--nats-port", strconv.Itoa(testPort(t)), "--scale", "book=2"}
 	bookURL, authorURL := fmt.Sprintf("http://127.0.0.1:%d", bookPort), fmt.Sprintf("http://127.0.0.1:%d", authorPort)
 	authURL, gatewayURL := fmt.Sprintf("http://127.0.0.1:%d", authPort), fmt.Sprintf("http://127.0.0.1:%d", gatewayPort)
 
@@ -309,7 +314,7 @@ func TestUpRunsTheServicesAndLoadsTheDemoOnce(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(dataDir, credentialsName)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("credentials file: got %v (stat error %v), want mode 0600", fi.Mode(), err)
 	}
-	for _, name := range []string{"book.db", "author.db", "auth.db"} {
+	for _, name := range []string{"book.db", "author.db", "auth.db", "notify.db"} {
 		if _, err := os.Stat(filepath.Join(dataDir, name)); err != nil {
 			t.Errorf("no SQLite database %s in the data directory: %v", name, err)
 		}

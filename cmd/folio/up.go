@@ -31,12 +31,14 @@ type upConfig struct {
 	bookPort     int
 	authorPort   int
 	authPort     int
+	notifyPort   int
 	gatewayPort  int
 	natsPort     int
 	scale        scaleFlag
 	bookDB       string
 	authorDB     string
 	authDB       string
+	notifyDB     string
 	noDemo       bool
 	readyTimeout time.Duration
 }
@@ -50,16 +52,19 @@ func upFlags() (*flag.FlagSet, *upConfig) {
 	fs.IntVar(&cfg.bookPort, "book-port", 8081, "port of the book service")
 	fs.IntVar(&cfg.authorPort, "author-port", 8082, "port of the author service")
 	fs.IntVar(&cfg.authPort, "auth-port", 8083, "port of the auth service")
+	fs.IntVar(&cfg.notifyPort, "notify-port", 8084, "port of the notify service")
 	fs.IntVar(&cfg.gatewayPort, "gateway-port", 8080, "port of the gateway, the public entry point")
 	fs.IntVar(&cfg.natsPort, "nats-port", 4322, "port of the embedded NATS server (events and discovery); not 4222, so that it runs beside a NATS already there")
 	cfg.scale = scaleFlag{}
-	fs.Var(cfg.scale, "scale", "`service=N` runs N instances of a service (book, author or auth), e.g. --scale book=3; repeatable. The extra instances listen on free ports and register in discovery")
+	fs.Var(cfg.scale, "scale", "`service=N` runs N instances of a service (book, author, auth or notify), e.g. --scale book=3; repeatable. The extra instances listen on free ports and register in discovery")
 	fs.StringVar(&cfg.bookDB, "book-db", "",
 		"database `URL` of the book service, e.g. postgres://user:pass@host/folio_book (default $FOLIO_DATABASE_URL_BOOK, else SQLite in the data directory)")
 	fs.StringVar(&cfg.authorDB, "author-db", "",
 		"database `URL` of the author service, e.g. postgres://user:pass@host/folio_author (default $FOLIO_DATABASE_URL_AUTHOR, else SQLite in the data directory)")
 	fs.StringVar(&cfg.authDB, "auth-db", "",
 		"database `URL` of the auth service, e.g. postgres://user:pass@host/folio_auth (default $FOLIO_DATABASE_URL_AUTH, else SQLite in the data directory)")
+	fs.StringVar(&cfg.notifyDB, "notify-db", "",
+		"database `URL` of the notify service (default $FOLIO_DATABASE_URL_NOTIFY, else SQLite in the data directory)")
 	fs.BoolVar(&cfg.noDemo, "no-demo", false, "do not load the demo catalogue")
 	fs.DurationVar(&cfg.readyTimeout, "ready-timeout", 60*time.Second, "how long each service may take to become ready")
 	return fs, cfg
@@ -78,7 +83,7 @@ type service struct {
 	url     string
 }
 
-// up serves `folio up`: it runs the auth, author and book services and the gateway as
+// up serves `folio up`: it runs the auth, author, book and notify services and the gateway as
 // child processes until ctx ends, then stops them. Errors: bad flags, a port in use, a service that cannot be
 // built, started or made ready, a demo load that failed. Ctrl-C at any point is a
 // clean stop, not an error.
@@ -92,6 +97,7 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 	bookURL := "http://" + net.JoinHostPort(connect, strconv.Itoa(cfg.bookPort))
 	authorURL := "http://" + net.JoinHostPort(connect, strconv.Itoa(cfg.authorPort))
 	authURL := "http://" + net.JoinHostPort(connect, strconv.Itoa(cfg.authPort))
+	notifyURL := "http://" + net.JoinHostPort(connect, strconv.Itoa(cfg.notifyPort))
 	gatewayURL := "http://" + net.JoinHostPort(connect, strconv.Itoa(cfg.gatewayPort))
 	auth := &service{name: "auth", port: cfg.authPort, flag: "--auth-port", db: cfg.authDB, url: authURL}
 	// In start order: each one's peers are up before it starts.
@@ -99,6 +105,7 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 		auth,
 		{name: "author", port: cfg.authorPort, flag: "--author-port", db: cfg.authorDB, url: authorURL},
 		{name: "book", port: cfg.bookPort, flag: "--book-port", db: cfg.bookDB, url: bookURL},
+		{name: "notify", port: cfg.notifyPort, flag: "--notify-port", db: cfg.notifyDB, url: notifyURL},
 		{name: "gateway", port: cfg.gatewayPort, flag: "--gateway-port", noDB: true, url: gatewayURL},
 	}
 	for _, s := range services {
@@ -191,6 +198,9 @@ func parseUp(args []string, getenv func(string) string, stdout io.Writer) (*upCo
 	if cfg.authDB == "" {
 		cfg.authDB = getenv("FOLIO_DATABASE_URL_AUTH")
 	}
+	if cfg.notifyDB == "" {
+		cfg.notifyDB = getenv("FOLIO_DATABASE_URL_NOTIFY")
+	}
 	dir, err := filepath.Abs(cfg.dataDir)
 	if err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
@@ -203,7 +213,7 @@ func parseUp(args []string, getenv func(string) string, stdout io.Writer) (*upCo
 	ports := []struct {
 		flag string
 		port int
-	}{{"--book-port", cfg.bookPort}, {"--author-port", cfg.authorPort}, {"--auth-port", cfg.authPort},
+	}{{"--book-port", cfg.bookPort}, {"--author-port", cfg.authorPort}, {"--auth-port", cfg.authPort}, {"--notify-port", cfg.notifyPort},
 		{"--gateway-port", cfg.gatewayPort}, {"--nats-port", cfg.natsPort}}
 	for i, a := range ports {
 		for _, b := range ports[i+1:] {
@@ -376,7 +386,7 @@ type scaleFlag map[string]int
 
 // scalable are the services that may run more than one instance: the gateway is
 // the one public port, so it stays single here.
-var scalable = []string{"auth", "author", "book"}
+var scalable = []string{"auth", "author", "book", "notify"}
 
 func (f scaleFlag) String() string {
 	var parts []string
