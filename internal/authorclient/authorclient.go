@@ -12,6 +12,7 @@ import (
 	"folio/internal/platform/fault"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/logging"
+	"folio/internal/platform/tracecontext"
 )
 
 // Client calls one author service.
@@ -32,6 +33,9 @@ func (c *Client) Exists(ctx context.Context, id string) (bool, error) {
 		return false, fmt.Errorf("author exists: %w", err)
 	}
 	req.Header.Set(httpserver.RequestIDHeader, logging.RequestID(ctx))
+	if tp := tracecontext.From(ctx); tp != "" {
+		req.Header.Set(tracecontext.Header, tp)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return false, fault.Wrap(fault.Unavailable, err, "the author service cannot confirm the author right now")

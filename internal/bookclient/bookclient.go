@@ -19,6 +19,7 @@ import (
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/logging"
 	"folio/internal/platform/problem"
+	"folio/internal/platform/tracecontext"
 )
 
 // Book is a book as the book service sends it.
@@ -94,6 +95,9 @@ func (c *Client) ListBooks(ctx context.Context, p ListParams) (Page, error) {
 	}
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set(httpserver.RequestIDHeader, logging.RequestID(ctx))
+	if tp := tracecontext.From(ctx); tp != "" {
+		req.Header.Set(tracecontext.Header, tp)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return Page{}, unavailable(err)

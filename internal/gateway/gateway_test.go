@@ -79,6 +79,17 @@ func TestRoutes(t *testing.T) {
 			t.Fatalf("response id %q, upstream id %q", id, r.echo(t).Header.Get("X-Request-ID"))
 		}
 	})
+	t.Run("a traceparent is passed on, or started", func(t *testing.T) {
+		const sent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+		r := h.do("GET", "/books", "", "", map[string]string{"traceparent": sent})
+		if got := r.echo(t).Header.Get("traceparent"); got != sent {
+			t.Fatalf("upstream traceparent %q, want %q", got, sent)
+		}
+		r = h.do("GET", "/books", "", "", nil)
+		if got := r.echo(t).Header.Get("traceparent"); len(got) != len(sent) || got == sent {
+			t.Fatalf("upstream traceparent %q, want a new one", got)
+		}
+	})
 	for _, path := range []string{"/nope", "/booksx", "/v1/books", "/", "/authorsbooks", "/Books"} {
 		t.Run("unknown "+path, func(t *testing.T) {
 			wantProblem(t, h.do("GET", path, admin, "", nil), http.StatusNotFound)

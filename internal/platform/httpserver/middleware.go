@@ -14,6 +14,7 @@ import (
 
 	"folio/internal/platform/logging"
 	"folio/internal/platform/problem"
+	"folio/internal/platform/tracecontext"
 )
 
 // MaxBodyBytes is the largest request body any service reads (1 MiB).
@@ -97,7 +98,14 @@ func wrap(next http.Handler, log *slog.Logger, in *instruments, accessLog bool) 
 			r.Header.Set(RequestIDHeader, id)
 		}
 		w.Header().Set(RequestIDHeader, id)
-		ctx := logging.WithRequestID(r.Context(), id)
+		// A request that starts a trace gets one here, so that every call and event
+		// it causes carries the same trace id.
+		tp, ok := tracecontext.Parse(r.Header.Get(tracecontext.Header))
+		if !ok {
+			tp = tracecontext.New()
+			r.Header.Set(tracecontext.Header, tp)
+		}
+		ctx := tracecontext.With(logging.WithRequestID(r.Context(), id), tp)
 		r = r.WithContext(ctx)
 		sw := &statusWriter{ResponseWriter: w, r: r}
 		in.inflight.Inc()

@@ -18,6 +18,7 @@ import (
 	"folio/internal/platform/metrics"
 	"folio/internal/platform/problem"
 	"folio/internal/platform/rest"
+	"folio/internal/platform/tracecontext"
 )
 
 type syncBuffer struct {
@@ -63,6 +64,10 @@ func newChassis(t *testing.T) *chassis {
 		w.Header().Set("Content-Type", "text/plain")
 		w.WriteHeader(http.StatusNotFound) // a route's own 404 is left alone
 		_, _ = io.WriteString(w, "no thing "+r.PathValue("id"))
+	})
+	mux.HandleFunc("GET /trace", func(w http.ResponseWriter, r *http.Request) {
+		// What the handler's context and its request carry on.
+		_, _ = io.WriteString(w, tracecontext.From(r.Context())+" "+r.Header.Get(tracecontext.Header))
 	})
 	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
 		b, err := rest.ReadBody(r)
@@ -245,6 +250,33 @@ func TestRequestID(t *testing.T) {
 	// The access log line carries the id.
 	if !strings.Contains(c.logs.String(), `"request_id":"abc-123"`) {
 		t.Errorf("no log line carries the request id:\n%s", c.logs)
+	}
+}
+
+func TestTraceparent(t *testing.T) {
+	c := newChassis(t)
+	const valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	for name, tc := range map[string]struct {
+		sent string
+		kept bool
+	}{
+		"valid":   {valid, true},
+		"none":    {"", false},
+		"garbage": {"00-xyz", false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodGet, "/trace", nil)
+			if tc.sent != "" {
+				req.Header.Set(tracecontext.Header, tc.sent)
+			}
+			inCtx, inHeader, _ := strings.Cut(body(t, c.do(t, req)), " ")
+			if _, ok := tracecontext.Parse(inCtx); !ok || inCtx != inHeader {
+				t.Fatalf("context %q, header %q: want the same valid traceparent", inCtx, inHeader)
+			}
+			if tc.kept != (inCtx == tc.sent) {
+				t.Errorf("sent %q, handler got %q (kept: want %v)", tc.sent, inCtx, tc.kept)
+			}
+		})
 	}
 }
 

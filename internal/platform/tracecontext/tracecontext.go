@@ -11,6 +11,9 @@ import (
 
 type key struct{}
 
+// Header is the W3C Trace Context header that carries a traceparent.
+const Header = "traceparent"
+
 // With returns a copy of ctx carrying the traceparent tp.
 func With(ctx context.Context, tp string) context.Context {
 	return context.WithValue(ctx, key{}, tp)
