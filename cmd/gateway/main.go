@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -83,6 +84,13 @@ func trimList(in []string) []string {
 }
 
 func main() {
+	if os.Getenv("GOGC") == "" {
+		// The gateway's live heap is small (a few MB) and every request allocates,
+		// so at the default the collector runs every few hundred requests. Letting
+		// the heap grow to five times the live data costs tens of MB and saves
+		// that CPU; GOGC in the environment still decides.
+		debug.SetGCPercent(400)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args, os.Getenv, os.Stdout); err != nil {
