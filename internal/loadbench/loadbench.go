@@ -33,6 +33,14 @@ type settings struct {
 	authors  int
 	books    int
 	keep     bool
+
+	only           string // "", "endpoints" or "events"
+	events         bool
+	eventsBooks    int
+	eventsAuthors  int
+	eventsRate     int
+	eventsDuration time.Duration
+	rabbitmq       string // "" for none
 }
 
 // Run runs the load benchmark with the flags in args (without the program and
@@ -44,6 +52,16 @@ type settings struct {
 //	-authors   authors to seed (200)
 //	-books     books to seed, spread over 20 genres (5000)
 //	-keep      keep the temporary directory with the databases and the logs
+//	-events    measure events too (true): outbox → broker → consumer (see runEvents)
+//	-only      "endpoints" or "events": measure only that part
+//	-events-books, -events-authors, -events-rate, -events-duration: the events part's sizes
+//	-rabbitmq  RabbitMQ URL to measure events on too ($FOLIO_BENCH_RABBITMQ_URL; none by default)
+//
+// The services under test publish and consume their events through a NATS server
+// of the benchmark's own (internal/localnats, as `folio up` runs it), which Run starts
+// like the ceiling, by running its own executable again, with NATSAddrEnv and
+// NATSDirEnv set; a Run that finds NATSAddrEnv set serves NATS and nothing else.
+// Each set of services gets its own stream name and subject prefix.
 //
 // It builds (or finds beside the running executable) the book, author, auth and
 // gateway programs, starts each as its own process (the services with a fresh SQLite
@@ -75,6 +93,9 @@ func Run(ctx context.Context, args []string, stdout io.Writer) error {
 	if addr := os.Getenv(CeilingEnv); addr != "" {
 		return serveCeiling(ctx, addr)
 	}
+	if addr := os.Getenv(NATSAddrEnv); addr != "" {
+		return serveNATS(ctx, addr, os.Getenv(NATSDirEnv))
+	}
 	s, err := parseFlags(args, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -95,6 +116,13 @@ func parseFlags(args []string, out io.Writer) (settings, error) {
 	fs.IntVar(&s.authors, "authors", 200, "authors to seed")
 	fs.IntVar(&s.books, "books", 5000, "books to seed, spread evenly over 20 genres")
 	fs.BoolVar(&s.keep, "keep", false, "keep the temporary directory with the databases and the service logs")
+	fs.StringVar(&s.only, "only", "", "measure only `part`: endpoints, or events")
+	fs.BoolVar(&s.events, "events", true, "measure events through outbox, broker and consumer (book.created to the author's book_count)")
+	fs.IntVar(&s.eventsBooks, "events-books", 5000, "events: books written at full speed for the throughput, and again for the drain")
+	fs.IntVar(&s.eventsAuthors, "events-authors", 50, "events: authors the books are spread over (at most 100: one page of GET /authors)")
+	fs.IntVar(&s.eventsRate, "events-rate", 200, "events: writes per second for the latency")
+	fs.DurationVar(&s.eventsDuration, "events-duration", 10*time.Second, "events: how long the latency is measured")
+	fs.StringVar(&s.rabbitmq, "rabbitmq", os.Getenv("FOLIO_BENCH_RABBITMQ_URL"), "events: also measure on the RabbitMQ at this `URL` (a fresh exchange, deleted after); empty: NATS only")
 	fs.Usage = func() {
 		fmt.Fprintln(out, "usage: folio bench [flags]\n\nStarts the book and author services with fresh databases, seeds them, and measures their endpoints at maximum rate.\n\nFlags:")
 		fs.PrintDefaults()
@@ -115,6 +143,18 @@ func parseFlags(args []string, out io.Writer) (settings, error) {
 		return s, errors.New("-authors must be at least 1")
 	case s.books < 1:
 		return s, errors.New("-books must be at least 1")
+	case s.only != "" && s.only != "endpoints" && s.only != "events":
+		return s, fmt.Errorf("-only must be endpoints or events, not %q", s.only)
+	case s.only == "events" && !s.events:
+		return s, errors.New("-only events with -events=false measures nothing")
+	case s.eventsBooks < 1:
+		return s, errors.New("-events-books must be at least 1")
+	case s.eventsAuthors < 1 || s.eventsAuthors > 100:
+		return s, errors.New("-events-authors must be from 1 to 100")
+	case s.eventsRate < 1:
+		return s, errors.New("-events-rate must be at least 1")
+	case s.eventsDuration <= 0:
+		return s, errors.New("-events-duration must be positive")
 	}
 	return s, nil
 }
@@ -138,15 +178,42 @@ func run(ctx context.Context, s settings, stdout io.Writer) (err error) {
 	fmt.Fprintln(stdout, "Folio load benchmark")
 	fmt.Fprintf(stdout, "command:  %s\n", commandLine())
 	fmt.Fprintf(stdout, "machine:  %s\n", describeMachine())
-	fmt.Fprintf(stdout, "settings: %d workers (closed loop, max rate), %s per endpoint after %s warm-up; %d authors, %d books\n",
-		s.workers, s.duration, s.warmup, s.authors, s.books)
+	if s.only != "events" {
+		fmt.Fprintf(stdout, "settings: %d workers (closed loop, max rate), %s per endpoint after %s warm-up; %d authors, %d books\n",
+			s.workers, s.duration, s.warmup, s.authors, s.books)
+	}
+	if s.events && s.only != "endpoints" {
+		fmt.Fprintf(stdout, "events:   %d books at full speed (%d workers) then %d more for the drain, over %d authors; %d writes/s for %s\n",
+			s.eventsBooks, s.workers, s.eventsBooks, s.eventsAuthors, s.eventsRate, s.eventsDuration)
+	}
 
 	progs, err := localbuild.Programs(ctx, filepath.Join(dir, "bin"), "book", "author", "auth", "gateway")
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
-	sys, err := startSystem(ctx, dir, progs)
+	if s.only != "events" {
+		if err := runEndpoints(ctx, s, dir, progs, stdout); err != nil {
+			return err
+		}
+	}
+	if s.events && s.only != "endpoints" {
+		if err := runEventsAll(ctx, s, dir, progs, stdout); err != nil {
+			return fmt.Errorf("bench: events: %w", err)
+		}
+	}
+	return nil
+}
+
+// runEndpoints measures the endpoints, on services of their own, stopped before it
+// returns.
+func runEndpoints(ctx context.Context, s settings, dir string, progs map[string]string, stdout io.Writer) (err error) {
+	b, err := startNATS(ctx, dir, "nats")
 	if err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	sys, err := startSystem(ctx, dir, progs, b)
+	if err != nil {
+		_ = b.stop()
 		return fmt.Errorf("bench: %w", err)
 	}
 	defer func() {
@@ -179,6 +246,45 @@ func run(ctx context.Context, s settings, stdout io.Writer) (err error) {
 		return fmt.Errorf("bench: %w", err)
 	}
 	report(stdout, results, sys)
+	return nil
+}
+
+// runEventsAll measures events on NATS (a server of the benchmark's own) and, with
+// -rabbitmq, on RabbitMQ, each with book and author on fresh databases, and reports.
+func runEventsAll(ctx context.Context, s settings, dir string, progs map[string]string, stdout io.Writer) error {
+	var results []*eventsResult
+	var skipped []string
+
+	natsDir := filepath.Join(dir, "events-nats")
+	if err := os.MkdirAll(natsDir, 0o700); err != nil {
+		return err
+	}
+	b, err := startNATS(ctx, natsDir, "nats")
+	if err != nil {
+		return err
+	}
+	r, err := runEvents(ctx, s, natsDir, progs, b, stdout)
+	if err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	results = append(results, r)
+
+	if s.rabbitmq == "" {
+		skipped = append(skipped, "rabbitmq: skipped (no -rabbitmq URL, nor FOLIO_BENCH_RABBITMQ_URL)")
+	} else if b, err := rabbitSetup(s.rabbitmq); err != nil {
+		skipped = append(skipped, "rabbitmq: skipped: "+err.Error())
+	} else {
+		rabbitDir := filepath.Join(dir, "events-rabbitmq")
+		if err := os.MkdirAll(rabbitDir, 0o700); err != nil {
+			return err
+		}
+		r, err := runEvents(ctx, s, rabbitDir, progs, b, stdout)
+		if err != nil {
+			return fmt.Errorf("rabbitmq: %w", err)
+		}
+		results = append(results, r)
+	}
+	reportEvents(stdout, s, results, skipped)
 	return nil
 }
 

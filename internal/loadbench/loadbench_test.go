@@ -18,10 +18,11 @@ import (
 	"folio/internal/localbuild"
 )
 
-// TestMain lets this test binary be the ceiling process that Run starts by running
-// its own executable again with loadbench.CeilingEnv set.
+// TestMain lets this test binary be the ceiling and the NATS server that Run starts
+// by running its own executable again with loadbench.CeilingEnv or
+// loadbench.NATSAddrEnv set.
 func TestMain(m *testing.M) {
-	if os.Getenv(loadbench.CeilingEnv) != "" {
+	if os.Getenv(loadbench.CeilingEnv) != "" || os.Getenv(loadbench.NATSAddrEnv) != "" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		err := loadbench.Run(ctx, nil, os.Stdout)
 		stop()
@@ -52,7 +53,8 @@ func TestRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var out bytes.Buffer
-	args := []string{"-duration", "300ms", "-warmup", "0", "-workers", "4", "-authors", "5", "-books", "50"}
+	args := []string{"-duration", "300ms", "-warmup", "0", "-workers", "4", "-authors", "5", "-books", "50",
+		"-events-books", "20", "-events-authors", "3", "-events-rate", "20", "-events-duration", "500ms"}
 	if err := loadbench.Run(ctx, args, &out); err != nil {
 		t.Fatalf("Run: %v\noutput:\n%s", err, out.String())
 	}
@@ -86,7 +88,8 @@ func TestRun(t *testing.T) {
 		}
 	}
 	for _, want := range []string{"machine:", "command:", "seeding:", "targets", "through the gateway", "via/direct",
-		"target: gateway keeps >= 50% of direct throughput for GET /books/{id}"} {
+		"target: gateway keeps >= 50% of direct throughput for GET /books/{id}",
+		"events targets", "nats     end to end >= 2000 events/s", "nats     p99 201→projection"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the report has no %q line", want)
 		}

@@ -47,10 +47,15 @@ func (d *dataset) summary() string {
 // newBook returns the JSON of a new book in genre with a random seeded author and a
 // unique ISBN.
 func (d *dataset) newBook(genre string) []byte {
-	serial := d.isbns.Add(1)
+	return bookJSON(d.isbns.Add(1), d.authorIDs[rand.IntN(len(d.authorIDs))], genre)
+}
+
+// bookJSON returns the JSON of a new book by authorID in genre, with the ISBN made
+// from serial.
+func bookJSON(serial uint64, authorID, genre string) []byte {
 	b, _ := json.Marshal(map[string]any{
 		"title":          fmt.Sprintf("Collected Stories, Volume %d", serial),
-		"author_id":      d.authorIDs[rand.IntN(len(d.authorIDs))],
+		"author_id":      authorID,
 		"genre":          genre,
 		"isbn":           isbn13(serial),
 		"published_year": 1900 + rand.IntN(126),
@@ -107,12 +112,17 @@ func seed(ctx context.Context, bookURL, authorURL string, authors, books int) (*
 // createAll POSTs n documents made by body to url, seedWorkers at a time, and
 // returns the ids of the created resources in order. Any answer but 201 is an error.
 func createAll(ctx context.Context, client *http.Client, url string, n int, body func(i int) []byte) ([]string, error) {
+	return createAllWith(ctx, client, url, n, seedWorkers, body)
+}
+
+// createAllWith is createAll with workers requests at a time.
+func createAllWith(ctx context.Context, client *http.Client, url string, n, workers int, body func(i int) []byte) ([]string, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	ids := make([]string, n)
 	next := atomic.Int64{}
 	var wg sync.WaitGroup
-	for range min(seedWorkers, n) {
+	for range min(workers, n) {
 		wg.Go(func() {
 			for {
 				i := int(next.Add(1) - 1)

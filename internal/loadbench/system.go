@@ -168,13 +168,15 @@ type system struct {
 	nginxSkipped                   string // why nginx is not measured, when it is not
 	book, author, ceiling          *proc
 	auth, gateway, nginx           *proc
+	broker                         *brokerSetup // the services' broker, stopped (NATS) or cleaned (RabbitMQ) last
 }
 
 // startSystem starts book, author and auth, each with a fresh database under dir,
 // the gateway in front of them, nginx in front of book when an nginx binary is on
-// PATH, and the ceiling, and waits until all of them answer.
-func startSystem(ctx context.Context, dir string, progs map[string]string) (sys *system, err error) {
-	sys = &system{}
+// PATH, and the ceiling, and waits until all of them answer. Book and author publish
+// and consume their events through b, which sys.stop stops or cleans up.
+func startSystem(ctx context.Context, dir string, progs map[string]string, b *brokerSetup) (sys *system, err error) {
+	sys = &system{broker: b}
 	defer func() {
 		if err != nil {
 			_ = sys.stop()
@@ -189,19 +191,19 @@ func startSystem(ctx context.Context, dir string, progs map[string]string) (sys 
 	sys.bookURL, sys.authorURL, sys.ceilingURL = "http://"+bookAddr, "http://"+authorAddr, "http://"+ceilingAddr
 	sys.authURL, sys.gatewayURL = "http://"+authAddr, "http://"+gatewayAddr
 
-	sys.book, err = startProc(dir, "book", progs["book"], nil, []string{
+	sys.book, err = startProc(dir, "book", progs["book"], nil, append([]string{
 		"FOLIO_HTTP_ADDR=" + bookAddr,
 		"FOLIO_DATA_DIR=" + filepath.Join(dir, "book-data"),
 		"FOLIO_AUTHOR_URL=" + sys.authorURL,
-	})
+	}, b.env()...))
 	if err != nil {
 		return nil, err
 	}
-	sys.author, err = startProc(dir, "author", progs["author"], nil, []string{
+	sys.author, err = startProc(dir, "author", progs["author"], nil, append([]string{
 		"FOLIO_HTTP_ADDR=" + authorAddr,
 		"FOLIO_DATA_DIR=" + filepath.Join(dir, "author-data"),
 		"FOLIO_BOOK_URL=" + sys.bookURL,
-	})
+	}, b.env()...))
 	if err != nil {
 		return nil, err
 	}
@@ -344,6 +346,7 @@ func (sys *system) watched() []watchedProc {
 		{pid: pid(sys.author)},
 		{pid: pid(sys.gateway)},
 		{pid: pid(sys.nginx), children: true},
+		{pid: pid(sys.broker.natsProc())},
 	}
 }
 
@@ -363,6 +366,8 @@ func (sys *system) stop() error {
 			<-p.done
 		}
 	}
+	// Last, so that no service is left without its broker while it stops.
+	errs = append(errs, sys.broker.stop())
 	return errors.Join(errs...)
 }
 

@@ -1,0 +1,759 @@
+package loadbench
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+)
+
+// Targets of the events part, from the issue: on NATS, at least this many events per
+// second end to end, and at most this p99 from a write's 201 to the projection
+// showing it, at eventsTargetRate writes per second.
+const (
+	eventsTargetPerSec = 2000
+	eventsTargetP99    = 250 * time.Millisecond
+)
+
+// Polling of the author service's projection (GET /authors?limit=100, which lists
+// every author of the run with its book_count).
+const (
+	// throughputPoll is how often the throughput and drain phases look at the
+	// projection: the error of their end time.
+	throughputPoll = 50 * time.Millisecond
+	// latencyPoll is how often the latency phase looks at it: the error of each
+	// latency, on top of one poll's round trip.
+	latencyPoll = 5 * time.Millisecond
+	// applyTimeout is how long a phase waits for the projection to catch up after
+	// its last write before it reports what it has.
+	applyTimeout = 2 * time.Minute
+)
+
+// eventsResult is what the events part measured on one broker.
+type eventsResult struct {
+	broker string // "nats" or "rabbitmq"
+	setup  string // how the broker ran
+
+	// Throughput: books written as fast as the book service takes them, and the
+	// time until the author service had applied them all.
+	written      int
+	writeTook    time.Duration // first POST sent to last 201
+	appliedTook  time.Duration // first POST sent to the poll that saw the last applied
+	applied      int           // events the projection showed at the end
+	throughputOK bool          // all applied within applyTimeout
+	throughCPU   cpuUse
+
+	// Drain: books written while the author service was stopped, then the time it
+	// took, restarted, to apply them.
+	drained     int
+	drainWrite  time.Duration // time to write them, author stopped
+	drainFrom   int           // events still to apply at the first successful poll after the restart
+	drainTook   time.Duration // first successful poll after the restart to the poll that saw the last applied
+	drainStart  time.Duration // process start to the poll that saw the last applied
+	drainOK     bool
+	drainCPU    cpuUse
+	publishWait time.Duration // time the book relay took to publish the backlog before the restart
+
+	// Latency at a fixed rate of writes.
+	rate        int
+	sent        int // POSTs sent
+	created     int // 201 answers
+	postLat     []time.Duration
+	lat         []time.Duration // 201 to projection, sorted
+	unmatched   int             // 201s whose event the projection did not show in time
+	pollRTT     []time.Duration
+	latencyCPU  cpuUse
+	latencyErrs []string
+}
+
+// eventsSystem is the book and author services on one broker, for the events part.
+type eventsSystem struct {
+	dir        string
+	progs      map[string]string
+	broker     *brokerSetup
+	bookURL    string
+	authorURL  string
+	authorAddr string
+	book       *proc
+	author     *proc
+	authorRuns int
+	isbns      atomic.Uint64
+}
+
+// authorCounts are the book counts the projection must reach, one per author.
+type authorCounts []atomic.Int64
+
+func (c authorCounts) want() []int {
+	w := make([]int, len(c))
+	for i := range c {
+		w[i] = int(c[i].Load())
+	}
+	return w
+}
+
+// startEventsSystem starts book and author on fresh databases under dir, with b as
+// their broker, and waits until they answer.
+func startEventsSystem(ctx context.Context, dir string, progs map[string]string, b *brokerSetup) (es *eventsSystem, err error) {
+	es = &eventsSystem{dir: dir, progs: progs, broker: b}
+	defer func() {
+		if err != nil {
+			_ = es.stop()
+		}
+	}()
+	bookAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	if es.authorAddr, err = freeAddr(); err != nil {
+		return nil, err
+	}
+	es.bookURL, es.authorURL = "http://"+bookAddr, "http://"+es.authorAddr
+	es.book, err = startProc(dir, "book", progs["book"], nil, append([]string{
+		"FOLIO_HTTP_ADDR=" + bookAddr,
+		"FOLIO_DATA_DIR=" + filepath.Join(dir, "book-data"),
+		"FOLIO_AUTHOR_URL=" + es.authorURL,
+	}, b.env()...))
+	if err != nil {
+		return nil, err
+	}
+	if err := es.startAuthor(ctx); err != nil {
+		return nil, err
+	}
+	if err := es.book.waitReady(ctx, es.bookURL+"/readyz"); err != nil {
+		return nil, err
+	}
+	return es, nil
+}
+
+// startAuthor starts the author service (again, on the same address and database)
+// and waits until it answers.
+func (es *eventsSystem) startAuthor(ctx context.Context) error {
+	es.authorRuns++
+	name := "author"
+	if es.authorRuns > 1 {
+		name = "author-" + strconv.Itoa(es.authorRuns)
+	}
+	var err error
+	es.author, err = startProc(es.dir, name, es.progs["author"], nil, append([]string{
+		"FOLIO_HTTP_ADDR=" + es.authorAddr,
+		"FOLIO_DATA_DIR=" + filepath.Join(es.dir, "author-data"),
+		"FOLIO_BOOK_URL=" + es.bookURL,
+	}, es.broker.env()...))
+	if err != nil {
+		return err
+	}
+	return es.author.waitReady(ctx, es.authorURL+"/readyz")
+}
+
+// stopAuthor stops the author service (SIGTERM) and waits until it has exited.
+func (es *eventsSystem) stopAuthor() error {
+	err := es.author.exitedEarly()
+	es.author.cancel()
+	<-es.author.done
+	es.author = nil
+	return err
+}
+
+// watched returns the processes whose CPU the events part reports, in the order
+// of eventsWatchedNames.
+func (es *eventsSystem) watched() []watchedProc {
+	pid := func(p *proc) int {
+		if p == nil {
+			return 0
+		}
+		return p.pid
+	}
+	return []watchedProc{{pid: os.Getpid()}, {pid: pid(es.book)}, {pid: pid(es.author)}, {pid: pid(es.broker.natsProc())}}
+}
+
+// eventsWatchedNames names the columns of the events part's CPU table.
+var eventsWatchedNames = []string{"load generator", "book", "author", "nats"}
+
+// stop stops book and author, then the broker (or cleans it up).
+func (es *eventsSystem) stop() error {
+	var errs []error
+	for _, p := range []*proc{es.author, es.book} {
+		if p != nil {
+			errs = append(errs, p.exitedEarly())
+			p.cancel()
+		}
+	}
+	for _, p := range []*proc{es.author, es.book} {
+		if p != nil {
+			<-p.done
+		}
+	}
+	errs = append(errs, es.broker.stop())
+	return errors.Join(errs...)
+}
+
+// bookBody returns the JSON of a new book by authorID with a unique ISBN.
+func (es *eventsSystem) bookBody(authorID string) []byte {
+	return bookJSON(es.isbns.Add(1), authorID, genres[0])
+}
+
+// runEvents measures events on one broker: it starts book and author on fresh
+// databases with b, creates the authors, then runs the throughput, drain and latency
+// phases.
+func runEvents(ctx context.Context, s settings, dir string, progs map[string]string, b *brokerSetup, progress io.Writer) (res *eventsResult, err error) {
+	es, err := startEventsSystem(ctx, dir, progs, b)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if serr := es.stop(); serr != nil && err == nil {
+			err = serr
+		}
+	}()
+	res = &eventsResult{broker: b.kind}
+	if b.nats != nil {
+		res.setup = "own NATS server (child process, internal/localnats: JetStream, SyncAlways), stream " + b.stream
+	} else {
+		res.setup = "RabbitMQ at " + redactURL(b.url) + ", exchange " + b.stream
+	}
+
+	client := &http.Client{
+		Timeout:   requestTimeout,
+		Transport: &http.Transport{MaxIdleConnsPerHost: max(s.workers, 64)},
+	}
+	defer client.CloseIdleConnections()
+
+	authorIDs, err := createAll(ctx, client, es.authorURL+"/authors", s.eventsAuthors, func(i int) []byte {
+		body, _ := json.Marshal(map[string]string{"name": fmt.Sprintf("Events Author %03d", i+1)})
+		return body
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create authors: %w", err)
+	}
+	proj := projection{client: client, url: es.authorURL + "/authors?limit=100", authorURL: es.authorURL + "/authors/"}
+	want := make(authorCounts, len(authorIDs))
+
+	// Latency at a fixed rate, first, while the projection is small and the polls
+	// that list every author's book_count cost the author service least.
+	fmt.Fprintf(progress, "events on %s: latency, %d writes/s for %s ...\n", b.kind, s.eventsRate, s.eventsDuration)
+	if err := measureLatency(ctx, s, es, client, proj, authorIDs, want, res); err != nil {
+		return nil, fmt.Errorf("latency: %w", err)
+	}
+	if res.unmatched > 0 {
+		return res, nil
+	}
+
+	// Throughput: write as fast as the book service takes it, then wait for the
+	// projection.
+	fmt.Fprintf(progress, "events on %s: throughput, %d books ...\n", b.kind, s.eventsBooks)
+	var next atomic.Uint64
+	body := func(int) []byte {
+		i := next.Add(1) % uint64(len(authorIDs))
+		want[i].Add(1) // a failed POST fails the phase
+		return es.bookBody(authorIDs[i])
+	}
+	before := sampleCPU(es.watched())
+	start := time.Now()
+	if _, err := createAllWith(ctx, client, es.bookURL+"/books", s.eventsBooks, s.workers, body); err != nil {
+		return nil, fmt.Errorf("throughput: write books: %w", err)
+	}
+	res.written, res.writeTook = s.eventsBooks, time.Since(start)
+	at, ok, err := proj.waitAuthors(ctx, authorIDs, want.want(), throughputPoll, applyTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("throughput: %w", err)
+	}
+	res.throughCPU = cpuBetween(before, sampleCPU(es.watched()))
+	res.appliedTook, res.throughputOK = at.Sub(start), ok
+	if !ok {
+		res.applied, _, _ = proj.total(ctx)
+		return res, nil
+	}
+
+	// Drain: stop the author service, write a backlog, wait until the book relay
+	// has published it, restart the author service and time how fast it applies it.
+	fmt.Fprintf(progress, "events on %s: drain, %d books written while the author service is stopped ...\n", b.kind, s.eventsBooks)
+	if err := es.stopAuthor(); err != nil {
+		return nil, err
+	}
+	published, err := metricValue(ctx, client, es.bookURL+"/metrics", "folio_outbox_published_total")
+	if err != nil {
+		return nil, fmt.Errorf("drain: %w", err)
+	}
+	start = time.Now()
+	if _, err := createAllWith(ctx, client, es.bookURL+"/books", s.eventsBooks, s.workers, body); err != nil {
+		return nil, fmt.Errorf("drain: write books: %w", err)
+	}
+	res.drained, res.drainWrite = s.eventsBooks, time.Since(start)
+	pubStart := time.Now()
+	if err := waitPublished(ctx, client, es.bookURL+"/metrics", published+float64(s.eventsBooks)); err != nil {
+		return nil, fmt.Errorf("drain: %w", err)
+	}
+	res.publishWait = time.Since(pubStart)
+	before = sampleCPU(es.watched())
+	restart := time.Now()
+	if err := es.startAuthor(ctx); err != nil {
+		return nil, err
+	}
+	first, firstAt, err := proj.total(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("drain: %w", err)
+	}
+	wantAll := want.want()
+	total := 0
+	for _, n := range wantAll {
+		total += n
+	}
+	at, ok, err = proj.waitAuthors(ctx, authorIDs, wantAll, throughputPoll, applyTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("drain: %w", err)
+	}
+	res.drainCPU = cpuBetween(before, sampleCPU(es.watched()))
+	res.drainFrom, res.drainTook, res.drainStart, res.drainOK = total-first, at.Sub(firstAt), at.Sub(restart), ok
+	return res, nil
+}
+
+// measureLatency POSTs books at s.eventsRate per second for s.eventsDuration, each
+// to the next author in turn, and for each 201 finds when the author's book_count
+// first showed it.
+func measureLatency(ctx context.Context, s settings, es *eventsSystem, client *http.Client, proj projection, authorIDs []string, want authorCounts, res *eventsResult) error {
+	base, _, err := proj.counts(ctx)
+	if err != nil {
+		return err
+	}
+	index := map[string]int{}
+	for i, id := range authorIDs {
+		index[id] = i
+	}
+	var mu sync.Mutex
+	sent := make([][]time.Time, len(authorIDs))    // per author, the 201s, in order
+	applied := make([][]time.Time, len(authorIDs)) // per author, when book_count first reached base+1, base+2…
+
+	pollCtx, stopPolling := context.WithCancel(ctx)
+	pollDone := make(chan struct{})
+	go func() {
+		defer close(pollDone)
+		tick := time.NewTicker(latencyPoll)
+		defer tick.Stop()
+		for {
+			t0 := time.Now()
+			counts, seen, err := proj.counts(pollCtx)
+			if err == nil {
+				mu.Lock()
+				res.pollRTT = append(res.pollRTT, seen.Sub(t0))
+				for id, c := range counts {
+					i, ok := index[id]
+					if !ok {
+						continue
+					}
+					for len(applied[i]) < c-base[id] {
+						applied[i] = append(applied[i], seen)
+					}
+				}
+				mu.Unlock()
+			}
+			select {
+			case <-pollCtx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	defer func() { stopPolling(); <-pollDone }()
+
+	total := int(float64(s.eventsRate) * s.eventsDuration.Seconds())
+	interval := time.Second / time.Duration(s.eventsRate)
+	before := sampleCPU(es.watched())
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range total {
+		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(d):
+			}
+		}
+		a := i % len(authorIDs)
+		body := es.bookBody(authorIDs[a])
+		wg.Go(func() {
+			t0 := time.Now()
+			_, err := create(ctx, client, es.bookURL+"/books", body)
+			t1 := time.Now()
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				if len(res.latencyErrs) < 3 {
+					res.latencyErrs = append(res.latencyErrs, err.Error())
+				}
+				return
+			}
+			res.postLat = append(res.postLat, t1.Sub(t0))
+			sent[a] = append(sent[a], t1)
+		})
+	}
+	wg.Wait()
+	res.rate, res.sent = s.eventsRate, total
+
+	// Wait until every 201 shows in the projection, or applyTimeout.
+	deadline := time.Now().Add(applyTimeout)
+	for {
+		mu.Lock()
+		done := true
+		for i := range sent {
+			if len(applied[i]) < len(sent[i]) {
+				done = false
+			}
+		}
+		mu.Unlock()
+		if done || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	stopPolling()
+	<-pollDone
+	res.latencyCPU = cpuBetween(before, sampleCPU(es.watched()))
+	mu.Lock()
+	defer mu.Unlock()
+	for a, ts := range sent {
+		res.created += len(ts)
+		want[a].Add(int64(len(ts)))
+	}
+	res.lat, res.unmatched = matchLatencies(sent, applied)
+	slices.Sort(res.postLat)
+	slices.Sort(res.pollRTT)
+	return nil
+}
+
+// matchLatencies pairs, per author, the k-th 201 (sent[a][k], in the order they
+// came) with the time the projection first showed k+1 new books of that author
+// (applied[a][k]), and returns the latencies, sorted, and how many 201s have no
+// such time. The book service's relay publishes in commit order and the author
+// service applies with one consumer, so the k-th book committed is the k-th one
+// counted; a projection seen to count a book before its 201 arrived counts as 0.
+func matchLatencies(sent, applied [][]time.Time) (lat []time.Duration, unmatched int) {
+	for a := range sent {
+		for k, t := range sent[a] {
+			if a >= len(applied) || k >= len(applied[a]) {
+				unmatched++
+				continue
+			}
+			lat = append(lat, max(0, applied[a][k].Sub(t)))
+		}
+	}
+	slices.Sort(lat)
+	return lat, unmatched
+}
+
+// percentile returns the p-th percentile (0 < p <= 100) of sorted, by the
+// nearest-rank method: the smallest value with at least p % of them at or below it.
+// It returns 0 for none.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(float64(len(sorted))*p/100 + 0.999999999)
+	return sorted[min(max(rank, 1), len(sorted))-1]
+}
+
+// projection reads the author service's book counts.
+type projection struct {
+	client    *http.Client
+	url       string // GET /authors?limit=100
+	authorURL string // GET /authors/{id} is authorURL + id
+}
+
+// count returns one author's book_count and when the answer came.
+func (p projection) count(ctx context.Context, id string) (int, time.Time, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.authorURL+id, nil)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return 0, time.Time{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, time.Time{}, fmt.Errorf("GET %s%s: %s", p.authorURL, id, resp.Status)
+	}
+	var a struct {
+		BookCount int `json:"book_count"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&a); err != nil {
+		return 0, time.Time{}, fmt.Errorf("GET %s%s: %w", p.authorURL, id, err)
+	}
+	return a.BookCount, time.Now(), nil
+}
+
+// waitAuthors polls the authors one after the other (GET /authors/{id}, one author
+// at a time, each until its book_count reaches want, every interval) and returns
+// when the last of them was seen complete, or false after timeout. One cheap request
+// per poll keeps the poller from slowing the consumer it watches; listing every
+// author's count would cost the author service a count of every book per poll.
+func (p projection) waitAuthors(ctx context.Context, ids []string, want []int, interval, timeout time.Duration) (time.Time, bool, error) {
+	deadline := time.Now().Add(timeout)
+	var last time.Time
+	for i := 0; i < len(ids); {
+		n, at, err := p.count(ctx, ids[i])
+		switch {
+		case err == nil && n >= want[i]:
+			last = at
+			i++
+			continue
+		case ctx.Err() != nil:
+			return last, false, ctx.Err()
+		case time.Now().After(deadline):
+			if err != nil {
+				return last, false, err
+			}
+			return last, false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return last, false, ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+	return last, true, nil
+}
+
+// counts returns every author's book_count and when the answer came.
+func (p projection) counts(ctx context.Context) (map[string]int, time.Time, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.url, nil)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	defer resp.Body.Close()
+	var page struct {
+		Items []struct {
+			ID        string `json:"id"`
+			BookCount int    `json:"book_count"`
+		} `json:"items"`
+		NextCursor *string `json:"next_cursor"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, time.Time{}, fmt.Errorf("GET %s: %s", p.url, resp.Status)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
+		return nil, time.Time{}, fmt.Errorf("GET %s: %w", p.url, err)
+	}
+	at := time.Now()
+	if page.NextCursor != nil {
+		return nil, at, fmt.Errorf("GET %s: more than one page of authors", p.url)
+	}
+	counts := make(map[string]int, len(page.Items))
+	for _, a := range page.Items {
+		counts[a.ID] = a.BookCount
+	}
+	return counts, at, nil
+}
+
+// total returns the sum of the book counts, retrying for readyTimeout while the
+// author service does not answer (as after a restart).
+func (p projection) total(ctx context.Context) (int, time.Time, error) {
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		counts, at, err := p.counts(ctx)
+		if err == nil {
+			n := 0
+			for _, c := range counts {
+				n += c
+			}
+			return n, at, nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return 0, at, err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitPublished polls the book service's /metrics until its relay has published
+// want events (folio_outbox_published_total), for at most applyTimeout.
+func waitPublished(ctx context.Context, client *http.Client, url string, want float64) error {
+	deadline := time.Now().Add(applyTimeout)
+	for {
+		got, err := metricValue(ctx, client, url, "folio_outbox_published_total")
+		if err == nil && got >= want {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the book relay published %.0f of %.0f events within %s (%v)", got, want, applyTimeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// metricValue reads one unlabelled metric from a Prometheus text exposition.
+func metricValue(ctx context.Context, client *http.Client, url, name string) (float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(v), 64)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("no %s in %s", name, url)
+}
+
+// redactURL drops the password from a URL for the report.
+func redactURL(u string) string {
+	scheme, rest, ok := strings.Cut(u, "://")
+	if !ok {
+		return u
+	}
+	userinfo, host, ok := strings.Cut(rest, "@")
+	if !ok {
+		return u
+	}
+	user, _, _ := strings.Cut(userinfo, ":")
+	return scheme + "://" + user + ":***@" + host
+}
+
+// perSec is n per d, 0 for no time.
+func perSec(n int, d time.Duration) float64 {
+	if d <= 0 {
+		return 0
+	}
+	return float64(n) / d.Seconds()
+}
+
+// reportEvents prints the events part's results and its targets.
+func reportEvents(w io.Writer, s settings, results []*eventsResult, skipped []string) {
+	fmt.Fprintln(w, "\nevents: book.created, from the book service's outbox through the broker to the author service's book_count")
+	for _, r := range results {
+		fmt.Fprintf(w, "  %s: %s\n", r.broker, r.setup)
+	}
+	for _, sk := range skipped {
+		fmt.Fprintf(w, "  %s\n", sk)
+	}
+	fmt.Fprintf(w, "  %d authors, fresh databases per broker; phases in this order: latency, throughput, drain. The projection is polled\n", s.eventsAuthors)
+	fmt.Fprintf(w, "  with GET /authors?limit=100 every %s (latency), and GET /authors/{id} one author at a time every %s (throughput, drain)\n",
+		latencyPoll, throughputPoll)
+
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nbroker\tbooks\twrites/s\tend to end events/s\tapplied after last 201\tdrain: published after last 201\tdrain events\tdrain events/s\tdrain from restart")
+	for _, r := range results {
+		drain, drainRate, drainStart, published := "-", "-", "-", "-"
+		if r.drained > 0 {
+			published = r.publishWait.Round(time.Millisecond).String()
+		}
+		if r.drainOK {
+			drain = strconv.Itoa(r.drainFrom)
+			drainRate = fmt.Sprintf("%.0f", perSec(r.drainFrom, r.drainTook))
+			drainStart = r.drainStart.Round(time.Millisecond).String()
+		}
+		e2e := fmt.Sprintf("%.0f", perSec(r.written, r.appliedTook))
+		if !r.throughputOK {
+			e2e = fmt.Sprintf("incomplete: %d of %d applied in %s", r.applied, r.written, r.appliedTook.Round(time.Millisecond))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t%s\n", r.broker, r.written, perSec(r.written, r.writeTook), e2e,
+			(r.appliedTook - r.writeTook).Round(time.Millisecond), published, drain, drainRate, drainStart)
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "books are POSTed with %d workers (closed loop); writes/s is 201s per second; end to end is books / (first POST to\n", s.workers)
+	fmt.Fprintln(w, "the poll that saw the last one applied), so it cannot exceed writes/s. The drain writes as many books with the author")
+	fmt.Fprintln(w, "service stopped, waits until the book relay has published them all (folio_outbox_published_total on book's /metrics,")
+	fmt.Fprintln(w, "polled every 20ms: \"published after last 201\" is how far the relay was behind the writes), restarts author and times the apply alone:")
+	fmt.Fprintln(w, "drain events/s counts from the first answer of the restarted service; drain from restart includes its start.")
+
+	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nbroker\twrites/s asked\t201s\tPOST p50\tPOST p99\t201→projection p50\tp90\tp99\tmax\tnot seen\tpoll round trip p50")
+	for _, r := range results {
+		if r.rate == 0 {
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%d/%d\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\n", r.broker, r.rate, r.created, r.sent,
+			ms(percentile(r.postLat, 50)), ms(percentile(r.postLat, 99)),
+			ms(percentile(r.lat, 50)), ms(percentile(r.lat, 90)), ms(percentile(r.lat, 99)), ms(percentile(r.lat, 100)),
+			r.unmatched, ms(percentile(r.pollRTT, 50)))
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "201→projection is from the POST's 201 to the answer of the first poll whose book_count shows it: overstated by up\n")
+	fmt.Fprintf(w, "to one poll interval (%s) plus a poll's round trip, never understated but by that round trip.\n", latencyPoll)
+	for _, r := range results {
+		for _, e := range r.latencyErrs {
+			fmt.Fprintf(w, "%s: POST failed: %s\n", r.broker, e)
+		}
+	}
+
+	if len(results) > 0 && results[0].throughCPU.ok {
+		fmt.Fprintf(w, "\nCPU used during each events phase, in cores:\n")
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(tw, "broker\tphase\t%s\tkernel\tother programs\n", strings.Join(eventsWatchedNames, "\t"))
+		for _, r := range results {
+			for _, ph := range []struct {
+				name string
+				c    cpuUse
+			}{{"latency", r.latencyCPU}, {"throughput", r.throughCPU}, {"drain", r.drainCPU}} {
+				if !ph.c.ok {
+					continue
+				}
+				fmt.Fprintf(tw, "%s\t%s", r.broker, ph.name)
+				for i, c := range ph.c.procs {
+					if i == 3 && r.broker != "nats" {
+						fmt.Fprint(tw, "\t-")
+						continue
+					}
+					fmt.Fprintf(tw, "\t%.2f", c)
+				}
+				fmt.Fprintf(tw, "\t%.2f\t%.2f\n", ph.c.kernel, ph.c.others)
+			}
+		}
+		_ = tw.Flush()
+		fmt.Fprintln(w, "a RabbitMQ server of the machine counts under other programs.")
+	}
+
+	fmt.Fprintln(w, "\nevents targets (from the issue, stated for NATS; reported, not enforced):")
+	for _, r := range results {
+		verdict := func(ok bool) string {
+			if ok {
+				return "met"
+			}
+			return "NOT met"
+		}
+		e2e := perSec(r.written, r.appliedTook)
+		fmt.Fprintf(w, "  %-8s end to end >= %d events/s: %6.0f  %s", r.broker, eventsTargetPerSec, e2e,
+			verdict(r.throughputOK && e2e >= eventsTargetPerSec))
+		if r.drainOK {
+			fmt.Fprintf(w, " (drain alone: %.0f events/s)", perSec(r.drainFrom, r.drainTook))
+		}
+		fmt.Fprintln(w)
+		if r.rate > 0 {
+			p99 := percentile(r.lat, 99)
+			fmt.Fprintf(w, "  %-8s p99 201→projection <= %s at %d writes/s: %s  %s\n", r.broker, ms(eventsTargetP99), r.rate,
+				ms(p99), verdict(r.unmatched == 0 && len(r.lat) > 0 && p99 <= eventsTargetP99))
+		}
+	}
+}
