@@ -44,7 +44,7 @@ func TestMain(m *testing.M) {
 func program(t *testing.T, name string) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		programs, buildErr = localbuild.Programs(context.Background(), binDir, "book", "author")
+		programs, buildErr = localbuild.Programs(context.Background(), binDir, "book", "author", "notify")
 	})
 	if buildErr != nil {
 		t.Fatalf("build programs: %v", buildErr)
