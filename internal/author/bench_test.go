@@ -1,11 +1,15 @@
 package author_test
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"testing"
 
 	"folio/internal/author"
+	"folio/internal/platform/broker"
+	"folio/internal/platform/rest"
 )
 
 // BenchmarkGenreBooks measures GET /authors/books?genre=X for a genre of 250 books by
@@ -32,4 +36,26 @@ func BenchmarkGenreBooks(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkApplyBookEvent measures applying one book.created event through the
+// inbox to book_count on SQLite (a commit with fsync each): the consumer's share of
+// the events pipeline.
+//
+//	go test -run '^$' -bench ApplyBookEvent ./internal/author/
+func BenchmarkApplyBookEvent(b *testing.B) {
+	db := openSQLite(b)
+	handle := author.NewEventHandler(author.NewSQLStore(db), slog.New(slog.DiscardHandler))
+	authorID := rest.NewID()
+	msgs := make([]broker.Message, b.N)
+	for i := range msgs {
+		msgs[i] = bookEvent("book.created", rest.NewID(), authorID, 1)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		if err := handle(context.Background(), msgs[i]); err != nil {
+			b.Fatal(err)
+		}
+	}
 }

@@ -34,8 +34,17 @@ func AuthorEventsSubscription(prefix string) broker.Subscription {
 			prefix + "." + EventAuthorUpdated,
 			prefix + "." + EventAuthorDeleted,
 		},
+		Concurrency: eventConcurrency,
 	}
 }
+
+// Events are applied several at a time, and those that arrive together share one
+// commit (inbox.Batcher): known authors do not depend on the order events arrive
+// in (a delete is final), and one commit per event made the disk sync the limit.
+const (
+	eventConcurrency = 32
+	eventBatch       = 64
+)
 
 // NewEventHandler returns the handler of author events, which keeps the known author
 // ids of store: created and updated make an author known, deleted makes it unknown
@@ -43,6 +52,7 @@ func AuthorEventsSubscription(prefix string) broker.Subscription {
 // that cannot be read is an error, so that the broker retries it and then moves it
 // to the dead letters instead of dropping it unseen.
 func NewEventHandler(store *SQLStore, log *slog.Logger) broker.Handler {
+	applied := inbox.NewBatcher(store.db, AuthorEventsConsumer, eventBatch)
 	return func(ctx context.Context, m broker.Message) error {
 		env, authorID, err := parseAuthorEvent(m.Body)
 		if errors.Is(err, errOtherEvent) {
@@ -54,7 +64,7 @@ func NewEventHandler(store *SQLStore, log *slog.Logger) broker.Handler {
 			return fmt.Errorf("author event %s on %s: %w", m.ID, m.Subject, err)
 		}
 		deleted := env.Type == EventAuthorDeleted
-		applied, err := inbox.Apply(ctx, store.db, AuthorEventsConsumer, env.ID, func(tx *sql.Tx) error {
+		applied, err := applied.Apply(env.ID, func(tx *sql.Tx) error {
 			return applyAuthorEvent(ctx, tx, authorID, deleted)
 		})
 		if err != nil {

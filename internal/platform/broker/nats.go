@@ -24,6 +24,8 @@ const (
 	// natsFetchWait bounds one pull request, hence how long Consume takes to
 	// notice that its context ended.
 	natsFetchWait = 5 * time.Second
+	// natsPublishWait bounds the wait for one publish's acknowledgement.
+	natsPublishWait = 5 * time.Second
 	// retryPause is the wait before reconnecting a consumer after an error.
 	retryPause = time.Second
 )
@@ -127,7 +129,13 @@ func (t *natsTransport) publish(ctx context.Context, m Message) error {
 	for k, v := range m.Header {
 		msg.Header.Set(k, v)
 	}
-	_, err := t.js.PublishMsg(ctx, msg, jetstream.WithMsgID(m.ID), jetstream.WithExpectStream(t.cfg.Stream))
+	// The client does not fail a publish whose acknowledgement was lost with the
+	// connection: without a bound of its own it would wait for the caller's
+	// deadline (the outbox relay's is 30 s) while the broker is already back.
+	// Publishing again is safe: the message id de-duplicates.
+	pctx, cancel := context.WithTimeout(ctx, natsPublishWait)
+	defer cancel()
+	_, err := t.js.PublishMsg(pctx, msg, jetstream.WithMsgID(m.ID), jetstream.WithExpectStream(t.cfg.Stream))
 	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.forgetStream()
 	}
