@@ -39,13 +39,11 @@ func BookEventsSubscription(prefix string) broker.Subscription {
 	}
 }
 
-// Events are applied several at a time, and those that arrive together share one
-// commit (inbox.Batcher): the projection does not depend on their order (versions
-// and tombstones decide), and one commit per event made the disk sync the limit.
-const (
-	eventConcurrency = 32
-	eventBatch       = 64
-)
+// Events are applied several at a time, and on SQLite those that arrive together
+// share one commit (sqldb.DB.InTx): the projection does not depend on their order
+// (versions and tombstones decide), and one commit per event made the disk sync
+// the limit.
+const eventConcurrency = 32
 
 // bookChange is what a book event tells the author service.
 type bookChange struct {
@@ -62,7 +60,6 @@ type bookChange struct {
 // read is an error, so that the broker retries it and then moves it to the dead
 // letters instead of dropping it unseen.
 func NewEventHandler(store *SQLStore, log *slog.Logger) broker.Handler {
-	applied := inbox.NewBatcher(store.db, BookEventsConsumer, eventBatch)
 	return func(ctx context.Context, m broker.Message) error {
 		env, change, err := parseBookEvent(m.Body)
 		if errors.Is(err, errOtherEvent) {
@@ -73,7 +70,7 @@ func NewEventHandler(store *SQLStore, log *slog.Logger) broker.Handler {
 		if err != nil {
 			return fmt.Errorf("book event %s on %s: %w", m.ID, m.Subject, err)
 		}
-		applied, err := applied.Apply(env.ID, func(tx *sql.Tx) error {
+		applied, err := inbox.Apply(ctx, store.db, BookEventsConsumer, env.ID, func(tx *sql.Tx) error {
 			return applyBookChange(ctx, tx, change)
 		})
 		if err != nil {

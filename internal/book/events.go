@@ -38,13 +38,11 @@ func AuthorEventsSubscription(prefix string) broker.Subscription {
 	}
 }
 
-// Events are applied several at a time, and those that arrive together share one
-// commit (inbox.Batcher): known authors do not depend on the order events arrive
-// in (a delete is final), and one commit per event made the disk sync the limit.
-const (
-	eventConcurrency = 32
-	eventBatch       = 64
-)
+// Events are applied several at a time, and on SQLite those that arrive together
+// share one commit (sqldb.DB.InTx): known authors do not depend on the order
+// events arrive in (a delete is final), and one commit per event made the disk
+// sync the limit.
+const eventConcurrency = 32
 
 // NewEventHandler returns the handler of author events, which keeps the known author
 // ids of store: created and updated make an author known, deleted makes it unknown
@@ -52,7 +50,6 @@ const (
 // that cannot be read is an error, so that the broker retries it and then moves it
 // to the dead letters instead of dropping it unseen.
 func NewEventHandler(store *SQLStore, log *slog.Logger) broker.Handler {
-	applied := inbox.NewBatcher(store.db, AuthorEventsConsumer, eventBatch)
 	return func(ctx context.Context, m broker.Message) error {
 		env, authorID, err := parseAuthorEvent(m.Body)
 		if errors.Is(err, errOtherEvent) {
@@ -64,7 +61,7 @@ func NewEventHandler(store *SQLStore, log *slog.Logger) broker.Handler {
 			return fmt.Errorf("author event %s on %s: %w", m.ID, m.Subject, err)
 		}
 		deleted := env.Type == EventAuthorDeleted
-		applied, err := applied.Apply(env.ID, func(tx *sql.Tx) error {
+		applied, err := inbox.Apply(ctx, store.db, AuthorEventsConsumer, env.ID, func(tx *sql.Tx) error {
 			return applyAuthorEvent(ctx, tx, authorID, deleted)
 		})
 		if err != nil {

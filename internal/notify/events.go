@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"folio/internal/platform/broker"
+	"folio/internal/platform/inbox"
 )
 
 // Consumer names the notify service's durable consumer and its inbox.
@@ -19,8 +20,8 @@ func BrokerSubscription(prefix string) broker.Subscription {
 	return broker.Subscription{
 		Name:     Consumer,
 		Subjects: []string{prefix + ".book.>", prefix + ".author.>"},
-		// Many events at once, sharing commits (inbox.Batcher): each only inserts
-		// rows, the sending is the worker's.
+		// Many events at once, sharing commits on SQLite (sqldb.DB.InTx): each only
+		// inserts rows, the sending is the worker's.
 		Concurrency: 32,
 	}
 }
@@ -38,7 +39,7 @@ func (s *Service) HandleEvent(ctx context.Context, m broker.Message) error {
 		return errors.New("notify: event on " + m.Subject + " has no id or no type")
 	}
 	added := 0
-	_, err := s.inbox.Apply(env.ID, func(tx *sql.Tx) error {
+	_, err := inbox.Apply(ctx, s.db, Consumer, env.ID, func(tx *sql.Tx) error {
 		n, err := s.store.AddDeliveries(ctx, tx, env.ID, env.Type, m.Body, s.cfg.Now())
 		added = n
 		return err

@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"folio/internal/platform/fault"
-	"folio/internal/platform/inbox"
 	"folio/internal/platform/rest"
 	"folio/internal/platform/sqldb"
 )
@@ -222,16 +221,13 @@ type Service struct {
 	// wake tells the worker that new deliveries may be due, so that an event goes
 	// out at once rather than at the next poll.
 	wake chan struct{}
-	// inbox applies each event once, sharing commits among events that arrive together.
-	inbox *inbox.Batcher
 }
 
 // NewService returns the service over db, which must be migrated with Migrations
 // and with inbox.Migrate.
 func NewService(db *sqldb.DB, cfg Config, log *slog.Logger) *Service {
 	return &Service{store: NewStore(db), db: db, cfg: cfg.withDefaults(), log: log,
-		stats: newWebhookMetrics(cfg.Registerer), wake: make(chan struct{}, 1),
-		inbox: inbox.NewBatcher(db, Consumer, 64)}
+		stats: newWebhookMetrics(cfg.Registerer), wake: make(chan struct{}, 1)}
 }
 
 // Create validates in and stores a new subscription.

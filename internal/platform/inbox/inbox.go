@@ -59,46 +59,45 @@ func Migrate(ctx context.Context, db *sqldb.DB) error {
 // Apply runs fn in one transaction together with recording that consumer applied
 // eventID. If it already had, Apply returns applied=false without calling fn. If fn
 // fails nothing is recorded and its error is returned, so that the broker's
-// redelivery can apply the event again. fn must do all its work through tx: on
-// SQLite the transaction holds the database's write lock.
+// redelivery can apply the event again. fn must do all its work through tx.
+//
+// Deliveries applied at the same time share commits on SQLite (sqldb.DB.InTx), so
+// a consumer should take several at once.
 func Apply(ctx context.Context, db *sqldb.DB, consumer, eventID string, fn func(tx *sql.Tx) error) (applied bool, err error) {
 	if consumer == "" || eventID == "" {
 		return false, errors.New("inbox apply: consumer and event id are required")
 	}
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return false, fmt.Errorf("inbox apply: begin: %w", err)
-	}
-	defer func() {
-		if !applied {
-			_ = tx.Rollback()
+	err = db.InTx(ctx, func(tx *sql.Tx) error {
+		// The inbox row goes in first: a second delivery of the same event, running
+		// at the same time, then waits on the key (PostgreSQL) or runs after this one
+		// in the same or a later transaction (SQLite), and finds the row, unless
+		// this one rolled back, in which case it applies the event itself.
+		res, err := tx.ExecContext(ctx, `INSERT INTO inbox (consumer, event_id, applied_at) VALUES ($1, $2, $3)
+			ON CONFLICT DO NOTHING`, consumer, eventID, time.Now().UnixNano())
+		if sqldb.IsUniqueViolation(err) {
+			return errApplied
 		}
-	}()
-	// The inbox row goes in first: a second delivery of the same event, running at
-	// the same time, then waits on the key (PostgreSQL) or on the write lock taken at
-	// BEGIN (SQLite) until this one commits, and finds the row, or until it rolls
-	// back, and applies the event itself.
-	res, err := tx.ExecContext(ctx, `INSERT INTO inbox (consumer, event_id, applied_at) VALUES ($1, $2, $3)
-		ON CONFLICT DO NOTHING`, consumer, eventID, time.Now().UnixNano())
-	if sqldb.IsUniqueViolation(err) {
+		if err != nil {
+			return fmt.Errorf("inbox apply: record %s: %w", eventID, err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("inbox apply: record %s: %w", eventID, err)
+		} else if n == 0 {
+			return errApplied
+		}
+		return fn(tx)
+	})
+	if errors.Is(err, errApplied) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("inbox apply: record %s: %w", eventID, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return false, fmt.Errorf("inbox apply: record %s: %w", eventID, err)
-	} else if n == 0 {
-		return false, nil
-	}
-	if err := fn(tx); err != nil {
 		return false, err
-	}
-	if err := tx.Commit(); err != nil {
-		return false, fmt.Errorf("inbox apply: commit %s: %w", eventID, err)
 	}
 	return true, nil
 }
+
+// errApplied rolls back the transaction of an event applied before.
+var errApplied = errors.New("event applied before")
 
 // Purge deletes the records of events applied more than olderThan ago and returns
 // how many it deleted. olderThan must be longer than the broker may still redeliver

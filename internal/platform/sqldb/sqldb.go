@@ -38,6 +38,7 @@ type DB struct {
 	*sql.DB
 	Dialect Dialect
 	stmts   sync.Map // query text → *sql.Stmt
+	group   groupCommit
 }
 
 // prepared returns the statement for query, preparing it on first use.
@@ -161,12 +162,33 @@ func (db *DB) Migrate(ctx context.Context, fsys fs.FS) error {
 	return nil
 }
 
-// InTx runs fn in a transaction, committing when fn returns nil.
+// InTx runs fn in a transaction, committing when fn returns nil. fn must do all
+// its work through tx.
+//
+// On SQLite, calls that arrive while a transaction is committing share the next
+// one (group commit): each runs in a savepoint of its own, so a failing fn undoes
+// only its own work, but they commit, and sync the disk, once. SQLite has one
+// writer at a time and syncs on every commit; without this, concurrent writers
+// queue on the write lock (sleeping in its busy handler) and each pays a sync.
+// fn runs on another goroutine then; a panic in it is raised again in the caller.
 func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	if db.Dialect == SQLite {
+		return db.group.run(db, ctx, fn)
+	}
+	return db.inOwnTx(ctx, fn)
+}
+
+func (db *DB) inOwnTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin: %w", err)
 	}
+	defer func() {
+		if v := recover(); v != nil {
+			_ = tx.Rollback() // or the connection stays in the transaction
+			panic(v)
+		}
+	}()
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
 		return err

@@ -1,0 +1,151 @@
+package sqldb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// groupCommit queues the InTx calls of a SQLite database. The caller that finds
+// nobody committing commits the queue (up to maxGroup calls per transaction), then
+// hands the turn to the first caller still waiting, so no goroutine of its own runs.
+type groupCommit struct {
+	mu    sync.Mutex
+	queue []*member
+	busy  bool
+}
+
+type member struct {
+	ctx  context.Context
+	fn   func(*sql.Tx) error
+	done chan result
+}
+
+// result is a member's outcome, or (lead) its turn to commit the next group.
+type result struct {
+	err      error
+	panicked any
+	lead     bool
+}
+
+const (
+	maxGroup = 128
+	// groupTimeout bounds one group's transaction, which no single caller's context
+	// may cancel: the others' work is in it too.
+	groupTimeout = 30 * time.Second
+)
+
+// errGroupAborted is returned to members that had not run when a savepoint
+// statement itself failed, which ends the transaction.
+var errGroupAborted = errors.New("the transaction of this write failed before it ran; nothing was written")
+
+func (g *groupCommit) run(db *DB, ctx context.Context, fn func(*sql.Tx) error) error {
+	m := &member{ctx: ctx, fn: fn, done: make(chan result, 1)}
+	g.mu.Lock()
+	g.queue = append(g.queue, m)
+	lead := !g.busy
+	g.busy = true
+	g.mu.Unlock()
+	for {
+		if lead {
+			g.mu.Lock()
+			n := min(len(g.queue), maxGroup)
+			batch := g.queue[:n:n]
+			g.queue = append([]*member(nil), g.queue[n:]...)
+			g.mu.Unlock()
+
+			db.commitGroup(batch) // m is in it: the leader is always first in the queue
+
+			g.mu.Lock()
+			if len(g.queue) == 0 {
+				g.busy = false
+			} else {
+				g.queue[0].done <- result{lead: true}
+			}
+			g.mu.Unlock()
+		}
+		r := <-m.done
+		switch {
+		case r.lead:
+			lead = true
+		case r.panicked != nil:
+			panic(r.panicked)
+		default:
+			return r.err
+		}
+	}
+}
+
+// commitGroup runs each member's fn in a savepoint of one transaction, commits,
+// and tells each member its outcome.
+func (db *DB) commitGroup(batch []*member) {
+	results := make([]result, len(batch))
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(batch[0].ctx), groupTimeout)
+	defer cancel()
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		for _, m := range batch {
+			m.done <- result{err: fmt.Errorf("begin: %w", err)}
+		}
+		return
+	}
+	ran := 0
+	for i, m := range batch {
+		if err := m.ctx.Err(); err != nil {
+			results[i] = result{err: err} // the caller has gone: do not write for it
+			ran++
+			continue
+		}
+		r, ok := runInSavepoint(ctx, tx, m.fn)
+		results[i] = r
+		if !ok {
+			break
+		}
+		ran++
+	}
+	if ran < len(batch) {
+		_ = tx.Rollback()
+		for i := range batch {
+			if i >= ran || results[i].err == nil && results[i].panicked == nil {
+				results[i] = result{err: errGroupAborted}
+			}
+		}
+	} else if err := tx.Commit(); err != nil {
+		for i := range results {
+			if results[i].err == nil && results[i].panicked == nil {
+				results[i].err = fmt.Errorf("commit: %w", err)
+			}
+		}
+	}
+	for i, m := range batch {
+		m.done <- results[i]
+	}
+}
+
+// runInSavepoint runs fn in a savepoint, rolled back if fn fails or panics. ok is
+// false when a savepoint statement failed, which leaves the transaction unusable.
+func runInSavepoint(ctx context.Context, tx *sql.Tx, fn func(*sql.Tx) error) (r result, ok bool) {
+	if _, err := tx.ExecContext(ctx, `SAVEPOINT folio_write`); err != nil {
+		return result{err: fmt.Errorf("savepoint: %w", err)}, false
+	}
+	func() {
+		defer func() {
+			if v := recover(); v != nil {
+				r = result{panicked: v}
+			}
+		}()
+		r = result{err: fn(tx)}
+	}()
+	if r.err != nil || r.panicked != nil {
+		if _, err := tx.ExecContext(ctx, `ROLLBACK TO SAVEPOINT folio_write`); err != nil {
+			return r, false
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `RELEASE SAVEPOINT folio_write`); err != nil {
+		return r, false
+	}
+	return r, true
+}
