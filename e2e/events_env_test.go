@@ -1,17 +1,9 @@
 package e2e
 
 import (
-	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"os"
 	"sync"
 	"testing"
-	"time"
-
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // eventTags holds each test's broker environment, so that all the programs of one
@@ -33,26 +25,13 @@ func testEvents(t *testing.T) []string {
 		eventTags.Store(t.Name(), env)
 		return env
 	}
-	b := make([]byte, 5)
-	_, _ = rand.Read(b)
-	tag := "e2e" + hex.EncodeToString(b)
+	tag := randomTag()
 	stream := "FOLIO_" + tag
 	env := []string{"FOLIO_BROKER=nats", "FOLIO_NATS_URL=" + url, "FOLIO_EVENTS_STREAM=" + stream, "FOLIO_EVENTS_PREFIX=" + tag}
 	eventTags.Store(t.Name(), env)
 	t.Cleanup(func() {
 		eventTags.Delete(t.Name())
-		nc, err := nats.Connect(url)
-		if err != nil {
-			t.Errorf("delete stream %s: %v", stream, err)
-			return
-		}
-		defer nc.Close()
-		js, _ := jetstream.New(nc)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := js.DeleteStream(ctx, stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			t.Errorf("delete stream %s: %v", stream, err)
-		}
+		deleteNATSStream(t, url, stream)
 	})
 	return env
 }
