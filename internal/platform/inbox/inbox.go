@@ -9,11 +9,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
-
-	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
 
 	"folio/internal/platform/sqldb"
 )
@@ -32,26 +28,8 @@ const migrateLockID int64 = 0x666f6c696f696e // "folioin"
 
 // Migrate creates the inbox table if the database does not have it yet.
 func Migrate(ctx context.Context, db *sqldb.DB) error {
-	sub, err := fs.Sub(migrations, "migrations/"+string(db.Dialect))
-	if err != nil {
-		return fmt.Errorf("inbox migrate: %w", err)
-	}
-	opts := []goose.ProviderOption{goose.WithTableName(versionTable), goose.WithDisableGlobalRegistry(true)}
-	dialect := goose.DialectSQLite3
-	if db.Dialect == sqldb.Postgres {
-		dialect = goose.DialectPostgres
-		locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(migrateLockID))
-		if err != nil {
-			return fmt.Errorf("inbox migrate: %w", err)
-		}
-		opts = append(opts, goose.WithSessionLocker(locker))
-	}
-	p, err := goose.NewProvider(dialect, db.DB, sub, opts...)
-	if err != nil {
-		return fmt.Errorf("inbox migrate: %w", err)
-	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("inbox migrate: %w", err)
+	if err := db.MigrateOwn(ctx, migrations, versionTable, migrateLockID); err != nil {
+		return fmt.Errorf("inbox: %w", err)
 	}
 	return nil
 }

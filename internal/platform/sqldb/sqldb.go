@@ -18,6 +18,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/lock"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
@@ -144,6 +145,30 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 // Migrate applies the migrations in migrations/<dialect>/ of fsys that the database
 // does not have yet.
 func (db *DB) Migrate(ctx context.Context, fsys fs.FS) error {
+	return db.migrate(ctx, fsys)
+}
+
+// MigrateOwn is Migrate for a platform package that keeps tables of its own in a
+// service's database (the outbox, the inbox): versionTable records its migrations
+// apart from the service's, and on PostgreSQL the advisory lock lockID keeps
+// instances starting together from migrating it at once without waiting on the
+// service's own migrations.
+func (db *DB) MigrateOwn(ctx context.Context, fsys fs.FS, versionTable string, lockID int64) error {
+	opts := []goose.ProviderOption{goose.WithTableName(versionTable), goose.WithDisableGlobalRegistry(true)}
+	if db.Dialect == Postgres {
+		locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(lockID))
+		if err != nil {
+			return fmt.Errorf("migrate %s: %w", versionTable, err)
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
+	}
+	if err := db.migrate(ctx, fsys, opts...); err != nil {
+		return fmt.Errorf("%s: %w", versionTable, err)
+	}
+	return nil
+}
+
+func (db *DB) migrate(ctx context.Context, fsys fs.FS, opts ...goose.ProviderOption) error {
 	sub, err := fs.Sub(fsys, "migrations/"+string(db.Dialect))
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
@@ -152,7 +177,7 @@ func (db *DB) Migrate(ctx context.Context, fsys fs.FS) error {
 	if db.Dialect == SQLite {
 		dialect = goose.DialectSQLite3
 	}
-	p, err := goose.NewProvider(dialect, db.DB, sub)
+	p, err := goose.NewProvider(dialect, db.DB, sub, opts...)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
