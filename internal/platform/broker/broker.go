@@ -35,6 +35,18 @@ type Publisher interface {
 	Close() error
 }
 
+// BatchPublisher is implemented by publishers that can pipeline: send several
+// messages in order without waiting for each acknowledgement before sending the
+// next. A round trip per message (and, on a broker syncing every write to disk,
+// a disk sync) caps one-at-a-time publishing far below what a service writes.
+type BatchPublisher interface {
+	// PublishBatch sends ms in order and waits for their acknowledgements. It
+	// returns how many leading messages the broker durably accepted: all of them
+	// when err is nil. Messages after the first failure may have been accepted
+	// too; publishing them again is safe, their ids de-duplicate.
+	PublishBatch(ctx context.Context, ms []Message) (acked int, err error)
+}
+
 // Handler applies one delivered message. A nil error acknowledges it; an error
 // has it redelivered after a backoff, and after Subscription.MaxAttempts failed
 // attempts the message goes to the dead-letter subject and is acknowledged.

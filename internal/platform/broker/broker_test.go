@@ -227,6 +227,67 @@ func TestPublishConsume(t *testing.T) {
 	})
 }
 
+// A batch arrives whole and in order, each message as a single publish would
+// send it.
+func TestPublishBatch(t *testing.T) {
+	forEach(t, func(t *testing.T, e *env) {
+		b := e.open(t)
+		h, got := recorder()
+		e.consume(t, b, Subscription{Name: "batch", Subjects: []string{e.subject("book.>")}, Concurrency: 1}, h)
+
+		const n = 500
+		subjects := []string{"book.created", "book.updated", "book.deleted"}
+		ms := make([]Message, n)
+		for i := range ms {
+			id := fmt.Sprintf("evt-%03d", i)
+			ms[i] = Message{
+				Subject: e.subject(subjects[i%len(subjects)]),
+				ID:      id,
+				Body:    []byte(`{"id":"` + id + `"}`),
+				Header:  map[string]string{HeaderRequestID: "req-" + id, HeaderTraceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+			}
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), wait)
+		defer cancel()
+		acked, err := b.PublishBatch(ctx, ms)
+		if err != nil || acked != n {
+			t.Fatalf("PublishBatch = %d, %v; want %d, nil", acked, err, n)
+		}
+		for i, sent := range ms {
+			m := receive(t, got, fmt.Sprint("message ", i))
+			want := map[string]string{HeaderAttempts: "1"}
+			for k, v := range sent.Header {
+				want[k] = v
+			}
+			if m.Subject != sent.Subject || m.ID != sent.ID || string(m.Body) != string(sent.Body) || fmt.Sprint(m.Header) != fmt.Sprint(want) {
+				t.Fatalf("message %d: got %s %s %s %v, want %s %s %s %v", i, m.Subject, m.ID, m.Body, m.Header, sent.Subject, sent.ID, sent.Body, want)
+			}
+		}
+		if got := testutil.ToFloat64(b.metrics.publishedTotal.WithLabelValues("ok")); got != n {
+			t.Errorf("published ok = %v, want %d", got, n)
+		}
+
+		// An invalid message is not sent, nor anything behind it.
+		acked, err = b.PublishBatch(ctx, []Message{
+			{Subject: e.subject("book.created"), ID: "v1"},
+			{Subject: e.subject("book.created"), ID: "v2"},
+			{Subject: e.subject("book.created")},
+			{Subject: e.subject("book.created"), ID: "v4"},
+		})
+		if err == nil || acked != 2 {
+			t.Fatalf("PublishBatch with an invalid third message = %d, %v; want 2 and an error", acked, err)
+		}
+		publish(t, b, Message{Subject: e.subject("book.sentinel"), ID: "sentinel"})
+		var after []string
+		for range 3 {
+			after = append(after, receive(t, got, "message").ID)
+		}
+		if !slices.Equal(after, []string{"v1", "v2", "sentinel"}) {
+			t.Errorf("got %v, want [v1 v2 sentinel]", after)
+		}
+	})
+}
+
 func TestSubjectFilters(t *testing.T) {
 	forEach(t, func(t *testing.T, e *env) {
 		b := e.open(t)
@@ -591,6 +652,21 @@ func TestUnreachable(t *testing.T) {
 			}
 			if took := time.Since(start); took > 5*time.Second+time.Second {
 				t.Errorf("Publish took %s, past its context's deadline", took)
+			}
+
+			start = time.Now()
+			acked, err := b.PublishBatch(pctx, []Message{
+				{Subject: "unreachable.book.created", ID: "1"},
+				{Subject: "unreachable.book.created", ID: "2"},
+			})
+			if err == nil || acked != 0 {
+				t.Fatalf("PublishBatch = %d, %v with the broker down; want 0 and an error", acked, err)
+			}
+			if took := time.Since(start); took > 5*time.Second+time.Second {
+				t.Errorf("PublishBatch took %s, past its context's deadline", took)
+			}
+			if got := testutil.ToFloat64(b.metrics.publishedTotal.WithLabelValues("error")); got != 2 {
+				t.Errorf("published error = %v, want 2 (one Publish, one PublishBatch)", got)
 			}
 
 			// Consume keeps trying, and returns nil once its context ends.

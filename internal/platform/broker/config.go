@@ -35,14 +35,18 @@ type Broker struct {
 }
 
 var (
-	_ Publisher  = (*Broker)(nil)
-	_ Subscriber = (*Broker)(nil)
+	_ Publisher      = (*Broker)(nil)
+	_ BatchPublisher = (*Broker)(nil)
+	_ Subscriber     = (*Broker)(nil)
 )
 
 // transport is what differs between NATS JetStream and RabbitMQ; the Broker keeps
 // validation, the retry decision, dead-lettering and metrics in one place.
 type transport interface {
 	publish(ctx context.Context, m Message) error
+	// publishBatch sends ms in order from the calling goroutine, then waits for
+	// the acknowledgements in order; it returns how many leading ones came.
+	publishBatch(ctx context.Context, ms []Message) (int, error)
 	// consume runs until ctx ends, handing each delivery to deliver and settling
 	// it as the returned verdict says.
 	consume(ctx context.Context, s Subscription, deliver deliverFunc) error
@@ -94,13 +98,45 @@ var errClosed = errors.New("broker: closed")
 
 // Publish sends m and returns once the broker has durably accepted it.
 func (b *Broker) Publish(ctx context.Context, m Message) error {
-	if m.ID == "" || !strings.HasPrefix(m.Subject, b.prefix+".") {
-		return fmt.Errorf("broker: message needs an ID and a subject under %q, got id %q subject %q", b.prefix+".", m.ID, m.Subject)
+	if err := b.check(m); err != nil {
+		return err
 	}
 	err := b.t.publish(ctx, m)
 	b.metrics.published(err)
 	if err != nil {
 		return fmt.Errorf("broker: publish %s %s: %w", m.Subject, m.ID, err)
+	}
+	return nil
+}
+
+// PublishBatch implements BatchPublisher. An invalid message is never sent, nor
+// anything after it, so that the messages behind it cannot overtake it.
+func (b *Broker) PublishBatch(ctx context.Context, ms []Message) (int, error) {
+	valid, invalid := len(ms), error(nil)
+	for i, m := range ms {
+		if err := b.check(m); err != nil {
+			valid, invalid = i, err
+			break
+		}
+	}
+	if valid == 0 {
+		return 0, invalid
+	}
+	acked, err := b.t.publishBatch(ctx, ms[:valid])
+	acked = min(max(acked, 0), valid)
+	b.metrics.publishedBatch(acked, err)
+	if err != nil && acked < valid {
+		return acked, fmt.Errorf("broker: publish %s %s: %w", ms[acked].Subject, ms[acked].ID, err)
+	}
+	if err != nil {
+		return acked, fmt.Errorf("broker: publish: %w", err)
+	}
+	return acked, invalid
+}
+
+func (b *Broker) check(m Message) error {
+	if m.ID == "" || !strings.HasPrefix(m.Subject, b.prefix+".") {
+		return fmt.Errorf("broker: message needs an ID and a subject under %q, got id %q subject %q", b.prefix+".", m.ID, m.Subject)
 	}
 	return nil
 }

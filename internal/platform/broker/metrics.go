@@ -57,6 +57,18 @@ func (m *metrics) published(err error) {
 	m.publishedTotal.WithLabelValues(outcome).Inc()
 }
 
+// publishedBatch counts the acknowledged messages of a batch, and its first
+// failure as one error: the messages behind it were not refused, only not
+// waited for, and are published again.
+func (m *metrics) publishedBatch(acked int, err error) {
+	if acked > 0 {
+		m.publishedTotal.WithLabelValues("ok").Add(float64(acked))
+	}
+	if err != nil {
+		m.publishedTotal.WithLabelValues("error").Inc()
+	}
+}
+
 func (m *metrics) consumed(subscription string, o outcome) {
 	m.consumedTotal.WithLabelValues(subscription, string(o)).Inc()
 	if o == outcomeDeadLetter {

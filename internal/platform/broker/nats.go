@@ -24,8 +24,13 @@ const (
 	// natsFetchWait bounds one pull request, hence how long Consume takes to
 	// notice that its context ended.
 	natsFetchWait = 5 * time.Second
-	// natsPublishWait bounds the wait for one publish's acknowledgement.
+	// natsPublishWait bounds the wait for one publish's acknowledgement; in a
+	// batch, the wait for the next acknowledgement once the previous one came.
 	natsPublishWait = 5 * time.Second
+	// natsAsyncAckTimeout is when the client forgets a batch publish nobody
+	// waits for any more (its batch failed earlier): otherwise it would stay
+	// pending until the next reconnect, and enough of them stall publishing.
+	natsAsyncAckTimeout = time.Minute
 	// retryPause is the wait before reconnecting a consumer after an error.
 	retryPause = time.Second
 )
@@ -68,7 +73,7 @@ func openNATS(ctx context.Context, cfg Config, log *slog.Logger) (*natsTransport
 		return nil, fmt.Errorf("broker: nats: %w", err)
 	}
 	t.nc = nc
-	if t.js, err = jetstream.New(nc); err != nil {
+	if t.js, err = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(natsAsyncAckTimeout)); err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("broker: jetstream: %w", err)
 	}
@@ -124,11 +129,7 @@ func (t *natsTransport) publish(ctx context.Context, m Message) error {
 	if err := t.ensureStream(ctx); err != nil {
 		return err
 	}
-	msg := nats.NewMsg(m.Subject)
-	msg.Data = m.Body
-	for k, v := range m.Header {
-		msg.Header.Set(k, v)
-	}
+	msg := natsMsg(m)
 	// The client does not fail a publish whose acknowledgement was lost with the
 	// connection: without a bound of its own it would wait for the caller's
 	// deadline (the outbox relay's is 30 s) while the broker is already back.
@@ -136,10 +137,80 @@ func (t *natsTransport) publish(ctx context.Context, m Message) error {
 	pctx, cancel := context.WithTimeout(ctx, natsPublishWait)
 	defer cancel()
 	_, err := t.js.PublishMsg(pctx, msg, jetstream.WithMsgID(m.ID), jetstream.WithExpectStream(t.cfg.Stream))
+	t.noticeStreamLoss(err)
+	return err
+}
+
+func natsMsg(m Message) *nats.Msg {
+	msg := nats.NewMsg(m.Subject)
+	msg.Data = m.Body
+	for k, v := range m.Header {
+		msg.Header.Set(k, v)
+	}
+	return msg
+}
+
+// noticeStreamLoss has the stream created again when a publish says it is gone.
+func (t *natsTransport) noticeStreamLoss(err error) {
 	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) {
 		t.forgetStream()
 	}
-	return err
+}
+
+func (t *natsTransport) publishBatch(ctx context.Context, ms []Message) (int, error) {
+	if t.nc.IsClosed() {
+		return 0, errClosed
+	}
+	if !t.nc.IsConnected() {
+		return 0, errNotConnected
+	}
+	if err := t.ensureStream(ctx); err != nil {
+		return 0, err
+	}
+	opts := []jetstream.PublishOpt{
+		jetstream.WithExpectStream(t.cfg.Stream),
+		// The client retries a publish that found no stream by itself, later:
+		// by then the messages sent after it may be stored, and it would land
+		// behind them. Failing it instead has the caller send it and those
+		// after it again, in order.
+		jetstream.WithRetryAttempts(0),
+		jetstream.WithStallWait(natsPublishWait),
+	}
+	// All sent from this goroutine, on one connection: the server stores them
+	// in this order.
+	futures := make([]jetstream.PubAckFuture, 0, len(ms))
+	var sendErr error
+	for _, m := range ms {
+		if err := ctx.Err(); err != nil {
+			sendErr = err
+			break
+		}
+		f, err := t.js.PublishMsgAsync(natsMsg(m), append(opts, jetstream.WithMsgID(m.ID))...)
+		if err != nil {
+			sendErr = err
+			break
+		}
+		futures = append(futures, f)
+	}
+	// The client does not fail an acknowledgement lost with the connection
+	// (publish explains): the wait for each is bounded, counted from the one
+	// before, since the server stores them one after the other.
+	timer := time.NewTimer(natsPublishWait)
+	defer timer.Stop()
+	for i, f := range futures {
+		timer.Reset(natsPublishWait)
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			t.noticeStreamLoss(err)
+			return i, err
+		case <-timer.C:
+			return i, fmt.Errorf("no acknowledgement within %s", natsPublishWait)
+		case <-ctx.Done():
+			return i, ctx.Err()
+		}
+	}
+	return len(futures), sendErr
 }
 
 func (t *natsTransport) close() error {

@@ -165,17 +165,64 @@ func (t *rabbitTransport) close() error {
 }
 
 func (t *rabbitTransport) publish(ctx context.Context, m Message) error {
+	return t.send(ctx, t.cfg.Stream, m.Subject, rabbitPublishing(m))
+}
+
+func rabbitPublishing(m Message) amqp.Publishing {
 	headers := make(amqp.Table, len(m.Header))
 	for k, v := range m.Header {
 		headers[k] = v
 	}
-	return t.send(ctx, t.cfg.Stream, m.Subject, amqp.Publishing{
+	return amqp.Publishing{
 		Headers:      headers,
 		DeliveryMode: amqp.Persistent,
 		MessageId:    m.ID,
 		Timestamp:    time.Now(),
 		Body:         m.Body,
-	})
+	}
+}
+
+// errNotConfirmed is a negative publisher confirm, or the channel closing before
+// the confirm came (the client then settles every pending one negatively).
+var errNotConfirmed = errors.New("rabbitmq did not confirm the message")
+
+func (t *rabbitTransport) publishBatch(ctx context.Context, ms []Message) (int, error) {
+	select {
+	case <-t.done:
+		return 0, errClosed
+	default:
+	}
+	t.mu.Lock()
+	pub := t.pub
+	t.mu.Unlock()
+	if pub == nil {
+		return 0, errNotConnected
+	}
+	// All sent from this goroutine on one channel: the exchange routes them in
+	// this order.
+	confirms := make([]*amqp.DeferredConfirmation, 0, len(ms))
+	var sendErr error
+	for _, m := range ms {
+		c, err := pub.PublishWithDeferredConfirmWithContext(ctx, t.cfg.Stream, m.Subject, false, false, rabbitPublishing(m))
+		if err == nil && c == nil {
+			err = errors.New("rabbitmq channel not in confirm mode")
+		}
+		if err != nil {
+			sendErr = err
+			break
+		}
+		confirms = append(confirms, c)
+	}
+	for i, c := range confirms {
+		acked, err := c.WaitContext(ctx)
+		if err != nil {
+			return i, err
+		}
+		if !acked {
+			return i, errNotConfirmed
+		}
+	}
+	return len(confirms), sendErr
 }
 
 // send publishes p and waits for the broker's confirm.
@@ -200,7 +247,7 @@ func (t *rabbitTransport) send(ctx context.Context, exchange, key string, p amqp
 		return err
 	}
 	if !acked {
-		return errors.New("rabbitmq did not confirm the message")
+		return errNotConfirmed
 	}
 	return nil
 }

@@ -103,6 +103,55 @@ func (p *publisher) stats() (attempts, failures int) {
 	return p.attempts, p.failures
 }
 
+// batchPublisher is a publisher that also pipelines (broker.BatchPublisher), so
+// the relay gives it whole batches. Each call takes the next entry of script: so
+// many leading messages are acknowledged, then the batch fails; past the end of
+// the script every batch succeeds. down and hang work as for publisher.
+type batchPublisher struct {
+	publisher
+	script  []int
+	batches [][]string // the ids offered to each call
+	singles int        // Publish calls, which the relay should not make
+}
+
+func (p *batchPublisher) Publish(ctx context.Context, m broker.Message) error {
+	p.mu.Lock()
+	p.singles++
+	p.mu.Unlock()
+	return p.publisher.Publish(ctx, m)
+}
+
+func (p *batchPublisher) PublishBatch(ctx context.Context, ms []broker.Message) (int, error) {
+	p.mu.Lock()
+	p.attempts++
+	p.batches = append(p.batches, ids(ms))
+	if p.hang {
+		p.mu.Unlock()
+		<-ctx.Done()
+		return 0, ctx.Err()
+	}
+	acked, err := len(ms), error(nil)
+	switch {
+	case p.down:
+		acked, err = 0, errors.New("broker unavailable")
+	case len(p.script) > 0:
+		acked, err = min(p.script[0], len(ms)), errors.New("broker failed mid-batch")
+		p.script = p.script[1:]
+	}
+	if err != nil {
+		p.failures++
+	}
+	p.msgs = append(p.msgs, ms[:acked]...)
+	p.mu.Unlock()
+	return acked, err
+}
+
+func (p *batchPublisher) calls() (batches [][]string, singles int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([][]string(nil), p.batches...), p.singles
+}
+
 // eventually fails the test unless cond becomes true within wait.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -326,6 +375,76 @@ func TestRelayLosesAndReordersNothingWhileBrokerFails(t *testing.T) {
 	})
 }
 
+// A BatchPublisher gets whole batches; when one fails part way, only its
+// acknowledged prefix is marked sent, and the next batch starts at the first
+// event it did not acknowledge: nothing lost, nothing twice, nothing reordered.
+func TestRelayPipelinesBatchesAndRetriesTheUnacknowledgedRest(t *testing.T) {
+	open(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		reg := prometheus.NewRegistry()
+		var want []string
+		for i := range 35 {
+			want = append(want, write(t, ctx, db, "book.updated", fmt.Sprintf("b%d", i%3)))
+		}
+		pub := &batchPublisher{script: []int{4, 0, 9, 3}}
+		r := newRelay(t, db, pub, reg)
+		r.BatchSize = 10
+		run(t, r)
+
+		eventually(t, "the events to be published", func() bool { return len(pub.received()) >= len(want) })
+		if got := ids(pub.received()); !equal(got, want) {
+			t.Fatalf("published in order\n%v\nwant\n%v", got, want)
+		}
+		// Acknowledged 4 of 10, 0 of 10, 9 of 10, 3 of 10, then all.
+		wantBatches := [][2]int{{0, 10}, {4, 14}, {4, 14}, {13, 23}, {16, 26}, {26, 35}}
+		batches, singles := pub.calls()
+		if len(batches) != len(wantBatches) {
+			t.Fatalf("%d batches %v, want %d", len(batches), batches, len(wantBatches))
+		}
+		for i, b := range batches {
+			if w := want[wantBatches[i][0]:wantBatches[i][1]]; !equal(b, w) {
+				t.Errorf("batch %d offered\n%v\nwant\n%v", i, b, w)
+			}
+		}
+		if singles != 0 {
+			t.Errorf("%d single publishes to a BatchPublisher", singles)
+		}
+		if n := count(t, db, "sent_at IS NULL"); n != 0 {
+			t.Errorf("%d rows not marked sent", n)
+		}
+		if got := metric(t, reg, "folio_outbox_published_total"); got != 35 {
+			t.Errorf("folio_outbox_published_total = %v, want 35", got)
+		}
+		if got := metric(t, reg, "folio_outbox_publish_errors_total"); got != 4 {
+			t.Errorf("folio_outbox_publish_errors_total = %v, want 4", got)
+		}
+
+		// The broker down for a while, writes going on.
+		pub.set(func(p *publisher) { p.down = true })
+		for i := range 12 {
+			want = append(want, write(t, ctx, db, "book.updated", fmt.Sprintf("b%d", i%3)))
+		}
+		r.Notify()
+		eventually(t, "three failed batches", func() bool { _, f := pub.stats(); return f >= 4+3 })
+		if n := len(pub.received()); n != 35 {
+			t.Fatalf("%d messages published, want the 35 from before the broker went down", n)
+		}
+		pub.set(func(p *publisher) { p.down = false })
+		eventually(t, "the backlog to be published", func() bool { return len(pub.received()) >= len(want) })
+		if got := ids(pub.received()); !equal(got, want) {
+			t.Fatalf("published in order\n%v\nwant\n%v", got, want)
+		}
+		eventually(t, "no event to be pending", func() bool {
+			pending, _, err := r.Lag(ctx)
+			return err == nil && pending == 0
+		})
+		_, failures := pub.stats()
+		if got := metric(t, reg, "folio_outbox_publish_errors_total"); int(got) != failures {
+			t.Errorf("folio_outbox_publish_errors_total = %v, want %d", got, failures)
+		}
+	})
+}
+
 // metric returns the value of the gauge or counter registered on reg under name.
 func metric(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
@@ -480,6 +599,13 @@ func TestRunStopsWhenContextEnds(t *testing.T) {
 		})
 		t.Run("broker hangs", func(t *testing.T) {
 			pub := &publisher{hang: true}
+			stop := run(t, newRelay(t, db, pub, nil))
+			eventually(t, "a publish attempt", func() bool { a, _ := pub.stats(); return a >= 1 })
+			stop()
+		})
+		t.Run("broker hangs on a batch", func(t *testing.T) {
+			pub := &batchPublisher{}
+			pub.hang = true
 			stop := run(t, newRelay(t, db, pub, nil))
 			eventually(t, "a publish attempt", func() bool { a, _ := pub.stats(); return a >= 1 })
 			stop()
