@@ -10,12 +10,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/pressly/goose/v3"
-	"github.com/pressly/goose/v3/lock"
 
 	"folio/internal/platform/broker"
 	"folio/internal/platform/logging"
@@ -37,26 +34,8 @@ const migrateLockID int64 = 0x666f6c696f6f75 // "folioou"
 
 // Migrate creates the outbox table if the database does not have it yet.
 func Migrate(ctx context.Context, db *sqldb.DB) error {
-	sub, err := fs.Sub(migrations, "migrations/"+string(db.Dialect))
-	if err != nil {
-		return fmt.Errorf("outbox migrate: %w", err)
-	}
-	opts := []goose.ProviderOption{goose.WithTableName(versionTable), goose.WithDisableGlobalRegistry(true)}
-	dialect := goose.DialectSQLite3
-	if db.Dialect == sqldb.Postgres {
-		dialect = goose.DialectPostgres
-		locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(migrateLockID))
-		if err != nil {
-			return fmt.Errorf("outbox migrate: %w", err)
-		}
-		opts = append(opts, goose.WithSessionLocker(locker))
-	}
-	p, err := goose.NewProvider(dialect, db.DB, sub, opts...)
-	if err != nil {
-		return fmt.Errorf("outbox migrate: %w", err)
-	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("outbox migrate: %w", err)
+	if err := db.MigrateOwn(ctx, migrations, versionTable, migrateLockID); err != nil {
+		return fmt.Errorf("outbox: %w", err)
 	}
 	return nil
 }
