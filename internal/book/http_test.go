@@ -8,9 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -31,6 +28,7 @@ import (
 	"folio/internal/platform/metrics"
 	"folio/internal/platform/problem"
 	"folio/internal/platform/rest"
+	"folio/internal/platform/rest/openapicheck"
 	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
 )
@@ -1207,7 +1205,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 		}
 	}
 
-	routes := routesIn(t, "routes.go")
+	routes := openapicheck.RoutesIn(t, "routes.go")
 	if len(routes) < 6 {
 		t.Fatalf("found %d routes in routes.go, want at least 6: %v", len(routes), routes)
 	}
@@ -1233,38 +1231,6 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			}
 		}
 	}
-}
-
-// routesIn returns the patterns given to mux.Handle and mux.HandleFunc in a source file.
-func routesIn(t *testing.T, file string) []string {
-	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var routes []string
-	ast.Inspect(f, func(n ast.Node) bool {
-		call, ok := n.(*ast.CallExpr)
-		if !ok || len(call.Args) == 0 {
-			return true
-		}
-		sel, ok := call.Fun.(*ast.SelectorExpr)
-		if !ok || (sel.Sel.Name != "Handle" && sel.Sel.Name != "HandleFunc") {
-			return true
-		}
-		lit, ok := call.Args[0].(*ast.BasicLit)
-		if !ok || lit.Kind != token.STRING {
-			t.Errorf("%s: a route pattern that is not a string literal: %T", file, call.Args[0])
-			return true
-		}
-		s, err := strconv.Unquote(lit.Value)
-		if err != nil {
-			t.Fatal(err)
-		}
-		routes = append(routes, s)
-		return true
-	})
-	return routes
 }
 
 // openAPIRoute turns a ServeMux pattern ("GET /books/{id}", "GET /files/{path...}",

@@ -18,10 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/getkin/kin-openapi/routers"
-	"github.com/getkin/kin-openapi/routers/gorillamux"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"folio/internal/book"
@@ -32,6 +28,7 @@ import (
 	"folio/internal/platform/logging"
 	"folio/internal/platform/outbox"
 	"folio/internal/platform/resilient"
+	"folio/internal/platform/rest/openapicheck"
 	"folio/internal/platform/sqldb/sqldbtest"
 )
 
@@ -80,9 +77,9 @@ func createBook(t *testing.T, baseURL string, fields map[string]any) bookclient.
 // contractCheck is a transport that validates every response it carries against the
 // book service's OpenAPI document.
 type contractCheck struct {
-	t      *testing.T
-	router routers.Router
-	next   http.RoundTripper
+	t    *testing.T
+	doc  *openapicheck.Document
+	next http.RoundTripper
 
 	mu      sync.Mutex
 	checked int
@@ -90,20 +87,7 @@ type contractCheck struct {
 
 func newContractCheck(t *testing.T, serverURL string) *contractCheck {
 	t.Helper()
-	loader := openapi3.NewLoader()
-	doc, err := loader.LoadFromData(book.OpenAPI)
-	if err != nil {
-		t.Fatalf("load book OpenAPI document: %v", err)
-	}
-	if err := doc.Validate(loader.Context); err != nil {
-		t.Fatalf("book OpenAPI document is not valid: %v", err)
-	}
-	doc.Servers = openapi3.Servers{{URL: serverURL}}
-	router, err := gorillamux.NewRouter(doc)
-	if err != nil {
-		t.Fatalf("route book OpenAPI document: %v", err)
-	}
-	return &contractCheck{t: t, router: router, next: http.DefaultTransport}
+	return &contractCheck{t: t, doc: openapicheck.Load(t, book.OpenAPI, serverURL), next: http.DefaultTransport}
 }
 
 func (c *contractCheck) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -118,21 +102,7 @@ func (c *contractCheck) RoundTrip(req *http.Request) (*http.Response, error) {
 	}
 	resp.Body = io.NopCloser(bytes.NewReader(body))
 
-	route, params, err := c.router.FindRoute(req)
-	if err != nil {
-		c.t.Errorf("%s %s is not in the book OpenAPI document: %v", req.Method, req.URL, err)
-		return resp, nil
-	}
-	in := &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
-		Status:                 resp.StatusCode,
-		Header:                 resp.Header,
-		Body:                   io.NopCloser(bytes.NewReader(body)),
-		Options:                &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
-	}
-	if err := openapi3filter.ValidateResponse(req.Context(), in); err != nil {
-		c.t.Errorf("%s %s: response %d does not match the book OpenAPI document: %v\n%s", req.Method, req.URL, resp.StatusCode, err, body)
-	}
+	c.doc.Check(c.t, req, resp.StatusCode, resp.Header, body)
 	c.mu.Lock()
 	c.checked++
 	c.mu.Unlock()

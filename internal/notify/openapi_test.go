@@ -1,44 +1,22 @@
 package notify_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"go/ast"
-	"go/parser"
-	"go/token"
-	"io"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
-
-	"github.com/getkin/kin-openapi/openapi3"
-	"github.com/getkin/kin-openapi/openapi3filter"
-	"github.com/getkin/kin-openapi/routers"
-	"github.com/getkin/kin-openapi/routers/gorillamux"
 
 	"folio/internal/notify"
 	"folio/internal/platform/idempotency"
 	"folio/internal/platform/rest"
+	"folio/internal/platform/rest/openapicheck"
 )
 
 // TestOpenAPIDocument checks that the notify service's OpenAPI document is valid and
 // that every answer of the service, errors included, matches what it says.
 func TestOpenAPIDocument(t *testing.T) {
-	loader := openapi3.NewLoader()
-	doc, err := loader.LoadFromData(notify.OpenAPI)
-	if err != nil {
-		t.Fatalf("load: %v", err)
-	}
-	if err := doc.Validate(loader.Context); err != nil {
-		t.Fatalf("the document is not valid OpenAPI: %v", err)
-	}
-	doc.Servers = openapi3.Servers{{URL: "http://example.com"}}
-	router, err := gorillamux.NewRouter(doc)
-	if err != nil {
-		t.Fatalf("router: %v", err)
-	}
+	doc := openapicheck.Load(t, notify.OpenAPI, "http://example.com")
 
 	s := newServer(t, openSQLite(t))
 	sub := s.subscribe(t, "http://example.com/hook", secret, "book.created", "author.deleted")
@@ -85,28 +63,7 @@ func TestOpenAPIDocument(t *testing.T) {
 			t.Errorf("%s %s: got status %d, want %d: %.300s", cl.method, cl.path, rec.Code, cl.want, rec.Body)
 			continue
 		}
-		checkResponse(t, router, cl.method, cl.path, rec)
-	}
-}
-
-// checkResponse validates one answer against the document.
-func checkResponse(t *testing.T, router routers.Router, method, path string, rec *httptest.ResponseRecorder) {
-	t.Helper()
-	req := httptest.NewRequest(method, "http://example.com"+path, nil)
-	route, params, err := router.FindRoute(req)
-	if err != nil {
-		t.Errorf("%s %s is not in the document: %v", method, path, err)
-		return
-	}
-	in := &openapi3filter.ResponseValidationInput{
-		RequestValidationInput: &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route},
-		Status:                 rec.Code,
-		Header:                 rec.Header(),
-		Body:                   io.NopCloser(bytes.NewReader(rec.Body.Bytes())),
-		Options:                &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true},
-	}
-	if err := openapi3filter.ValidateResponse(context.Background(), in); err != nil {
-		t.Errorf("%s %s: answer %d does not match the document: %v\n%.500s", method, path, rec.Code, err, rec.Body)
+		doc.CheckRecorded(t, cl.method, cl.path, rec)
 	}
 }
 
@@ -128,7 +85,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			}
 		}
 	}
-	routes := routesIn(t, "routes.go")
+	routes := openapicheck.RoutesIn(t, "routes.go")
 	if len(routes) != 5 {
 		t.Fatalf("found %d routes in routes.go, want 5: %v", len(routes), routes)
 	}
@@ -151,33 +108,4 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 			}
 		}
 	}
-}
-
-// routesIn returns the patterns given to mux.Handle in a source file.
-func routesIn(t *testing.T, file string) []string {
-	t.Helper()
-	f, err := parser.ParseFile(token.NewFileSet(), file, nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var routes []string
-	ast.Inspect(f, func(n ast.Node) bool {
-		call, ok := n.(*ast.CallExpr)
-		if !ok || len(call.Args) == 0 {
-			return true
-		}
-		sel, ok := call.Fun.(*ast.SelectorExpr)
-		if !ok || (sel.Sel.Name != "Handle" && sel.Sel.Name != "HandleFunc") {
-			return true
-		}
-		lit, ok := call.Args[0].(*ast.BasicLit)
-		if !ok || lit.Kind != token.STRING {
-			return true
-		}
-		if r, err := strconv.Unquote(lit.Value); err == nil {
-			routes = append(routes, r)
-		}
-		return true
-	})
-	return routes
 }
