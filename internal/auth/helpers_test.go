@@ -90,6 +90,9 @@ func newServer(tb testing.TB, db *sqldb.DB, change ...func(*auth.Options)) *serv
 		tb.Fatalf("Rotate: %v", err)
 	}
 	mux := http.NewServeMux()
+	if err := idempotency.Migrate(context.Background(), db); err != nil {
+		tb.Fatalf("idempotency migrate: %v", err)
+	}
 	keys := idempotency.New(db, quiet)
 	keys.Fingerprint = auth.RequestFingerprint
 	auth.Routes(mux, svc, keys, quiet)

@@ -14,6 +14,7 @@ import (
 	"folio/internal/book"
 	"folio/internal/platform/broker"
 	"folio/internal/platform/fault"
+	"folio/internal/platform/idempotency"
 	"folio/internal/platform/inbox"
 	"folio/internal/platform/outbox"
 	"folio/internal/platform/problem"
@@ -22,8 +23,8 @@ import (
 	"folio/internal/platform/sqldb/sqldbtest"
 )
 
-// migrateEvents adds the outbox and inbox tables to db, as the cmd mains do.
-func migrateEvents(tb testing.TB, db *sqldb.DB) {
+// migratePlatform adds the outbox and inbox tables to db, as the cmd mains do.
+func migratePlatform(tb testing.TB, db *sqldb.DB) {
 	tb.Helper()
 	ctx := context.Background()
 	if err := outbox.Migrate(ctx, db); err != nil {
@@ -31,6 +32,9 @@ func migrateEvents(tb testing.TB, db *sqldb.DB) {
 	}
 	if err := inbox.Migrate(ctx, db); err != nil {
 		tb.Fatalf("inbox migrate: %v", err)
+	}
+	if err := idempotency.Migrate(ctx, db); err != nil {
+		tb.Fatalf("idempotency migrate: %v", err)
 	}
 }
 
@@ -108,7 +112,7 @@ func isKind(k fault.Kind) func(error) bool {
 func TestStoreEvents(t *testing.T) {
 	sqldbtest.ForEach(t, author.Migrations, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		migrateEvents(t, db)
+		migratePlatform(t, db)
 		notified := 0
 		s := author.NewSQLStore(db, author.WithNotify(func() { notified++ }))
 		handle := author.NewEventHandler(s, quiet)
@@ -236,7 +240,7 @@ func TestBookProjection(t *testing.T) {
 	}
 	sqldbtest.ForEach(t, author.Migrations, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		migrateEvents(t, db)
+		migratePlatform(t, db)
 		s := author.NewSQLStore(db)
 		handle := author.NewEventHandler(s, quiet)
 		now := time.Now().UTC().Truncate(time.Microsecond)
@@ -461,7 +465,7 @@ func TestBookCountAlwaysSent(t *testing.T) {
 func TestEventsAcrossServices(t *testing.T) {
 	ctx := context.Background()
 	bookDB := sqldbtest.Open(t, "sqlite:"+filepath.Join(t.TempDir(), "book.db"), book.Migrations)
-	migrateEvents(t, bookDB)
+	migratePlatform(t, bookDB)
 	books := serveBooks(t, bookDB)
 	authorDB := openSQLite(t)
 	s := newServer(t, authorDB, booksAt(books.URL))

@@ -40,7 +40,7 @@ func openSQLite(tb testing.TB) *sqldb.DB {
 	if err := db.Migrate(ctx, author.Migrations); err != nil {
 		tb.Fatalf("migrate: %v", err)
 	}
-	migrateEvents(tb, db)
+	migratePlatform(tb, db)
 	return db
 }
 
@@ -53,7 +53,7 @@ type server struct {
 // newServer serves the author service over db, asking books for books.
 func newServer(tb testing.TB, db *sqldb.DB, books author.Books) *server {
 	tb.Helper()
-	migrateEvents(tb, db)
+	migratePlatform(tb, db)
 	mux := http.NewServeMux()
 	svc := author.NewService(author.NewSQLStore(db), books, 0)
 	author.Routes(mux, svc, idempotency.New(db, quiet), quiet)
@@ -162,7 +162,7 @@ func (everyAuthor) Exists(context.Context, string) (bool, error) { return true, 
 func startBookService(t testing.TB) *httptest.Server {
 	t.Helper()
 	db := sqldbtest.Open(t, "sqlite:"+filepath.Join(t.TempDir(), "book.db"), book.Migrations)
-	migrateEvents(t, db)
+	migratePlatform(t, db)
 	return serveBooks(t, db)
 }
 

@@ -34,7 +34,7 @@ func ptr[T any](v T) *T { return &v }
 func TestSQLStore(t *testing.T) {
 	sqldbtest.ForEach(t, author.Migrations, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		migrateEvents(t, db)
+		migratePlatform(t, db)
 		s := author.NewSQLStore(db)
 		now := time.Now().UTC().Truncate(time.Microsecond)
 

@@ -19,7 +19,7 @@ import (
 // database and returns a handler over it, with one book id per genre.
 func benchCatalogue(b *testing.B) (http.Handler, []string) {
 	db := sqldbtest.Open(b, "sqlite:"+filepath.Join(b.TempDir(), "bench.db"), book.Migrations)
-	migrateEvents(b, db)
+	migratePlatform(b, db)
 	store := book.NewSQLStore(db)
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	year := 1900

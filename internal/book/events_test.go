@@ -14,6 +14,7 @@ import (
 	"folio/internal/book"
 	"folio/internal/platform/broker"
 	"folio/internal/platform/fault"
+	"folio/internal/platform/idempotency"
 	"folio/internal/platform/inbox"
 	"folio/internal/platform/outbox"
 	"folio/internal/platform/rest"
@@ -21,8 +22,9 @@ import (
 	"folio/internal/platform/sqldb/sqldbtest"
 )
 
-// migrateEvents adds the outbox and inbox tables to db, as cmd/book does.
-func migrateEvents(tb testing.TB, db *sqldb.DB) {
+// migratePlatform adds the tables of the platform packages (outbox, inbox,
+// idempotency keys) to db, as cmd/book does at start.
+func migratePlatform(tb testing.TB, db *sqldb.DB) {
 	tb.Helper()
 	ctx := context.Background()
 	if err := outbox.Migrate(ctx, db); err != nil {
@@ -30,6 +32,9 @@ func migrateEvents(tb testing.TB, db *sqldb.DB) {
 	}
 	if err := inbox.Migrate(ctx, db); err != nil {
 		tb.Fatalf("inbox migrate: %v", err)
+	}
+	if err := idempotency.Migrate(ctx, db); err != nil {
+		tb.Fatalf("idempotency migrate: %v", err)
 	}
 }
 
@@ -83,7 +88,7 @@ func sameJSON(tb testing.TB, a, b []byte) bool {
 func TestStoreEvents(t *testing.T) {
 	sqldbtest.ForEach(t, book.Migrations, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		migrateEvents(t, db)
+		migratePlatform(t, db)
 		notified := 0
 		s := book.NewSQLStore(db, book.WithNotify(func() { notified++ }))
 
@@ -270,7 +275,7 @@ func TestAuthorEvents(t *testing.T) {
 	}
 	sqldbtest.ForEach(t, book.Migrations, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		migrateEvents(t, db)
+		migratePlatform(t, db)
 		s := book.NewSQLStore(db)
 		handle := book.NewEventHandler(s, quiet)
 		for _, tt := range tests {

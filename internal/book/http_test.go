@@ -107,7 +107,7 @@ func newServer(tb testing.TB, db *sqldb.DB) *server {
 func newServerLogging(tb testing.TB, db *sqldb.DB, w io.Writer) *server {
 	tb.Helper()
 	log := logging.New(w, "book", "json", "info")
-	migrateEvents(tb, db)
+	migratePlatform(tb, db)
 	authors := &fakeAuthors{ids: map[string]bool{authorA: true, authorB: true}}
 	store := book.NewSQLStore(db)
 	svc := book.NewService(store, book.NewAuthorDirectory(store, authors, log))

@@ -71,7 +71,7 @@ func ids(books []book.Book) []string {
 func TestSQLStore(t *testing.T) {
 	sqldbtest.ForEach(t, book.Migrations, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		migrateEvents(t, db)
+		migratePlatform(t, db)
 		s := book.NewSQLStore(db)
 		authorA, authorB := rest.NewID(), rest.NewID()
 

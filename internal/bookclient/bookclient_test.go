@@ -45,6 +45,9 @@ func startBookService(t *testing.T) *httptest.Server {
 	if err := outbox.Migrate(context.Background(), db); err != nil {
 		t.Fatal(err)
 	}
+	if err := idempotency.Migrate(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
 	log := slog.New(slog.DiscardHandler)
 	mux := http.NewServeMux()
 	book.Routes(mux, book.NewService(book.NewSQLStore(db), everyAuthor{}), idempotency.New(db, log), log)

@@ -42,7 +42,7 @@ func startServices(t *testing.T) (bookURL, authorURL string) {
 	bookURL, authorURL = "http://"+bookSrv.Listener.Addr().String(), "http://"+authorSrv.Listener.Addr().String()
 
 	bdb := sqldbtest.Open(t, "sqlite:"+filepath.Join(dir, "book.db"), book.Migrations)
-	migrateEvents(t, bdb)
+	migratePlatform(t, bdb)
 	breg := prometheus.NewRegistry()
 	bstore := book.NewSQLStore(bdb)
 	authors := authorclient.New(authorURL, resilient.NewClient(resilient.DefaultConfig("author"), breg))
@@ -51,7 +51,7 @@ func startServices(t *testing.T) (bookURL, authorURL string) {
 	bookSrv.Config.Handler = httpserver.New(httpserver.Config{}, log, breg, bmux, book.OpenAPI, bdb.PingContext).Handler()
 
 	adb := sqldbtest.Open(t, "sqlite:"+filepath.Join(dir, "author.db"), author.Migrations)
-	migrateEvents(t, adb)
+	migratePlatform(t, adb)
 	areg := prometheus.NewRegistry()
 	books := bookclient.New(bookURL, resilient.NewClient(resilient.DefaultConfig("book"), areg))
 	amux := http.NewServeMux()
@@ -301,13 +301,16 @@ func TestLoadFailsOnAnErrorAnswer(t *testing.T) {
 	}
 }
 
-// migrateEvents adds the outbox and inbox tables the services write their events to.
-func migrateEvents(t *testing.T, db *sqldb.DB) {
+// migratePlatform adds the tables of the platform packages: outbox, inbox, idempotency keys.
+func migratePlatform(t *testing.T, db *sqldb.DB) {
 	t.Helper()
 	if err := outbox.Migrate(context.Background(), db); err != nil {
 		t.Fatal(err)
 	}
 	if err := inbox.Migrate(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	if err := idempotency.Migrate(context.Background(), db); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -51,6 +51,9 @@ func newServer(tb testing.TB, db *sqldb.DB) *server {
 func newServerConfig(tb testing.TB, db *sqldb.DB, cfg notify.Config) *server {
 	tb.Helper()
 	svc := notify.NewService(db, cfg, quiet)
+	if err := idempotency.Migrate(context.Background(), db); err != nil {
+		tb.Fatalf("idempotency migrate: %v", err)
+	}
 	mux := http.NewServeMux()
 	notify.Routes(mux, svc, idempotency.New(db, quiet), quiet)
 	srv := httpserver.New(httpserver.Config{}, quiet, metrics.NewRegistry(), mux, notify.OpenAPI, db.PingContext)

@@ -1,7 +1,6 @@
 // Package idempotency makes creating POSTs safe to retry: a request that carries an
 // Idempotency-Key is answered once, and a repeat of it gets the first answer back.
-// The keys live in the service's own database (table idempotency_keys, which each
-// service's migrations create).
+// The keys live in the service's own database, in a table this package migrates.
 package idempotency
 
 import (
@@ -9,6 +8,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"database/sql"
+	"embed"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -25,6 +25,19 @@ import (
 	"folio/internal/platform/rest"
 	"folio/internal/platform/sqldb"
 )
+
+//go:embed migrations
+var migrations embed.FS
+
+// Migrate creates the idempotency_keys table if the database does not have it yet.
+// Its migrations are recorded apart from the service's own.
+func Migrate(ctx context.Context, db *sqldb.DB) error {
+	const versionTable, lockID = "folio_idempotency_version", 0x666f6c696f6964 // "folioid"
+	if err := db.MigrateOwn(ctx, migrations, versionTable, lockID); err != nil {
+		return fmt.Errorf("idempotency: %w", err)
+	}
+	return nil
+}
 
 // Header is the request header that carries the key.
 const Header = "Idempotency-Key"
@@ -58,7 +71,7 @@ type Keys struct {
 	now         func() time.Time
 }
 
-// New returns the key store kept in db.
+// New returns the key store kept in db, which Migrate has prepared.
 func New(db *sqldb.DB, log *slog.Logger) *Keys {
 	return &Keys{db: db, log: log, TTL: 24 * time.Hour, Abandoned: time.Minute, now: time.Now,
 		Caller: func(r *http.Request) string { return r.Header.Get(SubjectHeader) },

@@ -13,7 +13,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"folio/internal/platform/httpserver"
@@ -22,24 +21,6 @@ import (
 	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
 )
-
-// migrations creates the table every service's own migrations create.
-var migrations = fstest.MapFS{
-	"migrations/sqlite/00001_keys.sql": {Data: []byte(`-- +goose Up
-CREATE TABLE idempotency_keys (
-    scope TEXT NOT NULL, idem_key TEXT NOT NULL, request_hash TEXT NOT NULL, state TEXT NOT NULL,
-    status INTEGER NOT NULL, headers TEXT NOT NULL, body TEXT NOT NULL, created_at INTEGER NOT NULL,
-    PRIMARY KEY (scope, idem_key)
-);
-`)},
-	"migrations/postgres/00001_keys.sql": {Data: []byte(`-- +goose Up
-CREATE TABLE idempotency_keys (
-    scope TEXT NOT NULL, idem_key TEXT NOT NULL, request_hash TEXT NOT NULL, state TEXT NOT NULL,
-    status INTEGER NOT NULL, headers TEXT NOT NULL, body TEXT NOT NULL, created_at BIGINT NOT NULL,
-    PRIMARY KEY (scope, idem_key)
-);
-`)},
-}
 
 // clock is a settable time source for Keys.now.
 type clock struct {

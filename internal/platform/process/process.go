@@ -24,6 +24,7 @@ import (
 	"folio/internal/platform/config"
 	"folio/internal/platform/discovery"
 	"folio/internal/platform/httpserver"
+	"folio/internal/platform/idempotency"
 	"folio/internal/platform/logging"
 	"folio/internal/platform/metrics"
 	"folio/internal/platform/resilient"
@@ -155,6 +156,11 @@ func Start(ctx context.Context, name, addr string, cfg any, base *Base, getenv f
 		return nil, err
 	}
 	if err := db.Migrate(ctx, migrations); err != nil {
+		db.Close()
+		disc.Close()
+		return nil, err
+	}
+	if err := idempotency.Migrate(ctx, db); err != nil {
 		db.Close()
 		disc.Close()
 		return nil, err

@@ -45,21 +45,7 @@ CREATE INDEX deliveries_subscription_id ON deliveries (subscription_id, id);
 CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE status = 'pending';
 CREATE INDEX deliveries_event_id ON deliveries (event_id);
 
-CREATE TABLE idempotency_keys (
-    scope        TEXT NOT NULL,
-    idem_key     TEXT NOT NULL,
-    request_hash TEXT NOT NULL,
-    state        TEXT NOT NULL,
-    status       INTEGER NOT NULL,
-    headers      TEXT NOT NULL,
-    body         TEXT NOT NULL,
-    created_at   INTEGER NOT NULL,
-    PRIMARY KEY (scope, idem_key)
-);
-CREATE INDEX idempotency_keys_created_at ON idempotency_keys (created_at);
-
 -- +goose Down
-DROP TABLE idempotency_keys;
 DROP TABLE deliveries;
 DROP TABLE events;
 DROP TABLE subscription_events;
