@@ -16,7 +16,11 @@ import (
 // NATS JetStream settings.
 const (
 	natsDuplicateWindow = 2 * time.Minute
-	natsAckWait         = 30 * time.Second
+	// natsAckWait is how long a delivery may go unacknowledged before JetStream
+	// sends it again: after a consumer crash, its deliveries in flight come back
+	// this much later. Handlers take milliseconds; one that takes longer only
+	// causes a redelivery, which the inbox absorbs.
+	natsAckWait = 10 * time.Second
 	// natsMaxAckPending leaves room beyond Concurrency: messages waiting out a
 	// NakWithDelay backoff still count as pending, and must not stall the ones
 	// behind them.
