@@ -185,26 +185,3 @@ func rabbitQueues(prefix string) []string {
 	}
 	return slices.Compact(qs)
 }
-
-// waitListening waits until addr takes TCP connections, the process exits, ctx ends
-// or readyTimeout passes.
-func (p *proc) waitListening(ctx context.Context, addr string) error {
-	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
-	defer cancel()
-	for {
-		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
-			c.Close()
-			return nil
-		}
-		select {
-		case <-p.done:
-			return fmt.Errorf("%s exited before it was ready: %v; its log:\n%s", p.name, p.err, tail(p.log))
-		case <-ctx.Done():
-			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("%s did not listen on %s within %s; its log:\n%s", p.name, addr, readyTimeout, tail(p.log))
-			}
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}

@@ -88,33 +88,54 @@ func (p *proc) exitedEarly() error {
 // waitReady polls url until it answers 200, the process exits, ctx ends or
 // readyTimeout passes.
 func (p *proc) waitReady(ctx context.Context, url string) error {
-	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
-	defer cancel()
 	client := &http.Client{Timeout: time.Second}
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
+	return p.waitUntil(ctx, "was not ready at "+url, func(ctx context.Context) bool {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		if err != nil {
-			return err
+			return false
 		}
-		if resp, err := client.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		resp, err := client.Do(req)
+		if err != nil {
+			return false
 		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+}
+
+// waitListening waits until addr takes TCP connections, the process exits, ctx ends
+// or readyTimeout passes.
+func (p *proc) waitListening(ctx context.Context, addr string) error {
+	return p.waitUntil(ctx, "did not listen on "+addr, func(context.Context) bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+}
+
+// waitUntil checks ok every 50 ms until it holds. Errors: the process exited first,
+// or readyTimeout passed (the error says the process failed and shows its log), or
+// ctx ended.
+func (p *proc) waitUntil(ctx context.Context, failed string, ok func(context.Context) bool) error {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !ok(ctx) {
 		select {
 		case <-p.done:
 			return fmt.Errorf("%s exited before it was ready: %v; its log:\n%s", p.name, p.err, tail(p.log))
 		case <-ctx.Done():
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("%s was not ready at %s within %s; its log:\n%s", p.name, url, readyTimeout, tail(p.log))
+				return fmt.Errorf("%s %s within %s; its log:\n%s", p.name, failed, readyTimeout, tail(p.log))
 			}
 			return ctx.Err()
 		case <-tick.C:
 		}
 	}
+	return nil
 }
 
 // tail returns the last lines of the file at path.

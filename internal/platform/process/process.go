@@ -69,7 +69,6 @@ type serving struct {
 }
 
 func (s Server) serve(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, mux *http.ServeMux, openapi []byte, sv serving) error {
-	announce := sv.announce
 	ln, err := httpserver.Listen(s.HTTPAddr)
 	if err != nil {
 		return err
@@ -80,8 +79,8 @@ func (s Server) serve(ctx context.Context, log *slog.Logger, reg *prometheus.Reg
 			return err
 		}
 	}
-	if announce != nil {
-		withdraw, err := announce(ln.Addr())
+	if sv.announce != nil {
+		withdraw, err := sv.announce(ln.Addr())
 		if err != nil {
 			ln.Close()
 			return err
