@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,8 +28,11 @@ const wait = 20 * time.Second
 
 // adapter is one broker the behaviour suite runs against.
 type adapter struct {
+	name string // of the subtest
 	kind string
 	env  string // names the test server's URL
+	// serve, when set, starts the test server instead.
+	serve func(t *testing.T) string
 	// config points cfg at url.
 	config func(cfg Config, url string) Config
 	// ready waits until subscription name receives what is published next.
@@ -42,20 +46,12 @@ type adapter struct {
 }
 
 var adapters = []adapter{
+	natsAdapter("nats", "FOLIO_TEST_NATS_URL", nil),
+	// The server folio up embeds, newer than the machine's, takes atomic
+	// batches: the same suite runs on that path of the adapter too.
+	natsAdapter("nats-embedded", "", embeddedNATS),
 	{
-		kind:        "nats",
-		env:         "FOLIO_TEST_NATS_URL",
-		config:      func(cfg Config, url string) Config { cfg.NATSURL = url; return cfg },
-		ready:       natsReady,
-		cleanup:     natsCleanup,
-		deadLetters: natsDeadLetters,
-		drop: func(t *testing.T, b *Broker) {
-			if err := b.t.(*natsTransport).nc.ForceReconnect(); err != nil {
-				t.Fatal(err)
-			}
-		},
-	},
-	{
+		name:        "rabbitmq",
 		kind:        "rabbitmq",
 		env:         "FOLIO_TEST_RABBITMQ_URL",
 		config:      func(cfg Config, url string) Config { cfg.RabbitMQURL = url; return cfg },
@@ -75,10 +71,75 @@ var adapters = []adapter{
 	},
 }
 
+func natsAdapter(name, env string, serve func(t *testing.T) string) adapter {
+	return adapter{
+		name:        name,
+		kind:        "nats",
+		env:         env,
+		serve:       serve,
+		config:      func(cfg Config, url string) Config { cfg.NATSURL = url; return cfg },
+		ready:       natsReady,
+		cleanup:     natsCleanup,
+		deadLetters: natsDeadLetters,
+		drop: func(t *testing.T, b *Broker) {
+			if err := b.t.(*natsTransport).nc.ForceReconnect(); err != nil {
+				t.Fatal(err)
+			}
+		},
+	}
+}
+
+var embedded struct {
+	once sync.Once
+	dir  string
+	srv  *server.Server
+	err  error
+}
+
+// embeddedNATS starts, once for the package, a NATS server of the version
+// folio up embeds, syncing every write as there.
+func embeddedNATS(t *testing.T) string {
+	embedded.once.Do(func() {
+		if embedded.dir, embedded.err = os.MkdirTemp("", "folio-broker-nats-"); embedded.err != nil {
+			return
+		}
+		embedded.srv, embedded.err = server.NewServer(&server.Options{
+			Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: embedded.dir,
+			SyncAlways: true, NoSigs: true, NoLog: true, HTTPPort: -1,
+		})
+		if embedded.err == nil {
+			go embedded.srv.Start()
+			if !embedded.srv.ReadyForConnections(wait) {
+				embedded.err = errors.New("embedded NATS not ready")
+			}
+		}
+	})
+	if embedded.err != nil {
+		t.Fatal(embedded.err)
+	}
+	return embedded.srv.ClientURL()
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if embedded.srv != nil {
+		embedded.srv.Shutdown()
+		embedded.srv.WaitForShutdown()
+	}
+	if embedded.dir != "" {
+		_ = os.RemoveAll(embedded.dir)
+	}
+	os.Exit(code)
+}
+
 // forEach runs test against each adapter whose server is configured.
 func forEach(t *testing.T, test func(t *testing.T, e *env)) {
 	for _, a := range adapters {
-		t.Run(a.kind, func(t *testing.T) {
+		t.Run(a.name, func(t *testing.T) {
+			if a.serve != nil {
+				test(t, newEnv(t, a, a.serve(t)))
+				return
+			}
 			url := os.Getenv(a.env)
 			if url == "" {
 				if os.Getenv("FOLIO_REQUIRE_INTEGRATION") == "1" {
@@ -597,6 +658,59 @@ func TestCloseEndsConsume(t *testing.T) {
 }
 
 // An operator may change the stream's limits; services starting must keep them.
+// On a server that takes atomic batches a batch is stored whole; published again
+// (its acknowledgement lost, say) it is refused as a whole, and the adapter
+// sends it message by message, so that nothing is stored twice.
+func TestNATSAtomicBatches(t *testing.T) {
+	forEach(t, func(t *testing.T, e *env) {
+		if e.a.kind != "nats" {
+			t.Skip("JetStream only")
+		}
+		b := e.open(t)
+		batch := func(from, to int) []Message {
+			var ms []Message
+			for i := from; i < to; i++ {
+				ms = append(ms, Message{Subject: e.subject("book.created"), ID: fmt.Sprintf("a%03d", i), Body: []byte("{}")})
+			}
+			return ms
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), wait)
+		defer cancel()
+		if acked, err := b.PublishBatch(ctx, batch(0, 40)); err != nil || acked != 40 {
+			t.Fatalf("PublishBatch = %d, %v; want 40, nil", acked, err)
+		}
+		nt := b.t.(*natsTransport)
+		if e.a.serve != nil && !nt.atomicBatches() {
+			t.Fatal("the embedded server's stream does not take atomic batches")
+		}
+		if acked, err := b.PublishBatch(ctx, batch(20, 60)); err != nil || acked != 40 {
+			t.Fatalf("PublishBatch again = %d, %v; want 40, nil", acked, err)
+		}
+		js, done := natsJS(t, e)
+		defer done()
+		st, err := js.Stream(ctx, e.cfg.Stream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info := st.CachedInfo(); info.State.Msgs != 60 {
+			t.Errorf("stream holds %d messages, want 60", info.State.Msgs)
+		}
+		for seq := uint64(1); seq <= 60; seq++ {
+			m, err := st.GetMsg(ctx, seq)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := fmt.Sprintf("a%03d", seq-1); m.Header.Get(jetstream.MsgIDHeader) != want {
+				t.Fatalf("message %d is %s, want %s", seq, m.Header.Get(jetstream.MsgIDHeader), want)
+			}
+			// The first batch went as one, the rest of the second one by one.
+			if inBatch, want := m.Header.Get("Nats-Batch-Id") != "", nt.atomicBatches() && seq <= 40; inBatch != want {
+				t.Errorf("message %d stored in an atomic batch: %t, want %t", seq, inBatch, want)
+			}
+		}
+	})
+}
+
 func TestNATSKeepsStreamSettings(t *testing.T) {
 	forEach(t, func(t *testing.T, e *env) {
 		if e.a.kind != "nats" {
@@ -630,6 +744,9 @@ func newMetricsOn(t *testing.T, reg prometheus.Registerer) *metrics {
 // TestUnreachable needs no server: nothing listens on port 1.
 func TestUnreachable(t *testing.T) {
 	for _, a := range adapters {
+		if a.serve != nil {
+			continue // the same adapter as one above
+		}
 		t.Run(a.kind, func(t *testing.T) {
 			cfg := a.config(Config{Kind: a.kind, Stream: "FOLIO_TEST_UNREACHABLE", Prefix: "unreachable"}, map[string]string{
 				"nats":     "nats://127.0.0.1:1",

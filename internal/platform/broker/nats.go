@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/synadia-io/orbit.go/jetstreamext"
 )
 
 // NATS JetStream settings.
@@ -35,6 +36,12 @@ const (
 	// waits for any more (its batch failed earlier): otherwise it would stay
 	// pending until the next reconnect, and enough of them stall publishing.
 	natsAsyncAckTimeout = time.Minute
+	// natsAtomicMin is the smallest batch sent as one atomic batch. Each atomic
+	// batch costs the server a staging store of its own, so below this the
+	// pipelined path, one disk sync per message, is as cheap.
+	natsAtomicMin = 4
+	// natsAtomicMax is the server's default limit on an atomic batch's size.
+	natsAtomicMax = 1000
 	// retryPause is the wait before reconnecting a consumer after an error.
 	retryPause = time.Second
 )
@@ -50,6 +57,9 @@ type natsTransport struct {
 	// streamReady says the stream was created on the current connection; it is
 	// cleared on reconnect so that a server that lost it gets it back.
 	streamReady bool
+	// atomic says the stream takes atomic batch publishes (NATS 2.12 and later,
+	// with allow_atomic on the stream).
+	atomic bool
 }
 
 func openNATS(ctx context.Context, cfg Config, log *slog.Logger) (*natsTransport, error) {
@@ -91,28 +101,33 @@ func openNATS(ctx context.Context, cfg Config, log *slog.Logger) (*natsTransport
 	return t, nil
 }
 
-// ensureStream creates the stream unless it exists.
+// ensureStream creates the stream unless it exists, and learns whether it takes
+// atomic batches.
 func (t *natsTransport) ensureStream(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.streamReady {
 		return nil
 	}
-	_, err := t.js.CreateStream(ctx, jetstream.StreamConfig{
-		Name:        t.cfg.Stream,
-		Description: "folio events",
-		Subjects:    []string{t.cfg.Prefix + ".>"},
-		Storage:     jetstream.FileStorage,
-		Duplicates:  natsDuplicateWindow,
+	// A server older than 2.12 ignores allow_atomic: the stream it creates, or
+	// already has, says false, and batches take the pipelined path.
+	st, err := t.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name:               t.cfg.Stream,
+		Description:        "folio events",
+		Subjects:           []string{t.cfg.Prefix + ".>"},
+		Storage:            jetstream.FileStorage,
+		Duplicates:         natsDuplicateWindow,
+		AllowAtomicPublish: true,
 	})
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
 		// It exists with other settings, limits an operator added say: not ours
 		// to undo. (With the same settings, CreateStream succeeds.)
-		err = nil
+		st, err = t.js.Stream(ctx, t.cfg.Stream)
 	}
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", t.cfg.Stream, err)
 	}
+	t.atomic = st.CachedInfo().Config.AllowAtomicPublish
 	t.streamReady = true
 	return nil
 }
@@ -121,6 +136,12 @@ func (t *natsTransport) forgetStream() {
 	t.mu.Lock()
 	t.streamReady = false
 	t.mu.Unlock()
+}
+
+func (t *natsTransport) atomicBatches() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.atomic
 }
 
 func (t *natsTransport) publish(ctx context.Context, m Message) error {
@@ -156,7 +177,7 @@ func natsMsg(m Message) *nats.Msg {
 
 // noticeStreamLoss has the stream created again when a publish says it is gone.
 func (t *natsTransport) noticeStreamLoss(err error) {
-	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) {
+	if errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, jetstream.ErrStreamNotFound) || errors.Is(err, nats.ErrNoResponders) {
 		t.forgetStream()
 	}
 }
@@ -171,6 +192,57 @@ func (t *natsTransport) publishBatch(ctx context.Context, ms []Message) (int, er
 	if err := t.ensureStream(ctx); err != nil {
 		return 0, err
 	}
+	if len(ms) < natsAtomicMin || !t.atomicBatches() {
+		return t.publishPipelined(ctx, ms)
+	}
+	done := 0
+	for done < len(ms) {
+		chunk := ms[done:min(len(ms), done+natsAtomicMax)]
+		err := t.publishAtomic(ctx, chunk)
+		var refused *jetstream.APIError
+		if errors.As(err, &refused) {
+			// The server refused the batch as a whole and stored none of it:
+			// it holds one of its messages already (a retry after a lost
+			// acknowledgement), has too many batches in flight, or the stream
+			// no longer allows them. Sent one by one, duplicates are
+			// acknowledged without being stored again.
+			t.log.Debug("atomic batch refused, publishing it message by message", "err", err)
+			n, err := t.publishPipelined(ctx, chunk)
+			done += n
+			if err != nil {
+				return done, err
+			}
+			continue
+		}
+		if err != nil {
+			t.noticeStreamLoss(err)
+			return done, err
+		}
+		done += len(chunk)
+	}
+	return done, nil
+}
+
+// publishAtomic publishes ms as one JetStream atomic batch: the server stores all
+// of them or none, and, when it syncs every write, syncs the batch once rather
+// than once per message, which is what limits the pipelined path.
+func (t *natsTransport) publishAtomic(ctx context.Context, ms []Message) error {
+	msgs := make([]*nats.Msg, len(ms))
+	for i, m := range ms {
+		msgs[i] = natsMsg(m)
+		msgs[i].Header.Set(jetstream.MsgIDHeader, m.ID)
+		msgs[i].Header.Set(jetstream.ExpectedStreamHeader, t.cfg.Stream)
+	}
+	pctx, cancel := context.WithTimeout(ctx, natsPublishWait)
+	defer cancel()
+	_, err := jetstreamext.PublishMsgBatch(pctx, t.js, msgs,
+		jetstreamext.BatchFlowControl{AckFirst: true, AckTimeout: natsPublishWait})
+	return err
+}
+
+// publishPipelined sends ms without waiting for each acknowledgement, then
+// waits for them in order.
+func (t *natsTransport) publishPipelined(ctx context.Context, ms []Message) (int, error) {
 	opts := []jetstream.PublishOpt{
 		jetstream.WithExpectStream(t.cfg.Stream),
 		// The client retries a publish that found no stream by itself, later:
