@@ -120,8 +120,10 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		// WAL lets readers run beside the one writer; synchronous(FULL) makes a commit
 		// durable before it is acknowledged; _txlock=immediate takes the write lock at
 		// BEGIN, so two writers wait for each other instead of failing to upgrade.
+		// temp_store(MEMORY) keeps the savepoints' sub-journals (group commit runs
+		// every write in one) out of temporary files: a write system call per page.
 		q := url.Values{}
-		for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "synchronous(FULL)", "foreign_keys(ON)"} {
+		for _, p := range []string{"journal_mode(WAL)", "busy_timeout(10000)", "synchronous(FULL)", "foreign_keys(ON)", "temp_store(MEMORY)"} {
 			q.Add("_pragma", p)
 		}
 		q.Set("_txlock", "immediate")
