@@ -43,7 +43,7 @@ func BookEventsSubscription(prefix string) broker.Subscription {
 // share one commit (sqldb.DB.InTx): the projection does not depend on their order
 // (versions and tombstones decide), and one commit per event made the disk sync
 // the limit.
-const eventConcurrency = 32
+const eventConcurrency = 64
 
 // bookChange is what a book event tells the author service.
 type bookChange struct {
