@@ -30,6 +30,14 @@ var (
 )
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv(embeddedNATSAddrEnv); addr != "" {
+		// Started by startNATSServer as the embedded broker: serve until stopped.
+		if err := serveEmbeddedNATS(addr, os.Getenv(embeddedNATSDirEnv)); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
 	dir, err := os.MkdirTemp("", "folio-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)

@@ -20,6 +20,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
+	"os/signal"
 	"slices"
 	"sort"
 	"strconv"
@@ -35,6 +36,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"folio/internal/localnats"
 	"folio/internal/platform/broker"
 )
 
@@ -79,6 +81,8 @@ func randomTag() string {
 type natsServer struct {
 	t    *testing.T
 	bin  string
+	args []string
+	env  []string // nil: this process's
 	port string
 	dir  string
 	cmd  *exec.Cmd
@@ -86,24 +90,76 @@ type natsServer struct {
 	log  bytes.Buffer
 }
 
-// startNATSServer runs nats-server with JetStream on a free loopback port, its
-// store in a directory of the test's, killed when the test ends.
-func startNATSServer(t *testing.T) *natsServer {
+// The two NATS servers the broker fault tests run against.
+const (
+	// installedNATS is the nats-server program installed on the machine (2.9 on
+	// Debian 12): the relay publishes one message at a time, pipelined.
+	installedNATS = "installed"
+	// embeddedNATS is the server folio up embeds (internal/localnats: a newer
+	// version, every write synced), run in a child process of this test binary:
+	// the relay publishes atomic batches.
+	embeddedNATS = "embedded"
+)
+
+const (
+	embeddedNATSAddrEnv = "FOLIO_E2E_NATS_ADDR"
+	embeddedNATSDirEnv  = "FOLIO_E2E_NATS_DIR"
+)
+
+// serveEmbeddedNATS runs folio up's NATS server on addr, storing under dir, until
+// SIGTERM or SIGINT.
+func serveEmbeddedNATS(addr, dir string) error {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	s, err := localnats.Start(host, port, dir)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	s.Shutdown()
+	return nil
+}
+
+// forEachNATS runs test once against each NATS server kind.
+func forEachNATS(t *testing.T, test func(t *testing.T, srv *natsServer)) {
+	for _, kind := range []string{installedNATS, embeddedNATS} {
+		t.Run(kind, func(t *testing.T) { test(t, startNATSServer(t, kind)) })
+	}
+}
+
+// startNATSServer runs a NATS server of kind with JetStream on a free loopback
+// port, its store in a directory of the test's, killed when the test ends.
+func startNATSServer(t *testing.T, kind string) *natsServer {
 	t.Helper()
-	bin, err := exec.LookPath("nats-server")
-	if err != nil {
-		if _, serr := os.Stat("/usr/sbin/nats-server"); serr == nil {
-			bin, err = "/usr/sbin/nats-server", nil
-		}
-	}
-	if err != nil {
-		if os.Getenv("FOLIO_REQUIRE_INTEGRATION") == "1" {
-			t.Fatalf("nats-server is not installed and FOLIO_REQUIRE_INTEGRATION=1: this test stops and kills a broker of its own")
-		}
-		t.Skip("skipped: nats-server is not installed (this test stops and kills a NATS server of its own)")
-	}
 	_, port, _ := net.SplitHostPort(freeAddr(t))
-	s := &natsServer{t: t, bin: bin, port: port, dir: t.TempDir()}
+	s := &natsServer{t: t, port: port, dir: t.TempDir()}
+	switch kind {
+	case embeddedNATS:
+		s.bin = os.Args[0]
+		s.env = append(os.Environ(), embeddedNATSAddrEnv+"=127.0.0.1:"+port, embeddedNATSDirEnv+"="+s.dir)
+	default:
+		bin, err := exec.LookPath("nats-server")
+		if err != nil {
+			if _, serr := os.Stat("/usr/sbin/nats-server"); serr == nil {
+				bin, err = "/usr/sbin/nats-server", nil
+			}
+		}
+		if err != nil {
+			if os.Getenv("FOLIO_REQUIRE_INTEGRATION") == "1" {
+				t.Fatalf("nats-server is not installed and FOLIO_REQUIRE_INTEGRATION=1: this test stops and kills a broker of its own")
+			}
+			t.Skip("skipped: nats-server is not installed (this test stops and kills a NATS server of its own)")
+		}
+		s.bin, s.args = bin, []string{"-a", "127.0.0.1", "-p", port, "-js", "-sd", s.dir}
+	}
 	s.start()
 	t.Cleanup(func() {
 		s.kill()
@@ -128,7 +184,8 @@ func (s *natsServer) Write(b []byte) (int, error) {
 // JetStream answers.
 func (s *natsServer) start() {
 	s.t.Helper()
-	cmd := exec.Command(s.bin, "-a", "127.0.0.1", "-p", s.port, "-js", "-sd", s.dir)
+	cmd := exec.Command(s.bin, s.args...)
+	cmd.Env = s.env
 	cmd.Stdout, cmd.Stderr = s, s
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start nats-server: %v", err)
@@ -909,7 +966,10 @@ func metricSum(svc *service, metric string, labels ...string) (float64, error) {
 // 1. No loss with the broker down.
 
 func TestEventsNoLossWhileBrokerDown(t *testing.T) {
-	srv := startNATSServer(t)
+	forEachNATS(t, noLossWhileBrokerDown)
+}
+
+func noLossWhileBrokerDown(t *testing.T, srv *natsServer) {
 	env := ownNATSEnv(t, srv)
 	s := startScenario(t, env, true)
 	waitNATSConsumers(t, env, eventSubscriptions...)
@@ -1042,7 +1102,10 @@ func TestEventsNoLossWhileBrokerDown(t *testing.T) {
 // 2. The broker killed (SIGKILL) and restarted in the middle of a stream of writes.
 
 func TestEventsBrokerKilledMidStream(t *testing.T) {
-	srv := startNATSServer(t)
+	forEachNATS(t, brokerKilledMidStream)
+}
+
+func brokerKilledMidStream(t *testing.T, srv *natsServer) {
 	env := ownNATSEnv(t, srv)
 	s := startScenario(t, env, true)
 	waitNATSConsumers(t, env, eventSubscriptions...)
