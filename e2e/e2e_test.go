@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strings"
 	"sync"
 	"syscall"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"folio/internal/localbuild"
+	"folio/internal/localnats"
 )
 
 var (
@@ -32,7 +34,10 @@ var (
 func TestMain(m *testing.M) {
 	if addr := os.Getenv(embeddedNATSAddrEnv); addr != "" {
 		// Started by startNATSServer as the embedded broker: serve until stopped.
-		if err := serveEmbeddedNATS(addr, os.Getenv(embeddedNATSDirEnv)); err != nil {
+		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+		err := localnats.Serve(ctx, addr, os.Getenv(embeddedNATSDirEnv))
+		stop()
+		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}

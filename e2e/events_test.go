@@ -20,7 +20,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"os/signal"
 	"slices"
 	"sort"
 	"strconv"
@@ -36,7 +35,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"folio/internal/localnats"
 	"folio/internal/platform/broker"
 )
 
@@ -105,28 +103,6 @@ const (
 	embeddedNATSAddrEnv = "FOLIO_E2E_NATS_ADDR"
 	embeddedNATSDirEnv  = "FOLIO_E2E_NATS_DIR"
 )
-
-// serveEmbeddedNATS runs folio up's NATS server on addr, storing under dir, until
-// SIGTERM or SIGINT.
-func serveEmbeddedNATS(addr, dir string) error {
-	host, portStr, err := net.SplitHostPort(addr)
-	if err != nil {
-		return err
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
-		return err
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	s, err := localnats.Start(host, port, dir)
-	if err != nil {
-		return err
-	}
-	<-ctx.Done()
-	s.Shutdown()
-	return nil
-}
 
 // forEachNATS runs test once against each NATS server kind.
 func forEachNATS(t *testing.T, test func(t *testing.T, srv *natsServer)) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -15,7 +14,6 @@ import (
 
 	"folio/internal/author"
 	"folio/internal/book"
-	"folio/internal/localnats"
 	"folio/internal/platform/broker"
 )
 
@@ -28,27 +26,6 @@ const (
 	NATSAddrEnv = "FOLIO_BENCH_NATS_ADDR"
 	NATSDirEnv  = "FOLIO_BENCH_NATS_DIR"
 )
-
-// serveNATS runs the embedded NATS server of `folio up` (internal/localnats:
-// JetStream, every write synced before it is acknowledged) on addr, storing under
-// dir, until ctx ends.
-func serveNATS(ctx context.Context, addr, dir string) error {
-	host, portStr, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("nats: %w", err)
-	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
-		return fmt.Errorf("nats: port %q: %w", portStr, err)
-	}
-	s, err := localnats.Start(host, port, dir)
-	if err != nil {
-		return err
-	}
-	<-ctx.Done()
-	s.Shutdown()
-	return nil
-}
 
 // brokerSetup is the broker a set of services under test publishes to and consumes
 // from: the kind, the URL, and a stream (or exchange) name and subject prefix of

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"folio/internal/localbuild"
+	"folio/internal/localnats"
 )
 
 // CeilingEnv is the environment variable that turns Run into the ceiling server:
@@ -94,7 +95,7 @@ func Run(ctx context.Context, args []string, stdout io.Writer) error {
 		return serveCeiling(ctx, addr)
 	}
 	if addr := os.Getenv(NATSAddrEnv); addr != "" {
-		return serveNATS(ctx, addr, os.Getenv(NATSDirEnv))
+		return localnats.Serve(ctx, addr, os.Getenv(NATSDirEnv))
 	}
 	s, err := parseFlags(args, stdout)
 	if errors.Is(err, flag.ErrHelp) {

@@ -4,6 +4,7 @@
 package localnats
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -63,4 +64,24 @@ func (s *Server) URL() string {
 func (s *Server) Shutdown() {
 	s.ns.Shutdown()
 	s.ns.WaitForShutdown()
+}
+
+// Serve runs the server of Start on addr ("host:port"), storing under dir, until
+// ctx ends: for a child process that is nothing but the broker.
+func Serve(ctx context.Context, addr, dir string) error {
+	host, portStr, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	port, err := strconv.Atoi(portStr)
+	if err != nil {
+		return fmt.Errorf("nats: port %q: %w", portStr, err)
+	}
+	s, err := Start(host, port, dir)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	s.Shutdown()
+	return nil
 }
