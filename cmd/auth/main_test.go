@@ -7,46 +7,13 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
-	"time"
+
+	"folio/internal/platform/process/processtest"
 )
 
-// logBuffer collects the service's log lines while it runs.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// servingAddr returns the address from the "serving" log line, or "".
-func (b *logBuffer) servingAddr() string {
-	for _, line := range strings.Split(b.String(), "\n") {
-		var rec struct{ Msg, Addr string }
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving" {
-			return rec.Addr
-		}
-	}
-	return ""
-}
-
-func env(vars map[string]string) func(string) string {
-	return func(k string) string { return vars[k] }
-}
-
 func TestRunRejectsBadConfiguration(t *testing.T) {
-	if err := run(context.Background(), []string{"auth", "extra"}, env(nil), &logBuffer{}); err == nil {
+	if err := run(context.Background(), []string{"auth", "extra"}, processtest.Env(nil), &processtest.LogBuffer{}); err == nil {
 		t.Error("run with an argument: got nil, want an error")
 	}
 	for _, tc := range []struct{ name, value string }{
@@ -56,61 +23,22 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"FOLIO_KEY_ROTATION", "1s"},
 	} {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
-			vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0", tc.name: tc.value}
-			err := run(context.Background(), []string{"auth"}, env(vars), &logBuffer{})
-			if err == nil || !strings.Contains(err.Error(), tc.name) {
-				t.Errorf("got %v, want an error naming %s", err, tc.name)
-			}
+			processtest.WantSettingRejected(t, run, "auth", tc.name, tc.value)
 		})
 	}
 	t.Run("FOLIO_TOKEN_TTL=soon", func(t *testing.T) {
 		vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_TOKEN_TTL": "soon"}
-		if err := run(context.Background(), []string{"auth"}, env(vars), &logBuffer{}); err == nil {
+		if err := run(context.Background(), []string{"auth"}, processtest.Env(vars), &processtest.LogBuffer{}); err == nil {
 			t.Error("got nil, want an error")
 		}
 	})
 	t.Run("admin password too short", func(t *testing.T) {
 		vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0",
 			"FOLIO_ADMIN_EMAIL": "root@example.com", "FOLIO_ADMIN_PASSWORD": "short"}
-		if err := run(context.Background(), []string{"auth"}, env(vars), &logBuffer{}); err == nil {
+		if err := run(context.Background(), []string{"auth"}, processtest.Env(vars), &processtest.LogBuffer{}); err == nil {
 			t.Error("got nil, want an error")
 		}
 	})
-}
-
-// start runs the service with vars until the test ends and returns its base URL.
-func start(t *testing.T, vars map[string]string) (string, *logBuffer, func()) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &logBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"auth"}, env(vars), logs) }()
-	var addr string
-	for deadline := time.Now().Add(20 * time.Second); addr == ""; {
-		select {
-		case err := <-done:
-			cancel()
-			t.Fatalf("run returned before serving: %v\n%s", err, logs.String())
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("the service did not start serving\n%s", logs.String())
-		}
-		addr = logs.servingAddr()
-	}
-	stop := func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run after cancel: got %v, want nil", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Fatal("run did not return after its context ended")
-		}
-	}
-	return "http://" + addr, logs, stop
 }
 
 func post(t *testing.T, url, body string, header ...string) (*http.Response, map[string]any) {
@@ -139,8 +67,9 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	dir := t.TempDir()
 	vars := map[string]string{"FOLIO_DATA_DIR": dir, "FOLIO_HTTP_ADDR": "127.0.0.1:0",
 		"FOLIO_ADMIN_EMAIL": "Root@Example.com", "FOLIO_ADMIN_PASSWORD": "the root password", "FOLIO_TOKEN_TTL": "5m"}
-	base, logs, stop := start(t, vars)
-	if strings.Contains(logs.String(), "the root password") {
+	first := processtest.Start(t, run, []string{"auth"}, vars)
+	base := first.URL
+	if strings.Contains(first.Logs.String(), "the root password") {
 		t.Error("the admin password appears in the logs")
 	}
 
@@ -169,16 +98,16 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	}
 	req, _ = http.NewRequest("GET", base+"/.well-known/jwks.json", nil)
 	_, jwks := do(t, req)
-	stop()
+	first.Stop()
 
 	// A restart keeps the signing key and does not make the admin again.
-	base, logs, stop = start(t, vars)
-	defer stop()
+	restarted := processtest.Start(t, run, []string{"auth"}, vars)
+	base = restarted.URL
 	req, _ = http.NewRequest("GET", base+"/.well-known/jwks.json", nil)
 	if _, again := do(t, req); !jsonEqual(jwks, again) {
 		t.Errorf("after a restart got JWKS %v, want %v", again, jwks)
 	}
-	if strings.Contains(logs.String(), "created the first admin") {
+	if strings.Contains(restarted.Logs.String(), "created the first admin") {
 		t.Error("the restart made the admin again")
 	}
 	if resp, _ := post(t, base+"/auth/token", `{"email":"root@example.com","password":"the root password"}`); resp.StatusCode != 200 {

@@ -14,10 +14,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"folio/internal/platform/process/processtest"
 )
 
 func noEnv(string) string { return "" }
@@ -153,30 +154,12 @@ func TestConnectHost(t *testing.T) {
 	}
 }
 
-// syncBuffer lets the test read what run writes while it runs.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // upUntilReady runs `folio up` with args until it says it is up, and returns a
 // function that stops it (as Ctrl-C does) and returns its output.
 func upUntilReady(t *testing.T, args ...string) (stop func() string, output func() string) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &syncBuffer{}
+	out := &processtest.LogBuffer{} // what run writes, read while it runs
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, append([]string{"folio", "up"}, args...), noEnv, out) }()
 	stop = func() string {

@@ -5,14 +5,11 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,56 +19,13 @@ import (
 
 	"folio/internal/notify"
 	"folio/internal/platform/broker"
+	"folio/internal/platform/process/processtest"
 	"folio/internal/platform/rest"
+	"folio/internal/platform/rest/resttest"
 )
 
-// logBuffer collects the service's log lines while it runs.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// servingAddr returns the address from the "serving" log line, or "".
-func (b *logBuffer) servingAddr() string {
-	for _, line := range strings.Split(b.String(), "\n") {
-		var rec struct{ Msg, Addr string }
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving" {
-			return rec.Addr
-		}
-	}
-	return ""
-}
-
-func env(vars map[string]string) func(string) string {
-	return func(k string) string { return vars[k] }
-}
-
-// closedURL returns a URL of the scheme at a port nothing listens on.
-func closedURL(t *testing.T, scheme string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := scheme + "://" + ln.Addr().String()
-	ln.Close()
-	return u
-}
-
 func TestRunRejectsBadConfiguration(t *testing.T) {
-	if err := run(context.Background(), []string{"notify", "extra"}, env(nil), &logBuffer{}); err == nil {
+	if err := run(context.Background(), []string{"notify", "extra"}, processtest.Env(nil), &processtest.LogBuffer{}); err == nil {
 		t.Error("run with an argument: got nil, want an error")
 	}
 	for _, tc := range []struct{ name, value string }{
@@ -83,15 +37,11 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"FOLIO_DELIVERY_RETENTION", "-1h"},
 	} {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
-			vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0", tc.name: tc.value}
-			err := run(context.Background(), []string{"notify"}, env(vars), &logBuffer{})
-			if err == nil || !strings.Contains(err.Error(), tc.name) {
-				t.Errorf("got %v, want an error naming %s", err, tc.name)
-			}
+			processtest.WantSettingRejected(t, run, "notify", tc.name, tc.value)
 		})
 	}
 	vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_WEBHOOK_TIMEOUT": "soon"}
-	if err := run(context.Background(), []string{"notify"}, env(vars), &logBuffer{}); err == nil {
+	if err := run(context.Background(), []string{"notify"}, processtest.Env(vars), &processtest.LogBuffer{}); err == nil {
 		t.Error("unparsable duration: got nil, want an error")
 	}
 }
@@ -99,34 +49,7 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 // start runs the service with vars until the test ends, and returns its base URL.
 func start(t *testing.T, vars map[string]string) string {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	logs := &logBuffer{}
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, []string{"notify"}, env(vars), logs) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("run after cancel: got %v, want nil", err)
-			}
-		case <-time.After(20 * time.Second):
-			t.Errorf("run did not return after cancel\n%s", logs)
-		}
-	})
-	var addr string
-	for deadline := time.Now().Add(20 * time.Second); addr == ""; {
-		select {
-		case err := <-done:
-			t.Fatalf("run returned before serving: %v\n%s", err, logs)
-		case <-time.After(10 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the service did not start serving\n%s", logs)
-		}
-		addr = logs.servingAddr()
-	}
-	return "http://" + addr
+	return processtest.Start(t, run, []string{"notify"}, vars).URL
 }
 
 func post(t *testing.T, url, body string) *http.Response {
@@ -144,7 +67,7 @@ func post(t *testing.T, url, body string) *http.Response {
 func TestRunServesWhileTheBrokerIsDown(t *testing.T) {
 	base := start(t, map[string]string{
 		"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0", "FOLIO_LOG_FORMAT": "json",
-		"FOLIO_BROKER": "nats", "FOLIO_NATS_URL": closedURL(t, "nats"),
+		"FOLIO_BROKER": "nats", "FOLIO_NATS_URL": resttest.ClosedURL(t, "nats"),
 	})
 	for path, want := range map[string]int{"/readyz": 200, "/healthz": 200, "/subscriptions": 200, "/openapi.json": 200, "/metrics": 200} {
 		resp, err := http.Get(base + path)

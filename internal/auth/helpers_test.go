@@ -5,12 +5,10 @@ import (
 	"crypto/ed25519"
 	"encoding/base64"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -21,8 +19,9 @@ import (
 	"folio/internal/auth"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/idempotency"
-	"folio/internal/platform/problem"
+	"folio/internal/platform/rest/resttest"
 	"folio/internal/platform/sqldb"
+	"folio/internal/platform/sqldb/sqldbtest"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -33,16 +32,7 @@ var cheap = auth.Params{Time: 1, Memory: 64, Threads: 1, SaltLen: 16, KeyLen: 32
 // openSQLite opens a new, migrated auth database in a temporary directory.
 func openSQLite(tb testing.TB) *sqldb.DB {
 	tb.Helper()
-	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite:"+filepath.Join(tb.TempDir(), "auth.db"))
-	if err != nil {
-		tb.Fatalf("open: %v", err)
-	}
-	tb.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx, auth.Migrations); err != nil {
-		tb.Fatalf("migrate: %v", err)
-	}
-	return db
+	return sqldbtest.Open(tb, "sqlite:"+filepath.Join(tb.TempDir(), "auth.db"), auth.Migrations)
 }
 
 // clock is a settable time source.
@@ -103,25 +93,7 @@ func newServer(tb testing.TB, db *sqldb.DB, change ...func(*auth.Options)) *serv
 // do serves one request; header holds name, value pairs, and the pseudo-header
 // "RemoteAddr" sets the client address.
 func (s *server) do(method, path, body string, header ...string) *httptest.ResponseRecorder {
-	s.tb.Helper()
-	var r io.Reader
-	if body != "" {
-		r = strings.NewReader(body)
-	}
-	req := httptest.NewRequest(method, path, r)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		if header[i] == "RemoteAddr" {
-			req.RemoteAddr = header[i+1]
-			continue
-		}
-		req.Header.Set(header[i], header[i+1])
-	}
-	rec := httptest.NewRecorder()
-	s.h.ServeHTTP(rec, req)
-	return rec
+	return resttest.Do(s.h, method, path, body, header...)
 }
 
 func credentials(email, password string) string {
@@ -213,43 +185,10 @@ func (s *server) tryVerify(tok string) (*auth.Claims, error) {
 	return &c, err
 }
 
+// decode and wantProblem are resttest's, under the names the tests of this package use.
 func decode[T any](tb testing.TB, rec *httptest.ResponseRecorder) T {
 	tb.Helper()
-	var v T
-	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
-		tb.Fatalf("got Content-Type %q, want application/json (status %d: %s)", ct, rec.Code, rec.Body)
-	}
-	if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil {
-		tb.Fatalf("decode %s: %v", rec.Body, err)
-	}
-	return v
+	return resttest.Decode[T](tb, rec)
 }
 
-// wantProblem checks that rec is a problem+json document with the status and type,
-// naming the fields given (at least these), and returns it.
-func wantProblem(tb testing.TB, rec *httptest.ResponseRecorder, status int, typ string, fields ...string) problem.Problem {
-	tb.Helper()
-	if rec.Code != status {
-		tb.Fatalf("got status %d, want %d: %s", rec.Code, status, rec.Body)
-	}
-	if ct := rec.Header().Get("Content-Type"); ct != problem.ContentType {
-		tb.Fatalf("got Content-Type %q, want %q", ct, problem.ContentType)
-	}
-	var p problem.Problem
-	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
-		tb.Fatalf("decode problem %s: %v", rec.Body, err)
-	}
-	if p.Type != typ || p.Status != status || p.Title == "" {
-		tb.Errorf("got problem type %q status %d title %q, want type %q status %d", p.Type, p.Status, p.Title, typ, status)
-	}
-	named := map[string]bool{}
-	for _, e := range p.Errors {
-		named[e.Field] = true
-	}
-	for _, f := range fields {
-		if !named[f] {
-			tb.Errorf("problem errors %+v do not name %q", p.Errors, f)
-		}
-	}
-	return p
-}
+var wantProblem = resttest.WantProblem

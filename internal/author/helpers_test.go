@@ -2,14 +2,10 @@ package author_test
 
 import (
 	"context"
-	"encoding/json"
-	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -19,8 +15,8 @@ import (
 	"folio/internal/bookclient"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/idempotency"
-	"folio/internal/platform/problem"
 	"folio/internal/platform/resilient"
+	"folio/internal/platform/rest/resttest"
 	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
 )
@@ -31,15 +27,7 @@ var quiet = slog.New(slog.DiscardHandler)
 // a testing.TB so that fuzz targets can use it too.
 func openSQLite(tb testing.TB) *sqldb.DB {
 	tb.Helper()
-	ctx := context.Background()
-	db, err := sqldb.Open(ctx, "sqlite:"+filepath.Join(tb.TempDir(), "author.db"))
-	if err != nil {
-		tb.Fatalf("open: %v", err)
-	}
-	tb.Cleanup(func() { db.Close() })
-	if err := db.Migrate(ctx, author.Migrations); err != nil {
-		tb.Fatalf("migrate: %v", err)
-	}
+	db := sqldbtest.Open(tb, "sqlite:"+filepath.Join(tb.TempDir(), "author.db"), author.Migrations)
 	migratePlatform(tb, db)
 	return db
 }
@@ -70,32 +58,12 @@ func booksAt(url string) *bookclient.Client {
 // closedURL returns the URL of a port nothing listens on.
 func closedURL(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	u := "http://" + ln.Addr().String()
-	ln.Close()
-	return u
+	return resttest.ClosedURL(tb, "http")
 }
 
 // do serves one request; header holds name, value pairs.
 func (s *server) do(method, path, body string, header ...string) *httptest.ResponseRecorder {
-	s.tb.Helper()
-	var r io.Reader
-	if body != "" {
-		r = strings.NewReader(body)
-	}
-	req := httptest.NewRequest(method, path, r)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	rec := httptest.NewRecorder()
-	s.h.ServeHTTP(rec, req)
-	return rec
+	return resttest.Do(s.h, method, path, body, header...)
 }
 
 // create posts body to /authors and returns the author, failing unless it is created.
@@ -108,49 +76,13 @@ func (s *server) create(body string) author.Author {
 	return decode[author.Author](s.tb, rec)
 }
 
+// decode and wantProblem are resttest's, under the names the tests of this package use.
 func decode[T any](tb testing.TB, rec *httptest.ResponseRecorder) T {
 	tb.Helper()
-	var v T
-	if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
-		tb.Fatalf("got Content-Type %q, want application/json (status %d: %s)", ct, rec.Code, rec.Body)
-	}
-	if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil {
-		tb.Fatalf("decode %s: %v", rec.Body, err)
-	}
-	return v
+	return resttest.Decode[T](tb, rec)
 }
 
-// wantProblem checks that rec is a problem+json document with the status and type,
-// naming the fields given (in any order, at least these), and returns it.
-func wantProblem(tb testing.TB, rec *httptest.ResponseRecorder, status int, typ string, fields ...string) problem.Problem {
-	tb.Helper()
-	if rec.Code != status {
-		tb.Fatalf("got status %d, want %d: %s", rec.Code, status, rec.Body)
-	}
-	if ct := rec.Header().Get("Content-Type"); ct != problem.ContentType {
-		tb.Fatalf("got Content-Type %q, want %q", ct, problem.ContentType)
-	}
-	var p problem.Problem
-	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
-		tb.Fatalf("decode problem %s: %v", rec.Body, err)
-	}
-	if p.Type != typ || p.Status != status || p.Title == "" {
-		tb.Errorf("got problem type %q status %d title %q, want type %q status %d", p.Type, p.Status, p.Title, typ, status)
-	}
-	named := map[string]bool{}
-	for _, e := range p.Errors {
-		named[e.Field] = true
-		if e.Message == "" {
-			tb.Errorf("field %q has an empty message", e.Field)
-		}
-	}
-	for _, f := range fields {
-		if !named[f] {
-			tb.Errorf("problem errors %+v do not name %q", p.Errors, f)
-		}
-	}
-	return p
-}
+var wantProblem = resttest.WantProblem
 
 // everyAuthor is the book service's view of authors in these tests: every id exists.
 type everyAuthor struct{}
@@ -181,19 +113,5 @@ func serveBooks(t testing.TB, db *sqldb.DB) *httptest.Server {
 // createBook creates a book in the book service at baseURL and returns it.
 func createBook(t testing.TB, baseURL string, fields map[string]any) bookclient.Book {
 	t.Helper()
-	body, _ := json.Marshal(fields)
-	resp, err := http.Post(baseURL+"/books", "application/json", strings.NewReader(string(body)))
-	if err != nil {
-		t.Fatalf("create book: %v", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("create book: got status %d, want 201: %s", resp.StatusCode, b)
-	}
-	var b bookclient.Book
-	if err := json.NewDecoder(resp.Body).Decode(&b); err != nil {
-		t.Fatalf("create book: %v", err)
-	}
-	return b
+	return resttest.PostJSON[bookclient.Book](t, baseURL+"/books", fields, http.StatusCreated)
 }

@@ -27,8 +27,10 @@ import (
 	"folio/internal/platform/logging"
 	"folio/internal/platform/metrics"
 	"folio/internal/platform/problem"
+	"folio/internal/platform/process/processtest"
 	"folio/internal/platform/rest"
 	"folio/internal/platform/rest/openapicheck"
+	"folio/internal/platform/rest/resttest"
 	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
 )
@@ -70,35 +72,17 @@ func (f *fakeAuthors) setDown(down bool) {
 	f.down = down
 }
 
-// syncBuffer collects log output written from concurrent requests.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // server is the book service wired as cmd/book does, over db, with a fake author service.
 type server struct {
 	h       http.Handler
 	mux     *http.ServeMux
 	authors *fakeAuthors
-	logs    *syncBuffer
+	logs    *processtest.LogBuffer // the service's log, written from concurrent requests
 }
 
 func newServer(tb testing.TB, db *sqldb.DB) *server {
 	tb.Helper()
-	logs := &syncBuffer{}
+	logs := &processtest.LogBuffer{}
 	s := newServerLogging(tb, db, logs)
 	s.logs = logs
 	return s
@@ -124,21 +108,14 @@ type response struct {
 	Body   []byte
 }
 
-// do serves one request; header holds name, value pairs.
+// do serves one request; header holds name, value pairs. A PATCH body is a JSON
+// merge patch.
 func (s *server) do(tb testing.TB, method, target, body string, header ...string) response {
 	tb.Helper()
-	var r io.Reader
-	if body != "" {
-		r = strings.NewReader(body)
+	if body != "" && method == http.MethodPatch {
+		header = append([]string{"Content-Type", "application/merge-patch+json"}, header...)
 	}
-	req := httptest.NewRequest(method, target, r)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-		if method == http.MethodPatch {
-			req.Header.Set("Content-Type", "application/merge-patch+json")
-		}
-	}
-	return s.serve(tb, req, header...)
+	return s.serve(tb, resttest.NewRequest(method, target, body, header...))
 }
 
 func (s *server) serve(tb testing.TB, req *http.Request, header ...string) response {

@@ -3,12 +3,10 @@ package bookclient_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -29,6 +27,7 @@ import (
 	"folio/internal/platform/outbox"
 	"folio/internal/platform/resilient"
 	"folio/internal/platform/rest/openapicheck"
+	"folio/internal/platform/rest/resttest"
 	"folio/internal/platform/sqldb/sqldbtest"
 )
 
@@ -60,21 +59,7 @@ func startBookService(t *testing.T) *httptest.Server {
 // createBook creates a book through the book service's API and returns it.
 func createBook(t *testing.T, baseURL string, fields map[string]any) bookclient.Book {
 	t.Helper()
-	body, _ := json.Marshal(fields)
-	resp, err := http.Post(baseURL+"/books", "application/json", bytes.NewReader(body))
-	if err != nil {
-		t.Fatalf("create book: %v", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("create book: got status %d, want 201: %s", resp.StatusCode, b)
-	}
-	var b bookclient.Book
-	if err := json.NewDecoder(resp.Body).Decode(&b); err != nil {
-		t.Fatalf("create book: %v", err)
-	}
-	return b
+	return resttest.PostJSON[bookclient.Book](t, baseURL+"/books", fields, http.StatusCreated)
 }
 
 // contractCheck is a transport that validates every response it carries against the
@@ -289,12 +274,7 @@ func TestListBooksSendsRequestID(t *testing.T) {
 }
 
 func TestListBooksUnavailable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedURL := "http://" + ln.Addr().String()
-	ln.Close()
+	closedURL := resttest.ClosedURL(t, "http")
 
 	answer := func(status int, contentType, body string) string {
 		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -3,12 +3,10 @@ package notify_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -20,6 +18,7 @@ import (
 	"folio/internal/platform/inbox"
 	"folio/internal/platform/metrics"
 	"folio/internal/platform/rest"
+	"folio/internal/platform/rest/resttest"
 	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
 )
@@ -62,20 +61,7 @@ func newServerConfig(tb testing.TB, db *sqldb.DB, cfg notify.Config) *server {
 
 // do serves one request; header holds name, value pairs.
 func (s *server) do(method, target, body string, header ...string) *httptest.ResponseRecorder {
-	var r io.Reader
-	if body != "" {
-		r = strings.NewReader(body)
-	}
-	req := httptest.NewRequest(method, target, r)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	rec := httptest.NewRecorder()
-	s.h.ServeHTTP(rec, req)
-	return rec
+	return resttest.Do(s.h, method, target, body, header...)
 }
 
 // subscribe creates a subscription and returns it.
