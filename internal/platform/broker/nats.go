@@ -420,9 +420,13 @@ func (t *natsTransport) handle(ctx context.Context, s Subscription, match func(s
 	}
 	v := deliver(ctx, m, int(meta.NumDelivered))
 	switch v.outcome {
-	case outcomeOK, outcomeDeadLetter:
-		// Waiting for the server to take the ack means a consumer stopped right
-		// after the handler returned does not get the message again.
+	case outcomeOK:
+		// Not waiting for the server to take the ack: should it be lost, the
+		// message comes again after AckWait and the consumer's inbox absorbs it.
+		err = msg.Ack()
+	case outcomeDeadLetter:
+		// Waiting for the server to take the ack means a message given up on is
+		// not dead-lettered twice.
 		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), natsFetchWait)
 		err = msg.DoubleAck(actx)
 		cancel()
