@@ -10,10 +10,11 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"folio/internal/platform/process/processtest"
 )
 
 // childEnv, when set, makes the test binary act as a supervised child instead of
@@ -74,27 +75,9 @@ func child(mode string) int {
 	return 2
 }
 
-// syncBuffer is a bytes.Buffer that the supervisor can write while the test reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // waitFor polls cond for up to 30 s, failing the test with what was written if it
 // never holds. The bound only keeps a broken test from hanging; nothing is timed.
-func waitFor(t *testing.T, out *syncBuffer, what string, cond func() bool) {
+func waitFor(t *testing.T, out *processtest.LogBuffer, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !cond() {
@@ -105,7 +88,7 @@ func waitFor(t *testing.T, out *syncBuffer, what string, cond func() bool) {
 	}
 }
 
-func contains(out *syncBuffer, s string) func() bool {
+func contains(out *processtest.LogBuffer, s string) func() bool {
 	return func() bool { return strings.Contains(out.String(), s) }
 }
 
@@ -118,12 +101,12 @@ func childSpec(t *testing.T, name, mode string, env ...string) Spec {
 	return Spec{Name: name, Path: exe, Env: append(os.Environ(), append([]string{childEnv + "=" + mode}, env...)...)}
 }
 
-func newSupervisor(out *syncBuffer) *Supervisor {
+func newSupervisor(out *processtest.LogBuffer) *Supervisor {
 	return New(out, Config{Name: "test", PrefixWidth: 6, MinBackoff: 10 * time.Millisecond, StopTimeout: 10 * time.Second})
 }
 
 func TestOutputIsPrefixedAndStopTerminates(t *testing.T) {
-	out := &syncBuffer{}
+	out := &processtest.LogBuffer{}
 	s := newSupervisor(out)
 	p, err := s.Start(childSpec(t, "kid", "serve"))
 	if err != nil {
@@ -164,7 +147,7 @@ func TestOutputIsPrefixedAndStopTerminates(t *testing.T) {
 }
 
 func TestCrashedChildIsRestarted(t *testing.T) {
-	out := &syncBuffer{}
+	out := &processtest.LogBuffer{}
 	s := newSupervisor(out)
 	marker := filepath.Join(t.TempDir(), "crashed")
 	p, err := s.Start(childSpec(t, "kid", "crash-once", "SUPERVISE_TEST_MARKER="+marker))
@@ -184,7 +167,7 @@ func TestCrashedChildIsRestarted(t *testing.T) {
 }
 
 func TestKilledChildIsRestarted(t *testing.T) {
-	out := &syncBuffer{}
+	out := &processtest.LogBuffer{}
 	s := newSupervisor(out)
 	p, err := s.Start(childSpec(t, "kid", "serve"))
 	if err != nil {
@@ -203,7 +186,7 @@ func TestKilledChildIsRestarted(t *testing.T) {
 }
 
 func TestStopDuringBackoff(t *testing.T) {
-	out := &syncBuffer{}
+	out := &processtest.LogBuffer{}
 	// A backoff far longer than any test: Stop must not wait for it.
 	s := New(out, Config{MinBackoff: time.Hour})
 	p, err := s.Start(childSpec(t, "kid", "crash"))
@@ -235,7 +218,7 @@ func TestBackoffDoublesUpToTheMaximumAndResets(t *testing.T) {
 		{"resets after a long run", time.Nanosecond, []string{"10ms", "10ms", "10ms", "10ms", "10ms"}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			out := &syncBuffer{}
+			out := &processtest.LogBuffer{}
 			s := New(out, Config{MinBackoff: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond, ResetAfter: tt.resetAfter})
 			p, err := s.Start(childSpec(t, "kid", "crash"))
 			if err != nil {
@@ -255,7 +238,7 @@ func TestBackoffDoublesUpToTheMaximumAndResets(t *testing.T) {
 }
 
 func TestStopKillsAChildThatIgnoresSIGTERM(t *testing.T) {
-	out := &syncBuffer{}
+	out := &processtest.LogBuffer{}
 	s := New(out, Config{Name: "test", StopTimeout: 100 * time.Millisecond})
 	p, err := s.Start(childSpec(t, "kid", "stubborn"))
 	if err != nil {
@@ -272,7 +255,7 @@ func TestStopKillsAChildThatIgnoresSIGTERM(t *testing.T) {
 }
 
 func TestLinesOfTwoChildrenNeverInterleave(t *testing.T) {
-	out := &syncBuffer{}
+	out := &processtest.LogBuffer{}
 	s := newSupervisor(out)
 	for _, id := range []string{"a", "b"} {
 		if _, err := s.Start(childSpec(t, id, "chatty", "SUPERVISE_TEST_ID="+id)); err != nil {
@@ -303,7 +286,7 @@ func TestLinesOfTwoChildrenNeverInterleave(t *testing.T) {
 }
 
 func TestStartErrors(t *testing.T) {
-	s := New(&syncBuffer{}, Config{})
+	s := New(&processtest.LogBuffer{}, Config{})
 	if _, err := s.Start(Spec{Name: "nope", Path: filepath.Join(t.TempDir(), "no-such-program")}); err == nil {
 		t.Error("Start of a missing program: got nil error")
 	}

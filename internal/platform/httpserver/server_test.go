@@ -1,7 +1,6 @@
 package httpserver_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,45 +9,28 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/logging"
 	"folio/internal/platform/metrics"
 	"folio/internal/platform/problem"
+	"folio/internal/platform/process/processtest"
 	"folio/internal/platform/rest"
 	"folio/internal/platform/tracecontext"
 )
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 type chassis struct {
 	h     http.Handler
 	srv   *httpserver.Server
-	logs  *syncBuffer
+	logs  *processtest.LogBuffer
 	ready error
 }
 
 // newChassis serves a few test routes in the chassis.
 func newChassis(t *testing.T) *chassis {
 	t.Helper()
-	c := &chassis{logs: &syncBuffer{}}
+	c := &chassis{logs: &processtest.LogBuffer{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /panic", func(w http.ResponseWriter, r *http.Request) {
 		panic("secret panic value")
