@@ -14,77 +14,12 @@ import (
 	"folio/internal/book"
 	"folio/internal/platform/broker"
 	"folio/internal/platform/fault"
-	"folio/internal/platform/idempotency"
-	"folio/internal/platform/inbox"
-	"folio/internal/platform/outbox"
+	"folio/internal/platform/outbox/outboxtest"
 	"folio/internal/platform/problem"
 	"folio/internal/platform/rest"
 	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
 )
-
-// migratePlatform adds the outbox and inbox tables to db, as the cmd mains do.
-func migratePlatform(tb testing.TB, db *sqldb.DB) {
-	tb.Helper()
-	ctx := context.Background()
-	if err := outbox.Migrate(ctx, db); err != nil {
-		tb.Fatalf("outbox migrate: %v", err)
-	}
-	if err := inbox.Migrate(ctx, db); err != nil {
-		tb.Fatalf("inbox migrate: %v", err)
-	}
-	if err := idempotency.Migrate(ctx, db); err != nil {
-		tb.Fatalf("idempotency migrate: %v", err)
-	}
-}
-
-// outboxEvent is one row of the outbox as a test sees it.
-type outboxEvent struct {
-	Aggregate string
-	Envelope  broker.Envelope
-	Body      []byte
-}
-
-// outboxEvents returns the events in the outbox of db after the sequence number
-// after, in publishing order, and the last sequence number.
-func outboxEvents(tb testing.TB, db *sqldb.DB, after int64) ([]outboxEvent, int64) {
-	tb.Helper()
-	rows, err := db.QueryContext(context.Background(), `SELECT seq, aggregate, body FROM outbox WHERE seq > $1 ORDER BY seq`, after)
-	if err != nil {
-		tb.Fatalf("read outbox: %v", err)
-	}
-	defer rows.Close()
-	var out []outboxEvent
-	for rows.Next() {
-		var e outboxEvent
-		var body string
-		if err := rows.Scan(&after, &e.Aggregate, &body); err != nil {
-			tb.Fatalf("read outbox: %v", err)
-		}
-		e.Body = []byte(body)
-		if err := json.Unmarshal(e.Body, &e.Envelope); err != nil {
-			tb.Fatalf("outbox body %s: %v", body, err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		tb.Fatalf("read outbox: %v", err)
-	}
-	return out, after
-}
-
-// sameJSON reports whether two JSON documents hold the same values.
-func sameJSON(tb testing.TB, a, b []byte) bool {
-	tb.Helper()
-	var x, y any
-	if err := json.Unmarshal(a, &x); err != nil {
-		tb.Fatalf("decode %s: %v", a, err)
-	}
-	if err := json.Unmarshal(b, &y); err != nil {
-		tb.Fatalf("decode %s: %v", b, err)
-	}
-	return reflect.DeepEqual(x, y)
-}
 
 // bookEvent returns the message of a book event with a new event id, with data as
 // the book service publishes it.
@@ -112,7 +47,7 @@ func isKind(k fault.Kind) func(error) bool {
 func TestStoreEvents(t *testing.T) {
 	sqldbtest.ForEach(t, author.Migrations, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		migratePlatform(t, db)
+		outboxtest.Migrate(t, db)
 		notified := 0
 		s := author.NewSQLStore(db, author.WithNotify(func() { notified++ }))
 		handle := author.NewEventHandler(s, quiet)
@@ -173,8 +108,8 @@ func TestStoreEvents(t *testing.T) {
 			case tt.wantErr != nil && !tt.wantErr(err):
 				t.Fatalf("%s: got error %v, want another", tt.name, err)
 			}
-			var events []outboxEvent
-			events, seq = outboxEvents(t, db, seq)
+			var events []outboxtest.Event
+			events, seq = outboxtest.Events(t, db, seq)
 			if tt.wantType == "" {
 				if len(events) != 0 || notified != before {
 					t.Errorf("%s: got events %+v and %d wake-ups, want none", tt.name, events, notified-before)
@@ -189,7 +124,7 @@ func TestStoreEvents(t *testing.T) {
 				t.Errorf("%s: got event %s %q about %s, want a %s about %s", tt.name, env.ID, env.Type, events[0].Aggregate, tt.wantType, a.ID)
 			}
 			want, _ := json.Marshal(tt.wantData)
-			if !sameJSON(t, env.Data, want) {
+			if !outboxtest.SameJSON(t, env.Data, want) {
 				t.Errorf("%s: got data %s, want %s", tt.name, env.Data, want)
 			}
 		}
@@ -240,7 +175,7 @@ func TestBookProjection(t *testing.T) {
 	}
 	sqldbtest.ForEach(t, author.Migrations, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		migratePlatform(t, db)
+		outboxtest.Migrate(t, db)
 		s := author.NewSQLStore(db)
 		handle := author.NewEventHandler(s, quiet)
 		now := time.Now().UTC().Truncate(time.Microsecond)
@@ -465,7 +400,7 @@ func TestBookCountAlwaysSent(t *testing.T) {
 func TestEventsAcrossServices(t *testing.T) {
 	ctx := context.Background()
 	bookDB := sqldbtest.Open(t, "sqlite:"+filepath.Join(t.TempDir(), "book.db"), book.Migrations)
-	migratePlatform(t, bookDB)
+	outboxtest.Migrate(t, bookDB)
 	books := serveBooks(t, bookDB)
 	authorDB := openSQLite(t)
 	s := newServer(t, authorDB, booksAt(books.URL))
@@ -474,14 +409,14 @@ func TestEventsAcrossServices(t *testing.T) {
 	var bookSeq, authorSeq int64
 	relay := func() {
 		t.Helper()
-		var events []outboxEvent
-		events, bookSeq = outboxEvents(t, bookDB, bookSeq)
+		var events []outboxtest.Event
+		events, bookSeq = outboxtest.Events(t, bookDB, bookSeq)
 		for _, e := range events {
 			if err := toAuthors(ctx, broker.Message{Subject: "folio." + e.Envelope.Type, ID: e.Envelope.ID, Body: e.Body}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		events, authorSeq = outboxEvents(t, authorDB, authorSeq)
+		events, authorSeq = outboxtest.Events(t, authorDB, authorSeq)
 		for _, e := range events {
 			if err := toBooks(ctx, broker.Message{Subject: "folio." + e.Envelope.Type, ID: e.Envelope.ID, Body: e.Body}); err != nil {
 				t.Fatal(err)

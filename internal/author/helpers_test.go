@@ -15,6 +15,7 @@ import (
 	"folio/internal/bookclient"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/idempotency"
+	"folio/internal/platform/outbox/outboxtest"
 	"folio/internal/platform/resilient"
 	"folio/internal/platform/rest/resttest"
 	"folio/internal/platform/sqldb"
@@ -28,7 +29,7 @@ var quiet = slog.New(slog.DiscardHandler)
 func openSQLite(tb testing.TB) *sqldb.DB {
 	tb.Helper()
 	db := sqldbtest.Open(tb, "sqlite:"+filepath.Join(tb.TempDir(), "author.db"), author.Migrations)
-	migratePlatform(tb, db)
+	outboxtest.Migrate(tb, db)
 	return db
 }
 
@@ -41,7 +42,7 @@ type server struct {
 // newServer serves the author service over db, asking books for books.
 func newServer(tb testing.TB, db *sqldb.DB, books author.Books) *server {
 	tb.Helper()
-	migratePlatform(tb, db)
+	outboxtest.Migrate(tb, db)
 	mux := http.NewServeMux()
 	svc := author.NewService(author.NewSQLStore(db), books, 0)
 	author.Routes(mux, svc, idempotency.New(db, quiet), quiet)
@@ -94,7 +95,7 @@ func (everyAuthor) Exists(context.Context, string) (bool, error) { return true, 
 func startBookService(t testing.TB) *httptest.Server {
 	t.Helper()
 	db := sqldbtest.Open(t, "sqlite:"+filepath.Join(t.TempDir(), "book.db"), book.Migrations)
-	migratePlatform(t, db)
+	outboxtest.Migrate(t, db)
 	return serveBooks(t, db)
 }
 

@@ -10,6 +10,7 @@ import (
 
 	"folio/internal/author"
 	"folio/internal/platform/fault"
+	"folio/internal/platform/outbox/outboxtest"
 	"folio/internal/platform/rest"
 	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
@@ -34,7 +35,7 @@ func ptr[T any](v T) *T { return &v }
 func TestSQLStore(t *testing.T) {
 	sqldbtest.ForEach(t, author.Migrations, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		migratePlatform(t, db)
+		outboxtest.Migrate(t, db)
 		s := author.NewSQLStore(db)
 		now := time.Now().UTC().Truncate(time.Microsecond)
 

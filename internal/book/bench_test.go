@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"folio/internal/book"
+	"folio/internal/platform/outbox/outboxtest"
 	"folio/internal/platform/rest"
 	"folio/internal/platform/sqldb/sqldbtest"
 )
@@ -19,7 +20,7 @@ import (
 // database and returns a handler over it, with one book id per genre.
 func benchCatalogue(b *testing.B) (http.Handler, []string) {
 	db := sqldbtest.Open(b, "sqlite:"+filepath.Join(b.TempDir(), "bench.db"), book.Migrations)
-	migratePlatform(b, db)
+	outboxtest.Migrate(b, db)
 	store := book.NewSQLStore(db)
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	year := 1900

@@ -14,81 +14,18 @@ import (
 	"folio/internal/book"
 	"folio/internal/platform/broker"
 	"folio/internal/platform/fault"
-	"folio/internal/platform/idempotency"
-	"folio/internal/platform/inbox"
-	"folio/internal/platform/outbox"
+	"folio/internal/platform/outbox/outboxtest"
 	"folio/internal/platform/rest"
 	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
 )
-
-// migratePlatform adds the tables of the platform packages (outbox, inbox,
-// idempotency keys) to db, as cmd/book does at start.
-func migratePlatform(tb testing.TB, db *sqldb.DB) {
-	tb.Helper()
-	ctx := context.Background()
-	if err := outbox.Migrate(ctx, db); err != nil {
-		tb.Fatalf("outbox migrate: %v", err)
-	}
-	if err := inbox.Migrate(ctx, db); err != nil {
-		tb.Fatalf("inbox migrate: %v", err)
-	}
-	if err := idempotency.Migrate(ctx, db); err != nil {
-		tb.Fatalf("idempotency migrate: %v", err)
-	}
-}
-
-// outboxEvent is one row of the outbox as a test sees it.
-type outboxEvent struct {
-	Aggregate string
-	Envelope  broker.Envelope
-}
-
-// outboxEvents returns the events in the outbox in publishing order.
-func outboxEvents(tb testing.TB, db *sqldb.DB) []outboxEvent {
-	tb.Helper()
-	rows, err := db.QueryContext(context.Background(), `SELECT aggregate, body FROM outbox ORDER BY seq`)
-	if err != nil {
-		tb.Fatalf("read outbox: %v", err)
-	}
-	defer rows.Close()
-	var out []outboxEvent
-	for rows.Next() {
-		var e outboxEvent
-		var body string
-		if err := rows.Scan(&e.Aggregate, &body); err != nil {
-			tb.Fatalf("read outbox: %v", err)
-		}
-		if err := json.Unmarshal([]byte(body), &e.Envelope); err != nil {
-			tb.Fatalf("outbox body %s: %v", body, err)
-		}
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		tb.Fatalf("read outbox: %v", err)
-	}
-	return out
-}
-
-// sameJSON reports whether two JSON documents hold the same values.
-func sameJSON(tb testing.TB, a, b []byte) bool {
-	tb.Helper()
-	var x, y any
-	if err := json.Unmarshal(a, &x); err != nil {
-		tb.Fatalf("decode %s: %v", a, err)
-	}
-	if err := json.Unmarshal(b, &y); err != nil {
-		tb.Fatalf("decode %s: %v", b, err)
-	}
-	return reflect.DeepEqual(x, y)
-}
 
 // TestStoreEvents checks that every committed write adds exactly one event, with the
 // book as data, and that a write that fails adds none and wakes nobody.
 func TestStoreEvents(t *testing.T) {
 	sqldbtest.ForEach(t, book.Migrations, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		migratePlatform(t, db)
+		outboxtest.Migrate(t, db)
 		notified := 0
 		s := book.NewSQLStore(db, book.WithNotify(func() { notified++ }))
 
@@ -149,7 +86,7 @@ func TestStoreEvents(t *testing.T) {
 			case tt.wantErr != nil && !tt.wantErr(err):
 				t.Fatalf("%s: got error %v, want another", tt.name, err)
 			}
-			events := outboxEvents(t, db)
+			events, _ := outboxtest.Events(t, db, 0)
 			if len(events) != tt.wantCount {
 				t.Fatalf("%s: got %d events in the outbox, want %d: %+v", tt.name, len(events), tt.wantCount, events)
 			}
@@ -168,7 +105,7 @@ func TestStoreEvents(t *testing.T) {
 				t.Errorf("%s: got event %s %q about %s at %v, want a %s about %s", tt.name, env.ID, env.Type, last.Aggregate, env.OccurredAt, tt.wantType, tt.wantAggr)
 			}
 			want, _ := json.Marshal(tt.wantData)
-			if !sameJSON(t, env.Data, want) {
+			if !outboxtest.SameJSON(t, env.Data, want) {
 				t.Errorf("%s: got data %s, want %s", tt.name, env.Data, want)
 			}
 		}
@@ -203,7 +140,7 @@ func TestEventDataIsTheAnswer(t *testing.T) {
 	if del.Status != http.StatusNoContent {
 		t.Fatalf("delete: got %d %s", del.Status, del.Body)
 	}
-	events := outboxEvents(t, db)
+	events, _ := outboxtest.Events(t, db, 0)
 	want := []struct {
 		typ  string
 		data []byte
@@ -218,7 +155,7 @@ func TestEventDataIsTheAnswer(t *testing.T) {
 	}
 	for i, w := range want {
 		env := events[i].Envelope
-		if env.Type != w.typ || !sameJSON(t, env.Data, w.data) {
+		if env.Type != w.typ || !outboxtest.SameJSON(t, env.Data, w.data) {
 			t.Errorf("event %d: got %s %s, want %s %s", i, env.Type, env.Data, w.typ, w.data)
 		}
 	}
@@ -275,7 +212,7 @@ func TestAuthorEvents(t *testing.T) {
 	}
 	sqldbtest.ForEach(t, book.Migrations, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		migratePlatform(t, db)
+		outboxtest.Migrate(t, db)
 		s := book.NewSQLStore(db)
 		handle := book.NewEventHandler(s, quiet)
 		for _, tt := range tests {

@@ -26,6 +26,7 @@ import (
 	"folio/internal/platform/idempotency"
 	"folio/internal/platform/logging"
 	"folio/internal/platform/metrics"
+	"folio/internal/platform/outbox/outboxtest"
 	"folio/internal/platform/problem"
 	"folio/internal/platform/process/processtest"
 	"folio/internal/platform/rest"
@@ -91,7 +92,7 @@ func newServer(tb testing.TB, db *sqldb.DB) *server {
 func newServerLogging(tb testing.TB, db *sqldb.DB, w io.Writer) *server {
 	tb.Helper()
 	log := logging.New(w, "book", "json", "info")
-	migratePlatform(tb, db)
+	outboxtest.Migrate(tb, db)
 	authors := &fakeAuthors{ids: map[string]bool{authorA: true, authorB: true}}
 	store := book.NewSQLStore(db)
 	svc := book.NewService(store, book.NewAuthorDirectory(store, authors, log))

@@ -13,6 +13,7 @@ import (
 
 	"folio/internal/book"
 	"folio/internal/platform/fault"
+	"folio/internal/platform/outbox/outboxtest"
 	"folio/internal/platform/rest"
 	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
@@ -71,7 +72,7 @@ func ids(books []book.Book) []string {
 func TestSQLStore(t *testing.T) {
 	sqldbtest.ForEach(t, book.Migrations, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		migratePlatform(t, db)
+		outboxtest.Migrate(t, db)
 		s := book.NewSQLStore(db)
 		authorA, authorB := rest.NewID(), rest.NewID()
 

@@ -22,10 +22,8 @@ import (
 	"folio/internal/bookclient"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/idempotency"
-	"folio/internal/platform/inbox"
-	"folio/internal/platform/outbox"
+	"folio/internal/platform/outbox/outboxtest"
 	"folio/internal/platform/resilient"
-	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
 )
 
@@ -42,7 +40,7 @@ func startServices(t *testing.T) (bookURL, authorURL string) {
 	bookURL, authorURL = "http://"+bookSrv.Listener.Addr().String(), "http://"+authorSrv.Listener.Addr().String()
 
 	bdb := sqldbtest.Open(t, "sqlite:"+filepath.Join(dir, "book.db"), book.Migrations)
-	migratePlatform(t, bdb)
+	outboxtest.Migrate(t, bdb)
 	breg := prometheus.NewRegistry()
 	bstore := book.NewSQLStore(bdb)
 	authors := authorclient.New(authorURL, resilient.NewClient(resilient.DefaultConfig("author"), breg))
@@ -51,7 +49,7 @@ func startServices(t *testing.T) (bookURL, authorURL string) {
 	bookSrv.Config.Handler = httpserver.New(httpserver.Config{}, log, breg, bmux, book.OpenAPI, bdb.PingContext).Handler()
 
 	adb := sqldbtest.Open(t, "sqlite:"+filepath.Join(dir, "author.db"), author.Migrations)
-	migratePlatform(t, adb)
+	outboxtest.Migrate(t, adb)
 	areg := prometheus.NewRegistry()
 	books := bookclient.New(bookURL, resilient.NewClient(resilient.DefaultConfig("book"), areg))
 	amux := http.NewServeMux()
@@ -298,19 +296,5 @@ func TestLoadFailsOnAnErrorAnswer(t *testing.T) {
 				t.Errorf("the author service got %d requests; Load should stop at the first failure (at most %d in flight)", authorCalls.Load(), tt.maxAuthors)
 			}
 		})
-	}
-}
-
-// migratePlatform adds the tables of the platform packages: outbox, inbox, idempotency keys.
-func migratePlatform(t *testing.T, db *sqldb.DB) {
-	t.Helper()
-	if err := outbox.Migrate(context.Background(), db); err != nil {
-		t.Fatal(err)
-	}
-	if err := inbox.Migrate(context.Background(), db); err != nil {
-		t.Fatal(err)
-	}
-	if err := idempotency.Migrate(context.Background(), db); err != nil {
-		t.Fatal(err)
 	}
 }
