@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"folio/internal/auth"
-	"folio/internal/platform/idempotency"
 	"folio/internal/platform/process"
 )
 
@@ -94,11 +93,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// Checking often keeps rotation close to its period and picks up keys that
 	// other instances made.
 	go svc.RunRotation(ctx, min(time.Minute, cfg.KeyRotation/4))
-	keys := idempotency.New(p.DB, p.Log)
-	keys.Fingerprint = auth.RequestFingerprint
-	go keys.RunPurger(ctx, time.Hour)
+	p.Keys.Fingerprint = auth.RequestFingerprint
 
 	mux := http.NewServeMux()
-	auth.Routes(mux, svc, keys, p.Log)
+	auth.Routes(mux, svc, p.Keys, p.Log)
 	return p.Serve(ctx, mux, auth.OpenAPI)
 }

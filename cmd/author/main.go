@@ -15,7 +15,6 @@ import (
 
 	"folio/internal/author"
 	"folio/internal/bookclient"
-	"folio/internal/platform/idempotency"
 	"folio/internal/platform/process"
 	"folio/internal/platform/resilient"
 )
@@ -77,10 +76,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	store := author.NewSQLStore(p.DB, author.WithNotify(events.Relay.Notify))
 	events.Consume(author.BookEventsSubscription(cfg.Broker.Prefix), author.NewEventHandler(store, p.Log))
 	svc := author.NewService(store, books, cfg.UpstreamBudget)
-	keys := idempotency.New(p.DB, p.Log)
-	go keys.RunPurger(ctx, time.Hour)
 
 	mux := http.NewServeMux()
-	author.Routes(mux, svc, keys, p.Log)
+	author.Routes(mux, svc, p.Keys, p.Log)
 	return p.Serve(ctx, mux, author.OpenAPI)
 }

@@ -14,7 +14,6 @@ import (
 
 	"folio/internal/authorclient"
 	"folio/internal/book"
-	"folio/internal/platform/idempotency"
 	"folio/internal/platform/process"
 	"folio/internal/platform/resilient"
 )
@@ -55,10 +54,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	store := book.NewSQLStore(p.DB, book.WithNotify(events.Relay.Notify))
 	events.Consume(book.AuthorEventsSubscription(cfg.Broker.Prefix), book.NewEventHandler(store, p.Log))
 	svc := book.NewService(store, book.NewAuthorDirectory(store, authors, p.Log))
-	keys := idempotency.New(p.DB, p.Log)
-	go keys.RunPurger(ctx, time.Hour)
 
 	mux := http.NewServeMux()
-	book.Routes(mux, svc, keys, p.Log)
+	book.Routes(mux, svc, p.Keys, p.Log)
 	return p.Serve(ctx, mux, book.OpenAPI)
 }

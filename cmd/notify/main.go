@@ -17,7 +17,6 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"folio/internal/notify"
-	"folio/internal/platform/idempotency"
 	"folio/internal/platform/process"
 )
 
@@ -88,14 +87,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		GiveUpAfter:    cfg.WebhookGiveUp,
 		Registerer:     p.Registry,
 	}, p.Log)
-	keys := idempotency.New(p.DB, p.Log)
 	mux := http.NewServeMux()
-	notify.Routes(mux, svc, keys, p.Log)
+	notify.Routes(mux, svc, p.Keys, p.Log)
 
 	events.Consume(notify.BrokerSubscription(cfg.Broker.Prefix), svc.HandleEvent)
 
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { keys.RunPurger(ctx, time.Hour); return nil })
 	g.Go(func() error { purge(ctx, p.Log, svc, cfg.DeliveryRetention); return nil })
 	g.Go(func() error { return svc.Run(ctx) })
 	g.Go(func() error { return p.Serve(ctx, mux, notify.OpenAPI) })

@@ -123,10 +123,13 @@ type Process struct {
 	Log      *slog.Logger
 	DB       *sqldb.DB
 	Registry *prometheus.Registry
-	base     *Base
-	ctx      context.Context // of the program's life, for the peer watches
-	disc     *discovery.Discovery
-	events   *Events // nil until OpenEvents
+	// Keys are the service's idempotency keys, in its database; Serve purges the
+	// expired ones.
+	Keys   *idempotency.Keys
+	base   *Base
+	ctx    context.Context // of the program's life, for the peer watches
+	disc   *discovery.Discovery
+	events *Events // nil until OpenEvents
 }
 
 // Start loads cfg (a struct embedding Base, passed again as base) from getenv, then
@@ -166,7 +169,7 @@ func Start(ctx context.Context, name, addr string, cfg any, base *Base, getenv f
 	}
 	reg := metrics.NewRegistry()
 	metrics.RegisterDB(reg, db.DB, name)
-	return &Process{Name: name, Log: log, DB: db, Registry: reg, base: base, ctx: ctx, disc: disc}, nil
+	return &Process{Name: name, Log: log, DB: db, Registry: reg, Keys: idempotency.New(db, log), base: base, ctx: ctx, disc: disc}, nil
 }
 
 // Peer returns the base URL and HTTP client to call the peer service with, under
@@ -182,9 +185,9 @@ func (p *Process) Peer(service, staticURL string, rc resilient.Config) (baseURL 
 }
 
 // Serve serves mux (with the chassis around it) on the configured address until ctx
-// ends, then shuts down gracefully; with OpenEvents called before, it also runs the
-// outbox relay and the event consumers. The service is ready while its database
-// answers.
+// ends, then shuts down gracefully. Meanwhile it purges expired idempotency keys
+// and, with OpenEvents called before, runs the outbox relay and the event
+// consumers. The service is ready while its database answers.
 func (p *Process) Serve(ctx context.Context, mux *http.ServeMux, openapi []byte) error {
 	sv := serving{ready: p.DB.PingContext}
 	if reg := p.disc.Registry; reg != nil {
@@ -204,15 +207,12 @@ func (p *Process) Serve(ctx context.Context, mux *http.ServeMux, openapi []byte)
 			return withdraw, nil
 		}
 	}
-	if p.events == nil {
-		if err := p.base.Server.serve(ctx, p.Log, p.Registry, mux, openapi, sv); err != nil {
-			return fmt.Errorf("%s: %w", p.Name, err)
-		}
-		return nil
-	}
-	sv.detail = p.events.readyDetail
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return p.events.run(gctx) })
+	g.Go(func() error { p.Keys.RunPurger(gctx, time.Hour); return nil })
+	if p.events != nil {
+		sv.detail = p.events.readyDetail
+		g.Go(func() error { return p.events.run(gctx) })
+	}
 	g.Go(func() error {
 		if err := p.base.Server.serve(gctx, p.Log, p.Registry, mux, openapi, sv); err != nil {
 			return fmt.Errorf("%s: %w", p.Name, err)
