@@ -1,0 +1,96 @@
+package authn
+
+import (
+	"net/http"
+	"strings"
+
+	"folio/internal/platform/problem"
+)
+
+// Problem types of refused requests, the same through the gateway and directly.
+const (
+	TypeUnauthorized = "/problems/unauthorized"
+	TypeForbidden    = "/problems/forbidden"
+)
+
+// Bearer returns the token of an Authorization: Bearer header, whether the header
+// was present, and whether it had the Bearer form.
+func Bearer(r *http.Request) (token string, present, ok bool) {
+	h := r.Header.Get("Authorization")
+	if h == "" {
+		return "", false, false
+	}
+	scheme, tok, found := strings.Cut(h, " ")
+	tok = strings.TrimSpace(tok)
+	if !found || !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		return "", true, false
+	}
+	return tok, true, true
+}
+
+// Authenticate verifies r's bearer token. It returns nil and no error when r
+// carries no Authorization header, and an error when the header is not a bearer
+// token or the token is not valid.
+func (v *Verifier) Authenticate(r *http.Request) (*Identity, error) {
+	token, present, ok := Bearer(r)
+	switch {
+	case !present:
+		return nil, nil
+	case !ok:
+		return nil, errNotBearer
+	}
+	id, err := v.Verify(r.Context(), token)
+	if err != nil {
+		return nil, err
+	}
+	return &id, nil
+}
+
+// Authorize decides whether a request may go on, given its identity (nil when
+// anonymous) and the error its token gave. A token that was sent must be valid even
+// where none is needed, so that a client learns its token is bad rather than being
+// served as anonymous. When the request may not go on, Authorize answers it with a
+// 401 or 403 problem and returns false.
+func (v *Verifier) Authorize(w http.ResponseWriter, r *http.Request, need Access, id *Identity, err error) bool {
+	switch {
+	case err != nil:
+		v.unauthorized(w, r, err)
+		return false
+	case need != Public && id == nil:
+		v.unauthorized(w, r, errMissingToken)
+		return false
+	case id != nil && !need.Allows(id.Roles):
+		v.metrics.authFailures.WithLabelValues("forbidden").Inc()
+		problem.Write(w, r, problem.Problem{Type: TypeForbidden, Status: http.StatusForbidden,
+			Detail: "your roles do not allow this request"})
+		return false
+	}
+	return true
+}
+
+func (v *Verifier) unauthorized(w http.ResponseWriter, r *http.Request, err error) {
+	reason, detail := FailureReason(err)
+	v.metrics.authFailures.WithLabelValues(reason).Inc()
+	if reason == "missing" {
+		w.Header().Set("WWW-Authenticate", "Bearer")
+	} else {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+	}
+	problem.Write(w, r, problem.Problem{Type: TypeUnauthorized, Status: http.StatusUnauthorized, Detail: detail})
+}
+
+// Require serves next only requests whose token satisfies need, with the verified
+// identity in the request's context (see FromContext); others get 401 or 403
+// problem+json, as the gateway answers them.
+func (v *Verifier) Require(need Access, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, err := v.Authenticate(r)
+		if !v.Authorize(w, r, need, id, err) {
+			return
+		}
+		if id != nil {
+			r = r.WithContext(NewContext(r.Context(), *id))
+		}
+		next.ServeHTTP(w, r)
+	})
+}
