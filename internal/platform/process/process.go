@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"folio/internal/platform/broker"
+	"folio/internal/platform/clientip"
 	"folio/internal/platform/config"
 	"folio/internal/platform/discovery"
 	"folio/internal/platform/httpserver"
@@ -44,6 +45,18 @@ type Server struct {
 	// listener, to be kept off public networks: it is how the figures in
 	// docs/benchmarks.md were explained.
 	PprofAddr string `env:"FOLIO_PPROF_ADDR"`
+	// TrustedProxies lists the proxies (CIDRs or IPs, comma-separated) whose
+	// X-Forwarded-For names the client; from any other peer the header is ignored.
+	TrustedProxies string `env:"FOLIO_TRUSTED_PROXIES"`
+}
+
+// Proxies returns the trusted proxies of TrustedProxies; the error names the setting.
+func (s Server) Proxies() (clientip.Proxies, error) {
+	p, err := clientip.Parse(s.TrustedProxies)
+	if err != nil {
+		return clientip.Proxies{}, fmt.Errorf("FOLIO_TRUSTED_PROXIES: %w", err)
+	}
+	return p, nil
 }
 
 // Logger returns the program's logger, writing to stdout.
@@ -125,11 +138,14 @@ type Process struct {
 	Registry *prometheus.Registry
 	// Keys are the service's idempotency keys, in its database; Serve purges the
 	// expired ones.
-	Keys   *idempotency.Keys
-	base   *Base
-	ctx    context.Context // of the program's life, for the peer watches
-	disc   *discovery.Discovery
-	events *Events // nil until OpenEvents
+	Keys *idempotency.Keys
+	// Proxies are the proxies whose X-Forwarded-For names the client
+	// (FOLIO_TRUSTED_PROXIES): Proxies.Addr(r) is the client's address.
+	Proxies clientip.Proxies
+	base    *Base
+	ctx     context.Context // of the program's life, for the peer watches
+	disc    *discovery.Discovery
+	events  *Events // nil until OpenEvents
 }
 
 // Start loads cfg (a struct embedding Base, passed again as base) from getenv, then
@@ -144,6 +160,10 @@ func Start(ctx context.Context, name, addr string, cfg any, base *Base, getenv f
 	}
 	if base.DatabaseURL == "" {
 		base.DatabaseURL = "sqlite:" + filepath.Join(base.DataDir, name+".db")
+	}
+	proxies, err := base.Proxies()
+	if err != nil {
+		return nil, err
 	}
 	log := base.Logger(stdout, name)
 	log.Info("starting", config.Attrs(cfg)...)
@@ -169,7 +189,7 @@ func Start(ctx context.Context, name, addr string, cfg any, base *Base, getenv f
 	}
 	reg := metrics.NewRegistry()
 	metrics.RegisterDB(reg, db.DB, name)
-	return &Process{Name: name, Log: log, DB: db, Registry: reg, Keys: idempotency.New(db, log), base: base, ctx: ctx, disc: disc}, nil
+	return &Process{Name: name, Log: log, DB: db, Registry: reg, Keys: idempotency.New(db, log), Proxies: proxies, base: base, ctx: ctx, disc: disc}, nil
 }
 
 // Peer returns the base URL and HTTP client to call the peer service with, under
