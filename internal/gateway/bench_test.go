@@ -4,6 +4,8 @@ import (
 	"io"
 	"net/http"
 	"testing"
+
+	"folio/internal/platform/authn"
 )
 
 // BenchmarkGET compares a GET through the gateway (with a verified token and the
@@ -17,7 +19,7 @@ func BenchmarkGET(b *testing.B) {
 		c.RateLimit, c.RateBurst = 1e9, 1e9
 		upstream = c.Instances[ServiceBook][0]
 	})
-	token := h.token("bench", []string{RoleReader})
+	token := h.token("bench", []string{authn.RoleReader})
 	b.Run("direct", func(b *testing.B) { benchGet(b, upstream+"/books/1", "") })
 	b.Run("gateway", func(b *testing.B) { benchGet(b, h.url+"/books/1", token) })
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rs/cors"
 
+	"folio/internal/platform/authn"
 	"folio/internal/platform/discovery"
 )
 
@@ -35,10 +36,6 @@ const (
 	ServiceNotify = "notify"
 )
 
-// SubjectHeader carries the verified token subject to the services, so that they can
-// scope idempotency keys per caller. The gateway drops any X-Folio-* header a client sends.
-const SubjectHeader = "X-Folio-Subject"
-
 // Config is what the gateway needs. Zero values of the tuning fields take defaults.
 type Config struct {
 	// Instances maps each service name to the base URLs of its instances
@@ -52,6 +49,9 @@ type Config struct {
 	JWKSURL  string
 	Issuer   string
 	Audience string
+	// TokenTTL is the longest lifetime a token may have (default 15 min), the auth
+	// service's FOLIO_TOKEN_TTL.
+	TokenTTL time.Duration
 	// RateLimit is each client's sustained request rate per second; RateBurst its burst.
 	RateLimit float64
 	RateBurst int
@@ -159,7 +159,7 @@ type Gateway struct {
 	cfg      Config
 	log      *slog.Logger
 	metrics  *instruments
-	verifier *Verifier
+	verifier *authn.Verifier
 	limiter  rateLimiter
 	services map[string]*service
 	cors     *cors.Cors
@@ -205,7 +205,8 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Gateway, err
 		cfg.JWKSURL = "http://" + ServiceAuth + "/.well-known/jwks.json"
 		jwks.Transport = g.services[ServiceAuth].proxy.Transport
 	}
-	g.verifier = newVerifier(cfg, jwks, log, m)
+	g.verifier = authn.NewVerifier(authn.Config{JWKSURL: cfg.JWKSURL, Issuer: cfg.Issuer, Audience: cfg.Audience,
+		MaxTTL: cfg.TokenTTL, JWKSMinRefresh: cfg.JWKSMinRefresh, JWKSMaxAge: cfg.JWKSMaxAge, Now: cfg.Now}, jwks, log, reg)
 	if len(cfg.CORSOrigins) > 0 {
 		g.cors = cors.New(cors.Options{
 			AllowedOrigins: cfg.CORSOrigins,
@@ -218,6 +219,9 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Gateway, err
 	}
 	return g, nil
 }
+
+// Verifier is the gateway's token verifier, for the revocations to be fed to.
+func (g *Gateway) Verifier() *authn.Verifier { return g.verifier }
 
 // Run does the gateway's background work (following discovery, forgetting idle
 // rate-limit clients) until ctx ends.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -12,11 +13,13 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"folio/internal/platform/authn"
 )
 
 func TestRoutes(t *testing.T) {
 	h := newHarness(t, nil)
-	admin := h.token("admin-1", []string{RoleAdmin})
+	admin := h.token("admin-1", []string{authn.RoleAdmin})
 	tests := []struct {
 		method, target, body, service, path, query string
 	}{
@@ -59,7 +62,7 @@ func TestRoutes(t *testing.T) {
 				{"X-Forwarded-For", e.Header.Get("X-Forwarded-For"), "127.0.0.1"},
 				{"X-Forwarded-Host", e.Header.Get("X-Forwarded-Host"), strings.TrimPrefix(h.url, "http://")},
 				{"X-Forwarded-Proto", e.Header.Get("X-Forwarded-Proto"), "http"},
-				{SubjectHeader, e.Header.Get(SubjectHeader), "admin-1"},
+				{"X-Folio-Subject", e.Header.Get("X-Folio-Subject"), ""},
 			}
 			if got := r.header.Values("X-Request-ID"); len(got) != 1 {
 				t.Errorf("response X-Request-ID values = %q, want exactly one", got)
@@ -101,9 +104,9 @@ func TestAuthorization(t *testing.T) {
 	h := newHarness(t, nil)
 	tokens := map[string]string{
 		"none":   "",
-		"reader": h.token("reader-1", []string{RoleReader}),
-		"editor": h.token("editor-1", []string{RoleEditor}),
-		"admin":  h.token("admin-1", []string{RoleAdmin}),
+		"reader": h.token("reader-1", []string{authn.RoleReader}),
+		"editor": h.token("editor-1", []string{authn.RoleEditor}),
+		"admin":  h.token("admin-1", []string{authn.RoleAdmin}),
 		"norole": h.token("norole-1", nil),
 	}
 	tests := []struct {
@@ -159,13 +162,13 @@ func TestJWTAttacks(t *testing.T) {
 	h := newHarness(t, nil)
 	other := newKey(t, h.key.kid) // same kid, a key the JWKS does not hold
 	unknown := newKey(t, "no-such-kid")
-	good := h.token("eve", []string{RoleAdmin})
+	good := h.token("eve", []string{authn.RoleAdmin})
 	if r := h.do("POST", "/books", good, "{}", nil); r.status != 200 {
 		t.Fatalf("control: a valid token got %d (%s)", r.status, r.body)
 	}
 
-	skewed := h.token("eve", []string{RoleAdmin}, func(c *claims) {
-		c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-Leeway / 2))
+	skewed := h.token("eve", []string{authn.RoleAdmin}, func(c *claims) {
+		c.ExpiresAt = jwt.NewNumericDate(time.Now().Add(-authn.Leeway / 2))
 	})
 	if r := h.do("POST", "/books", skewed, "{}", nil); r.status != 200 {
 		t.Fatalf("control: a token expired within the leeway got %d (%s)", r.status, r.body)
@@ -175,7 +178,7 @@ func TestJWTAttacks(t *testing.T) {
 		now := time.Now()
 		return claims{RegisteredClaims: jwt.RegisteredClaims{Issuer: "folio-auth", Audience: jwt.ClaimStrings{"folio"},
 			Subject: "eve", ExpiresAt: jwt.NewNumericDate(now.Add(5 * time.Minute)), IssuedAt: jwt.NewNumericDate(now)},
-			Roles: []string{RoleAdmin}}
+			Roles: []string{authn.RoleAdmin}}
 	}
 	algNone := func() string {
 		tok := jwt.NewWithClaims(jwt.SigningMethodNone, validClaims())
@@ -197,7 +200,7 @@ func TestJWTAttacks(t *testing.T) {
 	}
 	escalated := func() string {
 		// A reader's valid token whose payload is rewritten to claim admin, keeping the signature.
-		parts := strings.Split(h.token("eve", []string{RoleReader}), ".")
+		parts := strings.Split(h.token("eve", []string{authn.RoleReader}), ".")
 		payload, err := base64.RawURLEncoding.DecodeString(parts[1])
 		if err != nil {
 			t.Fatal(err)
@@ -213,16 +216,23 @@ func TestJWTAttacks(t *testing.T) {
 		{"HS256 keyed with the public key bytes", hs256(h.key.pub)},
 		{"HS256 keyed with the public key's x", hs256([]byte(base64.RawURLEncoding.EncodeToString(h.key.pub)))},
 		{"another key with a known kid", sign(t, other, validClaims())},
-		{"expired", h.token("eve", []string{RoleAdmin}, func(c *claims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Hour)) })},
-		{"expired beyond the leeway", h.token("eve", []string{RoleAdmin}, func(c *claims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(-Leeway - 5*time.Second)) })},
-		{"not yet valid", h.token("eve", []string{RoleAdmin}, func(c *claims) { c.NotBefore = jwt.NewNumericDate(now.Add(time.Hour)) })},
-		{"issued in the future", h.token("eve", []string{RoleAdmin}, func(c *claims) { c.IssuedAt = jwt.NewNumericDate(now.Add(time.Hour)) })},
-		{"no exp", h.token("eve", []string{RoleAdmin}, func(c *claims) { c.ExpiresAt = nil })},
-		{"no sub", h.token("", []string{RoleAdmin})},
-		{"wrong iss", h.token("eve", []string{RoleAdmin}, func(c *claims) { c.Issuer = "evil-auth" })},
-		{"no iss", h.token("eve", []string{RoleAdmin}, func(c *claims) { c.Issuer = "" })},
-		{"wrong aud", h.token("eve", []string{RoleAdmin}, func(c *claims) { c.Audience = jwt.ClaimStrings{"other"} })},
+		{"expired", h.token("eve", []string{authn.RoleAdmin}, func(c *claims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Hour)) })},
+		{"expired beyond the leeway", h.token("eve", []string{authn.RoleAdmin}, func(c *claims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(-authn.Leeway - 5*time.Second)) })},
+		{"not yet valid", h.token("eve", []string{authn.RoleAdmin}, func(c *claims) { c.NotBefore = jwt.NewNumericDate(now.Add(time.Hour)) })},
+		{"issued in the future", h.token("eve", []string{authn.RoleAdmin}, func(c *claims) { c.IssuedAt = jwt.NewNumericDate(now.Add(time.Hour)) })},
+		{"no exp", h.token("eve", []string{authn.RoleAdmin}, func(c *claims) { c.ExpiresAt = nil })},
+		{"no sub", h.token("", []string{authn.RoleAdmin})},
+		{"wrong iss", h.token("eve", []string{authn.RoleAdmin}, func(c *claims) { c.Issuer = "evil-auth" })},
+		{"no iss", h.token("eve", []string{authn.RoleAdmin}, func(c *claims) { c.Issuer = "" })},
+		{"wrong aud", h.token("eve", []string{authn.RoleAdmin}, func(c *claims) { c.Audience = jwt.ClaimStrings{"other"} })},
 		{"tampered payload (roles escalated)", escalated()},
+		{"exp in the year 3000", h.token("eve", []string{authn.RoleAdmin}, func(c *claims) {
+			c.ExpiresAt = jwt.NewNumericDate(time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC))
+		})},
+		{"lifetime over the token TTL", h.token("eve", []string{authn.RoleAdmin}, func(c *claims) {
+			c.IssuedAt = jwt.NewNumericDate(now.Add(-time.Hour))
+		})},
+		{"no iat", h.token("eve", []string{authn.RoleAdmin}, func(c *claims) { c.IssuedAt = nil })},
 		{"garbage", "not.a.jwt"},
 		{"empty signature", strings.Join(strings.Split(good, ".")[:2], ".") + "."},
 	}
@@ -280,12 +290,15 @@ var attackReason = map[string]string{
 	"wrong aud":                             "meant for someone else",
 	"tampered payload (roles escalated)":    "signature or algorithm",
 	"garbage":                               "malformed",
+	"exp in the year 3000":                  "lifetime",
+	"lifetime over the token TTL":           "lifetime",
+	"no iat":                                "lacks a required claim",
 	"empty signature":                       "signature or algorithm",
 }
 
 func TestJWKSCachedAndRefreshedOnUnknownKid(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.JWKSMinRefresh = time.Nanosecond })
-	tok := h.token("ed", []string{RoleEditor})
+	tok := h.token("ed", []string{authn.RoleEditor})
 	for range 30 {
 		if r := h.do("POST", "/books", tok, "{}", nil); r.status != 200 {
 			t.Fatalf("status = %d, want 200 (%s)", r.status, r.body)
@@ -299,7 +312,8 @@ func TestJWKSCachedAndRefreshedOnUnknownKid(t *testing.T) {
 	next := newKey(t, "key-2")
 	h.jwks.add(next)
 	c := claims{RegisteredClaims: jwt.RegisteredClaims{Issuer: "folio-auth", Audience: jwt.ClaimStrings{"folio"},
-		Subject: "ed", ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Minute))}, Roles: []string{RoleEditor}}
+		Subject: "ed", ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Minute)), IssuedAt: jwt.NewNumericDate(time.Now())},
+		Roles: []string{authn.RoleEditor}}
 	if r := h.do("POST", "/books", sign(t, next, c), "{}", nil); r.status != 200 {
 		t.Fatalf("token from the rotated key: status = %d, want 200 (%s)", r.status, r.body)
 	}
@@ -308,26 +322,58 @@ func TestJWKSCachedAndRefreshedOnUnknownKid(t *testing.T) {
 	}
 }
 
-func TestSubjectHeaderFromClientIsDropped(t *testing.T) {
+// TestNoHeaderNamesTheCaller replays finding 9 of issue 8 and its kin: the services
+// learn the caller only from the token, which reaches them whatever hop-by-hop
+// header names it, and an X-Folio-* header a client sends never reaches them.
+func TestNoHeaderNamesTheCaller(t *testing.T) {
 	h := newHarness(t, nil)
-	forged := map[string]string{SubjectHeader: "admin-1", "X-Folio-Roles": "admin"}
+	forged := map[string]string{"X-Folio-Subject": "admin-1", "X-Folio-Roles": "admin"}
 	e := h.do("GET", "/books", "", "", forged).echo(t)
-	if got := e.Header.Values(SubjectHeader); len(got) != 0 {
-		t.Errorf("anonymous: upstream saw %s %q, want none", SubjectHeader, got)
+	for _, name := range []string{"X-Folio-Subject", "X-Folio-Roles"} {
+		if got := e.Header.Values(name); len(got) != 0 {
+			t.Errorf("anonymous: upstream saw %s %q, want none", name, got)
+		}
 	}
-	if got := e.Header.Get("X-Folio-Roles"); got != "" {
-		t.Errorf("anonymous: upstream saw X-Folio-Roles %q, want none", got)
+	tok := h.token("editor-7", []string{authn.RoleEditor})
+	for _, conn := range []string{"", "X-Folio-Subject", "Authorization", "authorization, X-Folio-Subject, keep-alive"} {
+		t.Run("Connection: "+conn, func(t *testing.T) {
+			hdr := map[string]string{"X-Folio-Subject": "admin-1"}
+			if conn != "" {
+				hdr["Connection"] = conn
+			}
+			e := h.do("POST", "/books", tok, "{}", hdr).echo(t)
+			if got := e.Header.Values("Authorization"); len(got) != 1 || got[0] != "Bearer "+tok {
+				t.Errorf("upstream saw Authorization %q, want the client's token", got)
+			}
+			if got := e.Header.Values("X-Folio-Subject"); len(got) != 0 {
+				t.Errorf("upstream saw X-Folio-Subject %q, want none", got)
+			}
+		})
 	}
-	e = h.do("POST", "/books", h.token("editor-7", []string{RoleEditor}), "{}", forged).echo(t)
-	if got := e.Header.Values(SubjectHeader); len(got) != 1 || got[0] != "editor-7" {
-		t.Errorf("with a token: upstream saw %s %q, want [editor-7]", SubjectHeader, got)
-	}
+	t.Run("only the verified Authorization value is passed on", func(t *testing.T) {
+		req, err := http.NewRequest("POST", h.url+"/books", strings.NewReader("{}"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Add("Authorization", "Bearer "+tok)
+		req.Header.Add("Authorization", "Bearer "+h.token("admin-1", []string{authn.RoleAdmin}))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		e := response{status: resp.StatusCode, body: b}.echo(t)
+		if got := e.Header.Values("Authorization"); len(got) != 1 || got[0] != "Bearer "+tok {
+			t.Errorf("upstream saw Authorization %q, want only the first, verified one", got)
+		}
+	})
 }
 
 func TestRateLimit(t *testing.T) {
 	// A rate this low refills nothing while the test runs, so the counts are exact.
 	h := newHarness(t, func(c *Config) { c.RateLimit, c.RateBurst = 0.001, 3 })
-	alice := h.token("alice", []string{RoleReader})
+	alice := h.token("alice", []string{authn.RoleReader})
 	limited := 0
 	for i := range 5 {
 		r := h.do("GET", "/books", alice, "", nil)
@@ -349,7 +395,7 @@ func TestRateLimit(t *testing.T) {
 	}
 	// Another subject from the same address, and anonymous callers (keyed by the
 	// address), have budgets of their own.
-	if r := h.do("GET", "/books", h.token("bob", []string{RoleReader}), "", nil); r.status != http.StatusOK {
+	if r := h.do("GET", "/books", h.token("bob", []string{authn.RoleReader}), "", nil); r.status != http.StatusOK {
 		t.Fatalf("another subject: status = %d, want 200", r.status)
 	}
 	for i := range 3 {
@@ -358,7 +404,7 @@ func TestRateLimit(t *testing.T) {
 		}
 	}
 	wantProblem(t, h.do("GET", "/books", "", "", nil), http.StatusTooManyRequests)
-	if r := h.do("GET", "/books", h.token("carol", []string{RoleReader}), "", nil); r.status != http.StatusOK {
+	if r := h.do("GET", "/books", h.token("carol", []string{authn.RoleReader}), "", nil); r.status != http.StatusOK {
 		t.Fatalf("a third subject after the address ran out: status = %d, want 200", r.status)
 	}
 }
@@ -384,7 +430,7 @@ func TestLoadBalancing(t *testing.T) {
 		h := newHarness(t, func(c *Config) {
 			c.Instances[ServiceBook] = []string{newEcho(t, ServiceBook, "a", &a).URL, closedURL(t), newEcho(t, ServiceBook, "b", &b).URL}
 		})
-		editor := h.token("ed", []string{RoleEditor})
+		editor := h.token("ed", []string{authn.RoleEditor})
 		failed := 0
 		for i := range 100 {
 			method := "GET"
@@ -472,8 +518,8 @@ func TestUpstreamFailures(t *testing.T) {
 		c.Instances[ServiceAuthor] = []string{newAborting(t).URL}
 		c.Instances[ServiceNotify] = []string{newHanging(t, hang).URL}
 	})
-	editor := h.token("ed", []string{RoleEditor})
-	admin := h.token("root", []string{RoleAdmin})
+	editor := h.token("ed", []string{authn.RoleEditor})
+	admin := h.token("root", []string{authn.RoleAdmin})
 
 	t.Run("service down, GET", func(t *testing.T) {
 		r := h.do("GET", "/books", "", "", nil)
@@ -528,6 +574,81 @@ func TestCORS(t *testing.T) {
 	}
 }
 
+// TestRateLimitComesBeforeVerification replays the last point of finding 10 of
+// issue 8: a flood of forged tokens from one address is refused by the rate limit
+// before the gateway checks any more signatures, while a caller whose token it has
+// already verified goes on.
+func TestRateLimitComesBeforeVerification(t *testing.T) {
+	h := newHarness(t, func(c *Config) { c.RateLimit, c.RateBurst = 0.001, 3 })
+	verifications := func() float64 {
+		t.Helper()
+		mfs, err := h.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sum float64
+		for _, mf := range mfs {
+			if mf.GetName() == "folio_token_verifications_total" {
+				for _, m := range mf.GetMetric() {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+		return sum
+	}
+	alice := h.token("alice", []string{authn.RoleEditor})
+	if r := h.do("POST", "/books", alice, "{}", nil); r.status != http.StatusOK {
+		t.Fatalf("control: status = %d, want 200", r.status)
+	}
+	forger := newKey(t, h.key.kid) // signs with a key id the JWKS knows, but not its key
+	counts := map[int]int{}
+	for i := range 30 {
+		tok := sign(t, forger, claims{RegisteredClaims: jwt.RegisteredClaims{Issuer: "folio-auth",
+			Audience: jwt.ClaimStrings{"folio"}, Subject: fmt.Sprintf("forged-%d", i),
+			IssuedAt: jwt.NewNumericDate(time.Now()), ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Minute))},
+			Roles: []string{authn.RoleAdmin}})
+		r := h.do("POST", "/books", tok, "{}", nil)
+		counts[r.status]++
+		if r.status == http.StatusTooManyRequests {
+			wantProblem(t, r, http.StatusTooManyRequests)
+			if r.header.Get("Retry-After") == "" {
+				t.Fatal("429 without Retry-After")
+			}
+		}
+	}
+	// The burst of 3 is one for alice's first token and two forged ones.
+	if counts[http.StatusUnauthorized] != 2 || counts[http.StatusTooManyRequests] != 28 {
+		t.Errorf("forged tokens got %v, want 2 × 401 then 28 × 429", counts)
+	}
+	if got := verifications(); got != 3 {
+		t.Errorf("%v tokens verified in full, want 3: alice's and the two forged ones within the burst", got)
+	}
+	if r := h.do("POST", "/books", alice, "{}", nil); r.status != http.StatusOK {
+		t.Errorf("alice's verified token from the flooded address: status = %d, want 200", r.status)
+	}
+}
+
+// TestRevokedTokenRefused checks that the gateway refuses a revoked subject's
+// earlier tokens, including one it has cached, and accepts its new ones.
+func TestRevokedTokenRefused(t *testing.T) {
+	h := newHarness(t, nil)
+	old := h.token("ed", []string{authn.RoleEditor})
+	if r := h.do("POST", "/books", old, "{}", nil); r.status != http.StatusOK {
+		t.Fatalf("before the revocation: status = %d, want 200", r.status)
+	}
+	before := time.Now().Truncate(time.Second).Add(time.Second)
+	h.gw.Verifier().Revoke("ed", before)
+	r := h.do("POST", "/books", old, "{}", nil)
+	wantProblem(t, r, http.StatusUnauthorized)
+	if !strings.Contains(string(r.body), "revoked") {
+		t.Errorf("problem %s does not say the token was revoked", r.body)
+	}
+	fresh := h.token("ed", []string{authn.RoleEditor}, func(c *claims) { c.IssuedAt = jwt.NewNumericDate(before) })
+	if r := h.do("POST", "/books", fresh, "{}", nil); r.status != http.StatusOK {
+		t.Errorf("a token issued at the revocation: status = %d, want 200 (%s)", r.status, r.body)
+	}
+}
+
 func TestMetrics(t *testing.T) {
 	h := newHarness(t, func(c *Config) { c.RateLimit, c.RateBurst = 0.001, 2 })
 	h.do("GET", "/books", "", "", nil)
@@ -536,7 +657,7 @@ func TestMetrics(t *testing.T) {
 	body := string(h.do("GET", "/metrics", "", "", nil).body)
 	for _, want := range []string{
 		`gateway_upstream_requests_total{outcome="2xx",service="book"} 1`,
-		`gateway_auth_failures_total{reason="missing"} 1`,
+		`folio_auth_failures_total{reason="missing"} 1`,
 		`gateway_rate_limited_total 1`,
 	} {
 		if !strings.Contains(body, want) {

@@ -66,6 +66,12 @@ func closedURL(t testing.TB) string {
 	return "http://" + addr
 }
 
+// claims are what the auth service puts in a token.
+type claims struct {
+	jwt.RegisteredClaims
+	Roles []string `json:"roles"`
+}
+
 type signingKey struct {
 	kid  string
 	priv ed25519.PrivateKey
@@ -123,6 +129,7 @@ type harness struct {
 	jwks *jwksServer
 	key  signingKey
 	gw   *Gateway
+	reg  *prometheus.Registry
 }
 
 // newHarness starts a gateway whose services are one echo upstream each, unless
@@ -152,7 +159,7 @@ func newHarness(t testing.TB, mutate func(*Config)) *harness {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	h.gw = gw
+	h.gw, h.reg = gw, reg
 	mux := http.NewServeMux()
 	gw.Routes(mux)
 	srv := httptest.NewServer(httpserver.New(httpserver.Config{ShutdownTimeout: time.Second}, log, reg, mux,

@@ -2,15 +2,14 @@ package gateway
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// instruments are the gateway's own metrics; the chassis adds RED metrics per route.
+// instruments are the gateway's own metrics; the chassis adds RED metrics per route
+// and the token verifier (package authn) its own.
 type instruments struct {
 	upstream      *prometheus.CounterVec // attempts by service and outcome
 	retries       *prometheus.CounterVec
 	ejections     *prometheus.CounterVec
 	rateLimited   prometheus.Counter
 	limiterErrors prometheus.Counter
-	authFailures  *prometheus.CounterVec
-	jwksFetches   *prometheus.CounterVec
 	instances     *prometheus.GaugeVec
 }
 
@@ -34,17 +33,10 @@ func newInstruments(reg prometheus.Registerer) *instruments {
 		limiterErrors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gateway_rate_limiter_errors_total", Help: "Requests let through unchecked because the shared rate limiter (Redis) did not answer.",
 		}),
-		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gateway_auth_failures_total",
-			Help: "Requests refused with 401 or 403, by reason (missing, expired, bad_signature, unknown_kid, forbidden…).",
-		}, []string{"reason"}),
-		jwksFetches: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "gateway_jwks_fetches_total", Help: "Fetches of the auth service's JWKS, by outcome (ok, error).",
-		}, []string{"outcome"}),
 		instances: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "gateway_instances", Help: "Instances of each service the gateway balances over (ejected ones included).",
 		}, []string{"service"}),
 	}
-	reg.MustRegister(m.upstream, m.retries, m.ejections, m.rateLimited, m.limiterErrors, m.authFailures, m.jwksFetches, m.instances)
+	reg.MustRegister(m.upstream, m.retries, m.ejections, m.rateLimited, m.limiterErrors, m.instances)
 	return m
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -49,6 +48,13 @@ func newService(name string, raw []string, cfg Config, log *slog.Logger, m *inst
 			pr.Out.URL.Host = name
 			pr.Out.Host = ""
 			pr.SetXForwarded()
+			// The client's token goes on to the service, which verifies it again. It is
+			// set here, after the hop-by-hop headers are gone, so that a client's
+			// "Connection: Authorization" cannot strip it; only the value the gateway
+			// verified goes.
+			if a := pr.In.Header.Get("Authorization"); a != "" {
+				pr.Out.Header.Set("Authorization", a)
+			}
 		},
 		// The chassis has already set the response's X-Request-ID; the service echoes the
 		// same id, which would otherwise arrive twice.
@@ -90,21 +96,6 @@ func proxyError(name string, log *slog.Logger) func(http.ResponseWriter, *http.R
 		}
 		problem.Write(w, r, p)
 	}
-}
-
-// bearer returns the token of an Authorization: Bearer header, whether the header
-// was present, and whether it had the Bearer form.
-func bearer(r *http.Request) (token string, present, ok bool) {
-	h := r.Header.Get("Authorization")
-	if h == "" {
-		return "", false, false
-	}
-	scheme, tok, found := strings.Cut(h, " ")
-	tok = strings.TrimSpace(tok)
-	if !found || !strings.EqualFold(scheme, "Bearer") || tok == "" {
-		return "", true, false
-	}
-	return tok, true, true
 }
 
 // longestTimeout is the longest upstream timeout of any route: the request's own

@@ -37,7 +37,7 @@ func (v *Verifier) Authenticate(r *http.Request) (*Identity, error) {
 	case !present:
 		return nil, nil
 	case !ok:
-		return nil, errNotBearer
+		return nil, ErrNotBearer
 	}
 	id, err := v.Verify(r.Context(), token)
 	if err != nil {

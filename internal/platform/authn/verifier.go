@@ -31,9 +31,11 @@ var (
 	errNoIssuedAt   = fmt.Errorf("%w: iat", jwt.ErrTokenRequiredClaimMissing)
 	errLifetime     = errors.New("the token's lifetime exceeds the maximum")
 	errRevoked      = errors.New("the token was issued before its subject's tokens were revoked")
-	errNotBearer    = errors.New(`the Authorization header is not "Bearer <token>"`)
 	errMissingToken = errors.New("no bearer token")
 )
+
+// ErrNotBearer is the error of a request whose Authorization header is not a bearer token.
+var ErrNotBearer = errors.New(`the Authorization header is not "Bearer <token>"`)
 
 // Verifier checks EdDSA JWTs against the auth service's JWKS, which it fetches once,
 // caches, and fetches again only when a token names an unknown key id or the set is
@@ -279,7 +281,7 @@ func FailureReason(err error) (reason, detail string) {
 	switch {
 	case errors.Is(err, errMissingToken):
 		return "missing", "this request needs a bearer token"
-	case errors.Is(err, errNotBearer):
+	case errors.Is(err, ErrNotBearer):
 		return "malformed", "the Authorization header must be \"Bearer <token>\""
 	case errors.Is(err, errUnknownKID):
 		return "unknown_kid", "the token was not signed by a known key"
