@@ -50,6 +50,9 @@ type transport interface {
 	// consume runs until ctx ends, handing each delivery to deliver and settling
 	// it as the returned verdict says.
 	consume(ctx context.Context, s Subscription, deliver deliverFunc) error
+	// follow runs until ctx ends, handing every message on subjects published
+	// from since on to h, for this process alone.
+	follow(ctx context.Context, subjects []string, since time.Time, h func(context.Context, Message)) error
 	close() error
 }
 

@@ -406,18 +406,7 @@ func (t *natsTransport) handle(ctx context.Context, s Subscription, match func(s
 		_ = msg.Nak()
 		return
 	}
-	m := Message{
-		Subject: msg.Subject(),
-		ID:      msg.Headers().Get(jetstream.MsgIDHeader),
-		Body:    msg.Data(),
-		Header:  make(map[string]string, len(msg.Headers())),
-	}
-	for k, v := range msg.Headers() {
-		// Nats-* are JetStream's own (message id, expected stream), not the event's.
-		if !strings.HasPrefix(k, "Nats-") && len(v) > 0 {
-			m.Header[k] = v[0]
-		}
-	}
+	m := natsMessage(msg)
 	v := deliver(ctx, m, int(meta.NumDelivered))
 	switch v.outcome {
 	case outcomeOK:
@@ -494,4 +483,154 @@ func closedErr(done <-chan struct{}) error {
 	default:
 		return nil
 	}
+}
+
+// natsFollowHeartbeat is how often the server shows a follower's consumer is
+// alive when there is nothing to deliver; two missed, and the follower creates
+// its consumer again (the server may have restarted without it).
+const natsFollowHeartbeat = 5 * time.Second
+
+// natsFollowInactive is how long a follower's consumer outlives its process.
+const natsFollowInactive = time.Minute
+
+func (t *natsTransport) follow(ctx context.Context, subjects []string, since time.Time, h func(context.Context, Message)) error {
+	ctx, cancel := untilClosed(ctx, t.done)
+	defer cancel()
+	// A consumer per filter, so that each is created through the API subject
+	// that names its filter: the broker's permissions can then say which
+	// subjects a service may follow.
+	var followers sync.WaitGroup
+	for i, subj := range subjects {
+		// A message under several filters comes once, from the first.
+		earlier := subjects[:i]
+		followers.Go(func() {
+			t.followOne(ctx, subj, since, func(ctx context.Context, m Message) {
+				for _, f := range earlier {
+					if subjectMatches(f, m.Subject) {
+						return
+					}
+				}
+				h(ctx, m)
+			})
+		})
+	}
+	followers.Wait()
+	return closedErr(t.done)
+}
+
+// followOne follows one filter through an ephemeral push consumer without
+// acknowledgements, created again from the next stream sequence whenever it is
+// lost (missed heartbeats, deleted, a gap in its deliveries).
+func (t *natsTransport) followOne(ctx context.Context, subject string, since time.Time, h func(context.Context, Message)) {
+	var next uint64 // the stream sequence to resume from; 0 until one came
+	for ctx.Err() == nil {
+		if !t.nc.IsConnected() {
+			pause(ctx, retryPause)
+			continue
+		}
+		if err := t.ensureStream(ctx); err != nil {
+			t.log.Warn("cannot follow yet, will retry", "subject", subject, "err", err)
+			pause(ctx, retryPause)
+			continue
+		}
+		cfg := jetstream.ConsumerConfig{
+			DeliverSubject:    nats.NewInbox(),
+			FilterSubject:     subject,
+			AckPolicy:         jetstream.AckNonePolicy,
+			IdleHeartbeat:     natsFollowHeartbeat,
+			InactiveThreshold: natsFollowInactive,
+			MemoryStorage:     true,
+		}
+		switch {
+		case next > 0:
+			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, next
+		case !since.IsZero():
+			start := since
+			cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
+		default:
+			cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+		}
+		cons, err := t.js.CreatePushConsumer(ctx, t.cfg.Stream, cfg)
+		if err != nil {
+			if ctx.Err() == nil {
+				t.log.Warn("cannot create follower, will retry", "subject", subject, "err", err)
+				t.forgetStream()
+				pause(ctx, retryPause)
+			}
+			continue
+		}
+		next = t.followConsumer(ctx, cons, subject, next, h)
+	}
+}
+
+// followConsumer hands cons's deliveries to h until ctx ends or cons is lost,
+// and returns the stream sequence to resume from.
+func (t *natsTransport) followConsumer(ctx context.Context, cons jetstream.PushConsumer, subject string, next uint64, h func(context.Context, Message)) uint64 {
+	msgs := make(chan jetstream.Msg)
+	lost := make(chan error, 1)
+	stopped := make(chan struct{})
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		select {
+		case msgs <- msg:
+		case <-stopped:
+		}
+	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrConsumerDeleted) {
+			select {
+			case lost <- err:
+			default:
+			}
+		}
+	}))
+	if err != nil {
+		t.log.Warn("cannot follow, will retry", "subject", subject, "err", err)
+		pause(ctx, retryPause)
+		return next
+	}
+	defer func() {
+		close(stopped)
+		cc.Stop()
+	}()
+	var delivered uint64 // the consumer sequence of the last delivery
+	for {
+		select {
+		case <-ctx.Done():
+			return next
+		case err := <-lost:
+			t.log.Warn("follower lost its consumer, creating it again", "subject", subject, "err", err)
+			return next
+		case msg := <-msgs:
+			meta, err := msg.Metadata()
+			if err != nil {
+				t.log.Error("message without JetStream metadata", "subject", subject, "err", err)
+				continue
+			}
+			if meta.Sequence.Consumer != delivered+1 {
+				// Without acknowledgements the server does not resend what a
+				// slow client dropped: start again after the last one handled.
+				t.log.Warn("follower missed deliveries, resuming", "subject", subject, "after", next)
+				return next
+			}
+			delivered = meta.Sequence.Consumer
+			next = meta.Sequence.Stream + 1
+			h(ctx, natsMessage(msg))
+		}
+	}
+}
+
+// natsMessage is msg as the broker's handlers see it.
+func natsMessage(msg jetstream.Msg) Message {
+	m := Message{
+		Subject: msg.Subject(),
+		ID:      msg.Headers().Get(jetstream.MsgIDHeader),
+		Body:    msg.Data(),
+		Header:  make(map[string]string, len(msg.Headers())),
+	}
+	for k, v := range msg.Headers() {
+		// Nats-* are JetStream's own (message id, expected stream), not the event's.
+		if !strings.HasPrefix(k, "Nats-") && len(v) > 0 {
+			m.Header[k] = v[0]
+		}
+	}
+	return m
 }

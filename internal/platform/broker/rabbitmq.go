@@ -471,3 +471,76 @@ func tableInt(v any) int {
 	}
 	return 0
 }
+
+// follow consumes from a queue of its own, server-named, exclusive to this
+// connection and deleted with it: a new one, bound again, after every
+// reconnect. RabbitMQ keeps no history, so since is not used.
+func (t *rabbitTransport) follow(ctx context.Context, subjects []string, _ time.Time, h func(context.Context, Message)) error {
+	ctx, cancel := untilClosed(ctx, t.done)
+	defer cancel()
+	for {
+		conn, err := t.connection(ctx)
+		if err != nil {
+			return closedErr(t.done)
+		}
+		err = t.followOn(ctx, conn, subjects, h)
+		if ctx.Err() != nil {
+			return closedErr(t.done)
+		}
+		var amqpErr *amqp.Error
+		if errors.As(err, &amqpErr) && !conn.IsClosed() && isRefusal(amqpErr.Code) {
+			return fmt.Errorf("broker: follow %v: %w", subjects, err)
+		}
+		t.log.Warn("follower stopped, will resume", "subjects", subjects, "err", err)
+		pause(ctx, retryPause)
+	}
+}
+
+func (t *rabbitTransport) followOn(ctx context.Context, conn *amqp.Connection, subjects []string, h func(context.Context, Message)) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close()
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	if err := t.declareExchange(ch); err != nil {
+		return err
+	}
+	q, err := ch.QueueDeclare("", false, true, true, false, nil)
+	if err != nil {
+		return fmt.Errorf("follower queue: %w", err)
+	}
+	for _, subj := range subjects {
+		if err := ch.QueueBind(q.Name, bindingKey(subj), t.cfg.Stream, false, nil); err != nil {
+			return fmt.Errorf("bind %s to %s: %w", q.Name, subj, err)
+		}
+	}
+	deliveries, err := ch.Consume(q.Name, "", true, true, false, false, nil)
+	if err != nil {
+		return err
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case d, ok := <-deliveries:
+			if !ok {
+				select {
+				case err := <-closed:
+					if err != nil {
+						return err
+					}
+				default:
+				}
+				return errors.New("follower channel closed")
+			}
+			m := Message{Subject: d.RoutingKey, ID: d.MessageId, Body: d.Body, Header: make(map[string]string, len(d.Headers))}
+			for k, v := range d.Headers {
+				if v, ok := v.(string); ok && !isBrokerHeader(k) {
+					m.Header[k] = v
+				}
+			}
+			h(ctx, m)
+		}
+	}
+}
