@@ -19,6 +19,7 @@ import (
 	"github.com/rs/cors"
 
 	"folio/internal/platform/authn"
+	"folio/internal/platform/clientip"
 	"folio/internal/platform/discovery"
 )
 
@@ -79,6 +80,9 @@ type Config struct {
 	// "folio:gateway:"); otherwise each instance keeps its own in memory.
 	RedisURL       string
 	RedisKeyPrefix string
+	// Proxies are the proxies in front of the gateway whose X-Forwarded-For is
+	// kept (FOLIO_TRUSTED_PROXIES); from any other peer the chain starts afresh.
+	Proxies clientip.Proxies
 	// Now is the clock (default time.Now); tests replace it.
 	Now func() time.Time
 }

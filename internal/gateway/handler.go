@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -86,12 +85,8 @@ func (g *Gateway) allow(w http.ResponseWriter, r *http.Request, key string) bool
 	return false
 }
 
-// clientIP is the address the connection comes from. Forwarding headers are not
-// trusted: the gateway is the public edge.
+// clientIP is the address the request comes from: the connection's, or, behind a
+// trusted proxy (Config.Proxies), the one that proxy forwarded.
 func (g *Gateway) clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+	return g.cfg.Proxies.Addr(r)
 }
