@@ -13,6 +13,8 @@ import (
 	"folio/internal/author"
 	"folio/internal/book"
 	"folio/internal/bookclient"
+	"folio/internal/platform/authn"
+	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/idempotency"
 	"folio/internal/platform/outbox/outboxtest"
@@ -36,7 +38,10 @@ func openSQLite(tb testing.TB) *sqldb.DB {
 // server is an author service in-process, with the chassis around its routes.
 type server struct {
 	tb testing.TB
-	h  http.Handler
+	// h serves a request that names no Authorization as an editor's; one that names
+	// an empty Authorization goes without (see asEditor).
+	h   http.Handler
+	iss *authntest.Issuer // whose tokens the service accepts
 }
 
 // newServer serves the author service over db, asking books for books.
@@ -45,9 +50,30 @@ func newServer(tb testing.TB, db *sqldb.DB, books author.Books) *server {
 	outboxtest.Migrate(tb, db)
 	mux := http.NewServeMux()
 	svc := author.NewService(author.NewSQLStore(db), books, 0)
-	author.Routes(mux, svc, idempotency.New(db, quiet), quiet)
+	iss := authntest.New(tb)
+	author.Routes(mux, svc, idempotency.New(db, quiet), verifier(iss), quiet)
 	srv := httpserver.New(httpserver.Config{}, quiet, prometheus.NewRegistry(), mux, author.OpenAPI, db.PingContext)
-	return &server{tb: tb, h: srv.Handler()}
+	return &server{tb: tb, h: asEditor(iss, srv.Handler()), iss: iss}
+}
+
+// verifier verifies the tokens of iss, as a service configured with its JWKS does.
+func verifier(iss *authntest.Issuer) *authn.Verifier {
+	return authn.NewVerifier(authn.Config{JWKSURL: iss.JWKSURL()}, http.DefaultClient, quiet, prometheus.NewRegistry())
+}
+
+// asEditor gives each request that names no Authorization an editor's token from
+// iss, as most of these tests speak as an editor would; an Authorization named empty
+// is removed, for the tests of anonymous requests.
+func asEditor(iss *authntest.Issuer, h http.Handler) http.Handler {
+	bearer := authntest.Bearer(iss.Token("editor-1", authn.RoleEditor))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, named := r.Header["Authorization"]; !named {
+			r.Header.Set("Authorization", bearer)
+		} else if r.Header.Get("Authorization") == "" {
+			r.Header.Del("Authorization")
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // booksAt returns a client of a book service at url, with the policies a deployed
@@ -100,13 +126,15 @@ func startBookService(t testing.TB) *httptest.Server {
 }
 
 // serveBooks serves the real book service handler, chassis included, over db, which
-// has the book schema and the outbox and inbox tables.
+// has the book schema and the outbox and inbox tables. Requests that name no
+// Authorization are an editor's (see asEditor), so that tests can create books.
 func serveBooks(t testing.TB, db *sqldb.DB) *httptest.Server {
 	t.Helper()
 	mux := http.NewServeMux()
-	book.Routes(mux, book.NewService(book.NewSQLStore(db), everyAuthor{}), idempotency.New(db, quiet), quiet)
+	iss := authntest.New(t)
+	book.Routes(mux, book.NewService(book.NewSQLStore(db), everyAuthor{}), idempotency.New(db, quiet), verifier(iss), quiet)
 	srv := httpserver.New(httpserver.Config{}, quiet, prometheus.NewRegistry(), mux, book.OpenAPI, db.PingContext)
-	ts := httptest.NewServer(srv.Handler())
+	ts := httptest.NewServer(asEditor(iss, srv.Handler()))
 	t.Cleanup(ts.Close)
 	return ts
 }

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"folio/internal/platform/authn"
 	"folio/internal/platform/idempotency"
 )
 
@@ -13,15 +14,31 @@ import (
 //go:embed openapi.json
 var OpenAPI []byte
 
-// Routes lists every route of the author service's API. GET /authors/books is more
-// specific than GET /authors/{id}, so the router sends /authors/books to it.
-func Routes(mux *http.ServeMux, svc *Service, keys *idempotency.Keys, log *slog.Logger) {
-	mux.Handle("GET /authors", handleAuthorList(svc, log))
-	mux.Handle("POST /authors", keys.Wrap(handleAuthorCreate(svc, log)))
-	mux.Handle("GET /authors/books", handleGenreBooks(svc, log))
-	mux.Handle("GET /authors/{id}", handleAuthorGet(svc, log))
-	mux.Handle("PUT /authors/{id}", handleAuthorReplace(svc, log))
-	mux.Handle("PATCH /authors/{id}", handleAuthorPatch(svc, log))
-	mux.Handle("DELETE /authors/{id}", handleAuthorDelete(svc, log))
-	mux.Handle("GET /authors/{id}/books", handleAuthorBooks(svc, log))
+// Routes lists every route of the author service's API with the access it needs:
+// reads are public, writes need an editor's or an admin's token, checked here by v
+// whether the request came through the gateway or straight to the service.
+// GET /authors/books is more specific than GET /authors/{id}, so the router sends
+// /authors/books to it.
+func Routes(mux *http.ServeMux, svc *Service, keys *idempotency.Keys, v *authn.Verifier, log *slog.Logger) {
+	keys = scopedToToken(keys)
+	mux.Handle("GET /authors", v.Require(authn.Public, handleAuthorList(svc, log)))
+	mux.Handle("POST /authors", v.Require(authn.Editor, keys.Wrap(handleAuthorCreate(svc, log))))
+	mux.Handle("GET /authors/books", v.Require(authn.Public, handleGenreBooks(svc, log)))
+	mux.Handle("GET /authors/{id}", v.Require(authn.Public, handleAuthorGet(svc, log)))
+	mux.Handle("PUT /authors/{id}", v.Require(authn.Editor, handleAuthorReplace(svc, log)))
+	mux.Handle("PATCH /authors/{id}", v.Require(authn.Editor, handleAuthorPatch(svc, log)))
+	mux.Handle("DELETE /authors/{id}", v.Require(authn.Editor, handleAuthorDelete(svc, log)))
+	mux.Handle("GET /authors/{id}/books", v.Require(authn.Public, handleAuthorBooks(svc, log)))
+}
+
+// scopedToToken returns keys that scope each idempotency key to the subject of the
+// request's verified token, so that no header a client can write lets it replay
+// another caller's answer.
+func scopedToToken(keys *idempotency.Keys) *idempotency.Keys {
+	scoped := *keys
+	scoped.Caller = func(r *http.Request) string {
+		id, _ := authn.FromContext(r.Context())
+		return id.Subject
+	}
+	return &scoped
 }

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"folio/internal/book"
+	"folio/internal/platform/authn"
+	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/fault"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/idempotency"
@@ -73,12 +75,17 @@ func (f *fakeAuthors) setDown(down bool) {
 	f.down = down
 }
 
-// server is the book service wired as cmd/book does, over db, with a fake author service.
+// server is the book service wired as cmd/book does, over db, with a fake author
+// service, verifying the tokens of a test issuer.
 type server struct {
 	h       http.Handler
 	mux     *http.ServeMux
 	authors *fakeAuthors
 	logs    *processtest.LogBuffer // the service's log, written from concurrent requests
+	iss     *authntest.Issuer
+	// editor is the token a request carries unless it names its own Authorization
+	// (an empty one sends none): most tests speak as an editor would.
+	editor string
 }
 
 func newServer(tb testing.TB, db *sqldb.DB) *server {
@@ -97,10 +104,13 @@ func newServerLogging(tb testing.TB, db *sqldb.DB, w io.Writer) *server {
 	store := book.NewSQLStore(db)
 	svc := book.NewService(store, book.NewAuthorDirectory(store, authors, log))
 	keys := idempotency.New(db, log)
+	iss := authntest.New(tb)
+	reg := metrics.NewRegistry()
+	verifier := authn.NewVerifier(authn.Config{JWKSURL: iss.JWKSURL()}, http.DefaultClient, log, reg)
 	mux := http.NewServeMux()
-	book.Routes(mux, svc, keys, log)
-	srv := httpserver.New(httpserver.Config{AccessLog: true}, log, metrics.NewRegistry(), mux, book.OpenAPI, db.PingContext)
-	return &server{h: srv.Handler(), mux: mux, authors: authors}
+	book.Routes(mux, svc, keys, verifier, log)
+	srv := httpserver.New(httpserver.Config{AccessLog: true}, log, reg, mux, book.OpenAPI, db.PingContext)
+	return &server{h: srv.Handler(), mux: mux, authors: authors, iss: iss, editor: iss.Token("editor-1", authn.RoleEditor)}
 }
 
 type response struct {
@@ -121,8 +131,14 @@ func (s *server) do(tb testing.TB, method, target, body string, header ...string
 
 func (s *server) serve(tb testing.TB, req *http.Request, header ...string) response {
 	tb.Helper()
+	if _, named := req.Header["Authorization"]; !named {
+		req.Header.Set("Authorization", authntest.Bearer(s.editor))
+	}
 	for i := 0; i+1 < len(header); i += 2 {
 		req.Header.Set(header[i], header[i+1])
+	}
+	if req.Header.Get("Authorization") == "" {
+		req.Header.Del("Authorization")
 	}
 	rec := httptest.NewRecorder()
 	s.h.ServeHTTP(rec, req)

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"folio/internal/platform/authn"
 	"folio/internal/platform/idempotency"
 )
 
@@ -13,12 +14,27 @@ import (
 //go:embed openapi.json
 var OpenAPI []byte
 
-// Routes lists every route of the book service's API.
-func Routes(mux *http.ServeMux, svc *Service, keys *idempotency.Keys, log *slog.Logger) {
-	mux.Handle("GET /books", handleBookList(svc, log))
-	mux.Handle("POST /books", keys.Wrap(handleBookCreate(svc, log)))
-	mux.Handle("GET /books/{id}", handleBookGet(svc, log))
-	mux.Handle("PUT /books/{id}", handleBookReplace(svc, log))
-	mux.Handle("PATCH /books/{id}", handleBookPatch(svc, log))
-	mux.Handle("DELETE /books/{id}", handleBookDelete(svc, log))
+// Routes lists every route of the book service's API with the access it needs: reads
+// are public, writes need an editor's or an admin's token, checked here by v whether
+// the request came through the gateway or straight to the service.
+func Routes(mux *http.ServeMux, svc *Service, keys *idempotency.Keys, v *authn.Verifier, log *slog.Logger) {
+	keys = scopedToToken(keys)
+	mux.Handle("GET /books", v.Require(authn.Public, handleBookList(svc, log)))
+	mux.Handle("POST /books", v.Require(authn.Editor, keys.Wrap(handleBookCreate(svc, log))))
+	mux.Handle("GET /books/{id}", v.Require(authn.Public, handleBookGet(svc, log)))
+	mux.Handle("PUT /books/{id}", v.Require(authn.Editor, handleBookReplace(svc, log)))
+	mux.Handle("PATCH /books/{id}", v.Require(authn.Editor, handleBookPatch(svc, log)))
+	mux.Handle("DELETE /books/{id}", v.Require(authn.Editor, handleBookDelete(svc, log)))
+}
+
+// scopedToToken returns keys that scope each idempotency key to the subject of the
+// request's verified token, so that no header a client can write lets it replay
+// another caller's answer.
+func scopedToToken(keys *idempotency.Keys) *idempotency.Keys {
+	scoped := *keys
+	scoped.Caller = func(r *http.Request) string {
+		id, _ := authn.FromContext(r.Context())
+		return id.Subject
+	}
+	return &scoped
 }
