@@ -17,7 +17,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"folio/internal/notify"
+	"folio/internal/platform/egress"
 	"folio/internal/platform/process"
+	"folio/internal/platform/secrets"
 )
 
 type config struct {
@@ -30,6 +32,11 @@ type config struct {
 	WebhookGiveUp      time.Duration `env:"FOLIO_WEBHOOK_GIVE_UP" envDefault:"1h"`
 	// DeliveryRetention is how long finished deliveries stay listed.
 	DeliveryRetention time.Duration `env:"FOLIO_DELIVERY_RETENTION" envDefault:"720h"`
+	// WebhookAllowPrivate lets webhooks go to loopback, private and other
+	// non-public addresses: for local development only (folio up sets it).
+	WebhookAllowPrivate bool `env:"FOLIO_WEBHOOK_ALLOW_PRIVATE" envDefault:"false"`
+	MaxSubscriptions    int  `env:"FOLIO_MAX_SUBSCRIPTIONS" envDefault:"1000"`
+	Secrets             secrets.Config
 }
 
 func (c config) validate() error {
@@ -44,6 +51,9 @@ func (c config) validate() error {
 	}
 	if c.WebhookConcurrency < 1 || c.WebhookConcurrency > 1000 {
 		return fmt.Errorf("FOLIO_WEBHOOK_CONCURRENCY must be from 1 to 1000, not %d", c.WebhookConcurrency)
+	}
+	if c.MaxSubscriptions < 1 {
+		return fmt.Errorf("FOLIO_MAX_SUBSCRIPTIONS must be at least 1, not %d", c.MaxSubscriptions)
 	}
 	if c.WebhookBackoffMax < c.WebhookBackoff {
 		return fmt.Errorf("FOLIO_WEBHOOK_BACKOFF_MAX (%s) must not be below FOLIO_WEBHOOK_BACKOFF (%s)", c.WebhookBackoffMax, c.WebhookBackoff)
@@ -79,16 +89,35 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 
-	svc := notify.NewService(p.DB, notify.Config{
-		Concurrency:    cfg.WebhookConcurrency,
-		AttemptTimeout: cfg.WebhookTimeout,
-		BackoffBase:    cfg.WebhookBackoff,
-		BackoffMax:     cfg.WebhookBackoffMax,
-		GiveUpAfter:    cfg.WebhookGiveUp,
-		Registerer:     p.Registry,
+	box, err := secrets.Load(cfg.Secrets, cfg.DataDir, p.Log)
+	if err != nil {
+		return err
+	}
+	if cfg.WebhookAllowPrivate {
+		p.Log.Warn("FOLIO_WEBHOOK_ALLOW_PRIVATE is set: webhooks may go to loopback and private addresses; never do this on a shared network")
+	}
+	svc, err := notify.NewService(p.DB, notify.Config{
+		Concurrency:      cfg.WebhookConcurrency,
+		AttemptTimeout:   cfg.WebhookTimeout,
+		BackoffBase:      cfg.WebhookBackoff,
+		BackoffMax:       cfg.WebhookBackoffMax,
+		GiveUpAfter:      cfg.WebhookGiveUp,
+		Egress:           egress.Policy{AllowPrivate: cfg.WebhookAllowPrivate},
+		MaxSubscriptions: cfg.MaxSubscriptions,
+		Secrets:          box,
+		Registerer:       p.Registry,
 	}, p.Log)
+	if err != nil {
+		return err
+	}
+	// An older version kept the secrets in clear: seal them before anything reads them.
+	if n, err := svc.SealSecrets(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		p.Log.Info("sealed webhook secrets stored in clear", "count", n)
+	}
 	mux := http.NewServeMux()
-	notify.Routes(mux, svc, p.Keys, p.Log)
+	notify.Routes(mux, svc, p.Keys, p.Verifier, p.Log)
 
 	events.Consume(notify.BrokerSubscription(cfg.Broker.Prefix), svc.HandleEvent)
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"folio/internal/notify"
+	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/broker"
 	"folio/internal/platform/process/processtest"
 	"folio/internal/platform/rest"
@@ -35,6 +37,7 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"FOLIO_WEBHOOK_BACKOFF_MAX", "1ms"},
 		{"FOLIO_WEBHOOK_GIVE_UP", "0s"},
 		{"FOLIO_DELIVERY_RETENTION", "-1h"},
+		{"FOLIO_MAX_SUBSCRIPTIONS", "0"},
 	} {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
 			processtest.WantSettingRejected(t, run, "notify", tc.name, tc.value)
@@ -52,9 +55,25 @@ func start(t *testing.T, vars map[string]string) string {
 	return processtest.Start(t, run, []string{"notify"}, vars).URL
 }
 
-func post(t *testing.T, url, body string) *http.Response {
+// post sends body to url as JSON with the token (none when "").
+func post(t *testing.T, url, token, body string) *http.Response {
 	t.Helper()
-	resp, err := http.Post(url, "application/json", strings.NewReader(body))
+	return call(t, http.MethodPost, url, token, "application/json", body)
+}
+
+func call(t *testing.T, method, url, token, contentType, body string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", authntest.Bearer(token))
+	}
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -65,31 +84,74 @@ func post(t *testing.T, url, body string) *http.Response {
 // TestRunServesWhileTheBrokerIsDown starts the service with no broker to reach: it
 // serves its API all the same.
 func TestRunServesWhileTheBrokerIsDown(t *testing.T) {
+	iss := authntest.New(t)
+	admin := iss.Token("admin-1", "admin")
 	base := start(t, map[string]string{
 		"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0", "FOLIO_LOG_FORMAT": "json",
-		"FOLIO_BROKER": "nats", "FOLIO_NATS_URL": resttest.ClosedURL(t, "nats"),
+		"FOLIO_BROKER": "nats", "FOLIO_NATS_URL": resttest.ClosedURL(t, "nats"), "FOLIO_JWKS_URL": iss.JWKSURL(),
 	})
-	for path, want := range map[string]int{"/readyz": 200, "/healthz": 200, "/subscriptions": 200, "/openapi.json": 200, "/metrics": 200} {
-		resp, err := http.Get(base + path)
-		if err != nil {
-			t.Fatalf("GET %s: %v", path, err)
-		}
-		resp.Body.Close()
+	for path, want := range map[string]int{"/readyz": 200, "/healthz": 200, "/subscriptions": 200, "/openapi.json": 200} {
+		resp := call(t, http.MethodGet, base+path, admin, "", "")
 		if resp.StatusCode != want {
 			t.Errorf("GET %s: got %d, want %d", path, resp.StatusCode, want)
 		}
 	}
-	resp := post(t, base+"/subscriptions", `{"url":"http://example.com/hook","events":["book.created"],"secret":"0123456789abcdef"}`)
+	resp := post(t, base+"/subscriptions", admin, `{"url":"http://198.51.100.7/hook","events":["book.created"],"secret":"0123456789abcdef"}`)
+	if resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Errorf("POST /subscriptions to a documentation address: got %d, want 422", resp.StatusCode)
+	}
+	resp = post(t, base+"/subscriptions", admin, `{"url":"http://8.8.8.8/hook","events":["book.created"],"secret":"0123456789abcdef"}`)
 	if resp.StatusCode != http.StatusCreated {
 		t.Errorf("POST /subscriptions: got %d, want 201", resp.StatusCode)
 	}
-	metrics, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
+}
+
+// TestRunRequiresAnAdmin replays the direct calls of the review: the service on its
+// own port, without the gateway, lets no one but an admin list or make
+// subscriptions, and a browser's cross-site form post (text/plain, no token) makes
+// nothing.
+func TestRunRequiresAnAdmin(t *testing.T) {
+	iss := authntest.New(t)
+	base := start(t, map[string]string{
+		"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0", "FOLIO_LOG_FORMAT": "json",
+		"FOLIO_JWKS_URL": iss.JWKSURL(),
+	})
+	body := `{"url":"http://8.8.8.8/hook","events":["book.created"],"secret":"0123456789abcdef"}`
+	id := rest.NewID()
+	for _, tc := range []struct {
+		name, method, path, token, contentType string
+		want                                   int
+	}{
+		{"create without a token", "POST", "/subscriptions", "", "application/json", 401},
+		{"create with a forged token", "POST", "/subscriptions", authntest.New(t).Token("x", "admin"), "application/json", 401},
+		{"create as a reader", "POST", "/subscriptions", iss.Token("r", "reader"), "application/json", 403},
+		{"create as an editor", "POST", "/subscriptions", iss.Token("e", "editor"), "application/json", 403},
+		{"cross-site form post", "POST", "/subscriptions", "", "text/plain", 401},
+		{"list without a token", "GET", "/subscriptions", "", "", 401},
+		{"list as an editor", "GET", "/subscriptions", iss.Token("e", "editor"), "", 403},
+		{"get without a token", "GET", "/subscriptions/" + id, "", "", 401},
+		{"deliveries as an editor", "GET", "/subscriptions/" + id + "/deliveries", iss.Token("e", "editor"), "", 403},
+		{"delete without a token", "DELETE", "/subscriptions/" + id, "", "", 401},
+		{"delete as an editor", "DELETE", "/subscriptions/" + id, iss.Token("e", "editor"), "", 403},
+		{"get as an admin", "GET", "/subscriptions/" + id, iss.Token("a", "admin"), "", 404},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := ""
+			if tc.method == "POST" {
+				b = body
+			}
+			resp := call(t, tc.method, base+tc.path, tc.token, tc.contentType, b)
+			if resp.StatusCode != tc.want {
+				t.Errorf("got %d, want %d", resp.StatusCode, tc.want)
+			}
+			if ct := resp.Header.Get("Content-Type"); tc.want >= 400 && ct != "application/problem+json" {
+				t.Errorf("Content-Type %q, want problem+json", ct)
+			}
+		})
 	}
-	defer metrics.Body.Close()
-	if text, _ := io.ReadAll(metrics.Body); !bytes.Contains(text, []byte("folio_webhook_attempt_duration_seconds")) {
-		t.Error("/metrics lacks the webhook metrics")
+	resp := call(t, http.MethodGet, base+"/subscriptions", iss.Token("a", "admin"), "", "")
+	if text, _ := io.ReadAll(resp.Body); resp.StatusCode != 200 || !bytes.Contains(text, []byte(`"items":[]`)) {
+		t.Errorf("after the refused calls: got %d %s, want no subscription", resp.StatusCode, text)
 	}
 }
 
@@ -128,12 +190,14 @@ func TestEventsReachSubscribers(t *testing.T) {
 			t.Errorf("delete stream %s: %v", bcfg.Stream, err)
 		}
 	})
+	iss := authntest.New(t)
 	base := start(t, map[string]string{
 		"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0", "FOLIO_LOG_FORMAT": "json",
 		"FOLIO_BROKER": "nats", "FOLIO_NATS_URL": natsURL, "FOLIO_EVENTS_STREAM": bcfg.Stream, "FOLIO_EVENTS_PREFIX": tag,
+		"FOLIO_JWKS_URL": iss.JWKSURL(), "FOLIO_WEBHOOK_ALLOW_PRIVATE": "1", // the receiver is on the loopback
 	})
-	const secret = "0123456789abcdef"
-	resp := post(t, base+"/subscriptions", `{"url":"`+receiver.URL+`","events":["book.created"],"secret":"`+secret+`"}`)
+	const secret = "whsec_MDEyMzQ1Njc4OWFiY2RlZg=="
+	resp := post(t, base+"/subscriptions", iss.Token("a", "admin"), `{"url":"`+receiver.URL+`","events":["book.created"],"secret":"`+secret+`"}`)
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("POST /subscriptions: got %d", resp.StatusCode)
 	}
@@ -163,8 +227,13 @@ func TestEventsReachSubscribers(t *testing.T) {
 		if !bytes.Equal(gotBody, body) {
 			t.Errorf("body %s, want %s", gotBody, body)
 		}
-		if sig := r.Header.Get(notify.HeaderSignature); sig != notify.Sign(secret, body) {
-			t.Errorf("signature %q, want %q", sig, notify.Sign(secret, body))
+		ts, err := strconv.ParseInt(r.Header.Get(notify.HeaderTimestamp), 10, 64)
+		if err != nil {
+			t.Fatalf("webhook-timestamp %q: %v", r.Header.Get(notify.HeaderTimestamp), err)
+		}
+		want := notify.Sign(secret, id, time.Unix(ts, 0), body)
+		if sig := r.Header.Get(notify.HeaderSignature); r.Header.Get(notify.HeaderID) != id || sig != want {
+			t.Errorf("webhook-id %q, webhook-signature %q; want %s, %q", r.Header.Get(notify.HeaderID), sig, id, want)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("the event did not reach the subscriber")

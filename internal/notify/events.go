@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"folio/internal/platform/broker"
 	"folio/internal/platform/inbox"
@@ -37,6 +38,12 @@ func (s *Service) HandleEvent(ctx context.Context, m broker.Message) error {
 	}
 	if env.ID == "" || env.Type == "" {
 		return errors.New("notify: event on " + m.Subject + " has no id or no type")
+	}
+	if strings.ContainsFunc(env.ID, func(r rune) bool { return r == '.' || r <= ' ' || r == 0x7f }) {
+		// The id is signed as "<id>.<timestamp>.<body>": a dot in it would let one
+		// signed message pass for another, and a control character cannot go in a
+		// header.
+		return fmt.Errorf("notify: event id %q on %s cannot be a webhook-id", env.ID, m.Subject)
 	}
 	added := 0
 	_, err := inbox.Apply(ctx, s.db, Consumer, env.ID, func(tx *sql.Tx) error {

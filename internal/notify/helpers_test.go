@@ -1,17 +1,23 @@
 package notify_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"folio/internal/notify"
+	"folio/internal/platform/authn"
+	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/broker"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/idempotency"
@@ -19,6 +25,7 @@ import (
 	"folio/internal/platform/metrics"
 	"folio/internal/platform/rest"
 	"folio/internal/platform/rest/resttest"
+	"folio/internal/platform/secrets"
 	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
 )
@@ -40,6 +47,32 @@ type server struct {
 	h   http.Handler
 	mux *http.ServeMux
 	svc *notify.Service
+	// iss issues the tokens the service accepts; admin is one of role admin,
+	// which do sends unless told otherwise.
+	iss   *authntest.Issuer
+	admin string
+}
+
+// testBox is a secrets box with a fixed key, so that services over one database
+// in a test open each other's secrets.
+func testBox(tb testing.TB) *secrets.Box {
+	tb.Helper()
+	box, err := secrets.New(bytes.Repeat([]byte{7}, secrets.KeySize))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return box
+}
+
+// resolver resolves every name to a public address, so that the tests send no
+// DNS query and example.com hosts pass the address check without being dialled.
+type resolver struct{}
+
+func (resolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Addr, error) {
+	if host == "localhost" {
+		return []netip.Addr{netip.MustParseAddr("127.0.0.1")}, nil
+	}
+	return []netip.Addr{netip.MustParseAddr("93.184.215.14")}, nil
 }
 
 func newServer(tb testing.TB, db *sqldb.DB) *server {
@@ -47,21 +80,47 @@ func newServer(tb testing.TB, db *sqldb.DB) *server {
 	return newServerConfig(tb, db, notify.Config{})
 }
 
+// newServerConfig wires the service with cfg; a nil cfg.Secrets takes testBox and a
+// nil resolver takes the fake one.
 func newServerConfig(tb testing.TB, db *sqldb.DB, cfg notify.Config) *server {
 	tb.Helper()
-	svc := notify.NewService(db, cfg, quiet)
+	if cfg.Secrets == nil {
+		cfg.Secrets = testBox(tb)
+	}
+	if cfg.Egress.Resolver == nil {
+		cfg.Egress.Resolver = resolver{}
+	}
+	svc, err := notify.NewService(db, cfg, quiet)
+	if err != nil {
+		tb.Fatal(err)
+	}
 	if err := idempotency.Migrate(context.Background(), db); err != nil {
 		tb.Fatalf("idempotency migrate: %v", err)
 	}
+	iss := authntest.New(tb)
+	v := authn.NewVerifier(authn.Config{JWKSURL: iss.JWKSURL()}, nil, quiet, prometheus.NewRegistry())
 	mux := http.NewServeMux()
-	notify.Routes(mux, svc, idempotency.New(db, quiet), quiet)
+	notify.Routes(mux, svc, idempotency.New(db, quiet), v, quiet)
 	srv := httpserver.New(httpserver.Config{}, quiet, metrics.NewRegistry(), mux, notify.OpenAPI, db.PingContext)
-	return &server{h: srv.Handler(), mux: mux, svc: svc}
+	return &server{h: srv.Handler(), mux: mux, svc: svc, iss: iss, admin: iss.Token("admin-1", "admin")}
 }
 
-// do serves one request; header holds name, value pairs.
+// do serves one request as the admin; header holds name, value pairs, and an
+// Authorization among them replaces the admin's ("" sends none).
 func (s *server) do(method, target, body string, header ...string) *httptest.ResponseRecorder {
-	return resttest.Do(s.h, method, target, body, header...)
+	auth := authntest.Bearer(s.admin)
+	var rest []string
+	for i := 0; i+1 < len(header); i += 2 {
+		if http.CanonicalHeaderKey(header[i]) == "Authorization" {
+			auth = header[i+1]
+			continue
+		}
+		rest = append(rest, header[i], header[i+1])
+	}
+	if auth != "" {
+		rest = append(rest, "Authorization", auth)
+	}
+	return resttest.Do(s.h, method, target, body, rest...)
 }
 
 // subscribe creates a subscription and returns it.

@@ -4,11 +4,12 @@ package notify
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -16,8 +17,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"folio/internal/platform/egress"
 	"folio/internal/platform/fault"
 	"folio/internal/platform/rest"
+	"folio/internal/platform/secrets"
 	"folio/internal/platform/sqldb"
 )
 
@@ -29,10 +32,9 @@ var EventTypes = []string{
 
 // Limits of the writable fields.
 const (
-	MaxURL       = 2000
-	MinSecret    = 16
-	MaxSecret    = 1000
-	maxLastError = 500
+	MaxURL    = 2000
+	MinSecret = 16
+	MaxSecret = 1000
 )
 
 // Delivery statuses.
@@ -44,7 +46,8 @@ const (
 
 // Subscription is the resource the service owns. Subscriptions cannot change, so
 // Version is always 1; it is there because every Folio resource carries one. The
-// secret is write-only and never leaves the service except as signatures.
+// secret is write-only and never leaves the service except as signatures; at rest it
+// is sealed (package secrets) for the subscription's id.
 type Subscription struct {
 	ID        string    `json:"id"`
 	URL       string    `json:"url"`
@@ -77,9 +80,10 @@ type Delivery struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-// validate checks in against every rule and returns the subscription's writable
-// fields, trimmed, or an Invalid error naming each broken field.
-func (in Input) validate() (Subscription, error) {
+// validate checks in against every rule, the URL's destination with dest, and
+// returns the subscription's writable fields, trimmed, or an Invalid error naming
+// each broken field.
+func (in Input) validate(ctx context.Context, dest egress.Policy) (Subscription, error) {
 	var s Subscription
 	var errs fault.Fields
 	s.URL = trimmed(in.URL)
@@ -89,9 +93,11 @@ func (in Input) validate() (Subscription, error) {
 	case len(s.URL) > MaxURL:
 		errs.Add("url", fmt.Sprintf("must be at most %d characters", MaxURL))
 	default:
-		u, err := url.Parse(s.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" {
-			errs.Add("url", "must be an absolute http or https URL without a fragment")
+		switch err := dest.CheckURL(ctx, s.URL); {
+		case errors.Is(err, egress.ErrForbidden):
+			errs.Add("url", "must reach a public address: loopback, private, link-local and other non-public addresses are refused")
+		case err != nil:
+			errs.Add("url", egress.ErrBadURL.Error())
 		}
 	}
 	if in.Events == nil || len(*in.Events) == 0 {
@@ -119,6 +125,10 @@ func (in Input) validate() (Subscription, error) {
 	case strings.ContainsRune(s.Secret, 0):
 		// PostgreSQL cannot store NUL in text; refuse it on every engine alike.
 		errs.Add("secret", "must not contain NUL characters")
+	case strings.HasPrefix(s.Secret, secretPrefix):
+		if key, err := base64.StdEncoding.DecodeString(s.Secret[len(secretPrefix):]); err != nil || len(key) < MinSecret {
+			errs.Add("secret", fmt.Sprintf("a %s secret must be the standard base64 of at least %d bytes", secretPrefix, MinSecret))
+		}
 	}
 	return s, errs.Err()
 }
@@ -154,8 +164,18 @@ type Config struct {
 	// claimed it; past it, another instance may take it over (the claimer died).
 	// It must exceed AttemptTimeout.
 	Lease time.Duration
-	// Client sends the webhooks; nil means a client that does not follow redirects.
+	// Egress says where webhooks may go: by default only to public addresses,
+	// checked when a subscription is made and again at every dial.
+	Egress egress.Policy
+	// Client sends the webhooks; nil means Egress's client, which checks every
+	// address it dials, takes no proxy and follows no redirect.
 	Client *http.Client
+	// MaxSubscriptions caps how many subscriptions the service holds (default
+	// 1000): each costs a delivery per matching event, so the cap bounds the work
+	// one admin token, or one stolen, can make the service do.
+	MaxSubscriptions int
+	// Secrets seals the subscriptions' secrets at rest; it is required.
+	Secrets *secrets.Box
 	// Now is the clock; nil means time.Now. Tests set it to move through hours.
 	Now func() time.Time
 	// Registerer, when set, receives the webhook metrics.
@@ -172,6 +192,8 @@ func DefaultConfig() Config {
 		BackoffMax:     5 * time.Minute,
 		GiveUpAfter:    time.Hour,
 		PollInterval:   time.Second,
+
+		MaxSubscriptions: 1000,
 	}
 }
 
@@ -199,11 +221,12 @@ func (c Config) withDefaults() Config {
 		c.Lease = c.AttemptTimeout + 30*time.Second
 	}
 	if c.Client == nil {
-		c.Client = &http.Client{
-			// A redirect is not a 2xx: the subscriber should fix its URL, and a POST
-			// followed through a 302 would turn into a GET without the event.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
+		// A redirect is not a 2xx: the subscriber should fix its URL, and following
+		// it could lead to an address the check never saw.
+		c.Client = c.Egress.Client()
+	}
+	if c.MaxSubscriptions <= 0 {
+		c.MaxSubscriptions = d.MaxSubscriptions
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -224,25 +247,61 @@ type Service struct {
 }
 
 // NewService returns the service over db, which must be migrated with Migrations
-// and with inbox.Migrate.
-func NewService(db *sqldb.DB, cfg Config, log *slog.Logger) *Service {
+// and with inbox.Migrate. It returns an error when cfg has no Secrets.
+func NewService(db *sqldb.DB, cfg Config, log *slog.Logger) (*Service, error) {
+	if cfg.Secrets == nil {
+		return nil, errors.New("notify: no secrets box to seal the webhook secrets with")
+	}
 	return &Service{store: NewStore(db), db: db, cfg: cfg.withDefaults(), log: log,
-		stats: newWebhookMetrics(cfg.Registerer), wake: make(chan struct{}, 1)}
+		stats: newWebhookMetrics(cfg.Registerer), wake: make(chan struct{}, 1)}, nil
 }
 
-// Create validates in and stores a new subscription.
+// errTooMany is Create's answer past Config.MaxSubscriptions: a conflict with the
+// service's state, which deleting a subscription resolves.
+func (s *Service) errTooMany() error {
+	return fault.New(fault.Conflict, "the service already holds its maximum of %d subscriptions; delete one first", s.cfg.MaxSubscriptions)
+}
+
+// Create validates in and stores a new subscription, its secret sealed. Errors:
+// Invalid, Conflict (the service holds Config.MaxSubscriptions already).
 func (s *Service) Create(ctx context.Context, in Input) (Subscription, error) {
-	sub, err := in.validate()
+	sub, err := in.validate(ctx, s.cfg.Egress)
 	if err != nil {
 		return Subscription{}, err
 	}
 	sub.ID = rest.NewID()
 	sub.Version = 1
 	sub.CreatedAt = s.cfg.Now().UTC().Truncate(time.Microsecond)
-	if err := s.store.CreateSubscription(ctx, sub); err != nil {
+	stored := sub
+	stored.Secret = s.seal(sub.ID, sub.Secret)
+	switch err := s.store.CreateSubscription(ctx, stored, s.cfg.MaxSubscriptions); {
+	case errors.Is(err, errFull):
+		return Subscription{}, s.errTooMany()
+	case err != nil:
 		return Subscription{}, err
 	}
 	return sub, nil
+}
+
+// seal seals a subscription's secret, bound to its id, so that a sealed secret
+// copied onto another row does not open.
+func (s *Service) seal(id, secret string) string {
+	return s.cfg.Secrets.Seal([]byte(secret), []byte(id))
+}
+
+// unseal opens a subscription's secret as stored.
+func (s *Service) unseal(id, stored string) (string, error) {
+	b, err := s.cfg.Secrets.Unseal(stored, []byte(id))
+	if err != nil {
+		return "", fmt.Errorf("unseal the secret of subscription %s: %w", id, err)
+	}
+	return string(b), nil
+}
+
+// SealSecrets seals every secret an older version of the service stored in clear,
+// and returns how many it sealed. The service runs it at start.
+func (s *Service) SealSecrets(ctx context.Context) (int, error) {
+	return s.store.SealSecrets(ctx, func(id, clear string) string { return s.seal(id, clear) })
 }
 
 // Get returns the subscription with id. Errors: NotFound.

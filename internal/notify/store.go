@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"folio/internal/platform/rest"
+	"folio/internal/platform/secrets"
 	"folio/internal/platform/sqldb"
 )
 
@@ -27,9 +28,30 @@ type Store struct {
 // NewStore returns a store over db, which must be migrated with Migrations.
 func NewStore(db *sqldb.DB) *Store { return &Store{db: db} }
 
-// CreateSubscription inserts sub and the event types it asks for.
-func (s *Store) CreateSubscription(ctx context.Context, sub Subscription) error {
+// errFull is CreateSubscription's error when the store holds its maximum already.
+var errFull = errors.New("the subscriptions are at their maximum")
+
+// CreateSubscription inserts sub, with its secret as given, and the event types it
+// asks for, unless max (when positive) subscriptions exist already: then it
+// returns errFull.
+func (s *Store) CreateSubscription(ctx context.Context, sub Subscription, max int) error {
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+		if max > 0 {
+			if s.db.Dialect == sqldb.Postgres {
+				// Two instances creating at once must not both see room for one
+				// more; SQLite runs one writer at a time anyway.
+				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(hashtext('folio.notify.subscriptions'))`); err != nil {
+					return fmt.Errorf("create subscription: %w", err)
+				}
+			}
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM subscriptions`).Scan(&n); err != nil {
+				return fmt.Errorf("create subscription: count: %w", err)
+			}
+			if n >= max {
+				return errFull
+			}
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO subscriptions (id, url, secret, created_at) VALUES ($1, $2, $3, $4)`,
 			sub.ID, sub.URL, sub.Secret, sub.CreatedAt); err != nil {
 			return fmt.Errorf("create subscription: %w", err)
@@ -121,6 +143,43 @@ func (s *Store) DeleteSubscription(ctx context.Context, id string) error {
 	return nil
 }
 
+// SealSecrets replaces each secret that is not sealed yet with seal(id, secret),
+// and returns how many it replaced. A row changed meanwhile is left alone.
+func (s *Store) SealSecrets(ctx context.Context, seal func(id, clear string) string) (int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, secret FROM subscriptions`)
+	if err != nil {
+		return 0, fmt.Errorf("seal secrets: %w", err)
+	}
+	type row struct{ id, secret string }
+	var clear []row
+	for rows.Next() {
+		var r row
+		if err := rows.Scan(&r.id, &r.secret); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("seal secrets: %w", err)
+		}
+		if !secrets.IsSealed(r.secret) {
+			clear = append(clear, r)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("seal secrets: %w", err)
+	}
+	sealed := 0
+	for _, r := range clear {
+		res, err := s.db.ExecContext(ctx, `UPDATE subscriptions SET secret = $1 WHERE id = $2 AND secret = $3`,
+			seal(r.id, r.secret), r.id, r.secret)
+		if err != nil {
+			return sealed, fmt.Errorf("seal the secret of subscription %s: %w", r.id, err)
+		}
+		if n, err := res.RowsAffected(); err == nil {
+			sealed += int(n)
+		}
+	}
+	return sealed, nil
+}
+
 // ListDeliveries returns up to limit deliveries of the subscription, after the
 // delivery id given ("" for the first), oldest first.
 func (s *Store) ListDeliveries(ctx context.Context, subscriptionID, after string, limit int) ([]Delivery, error) {
@@ -199,11 +258,12 @@ func (s *Store) AddDeliveries(ctx context.Context, tx *sql.Tx, eventID, eventTyp
 // sending it takes.
 type claim struct {
 	id             string
+	subscriptionID string
 	eventID        string
 	eventType      string
 	body           []byte
 	url            string
-	secret         string
+	secret         string // as stored: sealed
 	attempts       int
 	firstAttemptAt *time.Time
 }
@@ -241,9 +301,9 @@ func (s *Store) Claim(ctx context.Context, now time.Time, lease time.Duration, l
 	for _, id := range ids {
 		c := claim{id: id}
 		var first sql.NullInt64
-		err := s.db.QueryRowContext(ctx, `SELECT d.event_id, e.type, e.body, s.url, s.secret, d.attempts, d.first_attempt_at
+		err := s.db.QueryRowContext(ctx, `SELECT d.subscription_id, d.event_id, e.type, e.body, s.url, s.secret, d.attempts, d.first_attempt_at
 			FROM deliveries d JOIN events e ON e.id = d.event_id JOIN subscriptions s ON s.id = d.subscription_id
-			WHERE d.id = $1`, id).Scan(&c.eventID, &c.eventType, &c.body, &c.url, &c.secret, &c.attempts, &first)
+			WHERE d.id = $1`, id).Scan(&c.subscriptionID, &c.eventID, &c.eventType, &c.body, &c.url, &c.secret, &c.attempts, &first)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue // its subscription was deleted meanwhile
 		}

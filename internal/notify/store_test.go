@@ -57,7 +57,7 @@ func TestStoreSubscriptions(t *testing.T) {
 			if i%2 == 1 {
 				s.Events = []string{"book.deleted"}
 			}
-			if err := st.CreateSubscription(ctx, s); err != nil {
+			if err := st.CreateSubscription(ctx, s, 0); err != nil {
 				t.Fatalf("create: %v", err)
 			}
 			subs = append(subs, s)
@@ -115,7 +115,7 @@ func TestStoreDeliveries(t *testing.T) {
 		st := NewStore(db)
 		books, authors := newSub("book.created"), newSub("author.created", "book.created")
 		for _, s := range []Subscription{books, authors} {
-			if err := st.CreateSubscription(ctx, s); err != nil {
+			if err := st.CreateSubscription(ctx, s, 0); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -220,7 +220,7 @@ func TestStoreClaimIsExclusive(t *testing.T) {
 		ctx := context.Background()
 		st := NewStore(db)
 		sub := newSub("book.created")
-		if err := st.CreateSubscription(ctx, sub); err != nil {
+		if err := st.CreateSubscription(ctx, sub, 0); err != nil {
 			t.Fatal(err)
 		}
 		now := time.UnixMilli(1_800_000_000_000)
@@ -272,7 +272,7 @@ func TestStoreRollsBackWithTheInbox(t *testing.T) {
 		ctx := context.Background()
 		st := NewStore(db)
 		sub := newSub("book.created")
-		if err := st.CreateSubscription(ctx, sub); err != nil {
+		if err := st.CreateSubscription(ctx, sub, 0); err != nil {
 			t.Fatal(err)
 		}
 		boom := errors.New("boom")

@@ -5,30 +5,54 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/hex"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"folio/internal/platform/egress"
 )
 
-// Webhook request headers.
+// Webhook request headers: the Standard Webhooks ones (webhook-id is the event id),
+// and the event type, which lets a receiver route before parsing the body.
 const (
-	HeaderSignature = "Folio-Signature"
-	HeaderEventID   = "Folio-Event-Id"
+	HeaderID        = "webhook-id"
+	HeaderTimestamp = "webhook-timestamp"
+	HeaderSignature = "webhook-signature"
 	HeaderEventType = "Folio-Event-Type"
 )
 
-// Sign returns the Folio-Signature of body under secret: "sha256=" and the hex
-// HMAC-SHA256.
-func Sign(secret string, body []byte) string {
-	mac := hmac.New(sha256.New, []byte(secret))
+// secretPrefix marks a secret given in the Standard Webhooks form: the base64 of
+// the key's bytes.
+const secretPrefix = "whsec_"
+
+// SigningKey returns the HMAC key of a subscription secret: the decoded bytes of a
+// "whsec_<base64>" secret, else the secret's own bytes. (A whsec_ secret that is not
+// base64 is never accepted, so never reaches here.)
+func SigningKey(secret string) []byte {
+	if b64, ok := strings.CutPrefix(secret, secretPrefix); ok {
+		if key, err := base64.StdEncoding.DecodeString(b64); err == nil {
+			return key
+		}
+	}
+	return []byte(secret)
+}
+
+// Sign returns the webhook-signature of a message under secret, as the Standard
+// Webhooks specification has it: "v1," and the base64 HMAC-SHA256 of
+// "<id>.<timestamp>.<body>", the timestamp in Unix seconds. Signing the id and the
+// time with the body lets a receiver refuse a captured delivery replayed later.
+func Sign(secret, id string, timestamp time.Time, body []byte) string {
+	mac := hmac.New(sha256.New, SigningKey(secret))
+	mac.Write([]byte(id + "." + strconv.FormatInt(timestamp.Unix(), 10) + "."))
 	mac.Write(body)
-	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+	return "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
 }
 
 // Run sends due deliveries, at most Config.Concurrency at once, until ctx ends; it
@@ -135,11 +159,7 @@ func (s *Service) outcome(c claim, started time.Time, err error) outcome {
 		o.status = StatusDelivered
 		return o
 	}
-	// PostgreSQL text takes neither NUL nor broken UTF-8, which a cut can make.
-	msg := strings.ReplaceAll(err.Error(), "\x00", "")
-	if len(msg) > maxLastError {
-		msg = strings.ToValidUTF8(msg[:maxLastError], "")
-	}
+	msg := lastError(err)
 	o.lastError = &msg
 	first := started
 	if c.firstAttemptAt != nil {
@@ -174,11 +194,47 @@ func (s *Service) backoff(failures int) time.Duration {
 type errStatus int
 
 func (e errStatus) Error() string {
-	return fmt.Sprintf("the subscriber answered %d %s", int(e), http.StatusText(int(e)))
+	if e >= 300 && e < 400 {
+		return fmt.Sprintf("http %d (redirects are not followed)", int(e))
+	}
+	return fmt.Sprintf("http %d", int(e))
 }
+
+// errTimeout is an attempt that got no answer within Config.AttemptTimeout.
+type errTimeout time.Duration
+
+func (e errTimeout) Error() string {
+	return fmt.Sprintf("timeout: no answer within %s", time.Duration(e))
+}
+
+// lastError is what a failed attempt shows in its delivery's last_error: words of
+// the service's own, never bytes the peer sent, so that the deliveries list is no
+// window onto whatever answers at a URL (a banner, an internal page, a port scan).
+func lastError(err error) string {
+	var st errStatus
+	var to errTimeout
+	switch {
+	case errors.As(err, &st):
+		return st.Error()
+	case errors.As(err, &to):
+		return to.Error()
+	case errors.Is(err, errSecret):
+		return "the secret cannot be unsealed"
+	default:
+		return egress.Describe(err)
+	}
+}
+
+// errSecret marks an attempt not made because the subscription's secret could not
+// be unsealed: the secrets key is not the one it was sealed with.
+var errSecret = errors.New("secret")
 
 // send POSTs the event to the subscriber, signed. It returns nil on a 2xx answer.
 func (s *Service) send(ctx context.Context, c claim) error {
+	secret, err := s.unseal(c.subscriptionID, c.secret)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errSecret, err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.AttemptTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(c.body))
@@ -187,13 +243,17 @@ func (s *Service) send(ctx context.Context, c claim) error {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "Folio-Notify/1")
-	req.Header.Set(HeaderSignature, Sign(c.secret, c.body))
-	req.Header.Set(HeaderEventID, c.eventID)
+	// Each attempt is signed at its own time, so that a receiver's tolerance window
+	// applies to the attempt it receives, retries included.
+	now := s.cfg.Now()
+	req.Header.Set(HeaderID, c.eventID)
+	req.Header.Set(HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
+	req.Header.Set(HeaderSignature, Sign(secret, c.eventID, now, c.body))
 	req.Header.Set(HeaderEventType, c.eventType)
 	resp, err := s.cfg.Client.Do(req)
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) && ctx.Err() != nil {
-			return fmt.Errorf("no answer within %s", s.cfg.AttemptTimeout)
+			return errTimeout(s.cfg.AttemptTimeout)
 		}
 		return err
 	}
