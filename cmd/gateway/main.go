@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"folio/internal/gateway"
+	"folio/internal/platform/broker"
 	"folio/internal/platform/config"
 	"folio/internal/platform/discovery"
 	"folio/internal/platform/metrics"
@@ -38,6 +39,11 @@ type settings struct {
 	JWTAudience string `env:"FOLIO_JWT_AUDIENCE" envDefault:"folio"`
 	// JWKSURL defaults to /.well-known/jwks.json of whichever auth instance is up.
 	JWKSURL string `env:"FOLIO_JWKS_URL"`
+	// TokenTTL is the auth service's token lifetime: longer-lived tokens are refused.
+	TokenTTL time.Duration `env:"FOLIO_TOKEN_TTL" envDefault:"15m"`
+	// Broker is where the auth service's account revocations come from; the
+	// gateway only follows them.
+	Broker broker.Config
 
 	RateLimit       float64       `env:"FOLIO_RATE_LIMIT" envDefault:"50"`
 	RateBurst       int           `env:"FOLIO_RATE_BURST" envDefault:"100"`
@@ -60,12 +66,21 @@ func (c settings) gatewayConfig() (gateway.Config, error) {
 		JWKSURL:         c.JWKSURL,
 		Issuer:          c.JWTIssuer,
 		Audience:        c.JWTAudience,
+		TokenTTL:        c.TokenTTL,
 		RateLimit:       c.RateLimit,
 		RateBurst:       c.RateBurst,
 		CORSOrigins:     trimList(c.CORSOrigins),
 		RedisURL:        c.RedisURL,
 		UpstreamTimeout: c.UpstreamTimeout,
 		RouteTimeouts:   c.RouteTimeouts,
+	}
+	proxies, err := c.Proxies()
+	if err != nil {
+		return gc, err
+	}
+	gc.Proxies = proxies
+	if c.TokenTTL < time.Second {
+		return gc, fmt.Errorf("FOLIO_TOKEN_TTL must be at least 1s, not %s", c.TokenTTL)
 	}
 	if c.UpstreamTimeout <= 0 {
 		return gc, fmt.Errorf("FOLIO_UPSTREAM_TIMEOUT must be positive, not %s", c.UpstreamTimeout)
@@ -131,6 +146,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("config: %w", err)
 	}
 	go gw.Run(ctx)
+
+	// A connection of its own for following the revocations: the gateway
+	// publishes nothing and consumes nothing else.
+	events, err := broker.Open(ctx, cfg.Broker, log, reg)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	defer events.Close()
+	followed := make(chan struct{})
+	followCtx, stopFollowing := context.WithCancel(ctx)
+	go func() {
+		defer close(followed)
+		if err := gw.Verifier().FollowRevocations(followCtx, events, cfg.Broker.Prefix); err != nil && followCtx.Err() == nil {
+			log.Error("not following the token revocations", "err", err)
+		}
+	}()
+	defer func() { stopFollowing(); <-followed }()
 
 	mux := http.NewServeMux()
 	gw.Routes(mux)

@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
@@ -85,6 +86,8 @@ func TestRunRejectsBadConfig(t *testing.T) {
 		"bad rate":        {"FOLIO_RATE_LIMIT": "-1"},
 		"bad timeout":     {"FOLIO_UPSTREAM_TIMEOUT": "0s"},
 		"not a duration":  {"FOLIO_UPSTREAM_TIMEOUT": "soon"},
+		"no token TTL":    {"FOLIO_TOKEN_TTL": "0s"},
+		"bad proxies":     {"FOLIO_TRUSTED_PROXIES": "10.0.0.0/33"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			env["FOLIO_HTTP_ADDR"] = "127.0.0.1:0"
@@ -101,8 +104,10 @@ func TestRunRejectsBadConfig(t *testing.T) {
 
 func TestSettingsFromEnvironment(t *testing.T) {
 	env := map[string]string{
-		"FOLIO_AUTH_URLS":      " http://auth-1:8083/ ,http://auth-2",
-		"FOLIO_ROUTE_TIMEOUTS": "/authors/books=3s,/auth/token=500ms",
+		"FOLIO_AUTH_URLS":       " http://auth-1:8083/ ,http://auth-2",
+		"FOLIO_ROUTE_TIMEOUTS":  "/authors/books=3s,/auth/token=500ms",
+		"FOLIO_TOKEN_TTL":       "5m",
+		"FOLIO_TRUSTED_PROXIES": "10.0.0.0/8",
 	}
 	var c settings
 	if err := config.Load(&c, func(k string) string { return env[k] }); err != nil {
@@ -123,6 +128,12 @@ func TestSettingsFromEnvironment(t *testing.T) {
 		if gc.RouteTimeouts[k] != v {
 			t.Fatalf("route timeouts = %v, want %v", gc.RouteTimeouts, want)
 		}
+	}
+	if gc.TokenTTL != 5*time.Minute {
+		t.Errorf("token TTL = %s, want 5m", gc.TokenTTL)
+	}
+	if !gc.Proxies.Trusts(netip.MustParseAddr("10.1.2.3")) || gc.Proxies.Trusts(netip.MustParseAddr("192.0.2.1")) {
+		t.Errorf("trusted proxies = %v, want 10.0.0.0/8", gc.Proxies)
 	}
 	if gc.JWKSURL != "" {
 		t.Fatalf("JWKS URL = %q, want empty (fetched through the auth pool)", gc.JWKSURL)

@@ -114,3 +114,24 @@ func (e *Events) readyDetail(ctx context.Context) httpserver.Detail {
 	}
 	return httpserver.Detail{"outbox": map[string]any{"pending": pending, "oldest_age_seconds": oldest.Seconds()}}
 }
+
+// followRevocations feeds p.Verifier the auth service's account revocations until
+// ctx ends: on the events connection when the service has one, else on a
+// connection of its own.
+func (p *Process) followRevocations(ctx context.Context) error {
+	var b *broker.Broker
+	if p.events != nil {
+		b = p.events.Broker
+	} else {
+		var err error
+		if b, err = broker.Open(ctx, p.base.Broker, p.Log, p.Registry); err != nil {
+			return fmt.Errorf("%s: %w", p.Name, err)
+		}
+		defer b.Close()
+	}
+	// The events connection closes as ctx ends, perhaps before Follow returns.
+	if err := p.Verifier.FollowRevocations(ctx, b, p.base.Broker.Prefix); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("%s: %w", p.Name, err)
+	}
+	return nil
+}

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
+	"folio/internal/platform/authn"
 	"folio/internal/platform/broker"
 	"folio/internal/platform/clientip"
 	"folio/internal/platform/config"
@@ -128,6 +129,11 @@ type Base struct {
 	DataDir     string `env:"FOLIO_DATA_DIR" envDefault:"data"`
 	Discovery   discovery.Config
 	Broker      broker.Config
+	// Authn says how the service verifies its callers' tokens. Without
+	// FOLIO_JWKS_URL the keys come from the auth service at AuthURL (or, in nats
+	// discovery, its registered instances, which only it may register).
+	Authn   authn.Config
+	AuthURL string `env:"FOLIO_AUTH_URL" envDefault:"http://127.0.0.1:8083"`
 }
 
 // Process is a started service: what its run function builds the service from.
@@ -139,6 +145,9 @@ type Process struct {
 	// Keys are the service's idempotency keys, in its database; Serve purges the
 	// expired ones.
 	Keys *idempotency.Keys
+	// Verifier checks the callers' tokens (Verifier.Require); Serve keeps it fed
+	// with the auth service's revocations.
+	Verifier *authn.Verifier
 	// Proxies are the proxies whose X-Forwarded-For names the client
 	// (FOLIO_TRUSTED_PROXIES): Proxies.Addr(r) is the client's address.
 	Proxies clientip.Proxies
@@ -189,7 +198,22 @@ func Start(ctx context.Context, name, addr string, cfg any, base *Base, getenv f
 	}
 	reg := metrics.NewRegistry()
 	metrics.RegisterDB(reg, db.DB, name)
-	return &Process{Name: name, Log: log, DB: db, Registry: reg, Keys: idempotency.New(db, log), Proxies: proxies, base: base, ctx: ctx, disc: disc}, nil
+	p := &Process{Name: name, Log: log, DB: db, Registry: reg, Keys: idempotency.New(db, log), Proxies: proxies, base: base, ctx: ctx, disc: disc}
+	p.Verifier = p.newVerifier()
+	return p, nil
+}
+
+// newVerifier builds the service's token verifier, fetching the JWKS from
+// FOLIO_JWKS_URL or else from the auth service.
+func (p *Process) newVerifier() *authn.Verifier {
+	cfg := p.base.Authn
+	client := &http.Client{Timeout: 5 * time.Second}
+	if cfg.JWKSURL == "" {
+		var base string
+		base, client = p.Peer("auth", p.base.AuthURL, resilient.DefaultConfig("auth"))
+		cfg.JWKSURL = base + "/.well-known/jwks.json"
+	}
+	return authn.NewVerifier(cfg, client, p.Log, p.Registry)
 }
 
 // Peer returns the base URL and HTTP client to call the peer service with, under
@@ -229,6 +253,7 @@ func (p *Process) Serve(ctx context.Context, mux *http.ServeMux, openapi []byte)
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { p.Keys.RunPurger(gctx, time.Hour); return nil })
+	g.Go(func() error { return p.followRevocations(gctx) })
 	if p.events != nil {
 		sv.detail = p.events.readyDetail
 		g.Go(func() error { return p.events.run(gctx) })
