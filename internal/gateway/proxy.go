@@ -3,13 +3,16 @@ package gateway
 import (
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
+	"folio/internal/platform/clientip"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/problem"
 )
@@ -48,6 +51,17 @@ func newService(name string, raw []string, cfg Config, log *slog.Logger, m *inst
 			pr.Out.URL.Host = name
 			pr.Out.Host = ""
 			pr.SetXForwarded()
+			// SetXForwarded starts X-Forwarded-For afresh with the peer, so that a client
+			// cannot choose the address the services see; a trusted proxy's chain is
+			// kept, with the proxy appended.
+			if chain := pr.In.Header.Values("X-Forwarded-For"); len(chain) > 0 {
+				if peer, ok := clientip.Peer(pr.In); ok && cfg.Proxies.Trusts(peer) {
+					pr.Out.Header.Set("X-Forwarded-For", strings.Join(chain, ", ")+", "+peer.String())
+				}
+			}
+			if pr.Out.Body != nil {
+				pr.Out.Body = &requestBody{ReadCloser: pr.Out.Body}
+			}
 			// The client's token goes on to the service, which verifies it again. It is
 			// set here, after the hop-by-hop headers are gone, so that a client's
 			// "Connection: Authorization" cannot strip it; only the value the gateway
@@ -72,8 +86,9 @@ func newService(name string, raw []string, cfg Config, log *slog.Logger, m *inst
 	return s, nil
 }
 
-// proxyError answers a request that could not be proxied with a problem: 503 when no
-// instance could be connected to, 504 on a timeout, 502 otherwise. The cause is only
+// proxyError answers a request that could not be proxied with a problem: 413 or 400
+// when the client's own body could not be read (over the limit, malformed), 503 when
+// no instance could be connected to, 504 on a timeout, 502 otherwise. The cause is only
 // logged, since it names internal addresses.
 func proxyError(name string, log *slog.Logger) func(http.ResponseWriter, *http.Request, error) {
 	return func(w http.ResponseWriter, r *http.Request, err error) {
@@ -81,6 +96,21 @@ func proxyError(name string, log *slog.Logger) func(http.ResponseWriter, *http.R
 			// The client went away; nobody reads this answer.
 			problem.Write(w, r, problem.ClientClosed())
 			return
+		}
+		if b, ok := r.Body.(*requestBody); ok {
+			// The client's body, not the service, failed: the client gets what a
+			// service reached directly would have answered.
+			var tooLarge *http.MaxBytesError
+			switch berr := b.failure(); {
+			case errors.As(berr, &tooLarge):
+				problem.Write(w, r, problem.Problem{Type: problem.TypeTooLarge, Status: http.StatusRequestEntityTooLarge,
+					Detail: "request bodies are limited to 1 MiB"})
+				return
+			case berr != nil:
+				problem.Write(w, r, problem.Problem{Type: problem.TypeMalformed, Status: http.StatusBadRequest,
+					Detail: "the request body could not be read: " + berr.Error()})
+				return
+			}
 		}
 		log.WarnContext(r.Context(), "upstream failed", "upstream", name, "method", r.Method, "path", r.URL.Path, "err", err)
 		p := problem.Problem{Type: TypeBadGateway, Status: http.StatusBadGateway,
@@ -96,6 +126,34 @@ func proxyError(name string, log *slog.Logger) func(http.ResponseWriter, *http.R
 		}
 		problem.Write(w, r, p)
 	}
+}
+
+// requestBody is a client's request body on its way to a service. It remembers why
+// reading it failed (the chassis' 1 MiB cap, a malformed chunk), since the transport
+// reports that as a failed round trip, which is no fault of the service.
+type requestBody struct {
+	io.ReadCloser
+	mu  sync.Mutex
+	err error
+}
+
+func (b *requestBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if err != nil && err != io.EOF {
+		b.mu.Lock()
+		if b.err == nil {
+			b.err = err
+		}
+		b.mu.Unlock()
+	}
+	return n, err
+}
+
+// failure is the error that reading the body ended with, or nil.
+func (b *requestBody) failure() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.err
 }
 
 // longestTimeout is the longest upstream timeout of any route: the request's own

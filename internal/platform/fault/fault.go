@@ -21,6 +21,7 @@ const (
 	PreconditionFailed      // If-Match did not match: 412
 	Unavailable             // a peer this request needs cannot answer now: 503
 	TooLarge                // the request body is over the limit: 413
+	UnsupportedMedia        // the request body is not of a type the route reads: 415
 )
 
 // FieldError names one broken field of a request and what is wrong with it.

@@ -96,6 +96,8 @@ func FromError(r *http.Request, log *slog.Logger, err error) Problem {
 		p.Type, p.Status = TypeUpstreamUnavailable, http.StatusServiceUnavailable
 	case fault.TooLarge:
 		p.Type, p.Status = TypeTooLarge, http.StatusRequestEntityTooLarge
+	case fault.UnsupportedMedia:
+		p.Type, p.Status = TypeUnsupportedMedia, http.StatusUnsupportedMediaType
 	}
 	return p
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"net/url"
 	"reflect"
@@ -33,9 +34,13 @@ func Decode(r *http.Request, dst any) error {
 	return DecodeBytes(body, dst)
 }
 
-// ReadBody reads the whole request body. Errors: TooLarge past the chassis's body
+// ReadBody reads the whole request body. Errors: UnsupportedMedia when the request
+// has a body that is not JSON (CheckContentType), TooLarge past the chassis's body
 // limit, Malformed when the body cannot be read.
 func ReadBody(r *http.Request) ([]byte, error) {
+	if err := CheckContentType(r); err != nil {
+		return nil, err
+	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var mbe *http.MaxBytesError
@@ -45,6 +50,45 @@ func ReadBody(r *http.Request) ([]byte, error) {
 		return nil, fault.Wrap(fault.Malformed, err, "the request body could not be read")
 	}
 	return body, nil
+}
+
+// Media types of the request bodies Folio reads.
+const (
+	MediaJSON       = "application/json"
+	MediaMergePatch = "application/merge-patch+json"
+)
+
+// CheckContentType returns UnsupportedMedia unless a request that has a body says it
+// is application/json (parameters such as charset=utf-8 allowed), or, on PATCH,
+// application/merge-patch+json. Any web page can make a browser send a cross-site
+// POST of text/plain, form data or multipart without asking the server first (no
+// CORS preflight); a JSON body cannot be sent that way, so refusing every other type
+// keeps those requests from doing anything.
+func CheckContentType(r *http.Request) error {
+	if r.ContentLength == 0 || r.Body == nil || r.Body == http.NoBody {
+		return nil
+	}
+	ct := r.Header.Get("Content-Type")
+	mt, params, err := mime.ParseMediaType(ct)
+	// JSON is UTF-8 (RFC 8259); a body declared in another charset would be misread.
+	utf8 := params["charset"] == "" || strings.EqualFold(params["charset"], "utf-8")
+	switch {
+	case err == nil && utf8 && mt == MediaJSON:
+		return nil
+	case err == nil && utf8 && mt == MediaMergePatch && r.Method == http.MethodPatch:
+		return nil
+	}
+	want := MediaJSON
+	if r.Method == http.MethodPatch {
+		want = MediaMergePatch + " or " + MediaJSON
+	}
+	if ct == "" {
+		return fault.New(fault.UnsupportedMedia, "the request body has no Content-Type; it must be %s", want)
+	}
+	if len(ct) > 100 {
+		ct = ct[:100] + "…"
+	}
+	return fault.New(fault.UnsupportedMedia, "the request body must be %s in UTF-8, not %q", want, ct)
 }
 
 // MergePatch applies the RFC 7396 merge patch to current (a resource as a client

@@ -3,6 +3,7 @@ package rest_test
 import (
 	"encoding/base64"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -283,6 +284,7 @@ func TestDecodeBytes(t *testing.T) {
 func TestDecodeTooLarge(t *testing.T) {
 	rec := httptest.NewRecorder()
 	r := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{"name":"`+strings.Repeat("x", 100)+`"}`))
+	r.Header.Set("Content-Type", "application/json")
 	r.Body = http.MaxBytesReader(rec, r.Body, 50)
 	var dst thing
 	if err := rest.Decode(r, &dst); fault.KindOf(err) != fault.TooLarge {
@@ -290,9 +292,61 @@ func TestDecodeTooLarge(t *testing.T) {
 	}
 
 	r = httptest.NewRequest(http.MethodPost, "/", strings.NewReader(`{"name":"x"}`))
+	r.Header.Set("Content-Type", "application/json")
 	r.Body = http.MaxBytesReader(rec, r.Body, 50)
 	if err := rest.Decode(r, &dst); err != nil || *dst.Name != "x" {
 		t.Errorf("got %v, want the body read", err)
+	}
+}
+
+// TestContentType: a body that is not JSON is refused before it is read, since a
+// browser sends text/plain, form and multipart bodies cross-site without asking.
+func TestContentType(t *testing.T) {
+	for _, tc := range []struct {
+		method, contentType, body string
+		want                      bool // accepted
+	}{
+		{"POST", "application/json", `{"name":"x"}`, true},
+		{"POST", "application/json; charset=utf-8", `{"name":"x"}`, true},
+		{"POST", "Application/JSON; charset=UTF-8", `{"name":"x"}`, true},
+		{"PUT", "application/json", `{"name":"x"}`, true},
+		{"PATCH", "application/merge-patch+json", `{"name":"x"}`, true},
+		{"PATCH", "application/json", `{"name":"x"}`, true},
+		{"POST", "", "", true}, // no body: nothing to refuse
+		{"POST", "text/plain", `{"name":"x"}`, false},
+		{"POST", "text/plain;charset=UTF-8", `{"name":"x"}`, false},
+		{"POST", "application/x-www-form-urlencoded", `{"name":"x"}`, false},
+		{"POST", "multipart/form-data; boundary=x", `{"name":"x"}`, false},
+		{"POST", "", `{"name":"x"}`, false},
+		{"POST", "application/merge-patch+json", `{"name":"x"}`, false},
+		{"PUT", "application/merge-patch+json", `{"name":"x"}`, false},
+		{"POST", "application/json; charset=iso-8859-1", `{"name":"x"}`, false},
+		{"POST", "application/jsonx", `{"name":"x"}`, false},
+		{"POST", "application/json;;", `{"name":"x"}`, false},
+		{"POST", "application/vnd.api+json", `{"name":"x"}`, false},
+	} {
+		var body io.Reader
+		if tc.body != "" {
+			body = strings.NewReader(tc.body)
+		}
+		r := httptest.NewRequest(tc.method, "/", body)
+		if tc.contentType != "" {
+			r.Header.Set("Content-Type", tc.contentType)
+		}
+		_, err := rest.ReadBody(r)
+		if tc.want && err != nil {
+			t.Errorf("%s %q: got %v, want the body read", tc.method, tc.contentType, err)
+		}
+		if !tc.want && fault.KindOf(err) != fault.UnsupportedMedia {
+			t.Errorf("%s %q: got %v, want UnsupportedMedia", tc.method, tc.contentType, err)
+		}
+	}
+	// Chunked: the length is unknown (-1), and still the type is checked.
+	r := httptest.NewRequest("POST", "/", strings.NewReader("x"))
+	r.ContentLength = -1
+	r.Header.Set("Content-Type", "text/plain")
+	if err := rest.Decode(r, &thing{}); fault.KindOf(err) != fault.UnsupportedMedia {
+		t.Errorf("chunked text/plain: got %v, want UnsupportedMedia", err)
 	}
 }
 
