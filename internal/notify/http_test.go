@@ -126,6 +126,10 @@ func TestCreateRejects(t *testing.T) {
 		{"secret too long", valid("secret", strings.Repeat("x", 1001)), 422, []string{"secret"}},
 		{"secret with NUL", valid("secret", strings.Repeat("x", 16)+"\x00"), 422, []string{"secret"}},
 		{"secret not a string", valid("secret", 1234567890123456), 400, []string{"secret"}},
+		{"whsec secret not base64", valid("secret", "whsec_not!base64-at-all"), 422, []string{"secret"}},
+		{"whsec secret short", valid("secret", "whsec_c2hvcnQta2V5"), 422, []string{"secret"}},
+		{"url with user info", valid("url", "https://user:pw@example.com/hook"), 422, []string{"url"}},
+		{"url to the loopback", valid("url", "http://127.0.0.1:8083/"), 422, []string{"url"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := s.do(http.MethodPost, "/subscriptions", tc.body)
