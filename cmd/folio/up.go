@@ -142,6 +142,11 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 		if s.program == "auth" {
 			s.env = append(s.env, "FOLIO_ADMIN_EMAIL="+creds.AdminEmail, "FOLIO_ADMIN_PASSWORD="+creds.AdminPassword)
 		}
+		if s.program == "notify" {
+			// A developer's webhook receivers run on this machine or network; on a
+			// shared network the address check stays on (the default).
+			s.env = append(s.env, "FOLIO_WEBHOOK_ALLOW_PRIVATE=1")
+		}
 	}
 
 	width := len("folio")
