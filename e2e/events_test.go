@@ -10,6 +10,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -350,7 +351,7 @@ func waitRabbitConsumers(t *testing.T, env []string, names ...string) {
 }
 
 // ---------------------------------------------------------------------------
-// The webhook receiver: counts what notify delivers, by Folio-Event-Id.
+// The webhook receiver: counts what notify delivers, by webhook-id.
 
 type receipt struct {
 	n      int    // times received
@@ -379,9 +380,13 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		w.WriteHeader(http.StatusBadRequest)
 		return
 	}
+	// Standard Webhooks: v1,<base64 HMAC-SHA256 of "<id>.<timestamp>.<body>">.
+	id, ts := req.Header.Get("webhook-id"), req.Header.Get("webhook-timestamp")
 	mac := hmac.New(sha256.New, []byte(r.secret))
+	mac.Write([]byte(id + "." + ts + "."))
 	mac.Write(body)
-	want := "sha256=" + hex.EncodeToString(mac.Sum(nil))
+	want := "v1," + base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	sent, terr := strconv.ParseInt(ts, 10, 64)
 	var env struct {
 		ID   string `json:"id"`
 		Type string `json:"type"`
@@ -390,16 +395,17 @@ func (r *receiver) serve(w http.ResponseWriter, req *http.Request) {
 		} `json:"data"`
 	}
 	jerr := json.Unmarshal(body, &env)
-	id := req.Header.Get("Folio-Event-Id")
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	switch {
-	case req.Header.Get("Folio-Signature") != want:
-		r.bad = append(r.bad, fmt.Sprintf("event %s: bad signature %q", id, req.Header.Get("Folio-Signature")))
+	case !hmac.Equal([]byte(req.Header.Get("webhook-signature")), []byte(want)):
+		r.bad = append(r.bad, fmt.Sprintf("event %s: bad signature %q", id, req.Header.Get("webhook-signature")))
+	case terr != nil || time.Since(time.Unix(sent, 0)).Abs() > 5*time.Minute:
+		r.bad = append(r.bad, fmt.Sprintf("event %s: webhook-timestamp %q is not now", id, ts))
 	case jerr != nil:
 		r.bad = append(r.bad, fmt.Sprintf("event %s: body is not an event: %v", id, jerr))
 	case id == "" || id != env.ID:
-		r.bad = append(r.bad, fmt.Sprintf("Folio-Event-Id %q does not match the body's id %q", id, env.ID))
+		r.bad = append(r.bad, fmt.Sprintf("webhook-id %q does not match the body's id %q", id, env.ID))
 	}
 	rc := r.got[id]
 	if rc == nil {
@@ -443,7 +449,7 @@ func startScenario(t *testing.T, env []string, withNotify bool) *scenario {
 	s.book = startService(t, "book", bookAddr, append(slices.Clone(env), "FOLIO_AUTHOR_URL=http://"+authorAddr)...)
 	if withNotify {
 		s.recv = newReceiver(t, webhookSecret)
-		s.notify = startService(t, "notify", freeAddr(t), append(slices.Clone(env), "FOLIO_WEBHOOK_BACKOFF=200ms")...)
+		s.notify = startService(t, "notify", freeAddr(t), append(slices.Clone(env), "FOLIO_WEBHOOK_BACKOFF=200ms", "FOLIO_WEBHOOK_ALLOW_PRIVATE=1")...)
 		r := call(t, "POST", s.notify.URL()+"/subscriptions", map[string]any{
 			"url": s.recv.srv.URL + "/hook", "events": allEventTypes, "secret": webhookSecret})
 		expect(t, r, http.StatusCreated)
