@@ -78,6 +78,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	svc := author.NewService(store, books, cfg.UpstreamBudget)
 
 	mux := http.NewServeMux()
-	author.Routes(mux, svc, p.Keys, p.Log)
+	author.Routes(mux, svc, p.Keys, p.Verifier, p.Log)
 	return p.Serve(ctx, mux, author.OpenAPI)
 }

@@ -3,8 +3,11 @@ package main
 import (
 	"context"
 	"net/http"
+	"strings"
 	"testing"
 
+	"folio/internal/platform/authn"
+	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/process/processtest"
 	"folio/internal/platform/rest/resttest"
 )
@@ -53,4 +56,44 @@ func TestRunServesUntilCancelled(t *testing.T) {
 		}
 	}
 	p.Stop()
+}
+
+// TestRunChecksTokens replays a direct write to the author service: without a token
+// it is refused, with an editor's token from the configured JWKS it is served.
+func TestRunChecksTokens(t *testing.T) {
+	iss := authntest.New(t)
+	vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0",
+		"FOLIO_BOOK_URL": resttest.ClosedURL(t, "http"), "FOLIO_NATS_URL": "nats://127.0.0.1:1",
+		"FOLIO_JWKS_URL": iss.JWKSURL()}
+	p := processtest.Start(t, run, []string{"author"}, vars)
+	defer p.Stop()
+
+	for _, tc := range []struct {
+		name, token string
+		want        int
+	}{
+		{"no token", "", http.StatusUnauthorized},
+		{"a token from a foreign key", authntest.New(t).Token("editor-1", authn.RoleEditor), http.StatusUnauthorized},
+		{"a reader's token", iss.Token("reader-1", authn.RoleReader), http.StatusForbidden},
+		{"an editor's token", iss.Token("editor-1", authn.RoleEditor), http.StatusCreated},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req, err := http.NewRequest(http.MethodPost, p.URL+"/authors", strings.NewReader(`{"name":"Direct"}`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/json")
+			if tc.token != "" {
+				req.Header.Set("Authorization", authntest.Bearer(tc.token))
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != tc.want {
+				t.Errorf("POST /authors: got %d, want %d", resp.StatusCode, tc.want)
+			}
+		})
+	}
 }

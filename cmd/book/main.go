@@ -56,6 +56,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	svc := book.NewService(store, book.NewAuthorDirectory(store, authors, p.Log))
 
 	mux := http.NewServeMux()
-	book.Routes(mux, svc, p.Keys, p.Log)
+	book.Routes(mux, svc, p.Keys, p.Verifier, p.Log)
 	return p.Serve(ctx, mux, book.OpenAPI)
 }

@@ -169,6 +169,17 @@ func createAccounts(ctx context.Context, sup *supervise.Supervisor, dataDir, aut
 	return true, nil
 }
 
+// editorToken logs in as the demo editor, for the demo load: the services take
+// writes only from an editor's or an admin's token. It logs in after the editor got
+// its role, so that the token carries it.
+func editorToken(ctx context.Context, authURL string, c credentials) (string, error) {
+	tok, err := token(ctx, &http.Client{Timeout: 30 * time.Second}, authURL, c.EditorEmail, c.EditorPassword)
+	if err != nil {
+		return "", fmt.Errorf("demo editor: %w", err)
+	}
+	return tok, nil
+}
+
 // token gets an access token for email and password from the auth service.
 func token(ctx context.Context, hc *http.Client, authURL, email, password string) (string, error) {
 	var tok struct {

@@ -257,6 +257,18 @@ func TestUpRunsTheServicesAndLoadsTheDemoOnce(t *testing.T) {
 	if status != http.StatusCreated || book.ID == "" {
 		t.Errorf("POST /books through the gateway with the editor's token: got status %d, id %q; want 201 and an id", status, book.ID)
 	}
+	// The services check tokens themselves: a write straight to one needs a token too,
+	// and the demo editor's is good there as well.
+	if status, _ := postThroughGateway(t, authorURL+"/authors", "", `{"name":"No Token"}`); status != http.StatusUnauthorized {
+		t.Errorf("POST /authors to the author service without a token: got status %d, want 401", status)
+	}
+	if status, _ := postThroughGateway(t, bookURL+"/books", "",
+		fmt.Sprintf(`{"title":"No Token","author_id":%q,"genre":"fantasy"}`, author.ID)); status != http.StatusUnauthorized {
+		t.Errorf("POST /books to the book service without a token: got status %d, want 401", status)
+	}
+	if status, direct := postThroughGateway(t, authorURL+"/authors", editor, `{"name":"Direct Author"}`); status != http.StatusCreated || direct.ID == "" {
+		t.Errorf("POST /authors to the author service with the editor's token: got status %d, id %q; want 201 and an id", status, direct.ID)
+	}
 	// The gateway found the second book instance in the registry and spreads reads over both.
 	book2 := regexp.MustCompile(`book-2 service  (http://\S+)`).FindStringSubmatch(output())
 	if book2 == nil {
@@ -356,8 +368,8 @@ func gatewayToken(t *testing.T, gatewayURL, email, password string) string {
 	return tok
 }
 
-// postThroughGateway POSTs body with bearer (when not empty) and returns the status
-// and the id of what it created.
+// postThroughGateway POSTs body to u (the gateway's or a service's) with bearer (when
+// not empty) and returns the status and the id of what it created.
 func postThroughGateway(t *testing.T, u, bearer, body string) (int, struct{ ID string }) {
 	t.Helper()
 	var created struct{ ID string }

@@ -172,7 +172,7 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 		return interrupted(ctx, err)
 	}
 	if !cfg.noDemo {
-		if err := loadDemo(ctx, sup, cfg.dataDir, bookURL, authorURL); err != nil {
+		if err := loadDemo(ctx, sup, cfg.dataDir, bookURL, authorURL, authURL, creds); err != nil {
 			return interrupted(ctx, err)
 		}
 	}
@@ -353,15 +353,20 @@ func waitReady(ctx context.Context, s *service, timeout time.Duration) error {
 // was loaded completely.
 const markerName = "demo-loaded"
 
-// loadDemo loads the demo catalogue unless the marker says an earlier run did.
-func loadDemo(ctx context.Context, sup *supervise.Supervisor, dataDir, bookURL, authorURL string) error {
+// loadDemo loads the demo catalogue, as the demo editor, unless the marker says an
+// earlier run did.
+func loadDemo(ctx context.Context, sup *supervise.Supervisor, dataDir, bookURL, authorURL, authURL string, c credentials) error {
 	marker := filepath.Join(dataDir, markerName)
 	if _, err := os.Stat(marker); err == nil {
 		sup.Logf("demo catalogue already loaded (%s exists)", marker)
 		return nil
 	}
 	sup.Logf("loading the demo catalogue through the services' APIs")
-	stats, err := demo.Load(ctx, bookURL, authorURL, &http.Client{Timeout: 30 * time.Second})
+	tok, err := editorToken(ctx, authURL, c)
+	if err != nil {
+		return err
+	}
+	stats, err := demo.Load(ctx, bookURL, authorURL, tok, &http.Client{Timeout: 30 * time.Second})
 	if err != nil {
 		return fmt.Errorf("%w; run folio up again to resume the load, or pass --no-demo", err)
 	}

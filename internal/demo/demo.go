@@ -75,9 +75,11 @@ const requestTimeout = 30 * time.Second
 
 // Load creates every author of the catalogue with POST /authors on the author service
 // at authorURL, then each of their books with POST /books on the book service at
-// bookURL, a few authors at a time. Every request carries an Idempotency-Key made
-// from the catalogue's keys, so that running Load again after an interrupted load
-// creates nothing twice. When ctx ends, Load sends no new request but lets those in
+// bookURL, a few authors at a time, as the caller of token: an access token with
+// role editor or admin, which the services check. Every request carries an
+// Idempotency-Key made from the catalogue's keys, so that running Load again after an
+// interrupted load creates nothing twice (the services scope keys to the token's
+// subject, so the same account must load again). When ctx ends, Load sends no new request but lets those in
 // flight finish, so that no request is cut off after the service acted on it and
 // before it recorded its answer. hc may be nil for http.DefaultClient; each request
 // is bounded by a 30 s timeout in any case.
@@ -85,8 +87,9 @@ const requestTimeout = 30 * time.Second
 // Errors: the first request that failed, naming the request, the status and the
 // service's explanation. Answers that may pass by themselves (409, 429, 502, 503,
 // 504) and failures to connect are retried with the same key for up to 90 s first;
-// any other non-2xx answer fails at once. When ctx ended first, its error.
-func Load(ctx context.Context, bookURL, authorURL string, hc *http.Client) (Stats, error) {
+// any other non-2xx answer (a refused token's 401 or 403 included) fails at once.
+// When ctx ended first, its error.
+func Load(ctx context.Context, bookURL, authorURL, token string, hc *http.Client) (Stats, error) {
 	start := time.Now()
 	authors, err := Catalogue()
 	if err != nil {
@@ -95,7 +98,7 @@ func Load(ctx context.Context, bookURL, authorURL string, hc *http.Client) (Stat
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	l := &loader{hc: hc, bookURL: strings.TrimSuffix(bookURL, "/"), authorURL: strings.TrimSuffix(authorURL, "/")}
+	l := &loader{hc: hc, bookURL: strings.TrimSuffix(bookURL, "/"), authorURL: strings.TrimSuffix(authorURL, "/"), token: token}
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -135,6 +138,7 @@ feed:
 type loader struct {
 	hc                 *http.Client
 	bookURL, authorURL string
+	token              string
 
 	mu    sync.Mutex
 	stats Stats
@@ -223,6 +227,9 @@ func (l *loader) postOnce(ctx context.Context, url, key string, payload []byte, 
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Idempotency-Key", key)
+	if l.token != "" {
+		req.Header.Set("Authorization", "Bearer "+l.token)
+	}
 	resp, err := l.hc.Do(req)
 	if err != nil {
 		return false, true, fmt.Errorf("POST %s: %w", req.URL.Path, err)

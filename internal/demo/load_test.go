@@ -20,6 +20,8 @@ import (
 	"folio/internal/authorclient"
 	"folio/internal/book"
 	"folio/internal/bookclient"
+	"folio/internal/platform/authn"
+	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/idempotency"
 	"folio/internal/platform/outbox/outboxtest"
@@ -27,17 +29,29 @@ import (
 	"folio/internal/platform/sqldb/sqldbtest"
 )
 
+// services are the real book and author services in-process, and the issuer of the
+// tokens they accept.
+type services struct {
+	bookURL, authorURL string
+	iss                *authntest.Issuer
+	editor             string // a token of role editor
+}
+
 // startServices serves the real book and author services in-process, each on its own
 // SQLite database in a temporary directory and wired to the other as in production,
-// and returns their base URLs.
-func startServices(t *testing.T) (bookURL, authorURL string) {
+// each verifying the tokens of a test issuer.
+func startServices(t *testing.T) services {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	dir := t.TempDir()
+	iss := authntest.New(t)
+	verifier := func(reg prometheus.Registerer) *authn.Verifier {
+		return authn.NewVerifier(authn.Config{JWKSURL: iss.JWKSURL()}, http.DefaultClient, log, reg)
+	}
 	// Both listeners exist before either handler is built, since each service needs
 	// the other's URL.
 	bookSrv, authorSrv := httptest.NewUnstartedServer(nil), httptest.NewUnstartedServer(nil)
-	bookURL, authorURL = "http://"+bookSrv.Listener.Addr().String(), "http://"+authorSrv.Listener.Addr().String()
+	bookURL, authorURL := "http://"+bookSrv.Listener.Addr().String(), "http://"+authorSrv.Listener.Addr().String()
 
 	bdb := sqldbtest.Open(t, "sqlite:"+filepath.Join(dir, "book.db"), book.Migrations)
 	outboxtest.Migrate(t, bdb)
@@ -45,7 +59,7 @@ func startServices(t *testing.T) (bookURL, authorURL string) {
 	bstore := book.NewSQLStore(bdb)
 	authors := authorclient.New(authorURL, resilient.NewClient(resilient.DefaultConfig("author"), breg))
 	bmux := http.NewServeMux()
-	book.Routes(bmux, book.NewService(bstore, book.NewAuthorDirectory(bstore, authors, log)), idempotency.New(bdb, log), log)
+	book.Routes(bmux, book.NewService(bstore, book.NewAuthorDirectory(bstore, authors, log)), idempotency.New(bdb, log), verifier(breg), log)
 	bookSrv.Config.Handler = httpserver.New(httpserver.Config{}, log, breg, bmux, book.OpenAPI, bdb.PingContext).Handler()
 
 	adb := sqldbtest.Open(t, "sqlite:"+filepath.Join(dir, "author.db"), author.Migrations)
@@ -53,14 +67,14 @@ func startServices(t *testing.T) (bookURL, authorURL string) {
 	areg := prometheus.NewRegistry()
 	books := bookclient.New(bookURL, resilient.NewClient(resilient.DefaultConfig("book"), areg))
 	amux := http.NewServeMux()
-	author.Routes(amux, author.NewService(author.NewSQLStore(adb), books, author.DefaultUpstreamBudget), idempotency.New(adb, log), log)
+	author.Routes(amux, author.NewService(author.NewSQLStore(adb), books, author.DefaultUpstreamBudget), idempotency.New(adb, log), verifier(areg), log)
 	authorSrv.Config.Handler = httpserver.New(httpserver.Config{}, log, areg, amux, author.OpenAPI, adb.PingContext).Handler()
 
 	bookSrv.Start()
 	authorSrv.Start()
 	t.Cleanup(bookSrv.Close)
 	t.Cleanup(authorSrv.Close)
-	return bookURL, authorURL
+	return services{bookURL: bookURL, authorURL: authorURL, iss: iss, editor: iss.Token("demo-editor", authn.RoleEditor)}
 }
 
 // countItems walks every page of a list and returns how many items it holds.
@@ -119,11 +133,12 @@ func catalogueSize(t *testing.T, genre string) (authors, books, ofGenre int) {
 }
 
 func TestLoadIntoRealServices(t *testing.T) {
-	bookURL, authorURL := startServices(t)
+	svc := startServices(t)
+	bookURL, authorURL := svc.bookURL, svc.authorURL
 	wantAuthors, wantBooks, wantPoetry := catalogueSize(t, "poetry")
 	ctx := context.Background()
 
-	stats, err := Load(ctx, bookURL, authorURL, nil)
+	stats, err := Load(ctx, bookURL, authorURL, svc.editor, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +176,7 @@ func TestLoadIntoRealServices(t *testing.T) {
 	}
 
 	// A second load is answered from the idempotency keys and creates nothing.
-	stats, err = Load(ctx, bookURL, authorURL, nil)
+	stats, err = Load(ctx, bookURL, authorURL, svc.editor, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,17 +207,18 @@ func (c *cancelAfter) RoundTrip(r *http.Request) (*http.Response, error) {
 // idempotency key without recording the answer, and the second load would create
 // that book twice.)
 func TestLoadResumesAfterInterruption(t *testing.T) {
-	bookURL, authorURL := startServices(t)
+	svc := startServices(t)
+	bookURL, authorURL := svc.bookURL, svc.authorURL
 	wantAuthors, wantBooks, _ := catalogueSize(t, "")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	rt := &cancelAfter{n: 100, cancel: cancel}
-	if _, err := Load(ctx, bookURL, authorURL, &http.Client{Transport: rt}); !errors.Is(err, context.Canceled) {
+	if _, err := Load(ctx, bookURL, authorURL, svc.editor, &http.Client{Transport: rt}); !errors.Is(err, context.Canceled) {
 		t.Fatalf("interrupted load: got error %v, want context.Canceled", err)
 	}
 
-	stats, err := Load(context.Background(), bookURL, authorURL, nil)
+	stats, err := Load(context.Background(), bookURL, authorURL, svc.editor, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,8 +233,11 @@ func TestLoadResumesAfterInterruption(t *testing.T) {
 	}
 }
 
+// fakeToken is the token Load is given for the fake services.
+const fakeToken = "a-token"
+
 // fakeService answers POSTs with a fixed status and body, counting them and checking
-// that each carries an Idempotency-Key.
+// that each carries an Idempotency-Key and the token.
 func fakeService(t *testing.T, status int, body string) (*httptest.Server, *atomic.Int64) {
 	t.Helper()
 	var calls atomic.Int64
@@ -227,6 +246,9 @@ func fakeService(t *testing.T, status int, body string) (*httptest.Server, *atom
 		calls.Add(1)
 		if k := r.Header.Get("Idempotency-Key"); !strings.HasPrefix(k, "demo-") {
 			once.Do(func() { t.Errorf("%s %s without a demo Idempotency-Key (got %q)", r.Method, r.URL.Path, k) })
+		}
+		if a := r.Header.Get("Authorization"); a != "Bearer "+fakeToken {
+			once.Do(func() { t.Errorf("%s %s: got Authorization %q, want Bearer %s", r.Method, r.URL.Path, a, fakeToken) })
 		}
 		w.Header().Set("Content-Type", "application/problem+json")
 		w.WriteHeader(status)
@@ -288,7 +310,7 @@ func TestLoadFailsOnAnErrorAnswer(t *testing.T) {
 			books, _ := tt.books(t)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			_, err := Load(ctx, books.URL, authors.URL, nil)
+			_, err := Load(ctx, books.URL, authors.URL, fakeToken, nil)
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Fatalf("got error %v, want one containing %q", err, tt.wantErr)
 			}
@@ -296,5 +318,31 @@ func TestLoadFailsOnAnErrorAnswer(t *testing.T) {
 				t.Errorf("the author service got %d requests; Load should stop at the first failure (at most %d in flight)", authorCalls.Load(), tt.maxAuthors)
 			}
 		})
+	}
+}
+
+// TestLoadNeedsAnEditorsToken loads into the real services with tokens they must
+// refuse: Load fails at once, naming the refusal, and nothing is created.
+func TestLoadNeedsAnEditorsToken(t *testing.T) {
+	svc := startServices(t)
+	for _, tt := range []struct{ name, token, wantErr string }{
+		{"no token", "", "POST /authors answered 401 Unauthorized"},
+		{"a token from a foreign key", authntest.New(t).Token("demo-editor", authn.RoleEditor), "POST /authors answered 401 Unauthorized"},
+		{"a reader's token", svc.iss.Token("demo-reader", authn.RoleReader), "POST /authors answered 403 Forbidden"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			stats, err := Load(ctx, svc.bookURL, svc.authorURL, tt.token, nil)
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Fatalf("got error %v, want one containing %q", err, tt.wantErr)
+			}
+			if stats.Authors+stats.AuthorsReplayed+stats.Books+stats.BooksReplayed != 0 {
+				t.Errorf("got %+v, want nothing loaded", stats)
+			}
+		})
+	}
+	if got := countItems(t, svc.authorURL+"/authors"); got != 0 {
+		t.Errorf("the author service holds %d authors, want none", got)
 	}
 }
