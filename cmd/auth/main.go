@@ -14,6 +14,7 @@ import (
 
 	"folio/internal/auth"
 	"folio/internal/platform/process"
+	"folio/internal/platform/secrets"
 )
 
 type config struct {
@@ -28,6 +29,8 @@ type config struct {
 	// KeyRotation is how often a new signing key is made; the old one stays in the
 	// JWKS until the tokens it signed have expired (TokenTTL after its retirement).
 	KeyRotation time.Duration `env:"FOLIO_KEY_ROTATION" envDefault:"24h"`
+	// Secrets is the key that seals the signing keys in the database.
+	Secrets secrets.Config
 }
 
 func (c config) validate() error {
@@ -72,7 +75,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("config: %w", err)
 	}
 
-	svc, err := auth.NewService(auth.NewSQLStore(p.DB), auth.Options{
+	box, err := secrets.Load(cfg.Secrets, cfg.DataDir, p.Log)
+	if err != nil {
+		return err
+	}
+	// The outbox carries account.revoked events to every verifier.
+	events, err := p.OpenEvents(ctx)
+	if err != nil {
+		return err
+	}
+	store := auth.NewSQLStore(p.DB, box, auth.WithNotify(events.Relay.Notify))
+	svc, err := auth.NewService(store, auth.Options{
 		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, TokenTTL: cfg.TokenTTL, KeyRotation: cfg.KeyRotation, Log: p.Log,
 	})
 	if err != nil {
@@ -93,9 +106,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// Checking often keeps rotation close to its period and picks up keys that
 	// other instances made.
 	go svc.RunRotation(ctx, min(time.Minute, cfg.KeyRotation/4))
-	p.Keys.Fingerprint = auth.RequestFingerprint
+	p.Keys.Fingerprint = svc.Fingerprint
 
 	mux := http.NewServeMux()
-	auth.Routes(mux, svc, p.Keys, p.Log)
+	auth.Routes(mux, svc, p.Keys, p.Proxies, p.Log)
 	return p.Serve(ctx, mux, auth.OpenAPI)
 }

@@ -5,11 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"folio/internal/platform/process/processtest"
+	"folio/internal/platform/secrets"
 )
 
 func TestRunRejectsBadConfiguration(t *testing.T) {
@@ -81,12 +84,28 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("register: got %d %v, want 201", resp.StatusCode, ada)
 	}
+	_, adaTok := post(t, base+"/auth/token", `{"email":"ada@example.com","password":"twelve chars"}`)
 	req, _ := http.NewRequest("PUT", base+"/auth/users/"+ada["id"].(string)+"/roles", strings.NewReader(`{"roles":["editor"]}`))
 	req.Header.Set("Authorization", "Bearer "+tok["access_token"].(string))
+	req.Header.Set("Content-Type", "application/json")
 	if resp, u := do(t, req); resp.StatusCode != http.StatusOK || !slices.Equal(u["roles"].([]any), []any{"editor"}) {
 		t.Errorf("roles change by the admin: got %d %v, want 200 with [editor]", resp.StatusCode, u)
 	}
-	for path, want := range map[string]int{"/readyz": 200, "/.well-known/jwks.json": 200, "/openapi.json": 200, "/metrics": 200} {
+	// The role change revoked ada's earlier token.
+	req, _ = http.NewRequest("GET", base+"/auth/users/"+ada["id"].(string), nil)
+	req.Header.Set("Authorization", "Bearer "+adaTok["access_token"].(string))
+	if resp, _ := do(t, req); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("GET with a token from before the role change: got %d, want 401", resp.StatusCode)
+	}
+	// The signing keys are sealed with a key beside the data, readable by the owner
+	// only, since no FOLIO_SECRETS_KEY(_FILE) was given.
+	if fi, err := os.Stat(filepath.Join(dir, "secrets.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("secrets.key: got %v, %v, want a 0600 file", fi, err)
+	}
+	if !strings.Contains(first.Logs.String(), "beside the data") {
+		t.Error("no warning that the secrets key lies beside the data")
+	}
+	for path, want := range map[string]int{"/readyz": 200, "/.well-known/jwks.json": 200, "/openapi.json": 200} {
 		resp, err := http.Get(base + path)
 		if err != nil {
 			t.Fatalf("GET %s: %v", path, err)
@@ -119,4 +138,26 @@ func jsonEqual(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return bytes.Equal(x, y)
+}
+
+// TestSecretsKeyFile: with FOLIO_SECRETS_KEY_FILE the key comes from that file and
+// none is made beside the data; a start with another key refuses to run rather than
+// serve without its signing keys.
+func TestSecretsKeyFile(t *testing.T) {
+	dir, keys := t.TempDir(), t.TempDir()
+	keyFile := filepath.Join(keys, "kek")
+	if err := os.WriteFile(keyFile, []byte(secrets.GenerateKey()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{"FOLIO_DATA_DIR": dir, "FOLIO_HTTP_ADDR": "127.0.0.1:0", "FOLIO_SECRETS_KEY_FILE": keyFile}
+	processtest.Start(t, run, []string{"auth"}, vars).Stop()
+	if _, err := os.Stat(filepath.Join(dir, "secrets.key")); !os.IsNotExist(err) {
+		t.Errorf("a key was made beside the data although FOLIO_SECRETS_KEY_FILE was set: %v", err)
+	}
+	vars["FOLIO_SECRETS_KEY_FILE"] = ""
+	vars["FOLIO_SECRETS_KEY"] = secrets.GenerateKey()
+	err := run(context.Background(), []string{"auth"}, processtest.Env(vars), &processtest.LogBuffer{})
+	if err == nil || !strings.Contains(err.Error(), "unseal") {
+		t.Errorf("a start with another secrets key: got %v, want an error saying the keys do not unseal", err)
+	}
 }

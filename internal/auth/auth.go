@@ -10,12 +10,19 @@
 // Access tokens are JWTs signed with Ed25519 (alg EdDSA) carrying iss, aud, sub (the
 // account id), exp, iat, nbf, jti (a UUIDv7) and roles; the header names the key (kid).
 // Signing keys are made on first start and kept in the service's own database
-// (table signing_keys); a new key is made when the newest is older than the rotation
-// period, and a retired key stays in the JWKS for one token lifetime, until every
-// token it signed has expired. A production deployment may prefer to mount the key
-// from a file or secret store; this package implements only the database.
+// (table signing_keys), sealed with a key-encryption key that is not in the database
+// (internal/platform/secrets); a new key is made when the newest is older than the
+// rotation period, and a retired key stays in the JWKS for one token lifetime, until
+// every token it signed has expired.
 //
-// Logins are rate-limited in memory per email and per client IP (token buckets).
+// A role change revokes the account's earlier tokens: the account keeps
+// revoked_before, its new tokens are issued no earlier, and an account.revoked event
+// tells every verifier. Tokens living longer than the token lifetime are refused.
+//
+// Logins are rate-limited in memory per client address and per account at that
+// address (token buckets), so that a flood from one client never locks out another;
+// registrations per client address. At most a few argon2id runs are in flight at once
+// (each holds 19 MiB); a request that finds no free slot soon gets 503.
 package auth
 
 import (
@@ -24,6 +31,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -31,6 +39,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/text/unicode/norm"
 
 	"folio/internal/platform/fault"
 	"folio/internal/platform/rest"
@@ -62,6 +71,20 @@ type User struct {
 	CreatedAt    time.Time `json:"created_at"`
 	UpdatedAt    time.Time `json:"updated_at"`
 	PasswordHash string    `json:"-"`
+	// RevokedBefore is in Unix seconds: the account's tokens issued before it are
+	// refused, and none is issued with an earlier iat.
+	RevokedBefore int64 `json:"-"`
+}
+
+// EventAccountRevoked is the type of the event that revokes an account's earlier
+// tokens; verifiers follow "<prefix>.account.revoked".
+const EventAccountRevoked = "account.revoked"
+
+// Revocation is the data of an account.revoked event: tokens of the account ID
+// issued (iat) before RevokedBefore, in Unix seconds, are refused.
+type Revocation struct {
+	ID            string `json:"id"`
+	RevokedBefore int64  `json:"revoked_before"`
 }
 
 // HasRole reports whether u holds role.
@@ -105,11 +128,15 @@ type Store interface {
 	CreateUser(ctx context.Context, u User) error
 	User(ctx context.Context, id string) (User, error)
 	UserByEmail(ctx context.Context, email string) (User, error)
-	// UpdateRoles writes u's roles, version and updated_at if the stored account is
-	// still at version u.Version-1.
-	UpdateRoles(ctx context.Context, u User) error
+	// UpdateRoles writes u's roles, version, updated_at and revoked_before if the
+	// stored account is still at version u.Version-1; with revoke it also records
+	// the account.revoked event, in the same transaction.
+	UpdateRoles(ctx context.Context, u User, revoke bool) error
 	// SigningKeys returns every stored signing key.
 	SigningKeys(ctx context.Context) ([]SigningKey, error)
+	// SealSigningKeys seals the signing keys stored in clear by an older version and
+	// returns how many it sealed.
+	SealSigningKeys(ctx context.Context) (int, error)
 	// RotateSigningKey stores k and retires every other active key, unless an active
 	// key created after cutoff exists (another instance rotated already).
 	RotateSigningKey(ctx context.Context, k SigningKey, cutoff time.Time) error
@@ -125,19 +152,27 @@ type Options struct {
 	TokenTTL    time.Duration // 15 min
 	KeyRotation time.Duration // 24 h
 	Hashing     Params        // DefaultParams
-	EmailLimit  Limit         // DefaultEmailLimit
-	IPLimit     Limit         // DefaultIPLimit
-	Now         func() time.Time
-	Log         *slog.Logger
+	EmailLimit  Limit         // DefaultEmailLimit: logins per account and client address
+	IPLimit     Limit         // DefaultIPLimit: logins per client address
+	// RegisterLimit is DefaultRegisterLimit: registrations per client address.
+	RegisterLimit Limit
+	// HashSlots caps the argon2id runs in flight (runtime.NumCPU()); a request waits
+	// at most HashWait (1 s) for a slot, then gets 503.
+	HashSlots int
+	HashWait  time.Duration
+	Now       func() time.Time
+	Log       *slog.Logger
 }
 
 // Service applies the rules of the auth service to its store.
 type Service struct {
-	store   Store
-	opts    Options
-	keys    *keyRing
-	limiter *loginLimiter
-	dummy   string // a hash no password is known for, verified for unknown emails
+	store    Store
+	opts     Options
+	keys     *keyRing
+	limiter  *loginLimiter
+	register *limiter
+	hashes   *hashGate
+	dummy    string // a hash no password is known for, verified for unknown emails
 }
 
 // NewService returns a Service over store. Call Rotate before serving so that a
@@ -164,6 +199,15 @@ func NewService(store Store, o Options) (*Service, error) {
 	if o.IPLimit == (Limit{}) {
 		o.IPLimit = DefaultIPLimit
 	}
+	if o.RegisterLimit == (Limit{}) {
+		o.RegisterLimit = DefaultRegisterLimit
+	}
+	if o.HashSlots <= 0 {
+		o.HashSlots = runtime.NumCPU()
+	}
+	if o.HashWait <= 0 {
+		o.HashWait = time.Second
+	}
 	if o.Now == nil {
 		o.Now = time.Now
 	}
@@ -176,16 +220,26 @@ func NewService(store Store, o Options) (*Service, error) {
 	}
 	return &Service{
 		store: store, opts: o, dummy: dummy,
-		keys:    &keyRing{store: store, now: o.Now, ttl: o.TokenTTL, rotation: o.KeyRotation},
-		limiter: &loginLimiter{email: newLimiter(o.EmailLimit), ip: newLimiter(o.IPLimit)},
+		keys:     &keyRing{store: store, now: o.Now, ttl: o.TokenTTL, rotation: o.KeyRotation},
+		limiter:  &loginLimiter{email: newLimiter(o.EmailLimit), ip: newLimiter(o.IPLimit)},
+		register: newLimiter(o.RegisterLimit),
+		hashes:   newHashGate(o.HashSlots, o.HashWait),
 	}, nil
 }
 
 func (s *Service) timestamp() time.Time { return s.opts.Now().UTC().Truncate(time.Microsecond) }
 
-// Rotate loads the signing keys, making a new one first when there is none or the
-// newest is older than the rotation period. Errors: only unclassified ones.
+// Rotate seals the signing keys an older version left in clear, then loads the
+// signing keys, making a new one first when there is none or the newest is older than
+// the rotation period. Errors: only unclassified ones.
 func (s *Service) Rotate(ctx context.Context) error {
+	n, err := s.store.SealSigningKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("rotate signing keys: %w", err)
+	}
+	if n > 0 {
+		s.opts.Log.InfoContext(ctx, "sealed signing keys stored in clear by an older version", "keys", n)
+	}
 	if err := s.keys.rotate(ctx); err != nil {
 		return fmt.Errorf("rotate signing keys: %w", err)
 	}
@@ -211,15 +265,23 @@ func (s *Service) RunRotation(ctx context.Context, every time.Duration) {
 // JWKS returns the public keys that verify tokens now.
 func (s *Service) JWKS() JWKS { return s.keys.jwks() }
 
-// NormalizeEmail trims and lower-cases email and checks that it looks like an
-// address: one @, a local part of at most 64 characters, a dotted domain, no spaces
-// or control characters, at most MaxEmail characters.
+// NormalizeEmail trims email, applies Unicode NFKC and lower-cases it, so that
+// look-alike spellings ("ＦＯＯ@example.com", "Foo@Example.com") name one account,
+// and checks that it looks like an address: one @, a local part of at most 64
+// characters, a dotted domain, no spaces, control, invisible or bidi formatting
+// characters, at most MaxEmail characters.
 func NormalizeEmail(email string) (string, bool) {
-	e := strings.ToLower(strings.TrimSpace(email))
-	if e == "" || len(e) > MaxEmail || !utf8.ValidString(e) {
+	if !utf8.ValidString(email) {
+		return "", false
+	}
+	// Lower-casing after NFKC, and NFKC again, because either can undo the other's
+	// normal form for a few characters.
+	e := norm.NFKC.String(strings.ToLower(norm.NFKC.String(strings.TrimSpace(email))))
+	e = strings.TrimSpace(e)
+	if e == "" || len(e) > MaxEmail {
 		return e, false
 	}
-	if strings.IndexFunc(e, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) >= 0 {
+	if strings.IndexFunc(e, invisible) >= 0 {
 		return e, false
 	}
 	local, domain, ok := strings.Cut(e, "@")
@@ -244,7 +306,7 @@ func (in Credentials) check() (string, string, error) {
 	var errs fault.Fields
 	var email, password string
 	switch {
-	case in.Email == nil || strings.TrimSpace(*in.Email) == "":
+	case in.Email == nil || strings.TrimFunc(*in.Email, invisible) == "":
 		errs.Add("email", "is required")
 	default:
 		var ok bool
@@ -267,6 +329,12 @@ func (in Credentials) check() (string, string, error) {
 		}
 	}
 	return email, password, errs.Err()
+}
+
+// invisible reports whether r shows nothing: space, control, or a format character
+// such as a zero-width space or a bidi override.
+func invisible(r rune) bool {
+	return unicode.IsSpace(r) || unicode.IsControl(r) || unicode.Is(unicode.Cf, r)
 }
 
 // CheckRoles returns roles without duplicates in canonical order, or an Invalid error
@@ -295,7 +363,7 @@ func CheckRoles(roles *[]string) ([]string, error) {
 }
 
 // Register creates an account with the reader role. Errors: Invalid, Conflict (the
-// email is taken).
+// email is taken), *BusyError.
 func (s *Service) Register(ctx context.Context, in Credentials) (User, error) {
 	email, password, err := in.check()
 	if err != nil {
@@ -304,8 +372,30 @@ func (s *Service) Register(ctx context.Context, in Credentials) (User, error) {
 	return s.create(ctx, email, password, []string{RoleReader})
 }
 
+// AllowRegister takes one registration attempt from clientIP's bucket. The HTTP
+// layer takes it before anything hashes (the idempotency fingerprint does). Errors:
+// *RateLimitedError.
+func (s *Service) AllowRegister(clientIP string) error {
+	if r, wait := s.register.reserve(clientIP, s.opts.Now()); r == nil {
+		return &RateLimitedError{RetryAfter: seconds(wait)}
+	}
+	return nil
+}
+
+// HoldHashSlot takes one of the argon2id slots for the request of ctx and returns
+// the context that carries it, and what gives it back: the hashes run under that
+// context take no other slot, and those that run where no context reaches (the
+// idempotency fingerprint) are inside the cap all the same. Errors: *BusyError.
+func (s *Service) HoldHashSlot(ctx context.Context) (context.Context, func(), error) {
+	release, err := s.hashes.acquire(ctx)
+	if err != nil {
+		return ctx, nil, err
+	}
+	return context.WithValue(ctx, heldSlot{}, true), release, nil
+}
+
 func (s *Service) create(ctx context.Context, email, password string, roles []string) (User, error) {
-	hash, err := HashPassword(password, s.opts.Hashing)
+	hash, err := s.hashPassword(ctx, password)
 	if err != nil {
 		return User{}, err
 	}
@@ -341,19 +431,21 @@ var ErrUnauthorized = errors.New("unauthorized")
 // ErrForbidden is returned when the caller may not do what it asked.
 var ErrForbidden = errors.New("forbidden")
 
-// RateLimitedError is returned when too many login attempts were made.
+// RateLimitedError is returned when too many login or registration attempts were
+// made.
 type RateLimitedError struct {
 	RetryAfter int // seconds
 }
 
 func (e *RateLimitedError) Error() string {
-	return fmt.Sprintf("too many login attempts; retry in %d s", e.RetryAfter)
+	return fmt.Sprintf("too many attempts; retry in %d s", e.RetryAfter)
 }
 
 // Token checks credentials and returns an access token; clientIP is the caller's
-// address, for the rate limit. Unknown emails and wrong passwords give the same
-// ErrUnauthorized after the same work (argon2id runs on a dummy hash for an unknown
-// email). Errors: *RateLimitedError, ErrUnauthorized.
+// address, for the rate limits (one per address, one per email at that address).
+// Unknown emails and wrong passwords give the same ErrUnauthorized after the same
+// work (argon2id runs on a dummy hash for an unknown email). Errors:
+// *RateLimitedError, *BusyError, ErrUnauthorized.
 func (s *Service) Token(ctx context.Context, in Credentials, clientIP string) (Token, error) {
 	var email, password string
 	valid := false
@@ -364,9 +456,16 @@ func (s *Service) Token(ctx context.Context, in Credentials, clientIP string) (T
 		password = *in.Password
 	}
 	// The bucket key is bounded, so that huge emails cannot make the limiter huge.
-	if ok, wait := s.limiter.allow(email[:min(len(email), MaxEmail)], clientIP, s.opts.Now()); !ok {
+	// The account's bucket is per client address too: one per account alone would let
+	// anyone who knows an email lock its owner out by failing on purpose.
+	if ok, wait := s.limiter.allow(email[:min(len(email), MaxEmail)]+"\x00"+clientIP, clientIP, s.opts.Now()); !ok {
 		return Token{}, &RateLimitedError{RetryAfter: wait}
 	}
+	release, err := s.hashes.acquire(ctx)
+	if err != nil {
+		return Token{}, err
+	}
+	defer release()
 	hash := s.dummy
 	var u User
 	if valid { // no account has an email that is not valid
@@ -382,7 +481,8 @@ func (s *Service) Token(ctx context.Context, in Credentials, clientIP string) (T
 	if utf8.RuneCountInString(password) > MaxPassword {
 		password = "" // never matches; argon2id still runs, on the empty string
 	}
-	match, err := VerifyPassword(password, hash)
+	var match bool
+	s.hashes.run(func() { match, err = VerifyPassword(password, hash) })
 	if err != nil {
 		return Token{}, fmt.Errorf("verify password of %s: %w", u.ID, err)
 	}
@@ -392,13 +492,39 @@ func (s *Service) Token(ctx context.Context, in Credentials, clientIP string) (T
 	return s.issue(u)
 }
 
+// hashPassword hashes password inside the cap on argon2id runs. Errors: *BusyError.
+func (s *Service) hashPassword(ctx context.Context, password string) (string, error) {
+	release, err := s.hashes.acquire(ctx)
+	if err != nil {
+		return "", err
+	}
+	defer release()
+	var hash string
+	s.hashes.run(func() { hash, err = HashPassword(password, s.opts.Hashing) })
+	return hash, err
+}
+
+// Fingerprint is RequestFingerprint, counted among the argon2id runs. It takes no
+// slot: the HTTP handler that has it run holds one for the whole request.
+func (s *Service) Fingerprint(key string, request []byte) []byte {
+	var sum []byte
+	s.hashes.run(func() { sum = RequestFingerprint(key, request) })
+	return sum
+}
+
 func (s *Service) issue(u User) (Token, error) {
 	now := s.opts.Now().UTC().Truncate(time.Second)
+	// Never before the account's revocation, which may lie up to a second ahead:
+	// a token issued in the second of a role change must outlive the change.
+	iat := now
+	if rb := time.Unix(u.RevokedBefore, 0).UTC(); iat.Before(rb) {
+		iat = rb
+	}
 	claims := Claims{
 		Roles: u.Roles,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer: s.opts.Issuer, Audience: jwt.ClaimStrings{s.opts.Audience}, Subject: u.ID,
-			ExpiresAt: jwt.NewNumericDate(now.Add(s.opts.TokenTTL)), IssuedAt: jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(iat.Add(s.opts.TokenTTL)), IssuedAt: jwt.NewNumericDate(iat),
 			NotBefore: jwt.NewNumericDate(now), ID: rest.NewID(),
 		},
 	}
@@ -410,14 +536,25 @@ func (s *Service) issue(u User) (Token, error) {
 }
 
 // Authenticate verifies an Authorization header value ("Bearer <token>") and returns
-// the caller. Errors: ErrUnauthorized.
-func (s *Service) Authenticate(header string) (Caller, error) {
+// the caller. It refuses a token that lives longer than the token lifetime, and one
+// issued before its account's tokens were revoked (or whose account is gone).
+// Errors: ErrUnauthorized, unclassified store errors.
+func (s *Service) Authenticate(ctx context.Context, header string) (Caller, error) {
 	scheme, tok, ok := strings.Cut(header, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
 		return Caller{}, ErrUnauthorized
 	}
-	c, err := s.keys.verify(strings.TrimSpace(tok), s.opts.Issuer, s.opts.Audience)
+	c, err := s.keys.verify(strings.TrimSpace(tok), s.opts.Issuer, s.opts.Audience, s.opts.TokenTTL)
 	if err != nil || !rest.ValidID(c.Subject) {
+		return Caller{}, ErrUnauthorized
+	}
+	u, err := s.store.User(ctx, c.Subject)
+	switch {
+	case fault.KindOf(err) == fault.NotFound:
+		return Caller{}, ErrUnauthorized
+	case err != nil:
+		return Caller{}, fmt.Errorf("authenticate: %w", err)
+	case c.IssuedAt.Unix() < u.RevokedBefore:
 		return Caller{}, ErrUnauthorized
 	}
 	return Caller{ID: c.Subject, Roles: c.Roles}, nil
@@ -454,8 +591,16 @@ func (s *Service) SetRoles(ctx context.Context, caller Caller, id string, in Rol
 		if err := check(u.Version); err != nil {
 			return User{}, err
 		}
-		u.Roles, u.Version, u.UpdatedAt = roles, u.Version+1, s.timestamp()
-		err = s.store.UpdateRoles(ctx, u)
+		// A changed role revokes the tokens that carry the old ones. The second
+		// after the change, because iat has whole seconds: a token issued in the
+		// same second as the change could otherwise hold either set of roles.
+		revoke := !slices.Equal(u.Roles, roles)
+		now := s.timestamp()
+		if revoke {
+			u.RevokedBefore = max(u.RevokedBefore, now.Unix()+1)
+		}
+		u.Roles, u.Version, u.UpdatedAt = roles, u.Version+1, now
+		err = s.store.UpdateRoles(ctx, u, revoke)
 		if errors.Is(err, ErrStale) {
 			continue
 		}

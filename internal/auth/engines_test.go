@@ -23,6 +23,9 @@ func TestEveryEngine(t *testing.T) {
 		if rec := s.do("PUT", "/auth/users/"+ada.ID+"/roles", `{"roles":["editor"]}`, bearer(adminTok)...); rec.Code != 200 {
 			t.Errorf("roles change: got %d, want 200: %s", rec.Code, rec.Body)
 		}
+		// The role change revoked the earlier token.
+		wantProblem(t, s.do("GET", "/auth/users/"+ada.ID, "", bearer(tok)...), 401, auth.TypeUnauthorized)
+		tok = s.token("ada@example.com", "twelve chars")
 		if rec := s.do("GET", "/auth/users/"+ada.ID, "", bearer(tok)...); rec.Code != 200 || decode[auth.User](t, rec).Version != 2 {
 			t.Errorf("GET self: got %d %s, want 200 at version 2", rec.Code, rec.Body)
 		}

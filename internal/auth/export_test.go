@@ -20,3 +20,11 @@ func CurrentKID(s *Service) string {
 	key, _ := s.keys.signer()
 	return key.KID
 }
+
+// HashCounts returns the argon2id runs in flight, the most there ever were at once,
+// and the requests waiting for a hashing slot.
+func HashCounts(s *Service) (running, peak, waiting int) { return s.hashes.counts() }
+
+// SetHashHook has f called inside each argon2id run, before it hashes; set it before
+// serving.
+func SetHashHook(s *Service, f func()) { s.hashes.hook = f }

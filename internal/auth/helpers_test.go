@@ -17,9 +17,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"folio/internal/auth"
+	"folio/internal/platform/clientip"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/idempotency"
+	"folio/internal/platform/outbox/outboxtest"
 	"folio/internal/platform/rest/resttest"
+	"folio/internal/platform/secrets"
 	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
 )
@@ -55,24 +58,48 @@ func (c *clock) Advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
+// newBox returns a secrets box with a fresh key.
+func newBox(tb testing.TB) *secrets.Box {
+	tb.Helper()
+	box, err := secrets.Load(secrets.Config{Key: secrets.GenerateKey()}, "", quiet)
+	if err != nil {
+		tb.Fatalf("secrets: %v", err)
+	}
+	return box
+}
+
 // server is an auth service in-process, with the chassis around its routes.
 type server struct {
 	tb    testing.TB
 	h     http.Handler
 	svc   *auth.Service
+	db    *sqldb.DB
+	box   *secrets.Box
 	clock *clock
 }
+
+// trustedProxy is the address the tests' servers take for a proxy whose
+// X-Forwarded-For names the client, as the gateway is.
+const trustedProxy = "10.255.0.1"
 
 // newServer serves the auth service over db with cheap hashing and a settable clock;
 // change adjusts the options first.
 func newServer(tb testing.TB, db *sqldb.DB, change ...func(*auth.Options)) *server {
+	tb.Helper()
+	return newServerWith(tb, db, newBox(tb), change...)
+}
+
+// newServerWith is newServer with the given secrets box: another instance, or a
+// restart, over the same database and secrets key.
+func newServerWith(tb testing.TB, db *sqldb.DB, box *secrets.Box, change ...func(*auth.Options)) *server {
 	tb.Helper()
 	c := newClock()
 	o := auth.Options{Hashing: cheap, Now: c.Now, Log: quiet}
 	for _, f := range change {
 		f(&o)
 	}
-	svc, err := auth.NewService(auth.NewSQLStore(db), o)
+	outboxtest.Migrate(tb, db)
+	svc, err := auth.NewService(auth.NewSQLStore(db, box), o)
 	if err != nil {
 		tb.Fatalf("NewService: %v", err)
 	}
@@ -80,14 +107,15 @@ func newServer(tb testing.TB, db *sqldb.DB, change ...func(*auth.Options)) *serv
 		tb.Fatalf("Rotate: %v", err)
 	}
 	mux := http.NewServeMux()
-	if err := idempotency.Migrate(context.Background(), db); err != nil {
-		tb.Fatalf("idempotency migrate: %v", err)
-	}
 	keys := idempotency.New(db, quiet)
-	keys.Fingerprint = auth.RequestFingerprint
-	auth.Routes(mux, svc, keys, quiet)
+	keys.Fingerprint = svc.Fingerprint
+	proxies, err := clientip.Parse(trustedProxy)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	auth.Routes(mux, svc, keys, proxies, quiet)
 	srv := httpserver.New(httpserver.Config{}, quiet, prometheus.NewRegistry(), mux, auth.OpenAPI, db.PingContext)
-	return &server{tb: tb, h: srv.Handler(), svc: svc, clock: c}
+	return &server{tb: tb, h: srv.Handler(), svc: svc, db: db, box: box, clock: c}
 }
 
 // do serves one request; header holds name, value pairs, and the pseudo-header

@@ -3,10 +3,10 @@ package auth
 import (
 	"errors"
 	"log/slog"
-	"net"
 	"net/http"
 	"strconv"
 
+	"folio/internal/platform/clientip"
 	"folio/internal/platform/problem"
 	"folio/internal/platform/rest"
 )
@@ -16,12 +16,14 @@ const (
 	TypeUnauthorized    = "/problems/unauthorized"
 	TypeForbidden       = "/problems/forbidden"
 	TypeTooManyRequests = "/problems/too-many-requests"
+	TypeBusy            = "/problems/busy"
 )
 
 // writeError writes err as problem+json: the auth errors here, every other one
 // through problem.WriteError.
 func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	var rl *RateLimitedError
+	var busy *BusyError
 	switch {
 	case errors.Is(err, ErrUnauthorized):
 		if r.URL.Path != "/auth/token" {
@@ -34,8 +36,15 @@ func writeError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err er
 			Detail: "this needs the admin role"})
 	case errors.As(err, &rl):
 		w.Header().Set("Retry-After", strconv.Itoa(rl.RetryAfter))
-		problem.Write(w, r, problem.Problem{Type: TypeTooManyRequests, Status: http.StatusTooManyRequests,
-			Detail: "too many login attempts; retry later"})
+		detail := "too many login attempts; retry later"
+		if r.URL.Path == "/auth/register" {
+			detail = "too many registrations from this address; retry later"
+		}
+		problem.Write(w, r, problem.Problem{Type: TypeTooManyRequests, Status: http.StatusTooManyRequests, Detail: detail})
+	case errors.As(err, &busy):
+		w.Header().Set("Retry-After", strconv.Itoa(busy.RetryAfter))
+		problem.Write(w, r, problem.Problem{Type: TypeBusy, Status: http.StatusServiceUnavailable,
+			Detail: "too many password checks in progress; retry later"})
 	default:
 		problem.WriteError(w, r, log, err)
 	}
@@ -47,13 +56,24 @@ func writeUser(w http.ResponseWriter, status int, u User) {
 	_ = rest.WriteJSON(w, status, u)
 }
 
-// clientIP returns the host of the request's remote address.
-func clientIP(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
+// limitRegister takes a registration attempt from the client's bucket, then a
+// password-hashing slot for the whole request, before next (the idempotency layer,
+// whose fingerprint hashes, then the handler) runs: a flood of registers is refused
+// before it costs a hash, and the hashes of one request are counted once.
+func limitRegister(svc *Service, proxies clientip.Proxies, log *slog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := svc.AllowRegister(proxies.Addr(r)); err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		ctx, release, err := svc.HoldHashSlot(r.Context())
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		defer release()
+		next.ServeHTTP(w, r.WithContext(ctx))
+	})
 }
 
 // handleUserRegister serves POST /auth/register.
@@ -75,14 +95,14 @@ func handleUserRegister(svc *Service, log *slog.Logger) http.HandlerFunc {
 }
 
 // handleTokenCreate serves POST /auth/token.
-func handleTokenCreate(svc *Service, log *slog.Logger) http.HandlerFunc {
+func handleTokenCreate(svc *Service, proxies clientip.Proxies, log *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var in Credentials
 		if err := rest.Decode(r, &in); err != nil {
 			writeError(w, r, log, err)
 			return
 		}
-		tok, err := svc.Token(r.Context(), in, clientIP(r))
+		tok, err := svc.Token(r.Context(), in, proxies.Addr(r))
 		if err != nil {
 			writeError(w, r, log, err)
 			return
@@ -103,7 +123,7 @@ func handleKeysGet(svc *Service) http.HandlerFunc {
 // handleUserGet serves GET /auth/users/{id}.
 func handleUserGet(svc *Service, log *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		caller, err := svc.Authenticate(r.Header.Get("Authorization"))
+		caller, err := svc.Authenticate(r.Context(), r.Header.Get("Authorization"))
 		if err != nil {
 			writeError(w, r, log, err)
 			return
@@ -125,7 +145,7 @@ func handleUserGet(svc *Service, log *slog.Logger) http.HandlerFunc {
 // handleUserRolesReplace serves PUT /auth/users/{id}/roles.
 func handleUserRolesReplace(svc *Service, log *slog.Logger) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		caller, err := svc.Authenticate(r.Header.Get("Authorization"))
+		caller, err := svc.Authenticate(r.Context(), r.Header.Get("Authorization"))
 		if err != nil {
 			writeError(w, r, log, err)
 			return

@@ -128,7 +128,7 @@ func TestKeyRotation(t *testing.T) {
 	if err := s.svc.Rotate(ctx); err != nil || auth.CurrentKID(s.svc) != kid1 {
 		t.Fatalf("Rotate within the period: got kid %s, %v, want %s", auth.CurrentKID(s.svc), err, kid1)
 	}
-	restarted := newServer(t, db)
+	restarted := newServerWith(t, db, s.box)
 	if got := auth.CurrentKID(restarted.svc); got != kid1 {
 		t.Errorf("after a restart the service signs with %s, want the stored %s", got, kid1)
 	}

@@ -165,9 +165,18 @@ func (k *keyRing) sign(claims Claims) (string, error) {
 	return s, nil
 }
 
+// issuedAhead is how far ahead of the clock a token's iat may be: the auth service
+// issues tokens at its accounts' revoked_before, which can lie a second ahead.
+const issuedAhead = 2 * time.Second
+
+// errLifetime refuses a token whose iat or lifetime is outside the rules.
+var errLifetime = errors.New("the token's iat is missing, in the future, or its lifetime exceeds the token TTL")
+
 // verify parses and checks a token: EdDSA only, signed by a published key named by
-// its kid, with this issuer and audience, not expired and already valid.
-func (k *keyRing) verify(token, issuer, audience string) (*Claims, error) {
+// its kid, with this issuer and audience, not expired and already valid, issued (iat)
+// no later than now, and living (exp - iat) no longer than ttl, so that a token
+// with exp in the year 3000 is refused even when validly signed.
+func (k *keyRing) verify(token, issuer, audience string, ttl time.Duration) (*Claims, error) {
 	var c Claims
 	_, err := jwt.ParseWithClaims(token, &c, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
@@ -177,9 +186,12 @@ func (k *keyRing) verify(token, issuer, audience string) (*Claims, error) {
 		}
 		return pub, nil
 	}, jwt.WithValidMethods([]string{jwt.SigningMethodEdDSA.Alg()}), jwt.WithIssuer(issuer),
-		jwt.WithAudience(audience), jwt.WithExpirationRequired(), jwt.WithIssuedAt(), jwt.WithTimeFunc(k.now))
+		jwt.WithAudience(audience), jwt.WithExpirationRequired(), jwt.WithTimeFunc(k.now))
 	if err != nil {
 		return nil, err
+	}
+	if c.IssuedAt == nil || c.IssuedAt.After(k.now().Add(issuedAhead)) || c.ExpiresAt.Sub(c.IssuedAt.Time) > ttl {
+		return nil, errLifetime
 	}
 	return &c, nil
 }

@@ -14,11 +14,13 @@ type Limit struct {
 	Burst int
 }
 
-// Default login limits: 5 attempts a minute with a burst of 10 per email, 30 a
-// minute with a burst of 60 per client IP.
+// Default limits. Logins: 5 attempts a minute with a burst of 10 per email at one
+// client address, 30 a minute with a burst of 60 per client address. Registrations:
+// 10 a minute with a burst of 20 per client address.
 var (
-	DefaultEmailLimit = Limit{Every: time.Minute / 5, Burst: 10}
-	DefaultIPLimit    = Limit{Every: time.Minute / 30, Burst: 60}
+	DefaultEmailLimit    = Limit{Every: time.Minute / 5, Burst: 10}
+	DefaultIPLimit       = Limit{Every: time.Minute / 30, Burst: 60}
+	DefaultRegisterLimit = Limit{Every: time.Minute / 10, Burst: 20}
 )
 
 // maxBuckets bounds the memory of one limiter.
@@ -85,7 +87,8 @@ func (l *limiter) size() int {
 	return len(l.buckets)
 }
 
-// loginLimiter limits login attempts per email and per client IP.
+// loginLimiter limits login attempts per account at a client address and per client
+// address.
 type loginLimiter struct {
 	email, ip *limiter
 }

@@ -33,6 +33,19 @@ func TestNormalizeEmail(t *testing.T) {
 		{"ad\x00a@example.com", "ad\x00a@example.com", false},
 		{strings.Repeat("a", 65) + "@example.com", strings.Repeat("a", 65) + "@example.com", false},
 		{"a@" + strings.Repeat("b", 250) + ".com", "a@" + strings.Repeat("b", 250) + ".com", false},
+		// NFKC, then lower case: look-alike spellings are one address.
+		{"Foo@Example.com", "foo@example.com", true},
+		{"ｆｏｏ@example.com", "foo@example.com", true},
+		{"ＦＯＯ＠ＥＸＡＭＰＬＥ．ＣＯＭ", "foo@example.com", true},
+		{"ﬁle@example.com", "file@example.com", true}, // the ligature fi
+		// Invisible and bidi formatting characters.
+		{"\u200b", "", false},
+		{"\u200b\u200c\u200d", "", false},
+		{"a\u200b@example.com", "", false},
+		{"a@example.com\u202e", "", false},
+		{"\u2066a@example.com", "", false},
+		{"\ufeffa@example.com", "", false},
+		{"\xff@example.com", "", false},
 	} {
 		got, ok := auth.NormalizeEmail(tc.in)
 		if ok != tc.ok || (ok && got != tc.want) {

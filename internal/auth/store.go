@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"folio/internal/platform/fault"
+	"folio/internal/platform/outbox"
+	"folio/internal/platform/secrets"
 	"folio/internal/platform/sqldb"
 )
 
@@ -20,22 +22,40 @@ import (
 var Migrations embed.FS
 
 // SQLStore keeps accounts and signing keys in SQLite or PostgreSQL; its SQL is the
-// same on both.
+// same on both. Private keys are stored sealed by a secrets.Box, whose key is not in
+// the database, so that a copy of the database signs nothing.
 type SQLStore struct {
-	db *sqldb.DB
+	db     *sqldb.DB
+	box    *secrets.Box
+	notify func()
 }
 
 var _ Store = (*SQLStore)(nil)
 
-// NewSQLStore returns a store over db, which must be migrated with Migrations.
-func NewSQLStore(db *sqldb.DB) *SQLStore { return &SQLStore{db: db} }
+// Option configures a SQLStore.
+type Option func(*SQLStore)
 
-const userColumns = `id, email, password_hash, roles, version, created_at, updated_at`
+// WithNotify has the store call notify after each commit that added an event to the
+// outbox (give it the relay's Notify), so that the event goes out at once rather than
+// at the relay's next poll.
+func WithNotify(notify func()) Option { return func(s *SQLStore) { s.notify = notify } }
+
+// NewSQLStore returns a store over db, which must be migrated with Migrations and
+// with outbox.Migrate; box seals the signing keys.
+func NewSQLStore(db *sqldb.DB, box *secrets.Box, opts ...Option) *SQLStore {
+	s := &SQLStore{db: db, box: box}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+const userColumns = `id, email, password_hash, roles, version, created_at, updated_at, tokens_revoked_before`
 
 func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	var u User
 	var roles string
-	err := row.Scan(&u.ID, &u.Email, &u.PasswordHash, &roles, &u.Version, &u.CreatedAt, &u.UpdatedAt)
+	err := row.Scan(&u.ID, &u.Email, &u.PasswordHash, &roles, &u.Version, &u.CreatedAt, &u.UpdatedAt, &u.RevokedBefore)
 	u.Roles = []string{}
 	if roles != "" {
 		u.Roles = strings.Split(roles, ",")
@@ -46,8 +66,8 @@ func scanUser(row interface{ Scan(...any) error }) (User, error) {
 
 // CreateUser inserts u. Errors: Conflict when the email is taken.
 func (s *SQLStore) CreateUser(ctx context.Context, u User) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-		u.ID, u.Email, u.PasswordHash, strings.Join(u.Roles, ","), u.Version, u.CreatedAt, u.UpdatedAt)
+	_, err := s.db.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		u.ID, u.Email, u.PasswordHash, strings.Join(u.Roles, ","), u.Version, u.CreatedAt, u.UpdatedAt, u.RevokedBefore)
 	if sqldb.IsUniqueViolation(err) {
 		return fault.Wrap(fault.Conflict, err, "an account with this email exists")
 	}
@@ -81,31 +101,59 @@ func (s *SQLStore) UserByEmail(ctx context.Context, email string) (User, error) 
 	return u, nil
 }
 
-// UpdateRoles writes u's roles if the stored account is at u.Version-1. Errors:
-// NotFound, ErrStale.
-func (s *SQLStore) UpdateRoles(ctx context.Context, u User) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE users SET roles = $1, version = $2, updated_at = $3 WHERE id = $4 AND version = $5`,
-		strings.Join(u.Roles, ","), u.Version, u.UpdatedAt, u.ID, u.Version-1)
-	if err != nil {
-		return fmt.Errorf("update roles of %s: %w", u.ID, err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("update roles of %s: %w", u.ID, err)
-	} else if n == 1 {
+// UpdateRoles writes u's roles, version, updated_at and revoked_before if the stored
+// account is at u.Version-1. With revoke it records the account.revoked event in the
+// same transaction, so that the revocation reaches every verifier if and only if it
+// committed. Errors: NotFound, ErrStale.
+func (s *SQLStore) UpdateRoles(ctx context.Context, u User, revoke bool) error {
+	stale := false
+	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE users SET roles = $1, version = $2, updated_at = $3, tokens_revoked_before = $4
+			WHERE id = $5 AND version = $6`,
+			strings.Join(u.Roles, ","), u.Version, u.UpdatedAt, u.RevokedBefore, u.ID, u.Version-1)
+		if err != nil {
+			return fmt.Errorf("update roles of %s: %w", u.ID, err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("update roles of %s: %w", u.ID, err)
+		} else if n != 1 {
+			stale = true
+			return nil
+		}
+		if !revoke {
+			return nil
+		}
+		// The row was written (and locked) first, so that the events of one account
+		// leave in commit order.
+		if _, err := outbox.Add(ctx, tx, outbox.Event{Type: EventAccountRevoked, Aggregate: u.ID,
+			Data: Revocation{ID: u.ID, RevokedBefore: u.RevokedBefore}}); err != nil {
+			return fmt.Errorf("add %s event for account %s: %w", EventAccountRevoked, u.ID, err)
+		}
 		return nil
-	}
-	if _, err := s.User(ctx, u.ID); err != nil {
+	})
+	if err != nil {
 		return err
 	}
-	return ErrStale
+	if stale {
+		if _, err := s.User(ctx, u.ID); err != nil {
+			return err
+		}
+		return ErrStale
+	}
+	if revoke && s.notify != nil {
+		s.notify()
+	}
+	return nil
 }
 
-// SigningKeys returns every stored signing key, oldest first.
+// SigningKeys returns every stored signing key, oldest first. A key stored in clear
+// by an older version is read as it is, until SealSigningKeys seals it. Errors: a key
+// that does not unseal (another secrets key, or an altered row).
 func (s *SQLStore) SigningKeys(ctx context.Context) ([]SigningKey, error) {
-	return signingKeys(ctx, s.db.QueryContext)
+	return s.signingKeys(ctx, s.db.QueryContext)
 }
 
-func signingKeys(ctx context.Context, query func(context.Context, string, ...any) (*sql.Rows, error)) ([]SigningKey, error) {
+func (s *SQLStore) signingKeys(ctx context.Context, query func(context.Context, string, ...any) (*sql.Rows, error)) ([]SigningKey, error) {
 	rows, err := query(ctx, `SELECT kid, private_key, created_at, retired_at FROM signing_keys ORDER BY created_at, kid`)
 	if err != nil {
 		return nil, fmt.Errorf("list signing keys: %w", err)
@@ -114,13 +162,14 @@ func signingKeys(ctx context.Context, query func(context.Context, string, ...any
 	var keys []SigningKey
 	for rows.Next() {
 		var k SigningKey
-		var seed []byte
+		var stored []byte
 		var retired sql.NullTime
-		if err := rows.Scan(&k.KID, &seed, &k.CreatedAt, &retired); err != nil {
+		if err := rows.Scan(&k.KID, &stored, &k.CreatedAt, &retired); err != nil {
 			return nil, fmt.Errorf("list signing keys: %w", err)
 		}
-		if len(seed) != ed25519.SeedSize {
-			return nil, fmt.Errorf("signing key %s: seed of %d bytes, want %d", k.KID, len(seed), ed25519.SeedSize)
+		seed, _, err := s.seed(k.KID, stored)
+		if err != nil {
+			return nil, err
 		}
 		k.Private = ed25519.NewKeyFromSeed(seed)
 		k.CreatedAt = k.CreatedAt.UTC()
@@ -136,11 +185,73 @@ func signingKeys(ctx context.Context, query func(context.Context, string, ...any
 	return keys, nil
 }
 
-// RotateSigningKey stores k (its seed) and retires every other active key at
-// k.CreatedAt, unless an active key created after cutoff exists.
+// seed returns the Ed25519 seed of a stored key, and whether it was stored sealed.
+func (s *SQLStore) seed(kid string, stored []byte) ([]byte, bool, error) {
+	sealed := secrets.IsSealed(string(stored))
+	seed := stored
+	if sealed {
+		var err error
+		if seed, err = s.box.Unseal(string(stored), []byte(kid)); err != nil {
+			return nil, true, fmt.Errorf("signing key %s: %w (is FOLIO_SECRETS_KEY the key this database was sealed with?)", kid, err)
+		}
+	}
+	if len(seed) != ed25519.SeedSize {
+		return nil, sealed, fmt.Errorf("signing key %s: seed of %d bytes, want %d", kid, len(seed), ed25519.SeedSize)
+	}
+	return seed, sealed, nil
+}
+
+// SealSigningKeys seals, in place, every signing key an older version stored in
+// clear, and returns how many it sealed. Each row is rewritten only if it still holds
+// what was read, so that instances doing this at once do not seal twice.
+func (s *SQLStore) SealSigningKeys(ctx context.Context) (int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT kid, private_key FROM signing_keys`)
+	if err != nil {
+		return 0, fmt.Errorf("seal signing keys: %w", err)
+	}
+	type clear struct {
+		kid    string
+		stored []byte
+	}
+	var found []clear
+	for rows.Next() {
+		var c clear
+		if err := rows.Scan(&c.kid, &c.stored); err != nil {
+			rows.Close()
+			return 0, fmt.Errorf("seal signing keys: %w", err)
+		}
+		if !secrets.IsSealed(string(c.stored)) {
+			found = append(found, c)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("seal signing keys: %w", err)
+	}
+	n := 0
+	for _, c := range found {
+		seed, _, err := s.seed(c.kid, c.stored)
+		if err != nil {
+			return n, err
+		}
+		res, err := s.db.ExecContext(ctx, `UPDATE signing_keys SET private_key = $1 WHERE kid = $2 AND private_key = $3`,
+			[]byte(s.box.Seal(seed, []byte(c.kid))), c.kid, c.stored)
+		if err != nil {
+			return n, fmt.Errorf("seal signing key %s: %w", c.kid, err)
+		}
+		if m, _ := res.RowsAffected(); m == 1 {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// RotateSigningKey stores k (its seed, sealed with the key id as context) and
+// retires every other active key at k.CreatedAt, unless an active key created after
+// cutoff exists.
 func (s *SQLStore) RotateSigningKey(ctx context.Context, k SigningKey, cutoff time.Time) error {
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
-		keys, err := signingKeys(ctx, tx.QueryContext)
+		keys, err := s.signingKeys(ctx, tx.QueryContext)
 		if err != nil {
 			return err
 		}
@@ -151,7 +262,7 @@ func (s *SQLStore) RotateSigningKey(ctx context.Context, k SigningKey, cutoff ti
 			return fmt.Errorf("retire signing keys: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO signing_keys (kid, private_key, created_at) VALUES ($1, $2, $3)`,
-			k.KID, []byte(k.Private.Seed()), k.CreatedAt); err != nil {
+			k.KID, []byte(s.box.Seal(k.Private.Seed(), []byte(k.KID))), k.CreatedAt); err != nil {
 			return fmt.Errorf("store signing key: %w", err)
 		}
 		return nil
