@@ -21,6 +21,7 @@ import (
 	"folio/internal/demo"
 	"folio/internal/localbuild"
 	"folio/internal/localnats"
+	"folio/internal/platform/secrets"
 	"folio/internal/supervise"
 )
 
@@ -136,9 +137,19 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 	if err != nil {
 		return err
 	}
+	// The key that seals the signing keys and webhook secrets in the databases: one
+	// file, 0600, made on the first run. Locally it lies beside the data; elsewhere it
+	// is mounted from a secret store.
+	secretsKey := filepath.Join(cfg.dataDir, "secrets.key")
+	if err := secrets.EnsureKeyFile(secretsKey); err != nil {
+		return err
+	}
 	// The same admin every run: the auth service creates it when it is missing and
 	// changes nothing when it exists, so an interrupted first run heals itself.
 	for _, s := range services {
+		if s.program == "auth" || s.program == "notify" {
+			s.env = append(s.env, "FOLIO_SECRETS_KEY_FILE="+secretsKey)
+		}
 		if s.program == "auth" {
 			s.env = append(s.env, "FOLIO_ADMIN_EMAIL="+creds.AdminEmail, "FOLIO_ADMIN_PASSWORD="+creds.AdminPassword)
 		}

@@ -132,10 +132,16 @@ func readKeyFile(path string) ([]byte, error) {
 	return key, nil
 }
 
-// WriteKeyFile writes a fresh key to path (0600), failing if the file exists, and
-// returns the key. folio up uses it to make the key it passes in FOLIO_SECRETS_KEY_FILE.
-func WriteKeyFile(path string) ([]byte, error) {
-	return createKeyFile(path)
+// EnsureKeyFile makes the key file path (0600, in a 0700 directory) with a fresh
+// key unless it exists already, and returns an error if it cannot, or if an existing
+// file holds no key. folio up uses it for the key it passes in
+// FOLIO_SECRETS_KEY_FILE.
+func EnsureKeyFile(path string) error {
+	_, err := readKeyFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		_, err = createKeyFile(path)
+	}
+	return err
 }
 
 func createKeyFile(path string) ([]byte, error) {

@@ -160,3 +160,34 @@ func TestLoadCreatesPrivateKeyFile(t *testing.T) {
 		t.Fatalf("the key read back does not open what the created key sealed: %v", err)
 	}
 }
+
+func TestEnsureKeyFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys", "secrets.key")
+	if err := secrets.EnsureKeyFile(path); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: got %v, %v, want a 0600 file", fi, err)
+	}
+	first, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := secrets.EnsureKeyFile(path); err != nil {
+		t.Fatal(err)
+	}
+	if again, _ := os.ReadFile(path); !bytes.Equal(again, first) {
+		t.Error("a second EnsureKeyFile replaced the key")
+	}
+	if _, err := secrets.Load(secrets.Config{KeyFile: path}, "", discard()); err != nil {
+		t.Errorf("Load of the made key file: %v", err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.key")
+	if err := os.WriteFile(bad, []byte("not a key"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := secrets.EnsureKeyFile(bad); err == nil {
+		t.Error("EnsureKeyFile of a file holding no key: got nil, want an error")
+	}
+}
