@@ -123,7 +123,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	if cfg.HTTPAddr == "" {
-		cfg.HTTPAddr = ":8080"
+		// Loopback unless told otherwise: containers set FOLIO_HTTP_ADDR=0.0.0.0:8080.
+		cfg.HTTPAddr = "127.0.0.1:8080"
 	}
 	log := cfg.Logger(stdout, "gateway")
 	gcfg, err := cfg.gatewayConfig()

@@ -25,12 +25,13 @@ func freeAddr(t *testing.T) string {
 }
 
 func TestRunServesAndStops(t *testing.T) {
-	addr := freeAddr(t)
+	addr, metricsAddr := freeAddr(t), freeAddr(t)
 	env := map[string]string{
-		"FOLIO_HTTP_ADDR":  addr,
-		"FOLIO_BOOK_URLS":  "http://" + freeAddr(t) + ", http://" + freeAddr(t),
-		"FOLIO_LOG_LEVEL":  "error",
-		"FOLIO_ACCESS_LOG": "false",
+		"FOLIO_HTTP_ADDR":    addr,
+		"FOLIO_METRICS_ADDR": metricsAddr,
+		"FOLIO_BOOK_URLS":    "http://" + freeAddr(t) + ", http://" + freeAddr(t),
+		"FOLIO_LOG_LEVEL":    "error",
+		"FOLIO_ACCESS_LOG":   "false",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -62,9 +63,14 @@ func TestRunServesAndStops(t *testing.T) {
 	for _, c := range []struct {
 		path string
 		want int
-	}{{"/healthz", 200}, {"/readyz", 200}, {"/nope", 404}, {"/books", 503}, {"/metrics", 200}} {
+	}{{"/healthz", 200}, {"/readyz", 200}, {"/nope", 404}, {"/books", 503}, {"/metrics", 404}, {"metrics:/metrics", 200}} {
 		path, want := c.path, c.want
-		resp, err := http.Get(base + path)
+		url := base + path
+		if p, ok := strings.CutPrefix(path, "metrics:"); ok {
+			// The metrics are on their own listener, not on the public port.
+			path, url = p, "http://"+metricsAddr+p
+		}
+		resp, err := http.Get(url)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -73,7 +79,7 @@ func TestRunServesAndStops(t *testing.T) {
 		if resp.StatusCode != want {
 			t.Errorf("GET %s: status = %d, want %d (%s)", path, resp.StatusCode, want, body)
 		}
-		if path == "/metrics" && !strings.Contains(string(body), "gateway_upstream_requests_total") {
+		if url != base+path && !strings.Contains(string(body), "gateway_upstream_requests_total") {
 			t.Errorf("metrics lack the gateway's own")
 		}
 	}

@@ -62,17 +62,33 @@ func (w *statusWriter) WriteHeader(code int) {
 	}
 	w.wroteHeader = true
 	w.status = code
+	safeHeaders(w.Header())
 	if w.r.Pattern == "" && (code == http.StatusNotFound || code == http.StatusMethodNotAllowed) {
 		w.swallow = true
 		p := problem.Problem{Type: problem.TypeNotFound, Status: code, Detail: "no such resource"}
 		if code == http.StatusMethodNotAllowed {
 			p.Type, p.Detail = problem.TypeMethodNotAllowed, "this resource does not support "+w.r.Method
 		}
-		w.Header().Del("X-Content-Type-Options")
 		problem.Write(w.ResponseWriter, w.r, p)
 		return
 	}
 	w.ResponseWriter.WriteHeader(code)
+}
+
+// safeHeaders adds the headers every answer carries unless its handler chose
+// otherwise. No browser may guess another type than the one declared (a JSON string
+// read as HTML), and no cache may keep an answer that can hold a caller's data. A
+// handler that wants caching (the JWKS) sets its own Cache-Control; ETags and 304s
+// work as before for clients that ask. They are added when the answer starts rather
+// than before the handler runs, so that the gateway, which copies a service's headers
+// by adding them, never sends two of each.
+func safeHeaders(h http.Header) {
+	if _, ok := h["X-Content-Type-Options"]; !ok {
+		h.Set("X-Content-Type-Options", "nosniff")
+	}
+	if _, ok := h["Cache-Control"]; !ok {
+		h.Set("Cache-Control", "no-store")
+	}
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
@@ -87,8 +103,9 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// wrap puts the chassis around a service's routes: request id, panic recovery, body
-// limit, metrics per route and an access log line per request.
+// wrap puts the chassis around a service's routes: request id, safe response
+// headers, panic recovery, body limit, metrics per route and an access log line per
+// request.
 func wrap(next http.Handler, log *slog.Logger, in *instruments, accessLog bool) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()

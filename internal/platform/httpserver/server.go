@@ -1,6 +1,7 @@
 // Package httpserver is the HTTP chassis of every Folio service: middleware (request
-// id, panic recovery, body limit, metrics, access log), the operational endpoints
-// (/healthz, /readyz, /metrics, /openapi.json) and graceful shutdown.
+// id, panic recovery, body limit, safe response headers, metrics, access log), the
+// operational endpoints (/healthz, /readyz, /openapi.json; /metrics on a listener of
+// its own) and graceful shutdown.
 package httpserver
 
 import (
@@ -56,7 +57,6 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry, mux *http.Serve
 		_, _ = w.Write([]byte(`{"status":"ok"}`))
 	})
 	mux.HandleFunc("GET /readyz", s.handleReady)
-	mux.Handle("GET /metrics", metrics.Handler(reg))
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi)
@@ -92,6 +92,30 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 	}{"ready", s.cfg.ReadyDetail(ctx)})
 }
 
+// MaxHeaderBytes bounds a request's line and headers (64 KiB): Go's default of 1 MiB
+// lets every connection hold a megabyte before any handler runs, and no Folio
+// request needs more than a token and a few ids.
+const MaxHeaderBytes = 64 << 10
+
+// ServeMetrics serves reg's metrics at /metrics on a listener of its own at addr until
+// ctx ends, and returns the address listened on. The public port does not serve them:
+// they tell anyone who asks about routes, traffic and internals, so they belong on an
+// address only the monitoring can reach.
+func ServeMetrics(ctx context.Context, addr string, reg *prometheus.Registry, log *slog.Logger) (net.Addr, error) {
+	ln, err := Listen(addr)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics.Handler(reg))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second,
+		MaxHeaderBytes: MaxHeaderBytes, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	go func() { _ = srv.Serve(ln) }()
+	context.AfterFunc(ctx, func() { _ = srv.Close() })
+	log.Info("metrics listening", "addr", ln.Addr().String())
+	return ln.Addr(), nil
+}
+
 // Listen opens the server's port. A port that is taken gives an error that says so.
 func Listen(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
@@ -114,6 +138,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)

@@ -5,11 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/logging"
@@ -24,13 +28,22 @@ type chassis struct {
 	h     http.Handler
 	srv   *httpserver.Server
 	logs  *processtest.LogBuffer
+	reg   *prometheus.Registry
 	ready error
+}
+
+// metrics returns what the metrics listener would serve.
+func (c *chassis) metrics(t *testing.T) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	metrics.Handler(c.reg).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	return rec.Body.String()
 }
 
 // newChassis serves a few test routes in the chassis.
 func newChassis(t *testing.T) *chassis {
 	t.Helper()
-	c := &chassis{logs: &processtest.LogBuffer{}}
+	c := &chassis{logs: &processtest.LogBuffer{}, reg: metrics.NewRegistry()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /panic", func(w http.ResponseWriter, r *http.Request) {
 		panic("secret panic value")
@@ -60,7 +73,7 @@ func newChassis(t *testing.T) *chassis {
 		_, _ = w.Write(b)
 	})
 	log := logging.New(c.logs, "test", "json", "info")
-	c.srv = httpserver.New(httpserver.Config{AccessLog: true}, log, metrics.NewRegistry(), mux, []byte(`{"openapi":"3.1.0"}`),
+	c.srv = httpserver.New(httpserver.Config{AccessLog: true}, log, c.reg, mux, []byte(`{"openapi":"3.1.0"}`),
 		func(context.Context) error { return c.ready })
 	c.h = c.srv.Handler()
 	return c
@@ -147,7 +160,7 @@ func TestPanic(t *testing.T) {
 	}()
 
 	// Counted as a 500 in the metrics.
-	metrics := body(t, c.do(t, httptest.NewRequest(http.MethodGet, "/metrics", nil)))
+	metrics := c.metrics(t)
 	if !strings.Contains(metrics, `http_requests_total{code="500",method="GET",route="GET /panic"} 1`) {
 		t.Errorf("metrics do not count the panic as a 500:\n%s", metrics)
 	}
@@ -171,8 +184,8 @@ func TestUnknownRoutes(t *testing.T) {
 			if p.Instance != tt.path {
 				t.Errorf("got instance %q, want %q", p.Instance, tt.path)
 			}
-			if resp.Header.Get("X-Content-Type-Options") != "" {
-				t.Error("the router's plain-text headers leaked into the problem")
+			if got := resp.Header.Values("X-Content-Type-Options"); len(got) != 1 || got[0] != "nosniff" {
+				t.Errorf("got X-Content-Type-Options %q, want nosniff once", got)
 			}
 			if tt.status == http.StatusMethodNotAllowed && resp.Header.Get("Allow") == "" {
 				t.Error("got no Allow header with 405")
@@ -186,7 +199,7 @@ func TestUnknownRoutes(t *testing.T) {
 		t.Errorf("got %d %q, want the route's own 404", resp.StatusCode, b)
 	}
 
-	metrics := body(t, c.do(t, httptest.NewRequest(http.MethodGet, "/metrics", nil)))
+	metrics := c.metrics(t)
 	for _, want := range []string{
 		`http_requests_total{code="404",method="GET",route="unmatched"} 2`,
 		`http_requests_total{code="405",method="DELETE",route="unmatched"} 1`,
@@ -271,10 +284,13 @@ func TestBodyLimit(t *testing.T) {
 
 	req = httptest.NewRequest(http.MethodPost, "/echo", io.MultiReader(strings.NewReader(big)))
 	req.ContentLength = -1
+	req.Header.Set("Content-Type", "application/json")
 	wantProblem(t, c.do(t, req), http.StatusRequestEntityTooLarge, problem.TypeTooLarge)
 
 	exact := big[1:]
-	resp := c.do(t, httptest.NewRequest(http.MethodPost, "/echo", io.MultiReader(strings.NewReader(exact))))
+	req = httptest.NewRequest(http.MethodPost, "/echo", io.MultiReader(strings.NewReader(exact)))
+	req.Header.Set("Content-Type", "application/json")
+	resp := c.do(t, req)
 	if b := body(t, resp); resp.StatusCode != http.StatusOK || len(b) != len(exact) {
 		t.Errorf("1 MiB: got %d and %d bytes, want 200 and the body", resp.StatusCode, len(b))
 	}
@@ -300,12 +316,132 @@ func TestOperationalEndpoints(t *testing.T) {
 		t.Errorf("/healthz while not ready: got %d, want 200", resp.StatusCode)
 	}
 
-	resp = c.do(t, httptest.NewRequest(http.MethodGet, "/metrics", nil))
-	if b := body(t, resp); resp.StatusCode != http.StatusOK || !strings.Contains(b, "http_requests_total") ||
+	// The metrics are not on the public port (issue 8, finding 10).
+	wantProblem(t, c.do(t, httptest.NewRequest(http.MethodGet, "/metrics", nil)), http.StatusNotFound, problem.TypeNotFound)
+}
+
+func TestServeMetrics(t *testing.T) {
+	c := newChassis(t)
+	c.do(t, httptest.NewRequest(http.MethodGet, "/healthz", nil))
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &processtest.LogBuffer{}
+	addr, err := httpserver.ServeMetrics(ctx, "127.0.0.1:0", c.reg, logging.New(logs, "test", "json", "info"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := logs.MetricsAddr(); got != addr.String() {
+		t.Errorf("no log line names the metrics address %s:\n%s", addr, logs)
+	}
+	resp, err := http.Get("http://" + addr.String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := body(t, resp); resp.StatusCode != http.StatusOK || !strings.Contains(b, `http_requests_total{code="200",method="GET",route="GET /healthz"} 1`) ||
 		!strings.Contains(b, "go_goroutines") {
-		t.Errorf("/metrics: got %d, want 200 with the HTTP and runtime metrics", resp.StatusCode)
+		t.Errorf("/metrics: got %d, want 200 with the HTTP and runtime metrics:\n%s", resp.StatusCode, b)
+	}
+	resp.Body.Close()
+	cancel()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		conn, err := net.Dial("tcp", addr.String())
+		if err != nil {
+			break
+		}
+		conn.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the metrics listener is still open after its context ended")
+		}
 	}
 }
+
+// TestSafeHeaders: every answer says nosniff and no-store unless its handler chose a
+// Cache-Control, once each even when a proxied answer brought its own (issue 8,
+// finding 10).
+func TestSafeHeaders(t *testing.T) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /plain", func(w http.ResponseWriter, r *http.Request) {
+		rest.WriteJSON(w, http.StatusOK, map[string]string{"a": "b"})
+	})
+	mux.HandleFunc("GET /cached", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=60")
+		rest.WriteJSON(w, http.StatusOK, map[string]string{"a": "b"})
+	})
+	mux.HandleFunc("GET /tagged", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", `"v1"`)
+		if r.Header.Get("If-None-Match") == `"v1"` {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		rest.WriteJSON(w, http.StatusOK, map[string]string{"a": "b"})
+	})
+	mux.HandleFunc("GET /proxied", func(w http.ResponseWriter, r *http.Request) {
+		// What httputil.ReverseProxy does with a service's answer: add its headers.
+		w.Header().Add("Cache-Control", "no-store")
+		w.Header().Add("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusOK)
+	})
+	h := httpserver.New(httpserver.Config{}, slogDiscard(), metrics.NewRegistry(), mux, []byte(`{}`),
+		func(context.Context) error { return nil }).Handler()
+	for _, tc := range []struct {
+		path, ifNoneMatch, cache string
+		status                   int
+	}{
+		{path: "/plain", cache: "no-store", status: 200},
+		{path: "/cached", cache: "public, max-age=60", status: 200},
+		{path: "/tagged", cache: "no-store", status: 200},
+		{path: "/tagged", ifNoneMatch: `"v1"`, cache: "no-store", status: 304},
+		{path: "/proxied", cache: "no-store", status: 200},
+		{path: "/nope", cache: "no-store", status: 404},
+		{path: "/healthz", cache: "no-store", status: 200},
+	} {
+		req := httptest.NewRequest(http.MethodGet, tc.path, nil)
+		if tc.ifNoneMatch != "" {
+			req.Header.Set("If-None-Match", tc.ifNoneMatch)
+		}
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != tc.status {
+			t.Errorf("%s: got %d, want %d", tc.path, rec.Code, tc.status)
+		}
+		if got := rec.Header().Values("Cache-Control"); len(got) != 1 || got[0] != tc.cache {
+			t.Errorf("%s: got Cache-Control %q, want %q once", tc.path, got, tc.cache)
+		}
+		if got := rec.Header().Values("X-Content-Type-Options"); len(got) != 1 || got[0] != "nosniff" {
+			t.Errorf("%s: got X-Content-Type-Options %q, want nosniff once", tc.path, got)
+		}
+	}
+}
+
+// TestMaxHeaderBytes: a request whose headers pass 64 KiB is refused with 431 before
+// any handler runs; Go's default would have read a megabyte of them.
+func TestMaxHeaderBytes(t *testing.T) {
+	c := newChassis(t)
+	ln, err := httpserver.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.srv.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+	for _, tc := range []struct {
+		size   int
+		status int
+	}{{size: 16 << 10, status: http.StatusOK}, {size: 100 << 10, status: http.StatusRequestHeaderFieldsTooLarge}} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+ln.Addr().String()+"/healthz", nil)
+		req.Header.Set("X-Padding", strings.Repeat("a", tc.size))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%d bytes of headers: %v", tc.size, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.status {
+			t.Errorf("%d bytes of headers: got %d, want %d", tc.size, resp.StatusCode, tc.status)
+		}
+	}
+}
+
+func slogDiscard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func TestServeAndShutdown(t *testing.T) {
 	c := newChassis(t)

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -46,6 +47,10 @@ type Server struct {
 	// listener, to be kept off public networks: it is how the figures in
 	// docs/benchmarks.md were explained.
 	PprofAddr string `env:"FOLIO_PPROF_ADDR"`
+	// MetricsAddr is where /metrics is served, never on the public port: by default
+	// on loopback at the HTTP port + 1000 (127.0.0.1:9081 for book's 8081); "off"
+	// serves none.
+	MetricsAddr string `env:"FOLIO_METRICS_ADDR"`
 	// TrustedProxies lists the proxies (CIDRs or IPs, comma-separated) whose
 	// X-Forwarded-For names the client; from any other peer the header is ignored.
 	TrustedProxies string `env:"FOLIO_TRUSTED_PROXIES"`
@@ -92,6 +97,10 @@ func (s Server) serve(ctx context.Context, log *slog.Logger, reg *prometheus.Reg
 			ln.Close()
 			return err
 		}
+	}
+	if err := s.serveMetrics(ctx, reg, log); err != nil {
+		ln.Close()
+		return err
 	}
 	if sv.announce != nil {
 		withdraw, err := sv.announce(ln.Addr())
@@ -165,7 +174,7 @@ func Start(ctx context.Context, name, addr string, cfg any, base *Base, getenv f
 		return nil, err
 	}
 	if base.HTTPAddr == "" {
-		base.HTTPAddr = addr
+		base.HTTPAddr = loopbackDefault(addr)
 	}
 	if base.DatabaseURL == "" {
 		base.DatabaseURL = "sqlite:" + filepath.Join(base.DataDir, name+".db")
@@ -283,6 +292,52 @@ func (p *Process) Close() error {
 	return p.DB.Close()
 }
 
+// serveMetrics serves reg on MetricsAddr, or by default on loopback at the HTTP port
+// + 1000, until ctx ends.
+func (s Server) serveMetrics(ctx context.Context, reg *prometheus.Registry, log *slog.Logger) error {
+	if s.MetricsAddr == "off" {
+		return nil
+	}
+	if s.MetricsAddr != "" {
+		if _, err := httpserver.ServeMetrics(ctx, s.MetricsAddr, reg, log); err != nil {
+			return fmt.Errorf("FOLIO_METRICS_ADDR: %w", err)
+		}
+		return nil
+	}
+	addr := defaultMetricsAddr(s.HTTPAddr)
+	if _, err := httpserver.ServeMetrics(ctx, addr, reg, log); err != nil {
+		// Nobody chose that port; one taken (a test's, another program's) is no
+		// reason not to start. The log line says where the metrics went instead.
+		log.Warn("default metrics address unavailable; serving metrics on another port", "addr", addr, "err", err)
+		if _, err := httpserver.ServeMetrics(ctx, "127.0.0.1:0", reg, log); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// defaultMetricsAddr is the metrics address for a program serving on httpAddr:
+// loopback, at the HTTP port + 1000, or any free port when the HTTP port is chosen by
+// the system (0) or too high to add 1000 to.
+func defaultMetricsAddr(httpAddr string) string {
+	_, portText, err := net.SplitHostPort(httpAddr)
+	port, perr := strconv.Atoi(portText)
+	if err != nil || perr != nil || port == 0 || port+1000 > 65535 {
+		return "127.0.0.1:0"
+	}
+	return "127.0.0.1:" + strconv.Itoa(port+1000)
+}
+
+// loopbackDefault puts a default address without a host (":8081") on loopback: a
+// program listens on every interface only when told to (FOLIO_HTTP_ADDR=0.0.0.0:8081,
+// as containers do).
+func loopbackDefault(addr string) string {
+	if host, port, err := net.SplitHostPort(addr); err == nil && host == "" {
+		return net.JoinHostPort("127.0.0.1", port)
+	}
+	return addr
+}
+
 // servePprof serves the profiler on addr until ctx ends.
 func servePprof(ctx context.Context, addr string, log *slog.Logger) error {
 	ln, err := httpserver.Listen(addr)
@@ -295,7 +350,7 @@ func servePprof(ctx context.Context, addr string, log *slog.Logger) error {
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, MaxHeaderBytes: httpserver.MaxHeaderBytes}
 	go func() { _ = srv.Serve(ln) }()
 	context.AfterFunc(ctx, func() { _ = srv.Close() })
 	log.Info("profiler listening", "addr", ln.Addr().String())

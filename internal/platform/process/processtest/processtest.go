@@ -46,6 +46,18 @@ func (b *LogBuffer) ServingAddr() string {
 	return ""
 }
 
+// MetricsAddr returns the address from the JSON "metrics listening" log line: where
+// the program serves /metrics, off its public port. It is "" while there is none.
+func (b *LogBuffer) MetricsAddr() string {
+	for _, line := range strings.Split(b.String(), "\n") {
+		var rec struct{ Msg, Addr string }
+		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "metrics listening" {
+			return rec.Addr
+		}
+	}
+	return ""
+}
+
 // Env returns a getenv that reads vars, so that a program sees the test's
 // environment rather than the process's.
 func Env(vars map[string]string) func(string) string {
@@ -70,6 +82,9 @@ func WantSettingRejected(t testing.TB, run Run, program, name, value string) {
 type Program struct {
 	// URL is the program's base URL, http:// and the address it serves on.
 	URL string
+	// MetricsURL is where the program serves /metrics, off its public port
+	// (FOLIO_METRICS_ADDR); "" when it serves none.
+	MetricsURL string
 	// Logs holds what the program has written.
 	Logs *LogBuffer
 
@@ -107,6 +122,9 @@ func Start(t testing.TB, run Run, args []string, vars map[string]string) *Progra
 		addr = p.Logs.ServingAddr()
 	}
 	p.URL = "http://" + addr
+	if m := p.Logs.MetricsAddr(); m != "" {
+		p.MetricsURL = "http://" + m
+	}
 	return p
 }
 
