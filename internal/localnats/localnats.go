@@ -1,6 +1,7 @@
 // Package localnats runs the NATS server that `folio up` embeds for events and
-// discovery: JetStream on, its storage in the data directory, and every write
-// synced to disk before it is acknowledged.
+// discovery: JetStream on, its storage in the data directory, every write synced
+// to disk before it is acknowledged, and, given users, only they may connect, each
+// with its permissions.
 package localnats
 
 import (
@@ -12,7 +13,20 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"folio/internal/platform/broker/natsconn"
 )
+
+// User is one credential the server accepts: an nkey's public key and what its
+// holder may publish and subscribe to.
+type User struct {
+	Name        string // for logs and errors
+	Nkey        string // public key, "U…"
+	Permissions natsconn.Permissions
+	// Unrestricted gives the user every subject, Permissions aside: the
+	// operator's own credential.
+	Unrestricted bool
+}
 
 // Server is a running embedded NATS server.
 type Server struct {
@@ -20,12 +34,13 @@ type Server struct {
 }
 
 // Start runs a NATS server with JetStream on host:port, storing streams under dir.
+// With users, only they may connect; without, anyone may (benchmarks, tests).
 //
 // JetStream by default acknowledges a publish before it reaches the disk and syncs
 // every two minutes, so a power loss can lose acknowledged events; SyncAlways makes
 // each acknowledged write durable, which is what the outbox relies on when it marks
 // an event sent.
-func Start(host string, port int, dir string) (*Server, error) {
+func Start(host string, port int, dir string, users ...User) (*Server, error) {
 	opts := &server.Options{
 		ServerName:             "folio-local",
 		Host:                   host,
@@ -37,6 +52,23 @@ func Start(host string, port int, dir string) (*Server, error) {
 		NoLog:                  true,
 		DisableJetStreamBanner: true,
 		HTTPPort:               -1, // no monitoring port
+	}
+	for _, u := range users {
+		if u.Nkey == "" {
+			return nil, fmt.Errorf("nats: user %s has no nkey", u.Name)
+		}
+		nu := &server.NkeyUser{Nkey: u.Nkey}
+		if !u.Unrestricted {
+			if len(u.Permissions.Publish) == 0 || len(u.Permissions.Subscribe) == 0 {
+				// An empty allow list means "everything" to the server.
+				return nil, fmt.Errorf("nats: user %s has empty permissions", u.Name)
+			}
+			nu.Permissions = &server.Permissions{
+				Publish:   &server.SubjectPermission{Allow: u.Permissions.Publish},
+				Subscribe: &server.SubjectPermission{Allow: u.Permissions.Subscribe},
+			}
+		}
+		opts.Nkeys = append(opts.Nkeys, nu)
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -68,7 +100,7 @@ func (s *Server) Shutdown() {
 
 // Serve runs the server of Start on addr ("host:port"), storing under dir, until
 // ctx ends: for a child process that is nothing but the broker.
-func Serve(ctx context.Context, addr, dir string) error {
+func Serve(ctx context.Context, addr, dir string, users ...User) error {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
@@ -77,7 +109,7 @@ func Serve(ctx context.Context, addr, dir string) error {
 	if err != nil {
 		return fmt.Errorf("nats: port %q: %w", portStr, err)
 	}
-	s, err := Start(host, port, dir)
+	s, err := Start(host, port, dir, users...)
 	if err != nil {
 		return err
 	}

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"folio/internal/platform/broker/natsconn"
 )
 
 // Config selects and locates the broker.
@@ -18,6 +20,12 @@ type Config struct {
 	Kind        string `env:"FOLIO_BROKER" envDefault:"nats"` // "nats" or "rabbitmq"
 	NATSURL     string `env:"FOLIO_NATS_URL" envDefault:"nats://127.0.0.1:4222"`
 	RabbitMQURL string `env:"FOLIO_RABBITMQ_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/" mask:"true"`
+	// RabbitMQCA is a PEM file of the CA that signed the server's certificate,
+	// for amqps:// URLs (without it, the system's roots).
+	RabbitMQCA string `env:"FOLIO_RABBITMQ_CA"`
+	// NATS is the program's NATS credential and TLS settings, shared with its
+	// discovery connection.
+	NATS natsconn.Config
 	// Stream is the JetStream stream name, or the RabbitMQ topic exchange name.
 	Stream string `env:"FOLIO_EVENTS_STREAM" envDefault:"FOLIO_EVENTS"`
 	// Prefix is the first subject token: events are <prefix>.book.created etc.

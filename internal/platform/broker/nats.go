@@ -12,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/synadia-io/orbit.go/jetstreamext"
+
+	"folio/internal/platform/broker/natsconn"
 )
 
 // NATS JetStream settings.
@@ -64,7 +66,11 @@ type natsTransport struct {
 
 func openNATS(ctx context.Context, cfg Config, log *slog.Logger) (*natsTransport, error) {
 	t := &natsTransport{cfg: cfg, log: log, done: make(chan struct{})}
-	nc, err := nats.Connect(cfg.NATSURL,
+	auth, err := cfg.NATS.Options()
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	nc, err := nats.Connect(cfg.NATSURL, append(auth,
 		nats.Name("folio"),
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
@@ -82,7 +88,12 @@ func openNATS(ctx context.Context, cfg Config, log *slog.Logger) (*natsTransport
 			t.streamReady = false
 			t.mu.Unlock()
 		}),
-	)
+		// A refused publish or subscription is worth a line: it is a
+		// permission the program lacks, or one it should not use.
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			log.Warn("NATS error", "err", err)
+		}),
+	)...)
 	if err != nil {
 		return nil, fmt.Errorf("broker: nats: %w", err)
 	}
@@ -96,7 +107,7 @@ func openNATS(ctx context.Context, cfg Config, log *slog.Logger) (*natsTransport
 			log.Warn("cannot create the stream yet, will retry", "stream", cfg.Stream, "err", err)
 		}
 	} else {
-		log.Warn("NATS unreachable, connecting in the background", "url", nc.Opts.Url)
+		log.Warn("NATS unreachable, connecting in the background", "url", natsconn.Redact(cfg.NATSURL))
 	}
 	return t, nil
 }

@@ -2,9 +2,12 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -35,6 +38,7 @@ const (
 type rabbitTransport struct {
 	cfg  Config
 	log  *slog.Logger
+	tls  *tls.Config   // nil: amqps:// URLs check the server against the system's roots
 	done chan struct{} // closed by close
 	ran  chan struct{} // closed when the reconnect loop has returned
 
@@ -49,6 +53,17 @@ func openRabbitMQ(ctx context.Context, cfg Config, log *slog.Logger) (*rabbitTra
 		return nil, fmt.Errorf("broker: rabbitmq url: %w", err)
 	}
 	t := &rabbitTransport{cfg: cfg, log: log, done: make(chan struct{}), ran: make(chan struct{}), up: make(chan struct{})}
+	if cfg.RabbitMQCA != "" {
+		pem, err := os.ReadFile(cfg.RabbitMQCA)
+		if err != nil {
+			return nil, fmt.Errorf("broker: FOLIO_RABBITMQ_CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("broker: FOLIO_RABBITMQ_CA %s holds no PEM certificate", cfg.RabbitMQCA)
+		}
+		t.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
 	tried := make(chan struct{})
 	go t.run(tried)
 	// Waiting for the first attempt spares a service started with the broker up
@@ -114,6 +129,8 @@ func (t *rabbitTransport) dial() (*amqp.Connection, *amqp.Channel, error) {
 		Dial:       amqp.DefaultDial(rabbitDialTimeout),
 		Heartbeat:  10 * time.Second,
 		Properties: amqp.Table{"connection_name": "folio"},
+		// Used by amqps:// URLs only.
+		TLSClientConfig: t.tls,
 	})
 	if err != nil {
 		return nil, nil, err

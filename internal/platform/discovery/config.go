@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"folio/internal/platform/broker/natsconn"
 )
 
 // Config chooses how a program finds its peers and, in nats mode, how it announces
@@ -22,6 +24,9 @@ type Config struct {
 	AdvertiseURL string `env:"FOLIO_ADVERTISE_URL"`
 	// InstanceID names this instance in the registry (default: a random id).
 	InstanceID string `env:"FOLIO_INSTANCE_ID"`
+	// NATS is the program's NATS credential and TLS settings, the same as its
+	// broker connection's.
+	NATS natsconn.Config
 }
 
 // Discovery is an open resolver, and in nats mode the registry services register
@@ -41,10 +46,14 @@ func Open(ctx context.Context, cfg Config, static map[string][]string) (*Discove
 	case "", "static":
 		return &Discovery{Resolver: NewStatic(static)}, nil
 	case "nats":
-		nc, err := nats.Connect(cfg.NATSURL, nats.Name("folio-discovery"),
-			nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))
+		auth, err := cfg.NATS.Options()
 		if err != nil {
-			return nil, fmt.Errorf("discovery: connect to %s: %w", cfg.NATSURL, err)
+			return nil, fmt.Errorf("discovery: %w", err)
+		}
+		nc, err := nats.Connect(cfg.NATSURL, append(auth, nats.Name("folio-discovery"),
+			nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))...)
+		if err != nil {
+			return nil, fmt.Errorf("discovery: connect to %s: %w", natsconn.Redact(cfg.NATSURL), err)
 		}
 		reg, err := openRegistryRetrying(ctx, nc, cfg.Bucket, cfg.TTL)
 		if err != nil {
