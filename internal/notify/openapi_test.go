@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"folio/internal/notify"
+	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/idempotency"
 	"folio/internal/platform/rest"
 	"folio/internal/platform/rest/openapicheck"
@@ -27,6 +28,7 @@ func TestOpenAPIDocument(t *testing.T) {
 	}
 	path := "/subscriptions/" + sub.ID
 	valid := `{"url":"http://example.com/hook","events":["book.updated"],"secret":"` + secret + `"}`
+	editor := authntest.Bearer(s.iss.Token("e", "editor"))
 
 	type call struct {
 		method, path string
@@ -36,6 +38,10 @@ func TestOpenAPIDocument(t *testing.T) {
 	}
 	for _, cl := range []call{
 		{"GET", "/subscriptions", "", nil, 200},
+		{"GET", "/subscriptions", "", []string{"Authorization", ""}, 401},
+		{"POST", "/subscriptions", valid, []string{"Authorization", "Bearer x"}, 401},
+		{"POST", "/subscriptions", valid, []string{"Authorization", editor}, 403},
+		{"GET", path + "/deliveries", "", []string{"Authorization", editor}, 403},
 		{"GET", "/subscriptions?limit=1", "", nil, 200},
 		{"GET", "/subscriptions?limit=0", "", nil, 400},
 		{"POST", "/subscriptions", valid, []string{idempotency.Header, "k"}, 201},

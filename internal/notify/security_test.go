@@ -1,6 +1,7 @@
 package notify_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"net"
@@ -186,8 +187,13 @@ func TestLastErrorHidesThePeersBytes(t *testing.T) {
 			if err != nil {
 				return
 			}
-			_, _ = c.Write([]byte(banner + "\r\n"))
-			c.Close()
+			go func() {
+				defer c.Close()
+				// Read the request line first, so that the banner is taken as the
+				// answer: deterministic, and what matters is the same either way.
+				_, _ = bufio.NewReader(c).ReadString('\n')
+				_, _ = c.Write([]byte(banner + "\r\n"))
+			}()
 		}
 	}()
 	s := newServerConfig(t, openSQLite(t), fast())

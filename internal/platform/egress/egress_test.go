@@ -239,8 +239,11 @@ func TestDescribeHidesThePeersBytes(t *testing.T) {
 			}
 			go func() {
 				defer c.Close()
-				_, _ = c.Write([]byte(banner + "\r\n"))
+				// Read the request line first, so that the banner is taken as the
+				// answer (sent before it, the client may see an idle connection
+				// closed instead, which shows nothing of it either).
 				_, _ = bufio.NewReader(c).ReadString('\n')
+				_, _ = c.Write([]byte(banner + "\r\n"))
 			}()
 		}
 	}()
