@@ -29,6 +29,10 @@ type config struct {
 	// KeyRotation is how often a new signing key is made; the old one stays in the
 	// JWKS until the tokens it signed have expired (TokenTTL after its retirement).
 	KeyRotation time.Duration `env:"FOLIO_KEY_ROTATION" envDefault:"24h"`
+	// HashSlots caps the argon2id runs in flight (19 MiB each); 0 means one per
+	// CPU. A register or login that finds no slot within HashWait gets 503.
+	HashSlots int           `env:"FOLIO_HASH_SLOTS" envDefault:"0"`
+	HashWait  time.Duration `env:"FOLIO_HASH_WAIT" envDefault:"1s"`
 	// Secrets is the key that seals the signing keys in the database.
 	Secrets secrets.Config
 }
@@ -45,6 +49,12 @@ func (c config) validate() error {
 	}
 	if c.TokenTTL < time.Second {
 		return fmt.Errorf("FOLIO_TOKEN_TTL must be at least 1s, not %s", c.TokenTTL)
+	}
+	if c.HashSlots < 0 {
+		return fmt.Errorf("FOLIO_HASH_SLOTS must not be negative, not %d", c.HashSlots)
+	}
+	if c.HashWait <= 0 {
+		return fmt.Errorf("FOLIO_HASH_WAIT must be positive, not %s", c.HashWait)
 	}
 	if c.KeyRotation < time.Minute {
 		return fmt.Errorf("FOLIO_KEY_ROTATION must be at least 1m, not %s", c.KeyRotation)
@@ -87,6 +97,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	store := auth.NewSQLStore(p.DB, box, auth.WithNotify(events.Relay.Notify))
 	svc, err := auth.NewService(store, auth.Options{
 		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, TokenTTL: cfg.TokenTTL, KeyRotation: cfg.KeyRotation, Log: p.Log,
+		HashSlots: cfg.HashSlots, HashWait: cfg.HashWait,
 	})
 	if err != nil {
 		return err

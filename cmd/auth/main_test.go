@@ -24,6 +24,8 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"FOLIO_ADMIN_PASSWORD", "a long password"}, // without an email
 		{"FOLIO_TOKEN_TTL", "0s"},
 		{"FOLIO_KEY_ROTATION", "1s"},
+		{"FOLIO_HASH_SLOTS", "-1"},
+		{"FOLIO_HASH_WAIT", "0s"},
 	} {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
 			processtest.WantSettingRejected(t, run, "auth", tc.name, tc.value)
