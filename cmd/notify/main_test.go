@@ -126,7 +126,9 @@ func TestRunRequiresAnAdmin(t *testing.T) {
 		{"create with a forged token", "POST", "/subscriptions", authntest.New(t).Token("x", "admin"), "application/json", 401},
 		{"create as a reader", "POST", "/subscriptions", iss.Token("r", "reader"), "application/json", 403},
 		{"create as an editor", "POST", "/subscriptions", iss.Token("e", "editor"), "application/json", 403},
+		// Refused for the missing token, or before that for its content type.
 		{"cross-site form post", "POST", "/subscriptions", "", "text/plain", 401},
+		{"cross-site urlencoded form post", "POST", "/subscriptions", "", "application/x-www-form-urlencoded", 401},
 		{"list without a token", "GET", "/subscriptions", "", "", 401},
 		{"list as an editor", "GET", "/subscriptions", iss.Token("e", "editor"), "", 403},
 		{"get without a token", "GET", "/subscriptions/" + id, "", "", 401},
@@ -141,7 +143,8 @@ func TestRunRequiresAnAdmin(t *testing.T) {
 				b = body
 			}
 			resp := call(t, tc.method, base+tc.path, tc.token, tc.contentType, b)
-			if resp.StatusCode != tc.want {
+			crossSite := tc.contentType != "" && tc.contentType != "application/json"
+			if resp.StatusCode != tc.want && !(crossSite && resp.StatusCode == http.StatusUnsupportedMediaType) {
 				t.Errorf("got %d, want %d", resp.StatusCode, tc.want)
 			}
 			if ct := resp.Header.Get("Content-Type"); tc.want >= 400 && ct != "application/problem+json" {
