@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"bytes"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -56,16 +58,28 @@ func writeUser(w http.ResponseWriter, status int, u User) {
 	_ = rest.WriteJSON(w, status, u)
 }
 
-// limitRegister takes a registration attempt from the client's bucket, then a
-// password-hashing slot for the whole request, before next (the idempotency layer,
-// whose fingerprint hashes, then the handler) runs: a flood of registers is refused
-// before it costs a hash, and the hashes of one request are counted once.
+// maxRegisterBody bounds a register body, read whole before a hashing slot is
+// taken: an email and a password fit many times over.
+const maxRegisterBody = 64 << 10
+
+// limitRegister takes a registration attempt from the client's bucket, reads the
+// body, then takes a password-hashing slot for the rest of the request, before next
+// (the idempotency layer, whose fingerprint hashes, then the handler) runs: a flood
+// of registers is refused before it costs a hash, a client sending its body slowly
+// holds no slot, and the hashes of one request are counted once.
 func limitRegister(svc *Service, proxies clientip.Proxies, log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := svc.AllowRegister(proxies.Addr(r)); err != nil {
 			writeError(w, r, log, err)
 			return
 		}
+		r.Body = http.MaxBytesReader(w, r.Body, maxRegisterBody)
+		body, err := rest.ReadBody(r)
+		if err != nil {
+			writeError(w, r, log, err)
+			return
+		}
+		r.Body = io.NopCloser(bytes.NewReader(body))
 		ctx, release, err := svc.HoldHashSlot(r.Context())
 		if err != nil {
 			writeError(w, r, log, err)

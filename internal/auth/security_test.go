@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http/httptest"
 	"strconv"
 	"sync"
@@ -273,4 +274,38 @@ func TestEmailsAreNormalised(t *testing.T) {
 	if _, err := s.svc.EnsureAdmin(ctx, "\u200b", "root password 123"); err == nil {
 		t.Error("EnsureAdmin with an invisible email: got nil, want an error")
 	}
+}
+
+// signalReader sends on started at its first Read, then blocks until done closes:
+// a client that sends its body slowly.
+type signalReader struct {
+	started chan<- struct{}
+	done    <-chan struct{}
+	once    sync.Once
+}
+
+func (r *signalReader) Read([]byte) (int, error) {
+	r.once.Do(func() { close(r.started) })
+	<-r.done
+	return 0, io.ErrUnexpectedEOF
+}
+
+// TestSlowBodyHoldsNoSlot: a register whose body is still arriving holds no hashing
+// slot, so that a few slow clients cannot make every register and login wait.
+func TestSlowBodyHoldsNoSlot(t *testing.T) {
+	s := newServer(t, openSQLite(t), func(o *auth.Options) { o.HashSlots, o.HashWait = 1, 10*time.Millisecond })
+	started, done := make(chan struct{}), make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		req := httptest.NewRequest("POST", "/auth/register", &signalReader{started: started, done: done})
+		req.Header.Set("Content-Type", "application/json")
+		s.h.ServeHTTP(httptest.NewRecorder(), req)
+	}()
+	<-started
+	if rec := s.do("POST", "/auth/register", credentials("ada@example.com", "twelve chars"), "RemoteAddr", "10.3.0.1:1"); rec.Code != 201 {
+		t.Errorf("register beside a slow one: got %d, want 201: %s", rec.Code, rec.Body)
+	}
+	close(done)
+	<-finished
 }
