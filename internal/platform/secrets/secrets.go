@@ -81,6 +81,9 @@ func Load(cfg Config, dataDir string, log *slog.Logger) (*Box, error) {
 		if err != nil {
 			return nil, err
 		}
+		if fi, err := os.Stat(cfg.KeyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
+			log.Warn("the secrets key file is readable by others than its owner", "file", cfg.KeyFile, "mode", fi.Mode().Perm().String())
+		}
 		return New(key)
 	}
 	if dataDir == "" {
