@@ -86,10 +86,12 @@ func call(t *testing.T, method, url, token, contentType, body string) *http.Resp
 func TestRunServesWhileTheBrokerIsDown(t *testing.T) {
 	iss := authntest.New(t)
 	admin := iss.Token("admin-1", "admin")
-	base := start(t, map[string]string{
+	prog := processtest.Start(t, run, []string{"notify"}, map[string]string{
 		"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0", "FOLIO_LOG_FORMAT": "json",
-		"FOLIO_BROKER": "nats", "FOLIO_NATS_URL": resttest.ClosedURL(t, "nats"), "FOLIO_JWKS_URL": iss.JWKSURL(),
+		"FOLIO_METRICS_ADDR": "127.0.0.1:0",
+		"FOLIO_BROKER":       "nats", "FOLIO_NATS_URL": resttest.ClosedURL(t, "nats"), "FOLIO_JWKS_URL": iss.JWKSURL(),
 	})
+	base := prog.URL
 	for path, want := range map[string]int{"/readyz": 200, "/healthz": 200, "/subscriptions": 200, "/openapi.json": 200} {
 		resp := call(t, http.MethodGet, base+path, admin, "", "")
 		if resp.StatusCode != want {
@@ -103,6 +105,13 @@ func TestRunServesWhileTheBrokerIsDown(t *testing.T) {
 	resp = post(t, base+"/subscriptions", admin, `{"url":"http://8.8.8.8/hook","events":["book.created"],"secret":"0123456789abcdef"}`)
 	if resp.StatusCode != http.StatusCreated {
 		t.Errorf("POST /subscriptions: got %d, want 201", resp.StatusCode)
+	}
+	if prog.MetricsURL == "" {
+		t.Fatal("no metrics listener")
+	}
+	metrics := call(t, http.MethodGet, prog.MetricsURL+"/metrics", "", "", "")
+	if text, _ := io.ReadAll(metrics.Body); !bytes.Contains(text, []byte("folio_webhook_attempt_duration_seconds")) {
+		t.Error("/metrics lacks the webhook metrics")
 	}
 }
 
