@@ -21,6 +21,7 @@ import (
 	"folio/internal/demo"
 	"folio/internal/localbuild"
 	"folio/internal/localnats"
+	"folio/internal/platform/broker/natsconn"
 	"folio/internal/platform/secrets"
 	"folio/internal/supervise"
 )
@@ -124,14 +125,21 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 	if err := os.MkdirAll(cfg.dataDir, 0o755); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	nats, err := localnats.Start(cfg.host, cfg.natsPort, filepath.Join(cfg.dataDir, "nats"))
+	natsKeys, natsUsers, err := natsCredentials(cfg.dataDir, getenv)
+	if err != nil {
+		return err
+	}
+	nats, err := localnats.Start(cfg.host, cfg.natsPort, filepath.Join(cfg.dataDir, "nats"), natsUsers...)
 	if err != nil {
 		return err
 	}
 	defer nats.Shutdown()
-	// Every program finds its peers in the registry on the embedded NATS.
+	// Every program finds its peers in the registry on the embedded NATS, which
+	// it reaches with its own credential and nothing else of folio's environment.
 	for _, s := range services {
-		s.env = append(s.env, "FOLIO_DISCOVERY=nats", "FOLIO_NATS_URL="+nats.URL(), "FOLIO_INSTANCE_ID="+s.name)
+		s.env = append(s.env, "FOLIO_DISCOVERY=nats", "FOLIO_NATS_URL="+nats.URL(), "FOLIO_INSTANCE_ID="+s.name,
+			"FOLIO_NATS_NKEY_FILE="+natsKeys[s.program], "FOLIO_NATS_CREDS=", "FOLIO_NATS_USER=", "FOLIO_NATS_PASSWORD=",
+			"FOLIO_NATS_CA=", "FOLIO_NATS_CERT=", "FOLIO_NATS_KEY=")
 	}
 	creds, err := loadOrCreateCredentials(cfg.dataDir)
 	if err != nil {
@@ -468,4 +476,55 @@ func freePort(host string) (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// natsKeysDir is where, under the data directory, the programs' NATS nkey seeds are.
+const natsKeysDir = "nats-keys"
+
+// natsCredentials returns the nkey seed file of each program, and the users the
+// embedded NATS accepts: one per program with the permissions of natsconn's
+// table, and "admin" (unrestricted, for the operator's tools). The seeds are made
+// on the first run, 0600 in a 0700 directory; the server knows only the public
+// keys. The table is written for the subject prefix, stream and bucket names
+// the programs will read from the same environment.
+func natsCredentials(dataDir string, getenv func(string) string) (map[string]string, []localnats.User, error) {
+	names := natsconn.DefaultNames
+	for _, v := range []struct {
+		name *string
+		env  string
+	}{{&names.Prefix, "FOLIO_EVENTS_PREFIX"}, {&names.Stream, "FOLIO_EVENTS_STREAM"}, {&names.Bucket, "FOLIO_DISCOVERY_BUCKET"}} {
+		if e := getenv(v.env); e != "" {
+			*v.name = e
+		}
+	}
+	dir := filepath.Join(dataDir, natsKeysDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("NATS credentials: %w", err)
+	}
+	// An existing directory keeps its mode through MkdirAll: an earlier run's,
+	// or one the user made, is made private too.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return nil, nil, fmt.Errorf("NATS credentials: %w", err)
+	}
+	seeds := map[string]string{}
+	var users []localnats.User
+	for _, program := range append(natsconn.Programs(), "admin") {
+		seed := filepath.Join(dir, program+".nk")
+		public, err := natsconn.LoadOrCreateSeed(seed)
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := os.Chmod(seed, 0o600); err != nil {
+			return nil, nil, fmt.Errorf("NATS credentials: %w", err)
+		}
+		seeds[program] = seed
+		u := localnats.User{Name: program, Nkey: public, Unrestricted: program == "admin"}
+		if !u.Unrestricted {
+			if u.Permissions, err = natsconn.For(program, names); err != nil {
+				return nil, nil, err
+			}
+		}
+		users = append(users, u)
+	}
+	return seeds, users, nil
 }
