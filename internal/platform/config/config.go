@@ -63,7 +63,8 @@ func attrs(v reflect.Value) []any {
 	return out
 }
 
-// redactURL hides the passwords in a URL: the one in its user info, and a password
+// redactURL hides the secrets in a URL: its whole user info (url.URL.Redacted would
+// keep the user, and in nats://token@host the user is the secret), and a password
 // query parameter (which pgx reads too). A URL that does not parse (a password holding
 // '#' or a stray '%' is enough) is shown without anything before its last '@'.
 func redactURL(s string) string {
@@ -71,10 +72,11 @@ func redactURL(s string) string {
 	if err != nil {
 		scheme, rest, _ := strings.Cut(s, "://")
 		if i := strings.LastIndex(rest, "@"); i >= 0 {
-			return scheme + "://xxxxx@" + rest[i+1:]
+			return scheme + "://" + rest[i+1:]
 		}
 		return s
 	}
+	u.User = nil
 	if q, err := url.ParseQuery(u.RawQuery); err != nil || q.Has("password") {
 		q.Set("password", "xxxxx")
 		u.RawQuery = q.Encode()

@@ -107,11 +107,11 @@ func TestAttrs(t *testing.T) {
 	}{
 		{"mask tag", service{Secret: "s3cret"}, "TEST_SECRET", "***", "s3cret"},
 		{"url password", service{DatabaseURL: "postgres://folio:hunter2@db:5432/folio?sslmode=disable"},
-			"TEST_DATABASE_URL", "postgres://folio:xxxxx@db:5432/folio?sslmode=disable", "hunter2"},
+			"TEST_DATABASE_URL", "postgres://db:5432/folio?sslmode=disable", "hunter2"},
 		{"url without password", service{DatabaseURL: "postgres://postgres@127.0.0.1:5432/postgres"},
-			"TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres", ""},
+			"TEST_DATABASE_URL", "postgres://127.0.0.1:5432/postgres", "postgres@"},
 		{"url password in the query", service{DatabaseURL: "postgres://folio@db/folio?password=hunter2&sslmode=disable"},
-			"TEST_DATABASE_URL", "postgres://folio@db/folio?password=xxxxx&sslmode=disable", "hunter2"},
+			"TEST_DATABASE_URL", "postgres://db/folio?password=xxxxx&sslmode=disable", "hunter2"},
 		{"url password in a query with a bad escape", service{DatabaseURL: "postgres://db/folio?sslmode=disable&password=hunter%zz"},
 			"TEST_DATABASE_URL", "", "hunter"},
 		{"unparsable url with a password", service{DatabaseURL: "postgres://folio:hun#ter2@db/folio"},
@@ -119,6 +119,8 @@ func TestAttrs(t *testing.T) {
 		{"url password with a bad escape", service{DatabaseURL: "postgres://folio:hunter%zz@db/folio"},
 			"TEST_DATABASE_URL", "", "hunter"},
 		{"plain url", service{PeerURL: "http://author:8082"}, "TEST_PEER_URL", "http://author:8082", ""},
+		// Issue 8, finding 10: url.Redacted kept the token of a NATS token URL.
+		{"url with a token as its user", service{PeerURL: "nats://s3cr3tT0ken@nats:4222"}, "TEST_PEER_URL", "nats://nats:4222", "s3cr3tT0ken"},
 		{"sqlite path", service{DatabaseURL: "sqlite:data/book.db"}, "TEST_DATABASE_URL", "sqlite:data/book.db", ""},
 		{"duration", service{Timeout: 1500 * time.Millisecond}, "TEST_TIMEOUT", "1.5s", ""},
 		{"embedded struct", service{Base: Base{Addr: ":8081"}}, "TEST_ADDR", ":8081", ""},
