@@ -38,6 +38,7 @@ func FuzzAuthorDecode(f *testing.F) {
 	}
 	srv := newServer(f, openSQLite(f), booksAt(closedURL(f)))
 	req := httptest.NewRequest("POST", "/authors", strings.NewReader(`{"name":"Patched"}`))
+	req.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()
 	srv.h.ServeHTTP(rec, req)
 	var patched author.Author
@@ -48,6 +49,7 @@ func FuzzAuthorDecode(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, target := range []struct{ method, path string }{{"POST", "/authors"}, {"PATCH", "/authors/" + patched.ID}} {
 			req := httptest.NewRequest(target.method, target.path, bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
 			rec := httptest.NewRecorder()
 			srv.h.ServeHTTP(rec, req)
 			switch {

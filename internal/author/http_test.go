@@ -183,6 +183,7 @@ func TestBodyTooLarge(t *testing.T) {
 					path += "/" + a.ID
 				}
 				req := httptest.NewRequest(method, path, strings.NewReader(big))
+				req.Header.Set("Content-Type", "application/json")
 				if chunked {
 					req.ContentLength = -1 // the size is known only by reading
 				}
@@ -194,6 +195,7 @@ func TestBodyTooLarge(t *testing.T) {
 	}
 	t.Run("with an Idempotency-Key", func(t *testing.T) {
 		req := httptest.NewRequest("POST", "/authors", strings.NewReader(big))
+		req.Header.Set("Content-Type", "application/json")
 		req.ContentLength = -1
 		req.Header.Set(idempotency.Header, "big")
 		rec := httptest.NewRecorder()
@@ -433,10 +435,14 @@ func TestIdempotentCreate(t *testing.T) {
 
 func TestOperationalEndpoints(t *testing.T) {
 	s := newOfflineServer(t)
-	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+	for _, path := range []string{"/healthz", "/readyz"} {
 		if rec := s.do("GET", path, ""); rec.Code != http.StatusOK {
 			t.Errorf("GET %s: got %d, want 200", path, rec.Code)
 		}
+	}
+	// The metrics have a listener of their own, off the public port.
+	if rec := s.do("GET", "/metrics", ""); rec.Code != http.StatusNotFound {
+		t.Errorf("GET /metrics: got %d, want 404", rec.Code)
 	}
 	rec := s.do("GET", "/openapi.json", "")
 	var doc map[string]any

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"folio/internal/book"
 	"folio/internal/platform/authn"
 	"folio/internal/platform/authn/authntest"
@@ -86,6 +88,8 @@ type server struct {
 	// editor is the token a request carries unless it names its own Authorization
 	// (an empty one sends none): most tests speak as an editor would.
 	editor string
+	// reg is what the metrics listener serves, off the public port.
+	reg *prometheus.Registry
 }
 
 func newServer(tb testing.TB, db *sqldb.DB) *server {
@@ -110,7 +114,7 @@ func newServerLogging(tb testing.TB, db *sqldb.DB, w io.Writer) *server {
 	mux := http.NewServeMux()
 	book.Routes(mux, svc, keys, verifier, log)
 	srv := httpserver.New(httpserver.Config{AccessLog: true}, log, reg, mux, book.OpenAPI, db.PingContext)
-	return &server{h: srv.Handler(), mux: mux, authors: authors, iss: iss, editor: iss.Token("editor-1", authn.RoleEditor)}
+	return &server{h: srv.Handler(), mux: mux, authors: authors, iss: iss, editor: iss.Token("editor-1", authn.RoleEditor), reg: reg}
 }
 
 type response struct {
@@ -717,6 +721,7 @@ func testHTTP(t *testing.T, s *server) {
 					body = io.MultiReader(body) // hides the length
 				}
 				req := httptest.NewRequest(tt.method, tt.path, body)
+				req.Header.Set("Content-Type", "application/json")
 				if tt.chunked {
 					req.ContentLength, req.TransferEncoding = -1, []string{"chunked"}
 				} else if req.ContentLength != int64(len(big)) {
@@ -735,6 +740,7 @@ func testHTTP(t *testing.T, s *server) {
 				body = io.MultiReader(body)
 			}
 			req := httptest.NewRequest(http.MethodPost, "/books", body)
+			req.Header.Set("Content-Type", "application/json")
 			if resp := s.serve(t, req); resp.Status != http.StatusCreated {
 				t.Errorf("1 MiB body, chunked=%v: got %d %s, want 201", chunked, resp.Status, resp.Body)
 			}
@@ -1134,7 +1140,12 @@ func testHTTP(t *testing.T, s *server) {
 
 		b := s.create(t, fields("metrics"))
 		s.get(t, b.ID)
-		resp := s.do(t, http.MethodGet, "/metrics", "")
+		if resp := s.do(t, http.MethodGet, "/metrics", ""); resp.Status != http.StatusNotFound {
+			t.Errorf("/metrics on the public port: got %d, want 404", resp.Status)
+		}
+		rec := httptest.NewRecorder()
+		metrics.Handler(s.reg).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+		resp := response{Status: rec.Code, Body: rec.Body.Bytes()}
 		if resp.Status != http.StatusOK {
 			t.Fatalf("/metrics: got %d, want 200", resp.Status)
 		}

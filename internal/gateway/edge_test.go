@@ -22,6 +22,7 @@ import (
 	"folio/internal/platform/authn"
 	"folio/internal/platform/clientip"
 	"folio/internal/platform/httpserver"
+	"folio/internal/platform/metrics"
 )
 
 // rawAnswer is what a server answered a request written byte by byte.
@@ -97,6 +98,13 @@ func directServer(t *testing.T) string {
 		func(context.Context) error { return nil }).Handler())
 	t.Cleanup(srv.Close)
 	return srv.URL
+}
+
+// scrapeMetrics returns what the metrics listener serves for reg.
+func scrapeMetrics(reg *prometheus.Registry) string {
+	rec := httptest.NewRecorder()
+	metrics.Handler(reg).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	return rec.Body.String()
 }
 
 // TestBodyErrorsAreTheClients replays finding 7 of issue 8: a chunked body over the
