@@ -78,18 +78,23 @@ type eventsResult struct {
 	latencyErrs []string
 }
 
-// eventsSystem is the book and author services on one broker, for the events part.
+// eventsSystem is the book and author services on one broker, for the events part,
+// and the auth service whose token they take writes with.
 type eventsSystem struct {
-	dir        string
-	progs      map[string]string
-	broker     *brokerSetup
-	bookURL    string
-	authorURL  string
-	authorAddr string
-	book       *proc
-	author     *proc
-	authorRuns int
-	isbns      atomic.Uint64
+	dir         string
+	progs       map[string]string
+	broker      *brokerSetup
+	bookURL     string
+	authorURL   string
+	authURL     string
+	bookMetrics string // the URL of book's /metrics, on its metrics listener
+	authorAddr  string
+	book        *proc
+	author      *proc
+	auth        *proc
+	token       string // the benchmark admin's, for every write
+	authorRuns  int
+	isbns       atomic.Uint64
 }
 
 // authorCounts are the book counts the projection must reach, one per author.
@@ -103,8 +108,9 @@ func (c authorCounts) want() []int {
 	return w
 }
 
-// startEventsSystem starts book and author on fresh databases under dir, with b as
-// their broker, and waits until they answer.
+// startEventsSystem starts auth, book and author on fresh databases under dir, with
+// b as their broker, logs in as the benchmark's admin and waits until book and
+// author answer.
 func startEventsSystem(ctx context.Context, dir string, progs map[string]string, b *brokerSetup) (es *eventsSystem, err error) {
 	es = &eventsSystem{dir: dir, progs: progs, broker: b}
 	defer func() {
@@ -116,17 +122,36 @@ func startEventsSystem(ctx context.Context, dir string, progs map[string]string,
 	if err != nil {
 		return nil, err
 	}
+	authAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	bookMetricsAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	es.bookMetrics = "http://" + bookMetricsAddr + "/metrics"
 	if es.authorAddr, err = freeAddr(); err != nil {
 		return nil, err
 	}
-	es.bookURL, es.authorURL = "http://"+bookAddr, "http://"+es.authorAddr
-	es.book, err = startProc(dir, "book", progs["book"], nil, append([]string{
+	es.bookURL, es.authorURL, es.authURL = "http://"+bookAddr, "http://"+es.authorAddr, "http://"+authAddr
+	if es.auth, err = startAuth(dir, progs, authAddr, b); err != nil {
+		return nil, err
+	}
+	es.book, err = startProc(dir, "book", progs["book"], nil, slices.Concat([]string{
 		"FOLIO_HTTP_ADDR=" + bookAddr,
 		"FOLIO_DATA_DIR=" + filepath.Join(dir, "book-data"),
 		"FOLIO_AUTHOR_URL=" + es.authorURL,
-	}, b.env()...))
+		"FOLIO_METRICS_ADDR=" + bookMetricsAddr,
+	}, tokenEnv(es.authURL), b.env()))
 	if err != nil {
 		return nil, err
+	}
+	if err := es.auth.waitReady(ctx, es.authURL+"/readyz"); err != nil {
+		return nil, err
+	}
+	if es.token, err = login(ctx, es.authURL, benchAdminEmail, benchAdminPassword); err != nil {
+		return nil, fmt.Errorf("log in to the auth service: %w", err)
 	}
 	if err := es.startAuthor(ctx); err != nil {
 		return nil, err
@@ -146,11 +171,11 @@ func (es *eventsSystem) startAuthor(ctx context.Context) error {
 		name = "author-" + strconv.Itoa(es.authorRuns)
 	}
 	var err error
-	es.author, err = startProc(es.dir, name, es.progs["author"], nil, append([]string{
+	es.author, err = startProc(es.dir, name, es.progs["author"], nil, slices.Concat([]string{
 		"FOLIO_HTTP_ADDR=" + es.authorAddr,
 		"FOLIO_DATA_DIR=" + filepath.Join(es.dir, "author-data"),
 		"FOLIO_BOOK_URL=" + es.bookURL,
-	}, es.broker.env()...))
+	}, tokenEnv(es.authURL), es.broker.env()))
 	if err != nil {
 		return err
 	}
@@ -181,16 +206,17 @@ func (es *eventsSystem) watched() []watchedProc {
 // eventsWatchedNames names the columns of the events part's CPU table.
 var eventsWatchedNames = []string{"load generator", "book", "author", "nats"}
 
-// stop stops book and author, then the broker (or cleans it up).
+// stop stops book, author and auth, then the broker (or cleans it up).
 func (es *eventsSystem) stop() error {
 	var errs []error
-	for _, p := range []*proc{es.author, es.book} {
+	procs := []*proc{es.author, es.book, es.auth}
+	for _, p := range procs {
 		if p != nil {
 			errs = append(errs, p.exitedEarly())
 			p.cancel()
 		}
 	}
-	for _, p := range []*proc{es.author, es.book} {
+	for _, p := range procs {
 		if p != nil {
 			<-p.done
 		}
@@ -230,7 +256,7 @@ func runEvents(ctx context.Context, s settings, dir string, progs map[string]str
 	}
 	defer client.CloseIdleConnections()
 
-	authorIDs, err := createAll(ctx, client, es.authorURL+"/authors", s.eventsAuthors, func(i int) []byte {
+	authorIDs, err := createAll(ctx, client, es.authorURL+"/authors", es.token, s.eventsAuthors, func(i int) []byte {
 		body, _ := json.Marshal(map[string]string{"name": fmt.Sprintf("Events Author %03d", i+1)})
 		return body
 	})
@@ -261,7 +287,7 @@ func runEvents(ctx context.Context, s settings, dir string, progs map[string]str
 	}
 	before := sampleCPU(es.watched())
 	start := time.Now()
-	if _, err := createAllWith(ctx, client, es.bookURL+"/books", s.eventsBooks, s.workers, body); err != nil {
+	if _, err := createAllWith(ctx, client, es.bookURL+"/books", es.token, s.eventsBooks, s.workers, body); err != nil {
 		return nil, fmt.Errorf("throughput: write books: %w", err)
 	}
 	res.written, res.writeTook = s.eventsBooks, time.Since(start)
@@ -282,17 +308,17 @@ func runEvents(ctx context.Context, s settings, dir string, progs map[string]str
 	if err := es.stopAuthor(); err != nil {
 		return nil, err
 	}
-	published, err := metricValue(ctx, client, es.bookURL+"/metrics", "folio_outbox_published_total")
+	published, err := metricValue(ctx, client, es.bookMetrics, "folio_outbox_published_total")
 	if err != nil {
 		return nil, fmt.Errorf("drain: %w", err)
 	}
 	start = time.Now()
-	if _, err := createAllWith(ctx, client, es.bookURL+"/books", s.eventsBooks, s.workers, body); err != nil {
+	if _, err := createAllWith(ctx, client, es.bookURL+"/books", es.token, s.eventsBooks, s.workers, body); err != nil {
 		return nil, fmt.Errorf("drain: write books: %w", err)
 	}
 	res.drained, res.drainWrite = s.eventsBooks, time.Since(start)
 	pubStart := time.Now()
-	if err := waitPublished(ctx, client, es.bookURL+"/metrics", published+float64(s.eventsBooks)); err != nil {
+	if err := waitPublished(ctx, client, es.bookMetrics, published+float64(s.eventsBooks)); err != nil {
 		return nil, fmt.Errorf("drain: %w", err)
 	}
 	res.publishWait = time.Since(pubStart)
@@ -384,7 +410,7 @@ func measureLatency(ctx context.Context, s settings, es *eventsSystem, client *h
 		body := es.bookBody(authorIDs[a])
 		wg.Go(func() {
 			t0 := time.Now()
-			_, err := create(ctx, client, es.bookURL+"/books", body)
+			_, err := create(ctx, client, es.bookURL+"/books", es.token, body)
 			t1 := time.Now()
 			mu.Lock()
 			defer mu.Unlock()

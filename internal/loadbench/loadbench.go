@@ -70,13 +70,14 @@ type settings struct {
 // account and the gateway's rate limit, raised far above any reachable rate but
 // still on), and, when an nginx binary is on PATH, nginx as a plain reverse proxy in
 // front of book (its configuration written to the temporary directory; Run installs
-// nothing, and says the comparison was skipped without nginx). It seeds the services
-// through their HTTP APIs, logs in as the admin through the gateway, then measures,
+// nothing, and says the comparison was skipped without nginx). It logs in as the
+// admin through the gateway, seeds the services through their HTTP APIs with that
+// token, then measures,
 // one at a time and in closed loop (each worker sends its next request when the
 // previous one is answered): the ceiling, GET /books/{id} directly, through the
 // gateway with the admin's bearer token and through nginx, GET
 // /books?genre=X&limit=20, GET /authors/books?genre=X directly and through the
-// gateway with the token, and POST /books. It reports the proxies' cost as
+// gateway with the token, and POST /books directly with the token. It reports the proxies' cost as
 // throughput through them as a fraction of direct and the p50 and p99 latency
 // added. The processes are stopped before Run returns, on error and when ctx ends
 // too. Targets are reported as met or not; a missed target is not an error.
@@ -223,17 +224,16 @@ func runEndpoints(ctx context.Context, s settings, dir string, progs map[string]
 		}
 	}()
 
-	data, err := seed(ctx, sys.bookURL, sys.authorURL, s.authors, s.books)
+	token, err := login(ctx, sys.gatewayURL, benchAdminEmail, benchAdminPassword)
+	if err != nil {
+		return fmt.Errorf("bench: log in through the gateway: %w", err)
+	}
+	data, err := seed(ctx, sys.bookURL, sys.authorURL, token, s.authors, s.books)
 	if err != nil {
 		return fmt.Errorf("bench: seed: %w", err)
 	}
 	fmt.Fprintf(stdout, "seeding:  %s\n", data.summary())
 	fmt.Fprintf(stdout, "genre X:  %q, which holds %d books\n", data.hotGenre, data.hotCount)
-
-	token, err := login(ctx, sys.gatewayURL, benchAdminEmail, benchAdminPassword)
-	if err != nil {
-		return fmt.Errorf("bench: log in through the gateway: %w", err)
-	}
 	fmt.Fprintf(stdout, "gateway:  logged in as %s through the gateway (POST /auth/token); rate limit %s/s, burst %s\n",
 		benchAdminEmail, gatewayRateLimit, gatewayRateBurst)
 	if sys.nginxURL == "" {

@@ -77,10 +77,11 @@ func measureAll(ctx context.Context, s settings, sys *system, d *dataset, token 
 	ids := slices.Clone(d.bookIDs)
 	rand.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
 	var next atomic.Uint64
-	jsonHeader := http.Header{"Content-Type": []string{"application/json"}}
 	// Through the gateway, every request carries the admin's token, so that the
-	// gateway verifies a JWT on each one, though these reads need none.
+	// gateway verifies a JWT on each one, though these reads need none. The book
+	// service verifies the token of each POST itself.
 	authHeader := http.Header{"Authorization": []string{"Bearer " + token}}
+	createHeader := http.Header{"Content-Type": []string{"application/json"}, "Authorization": authHeader["Authorization"]}
 	bookGet := func(base string, h http.Header) vegeta.Targeter {
 		return func(t *vegeta.Target) error {
 			t.Method, t.URL, t.Header = http.MethodGet, base+"/books/"+ids[next.Add(1)%uint64(len(ids))], h
@@ -105,7 +106,7 @@ func measureAll(ctx context.Context, s settings, sys *system, d *dataset, token 
 		}},
 		// Last, as it grows the database the other endpoints read.
 		endpoint{labelBookCreate, func(t *vegeta.Target) error {
-			t.Method, t.URL, t.Header = http.MethodPost, sys.bookURL+"/books", jsonHeader
+			t.Method, t.URL, t.Header = http.MethodPost, sys.bookURL+"/books", createHeader
 			t.Body = d.newBook(genres[rand.IntN(len(genres))])
 			return nil
 		}},

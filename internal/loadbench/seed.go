@@ -78,8 +78,8 @@ func isbn13(serial uint64) string {
 }
 
 // seed creates the authors, then the books (book i in genre i mod 20) through the
-// services' APIs.
-func seed(ctx context.Context, bookURL, authorURL string, authors, books int) (*dataset, error) {
+// services' APIs, as the caller of token (an editor's or an admin's).
+func seed(ctx context.Context, bookURL, authorURL, token string, authors, books int) (*dataset, error) {
 	client := &http.Client{
 		Timeout:   10 * time.Second,
 		Transport: &http.Transport{MaxIdleConnsPerHost: seedWorkers},
@@ -88,7 +88,7 @@ func seed(ctx context.Context, bookURL, authorURL string, authors, books int) (*
 	d := &dataset{hotGenre: genres[0]}
 
 	start := time.Now()
-	ids, err := createAll(ctx, client, authorURL+"/authors", authors, func(i int) []byte {
+	ids, err := createAll(ctx, client, authorURL+"/authors", token, authors, func(i int) []byte {
 		b, _ := json.Marshal(map[string]string{"name": fmt.Sprintf("Author %04d", i+1)})
 		return b
 	})
@@ -98,7 +98,7 @@ func seed(ctx context.Context, bookURL, authorURL string, authors, books int) (*
 	d.authorIDs, d.authorsTook = ids, time.Since(start)
 
 	start = time.Now()
-	ids, err = createAll(ctx, client, bookURL+"/books", books, func(i int) []byte {
+	ids, err = createAll(ctx, client, bookURL+"/books", token, books, func(i int) []byte {
 		return d.newBook(genres[i%len(genres)])
 	})
 	if err != nil {
@@ -109,14 +109,15 @@ func seed(ctx context.Context, bookURL, authorURL string, authors, books int) (*
 	return d, nil
 }
 
-// createAll POSTs n documents made by body to url, seedWorkers at a time, and
-// returns the ids of the created resources in order. Any answer but 201 is an error.
-func createAll(ctx context.Context, client *http.Client, url string, n int, body func(i int) []byte) ([]string, error) {
-	return createAllWith(ctx, client, url, n, seedWorkers, body)
+// createAll POSTs n documents made by body to url with token, seedWorkers at a
+// time, and returns the ids of the created resources in order. Any answer but 201 is
+// an error.
+func createAll(ctx context.Context, client *http.Client, url, token string, n int, body func(i int) []byte) ([]string, error) {
+	return createAllWith(ctx, client, url, token, n, seedWorkers, body)
 }
 
 // createAllWith is createAll with workers requests at a time.
-func createAllWith(ctx context.Context, client *http.Client, url string, n, workers int, body func(i int) []byte) ([]string, error) {
+func createAllWith(ctx context.Context, client *http.Client, url, token string, n, workers int, body func(i int) []byte) ([]string, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	ids := make([]string, n)
@@ -129,7 +130,7 @@ func createAllWith(ctx context.Context, client *http.Client, url string, n, work
 				if i >= n || ctx.Err() != nil {
 					return
 				}
-				id, err := create(ctx, client, url, body(i))
+				id, err := create(ctx, client, url, token, body(i))
 				if err != nil {
 					cancel(err)
 					return
@@ -145,13 +146,14 @@ func createAllWith(ctx context.Context, client *http.Client, url string, n, work
 	return ids, nil
 }
 
-// create POSTs one document and returns the id of the resource created.
-func create(ctx context.Context, client *http.Client, url string, body []byte) (string, error) {
+// create POSTs one document with token and returns the id of the resource created.
+func create(ctx context.Context, client *http.Client, url, token string, body []byte) (string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
 		return "", err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := client.Do(req)
 	if err != nil {
 		return "", err

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -168,11 +169,37 @@ func freeAddr() (string, error) {
 }
 
 // The admin account the benchmark makes in the auth service, and logs in as through
-// the gateway, so that the gateway verifies a real token on every request measured.
+// the gateway, so that the gateway verifies a real token on every request measured;
+// its token also seeds the services, which take writes only with a token.
 const (
 	benchAdminEmail    = "bench-admin@folio.test"
 	benchAdminPassword = "bench-admin-password-0123456789"
 )
+
+// tokenTTL is the lifetime of the benchmark's tokens: longer than any run, so that
+// the token logged in with never expires mid-run. Every verifier is told it, since
+// each refuses a token that lives longer than it expects.
+const tokenTTL = "24h"
+
+// tokenEnv is the environment that makes a program verify the tokens of the auth
+// service at authURL: book and author check the token of each write themselves,
+// the gateway that of every request.
+func tokenEnv(authURL string) []string {
+	return []string{"FOLIO_JWKS_URL=" + authURL + "/.well-known/jwks.json", "FOLIO_TOKEN_TTL=" + tokenTTL}
+}
+
+// startAuth starts the auth service on addr with a fresh database under dir and the
+// benchmark's admin account. It publishes its account events through b, so that
+// the verifiers that follow revocations find them there.
+func startAuth(dir string, progs map[string]string, addr string, b *brokerSetup) (*proc, error) {
+	return startProc(dir, "auth", progs["auth"], nil, append([]string{
+		"FOLIO_HTTP_ADDR=" + addr,
+		"FOLIO_DATA_DIR=" + filepath.Join(dir, "auth-data"),
+		"FOLIO_ADMIN_EMAIL=" + benchAdminEmail,
+		"FOLIO_ADMIN_PASSWORD=" + benchAdminPassword,
+		"FOLIO_TOKEN_TTL=" + tokenTTL,
+	}, b.env()...))
+}
 
 // The gateway's rate limit in the benchmark: raised far above any rate this machine
 // can reach, so that the limiter runs on every request but never refuses one.
@@ -212,44 +239,37 @@ func startSystem(ctx context.Context, dir string, progs map[string]string, b *br
 	sys.bookURL, sys.authorURL, sys.ceilingURL = "http://"+bookAddr, "http://"+authorAddr, "http://"+ceilingAddr
 	sys.authURL, sys.gatewayURL = "http://"+authAddr, "http://"+gatewayAddr
 
-	sys.book, err = startProc(dir, "book", progs["book"], nil, append([]string{
+	trust := tokenEnv(sys.authURL)
+	sys.book, err = startProc(dir, "book", progs["book"], nil, slices.Concat([]string{
 		"FOLIO_HTTP_ADDR=" + bookAddr,
 		"FOLIO_DATA_DIR=" + filepath.Join(dir, "book-data"),
 		"FOLIO_AUTHOR_URL=" + sys.authorURL,
-	}, b.env()...))
+	}, trust, b.env()))
 	if err != nil {
 		return nil, err
 	}
-	sys.author, err = startProc(dir, "author", progs["author"], nil, append([]string{
+	sys.author, err = startProc(dir, "author", progs["author"], nil, slices.Concat([]string{
 		"FOLIO_HTTP_ADDR=" + authorAddr,
 		"FOLIO_DATA_DIR=" + filepath.Join(dir, "author-data"),
 		"FOLIO_BOOK_URL=" + sys.bookURL,
-	}, b.env()...))
+	}, trust, b.env()))
 	if err != nil {
 		return nil, err
 	}
-	sys.auth, err = startProc(dir, "auth", progs["auth"], nil, []string{
-		"FOLIO_HTTP_ADDR=" + authAddr,
-		"FOLIO_DATA_DIR=" + filepath.Join(dir, "auth-data"),
-		"FOLIO_ADMIN_EMAIL=" + benchAdminEmail,
-		"FOLIO_ADMIN_PASSWORD=" + benchAdminPassword,
-		// Longer than any run, so that the token logged in with never expires mid-run.
-		"FOLIO_TOKEN_TTL=24h",
-	})
+	sys.auth, err = startAuth(dir, progs, authAddr, b)
 	if err != nil {
 		return nil, err
 	}
 	// The notify service is not part of the benchmark: its URL is a port nobody serves.
-	sys.gateway, err = startProc(dir, "gateway", progs["gateway"], nil, []string{
+	sys.gateway, err = startProc(dir, "gateway", progs["gateway"], nil, slices.Concat([]string{
 		"FOLIO_HTTP_ADDR=" + gatewayAddr,
 		"FOLIO_BOOK_URLS=" + sys.bookURL,
 		"FOLIO_AUTHOR_URLS=" + sys.authorURL,
 		"FOLIO_AUTH_URLS=" + sys.authURL,
 		"FOLIO_NOTIFY_URLS=http://" + notifyAddr,
-		"FOLIO_JWKS_URL=" + sys.authURL + "/.well-known/jwks.json",
 		"FOLIO_RATE_LIMIT=" + gatewayRateLimit,
 		"FOLIO_RATE_BURST=" + gatewayRateBurst,
-	})
+	}, trust, b.env()))
 	if err != nil {
 		return nil, err
 	}
