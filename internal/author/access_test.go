@@ -105,6 +105,10 @@ func TestAccess(t *testing.T) {
 	})
 }
 
+// subjectHeader is the header the gateway once named the caller in, and the services
+// trusted.
+const subjectHeader = "X-Folio-Subject"
+
 // TestIdempotencyKeysBelongToTheTokenSubject replays a spoofed X-Folio-Subject: a
 // caller naming another in that header, with the other's key and body, must not get
 // the other's answer back, since keys are scoped to the verified token's subject.
@@ -116,7 +120,7 @@ func TestIdempotencyKeysBelongToTheTokenSubject(t *testing.T) {
 	post := func(authorization, subject string) *author.Author {
 		t.Helper()
 		rec := s.do(http.MethodPost, "/authors", body, "Authorization", authorization,
-			idempotency.Header, key, idempotency.SubjectHeader, subject)
+			idempotency.Header, key, subjectHeader, subject)
 		if rec.Code != http.StatusCreated {
 			wantProblem(t, rec, http.StatusUnauthorized, authn.TypeUnauthorized)
 			return nil
@@ -134,7 +138,7 @@ func TestIdempotencyKeysBelongToTheTokenSubject(t *testing.T) {
 	}
 	// With a token of its own, the caller is the token's subject, whatever it says.
 	if other := post(mallory, "alice"); other == nil || other.ID == first.ID {
-		t.Fatalf("mallory naming alice in %s: got %+v, want a new author, not alice's %s", idempotency.SubjectHeader, other, first.ID)
+		t.Fatalf("mallory naming alice in %s: got %+v, want a new author, not alice's %s", subjectHeader, other, first.ID)
 	}
 	// And alice's own repeat still gets her first answer, whatever the header says.
 	if again := post(alice, "mallory"); again == nil || again.ID != first.ID {

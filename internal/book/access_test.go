@@ -102,6 +102,10 @@ func TestAccess(t *testing.T) {
 	})
 }
 
+// subjectHeader is the header the gateway once named the caller in, and the services
+// trusted.
+const subjectHeader = "X-Folio-Subject"
+
 // TestIdempotencyKeysBelongToTheTokenSubject replays a spoofed X-Folio-Subject: a
 // caller naming another in that header, with the other's key and body, must not get
 // the other's answer back, since keys are scoped to the verified token's subject.
@@ -111,18 +115,18 @@ func TestIdempotencyKeysBelongToTheTokenSubject(t *testing.T) {
 		alice := authntest.Bearer(s.iss.Token("alice", authn.RoleEditor))
 		mallory := authntest.Bearer(s.iss.Token("mallory", authn.RoleEditor))
 		key, body := "spoof-"+rest.NewID(), fields("spoof")
-		first := s.create(t, body, "Authorization", alice, idempotency.Header, key, idempotency.SubjectHeader, "alice")
+		first := s.create(t, body, "Authorization", alice, idempotency.Header, key, subjectHeader, "alice")
 
 		// Without a token, the header is worth nothing.
 		s.do(t, http.MethodPost, "/books", mustJSON(t, body), "Authorization", "",
-			idempotency.Header, key, idempotency.SubjectHeader, "alice").problem(t, http.StatusUnauthorized)
+			idempotency.Header, key, subjectHeader, "alice").problem(t, http.StatusUnauthorized)
 		// With a token of its own, the caller is the token's subject, whatever it says.
-		other := s.create(t, body, "Authorization", mallory, idempotency.Header, key, idempotency.SubjectHeader, "alice")
+		other := s.create(t, body, "Authorization", mallory, idempotency.Header, key, subjectHeader, "alice")
 		if other.ID == first.ID {
-			t.Fatalf("mallory naming alice in %s got alice's book %s back", idempotency.SubjectHeader, first.ID)
+			t.Fatalf("mallory naming alice in %s got alice's book %s back", subjectHeader, first.ID)
 		}
 		// And alice's own repeat still gets her first answer, whatever the header says.
-		again := s.create(t, body, "Authorization", alice, idempotency.Header, key, idempotency.SubjectHeader, "mallory")
+		again := s.create(t, body, "Authorization", alice, idempotency.Header, key, subjectHeader, "mallory")
 		if again.ID != first.ID {
 			t.Errorf("alice's repeat: got book %s, want her first answer %s", again.ID, first.ID)
 		}
