@@ -78,6 +78,23 @@ type service struct {
 
 func (s *service) URL() string { return "http://" + s.addr }
 
+// MetricsURL is where the service serves /metrics, off its public port: the address
+// of its latest "metrics listening" log line.
+func (s *service) MetricsURL() string {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		var addr string
+		for _, line := range strings.Split(s.logText(), "\n") {
+			var rec struct{ Msg, Addr string }
+			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "metrics listening" {
+				addr = rec.Addr
+			}
+		}
+		if addr != "" || time.Now().After(deadline) {
+			return "http://" + addr
+		}
+	}
+}
+
 // freeAddr returns a loopback address with a port nobody listens on now.
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -94,7 +111,7 @@ func freeAddr(t *testing.T) string {
 func startService(t *testing.T, name, addr string, env ...string) *service {
 	t.Helper()
 	s := &service{t: t, name: name, addr: addr, log: &bytes.Buffer{},
-		env: append(append([]string{"FOLIO_HTTP_ADDR=" + addr, "FOLIO_DATA_DIR=" + t.TempDir(), "FOLIO_LOG_FORMAT=json"},
+		env: append(append([]string{"FOLIO_HTTP_ADDR=" + addr, "FOLIO_METRICS_ADDR=127.0.0.1:0", "FOLIO_DATA_DIR=" + t.TempDir(), "FOLIO_LOG_FORMAT=json"},
 			testEvents(t)...), env...)}
 	s.start()
 	t.Cleanup(func() {

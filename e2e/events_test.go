@@ -915,7 +915,7 @@ func outboxPending(svc *service) (int, error) {
 // metricSum adds up the samples of metric in svc's /metrics whose labels include
 // every one of labels (`name="value"`).
 func metricSum(svc *service, metric string, labels ...string) (float64, error) {
-	status, b, err := send("GET", svc.URL()+"/metrics", nil)
+	status, b, err := send("GET", svc.MetricsURL()+"/metrics", nil)
 	if err != nil {
 		return 0, err
 	}

@@ -47,7 +47,7 @@ func gatewayProgram(t *testing.T, name string) string {
 func startExtra(t *testing.T, name, addr string, env ...string) *service {
 	t.Helper()
 	s := &service{t: t, name: name, addr: addr, log: &bytes.Buffer{},
-		env: append(append([]string{"FOLIO_HTTP_ADDR=" + addr, "FOLIO_DATA_DIR=" + t.TempDir(), "FOLIO_LOG_FORMAT=json"},
+		env: append(append([]string{"FOLIO_HTTP_ADDR=" + addr, "FOLIO_METRICS_ADDR=127.0.0.1:0", "FOLIO_DATA_DIR=" + t.TempDir(), "FOLIO_LOG_FORMAT=json"},
 			testEvents(t)...), env...)}
 	cmd := exec.Command(gatewayProgram(t, name))
 	cmd.Env = append(os.Environ(), s.env...)
@@ -81,7 +81,8 @@ func gatewayEnv(auth *service, author *service, books []*service, extra ...strin
 	}, extra...)
 }
 
-// routeCount sums http_requests_total for route and code in a service's /metrics.
+// routeCount sums http_requests_total for route and code in the /metrics served at
+// base (a service's MetricsURL).
 func routeCount(t *testing.T, base, route, code string) float64 {
 	t.Helper()
 	n, err := readRouteCount(base, route, code)
@@ -351,7 +352,7 @@ func TestGateway(t *testing.T) {
 					}
 					if done.Add(1) == 100 {
 						killOnce.Do(func() {
-							served, servedErr = readRouteCount(victim.URL(), route, "200")
+							served, servedErr = readRouteCount(victim.MetricsURL(), route, "200")
 							victim.kill() // SIGKILL, as a crash would
 							killedAt = time.Now()
 							close(killed)
@@ -375,7 +376,7 @@ func TestGateway(t *testing.T) {
 		}
 		// The others carried the load.
 		for i, b := range books[:2] {
-			if routeCount(t, b.URL(), route, "200") == 0 {
+			if routeCount(t, b.MetricsURL(), route, "200") == 0 {
 				t.Errorf("book instance %d served no GET /books/{id}", i)
 			}
 		}
@@ -397,7 +398,7 @@ func TestGateway(t *testing.T) {
 				r := call(t, "GET", g+"/books/"+bookID, nil)
 				expect(t, r, http.StatusOK)
 			}
-			if routeCount(t, victim.URL(), route, "200") > 0 {
+			if routeCount(t, victim.MetricsURL(), route, "200") > 0 {
 				break
 			}
 			if time.Now().After(back) {

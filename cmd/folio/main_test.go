@@ -277,9 +277,9 @@ func TestUpRunsTheServicesAndLoadsTheDemoOnce(t *testing.T) {
 	for range 20 {
 		getJSON(t, gatewayURL+"/books?limit=1", &viaGateway)
 	}
-	for _, u := range []string{bookURL, book2[1]} {
-		if n := listRequests(t, u); n == 0 {
-			t.Errorf("book instance %s served no GET /books; want the gateway to balance over both", u)
+	for _, name := range []string{"book", "book-2"} {
+		if n := listRequests(t, metricsURL(t, output(), name)); n == 0 {
+			t.Errorf("book instance %s served no GET /books; want the gateway to balance over both", name)
 		}
 	}
 	out := stop()
@@ -394,6 +394,18 @@ func checkStopped(t *testing.T, out string) {
 			t.Errorf("%s (pid %d) still runs after folio up returned (signal 0: %v)", m[1], pid, err)
 		}
 	}
+}
+
+// metricsURL is where the instance name serves /metrics, as its "metrics listening"
+// line in folio up's output says: not on its public port.
+func metricsURL(t *testing.T, out, name string) string {
+	t.Helper()
+	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` +\| .*metrics listening.*addr"?[=:]"?([0-9.:\[\]]+)`)
+	m := re.FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("no \"metrics listening\" line of %s in the output:\n%s", name, out)
+	}
+	return "http://" + m[1]
 }
 
 // listRequests is how many GET /books requests the service at base has answered,

@@ -122,7 +122,12 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.dataDir, 0o755); err != nil {
+	// The data directory holds the databases, keys and credentials: the owner's
+	// alone, also when an earlier run made it 0755.
+	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	if err := os.Chmod(cfg.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
 	natsKeys, natsUsers, err := natsCredentials(cfg.dataDir, getenv)
@@ -277,7 +282,19 @@ func startServices(ctx context.Context, sup *supervise.Supervisor, cfg *upConfig
 			"FOLIO_HTTP_ADDR="+net.JoinHostPort(cfg.host, strconv.Itoa(s.port)),
 			"FOLIO_DATA_DIR="+cfg.dataDir,
 			"FOLIO_LOG_FORMAT="+logFormat,
+			// Empty: each instance's default, loopback at its HTTP port + 1000 or any free
+			// port if that is taken (its "metrics listening" line says which), rather
+			// than one address from folio's environment that every instance would want.
+			"FOLIO_METRICS_ADDR=",
 		)
+		if s.program != "gateway" {
+			// The services see requests through the gateway on loopback, and take the
+			// client address it appends to X-Forwarded-For. The gateway itself trusts
+			// no proxy: it is the edge.
+			env = append(env, "FOLIO_TRUSTED_PROXIES=127.0.0.0/8,::1")
+		} else {
+			env = append(env, "FOLIO_TRUSTED_PROXIES=")
+		}
 		if !s.noDB {
 			db := s.db
 			if db == "" {
