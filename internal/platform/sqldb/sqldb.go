@@ -114,7 +114,7 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		if path == "" {
 			return nil, errors.New("open sqlite: empty path")
 		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		if err := private(path); err != nil {
 			return nil, fmt.Errorf("open sqlite: %w", err)
 		}
 		// WAL lets readers run beside the one writer; synchronous(FULL) makes a commit
@@ -142,6 +142,40 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 		return nil, fmt.Errorf("connect to %s database: %w", db.Dialect, err)
 	}
 	return db, nil
+}
+
+// private makes the SQLite file at path readable by its owner alone before the
+// driver opens it: a new directory is 0700, and the database is 0600, created so if
+// missing (SQLite gives its -wal and -shm files the database's mode) and narrowed if
+// an earlier version left it, or its -wal and -shm, readable by others. A database
+// holds password hashes, sealed keys and webhook secrets. An existing directory keeps
+// its mode: it may be a directory of the operator's that holds more than Folio's.
+func private(path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		info, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if info.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(p, info.Mode().Perm()&0o700); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // Migrate applies the migrations in migrations/<dialect>/ of fsys that the database
