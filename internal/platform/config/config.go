@@ -55,12 +55,34 @@ func attrs(v reflect.Value) []any {
 		switch {
 		case f.Tag.Get("mask") == "true" && val != "":
 			val = "***"
-		case strings.Contains(val, "://"):
-			val = redactURL(val)
+		case v.Field(i).Kind() == reflect.Slice:
+			items := make([]string, v.Field(i).Len())
+			for j := range items {
+				items[j] = redactURLs(fmt.Sprint(v.Field(i).Index(j).Interface()))
+			}
+			val = "[" + strings.Join(items, " ") + "]"
+		default:
+			val = redactURLs(val)
 		}
 		out = append(out, slog.String(key, val))
 	}
 	return out
+}
+
+// redactURLs redacts each URL of a comma-separated list (FOLIO_NATS_URL takes one
+// per server), which as one URL would parse with the later ones' user info in its
+// path.
+func redactURLs(s string) string {
+	if !strings.Contains(s, "://") {
+		return s
+	}
+	parts := strings.Split(s, ",")
+	for i, p := range parts {
+		if strings.Contains(p, "://") {
+			parts[i] = redactURL(p)
+		}
+	}
+	return strings.Join(parts, ",")
 }
 
 // redactURL hides the secrets in a URL: its whole user info (url.URL.Redacted would

@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +24,7 @@ type service struct {
 	Timeout     time.Duration `env:"TEST_TIMEOUT" envDefault:"1s"`
 	Workers     int           `env:"TEST_WORKERS" envDefault:"4"`
 	Secret      string        `env:"TEST_SECRET" mask:"true"`
+	Peers       []string      `env:"TEST_PEERS"`
 	Untagged    string
 }
 
@@ -38,7 +40,7 @@ func TestLoad(t *testing.T) {
 		}
 		want := service{Base: Base{LogLevel: "info", AccessLog: true}, PeerURL: "http://127.0.0.1:8082",
 			Timeout: time.Second, Workers: 4}
-		if cfg != want {
+		if !reflect.DeepEqual(cfg, want) {
 			t.Errorf("got %+v, want %+v", cfg, want)
 		}
 	})
@@ -55,7 +57,7 @@ func TestLoad(t *testing.T) {
 		}
 		want := service{Base: Base{Addr: ":9000", LogLevel: "debug", AccessLog: false, Delay: 5 * time.Second},
 			PeerURL: "http://author:8082", Timeout: 250 * time.Millisecond, Workers: 16, Secret: "s3cret"}
-		if cfg != want {
+		if !reflect.DeepEqual(cfg, want) {
 			t.Errorf("got %+v, want %+v", cfg, want)
 		}
 	})
@@ -121,6 +123,9 @@ func TestAttrs(t *testing.T) {
 		{"plain url", service{PeerURL: "http://author:8082"}, "TEST_PEER_URL", "http://author:8082", ""},
 		// Issue 8, finding 10: url.Redacted kept the token of a NATS token URL.
 		{"url with a token as its user", service{PeerURL: "nats://s3cr3tT0ken@nats:4222"}, "TEST_PEER_URL", "nats://nats:4222", "s3cr3tT0ken"},
+		{"list of urls", service{PeerURL: "nats://u1:p1@a:4222,nats://t0k3n@b:4222, nats://c:4222"}, "TEST_PEER_URL",
+			"nats://a:4222,nats://b:4222, nats://c:4222", "t0k3n"},
+		{"slice of urls", service{Peers: []string{"http://u1:s3cr3t@a:1", "http://b:2"}}, "TEST_PEERS", "[http://a:1 http://b:2]", "s3cr3t"},
 		{"sqlite path", service{DatabaseURL: "sqlite:data/book.db"}, "TEST_DATABASE_URL", "sqlite:data/book.db", ""},
 		{"duration", service{Timeout: 1500 * time.Millisecond}, "TEST_TIMEOUT", "1.5s", ""},
 		{"embedded struct", service{Base: Base{Addr: ":8081"}}, "TEST_ADDR", ":8081", ""},
@@ -128,8 +133,8 @@ func TestAttrs(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			attrs := config.Attrs(&tt.cfg)
-			if len(attrs) != 9 {
-				t.Errorf("got %d attributes, want one per variable (9)", len(attrs))
+			if len(attrs) != 10 {
+				t.Errorf("got %d attributes, want one per variable (10)", len(attrs))
 			}
 			found := false
 			for _, a := range attrs {
@@ -153,7 +158,7 @@ func TestAttrs(t *testing.T) {
 			}
 		})
 	}
-	if a := config.Attrs(service{Secret: "x"}); len(a) != 9 {
-		t.Errorf("a struct value: got %d attributes, want 9", len(a))
+	if a := config.Attrs(service{Secret: "x"}); len(a) != 10 {
+		t.Errorf("a struct value: got %d attributes, want 10", len(a))
 	}
 }
