@@ -18,11 +18,14 @@ func TestContract(t *testing.T) {
 	}
 	sys := startSystem(t)
 	books, authors := sys.book.URL(), sys.author.URL()
+	// Every write is an editor's: the services take none without a token.
+	editor := editorAuth(t)
 
 	t.Run("crud", func(t *testing.T) {
 		// A book can be created right after its author: the book service asks the
 		// author service about an id it has not seen.
-		r := call(t, "POST", authors+"/authors", map[string]any{"name": "  Mary Shelley ", "bio": "English novelist.", "birth_year": 1797})
+		r := call(t, "POST", authors+"/authors", map[string]any{"name": "  Mary Shelley ", "bio": "English novelist.", "birth_year": 1797},
+			"Authorization", editor)
 		expect(t, r, http.StatusCreated)
 		a := r.json(t)
 		aid := a["id"].(string)
@@ -34,7 +37,8 @@ func TestContract(t *testing.T) {
 		}
 
 		r = call(t, "POST", books+"/books", map[string]any{
-			"title": "Frankenstein", "author_id": aid, "genre": "gothic", "isbn": "0-306-40615-2", "published_year": 1818})
+			"title": "Frankenstein", "author_id": aid, "genre": "gothic", "isbn": "0-306-40615-2", "published_year": 1818},
+			"Authorization", editor)
 		expect(t, r, http.StatusCreated)
 		b := r.json(t)
 		id := b["id"].(string)
@@ -54,31 +58,34 @@ func TestContract(t *testing.T) {
 		got := r.json(t)
 		delete(got, "isbn")
 		got["title"] = "Frankenstein; or, The Modern Prometheus"
-		expect(t, call(t, "PUT", books+"/books/"+id, got, "If-Match", `"7"`), http.StatusPreconditionFailed)
-		r = call(t, "PUT", books+"/books/"+id, got, "If-Match", `"1"`)
+		expect(t, call(t, "PUT", books+"/books/"+id, got, "If-Match", `"7"`, "Authorization", editor), http.StatusPreconditionFailed)
+		r = call(t, "PUT", books+"/books/"+id, got, "If-Match", `"1"`, "Authorization", editor)
 		expect(t, r, http.StatusOK)
 		if b := r.json(t); b["isbn"] != nil || b["version"] != float64(2) || b["title"] != got["title"] {
 			t.Errorf("after PUT %v", b)
 		}
 
-		r = call(t, "PATCH", books+"/books/"+id, `{"published_year": null, "genre": "horror"}`, "Content-Type", "application/merge-patch+json")
+		r = call(t, "PATCH", books+"/books/"+id, `{"published_year": null, "genre": "horror"}`, "Content-Type", "application/merge-patch+json",
+			"Authorization", editor)
 		expect(t, r, http.StatusOK)
 		if b := r.json(t); b["published_year"] != nil || b["genre"] != "horror" || b["version"] != float64(3) {
 			t.Errorf("after PATCH %v", b)
 		}
 
-		r = call(t, "POST", books+"/books", map[string]any{"title": "X", "author_id": "01890a5d-ac96-774b-bcce-b302099a8057", "genre": "gothic"})
+		r = call(t, "POST", books+"/books", map[string]any{"title": "X", "author_id": "01890a5d-ac96-774b-bcce-b302099a8057", "genre": "gothic"},
+			"Authorization", editor)
 		expect(t, r, http.StatusUnprocessableEntity)
 		if !strings.Contains(string(r.body), `"author_id"`) {
 			t.Errorf("422 does not name author_id: %s", r.body)
 		}
 
-		expect(t, call(t, "DELETE", books+"/books/"+id, nil, "If-Match", `"2"`), http.StatusPreconditionFailed)
-		expect(t, call(t, "DELETE", books+"/books/"+id, nil, "If-Match", `"3"`), http.StatusNoContent)
+		expect(t, call(t, "DELETE", books+"/books/"+id, nil, "If-Match", `"2"`, "Authorization", editor), http.StatusPreconditionFailed)
+		expect(t, call(t, "DELETE", books+"/books/"+id, nil, "If-Match", `"3"`, "Authorization", editor), http.StatusNoContent)
 		expect(t, call(t, "GET", books+"/books/"+id, nil), http.StatusNotFound)
-		expect(t, call(t, "DELETE", books+"/books/"+id, nil), http.StatusNotFound)
+		expect(t, call(t, "DELETE", books+"/books/"+id, nil, "Authorization", editor), http.StatusNotFound)
 
-		r = call(t, "PATCH", authors+"/authors/"+aid, `{"bio": null}`, "Content-Type", "application/merge-patch+json")
+		r = call(t, "PATCH", authors+"/authors/"+aid, `{"bio": null}`, "Content-Type", "application/merge-patch+json",
+			"Authorization", editor)
 		expect(t, r, http.StatusOK)
 		if a := r.json(t); a["bio"] != nil || a["version"] != float64(2) {
 			t.Errorf("author after PATCH %v", a)
@@ -88,15 +95,15 @@ func TestContract(t *testing.T) {
 	t.Run("idempotent create", func(t *testing.T) {
 		aid := createAuthor(t, sys, "Idempotent Author")
 		body := map[string]any{"title": "Once", "author_id": aid, "genre": "idempotency"}
-		first := call(t, "POST", books+"/books", body, "Idempotency-Key", "k-1")
+		first := call(t, "POST", books+"/books", body, "Idempotency-Key", "k-1", "Authorization", editor)
 		expect(t, first, http.StatusCreated)
-		again := call(t, "POST", books+"/books", body, "Idempotency-Key", "k-1")
+		again := call(t, "POST", books+"/books", body, "Idempotency-Key", "k-1", "Authorization", editor)
 		expect(t, again, http.StatusCreated)
 		if first.json(t)["id"] != again.json(t)["id"] {
 			t.Errorf("replay gave id %v, want %v", again.json(t)["id"], first.json(t)["id"])
 		}
 		body["title"] = "Twice"
-		expect(t, call(t, "POST", books+"/books", body, "Idempotency-Key", "k-1"), http.StatusUnprocessableEntity)
+		expect(t, call(t, "POST", books+"/books", body, "Idempotency-Key", "k-1", "Authorization", editor), http.StatusUnprocessableEntity)
 		if n := count(t, books+"/books?genre=idempotency&author_id="+aid); n != 1 {
 			t.Errorf("%d books exist, want 1", n)
 		}
@@ -209,7 +216,7 @@ func TestContract(t *testing.T) {
 			if c.body != "" {
 				body = c.body
 			}
-			r := call(t, c.method, c.url, body, "Content-Type", "application/json")
+			r := call(t, c.method, c.url, body, "Content-Type", "application/json", "Authorization", editor)
 			if r.status != c.status || r.header.Get("Content-Type") != "application/problem+json" {
 				t.Errorf("%s %s %.40q: got %d %s, want %d problem+json: %.200s", c.method, c.url, c.body, r.status,
 					r.header.Get("Content-Type"), c.status, r.body)
@@ -253,7 +260,7 @@ func TestContract(t *testing.T) {
 			// Everything that does not need the book service still works.
 			expect(t, call(t, "GET", authors+"/authors/"+aid, nil), http.StatusOK)
 			expect(t, call(t, "GET", authors+"/authors?limit=5", nil), http.StatusOK)
-			expect(t, call(t, "POST", authors+"/authors", map[string]any{"name": "Written While " + why}), http.StatusCreated)
+			expect(t, call(t, "POST", authors+"/authors", map[string]any{"name": "Written While " + why}, "Authorization", editor), http.StatusCreated)
 		}
 
 		// Stalled: the process is frozen; connections are accepted by the kernel and

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -107,12 +108,13 @@ func freeAddr(t *testing.T) string {
 }
 
 // startService starts the named program on addr with the environment given and waits
-// until it is ready. It is killed when the test ends.
+// until it is ready. It is killed when the test ends. It verifies the tokens of
+// the test's issuer (testIssuer) unless env names another FOLIO_JWKS_URL.
 func startService(t *testing.T, name, addr string, env ...string) *service {
 	t.Helper()
 	s := &service{t: t, name: name, addr: addr, log: &bytes.Buffer{},
-		env: append(append([]string{"FOLIO_HTTP_ADDR=" + addr, "FOLIO_METRICS_ADDR=127.0.0.1:0", "FOLIO_DATA_DIR=" + t.TempDir(), "FOLIO_LOG_FORMAT=json"},
-			testEvents(t)...), env...)}
+		env: slices.Concat([]string{"FOLIO_HTTP_ADDR=" + addr, "FOLIO_METRICS_ADDR=127.0.0.1:0", "FOLIO_DATA_DIR=" + t.TempDir(), "FOLIO_LOG_FORMAT=json"},
+			testEvents(t), testIssuer(t).Env(), env)}
 	s.start()
 	t.Cleanup(func() {
 		s.kill()
@@ -282,14 +284,15 @@ func expect(t *testing.T, r response, status int) {
 
 func createAuthor(t *testing.T, sys *system, name string) string {
 	t.Helper()
-	r := call(t, "POST", sys.author.URL()+"/authors", map[string]any{"name": name})
+	r := call(t, "POST", sys.author.URL()+"/authors", map[string]any{"name": name}, "Authorization", editorAuth(t))
 	expect(t, r, http.StatusCreated)
 	return r.json(t)["id"].(string)
 }
 
 func createBook(t *testing.T, sys *system, title, authorID, genre string) string {
 	t.Helper()
-	r := call(t, "POST", sys.book.URL()+"/books", map[string]any{"title": title, "author_id": authorID, "genre": genre})
+	r := call(t, "POST", sys.book.URL()+"/books", map[string]any{"title": title, "author_id": authorID, "genre": genre},
+		"Authorization", editorAuth(t))
 	expect(t, r, http.StatusCreated)
 	return r.json(t)["id"].(string)
 }

@@ -427,6 +427,7 @@ type scenario struct {
 	author, book, notify *service
 	recv                 *receiver
 	subID                string
+	editor               string // the Authorization of every write
 
 	mu       sync.Mutex
 	authors  map[string]bool   // live authors
@@ -443,7 +444,7 @@ var allEventTypes = []string{"author.created", "author.updated", "author.deleted
 
 func startScenario(t *testing.T, env []string, withNotify bool) *scenario {
 	t.Helper()
-	s := &scenario{t: t, env: env, authors: map[string]bool{}, books: map[string]string{}, events: map[string]int{}}
+	s := &scenario{t: t, env: env, editor: editorAuth(t), authors: map[string]bool{}, books: map[string]string{}, events: map[string]int{}}
 	authorAddr, bookAddr := freeAddr(t), freeAddr(t)
 	s.author = startService(t, "author", authorAddr, append(slices.Clone(env), "FOLIO_BOOK_URL=http://"+bookAddr)...)
 	s.book = startService(t, "book", bookAddr, append(slices.Clone(env), "FOLIO_AUTHOR_URL=http://"+authorAddr)...)
@@ -451,15 +452,16 @@ func startScenario(t *testing.T, env []string, withNotify bool) *scenario {
 		s.recv = newReceiver(t, webhookSecret)
 		s.notify = startService(t, "notify", freeAddr(t), append(slices.Clone(env), "FOLIO_WEBHOOK_BACKOFF=200ms", "FOLIO_WEBHOOK_ALLOW_PRIVATE=1")...)
 		r := call(t, "POST", s.notify.URL()+"/subscriptions", map[string]any{
-			"url": s.recv.srv.URL + "/hook", "events": allEventTypes, "secret": webhookSecret})
+			"url": s.recv.srv.URL + "/hook", "events": allEventTypes, "secret": webhookSecret}, "Authorization", adminAuth(t))
 		expect(t, r, http.StatusCreated)
 		s.subID = r.json(t)["id"].(string)
 	}
 	return s
 }
 
-// send makes one HTTP call; safe from any goroutine.
-func send(method, url string, body any) (int, []byte, error) {
+// send makes one HTTP call with authorization as its Authorization header (none
+// when empty); safe from any goroutine.
+func send(method, url string, body any, authorization ...string) (int, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		j, err := json.Marshal(body)
@@ -475,6 +477,11 @@ func send(method, url string, body any) (int, []byte, error) {
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	for _, a := range authorization {
+		if a != "" {
+			req.Header.Set("Authorization", a)
+		}
+	}
 	resp, err := client.Do(req)
 	if err != nil {
 		return 0, nil, err
@@ -484,9 +491,9 @@ func send(method, url string, body any) (int, []byte, error) {
 	return resp.StatusCode, b, err
 }
 
-// write makes a write call that must answer want.
-func write(method, url string, body any, want int) ([]byte, error) {
-	status, b, err := send(method, url, body)
+// write makes a write call, as the scenario's editor, that must answer want.
+func (s *scenario) write(method, url string, body any, want int) ([]byte, error) {
+	status, b, err := send(method, url, body, s.editor)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", method, url, err)
 	}
@@ -540,7 +547,7 @@ func idOf(b []byte) (string, error) {
 }
 
 func (s *scenario) createAuthor() (string, error) {
-	b, err := write("POST", s.author.URL()+"/authors", map[string]any{"name": fmt.Sprintf("Author %d", s.nextSeq())}, http.StatusCreated)
+	b, err := s.write("POST", s.author.URL()+"/authors", map[string]any{"name": fmt.Sprintf("Author %d", s.nextSeq())}, http.StatusCreated)
 	if err != nil {
 		return "", err
 	}
@@ -556,7 +563,7 @@ func (s *scenario) createAuthor() (string, error) {
 }
 
 func (s *scenario) updateAuthor(id string) error {
-	if _, err := write("PUT", s.author.URL()+"/authors/"+id, map[string]any{"name": fmt.Sprintf("Author %d (renamed)", s.nextSeq())}, http.StatusOK); err != nil {
+	if _, err := s.write("PUT", s.author.URL()+"/authors/"+id, map[string]any{"name": fmt.Sprintf("Author %d (renamed)", s.nextSeq())}, http.StatusOK); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -566,7 +573,7 @@ func (s *scenario) updateAuthor(id string) error {
 }
 
 func (s *scenario) deleteAuthor(id string) error {
-	if _, err := write("DELETE", s.author.URL()+"/authors/"+id, nil, http.StatusNoContent); err != nil {
+	if _, err := s.write("DELETE", s.author.URL()+"/authors/"+id, nil, http.StatusNoContent); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -594,7 +601,7 @@ func (s *scenario) recordBook(b []byte, authorID string) (string, error) {
 }
 
 func (s *scenario) createBook(authorID string) (string, error) {
-	b, err := write("POST", s.book.URL()+"/books", bookBody(s.nextSeq(), authorID), http.StatusCreated)
+	b, err := s.write("POST", s.book.URL()+"/books", bookBody(s.nextSeq(), authorID), http.StatusCreated)
 	if err != nil {
 		return "", err
 	}
@@ -603,7 +610,7 @@ func (s *scenario) createBook(authorID string) (string, error) {
 
 // updateBook replaces the book, giving it authorID (maybe another author).
 func (s *scenario) updateBook(id, authorID string) error {
-	if _, err := write("PUT", s.book.URL()+"/books/"+id, bookBody(s.nextSeq(), authorID), http.StatusOK); err != nil {
+	if _, err := s.write("PUT", s.book.URL()+"/books/"+id, bookBody(s.nextSeq(), authorID), http.StatusOK); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -614,7 +621,7 @@ func (s *scenario) updateBook(id, authorID string) error {
 }
 
 func (s *scenario) deleteBook(id string) error {
-	if _, err := write("DELETE", s.book.URL()+"/books/"+id, nil, http.StatusNoContent); err != nil {
+	if _, err := s.write("DELETE", s.book.URL()+"/books/"+id, nil, http.StatusNoContent); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -644,12 +651,13 @@ func (s *scenario) parallel(workers, n int, f func(i int) error) {
 	wg.Wait()
 }
 
-// listAll walks url's pages (limit 100) and returns every item.
-func listAll(url string) ([]map[string]any, error) {
+// listAll walks url's pages (limit 100), with authorization when not empty, and
+// returns every item.
+func listAll(url, authorization string) ([]map[string]any, error) {
 	var all []map[string]any
 	next := url + "?limit=100"
 	for pages := 0; pages < 1000; pages++ {
-		status, b, err := send("GET", next, nil)
+		status, b, err := send("GET", next, nil, authorization)
 		if err != nil {
 			return nil, err
 		}
@@ -675,7 +683,7 @@ func listAll(url string) ([]map[string]any, error) {
 // countsMismatch compares every author's book_count with the model: "" when all
 // are exact.
 func (s *scenario) countsMismatch() string {
-	items, err := listAll(s.author.URL() + "/authors")
+	items, err := listAll(s.author.URL()+"/authors", "")
 	if err != nil {
 		return "list authors: " + err.Error()
 	}
@@ -724,7 +732,8 @@ type delivery struct {
 }
 
 func (s *scenario) deliveries() ([]delivery, error) {
-	items, err := listAll(s.notify.URL() + "/subscriptions/" + s.subID + "/deliveries")
+	// Webhook subscriptions are the admin's, in the notify service too.
+	items, err := listAll(s.notify.URL()+"/subscriptions/"+s.subID+"/deliveries", adminAuth(s.t))
 	if err != nil {
 		return nil, err
 	}
@@ -1048,7 +1057,7 @@ func noLossWhileBrokerDown(t *testing.T, srv *natsServer) {
 	knownAfter := pollUntil(t, "book service knows the bookless authors from events", convergeWait, func() string {
 		for len(bookless) > 0 {
 			a := bookless[0]
-			status, b, err := send("POST", s.book.URL()+"/books", bookBody(s.nextSeq(), a))
+			status, b, err := send("POST", s.book.URL()+"/books", bookBody(s.nextSeq(), a), s.editor)
 			switch {
 			case err != nil:
 				return err.Error()
@@ -1065,7 +1074,7 @@ func noLossWhileBrokerDown(t *testing.T, srv *natsServer) {
 		return ""
 	})
 	t.Logf("with the author service down, the bookless authors were known (%s after the check began)", knownAfter.Round(time.Millisecond))
-	status, b, err := send("POST", s.book.URL()+"/books", bookBody(s.nextSeq(), gone))
+	status, b, err := send("POST", s.book.URL()+"/books", bookBody(s.nextSeq(), gone), s.editor)
 	if err != nil {
 		t.Fatal(err)
 	}

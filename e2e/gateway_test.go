@@ -119,6 +119,12 @@ func readRouteCount(base, route, code string) (float64, error) {
 
 func bearer(tok string) string { return "Bearer " + tok }
 
+// authJWKS is the environment that makes a program verify the tokens of the auth
+// service auth.
+func authJWKS(auth *service) string {
+	return "FOLIO_JWKS_URL=" + auth.URL() + "/.well-known/jwks.json"
+}
+
 // registryTTL is the discovery TTL of the programs in these tests: short, so that a
 // killed instance's entry expires quickly.
 const registryTTL = 3 * time.Second
@@ -203,13 +209,15 @@ func TestGateway(t *testing.T) {
 
 	bookAddrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
 	authorAddr := freeAddr(t)
-	author := startService(t, "author", authorAddr, append(discoveryEnv("author"), "FOLIO_BOOK_URL=http://"+bookAddrs[0])...)
+	// The services verify the tokens the auth service issues, as the gateway does.
+	jwks := authJWKS(auth)
+	author := startService(t, "author", authorAddr, append(discoveryEnv("author"), "FOLIO_BOOK_URL=http://"+bookAddrs[0], jwks)...)
 	bookDB := "FOLIO_DATABASE_URL=sqlite:" + filepath.Join(t.TempDir(), "book.db")
 	var books []*service
 	for i, a := range bookAddrs {
 		// One at a time: the first migrates the shared database.
 		books = append(books, startService(t, "book", a, append(discoveryEnv("book-"+strconv.Itoa(i)),
-			bookDB, "FOLIO_AUTHOR_URL=http://"+authorAddr)...))
+			bookDB, "FOLIO_AUTHOR_URL=http://"+authorAddr, jwks)...))
 	}
 	// The failover test sends hundreds of requests from one client: the limit is
 	// raised, not switched off.
