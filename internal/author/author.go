@@ -18,6 +18,7 @@ import (
 	"folio/internal/bookclient"
 	"folio/internal/platform/fault"
 	"folio/internal/platform/rest"
+	"folio/internal/platform/visible"
 )
 
 // Author is the resource the service owns.
@@ -103,6 +104,9 @@ func (in Input) validate(now time.Time) (Author, error) {
 		errs.Add("name", fmt.Sprintf("must be at most %d characters", MaxName))
 	case strings.ContainsRune(a.Name, 0):
 		errs.Add("name", "must not contain NUL characters")
+	case !visible.Has(a.Name):
+		// Zero-width and bidi control characters pass "required" yet show nothing.
+		errs.Add("name", visibleRule)
 	}
 	if s := trimmed(in.Bio); s != "" {
 		switch {
@@ -122,6 +126,9 @@ func (in Input) validate(now time.Time) (Author, error) {
 	}
 	return a, errs.Err()
 }
+
+// visibleRule is what a name made only of invisible characters is told.
+const visibleRule = "must contain a visible character, not only spaces, zero-width or bidi control characters"
 
 func trimmed(s *string) string {
 	if s == nil {

@@ -15,6 +15,7 @@ import (
 
 	"folio/internal/platform/fault"
 	"folio/internal/platform/rest"
+	"folio/internal/platform/visible"
 )
 
 // Book is the resource the service owns.
@@ -96,6 +97,9 @@ func (in Input) validate(now time.Time) (Book, error) {
 	case strings.ContainsRune(b.Title, 0):
 		// PostgreSQL cannot store NUL in text; refuse it on every engine alike.
 		errs.Add("title", "must not contain NUL characters")
+	case !visible.Has(b.Title):
+		// Zero-width and bidi control characters pass "required" yet show nothing.
+		errs.Add("title", visibleRule)
 	}
 	b.AuthorID = trimmed(in.AuthorID)
 	if b.AuthorID == "" {
@@ -125,6 +129,9 @@ func (in Input) validate(now time.Time) (Book, error) {
 	}
 	return b, errs.Err()
 }
+
+// visibleRule is what a name made only of invisible characters is told.
+const visibleRule = "must contain a visible character, not only spaces, zero-width or bidi control characters"
 
 func trimmed(s *string) string {
 	if s == nil {
