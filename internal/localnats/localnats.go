@@ -64,7 +64,7 @@ func Start(host string, port int, dir string, users ...User) (*Server, error) {
 				return nil, fmt.Errorf("nats: user %s has empty permissions", u.Name)
 			}
 			nu.Permissions = &server.Permissions{
-				Publish:   &server.SubjectPermission{Allow: u.Permissions.Publish},
+				Publish:   &server.SubjectPermission{Allow: u.Permissions.Publish, Deny: u.Permissions.PublishDeny},
 				Subscribe: &server.SubjectPermission{Allow: u.Permissions.Subscribe},
 			}
 		}

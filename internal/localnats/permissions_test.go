@@ -363,6 +363,10 @@ func TestForgeriesRefused(t *testing.T) {
 			_, err := bookJS.CreateOrUpdateConsumer(ctx, "FOLIO_EVENTS", jetstream.ConsumerConfig{Durable: "notify", FilterSubject: "folio.book.>", AckPolicy: jetstream.AckExplicitPolicy})
 			return err
 		}},
+		{"redefine another's consumer through the follow permission", func(ctx context.Context) error {
+			_, err := bookJS.UpdateConsumer(ctx, "FOLIO_EVENTS", jetstream.ConsumerConfig{Durable: "notify", FilterSubject: "folio.account.revoked", AckPolicy: jetstream.AckExplicitPolicy})
+			return err
+		}},
 		{"pull another's consumer", func(ctx context.Context) error {
 			c, err := bookJS.Consumer(ctx, "FOLIO_EVENTS", "notify")
 			if err != nil {

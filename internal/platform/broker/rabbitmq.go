@@ -81,11 +81,11 @@ func (t *rabbitTransport) run(tried chan struct{}) {
 	wait := 500 * time.Millisecond
 	for {
 		conn, pub, err := t.dial()
-		if tried != nil {
-			close(tried)
-			tried = nil
-		}
 		if err != nil {
+			if tried != nil {
+				close(tried)
+				tried = nil
+			}
 			t.log.Warn("RabbitMQ unreachable, will retry", "err", err, "in", wait)
 			select {
 			case <-time.After(wait):
@@ -103,6 +103,12 @@ func (t *rabbitTransport) run(tried chan struct{}) {
 		t.conn, t.pub = conn, pub
 		close(t.up)
 		t.mu.Unlock()
+		// Only now: Open returning before the connection is in place had the
+		// first Publish fail as not connected.
+		if tried != nil {
+			close(tried)
+			tried = nil
+		}
 
 		select {
 		case <-t.done:

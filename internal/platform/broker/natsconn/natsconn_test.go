@@ -133,8 +133,8 @@ func TestServerConfigParses(t *testing.T) {
 		t.Fatalf("%d nkey users, want %d", len(opts.Nkeys), len(keys))
 	}
 	for _, u := range opts.Nkeys {
-		if u.Permissions == nil || u.Permissions.Publish == nil || len(u.Permissions.Publish.Allow) == 0 {
-			t.Errorf("user %s has no publish allow list", u.Nkey)
+		if u.Permissions == nil || u.Permissions.Publish == nil || len(u.Permissions.Publish.Allow) == 0 || len(u.Permissions.Publish.Deny) == 0 {
+			t.Errorf("user %s has no publish allow or deny list", u.Nkey)
 		}
 	}
 }

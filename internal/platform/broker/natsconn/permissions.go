@@ -20,10 +20,11 @@ type Names struct {
 var DefaultNames = Names{Prefix: "folio", Stream: "FOLIO_EVENTS", Bucket: "folio_discovery"}
 
 // Permissions are the subjects a NATS user may publish and subscribe to (allow
-// lists: everything else is denied).
+// lists: everything else is denied), and the exceptions to Publish.
 type Permissions struct {
-	Publish   []string
-	Subscribe []string
+	Publish     []string
+	PublishDeny []string
+	Subscribe   []string
 }
 
 // program is what one Folio program does on the broker, from which its
@@ -119,8 +120,20 @@ func For(name string, n Names) (Permissions, error) {
 		// created one per filter through the subject that names the filter.
 		pub = append(pub, api+"CONSUMER.CREATE."+n.Stream+".*."+n.Prefix+"."+subject)
 	}
+	// The follow pattern names no consumer: without these exceptions it would
+	// let a program redefine another's durable consumer (its filter, say).
+	var deny []string
+	for _, other := range Programs() {
+		if other == name {
+			continue
+		}
+		for _, durable := range sortedKeys(programs[other].consumers) {
+			deny = append(deny, api+"CONSUMER.CREATE."+n.Stream+"."+durable, api+"CONSUMER.CREATE."+n.Stream+"."+durable+".>")
+		}
+	}
 	return Permissions{
-		Publish: pub,
+		Publish:     pub,
+		PublishDeny: deny,
 		// Every delivery, acknowledgement and API answer comes to the
 		// program's inboxes; no event subject is read directly.
 		Subscribe: []string{"_INBOX.>"},
@@ -152,7 +165,11 @@ func ServerConfig(n Names, keys map[string]string) (string, error) {
 			return "", err
 		}
 		fmt.Fprintf(&b, "    # %s\n    {\n      nkey: %s\n      permissions: {\n", name, key)
-		fmt.Fprintf(&b, "        publish: { allow: %s }\n", quoteList(p.Publish))
+		fmt.Fprintf(&b, "        publish: { allow: %s", quoteList(p.Publish))
+		if len(p.PublishDeny) > 0 {
+			fmt.Fprintf(&b, ", deny: %s", quoteList(p.PublishDeny))
+		}
+		b.WriteString(" }\n")
 		fmt.Fprintf(&b, "        subscribe: { allow: %s }\n", quoteList(p.Subscribe))
 		b.WriteString("      }\n    }\n")
 	}
