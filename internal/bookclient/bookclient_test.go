@@ -3,6 +3,7 @@ package bookclient_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,8 @@ import (
 
 	"folio/internal/book"
 	"folio/internal/bookclient"
+	"folio/internal/platform/authn"
+	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/fault"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/idempotency"
@@ -37,8 +40,8 @@ type everyAuthor struct{}
 func (everyAuthor) Exists(context.Context, string) (bool, error) { return true, nil }
 
 // startBookService serves the real book service handler, chassis included, over a
-// new SQLite database.
-func startBookService(t *testing.T) *httptest.Server {
+// new SQLite database, and returns it with an editor's token it accepts.
+func startBookService(t *testing.T) (ts *httptest.Server, editor string) {
 	t.Helper()
 	db := sqldbtest.Open(t, "sqlite:"+filepath.Join(t.TempDir(), "book.db"), book.Migrations)
 	if err := outbox.Migrate(context.Background(), db); err != nil {
@@ -48,18 +51,45 @@ func startBookService(t *testing.T) *httptest.Server {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.DiscardHandler)
+	iss := authntest.New(t)
+	reg := prometheus.NewRegistry()
+	verifier := authn.NewVerifier(authn.Config{JWKSURL: iss.JWKSURL()}, http.DefaultClient, log, reg)
 	mux := http.NewServeMux()
-	book.Routes(mux, book.NewService(book.NewSQLStore(db), everyAuthor{}), idempotency.New(db, log), log)
-	srv := httpserver.New(httpserver.Config{}, log, prometheus.NewRegistry(), mux, book.OpenAPI, db.PingContext)
-	ts := httptest.NewServer(srv.Handler())
+	book.Routes(mux, book.NewService(book.NewSQLStore(db), everyAuthor{}), idempotency.New(db, log), verifier, log)
+	srv := httpserver.New(httpserver.Config{}, log, reg, mux, book.OpenAPI, db.PingContext)
+	ts = httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	return ts
+	return ts, iss.Token("editor-1", authn.RoleEditor)
 }
 
-// createBook creates a book through the book service's API and returns it.
-func createBook(t *testing.T, baseURL string, fields map[string]any) bookclient.Book {
+// createBook creates a book through the book service's API, as the editor of token,
+// and returns it.
+func createBook(t *testing.T, baseURL, token string, fields map[string]any) bookclient.Book {
 	t.Helper()
-	return resttest.PostJSON[bookclient.Book](t, baseURL+"/books", fields, http.StatusCreated)
+	body, err := json.Marshal(fields)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodPost, baseURL+"/books", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", authntest.Bearer(token))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var b bookclient.Book
+	if resp.StatusCode != http.StatusCreated {
+		msg, _ := io.ReadAll(resp.Body)
+		t.Fatalf("POST /books: got %s, want 201: %s", resp.Status, msg)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&b); err != nil {
+		t.Fatalf("POST /books: %v", err)
+	}
+	return b
 }
 
 // contractCheck is a transport that validates every response it carries against the
@@ -98,7 +128,8 @@ func (c *contractCheck) RoundTrip(req *http.Request) (*http.Response, error) {
 }
 
 func TestListBooksMatchesBookServiceContract(t *testing.T) {
-	ts := startBookService(t)
+	// The client reads with no token: reads are public.
+	ts, editor := startBookService(t)
 	check := newContractCheck(t, ts.URL)
 	client := bookclient.New(ts.URL, &http.Client{Transport: check, Timeout: 10 * time.Second})
 	ctx := context.Background()
@@ -117,7 +148,7 @@ func TestListBooksMatchesBookServiceContract(t *testing.T) {
 		if i == 0 {
 			fields["isbn"], fields["published_year"] = "0-306-40615-2", 1999
 		}
-		all = append(all, createBook(t, ts.URL, fields))
+		all = append(all, createBook(t, ts.URL, editor, fields))
 	}
 	ids := func(books []bookclient.Book) []string {
 		out := make([]string, len(books))
