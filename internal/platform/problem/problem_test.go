@@ -30,6 +30,7 @@ func TestWriteError(t *testing.T) {
 		{"precondition", fault.New(fault.PreconditionFailed, "moved"), 412, problem.TypePreconditionFailed, "moved"},
 		{"unavailable", fault.Wrap(fault.Unavailable, errors.New("dial 10.1.2.3:8082"), "peer down"), 503, problem.TypeUpstreamUnavailable, "peer down"},
 		{"too large", fault.New(fault.TooLarge, "big"), 413, problem.TypeTooLarge, "big"},
+		{"unsupported media", fault.New(fault.UnsupportedMedia, "not JSON"), 415, problem.TypeUnsupportedMedia, "not JSON"},
 		{"wrapped fault", fmt.Errorf("op: %w", fault.New(fault.NotFound, "none")), 404, problem.TypeNotFound, "none"},
 		{"plain error", errors.New(`pq: SELECT secret FROM users at 10.1.2.3`), 500, problem.TypeInternal, ""},
 		{"internal fault", fault.Wrap(fault.Internal, errors.New("SELECT secret"), "oops"), 500, problem.TypeInternal, ""},
