@@ -413,3 +413,40 @@ func TestForgeriesRefused(t *testing.T) {
 		t.Errorf("the notify consumer was changed or removed: %v", err)
 	}
 }
+
+// A program's consumer delivers where its creator says: notify, compromised,
+// points one at a registry key and publishes an event of its own shaped like an
+// entry. The server delivers it (a subscriber sees it), but the registry's
+// stream does not take deliveries as writes.
+func TestConsumerCannotDeliverIntoTheRegistry(t *testing.T) {
+	s := startSecured(t)
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	admin, adminJS := s.conn(t, "admin")
+	if _, err := adminJS.CreateStream(ctx, jetstream.StreamConfig{Name: "FOLIO_EVENTS", Subjects: []string{"folio.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := adminJS.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "folio_discovery", TTL: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const key = "$KV.folio_discovery.auth.evil"
+	seen, err := admin.SubscribeSync(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, js := s.conn(t, "notify")
+	if _, err := js.CreatePushConsumer(ctx, "FOLIO_EVENTS", jetstream.ConsumerConfig{Durable: "notify",
+		FilterSubject: "folio.notify.>", DeliverSubject: key, AckPolicy: jetstream.AckNonePolicy}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, "folio.notify.x", []byte(`{"service":"auth","id":"evil","url":"http://evil.example"}`)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := seen.NextMsg(wait); err != nil {
+		t.Fatalf("the delivery never came: %v", err)
+	}
+	if e, err := kv.Get(ctx, "auth.evil"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("a delivery became a registry entry: %v %v", e, err)
+	}
+}
