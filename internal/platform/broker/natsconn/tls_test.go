@@ -83,3 +83,37 @@ func TestTLS(t *testing.T) {
 		}
 	}
 }
+
+// FOLIO_NATS_USER and FOLIO_NATS_PASSWORD, for servers configured with users.
+func TestUserPassword(t *testing.T) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, HTTPPort: -1,
+		Users: []*server.User{{Username: "book", Password: "s3cret"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	t.Cleanup(srv.Shutdown)
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	for _, tt := range []struct {
+		cfg Config
+		ok  bool
+	}{
+		{Config{User: "book", Password: "s3cret"}, true},
+		{Config{User: "book", Password: "wrong"}, false},
+		{Config{}, false},
+	} {
+		opts, err := tt.cfg.Options()
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := nats.Connect(srv.ClientURL(), opts...)
+		if err == nil {
+			nc.Close()
+		}
+		if (err == nil) != tt.ok {
+			t.Errorf("user %q: connect error %v, want ok=%v", tt.cfg.User, err, tt.ok)
+		}
+	}
+}
