@@ -20,6 +20,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"folio/internal/platform/authn"
 	"folio/internal/platform/fault"
 	"folio/internal/platform/problem"
 	"folio/internal/platform/rest"
@@ -42,9 +43,6 @@ func Migrate(ctx context.Context, db *sqldb.DB) error {
 // Header is the request header that carries the key.
 const Header = "Idempotency-Key"
 
-// SubjectHeader names the caller behind the gateway; keys are scoped to it.
-const SubjectHeader = "X-Folio-Subject"
-
 // MaxKeyLength is the longest key accepted.
 const MaxKeyLength = 200
 
@@ -61,8 +59,9 @@ type Keys struct {
 	// process that died mid-request, so that a retry is served instead of 409 forever.
 	Abandoned time.Duration
 	// Caller names the caller of a request, so that two clients' keys never meet.
-	// The default reads SubjectHeader, which the gateway sets to the verified token
-	// subject (and strips from what clients send).
+	// The default is the subject of the request's verified token (authn.Require
+	// puts it in the context), "" for an anonymous caller; never a header, which
+	// any caller could set.
 	Caller func(*http.Request) string
 	// Fingerprint digests a request (method, URI and body) for comparison with a
 	// repeat. The default is SHA-256; a service whose bodies carry secrets, such as
@@ -74,7 +73,10 @@ type Keys struct {
 // New returns the key store kept in db, which Migrate has prepared.
 func New(db *sqldb.DB, log *slog.Logger) *Keys {
 	return &Keys{db: db, log: log, TTL: 24 * time.Hour, Abandoned: time.Minute, now: time.Now,
-		Caller: func(r *http.Request) string { return r.Header.Get(SubjectHeader) },
+		Caller: func(r *http.Request) string {
+			id, _ := authn.FromContext(r.Context())
+			return id.Subject
+		},
 		Fingerprint: func(_ string, request []byte) []byte {
 			sum := sha256.Sum256(request)
 			return sum[:]

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"folio/internal/platform/authn"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/metrics"
 	"folio/internal/platform/problem"
@@ -82,6 +83,7 @@ type result struct {
 
 func post(h http.Handler, path, key, body string, header ...string) result {
 	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
 	if key != "" {
 		req.Header.Set(Header, key)
 	}
@@ -393,6 +395,7 @@ func TestWrapInChassis(t *testing.T) {
 	h := httpserver.New(httpserver.Config{}, log, metrics.NewRegistry(), mux, []byte(`{}`), func(context.Context) error { return nil }).Handler()
 	body := io.MultiReader(bytes.NewReader(make([]byte, httpserver.MaxBodyBytes+1)))
 	req := httptest.NewRequest(http.MethodPost, "/things", body)
+	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(Header, "big")
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
@@ -408,19 +411,35 @@ func TestKeysAreScopedToTheCaller(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprintf(w, `{"n":%d}`, n)
 	}))
-	post := func(subject string) string {
+	// post sends the request as the verified subject ("" for anonymous), with
+	// the extra headers a caller chose.
+	post := func(subject string, header map[string]string) string {
 		req := httptest.NewRequest(http.MethodPost, "/things", strings.NewReader(`{}`))
+		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set(Header, "same-key")
-		req.Header.Set(SubjectHeader, subject)
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		if subject != "" {
+			req = req.WithContext(authn.NewContext(req.Context(), authn.Identity{Subject: subject}))
+		}
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		return rec.Body.String()
 	}
-	alice, bob, aliceAgain := post("alice"), post("bob"), post("alice")
+	alice, bob, aliceAgain := post("alice", nil), post("bob", nil), post("alice", nil)
 	if alice == bob {
 		t.Errorf("two callers with one key got the same answer %s; want separate scopes", alice)
 	}
 	if aliceAgain != alice {
 		t.Errorf("alice's repeat got %s, want her first answer %s", aliceAgain, alice)
+	}
+	// Finding 3 of issue 8: a header naming alice replayed her stored answer to
+	// whoever sent it. Only the verified token names the caller now.
+	spoof := map[string]string{"X-Folio-Subject": "alice"}
+	for _, caller := range []string{"mallory", ""} {
+		if got := post(caller, spoof); got == alice {
+			t.Errorf("caller %q with X-Folio-Subject: alice got alice's answer %s", caller, got)
+		}
 	}
 }
