@@ -15,6 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"folio/internal/platform/authn"
+	"folio/internal/platform/clientip"
 )
 
 func TestRoutes(t *testing.T) {
@@ -625,6 +626,40 @@ func TestRateLimitComesBeforeVerification(t *testing.T) {
 	}
 	if r := h.do("POST", "/books", alice, "{}", nil); r.status != http.StatusOK {
 		t.Errorf("alice's verified token from the flooded address: status = %d, want 200", r.status)
+	}
+}
+
+// TestRateLimitPerClientBehindTrustedProxies checks that the per-address budgets
+// are the clients' behind a trusted proxy, and that a client cannot pick its
+// address with X-Forwarded-For when it is not one.
+func TestRateLimitPerClientBehindTrustedProxies(t *testing.T) {
+	for _, trusted := range []bool{true, false} {
+		t.Run(fmt.Sprintf("loopback trusted %v", trusted), func(t *testing.T) {
+			h := newHarness(t, func(c *Config) {
+				c.RateLimit, c.RateBurst = 0.001, 2
+				if trusted {
+					p, err := clientip.Parse("127.0.0.0/8,::1")
+					if err != nil {
+						t.Fatal(err)
+					}
+					c.Proxies = p
+				}
+			})
+			from := func(ip string) map[string]string { return map[string]string{"X-Forwarded-For": ip} }
+			for range 2 {
+				if r := h.do("GET", "/books", "", "", from("203.0.113.1")); r.status != http.StatusOK {
+					t.Fatalf("within the burst: status = %d, want 200", r.status)
+				}
+			}
+			wantProblem(t, h.do("GET", "/books", "", "", from("203.0.113.1")), http.StatusTooManyRequests)
+			r := h.do("GET", "/books", "", "", from("203.0.113.2"))
+			if trusted && r.status != http.StatusOK {
+				t.Errorf("another client behind the proxy: status = %d, want 200", r.status)
+			}
+			if !trusted && r.status != http.StatusTooManyRequests {
+				t.Errorf("a client naming another address itself: status = %d, want 429 (its own budget is spent)", r.status)
+			}
+		})
 	}
 }
 
