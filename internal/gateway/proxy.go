@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"folio/internal/platform/authn"
 	"folio/internal/platform/clientip"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/problem"
@@ -19,8 +20,8 @@ import (
 
 // Problem types the gateway adds to the chassis' ones.
 const (
-	TypeUnauthorized = "/problems/unauthorized"
-	TypeForbidden    = "/problems/forbidden"
+	TypeUnauthorized = authn.TypeUnauthorized
+	TypeForbidden    = authn.TypeForbidden
 	TypeRateLimited  = "/problems/rate-limited"
 	TypeBadGateway   = "/problems/bad-gateway"
 	TypeTimeout      = "/problems/upstream-timeout"
