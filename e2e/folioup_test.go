@@ -1,0 +1,297 @@
+package e2e
+
+// A running `folio up`, the way a developer runs it and the way issue 8's findings
+// were reproduced: the folio program started as a child process, which builds and
+// starts every service and the embedded NATS itself.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"folio/internal/localbuild"
+)
+
+var (
+	upBuildOnce sync.Once
+	upBin       map[string]string
+	upBuildErr  error
+)
+
+// upPrograms builds folio and every service program into one directory, so that
+// the folio program finds the services beside itself, as an installed folio does.
+func upPrograms(t *testing.T) map[string]string {
+	t.Helper()
+	upBuildOnce.Do(func() {
+		upBin, upBuildErr = localbuild.Programs(context.Background(), filepath.Join(binDir, "up"),
+			"folio", "auth", "author", "book", "notify", "gateway")
+	})
+	if upBuildErr != nil {
+		t.Fatalf("build programs: %v", upBuildErr)
+	}
+	return upBin
+}
+
+// upSystem is one running `folio up` with the demo catalogue left out.
+type upSystem struct {
+	t       *testing.T
+	dataDir string
+	ports   map[string]int // by service name, and "nats"
+	cmd     *exec.Cmd
+	out     *upOutput
+	done    chan struct{}
+	stopped bool
+
+	adminEmail, adminPassword   string
+	editorEmail, editorPassword string
+}
+
+// upOutput is folio up's combined output, read while it runs.
+type upOutput struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (o *upOutput) Write(b []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.Write(b)
+}
+
+func (o *upOutput) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.String()
+}
+
+// upPort returns a port nothing listens on just now.
+func upPort(t *testing.T) int {
+	t.Helper()
+	_, port, err := net.SplitHostPort(freeAddr(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, _ := strconv.Atoi(port)
+	return n
+}
+
+// startFolioUp runs `folio up --no-demo` on free ports with a data directory of its
+// own and waits until it says it is up. It is stopped, as Ctrl-C stops it, when the
+// test ends.
+func startFolioUp(t *testing.T) *upSystem {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("runs folio up, which builds and starts every program; skipped with -short")
+	}
+	bin := upPrograms(t)
+	u := &upSystem{t: t, dataDir: filepath.Join(t.TempDir(), "data"), ports: map[string]int{}, out: &upOutput{}, done: make(chan struct{})}
+	args := []string{"up", "--no-demo", "--data-dir", u.dataDir}
+	for _, name := range []string{"gateway", "auth", "author", "book", "notify", "nats"} {
+		u.ports[name] = upPort(t)
+		args = append(args, "--"+name+"-port", strconv.Itoa(u.ports[name]))
+	}
+	cmd := exec.Command(bin["folio"], args...)
+	// folio up's own environment reaches every service: keep the test's FOLIO_*
+	// settings (test URLs, a developer's overrides) out of it.
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "FOLIO_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "FOLIO_LOG_FORMAT=json")
+	cmd.Stdout, cmd.Stderr = u.out, u.out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start folio up: %v", err)
+	}
+	u.cmd = cmd
+	go func() { _ = cmd.Wait(); close(u.done) }()
+	t.Cleanup(func() {
+		u.stop()
+		if t.Failed() {
+			t.Logf("folio up output:\n%s", u.out.String())
+		}
+	})
+	// A bound for a broken run only: a first build of the programs takes minutes.
+	deadline := time.Now().Add(5 * time.Minute)
+	for !strings.Contains(u.out.String(), "Press Ctrl-C to stop.") {
+		select {
+		case <-u.done:
+			t.Fatalf("folio up ended before it was up; output:\n%s", u.out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("folio up was not up within 5 minutes")
+		}
+	}
+	u.readCredentials()
+	return u
+}
+
+// stop ends folio up as Ctrl-C does and waits until it and its services are gone;
+// past a minute it kills it.
+func (u *upSystem) stop() {
+	if u.stopped {
+		return
+	}
+	u.stopped = true
+	_ = u.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-u.done:
+	case <-time.After(60 * time.Second):
+		_ = u.cmd.Process.Kill()
+		<-u.done
+		u.t.Errorf("folio up did not stop within 60 s of an interrupt")
+	}
+	// The services are folio up's children: none may outlive it.
+	for name, pid := range u.pids() {
+		if err := syscall.Kill(pid, 0); err == nil {
+			u.t.Errorf("%s (pid %d) still runs after folio up returned", name, pid)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+}
+
+func (u *upSystem) readCredentials() {
+	u.t.Helper()
+	f, err := os.Open(filepath.Join(u.dataDir, "credentials"))
+	if err != nil {
+		u.t.Fatalf("folio up's credentials file: %v", err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if !ok || strings.HasPrefix(k, "#") {
+			continue
+		}
+		switch k {
+		case "FOLIO_DEMO_ADMIN_EMAIL":
+			u.adminEmail = v
+		case "FOLIO_DEMO_ADMIN_PASSWORD":
+			u.adminPassword = v
+		case "FOLIO_DEMO_EDITOR_EMAIL":
+			u.editorEmail = v
+		case "FOLIO_DEMO_EDITOR_PASSWORD":
+			u.editorPassword = v
+		}
+	}
+	if u.adminPassword == "" || u.editorPassword == "" {
+		u.t.Fatalf("folio up's credentials file names no admin or editor password")
+	}
+}
+
+// URL is the base URL of the named service ("gateway", "book", …).
+func (u *upSystem) URL(name string) string {
+	return "http://127.0.0.1:" + strconv.Itoa(u.ports[name])
+}
+
+func (u *upSystem) natsURL() string { return "nats://127.0.0.1:" + strconv.Itoa(u.ports["nats"]) }
+
+var upStarted = regexp.MustCompile(`(?m)^folio +\| (\S+) started \(pid (\d+)\)$`)
+
+// pids are the process ids of the services, as folio up announced them.
+func (u *upSystem) pids() map[string]int {
+	pids := map[string]int{}
+	for _, m := range upStarted.FindAllStringSubmatch(u.out.String(), -1) {
+		pids[m[1]], _ = strconv.Atoi(m[2])
+	}
+	return pids
+}
+
+// metricsURL is where the named service serves /metrics, as its "metrics listening"
+// log line says.
+func (u *upSystem) metricsURL(name string) string {
+	u.t.Helper()
+	prefix := regexp.MustCompile(`^` + regexp.QuoteMeta(name) + ` +\| (.*)$`)
+	for _, line := range strings.Split(u.out.String(), "\n") {
+		m := prefix.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		var rec struct{ Msg, Addr string }
+		if json.Unmarshal([]byte(m[1]), &rec) == nil && rec.Msg == "metrics listening" && rec.Addr != "" {
+			return "http://" + rec.Addr
+		}
+	}
+	u.t.Fatalf("no \"metrics listening\" line of %s in folio up's output", name)
+	return ""
+}
+
+// login gets an access token through the gateway.
+func (u *upSystem) login(email, password string) string {
+	u.t.Helper()
+	r := call(u.t, "POST", u.URL("gateway")+"/auth/token", map[string]any{"email": email, "password": password})
+	if r.status != http.StatusOK {
+		u.t.Fatalf("login as %s through the gateway: got %d %s", email, r.status, r.body)
+	}
+	return r.json(u.t)["access_token"].(string)
+}
+
+// upClient is an HTTP client whose connections come from the loopback address
+// from (any of 127.0.0.0/8 on Linux), so that the gateway sees another client.
+func upClient(from string, timeout time.Duration) *http.Client {
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{DialContext: d.DialContext, MaxIdleConnsPerHost: 16}}
+}
+
+// upRequireAddr skips the test when the machine cannot use from as a source
+// address (all of 127.0.0.0/8 is loopback on Linux; elsewhere often only 127.0.0.1).
+func upRequireAddr(t *testing.T, from string) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		if os.Getenv("FOLIO_REQUIRE_INTEGRATION") == "1" {
+			t.Fatalf("cannot connect from %s (%v) and FOLIO_REQUIRE_INTEGRATION=1", from, err)
+		}
+		t.Skipf("cannot connect from %s on this machine (%v): the test needs several loopback source addresses", from, err)
+	}
+	c.Close()
+}
+
+// upRaw writes req to addr over a fresh TCP connection and returns the status and
+// Content-Type of the answer. It fails the test if no answer comes within 30 s.
+func upRaw(t *testing.T, addr, req string) (int, string, string) {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s: %v", addr, err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(30 * time.Second))
+	// The server may answer and close before it has read all of a bad request: a
+	// write error then is no failure, the answer is what counts.
+	_, _ = io.WriteString(c, req)
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("raw request to %s: no answer: %v\nrequest: %.200q", addr, err, req)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return resp.StatusCode, resp.Header.Get("Content-Type"), string(body)
+}
+
+func upHostPort(base string) string { return strings.TrimPrefix(base, "http://") }
+
+// upDescribe names a request in a failure message.
+func upDescribe(method, u string) string { return fmt.Sprintf("%s %.120s", method, u) }
