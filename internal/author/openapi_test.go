@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"folio/internal/author"
+	"folio/internal/platform/authn"
+	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/idempotency"
 	"folio/internal/platform/rest"
 	"folio/internal/platform/rest/openapicheck"
@@ -28,6 +30,10 @@ func TestOpenAPIDocument(t *testing.T) {
 	}
 	a := c.s.create(`{"name":"Checked","bio":"b","birth_year":1900}`)
 	path := "/authors/" + a.ID
+	anonymous := []string{"Authorization", ""}
+	reader := []string{"Authorization", authntest.Bearer(c.s.iss.Token("reader-1", authn.RoleReader))}
+	badToken := []string{"Authorization", "Bearer not-a-token"}
+	plain := []string{"Content-Type", "text/plain"}
 
 	type call struct {
 		s            *server
@@ -46,6 +52,15 @@ func TestOpenAPIDocument(t *testing.T) {
 		{c.s, "POST", "/authors", `{"name":""}`, nil, 422},
 		{c.s, "POST", "/authors", `{"name":1}`, nil, 400},
 		{c.s, "POST", "/authors", `{"name":"` + strings.Repeat("x", 1<<20) + `"}`, nil, 413},
+		{c.s, "POST", "/authors", `{"name":"New"}`, plain, 415},
+		{c.s, "POST", "/authors", `{"name":"New"}`, anonymous, 401},
+		{c.s, "POST", "/authors", `{"name":"New"}`, reader, 403},
+		{c.s, "GET", "/authors", "", badToken, 401},
+		{c.s, "GET", path, "", badToken, 401},
+		{c.s, "PUT", path, `{"name":"Checked"}`, plain, 415},
+		{c.s, "PATCH", path, `{"bio":"c"}`, []string{"Content-Type", "application/merge-patch+json", "Authorization", ""}, 401},
+		{c.s, "PATCH", path, `{"bio":"c"}`, plain, 415},
+		{c.s, "DELETE", path, "", reader, 403},
 		{c.s, "GET", path, "", nil, 200},
 		{c.s, "GET", path, "", []string{"If-None-Match", `"1"`}, 304},
 		{c.s, "GET", "/authors/nope", "", nil, 404},
