@@ -74,13 +74,15 @@ type settings struct {
 // admin through the gateway, seeds the services through their HTTP APIs with that
 // token, then measures,
 // one at a time and in closed loop (each worker sends its next request when the
-// previous one is answered): the ceiling, GET /books/{id} directly, through the
-// gateway with the admin's bearer token and through nginx, GET
+// previous one is answered): the ceiling, GET /books/{id} directly, directly with the
+// admin's bearer token (which the book service verifies), through the gateway with
+// the token and through nginx, GET
 // /books?genre=X&limit=20, GET /authors/books?genre=X directly and through the
 // gateway with the token, and POST /books directly with the token. It reports the proxies' cost as
 // throughput through them as a fraction of direct and the p50 and p99 latency
-// added. The processes are stopped before Run returns, on error and when ctx ends
-// too. Targets are reported as met or not; a missed target is not an error.
+// added, and the cost of the book service's token verification as the difference
+// between the reads with and without the token. The processes are stopped before
+// Run returns, on error and when ctx ends too. Targets are reported as met or not; a missed target is not an error.
 //
 // The ceiling is a minimal net/http server that answers every request with one
 // fixed book-sized JSON document. So that it runs as a separate process, as the

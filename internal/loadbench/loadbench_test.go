@@ -61,7 +61,7 @@ func TestRun(t *testing.T) {
 	t.Logf("output:\n%s", out.String())
 
 	labels := []string{
-		"ceiling GET /", "GET /books/{id}", "gateway GET /books/{id}", "GET /books?genre=X&limit=20",
+		"ceiling GET /", "GET /books/{id}", "GET /books/{id} with a bearer token", "gateway GET /books/{id}", "GET /books?genre=X&limit=20",
 		"GET /authors/books?genre=X", "gateway GET /authors/books?genre=X", "POST /books",
 	}
 	if _, err := exec.LookPath("nginx"); err == nil {
@@ -89,6 +89,7 @@ func TestRun(t *testing.T) {
 	}
 	for _, want := range []string{"machine:", "command:", "seeding:", "targets", "through the gateway", "via/direct",
 		"target: gateway keeps >= 50% of direct throughput for GET /books/{id}",
+		"in-service token verification (book)", "-bench Require ./internal/platform/authn/",
 		"events targets", "nats     end to end >= 2000 events/s", "nats     p99 201→projection"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("the report has no %q line", want)
