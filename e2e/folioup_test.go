@@ -295,3 +295,36 @@ func upHostPort(base string) string { return strings.TrimPrefix(base, "http://")
 
 // upDescribe names a request in a failure message.
 func upDescribe(method, u string) string { return fmt.Sprintf("%s %.120s", method, u) }
+
+// upStart starts one program of its own, beside folio up's, with a data directory
+// and SQLite database of its own, no broker (an address nothing listens on) and env
+// on top; it returns the program's base URL once it is ready. It is killed when the
+// test ends.
+func upStart(t *testing.T, program string, env ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	addr := freeAddr(t)
+	cmd := exec.Command(upPrograms(t)[program])
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "FOLIO_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "FOLIO_HTTP_ADDR="+addr, "FOLIO_METRICS_ADDR=127.0.0.1:0", "FOLIO_DATA_DIR="+dir,
+		"FOLIO_DATABASE_URL=sqlite:"+filepath.Join(dir, program+".db"), "FOLIO_LOG_FORMAT=json", "FOLIO_NATS_URL=nats://127.0.0.1:1")
+	cmd.Env = append(cmd.Env, env...)
+	out := &upOutput{}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", program, err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("%s log:\n%s", program, out.String())
+		}
+	})
+	waitReady(t, "http://"+addr)
+	return "http://" + addr
+}
