@@ -15,6 +15,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"folio/internal/platform/authn"
+	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/clientip"
 )
 
@@ -161,8 +162,8 @@ func TestAuthorization(t *testing.T) {
 
 func TestJWTAttacks(t *testing.T) {
 	h := newHarness(t, nil)
-	other := newKey(t, h.key.kid) // same kid, a key the JWKS does not hold
-	unknown := newKey(t, "no-such-kid")
+	other := h.iss.Impostor() // same kid, a key the JWKS does not hold
+	unknown := authntest.New(t)
 	good := h.token("eve", []string{authn.RoleAdmin})
 	if r := h.do("POST", "/books", good, "{}", nil); r.status != 200 {
 		t.Fatalf("control: a valid token got %d (%s)", r.status, r.body)
@@ -175,15 +176,10 @@ func TestJWTAttacks(t *testing.T) {
 		t.Fatalf("control: a token expired within the leeway got %d (%s)", r.status, r.body)
 	}
 
-	validClaims := func() claims {
-		now := time.Now()
-		return claims{RegisteredClaims: jwt.RegisteredClaims{Issuer: "folio-auth", Audience: jwt.ClaimStrings{"folio"},
-			Subject: "eve", ExpiresAt: jwt.NewNumericDate(now.Add(5 * time.Minute)), IssuedAt: jwt.NewNumericDate(now)},
-			Roles: []string{authn.RoleAdmin}}
-	}
+	validClaims := func() claims { return h.iss.Claims("eve", authn.RoleAdmin) }
 	algNone := func() string {
 		tok := jwt.NewWithClaims(jwt.SigningMethodNone, validClaims())
-		tok.Header["kid"] = h.key.kid
+		tok.Header["kid"] = h.iss.KeyID()
 		s, err := tok.SignedString(jwt.UnsafeAllowNoneSignatureType)
 		if err != nil {
 			t.Fatal(err)
@@ -192,7 +188,7 @@ func TestJWTAttacks(t *testing.T) {
 	}
 	hs256 := func(secret []byte) string {
 		tok := jwt.NewWithClaims(jwt.SigningMethodHS256, validClaims())
-		tok.Header["kid"] = h.key.kid
+		tok.Header["kid"] = h.iss.KeyID()
 		s, err := tok.SignedString(secret)
 		if err != nil {
 			t.Fatal(err)
@@ -214,9 +210,9 @@ func TestJWTAttacks(t *testing.T) {
 	attacks := []struct{ name, token string }{
 		{"alg none", algNone()},
 		{"alg none without signature dot", strings.TrimSuffix(algNone(), ".")},
-		{"HS256 keyed with the public key bytes", hs256(h.key.pub)},
-		{"HS256 keyed with the public key's x", hs256([]byte(base64.RawURLEncoding.EncodeToString(h.key.pub)))},
-		{"another key with a known kid", sign(t, other, validClaims())},
+		{"HS256 keyed with the public key bytes", hs256(h.iss.PublicKey())},
+		{"HS256 keyed with the public key's x", hs256([]byte(base64.RawURLEncoding.EncodeToString(h.iss.PublicKey())))},
+		{"another key with a known kid", other.Sign(validClaims())},
 		{"expired", h.token("eve", []string{authn.RoleAdmin}, func(c *claims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(-time.Hour)) })},
 		{"expired beyond the leeway", h.token("eve", []string{authn.RoleAdmin}, func(c *claims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(-authn.Leeway - 5*time.Second)) })},
 		{"not yet valid", h.token("eve", []string{authn.RoleAdmin}, func(c *claims) { c.NotBefore = jwt.NewNumericDate(now.Add(time.Hour)) })},
@@ -259,8 +255,8 @@ func TestJWTAttacks(t *testing.T) {
 	})
 
 	t.Run("unknown kid, without fetching the JWKS per request", func(t *testing.T) {
-		before := h.jwks.hits.Load()
-		tok := sign(t, unknown, validClaims())
+		before := h.iss.Fetches()
+		tok := unknown.Sign(validClaims())
 		for range 20 {
 			r := h.do("POST", "/books", tok, "{}", nil)
 			wantProblem(t, r, http.StatusUnauthorized)
@@ -268,7 +264,7 @@ func TestJWTAttacks(t *testing.T) {
 				t.Fatalf("problem %s does not name the unknown key", r.body)
 			}
 		}
-		if got := h.jwks.hits.Load(); got-before > 1 || got > 2 {
+		if got := h.iss.Fetches(); got-before > 1 || got > 2 {
 			t.Fatalf("JWKS fetched %d times in all, %d for 20 unknown-kid requests; want at most 2 and 1", got, got-before)
 		}
 	})
@@ -305,20 +301,16 @@ func TestJWKSCachedAndRefreshedOnUnknownKid(t *testing.T) {
 			t.Fatalf("status = %d, want 200 (%s)", r.status, r.body)
 		}
 	}
-	if got := h.jwks.hits.Load(); got != 1 {
+	if got := h.iss.Fetches(); got != 1 {
 		t.Fatalf("JWKS fetched %d times for 30 requests with a known key, want 1", got)
 	}
 	// The auth service rotates to a new key: the first token with its kid makes the
 	// gateway fetch the set again.
-	next := newKey(t, "key-2")
-	h.jwks.add(next)
-	c := claims{RegisteredClaims: jwt.RegisteredClaims{Issuer: "folio-auth", Audience: jwt.ClaimStrings{"folio"},
-		Subject: "ed", ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Minute)), IssuedAt: jwt.NewNumericDate(time.Now())},
-		Roles: []string{authn.RoleEditor}}
-	if r := h.do("POST", "/books", sign(t, next, c), "{}", nil); r.status != 200 {
+	h.iss.Rotate()
+	if r := h.do("POST", "/books", h.token("ed", []string{authn.RoleEditor}), "{}", nil); r.status != 200 {
 		t.Fatalf("token from the rotated key: status = %d, want 200 (%s)", r.status, r.body)
 	}
-	if got := h.jwks.hits.Load(); got != 2 {
+	if got := h.iss.Fetches(); got != 2 {
 		t.Fatalf("JWKS fetched %d times, want 2", got)
 	}
 }
@@ -601,13 +593,10 @@ func TestRateLimitComesBeforeVerification(t *testing.T) {
 	if r := h.do("POST", "/books", alice, "{}", nil); r.status != http.StatusOK {
 		t.Fatalf("control: status = %d, want 200", r.status)
 	}
-	forger := newKey(t, h.key.kid) // signs with a key id the JWKS knows, but not its key
+	forger := h.iss.Impostor() // signs with a key id the JWKS knows, but not its key
 	counts := map[int]int{}
 	for i := range 30 {
-		tok := sign(t, forger, claims{RegisteredClaims: jwt.RegisteredClaims{Issuer: "folio-auth",
-			Audience: jwt.ClaimStrings{"folio"}, Subject: fmt.Sprintf("forged-%d", i),
-			IssuedAt: jwt.NewNumericDate(time.Now()), ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Minute))},
-			Roles: []string{authn.RoleAdmin}})
+		tok := forger.Token(fmt.Sprintf("forged-%d", i), authn.RoleAdmin)
 		r := h.do("POST", "/books", tok, "{}", nil)
 		counts[r.status]++
 		if r.status == http.StatusTooManyRequests {

@@ -2,9 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -12,14 +9,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/httpserver"
 )
 
@@ -67,80 +63,25 @@ func closedURL(t testing.TB) string {
 }
 
 // claims are what the auth service puts in a token.
-type claims struct {
-	jwt.RegisteredClaims
-	Roles []string `json:"roles"`
-}
-
-type signingKey struct {
-	kid  string
-	priv ed25519.PrivateKey
-	pub  ed25519.PublicKey
-}
-
-func newKey(t testing.TB, kid string) signingKey {
-	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return signingKey{kid: kid, priv: priv, pub: pub}
-}
-
-// jwksServer publishes the public halves of its keys, as the auth service does.
-type jwksServer struct {
-	*httptest.Server
-	hits atomic.Int64
-	mu   sync.Mutex
-	keys []signingKey
-}
-
-func newJWKS(t testing.TB, keys ...signingKey) *jwksServer {
-	t.Helper()
-	s := &jwksServer{keys: keys}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.hits.Add(1)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		var set struct {
-			Keys []map[string]string `json:"keys"`
-		}
-		for _, k := range s.keys {
-			set.Keys = append(set.Keys, map[string]string{"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA",
-				"use": "sig", "kid": k.kid, "x": base64.RawURLEncoding.EncodeToString(k.pub)})
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(set)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
-
-func (s *jwksServer) add(k signingKey) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.keys = append(s.keys, k)
-}
+type claims = authntest.Claims
 
 // harness is a gateway in the chassis, served on loopback, in front of echo upstreams.
 type harness struct {
-	t    testing.TB
-	url  string
-	jwks *jwksServer
-	key  signingKey
-	gw   *Gateway
-	reg  *prometheus.Registry
+	t   testing.TB
+	url string
+	iss *authntest.Issuer
+	gw  *Gateway
+	reg *prometheus.Registry
 }
 
 // newHarness starts a gateway whose services are one echo upstream each, unless
 // mutate changes the configuration.
 func newHarness(t testing.TB, mutate func(*Config)) *harness {
 	t.Helper()
-	key := newKey(t, "key-1")
-	h := &harness{t: t, key: key, jwks: newJWKS(t, key)}
+	h := &harness{t: t, iss: authntest.New(t, authntest.WithTTL(5*time.Minute))}
 	cfg := Config{
 		Instances:       map[string][]string{},
-		JWKSURL:         h.jwks.URL + "/.well-known/jwks.json",
+		JWKSURL:         h.iss.JWKSURL(),
 		Issuer:          "folio-auth",
 		Audience:        "folio",
 		RateLimit:       10000,
@@ -169,30 +110,11 @@ func newHarness(t testing.TB, mutate func(*Config)) *harness {
 	return h
 }
 
-// token signs claims for sub with roles by the harness key, after mods.
+// token signs a token for sub with roles by the harness's issuer, issued now for
+// 5 minutes, after mods.
 func (h *harness) token(sub string, roles []string, mods ...func(*claims)) string {
 	h.t.Helper()
-	now := time.Now()
-	c := claims{RegisteredClaims: jwt.RegisteredClaims{
-		Issuer: "folio-auth", Audience: jwt.ClaimStrings{"folio"}, Subject: sub, ID: "jti-" + sub,
-		ExpiresAt: jwt.NewNumericDate(now.Add(5 * time.Minute)),
-		IssuedAt:  jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now),
-	}, Roles: roles}
-	for _, m := range mods {
-		m(&c)
-	}
-	return sign(h.t, h.key, c)
-}
-
-func sign(t testing.TB, k signingKey, c claims) string {
-	t.Helper()
-	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
-	tok.Header["kid"] = k.kid
-	s, err := tok.SignedString(k.priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return h.iss.TokenWith(sub, roles, mods...)
 }
 
 type response struct {

@@ -55,7 +55,7 @@ func TestRedisRateLimitIsShared(t *testing.T) {
 	one := newHarness(t, shared)
 	two := newHarness(t, func(c *Config) {
 		shared(c)
-		c.JWKSURL = one.jwks.URL + "/.well-known/jwks.json" // same signing keys, same subjects
+		c.JWKSURL = one.iss.JWKSURL() // same signing keys, same subjects
 	})
 	alice := one.token("alice", []string{"reader"})
 

@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/broker"
 )
 
@@ -83,7 +84,7 @@ func TestFollowRevocationsOnNATS(t *testing.T) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	fresh := f.token("late", []string{RoleEditor}, func(c *claims) {
+	fresh := f.token("late", []string{RoleEditor}, func(c *authntest.Claims) {
 		c.IssuedAt = jwt.NewNumericDate(time.Now().Add(2 * time.Second))
 	})
 	if a := f.write(fresh); a.status != http.StatusOK {

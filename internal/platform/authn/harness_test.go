@@ -1,74 +1,26 @@
 package authn
 
 import (
-	"crypto/ed25519"
-	"crypto/rand"
-	"encoding/base64"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/golang-jwt/jwt/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"folio/internal/platform/authn/authntest"
 )
-
-type signingKey struct {
-	kid  string
-	priv ed25519.PrivateKey
-	pub  ed25519.PublicKey
-}
-
-func newKey(t testing.TB, kid string) signingKey {
-	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return signingKey{kid: kid, priv: priv, pub: pub}
-}
-
-// jwksServer publishes the public halves of its keys, as the auth service does.
-type jwksServer struct {
-	*httptest.Server
-	hits atomic.Int64
-	mu   sync.Mutex
-	keys []signingKey
-}
-
-func newJWKS(t testing.TB, keys ...signingKey) *jwksServer {
-	t.Helper()
-	s := &jwksServer{keys: keys}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.hits.Add(1)
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		var set struct {
-			Keys []map[string]string `json:"keys"`
-		}
-		for _, k := range s.keys {
-			set.Keys = append(set.Keys, map[string]string{"kty": "OKP", "crv": "Ed25519", "alg": "EdDSA",
-				"use": "sig", "kid": k.kid, "x": base64.RawURLEncoding.EncodeToString(k.pub)})
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(set)
-	}))
-	t.Cleanup(s.Close)
-	return s
-}
 
 // fixture is a verifier of the tokens its key signs, with a clock tests can move.
 type fixture struct {
 	t      testing.TB
-	jwks   *jwksServer
-	key    signingKey
+	iss    *authntest.Issuer
 	v      *Verifier
 	reg    *prometheus.Registry
 	offset atomic.Int64 // added to the real time, in nanoseconds
@@ -76,9 +28,9 @@ type fixture struct {
 
 func newFixture(t testing.TB, mutate func(*Config)) *fixture {
 	t.Helper()
-	key := newKey(t, "key-1")
-	f := &fixture{t: t, key: key, jwks: newJWKS(t, key), reg: prometheus.NewRegistry()}
-	cfg := Config{JWKSURL: f.jwks.URL + "/.well-known/jwks.json", Issuer: "folio-auth", Audience: "folio",
+	f := &fixture{t: t, reg: prometheus.NewRegistry()}
+	f.iss = authntest.New(t, authntest.WithClock(f.now), authntest.WithTTL(5*time.Minute))
+	cfg := Config{JWKSURL: f.iss.JWKSURL(), Issuer: "folio-auth", Audience: "folio",
 		MaxTTL: 15 * time.Minute, Now: f.now}
 	if mutate != nil {
 		mutate(&cfg)
@@ -89,31 +41,11 @@ func newFixture(t testing.TB, mutate func(*Config)) *fixture {
 
 func (f *fixture) now() time.Time { return time.Now().Add(time.Duration(f.offset.Load())) }
 
-// token signs claims for sub with roles by the fixture's key, issued now for 5
-// minutes, after mods.
-func (f *fixture) token(sub string, roles []string, mods ...func(*claims)) string {
+// token signs a token for sub with roles by the fixture's issuer, issued now by
+// the fixture's clock for 5 minutes, after mods.
+func (f *fixture) token(sub string, roles []string, mods ...func(*authntest.Claims)) string {
 	f.t.Helper()
-	now := f.now()
-	c := claims{RegisteredClaims: jwt.RegisteredClaims{
-		Issuer: "folio-auth", Audience: jwt.ClaimStrings{"folio"}, Subject: sub, ID: "jti-" + sub,
-		ExpiresAt: jwt.NewNumericDate(now.Add(5 * time.Minute)),
-		IssuedAt:  jwt.NewNumericDate(now), NotBefore: jwt.NewNumericDate(now),
-	}, Roles: roles}
-	for _, m := range mods {
-		m(&c)
-	}
-	return sign(f.t, f.key, c)
-}
-
-func sign(t testing.TB, k signingKey, c claims) string {
-	t.Helper()
-	tok := jwt.NewWithClaims(jwt.SigningMethodEdDSA, c)
-	tok.Header["kid"] = k.kid
-	s, err := tok.SignedString(k.priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return f.iss.TokenWith(sub, roles, mods...)
 }
 
 // answer is what a handler behind Require answered.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
+	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/config"
 )
 
@@ -29,40 +30,40 @@ func TestJWKSFetchedOnceUnderConcurrentFirstUse(t *testing.T) {
 	if failed.Load() != 0 {
 		t.Fatalf("%d of 16 verifications failed", failed.Load())
 	}
-	if got := f.jwks.hits.Load(); got != 1 {
+	if got := f.iss.Fetches(); got != 1 {
 		t.Fatalf("JWKS fetched %d times, want 1", got)
 	}
 }
 
 func TestStaleJWKSIsRefreshedAndDropsRetiredKeys(t *testing.T) {
 	f := newFixture(t, func(c *Config) { c.JWKSMaxAge = time.Minute })
-	tok := f.token("ed", []string{RoleEditor}, func(c *claims) { c.ExpiresAt.Time = c.ExpiresAt.Add(5 * time.Minute) })
+	tok := f.token("ed", []string{RoleEditor}, func(c *authntest.Claims) { c.ExpiresAt.Time = c.ExpiresAt.Add(5 * time.Minute) })
 	if a := f.write(tok); a.status != http.StatusOK {
 		t.Fatalf("status = %d, want 200 (%s)", a.status, a.body)
 	}
 	// The auth service retires the key; once the cached set is older than its
 	// maximum age the verifier fetches again and stops accepting the key.
-	f.jwks.mu.Lock()
-	f.jwks.keys = []signingKey{newKey(t, "key-2")}
-	f.jwks.mu.Unlock()
+	retired := f.iss.KeyID()
+	f.iss.Rotate()
+	f.iss.Retire(retired)
 	if a := f.write(tok); a.status != http.StatusOK {
 		t.Fatalf("within the max age: status = %d, want 200 (the cached key)", a.status)
 	}
 	f.offset.Store(int64(2 * time.Minute))
 	wantRefused(t, f.write(tok), "not signed by a known key")
-	if got := f.jwks.hits.Load(); got != 2 {
+	if got := f.iss.Fetches(); got != 2 {
 		t.Fatalf("JWKS fetched %d times, want 2", got)
 	}
 }
 
 func TestJWKSDownRejectsWithoutHammering(t *testing.T) {
 	f := newFixture(t, nil)
-	f.jwks.Close()
+	f.iss.Down()
 	tok := f.token("ed", []string{RoleEditor})
 	for range 10 {
 		wantRefused(t, f.write(tok), "not signed by a known key")
 	}
-	if got := f.jwks.hits.Load(); got > 1 {
+	if got := f.iss.Fetches(); got > 1 {
 		t.Fatalf("JWKS fetched %d times for 10 requests, want at most 1", got)
 	}
 	// Public requests without a token do not need the key set at all.
@@ -73,7 +74,7 @@ func TestJWKSDownRejectsWithoutHammering(t *testing.T) {
 
 func TestCachedTokenStillExpires(t *testing.T) {
 	f := newFixture(t, nil)
-	tok := f.token("ed", []string{RoleEditor}, func(c *claims) { c.ExpiresAt.Time = f.now().Add(time.Minute) })
+	tok := f.token("ed", []string{RoleEditor}, func(c *authntest.Claims) { c.ExpiresAt.Time = f.now().Add(time.Minute) })
 	for range 3 {
 		if a := f.write(tok); a.status != http.StatusOK {
 			t.Fatalf("status = %d, want 200", a.status)
@@ -117,22 +118,22 @@ func TestLifetimeIsCapped(t *testing.T) {
 	now := f.now()
 	tests := []struct {
 		name   string
-		mod    func(*claims)
+		mod    func(*authntest.Claims)
 		detail string // "" for accepted
 	}{
-		{"exactly the lifetime", func(c *claims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(15 * time.Minute)) }, ""},
-		{"exp in the year 3000", func(c *claims) {
+		{"exactly the lifetime", func(c *authntest.Claims) { c.ExpiresAt = jwt.NewNumericDate(now.Add(15 * time.Minute)) }, ""},
+		{"exp in the year 3000", func(c *authntest.Claims) {
 			c.ExpiresAt = jwt.NewNumericDate(time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC))
 		}, "lifetime"},
-		{"one second over the lifetime", func(c *claims) {
+		{"one second over the lifetime", func(c *authntest.Claims) {
 			c.ExpiresAt = jwt.NewNumericDate(now.Add(15*time.Minute + time.Second))
 		}, "lifetime"},
-		{"issued long ago, expiring late", func(c *claims) {
+		{"issued long ago, expiring late", func(c *authntest.Claims) {
 			c.IssuedAt = jwt.NewNumericDate(now.Add(-24 * time.Hour))
 			c.NotBefore = c.IssuedAt
 			c.ExpiresAt = jwt.NewNumericDate(now.Add(time.Minute))
 		}, "lifetime"},
-		{"no iat", func(c *claims) { c.IssuedAt = nil }, "lacks a required claim"},
+		{"no iat", func(c *authntest.Claims) { c.IssuedAt = nil }, "lacks a required claim"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -172,7 +173,7 @@ func TestRevocation(t *testing.T) {
 		t.Error("Cached still answers for a revoked token")
 	}
 	f.offset.Store(int64(time.Second))
-	if a := f.write(f.token("ed", []string{RoleReader}, func(c *claims) {
+	if a := f.write(f.token("ed", []string{RoleReader}, func(c *authntest.Claims) {
 		c.IssuedAt = jwt.NewNumericDate(f.now().Truncate(time.Second))
 	})); a.status != http.StatusForbidden {
 		t.Errorf("a token issued after the revocation: status = %d, want 403 (a reader now; not revoked)", a.status)
@@ -198,7 +199,7 @@ func TestRevocationsAreBounded(t *testing.T) {
 	if n := f.v.revoked.len(); n != 1000 {
 		t.Fatalf("%d revocations kept, want 1000", n)
 	}
-	tok := f.token("0s", []string{RoleEditor}, func(c *claims) { c.IssuedAt = jwt.NewNumericDate(f.now().Add(-time.Minute)) })
+	tok := f.token("0s", []string{RoleEditor}, func(c *authntest.Claims) { c.IssuedAt = jwt.NewNumericDate(f.now().Add(-time.Minute)) })
 	wantRefused(t, f.write(tok), "revoked")
 
 	f.offset.Store(int64(15*time.Minute + Leeway + time.Second))
@@ -222,10 +223,7 @@ func TestRequire(t *testing.T) {
 		"admin":  "Bearer " + f.token("admin-1", []string{RoleAdmin}),
 		"norole": "Bearer " + f.token("norole-1", nil),
 		"basic":  "Basic ZXZlOmV2ZQ==",
-		"forged": "Bearer " + sign(t, newKey(t, "key-1"), claims{RegisteredClaims: jwt.RegisteredClaims{
-			Issuer: "folio-auth", Audience: jwt.ClaimStrings{"folio"}, Subject: "eve",
-			IssuedAt: jwt.NewNumericDate(time.Now()), ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Minute))},
-			Roles: []string{RoleAdmin}}),
+		"forged": "Bearer " + f.iss.Impostor().Token("eve", RoleAdmin),
 	}
 	tests := []struct {
 		need Access

@@ -57,3 +57,46 @@ func TestTokenVerifiesWithServedKeys(t *testing.T) {
 		t.Errorf("got env %v", env)
 	}
 }
+
+// TestRotatedKeysAreServedUntilRetired checks the key set a verifier sees through a
+// rotation: the new key signs and is served beside the old until the old is
+// retired, and an impostor names the current key without holding it.
+func TestRotatedKeysAreServedUntilRetired(t *testing.T) {
+	iss := authntest.New(t)
+	kids := func() []string {
+		t.Helper()
+		resp, err := http.Get(iss.JWKSURL())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var set struct {
+			Keys []struct{ Kid string } `json:"keys"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&set); err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, k := range set.Keys {
+			ids = append(ids, k.Kid)
+		}
+		return ids
+	}
+	old := iss.KeyID()
+	iss.Rotate()
+	next := iss.KeyID()
+	if got := kids(); next == old || !slices.Equal(got, []string{old, next}) {
+		t.Fatalf("after a rotation: served %v, signing with %s; want [%s %s]", got, next, old, next)
+	}
+	iss.Retire(old)
+	if got := kids(); !slices.Equal(got, []string{next}) {
+		t.Fatalf("after retiring %s: served %v, want [%s]", old, got, next)
+	}
+	if got := iss.Fetches(); got != 2 {
+		t.Errorf("Fetches = %d, want 2", got)
+	}
+	imp := iss.Impostor()
+	if imp.KeyID() != next || imp.PublicKey().Equal(iss.PublicKey()) {
+		t.Errorf("impostor: kid %s (want %s), same key %v (want false)", imp.KeyID(), next, imp.PublicKey().Equal(iss.PublicKey()))
+	}
+}
