@@ -2,25 +2,18 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"folio/internal/gateway"
 	"folio/internal/platform/authn"
 	"folio/internal/platform/authn/authntest"
-	"folio/internal/platform/broker"
 	"folio/internal/platform/config"
 	"folio/internal/platform/process/processtest"
 )
@@ -161,34 +154,21 @@ func TestSettingsFromEnvironment(t *testing.T) {
 // service publishes an account's revocation, the gateway refuses that account's
 // earlier token within seconds (finding 8 of issue 8).
 func TestRunFollowsRevocations(t *testing.T) {
-	url := os.Getenv("FOLIO_TEST_NATS_URL")
-	if url == "" {
-		if os.Getenv("FOLIO_REQUIRE_INTEGRATION") == "1" {
-			t.Fatal("FOLIO_TEST_NATS_URL is not set and FOLIO_REQUIRE_INTEGRATION=1")
-		}
-		t.Skip("FOLIO_TEST_NATS_URL is not set; skipping the revocation feed test")
-	}
 	iss := authntest.New(t)
+	feed := authntest.NewFeed(t)
 	books := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusCreated)
 	}))
 	t.Cleanup(books.Close)
-	unique := fmt.Sprint(time.Now().UnixNano())
-	bcfg := broker.Config{Kind: "nats", NATSURL: url, Stream: "GATEWAY_TEST_" + unique, Prefix: "gatewaytest" + unique}
-	vars := map[string]string{
+	gw := processtest.Start(t, run, []string{"gateway"}, map[string]string{
 		"FOLIO_HTTP_ADDR":     "127.0.0.1:0",
 		"FOLIO_BOOK_URLS":     books.URL,
 		"FOLIO_ACCESS_LOG":    "false",
-		"FOLIO_NATS_URL":      url,
-		"FOLIO_EVENTS_STREAM": bcfg.Stream,
-		"FOLIO_EVENTS_PREFIX": bcfg.Prefix,
-	}
-	for _, kv := range iss.Env() {
-		k, v, _ := strings.Cut(kv, "=")
-		vars[k] = v
-	}
-	gw := processtest.Start(t, run, []string{"gateway"}, vars)
-	t.Cleanup(func() { deleteStream(t, url, bcfg.Stream) })
+		"FOLIO_JWKS_URL":      iss.JWKSURL(),
+		"FOLIO_NATS_URL":      feed.URL,
+		"FOLIO_EVENTS_STREAM": feed.Stream,
+		"FOLIO_EVENTS_PREFIX": feed.Prefix,
+	})
 
 	tok := authntest.Bearer(iss.Token("ed-1", authn.RoleEditor))
 	post := func() int {
@@ -209,49 +189,11 @@ func TestRunFollowsRevocations(t *testing.T) {
 	if got := post(); got != http.StatusCreated {
 		t.Fatalf("an editor's write before the revocation: status %d, want 201", got)
 	}
-	b, err := broker.Open(t.Context(), bcfg, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
-	eventID := "evt-" + unique
-	body := fmt.Sprintf(`{"id":%q,"type":"account.revoked","occurred_at":%q,"data":{"id":"ed-1","revoked_before":%d}}`,
-		eventID, time.Now().UTC().Format(time.RFC3339), time.Now().Unix()+1)
-	for deadline := time.Now().Add(15 * time.Second); ; {
-		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-		err := b.Publish(ctx, broker.Message{Subject: bcfg.Prefix + ".account.revoked", ID: eventID, Body: []byte(body)})
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("publish the revocation: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	feed.Revoke("ed-1", time.Now().Add(time.Second))
 	for deadline := time.Now().Add(15 * time.Second); post() != http.StatusUnauthorized; {
 		if time.Now().After(deadline) {
 			t.Fatal("the gateway still takes the revoked token 15 s after the revocation was published")
 		}
 		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-func deleteStream(t *testing.T, url, stream string) {
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Errorf("connect to delete stream %s: %v", stream, err)
-		return
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Error(err)
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := js.DeleteStream(ctx, stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-		t.Errorf("delete stream %s: %v", stream, err)
 	}
 }
