@@ -1,7 +1,6 @@
 package notify_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"net"
@@ -16,6 +15,7 @@ import (
 	"folio/internal/notify"
 	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/egress"
+	"folio/internal/platform/egress/egresstest"
 	"folio/internal/platform/rest"
 	"folio/internal/platform/secrets"
 )
@@ -175,29 +175,9 @@ func TestWebhookToAPrivateAddressIsRefused(t *testing.T) {
 // port where something that is not HTTP answers (NATS greets with INFO {...}) shows
 // a category in last_error, not the banner.
 func TestLastErrorHidesThePeersBytes(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	const banner = `INFO {"server_id":"NBANNER","version":"2.12.0","auth_required":false,"max_payload":1048576}`
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				// Read the request line first, so that the banner is taken as the
-				// answer: deterministic, and what matters is the same either way.
-				_, _ = bufio.NewReader(c).ReadString('\n')
-				_, _ = c.Write([]byte(banner + "\r\n"))
-			}()
-		}
-	}()
+	addr := egresstest.NotHTTP(t, `INFO {"server_id":"NBANNER","version":"2.12.0","auth_required":false,"max_payload":1048576}`)
 	s := newServerConfig(t, openSQLite(t), fast())
-	sub := s.subscribe(t, "http://"+ln.Addr().String()+"/", secret, "book.created")
+	sub := s.subscribe(t, "http://"+addr+"/", secret, "book.created")
 	if err := s.svc.HandleEvent(context.Background(), event(t, rest.NewID(), "book.created")); err != nil {
 		t.Fatal(err)
 	}

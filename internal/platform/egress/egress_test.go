@@ -1,7 +1,6 @@
 package egress_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"net"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"folio/internal/platform/egress"
+	"folio/internal/platform/egress/egresstest"
 )
 
 func TestCheckAddr(t *testing.T) {
@@ -225,28 +225,8 @@ func TestClientFollowsNoRedirectAndNoProxy(t *testing.T) {
 // with something that is not HTTP (NATS greets with INFO {...}) shows up as a
 // category, never as its bytes.
 func TestDescribeHidesThePeersBytes(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	const banner = `INFO {"server_id":"NSECRET","version":"2.12.0","auth_required":false}`
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				// Read the request line first, so that the banner is taken as the
-				// answer (sent before it, the client may see an idle connection
-				// closed instead, which shows nothing of it either).
-				_, _ = bufio.NewReader(c).ReadString('\n')
-				_, _ = c.Write([]byte(banner + "\r\n"))
-			}()
-		}
-	}()
+	addr := egresstest.NotHTTP(t, banner)
 	closed, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -255,7 +235,7 @@ func TestDescribeHidesThePeersBytes(t *testing.T) {
 	closed.Close()
 
 	p := egress.Policy{AllowPrivate: true}
-	_, err = post(t, p, "http://"+ln.Addr().String())
+	_, err = post(t, p, "http://"+addr)
 	if err == nil {
 		t.Fatal("the banner was taken for an HTTP answer")
 	}
