@@ -1,7 +1,6 @@
 package authn
 
 import (
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"folio/internal/platform/authn/authntest"
+	"folio/internal/platform/rest/resttest"
 )
 
 // fixture is a verifier of the tokens its key signs, with a clock tests can move.
@@ -54,6 +54,7 @@ type answer struct {
 	header http.Header
 	body   string
 	id     *Identity // what the handler found in its context
+	rec    *httptest.ResponseRecorder
 }
 
 // serve sends a request with the Authorization header auth ("" for none) through
@@ -73,7 +74,7 @@ func (f *fixture) serve(need Access, method, auth string) answer {
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
-	return answer{status: rec.Code, header: rec.Result().Header, body: rec.Body.String(), id: seen}
+	return answer{status: rec.Code, header: rec.Result().Header, body: rec.Body.String(), id: seen, rec: rec}
 }
 
 // write sends a POST with token as a bearer token through Require(Editor).
@@ -85,30 +86,12 @@ func (f *fixture) write(token string) answer {
 // wantRefused fails unless a is a 401 problem whose detail contains detail.
 func wantRefused(t testing.TB, a answer, detail string) {
 	t.Helper()
-	wantProblem(t, a, http.StatusUnauthorized, TypeUnauthorized)
+	resttest.WantProblem(t, a.rec, http.StatusUnauthorized, TypeUnauthorized)
 	if !strings.Contains(a.body, detail) {
 		t.Errorf("problem %s does not say %q", a.body, detail)
 	}
 	if got := a.header.Get("WWW-Authenticate"); !strings.HasPrefix(got, "Bearer") {
 		t.Errorf("WWW-Authenticate = %q, want Bearer…", got)
-	}
-}
-
-// wantProblem fails unless a is a problem+json answer with status and type.
-func wantProblem(t testing.TB, a answer, status int, typ string) {
-	t.Helper()
-	if a.status != status {
-		t.Fatalf("status = %d, want %d (body %s)", a.status, status, a.body)
-	}
-	if ct := a.header.Get("Content-Type"); ct != "application/problem+json" {
-		t.Fatalf("Content-Type = %q, want application/problem+json", ct)
-	}
-	var p struct {
-		Type   string `json:"type"`
-		Status int    `json:"status"`
-	}
-	if err := json.Unmarshal([]byte(a.body), &p); err != nil || p.Status != status || p.Type != typ {
-		t.Fatalf("problem body %s: want status %d type %s (err %v)", a.body, status, typ, err)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/config"
+	"folio/internal/platform/rest/resttest"
 )
 
 func TestJWKSFetchedOnceUnderConcurrentFirstUse(t *testing.T) {
@@ -255,7 +256,7 @@ func TestRequire(t *testing.T) {
 						t.Errorf("identity in the context = %+v, want subject %s-1", a.id, caller)
 					}
 				case 401:
-					wantProblem(t, a, 401, TypeUnauthorized)
+					resttest.WantProblem(t, a.rec, 401, TypeUnauthorized)
 					wantWWW := `Bearer error="invalid_token"`
 					if caller == "none" {
 						wantWWW = "Bearer"
@@ -264,7 +265,7 @@ func TestRequire(t *testing.T) {
 						t.Errorf("WWW-Authenticate = %q, want %q", got, wantWWW)
 					}
 				case 403:
-					wantProblem(t, a, 403, TypeForbidden)
+					resttest.WantProblem(t, a.rec, 403, TypeForbidden)
 				}
 			})
 		}
