@@ -13,6 +13,7 @@ import (
 
 	"folio/internal/platform/egress"
 	"folio/internal/platform/egress/egresstest"
+	"folio/internal/platform/rest/resttest"
 )
 
 func TestCheckAddr(t *testing.T) {
@@ -227,15 +228,10 @@ func TestClientFollowsNoRedirectAndNoProxy(t *testing.T) {
 func TestDescribeHidesThePeersBytes(t *testing.T) {
 	const banner = `INFO {"server_id":"NSECRET","version":"2.12.0","auth_required":false}`
 	addr := egresstest.NotHTTP(t, banner)
-	closed, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	closedURL := "http://" + closed.Addr().String()
-	closed.Close()
+	closedURL := resttest.ClosedURL(t, "http")
 
 	p := egress.Policy{AllowPrivate: true}
-	_, err = post(t, p, "http://"+addr)
+	_, err := post(t, p, "http://"+addr)
 	if err == nil {
 		t.Fatal("the banner was taken for an HTTP answer")
 	}
