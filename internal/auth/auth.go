@@ -593,11 +593,13 @@ func (s *Service) SetRoles(ctx context.Context, caller Caller, id string, in Rol
 		}
 		// A changed role revokes the tokens that carry the old ones. The second
 		// after the change, because iat has whole seconds: a token issued in the
-		// same second as the change could otherwise hold either set of roles.
+		// same second as the change could otherwise hold either set of roles. A
+		// token issued since an earlier change carries the earlier revoked_before
+		// as its iat, so a second change moves it on by at least a second more.
 		revoke := !slices.Equal(u.Roles, roles)
 		now := s.timestamp()
 		if revoke {
-			u.RevokedBefore = max(u.RevokedBefore, now.Unix()+1)
+			u.RevokedBefore = max(u.RevokedBefore+1, now.Unix()+1)
 		}
 		u.Roles, u.Version, u.UpdatedAt = roles, u.Version+1, now
 		err = s.store.UpdateRoles(ctx, u, revoke)

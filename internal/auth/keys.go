@@ -166,8 +166,9 @@ func (k *keyRing) sign(claims Claims) (string, error) {
 }
 
 // issuedAhead is how far ahead of the clock a token's iat may be: the auth service
-// issues tokens at its accounts' revoked_before, which can lie a second ahead.
-const issuedAhead = 2 * time.Second
+// issues tokens at its accounts' revoked_before, which lies a second ahead per role
+// change made within the same second. The other verifiers allow their leeway.
+const issuedAhead = 30 * time.Second
 
 // errLifetime refuses a token whose iat or lifetime is outside the rules.
 var errLifetime = errors.New("the token's iat is missing, in the future, or its lifetime exceeds the token TTL")

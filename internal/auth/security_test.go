@@ -205,9 +205,20 @@ func TestRoleChangeRevokes(t *testing.T) {
 		t.Errorf("GET with a new token: got %d, want 200: %s", rec.Code, rec.Body)
 	}
 
+	// A second change within the same second revokes the token issued between the
+	// two changes too, although that token's iat is already revoked_before.
+	if rec := s.do("PUT", path+"/roles", `{"roles":["reader"]}`, bearer(adminTok)...); rec.Code != 200 {
+		t.Fatalf("second role change: got %d, want 200: %s", rec.Code, rec.Body)
+	}
+	wantProblem(t, s.do("GET", path, "", bearer(fresh)...), 401, auth.TypeUnauthorized)
+	fresh = s.token("ada@example.com", "twelve chars")
+	if rec := s.do("GET", path, "", bearer(fresh)...); rec.Code != 200 {
+		t.Fatalf("GET with a token issued after the second change: got %d, want 200: %s", rec.Code, rec.Body)
+	}
+
 	// Setting the same roles again revokes nothing.
 	_, last = outboxtest.Events(t, db, 0)
-	if rec := s.do("PUT", path+"/roles", `{"roles":["editor"]}`, bearer(adminTok)...); rec.Code != 200 {
+	if rec := s.do("PUT", path+"/roles", `{"roles":["reader"]}`, bearer(adminTok)...); rec.Code != 200 {
 		t.Fatalf("same roles: got %d, want 200", rec.Code)
 	}
 	if events, _ := outboxtest.Events(t, db, last); len(events) != 0 {
