@@ -151,14 +151,7 @@ func TestWebhookToAPrivateAddressIsRefused(t *testing.T) {
 		cfg := fast()
 		cfg.Egress = egress.Policy{AllowPrivate: allow, Resolver: rebinding{}}
 		s := newServerConfig(t, openSQLite(t), cfg)
-		sub := s.subscribe(t, "http://localhost:"+port+"/hook", secret, "book.created")
-		if err := s.svc.HandleEvent(context.Background(), event(t, rest.NewID(), "book.created")); err != nil {
-			t.Fatal(err)
-		}
-		stop := runWorker(t, s.svc)
-		eventually(t, "an attempt", func() bool { return s.deliveries(t, sub.ID)[0].Attempts >= 1 })
-		stop()
-		d := s.deliveries(t, sub.ID)[0]
+		_, d := attemptOnce(t, s, "http://localhost:"+port+"/hook")
 		if !allow {
 			if len(rc.got()) != 0 || d.Status != notify.StatusPending || d.LastError == nil || *d.LastError != "forbidden address" {
 				t.Errorf("check on: the receiver got %d requests, delivery %+v; want none, forbidden address", len(rc.got()), d)
@@ -171,26 +164,35 @@ func TestWebhookToAPrivateAddressIsRefused(t *testing.T) {
 	}
 }
 
-// TestLastErrorHidesThePeersBytes replays the banner oracle: a subscription to a
-// port where something that is not HTTP answers (NATS greets with INFO {...}) shows
-// a category in last_error, not the banner.
-func TestLastErrorHidesThePeersBytes(t *testing.T) {
-	addr := egresstest.NotHTTP(t, `INFO {"server_id":"NBANNER","version":"2.12.0","auth_required":false,"max_payload":1048576}`)
-	s := newServerConfig(t, openSQLite(t), fast())
-	sub := s.subscribe(t, "http://"+addr+"/", secret, "book.created")
+// attemptOnce subscribes url to book.created, has one such event delivered until
+// the worker has tried it once, and returns the subscription's id and the delivery
+// as it then stands.
+func attemptOnce(t *testing.T, s *server, url string) (string, notify.Delivery) {
+	t.Helper()
+	sub := s.subscribe(t, url, secret, "book.created")
 	if err := s.svc.HandleEvent(context.Background(), event(t, rest.NewID(), "book.created")); err != nil {
 		t.Fatal(err)
 	}
 	stop := runWorker(t, s.svc)
 	eventually(t, "an attempt", func() bool { return s.deliveries(t, sub.ID)[0].Attempts >= 1 })
 	stop()
-	rec := s.do(http.MethodGet, "/subscriptions/"+sub.ID+"/deliveries", "")
+	return sub.ID, s.deliveries(t, sub.ID)[0]
+}
+
+// TestLastErrorHidesThePeersBytes replays the banner oracle: a subscription to a
+// port where something that is not HTTP answers (NATS greets with INFO {...}) shows
+// a category in last_error, not the banner.
+func TestLastErrorHidesThePeersBytes(t *testing.T) {
+	addr := egresstest.NotHTTP(t, `INFO {"server_id":"NBANNER","version":"2.12.0","auth_required":false,"max_payload":1048576}`)
+	s := newServerConfig(t, openSQLite(t), fast())
+	id, d := attemptOnce(t, s, "http://"+addr+"/")
+	rec := s.do(http.MethodGet, "/subscriptions/"+id+"/deliveries", "")
 	for _, leak := range []string{"INFO", "NBANNER", "server_id", "max_payload"} {
 		if strings.Contains(rec.Body.String(), leak) {
 			t.Errorf("the deliveries show the peer's bytes (%s): %s", leak, rec.Body)
 		}
 	}
-	if d := s.deliveries(t, sub.ID)[0]; d.LastError == nil || *d.LastError != "malformed response" {
+	if d.LastError == nil || *d.LastError != "malformed response" {
 		t.Errorf("last_error %v, want malformed response", d.LastError)
 	}
 }
