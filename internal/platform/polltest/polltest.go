@@ -1,0 +1,52 @@
+// Package polltest waits in tests for a condition to hold, polling it, so that no test
+// bets on how long something takes on a loaded machine.
+package polltest
+
+import (
+	"testing"
+	"time"
+)
+
+// Deadline is how long Until waits: generous on purpose, because a test run on a
+// loaded two-core machine (the whole suite, -race, a busy CI runner) is slower by
+// orders of magnitude than on an idle laptop, and a condition that holds eventually
+// must not fail the test merely because it held late. A condition that never holds
+// still fails, only later.
+const Deadline = 60 * time.Second
+
+// The interval between checks grows from first to most: a condition that holds at
+// once is seen at once, one that takes seconds does not cost a busy loop.
+const (
+	firstInterval = 10 * time.Millisecond
+	mostInterval  = 50 * time.Millisecond
+)
+
+// Until calls cond until it returns nil, failing tb with what and cond's last error
+// when it has not within Deadline. Like tb.Fatal, it must be called from the
+// goroutine running the test.
+func Until(tb testing.TB, what string, cond func() error) {
+	tb.Helper()
+	UntilWithin(tb, Deadline, what, cond)
+}
+
+// UntilWithin is Until with a deadline of the caller's: for a test that must see a
+// condition within a bound it proves (say so where it is called), or one that needs
+// longer than Deadline.
+func UntilWithin(tb testing.TB, d time.Duration, what string, cond func() error) {
+	tb.Helper()
+	start := time.Now()
+	deadline := start.Add(d)
+	interval := firstInterval
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if !time.Now().Before(deadline) {
+			tb.Fatalf("%s: still not so after %v: %v", what, time.Since(start).Round(time.Millisecond), err)
+			return
+		}
+		time.Sleep(min(interval, time.Until(deadline)))
+		interval = min(interval*2, mostInterval)
+	}
+}

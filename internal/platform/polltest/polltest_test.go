@@ -1,0 +1,77 @@
+package polltest_test
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"folio/internal/platform/polltest"
+)
+
+// recorder is a testing.TB whose Fatalf records the message and ends the goroutine,
+// as the real one does, so that a failing Until can be observed.
+type recorder struct {
+	testing.TB
+	msg string
+}
+
+func (r *recorder) Helper() {}
+
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.msg = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+func TestUntilReturnsOnceTheConditionHolds(t *testing.T) {
+	calls := 0
+	polltest.Until(t, "third call", func() error {
+		calls++
+		if calls < 3 {
+			return fmt.Errorf("call %d", calls)
+		}
+		return nil
+	})
+	if calls != 3 {
+		t.Fatalf("cond called %d times, want 3 (once more after it held is one too many)", calls)
+	}
+}
+
+func TestUntilWithinFailsWithWhatAndTheLastError(t *testing.T) {
+	r := &recorder{TB: t}
+	calls := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		polltest.UntilWithin(r, 100*time.Millisecond, "the door opens", func() error {
+			calls++
+			return fmt.Errorf("closed, check %d", calls)
+		})
+	}()
+	<-done
+	if r.msg == "" {
+		t.Fatal("UntilWithin returned without failing for a condition that never held")
+	}
+	for _, want := range []string{"the door opens", fmt.Sprintf("closed, check %d", calls)} {
+		if !strings.Contains(r.msg, want) {
+			t.Errorf("failure %q does not say %q", r.msg, want)
+		}
+	}
+	if calls < 2 {
+		t.Errorf("cond called %d times in 100ms, want it polled", calls)
+	}
+}
+
+func TestUntilChecksAtLeastOnceWithNoTimeLeft(t *testing.T) {
+	r := &recorder{TB: t}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		polltest.UntilWithin(r, 0, "already so", func() error { return nil })
+	}()
+	<-done
+	if r.msg != "" {
+		t.Fatalf("a condition holding at the first check failed: %s", r.msg)
+	}
+}
