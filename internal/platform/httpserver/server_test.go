@@ -329,7 +329,7 @@ func TestServeMetrics(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := logs.MetricsAddr(); got != addr.String() {
+	if !strings.Contains(logs.String(), `"msg":"metrics listening"`) || !strings.Contains(logs.String(), `"addr":"`+addr.String()+`"`) {
 		t.Errorf("no log line names the metrics address %s:\n%s", addr, logs)
 	}
 	resp, err := http.Get("http://" + addr.String() + "/metrics")

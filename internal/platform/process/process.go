@@ -54,6 +54,10 @@ type Server struct {
 	// TrustedProxies lists the proxies (CIDRs or IPs, comma-separated) whose
 	// X-Forwarded-For names the client; from any other peer the header is ignored.
 	TrustedProxies string `env:"FOLIO_TRUSTED_PROXIES"`
+	// AddrFile, when set, is where the program writes the addresses it has bound
+	// (httpserver.Addrs, as JSON) once its listeners are open: a starter that asks
+	// for port 0 reads the real ports there rather than guessing a free one.
+	AddrFile string `env:"FOLIO_ADDR_FILE"`
 }
 
 // Proxies returns the trusted proxies of TrustedProxies; the error names the setting.
@@ -98,7 +102,8 @@ func (s Server) serve(ctx context.Context, log *slog.Logger, reg *prometheus.Reg
 			return err
 		}
 	}
-	if err := s.serveMetrics(ctx, reg, log); err != nil {
+	metricsAddr, err := s.serveMetrics(ctx, reg, log)
+	if err != nil {
 		ln.Close()
 		return err
 	}
@@ -123,6 +128,14 @@ func (s Server) serve(ctx context.Context, log *slog.Logger, reg *prometheus.Reg
 		}()
 		// The caller closes the registry's connection after serve returns.
 		defer func() { close(stopped); <-withdrawn }()
+	}
+	if s.AddrFile != "" {
+		// Connections that arrive before srv.Serve below wait in the listener's
+		// backlog, so the file may name the ports as soon as they are bound.
+		if err := httpserver.WriteAddrFile(s.AddrFile, httpserver.Addrs{HTTP: ln.Addr().String(), Metrics: metricsAddr}); err != nil {
+			ln.Close()
+			return fmt.Errorf("FOLIO_ADDR_FILE: %w", err)
+		}
 	}
 	srv := httpserver.New(httpserver.Config{
 		ShutdownDelay: s.ShutdownDelay, ShutdownTimeout: s.ShutdownTimeout, AccessLog: s.AccessLog, ReadyDetail: sv.detail,
@@ -293,27 +306,29 @@ func (p *Process) Close() error {
 }
 
 // serveMetrics serves reg on MetricsAddr, or by default on loopback at the HTTP port
-// + 1000, until ctx ends.
-func (s Server) serveMetrics(ctx context.Context, reg *prometheus.Registry, log *slog.Logger) error {
+// + 1000, until ctx ends. It returns the address listened on, "" when off.
+func (s Server) serveMetrics(ctx context.Context, reg *prometheus.Registry, log *slog.Logger) (string, error) {
 	if s.MetricsAddr == "off" {
-		return nil
+		return "", nil
 	}
 	if s.MetricsAddr != "" {
-		if _, err := httpserver.ServeMetrics(ctx, s.MetricsAddr, reg, log); err != nil {
-			return fmt.Errorf("FOLIO_METRICS_ADDR: %w", err)
+		addr, err := httpserver.ServeMetrics(ctx, s.MetricsAddr, reg, log)
+		if err != nil {
+			return "", fmt.Errorf("FOLIO_METRICS_ADDR: %w", err)
 		}
-		return nil
+		return addr.String(), nil
 	}
-	addr := defaultMetricsAddr(s.HTTPAddr)
-	if _, err := httpserver.ServeMetrics(ctx, addr, reg, log); err != nil {
+	addr, err := httpserver.ServeMetrics(ctx, defaultMetricsAddr(s.HTTPAddr), reg, log)
+	if err != nil {
 		// Nobody chose that port; one taken (a test's, another program's) is no
-		// reason not to start. The log line says where the metrics went instead.
-		log.Warn("default metrics address unavailable; serving metrics on another port", "addr", addr, "err", err)
-		if _, err := httpserver.ServeMetrics(ctx, "127.0.0.1:0", reg, log); err != nil {
-			return err
+		// reason not to start. The log line and the addr file say where the
+		// metrics went instead.
+		log.Warn("default metrics address unavailable; serving metrics on another port", "addr", defaultMetricsAddr(s.HTTPAddr), "err", err)
+		if addr, err = httpserver.ServeMetrics(ctx, "127.0.0.1:0", reg, log); err != nil {
+			return "", err
 		}
 	}
-	return nil
+	return addr.String(), nil
 }
 
 // defaultMetricsAddr is the metrics address for a program serving on httpAddr:
