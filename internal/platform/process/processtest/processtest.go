@@ -5,12 +5,15 @@ package processtest
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"io"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"folio/internal/platform/httpserver"
+	"folio/internal/platform/polltest"
 )
 
 // LogBuffer collects what a program writes while it runs; the test may read it at
@@ -32,30 +35,6 @@ func (b *LogBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
-}
-
-// ServingAddr returns the address from the JSON "serving" log line, or "" while
-// there is none.
-func (b *LogBuffer) ServingAddr() string {
-	for _, line := range strings.Split(b.String(), "\n") {
-		var rec struct{ Msg, Addr string }
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "serving" {
-			return rec.Addr
-		}
-	}
-	return ""
-}
-
-// MetricsAddr returns the address from the JSON "metrics listening" log line: where
-// the program serves /metrics, off its public port. It is "" while there is none.
-func (b *LogBuffer) MetricsAddr() string {
-	for _, line := range strings.Split(b.String(), "\n") {
-		var rec struct{ Msg, Addr string }
-		if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "metrics listening" {
-			return rec.Addr
-		}
-	}
-	return ""
 }
 
 // Env returns a getenv that reads vars, so that a program sees the test's
@@ -85,6 +64,8 @@ type Program struct {
 	// MetricsURL is where the program serves /metrics, off its public port
 	// (FOLIO_METRICS_ADDR); "" when it serves none.
 	MetricsURL string
+	// Addrs are the addresses the program reported in its addr file.
+	Addrs httpserver.Addrs
 	// Logs holds what the program has written.
 	Logs *LogBuffer
 
@@ -95,41 +76,54 @@ type Program struct {
 	stopped bool
 }
 
-// Start runs run with args and the environment vars until it logs that it serves,
-// failing t if run returns first or does not serve within 20 seconds. The program
-// stops when the test ends, unless Stop has stopped it before.
+// Start runs run with args and the environment vars until it has bound its
+// listeners, failing t if run returns first or does not within polltest.Deadline.
+// The program reports its addresses in an addr file (FOLIO_ADDR_FILE, in a
+// directory of the test's unless vars names one), so that a program asked for
+// port 0 is found where it really listens. The program stops when the test ends,
+// unless Stop has stopped it before.
 func Start(t testing.TB, run Run, args []string, vars map[string]string) *Program {
 	t.Helper()
+	env := make(map[string]string, len(vars)+1)
+	for k, v := range vars {
+		env[k] = v
+	}
+	addrFile := env["FOLIO_ADDR_FILE"]
+	if addrFile == "" {
+		addrFile = filepath.Join(t.TempDir(), "addr.json")
+		env["FOLIO_ADDR_FILE"] = addrFile
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Program{Logs: &LogBuffer{}, t: t, cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
-		p.err = run(ctx, args, Env(vars), p.Logs)
+		p.err = run(ctx, args, Env(env), p.Logs)
 	}()
 	t.Cleanup(p.Stop)
-	var addr string
-	for deadline := time.Now().Add(20 * time.Second); addr == ""; {
+	polltest.Until(t, "the program reports its addresses in "+addrFile, func() error {
 		select {
 		case <-p.done:
 			p.stopped = true
 			cancel()
 			t.Fatalf("run returned before serving: %v\n%s", p.err, p.Logs)
-		case <-time.After(10 * time.Millisecond):
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the service did not start serving\n%s", p.Logs)
+		a, err := httpserver.ReadAddrFile(addrFile)
+		if err != nil {
+			return err
 		}
-		addr = p.Logs.ServingAddr()
-	}
-	p.URL = "http://" + addr
-	if m := p.Logs.MetricsAddr(); m != "" {
-		p.MetricsURL = "http://" + m
+		p.Addrs = a
+		return nil
+	})
+	p.URL = "http://" + p.Addrs.HTTP
+	if p.Addrs.Metrics != "" {
+		p.MetricsURL = "http://" + p.Addrs.Metrics
 	}
 	return p
 }
 
 // Stop ends the program's context and fails the test unless run then returns nil
-// within 20 seconds. Calls after the first do nothing.
+// within polltest.Deadline. Calls after the first do nothing.
 func (p *Program) Stop() {
 	p.t.Helper()
 	if p.stopped {
@@ -142,7 +136,7 @@ func (p *Program) Stop() {
 		if p.err != nil {
 			p.t.Errorf("run after cancel: got %v, want nil", p.err)
 		}
-	case <-time.After(20 * time.Second):
+	case <-time.After(polltest.Deadline):
 		p.t.Fatalf("run did not return after its context ended\n%s", p.Logs)
 	}
 }
