@@ -36,10 +36,13 @@ func Load(cfg any, getenv func(string) string) error {
 // Attrs returns one log attribute per configuration variable. Fields tagged
 // `mask:"true"` are hidden, and passwords inside URLs are redacted.
 func Attrs(cfg any) []any {
-	return attrs(reflect.Indirect(reflect.ValueOf(cfg)))
+	return attrs(reflect.Indirect(reflect.ValueOf(cfg)), map[string]bool{})
 }
 
-func attrs(v reflect.Value) []any {
+// attrs appends v's settings to out; seen holds the variables already listed, since
+// several parts of a configuration read the same one (the broker and discovery
+// both read FOLIO_NATS_URL and its credentials) and it is logged once.
+func attrs(v reflect.Value, seen map[string]bool) []any {
 	t := v.Type()
 	var out []any
 	for i := range t.NumField() {
@@ -47,10 +50,14 @@ func attrs(v reflect.Value) []any {
 		key, _, _ := strings.Cut(f.Tag.Get("env"), ",")
 		if key == "" {
 			if f.Type.Kind() == reflect.Struct {
-				out = append(out, attrs(v.Field(i))...)
+				out = append(out, attrs(v.Field(i), seen)...)
 			}
 			continue
 		}
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
 		val := fmt.Sprint(v.Field(i).Interface())
 		switch {
 		case f.Tag.Get("mask") == "true" && val != "":

@@ -162,3 +162,23 @@ func TestAttrs(t *testing.T) {
 		t.Errorf("a struct value: got %d attributes, want 10", len(a))
 	}
 }
+
+// A variable that two parts of a configuration read (the broker and discovery both
+// read FOLIO_NATS_URL) is logged once.
+func TestAttrsListEachVariableOnce(t *testing.T) {
+	type part struct {
+		URL string `env:"TEST_SHARED_URL"`
+	}
+	type twice struct {
+		Broker    part
+		Discovery part
+		Own       string `env:"TEST_OWN"`
+	}
+	var keys []string
+	for _, a := range config.Attrs(twice{Broker: part{"nats://a:4222"}, Discovery: part{"nats://a:4222"}, Own: "x"}) {
+		keys = append(keys, a.(slog.Attr).Key)
+	}
+	if got, want := strings.Join(keys, ","), "TEST_SHARED_URL,TEST_OWN"; got != want {
+		t.Errorf("got attributes %s, want %s", got, want)
+	}
+}
