@@ -13,6 +13,7 @@ import (
 
 	"folio/internal/auth"
 	"folio/internal/platform/outbox/outboxtest"
+	"folio/internal/platform/polltest"
 	"folio/internal/platform/problem"
 )
 
@@ -78,18 +79,6 @@ func TestRegisterRateLimit(t *testing.T) {
 	}
 }
 
-// poll waits, up to a generous deadline, until cond holds.
-func poll(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // TestHashingIsCapped replays finding 6 of issue 8: every register ran argon2id at
 // once, 19 MiB each. With the cap, N concurrent registers hash at most cap at a time,
 // the others wait for a slot.
@@ -108,10 +97,10 @@ func TestHashingIsCapped(t *testing.T) {
 		})
 	}
 	// Every request is in: slots of them hashing (held in the hook), the rest waiting.
-	poll(t, fmt.Sprintf("%d hash and %d wait", slots, n-slots), func() bool {
+	polltest.Until(t, fmt.Sprintf("%d hash and %d wait", slots, n-slots), polltest.Holds(func() bool {
 		running, _, waiting := auth.HashCounts(s.svc)
 		return running == slots && waiting == n-slots
-	})
+	}))
 	close(release)
 	wg.Wait()
 	for i, c := range codes {
@@ -137,7 +126,7 @@ func TestHashingBusy(t *testing.T) {
 	go func() {
 		done <- s.do("POST", "/auth/register", credentials("held@example.com", "twelve chars"), "RemoteAddr", "10.2.0.1:1").Code
 	}()
-	poll(t, "the slot is taken", func() bool { running, _, _ := auth.HashCounts(s.svc); return running == 1 })
+	polltest.Until(t, "the slot is taken", polltest.Holds(func() bool { running, _, _ := auth.HashCounts(s.svc); return running == 1 }))
 	for _, rec := range []*httptest.ResponseRecorder{
 		s.do("POST", "/auth/register", credentials("bob@example.com", "twelve chars"), "RemoteAddr", "10.2.0.2:1"),
 		s.do("POST", "/auth/token", credentials("ada@example.com", "twelve chars"), "RemoteAddr", "10.2.0.3:1"),

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	"folio/internal/platform/broker"
 	"folio/internal/platform/broker/natsconn"
 	"folio/internal/platform/discovery"
+	"folio/internal/platform/polltest"
 )
 
 const wait = 20 * time.Second
@@ -231,20 +233,20 @@ func TestProgramsWorkWithTheirCredentials(t *testing.T) {
 					t.Fatalf("%s did not consume %s: %v", program, subject, w.violations())
 				}
 				dl := broker.DeadLetterSubject("folio", sub.Name)
-				for {
+				polltest.Until(t, program+" dead-letters", func() error {
 					st, err := adminJS.Stream(ctx, "FOLIO_EVENTS")
 					if err != nil {
 						t.Fatal(err)
 					}
 					info, err := st.Info(ctx, jetstream.WithSubjectFilter(dl))
-					if err == nil && info.State.Subjects[dl] > 0 {
-						break
+					if err != nil {
+						return err
 					}
-					if ctx.Err() != nil {
-						t.Fatalf("%s did not dead-letter: %v", program, w.violations())
+					if info.State.Subjects[dl] == 0 {
+						return fmt.Errorf("nothing on %s; violations %v", dl, w.violations())
 					}
-					time.Sleep(50 * time.Millisecond)
-				}
+					return nil
+				})
 				ccancel()
 				<-done
 			}

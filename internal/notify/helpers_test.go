@@ -170,17 +170,6 @@ func (c *clock) Add(d time.Duration) {
 	c.now = c.now.Add(d)
 }
 
-// eventually polls cond until it holds, failing after a generous bound.
-func eventually(tb testing.TB, what string, cond func() bool) {
-	tb.Helper()
-	for deadline := time.Now().Add(20 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // event returns a broker message carrying an event envelope.
 func event(tb testing.TB, id, typ string) broker.Message {
 	tb.Helper()

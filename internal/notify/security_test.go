@@ -16,6 +16,7 @@ import (
 	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/egress"
 	"folio/internal/platform/egress/egresstest"
+	"folio/internal/platform/polltest"
 	"folio/internal/platform/rest"
 	"folio/internal/platform/secrets"
 )
@@ -67,7 +68,7 @@ func TestWebhookVerifiesWithTheReferenceLibrary(t *testing.T) {
 				t.Fatal(err)
 			}
 			stop := runWorker(t, s.svc)
-			eventually(t, "the delivery", func() bool { return s.deliveries(t, sub.ID)[0].Status == notify.StatusDelivered })
+			polltest.Until(t, "the delivery", polltest.Holds(func() bool { return s.deliveries(t, sub.ID)[0].Status == notify.StatusDelivered }))
 			stop()
 			r := rc.got()[0]
 			wh, err := tc.verifier()
@@ -174,7 +175,7 @@ func attemptOnce(t *testing.T, s *server, url string) (string, notify.Delivery) 
 		t.Fatal(err)
 	}
 	stop := runWorker(t, s.svc)
-	eventually(t, "an attempt", func() bool { return s.deliveries(t, sub.ID)[0].Attempts >= 1 })
+	polltest.Until(t, "an attempt", polltest.Holds(func() bool { return s.deliveries(t, sub.ID)[0].Attempts >= 1 }))
 	stop()
 	return sub.ID, s.deliveries(t, sub.ID)[0]
 }
@@ -269,9 +270,9 @@ func TestSecretsAreSealedAtRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runWorker(t, s.svc)
-	eventually(t, "both attempts", func() bool {
+	polltest.Until(t, "both attempts", polltest.Holds(func() bool {
 		return s.deliveries(t, sealed.ID)[0].Status == notify.StatusDelivered && s.deliveries(t, oldID)[0].Attempts >= 1
-	})
+	}))
 	stop()
 	if d := s.deliveries(t, oldID)[0]; d.Status == notify.StatusDelivered || d.LastError == nil || *d.LastError != "the secret cannot be unsealed" {
 		t.Errorf("a secret sealed for another subscription: delivery %+v, want it not sent", d)

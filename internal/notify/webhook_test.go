@@ -16,6 +16,7 @@ import (
 	"folio/internal/notify"
 	"folio/internal/platform/egress"
 	"folio/internal/platform/inbox"
+	"folio/internal/platform/polltest"
 	"folio/internal/platform/rest"
 	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
@@ -96,7 +97,7 @@ func TestWebhookIsSigned(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runWorker(t, s.svc)
-	eventually(t, "the delivery", func() bool { return s.deliveries(t, sub.ID)[0].Status == notify.StatusDelivered })
+	polltest.Until(t, "the delivery", polltest.Holds(func() bool { return s.deliveries(t, sub.ID)[0].Status == notify.StatusDelivered }))
 	stop()
 
 	reqs := rc.got()
@@ -147,7 +148,7 @@ func TestWebhookRetriesUntilDelivered(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runWorker(t, s.svc)
-	eventually(t, "the delivery", func() bool { return s.deliveries(t, sub.ID)[0].Status == notify.StatusDelivered })
+	polltest.Until(t, "the delivery", polltest.Holds(func() bool { return s.deliveries(t, sub.ID)[0].Status == notify.StatusDelivered }))
 	stop() // nothing more may go out once it is delivered
 
 	if reqs := rc.got(); len(reqs) != 4 {
@@ -176,7 +177,7 @@ func TestWebhookGivesUpAfterTheWindow(t *testing.T) {
 	}
 	stop := runWorker(t, s.svc)
 	seen := 0
-	eventually(t, "the delivery to fail", func() bool {
+	polltest.Until(t, "the delivery to fail", polltest.Holds(func() bool {
 		d := s.deliveries(t, sub.ID)[0]
 		if d.Status == notify.StatusFailed {
 			return true
@@ -187,7 +188,7 @@ func TestWebhookGivesUpAfterTheWindow(t *testing.T) {
 			clk.Add(5*time.Minute + time.Second)
 		}
 		return false
-	})
+	}))
 	stop()
 
 	d := s.deliveries(t, sub.ID)[0]
@@ -231,9 +232,9 @@ func TestWebhookTransportErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runWorker(t, s.svc)
-	eventually(t, "failed attempts", func() bool {
+	polltest.Until(t, "failed attempts", polltest.Holds(func() bool {
 		return s.deliveries(t, slowSub.ID)[0].Attempts >= 2 && s.deliveries(t, deadSub.ID)[0].Attempts >= 2
-	})
+	}))
 	stop()
 	for _, tc := range []struct {
 		id, want string
@@ -265,7 +266,7 @@ func TestWorkerResumesAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runWorker(t, first.svc)
-	eventually(t, "a failed attempt", func() bool { return first.deliveries(t, sub.ID)[0].Attempts >= 1 })
+	polltest.Until(t, "a failed attempt", polltest.Holds(func() bool { return first.deliveries(t, sub.ID)[0].Attempts >= 1 }))
 	stop()
 
 	mu.Lock()
@@ -273,7 +274,7 @@ func TestWorkerResumesAfterRestart(t *testing.T) {
 	mu.Unlock()
 	second := newServerConfig(t, db, fast())
 	runWorker(t, second.svc)
-	eventually(t, "the delivery", func() bool { return second.deliveries(t, sub.ID)[0].Status == notify.StatusDelivered })
+	polltest.Until(t, "the delivery", polltest.Holds(func() bool { return second.deliveries(t, sub.ID)[0].Status == notify.StatusDelivered }))
 }
 
 // TestWorkersShareTheLoad runs two instances over one database, as a scaled-out
@@ -311,7 +312,7 @@ func TestWorkersShareTheLoad(t *testing.T) {
 			}
 		}
 		want := events/2 + events // /a gets the creations, /b everything
-		eventually(t, "every delivery", func() bool {
+		polltest.Until(t, "every delivery", polltest.Holds(func() bool {
 			done := 0
 			for _, sub := range subs {
 				for _, d := range one.deliveries(t, sub.ID) {
@@ -321,7 +322,7 @@ func TestWorkersShareTheLoad(t *testing.T) {
 				}
 			}
 			return done == want
-		})
+		}))
 		mu.Lock()
 		defer mu.Unlock()
 		if len(seen) != want {
@@ -346,7 +347,7 @@ func TestWebhookRedirectIsNotFollowed(t *testing.T) {
 		t.Fatal(err)
 	}
 	stop := runWorker(t, s.svc)
-	eventually(t, "a failed attempt", func() bool { return s.deliveries(t, sub.ID)[0].Attempts >= 1 })
+	polltest.Until(t, "a failed attempt", polltest.Holds(func() bool { return s.deliveries(t, sub.ID)[0].Attempts >= 1 }))
 	stop()
 	d := s.deliveries(t, sub.ID)[0]
 	if d.Status != notify.StatusPending || d.LastError == nil || *d.LastError != "http 302 (redirects are not followed)" {

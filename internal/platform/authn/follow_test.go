@@ -2,6 +2,7 @@ package authn
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"folio/internal/platform/authn/authntest"
+	"folio/internal/platform/polltest"
 )
 
 // TestFollowRevocationsOnNATS replays finding 8 of issue 8 through the broker: a
@@ -43,18 +45,15 @@ func TestFollowRevocationsOnNATS(t *testing.T) {
 	waitRefused(t, f, early, "a revocation published before the verifier followed")
 	// Until the follower is known to be live, keep publishing: an event it has
 	// already applied changes nothing.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	polltest.Until(t, "a revocation published while following applied", func() error {
 		feed.Revoke("late", time.Now().Add(time.Second))
-		if a := f.write(late); a.status == http.StatusUnauthorized {
-			wantRefused(t, a, "revoked")
-			break
+		a := f.write(late)
+		if a.status != http.StatusUnauthorized {
+			return fmt.Errorf("status %d", a.status)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("a revocation published while following was not applied within 15 s")
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		wantRefused(t, a, "revoked")
+		return nil
+	})
 	fresh := f.token("late", []string{RoleEditor}, func(c *authntest.Claims) {
 		c.IssuedAt = jwt.NewNumericDate(time.Now().Add(2 * time.Second))
 	})
@@ -65,15 +64,12 @@ func TestFollowRevocationsOnNATS(t *testing.T) {
 
 func waitRefused(t *testing.T, f *fixture, tok, what string) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if a := f.write(tok); a.status == http.StatusUnauthorized {
-			wantRefused(t, a, "revoked")
-			return
+	polltest.Until(t, what+" applied", func() error {
+		a := f.write(tok)
+		if a.status != http.StatusUnauthorized {
+			return fmt.Errorf("status %d", a.status)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s was not applied within 15 s", what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		wantRefused(t, a, "revoked")
+		return nil
+	})
 }

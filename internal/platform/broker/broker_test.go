@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"folio/internal/platform/polltest"
+
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -236,18 +238,6 @@ func receive(t *testing.T, ch <-chan Message, what string) Message {
 	case <-time.After(wait):
 		t.Fatalf("no %s within %s", what, wait)
 		return Message{}
-	}
-}
-
-// eventually waits until cond holds.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %s", what, wait)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -497,7 +487,7 @@ func TestPoisonMessage(t *testing.T) {
 			d.Header[HeaderError] != "cannot apply this event" || d.Header[HeaderRequestID] != "req-p" {
 			t.Errorf("dead letter %s %s %q %v", d.Subject, d.ID, d.Body, d.Header)
 		}
-		eventually(t, "dead letter kept", func() bool { return e.a.deadLetters(t, e, "poisoned") == 1 })
+		polltest.Until(t, "dead letter kept", polltest.Holds(func() bool { return e.a.deadLetters(t, e, "poisoned") == 1 }))
 
 		publish(t, b, Message{Subject: e.subject("book.updated"), ID: "sentinel"})
 		receive(t, goodDone, "sentinel")
@@ -562,11 +552,11 @@ func TestConcurrency(t *testing.T) {
 		for i := range total {
 			publish(t, b, Message{Subject: e.subject("book.created"), ID: fmt.Sprint("c", i)})
 		}
-		eventually(t, "all handled", func() bool {
+		polltest.Until(t, "all handled", polltest.Holds(func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return len(handled) == total
-		})
+		}))
 		if p := peak.Load(); p != n {
 			t.Errorf("at most %d handlers ran at once, want %d", p, n)
 		}
@@ -590,11 +580,11 @@ func TestReconnect(t *testing.T) {
 
 		e.a.drop(t, b)
 		// Publish fails until the connection is back, then succeeds.
-		eventually(t, "publish after reconnect", func() bool {
+		polltest.Until(t, "publish after reconnect", polltest.Holds(func() bool {
 			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 			defer cancel()
 			return b.Publish(ctx, Message{Subject: e.subject("book.created"), ID: "after"}) == nil
-		})
+		}))
 		// "before" may come again: its acknowledgement can be lost with the
 		// connection, and delivery is at least once.
 		m := receive(t, got, "message after the reconnect")
@@ -880,10 +870,10 @@ func natsReady(t *testing.T, e *env, name string) {
 	defer done()
 	// A durable consumer delivers the stream from its start: once it exists,
 	// it gets whatever is published.
-	eventually(t, "consumer "+name, func() bool {
+	polltest.Until(t, "consumer "+name, polltest.Holds(func() bool {
 		_, err := js.Consumer(t.Context(), e.cfg.Stream, name)
 		return err == nil
-	})
+	}))
 }
 
 func natsCleanup(t *testing.T, e *env) {
@@ -929,7 +919,7 @@ func rabbitChannel(t *testing.T, e *env, f func(ch *amqp.Channel) error) error {
 func rabbitReady(t *testing.T, e *env, name string) {
 	// A queue only gets what is published after its bindings; the consumer
 	// is started after them.
-	eventually(t, "consumer on "+name, func() bool {
+	polltest.Until(t, "consumer on "+name, polltest.Holds(func() bool {
 		return rabbitChannel(t, e, func(ch *amqp.Channel) error {
 			q, err := ch.QueueDeclarePassive(e.cfg.Prefix+"."+name, true, false, false, false, nil)
 			if err == nil && q.Consumers == 0 {
@@ -937,7 +927,7 @@ func rabbitReady(t *testing.T, e *env, name string) {
 			}
 			return err
 		}) == nil
-	})
+	}))
 }
 
 func rabbitDeadLetters(t *testing.T, e *env, name string) int {

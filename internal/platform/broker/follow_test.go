@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"folio/internal/platform/polltest"
 )
 
 // follower runs b.Follow until the test ends, passing what it gets to a channel;
@@ -45,15 +47,9 @@ func follower(t *testing.T, b *Broker, subjects []string, since time.Time) <-cha
 func probe(t *testing.T, e *env, b *Broker, followers ...<-chan Message) {
 	t.Helper()
 	seen := make([]bool, len(followers))
-	deadline := time.Now().Add(wait)
-	for i := 0; !all(seen); i++ {
-		if time.Now().After(deadline) {
-			t.Fatalf("followers not ready within %s", wait)
-		}
-		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-		_ = b.Publish(ctx, Message{Subject: e.subject("book.probe"), ID: fmt.Sprint("probe-", time.Now().UnixNano())})
-		cancel()
-		time.Sleep(100 * time.Millisecond)
+	// Each check drains what arrived since the last and publishes one more probe;
+	// polling spaces the probes out.
+	polltest.Until(t, "every follower gets a probe", func() error {
 		for f, ch := range followers {
 			for drained := false; !drained; {
 				select {
@@ -66,7 +62,14 @@ func probe(t *testing.T, e *env, b *Broker, followers ...<-chan Message) {
 				}
 			}
 		}
-	}
+		if all(seen) {
+			return nil
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		_ = b.Publish(ctx, Message{Subject: e.subject("book.probe"), ID: fmt.Sprint("probe-", time.Now().UnixNano())})
+		return fmt.Errorf("probes seen by followers: %v", seen)
+	})
 }
 
 func all(bs []bool) bool {

@@ -4,10 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"slices"
 	"testing"
 	"time"
+
+	"folio/internal/platform/polltest"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -95,25 +98,26 @@ func openRegistry(t *testing.T, nc *nats.Conn, ttl time.Duration) *Registry {
 	return r
 }
 
-// waitFor reads lists from ch until one equals want, failing after limit.
-func waitFor(t *testing.T, ch <-chan []Instance, want []Instance, limit time.Duration) {
+// waitFor reads lists from ch until one equals want.
+func waitFor(t *testing.T, ch <-chan []Instance, want []Instance) {
 	t.Helper()
-	deadline := time.After(limit)
 	var last []Instance
-	for {
-		select {
-		case got, ok := <-ch:
-			if !ok {
-				t.Fatalf("watch channel closed; last list %v, want %v", last, want)
+	polltest.Until(t, fmt.Sprintf("the watched list becomes %v", want), func() error {
+		for {
+			select {
+			case got, ok := <-ch:
+				if !ok {
+					t.Fatalf("watch channel closed; last list %v, want %v", last, want)
+				}
+				last = got
+				if slices.Equal(got, want) {
+					return nil
+				}
+			default:
+				return fmt.Errorf("the watched list is %v", last)
 			}
-			last = got
-			if slices.Equal(got, want) {
-				return
-			}
-		case <-deadline:
-			t.Fatalf("after %v the watched list is %v, want %v", limit, last, want)
 		}
-	}
+	})
 }
 
 func TestRegistryRegisterWatchDeregister(t *testing.T) {
@@ -145,12 +149,12 @@ func TestRegistryRegisterWatchDeregister(t *testing.T) {
 
 	wctx, stopWatch := context.WithCancel(ctx)
 	ch := r.Watch(wctx, "book")
-	waitFor(t, ch, []Instance{a, b}, 10*time.Second)
+	waitFor(t, ch, []Instance{a, b})
 
 	if err := deregs[1](ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, ch, []Instance{a}, 10*time.Second)
+	waitFor(t, ch, []Instance{a})
 	if got, want := r.Instances("book"), []Instance{a}; !slices.Equal(got, want) {
 		t.Fatalf("Instances(book) after deregistering b = %v, want %v", got, want)
 	}
@@ -162,7 +166,7 @@ func TestRegistryRegisterWatchDeregister(t *testing.T) {
 		t.Fatal(err)
 	}
 	deregs = append(deregs, d)
-	waitFor(t, ch, []Instance{a, c}, 10*time.Second)
+	waitFor(t, ch, []Instance{a, c})
 
 	stopWatch()
 	deadline := time.After(5 * time.Second)
@@ -198,20 +202,19 @@ func TestRegistryCrashedInstanceExpires(t *testing.T) {
 	}
 
 	ch := r.Watch(ctx, "book")
-	waitFor(t, ch, []Instance{alive, dead}, 10*time.Second)
+	waitFor(t, ch, []Instance{alive, dead})
 
 	crash() // the heartbeat stops; the entry is not deleted
-	waitFor(t, ch, []Instance{alive}, 15*time.Second)
+	waitFor(t, ch, []Instance{alive})
 
 	// The server expires the entry too, and the live instance, kept by its
 	// heartbeat, outlives several TTLs.
-	deadline := time.Now().Add(15 * time.Second)
-	for !slices.Equal(r.Instances("book"), []Instance{alive}) {
-		if time.Now().After(deadline) {
-			t.Fatalf("Instances(book) = %v, want only %v", r.Instances("book"), alive)
+	polltest.Until(t, "Instances(book) is only the live one", func() error {
+		if got := r.Instances("book"); !slices.Equal(got, []Instance{alive}) {
+			return fmt.Errorf("Instances(book) = %v, want only %v", got, alive)
 		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func TestRegisterRejectsBadInput(t *testing.T) {

@@ -17,6 +17,7 @@ import (
 	"folio/internal/platform/broker"
 	"folio/internal/platform/logging"
 	"folio/internal/platform/outbox"
+	"folio/internal/platform/polltest"
 	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
 	"folio/internal/platform/tracecontext"
@@ -152,18 +153,6 @@ func (p *batchPublisher) calls() (batches [][]string, singles int) {
 	return append([][]string(nil), p.batches...), p.singles
 }
 
-// eventually fails the test unless cond becomes true within wait.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(wait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after %v waiting for %s", wait, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // write commits a change to book id together with its event, as a service does.
 func write(t *testing.T, ctx context.Context, db *sqldb.DB, typ, id string) string {
 	t.Helper()
@@ -288,7 +277,7 @@ func TestAddIsAtomic(t *testing.T) {
 
 		pub := &publisher{}
 		run(t, newRelay(t, db, pub, nil))
-		eventually(t, "the events to be published", func() bool { return len(pub.received()) >= len(want) })
+		polltest.Until(t, "the events to be published", polltest.Holds(func() bool { return len(pub.received()) >= len(want) }))
 		got := pub.received()
 		if !equal(ids(got), want) {
 			t.Fatalf("published %v, want %v", ids(got), want)
@@ -340,7 +329,7 @@ func TestRelayLosesAndReordersNothingWhileBrokerFails(t *testing.T) {
 			want = append(want, write(t, ctx, db, "book.updated", fmt.Sprintf("b%d", i%3)))
 		}
 		r.Notify()
-		eventually(t, "three failed publish attempts", func() bool { _, f := pub.stats(); return f >= 3 })
+		polltest.Until(t, "three failed publish attempts", polltest.Holds(func() bool { _, f := pub.stats(); return f >= 3 }))
 		if got := pub.received(); len(got) != 0 {
 			t.Fatalf("%d messages published while the broker was down", len(got))
 		}
@@ -349,7 +338,7 @@ func TestRelayLosesAndReordersNothingWhileBrokerFails(t *testing.T) {
 		}
 
 		pub.set(func(p *publisher) { p.down = false })
-		eventually(t, "the backlog to be published", func() bool { return len(pub.received()) >= 30 })
+		polltest.Until(t, "the backlog to be published", polltest.Holds(func() bool { return len(pub.received()) >= 30 }))
 
 		// Brief failures in the middle of a stream.
 		pub.set(func(p *publisher) { p.failNext = 3 })
@@ -357,14 +346,14 @@ func TestRelayLosesAndReordersNothingWhileBrokerFails(t *testing.T) {
 			want = append(want, write(t, ctx, db, "book.updated", fmt.Sprintf("b%d", i%3)))
 			r.Notify()
 		}
-		eventually(t, "every event to be published", func() bool { return len(pub.received()) >= len(want) })
+		polltest.Until(t, "every event to be published", polltest.Holds(func() bool { return len(pub.received()) >= len(want) }))
 		if got := ids(pub.received()); !equal(got, want) {
 			t.Fatalf("published in order\n%v\nwant\n%v", got, want)
 		}
-		eventually(t, "no event to be pending", func() bool {
+		polltest.Until(t, "no event to be pending", polltest.Holds(func() bool {
 			pending, _, err := r.Lag(ctx)
 			return err == nil && pending == 0 && metric(t, reg, "folio_outbox_pending") == 0
-		})
+		}))
 		if got := metric(t, reg, "folio_outbox_published_total"); got != 50 {
 			t.Errorf("folio_outbox_published_total = %v, want 50", got)
 		}
@@ -391,7 +380,7 @@ func TestRelayPipelinesBatchesAndRetriesTheUnacknowledgedRest(t *testing.T) {
 		r.BatchSize = 10
 		run(t, r)
 
-		eventually(t, "the events to be published", func() bool { return len(pub.received()) >= len(want) })
+		polltest.Until(t, "the events to be published", polltest.Holds(func() bool { return len(pub.received()) >= len(want) }))
 		if got := ids(pub.received()); !equal(got, want) {
 			t.Fatalf("published in order\n%v\nwant\n%v", got, want)
 		}
@@ -411,7 +400,7 @@ func TestRelayPipelinesBatchesAndRetriesTheUnacknowledgedRest(t *testing.T) {
 		}
 		// The relay marks a batch and counts it after the broker has taken it,
 		// so the last batch may still be on its way to the database here.
-		eventually(t, "every row to be marked sent", func() bool { return count(t, db, "sent_at IS NULL") == 0 })
+		polltest.Until(t, "every row to be marked sent", polltest.Holds(func() bool { return count(t, db, "sent_at IS NULL") == 0 }))
 		if got := metric(t, reg, "folio_outbox_published_total"); got != 35 {
 			t.Errorf("folio_outbox_published_total = %v, want 35", got)
 		}
@@ -425,19 +414,19 @@ func TestRelayPipelinesBatchesAndRetriesTheUnacknowledgedRest(t *testing.T) {
 			want = append(want, write(t, ctx, db, "book.updated", fmt.Sprintf("b%d", i%3)))
 		}
 		r.Notify()
-		eventually(t, "three failed batches", func() bool { _, f := pub.stats(); return f >= 4+3 })
+		polltest.Until(t, "three failed batches", polltest.Holds(func() bool { _, f := pub.stats(); return f >= 4+3 }))
 		if n := len(pub.received()); n != 35 {
 			t.Fatalf("%d messages published, want the 35 from before the broker went down", n)
 		}
 		pub.set(func(p *publisher) { p.down = false })
-		eventually(t, "the backlog to be published", func() bool { return len(pub.received()) >= len(want) })
+		polltest.Until(t, "the backlog to be published", polltest.Holds(func() bool { return len(pub.received()) >= len(want) }))
 		if got := ids(pub.received()); !equal(got, want) {
 			t.Fatalf("published in order\n%v\nwant\n%v", got, want)
 		}
-		eventually(t, "no event to be pending", func() bool {
+		polltest.Until(t, "no event to be pending", polltest.Holds(func() bool {
 			pending, _, err := r.Lag(ctx)
 			return err == nil && pending == 0
-		})
+		}))
 		_, failures := pub.stats()
 		if got := metric(t, reg, "folio_outbox_publish_errors_total"); int(got) != failures {
 			t.Errorf("folio_outbox_publish_errors_total = %v, want %d", got, failures)
@@ -487,7 +476,7 @@ func TestRelayKeepsAggregateOrderWithConcurrentWriters(t *testing.T) {
 			})
 		}
 		wg.Wait()
-		eventually(t, "every event to be published", func() bool { return len(pub.received()) >= writers*perWriter })
+		polltest.Until(t, "every event to be published", polltest.Holds(func() bool { return len(pub.received()) >= writers*perWriter }))
 		got := map[string][]string{}
 		for _, m := range pub.received() {
 			var env broker.Envelope
@@ -521,7 +510,7 @@ func TestNotifyWakesRelay(t *testing.T) {
 		for i := 1; i <= 3; i++ {
 			write(t, ctx, db, "book.created", fmt.Sprintf("b%d", i))
 			r.Notify()
-			eventually(t, fmt.Sprintf("event %d to be published after Notify", i), func() bool { return len(pub.received()) == i })
+			polltest.Until(t, fmt.Sprintf("event %d to be published after Notify", i), polltest.Holds(func() bool { return len(pub.received()) == i }))
 		}
 	})
 }
@@ -558,8 +547,8 @@ func TestPublishedEventsArePurged(t *testing.T) {
 			write(t, ctx, db, "book.created", fmt.Sprintf("b%d", i))
 		}
 		r.Notify()
-		eventually(t, "the events to be published", func() bool { return len(pub.received()) == 5 })
-		eventually(t, "the published events to be purged", func() bool { return count(t, db, "1=1") == 0 })
+		polltest.Until(t, "the events to be published", polltest.Holds(func() bool { return len(pub.received()) == 5 }))
+		polltest.Until(t, "the published events to be purged", polltest.Holds(func() bool { return count(t, db, "1=1") == 0 }))
 	})
 }
 
@@ -575,7 +564,7 @@ func TestUnpublishedEventsAreNeverPurged(t *testing.T) {
 		r.Retention = 0
 		r.PurgeInterval = time.Nanosecond // purge before every attempt
 		stop := run(t, r)
-		eventually(t, "three failed publish attempts", func() bool { _, f := pub.stats(); return f >= 3 })
+		polltest.Until(t, "three failed publish attempts", polltest.Holds(func() bool { _, f := pub.stats(); return f >= 3 }))
 		stop()
 		if n := count(t, db, "sent_at IS NULL"); n != 1 {
 			t.Fatalf("%d unpublished rows, want 1", n)
@@ -594,20 +583,20 @@ func TestRunStopsWhenContextEnds(t *testing.T) {
 		t.Run("backing off", func(t *testing.T) {
 			pub := &publisher{down: true}
 			stop := run(t, newRelay(t, db, pub, nil))
-			eventually(t, "a failed publish", func() bool { _, f := pub.stats(); return f >= 1 })
+			polltest.Until(t, "a failed publish", polltest.Holds(func() bool { _, f := pub.stats(); return f >= 1 }))
 			stop()
 		})
 		t.Run("broker hangs", func(t *testing.T) {
 			pub := &publisher{hang: true}
 			stop := run(t, newRelay(t, db, pub, nil))
-			eventually(t, "a publish attempt", func() bool { a, _ := pub.stats(); return a >= 1 })
+			polltest.Until(t, "a publish attempt", polltest.Holds(func() bool { a, _ := pub.stats(); return a >= 1 }))
 			stop()
 		})
 		t.Run("broker hangs on a batch", func(t *testing.T) {
 			pub := &batchPublisher{}
 			pub.hang = true
 			stop := run(t, newRelay(t, db, pub, nil))
-			eventually(t, "a publish attempt", func() bool { a, _ := pub.stats(); return a >= 1 })
+			polltest.Until(t, "a publish attempt", polltest.Holds(func() bool { a, _ := pub.stats(); return a >= 1 }))
 			stop()
 		})
 		if n := count(t, db, "sent_at IS NULL"); n != 1 {
@@ -638,7 +627,7 @@ func TestRelaysShareADatabase(t *testing.T) {
 			want = append(want, write(t, ctx, db, "book.updated", fmt.Sprintf("b%d", i%4)))
 			relays[i%len(relays)].Notify()
 		}
-		eventually(t, "every event to be published", func() bool { return len(pub.received()) >= len(want) })
+		polltest.Until(t, "every event to be published", polltest.Holds(func() bool { return len(pub.received()) >= len(want) }))
 		if got := ids(pub.received()); !equal(got, want) {
 			t.Fatalf("published\n%v\nwant\n%v", got, want)
 		}

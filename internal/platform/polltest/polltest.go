@@ -3,6 +3,7 @@
 package polltest
 
 import (
+	"errors"
 	"testing"
 	"time"
 )
@@ -48,5 +49,20 @@ func UntilWithin(tb testing.TB, d time.Duration, what string, cond func() error)
 		}
 		time.Sleep(min(interval, time.Until(deadline)))
 		interval = min(interval*2, mostInterval)
+	}
+}
+
+// errNotYet is what a Holds condition reports while it is false: the condition is a
+// plain yes or no, with nothing more to say about how far it got.
+var errNotYet = errors.New("condition false")
+
+// Holds turns a yes-or-no condition into one Until takes. A condition that can say
+// what it saw last (a status, a count) is better written returning that as its error.
+func Holds(cond func() bool) func() error {
+	return func() error {
+		if cond() {
+			return nil
+		}
+		return errNotYet
 	}
 }

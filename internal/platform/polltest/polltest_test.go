@@ -75,3 +75,12 @@ func TestUntilChecksAtLeastOnceWithNoTimeLeft(t *testing.T) {
 		t.Fatalf("a condition holding at the first check failed: %s", r.msg)
 	}
 }
+
+func TestHoldsTurnsAYesOrNoIntoAnError(t *testing.T) {
+	if err := polltest.Holds(func() bool { return true })(); err != nil {
+		t.Errorf("true condition: %v, want nil", err)
+	}
+	if err := polltest.Holds(func() bool { return false })(); err == nil {
+		t.Error("false condition: nil, want an error")
+	}
+}

@@ -2,6 +2,7 @@ package resilient_test
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"folio/internal/platform/polltest"
 	"folio/internal/platform/resilient"
 )
 
@@ -150,20 +152,16 @@ func TestBreaker(t *testing.T) {
 
 	// The peer recovers; after the breaker's delay a probe gets through and closes it.
 	p.down.Store(false)
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	polltest.Until(t, "the breaker closes once the peer recovered", func() error {
 		status, _, err := call(t, c, http.MethodGet, p.URL, "")
-		if err == nil && status == http.StatusOK {
-			break
-		}
 		if err != nil && !errors.Is(err, resilient.ErrUnavailable) {
 			t.Fatalf("got %v, want only ErrUnavailable while the breaker is open", err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the breaker did not close within 10 s of the peer recovering")
+		if err == nil && status != http.StatusOK {
+			return fmt.Errorf("status %d", status)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return err
+	})
 	if got := breakerOpen(t, reg); got != 0 {
 		t.Errorf("peer_circuit_breaker_open: got %v, want 0", got)
 	}
