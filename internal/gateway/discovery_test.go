@@ -2,13 +2,16 @@ package gateway
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"folio/internal/platform/discovery"
+	"folio/internal/platform/polltest"
 )
 
 // pushResolver is a discovery.Resolver whose lists the test sets.
@@ -67,48 +70,51 @@ func TestPoolFollowsDiscovery(t *testing.T) {
 		t.Fatalf("GET with no instance: status = %d, want 503 (%s)", got.status, got.body)
 	}
 
-	// waitHits sends GETs until every counter in want has moved, failing after a bound.
+	// The pool follows discovery in its own goroutine: each step waits until the pool
+	// holds the list just published before it asks anything of the instances in it.
+	pool := h.gw.services[ServiceBook].pool
+	waitPool := func(want ...string) {
+		t.Helper()
+		polltest.Until(t, fmt.Sprintf("the book pool becomes %v", want), func() error {
+			var got []string
+			for _, in := range *pool.instances.Load() {
+				got = append(got, in.url.String())
+			}
+			if !slices.Equal(got, want) {
+				return fmt.Errorf("the pool is %v", got)
+			}
+			return nil
+		})
+	}
+	// waitHits sends GETs until every counter in want has moved.
 	waitHits := func(want ...*atomic.Int64) {
 		t.Helper()
-		deadline := time.Now().Add(10 * time.Second)
 		start := make([]int64, len(want))
 		for i, c := range want {
 			start[i] = c.Load()
 		}
-		for {
+		polltest.Until(t, "every instance reached", func() error {
 			if got := h.do("GET", "/books", "", "", nil); got.status != http.StatusOK {
 				t.Fatalf("GET: status = %d (%s)", got.status, got.body)
 			}
-			moved := 0
 			for i, c := range want {
-				if c.Load() > start[i] {
-					moved++
+				if c.Load() == start[i] {
+					return fmt.Errorf("instance %d not reached yet: a=%d b=%d", i, a.Load(), b.Load())
 				}
 			}
-			if moved == len(want) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("instances not all reached after 10 s: a=%d b=%d", a.Load(), b.Load())
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return nil
+		})
 	}
 	r.set(ServiceBook, urlA)
+	waitPool(urlA)
 	waitHits(&a)
 	r.set(ServiceBook, urlA, urlB)
+	waitPool(urlA, urlB)
 	waitHits(&a, &b)
 
 	// Once b is withdrawn it gets nothing more.
 	r.set(ServiceBook, urlA)
-	pool := h.gw.services[ServiceBook].pool
-	deadline := time.Now().Add(10 * time.Second)
-	for len(*pool.instances.Load()) != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("pool still has two instances 10 s after one was withdrawn")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitPool(urlA)
 	before := b.Load()
 	for range 10 {
 		if got := h.do("GET", "/books", "", "", nil); got.status != http.StatusOK {
