@@ -4,17 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"folio/internal/author"
 	"folio/internal/book"
+	"folio/internal/localnats"
 	"folio/internal/platform/broker"
+	"folio/internal/platform/httpserver"
 )
 
 // NATSAddrEnv and NATSDirEnv turn Run into the benchmark's own NATS server: Run
@@ -61,31 +65,53 @@ func names(tag string) (stream, prefix string) {
 }
 
 // startNATS starts the benchmark's own NATS server as a child process (this
-// executable again, see NATSAddrEnv), storing under dir/name, and waits until it
-// takes connections.
+// executable again, see NATSAddrEnv) on any port, storing under dir/name, and waits
+// until it reports the port it took (see serveNATS).
 func startNATS(ctx context.Context, dir, name string) (*brokerSetup, error) {
-	addr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	p, err := startProc(dir, name, exe, os.Args[1:], []string{
-		NATSAddrEnv + "=" + addr,
+	p, addrs, err := startReporting(ctx, dir, name, exe, os.Args[1:], []string{
+		NATSAddrEnv + "=" + anyPort,
 		NATSDirEnv + "=" + filepath.Join(dir, name+"-data"),
 	})
 	if err != nil {
 		return nil, err
 	}
-	if err := p.waitListening(ctx, addr); err != nil {
-		p.cancel()
-		<-p.done
-		return nil, err
-	}
 	stream, prefix := names("NATS")
-	return &brokerSetup{kind: "nats", url: "nats://" + addr, stream: stream, prefix: prefix, nats: p}, nil
+	return &brokerSetup{kind: "nats", url: "nats://" + addrs.HTTP, stream: stream, prefix: prefix, nats: p}, nil
+}
+
+// serveNATS serves the benchmark's NATS server on addr, storing under dir, until ctx
+// ends. It writes the address it took to addrFile (as the "http" address of
+// httpserver.Addrs, the field every Folio program reports its main listener in)
+// once the server takes connections.
+func serveNATS(ctx context.Context, addr, dir, addrFile string) error {
+	host, portText, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	port, err := strconv.Atoi(portText)
+	if err != nil {
+		return fmt.Errorf("nats: port %q: %w", portText, err)
+	}
+	if port == 0 {
+		// To the NATS server, port 0 means its default, 4222; -1 means any.
+		port = -1
+	}
+	s, err := localnats.Start(host, port, dir)
+	if err != nil {
+		return err
+	}
+	defer s.Shutdown()
+	if addrFile != "" {
+		if err := httpserver.WriteAddrFile(addrFile, httpserver.Addrs{HTTP: strings.TrimPrefix(s.URL(), "nats://")}); err != nil {
+			return fmt.Errorf("nats: %w", err)
+		}
+	}
+	<-ctx.Done()
+	return nil
 }
 
 // rabbitSetup returns the setup of RabbitMQ at url, with an exchange and prefix of

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"folio/internal/platform/httpserver"
 )
 
 // ceilingBody is what the ceiling answers: one book as the book service sends it.
@@ -17,8 +19,9 @@ const ceilingBody = `{"id":"019ad4c2-5f10-7a3e-9c41-6d2b8e0f1a23","title":"The L
 
 // serveCeiling serves the ceiling on addr until ctx ends: a bare net/http server
 // that answers every request with ceilingBody, the least any service can do per
-// request.
-func serveCeiling(ctx context.Context, addr string) error {
+// request. Once it listens, it writes the address it took to addrFile, as the
+// Folio programs do.
+func serveCeiling(ctx context.Context, addr, addrFile string) error {
 	body := []byte(ceilingBody)
 	length := strconv.Itoa(len(body))
 	srv := &http.Server{
@@ -34,6 +37,12 @@ func serveCeiling(ctx context.Context, addr string) error {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("ceiling: %w", err)
+	}
+	if addrFile != "" {
+		if err := httpserver.WriteAddrFile(addrFile, httpserver.Addrs{HTTP: ln.Addr().String()}); err != nil {
+			ln.Close()
+			return fmt.Errorf("ceiling: %w", err)
+		}
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"text/tabwriter"
 	"time"
+
+	"folio/internal/platform/httpserver"
 )
 
 // Targets of the events part, from the issue: on NATS, at least this many events per
@@ -88,12 +90,12 @@ type eventsSystem struct {
 	authorURL   string
 	authURL     string
 	bookMetrics string // the URL of book's /metrics, on its metrics listener
-	authorAddr  string
 	book        *proc
 	author      *proc
 	auth        *proc
 	token       string // the benchmark admin's, for every write
-	authorRuns  int
+	authorRuns  int    // author's starts so far, which name their log files
+	bookRuns    int    // book's starts so far
 	isbns       atomic.Uint64
 }
 
@@ -118,33 +120,7 @@ func startEventsSystem(ctx context.Context, dir string, progs map[string]string,
 			_ = es.stop()
 		}
 	}()
-	bookAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	authAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	bookMetricsAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	es.bookMetrics = "http://" + bookMetricsAddr + "/metrics"
-	if es.authorAddr, err = freeAddr(); err != nil {
-		return nil, err
-	}
-	es.bookURL, es.authorURL, es.authURL = "http://"+bookAddr, "http://"+es.authorAddr, "http://"+authAddr
-	if es.auth, err = startAuth(dir, progs, authAddr, b); err != nil {
-		return nil, err
-	}
-	es.book, err = startProc(dir, "book", progs["book"], nil, slices.Concat([]string{
-		"FOLIO_HTTP_ADDR=" + bookAddr,
-		"FOLIO_DATA_DIR=" + filepath.Join(dir, "book-data"),
-		"FOLIO_AUTHOR_URL=" + es.authorURL,
-		"FOLIO_METRICS_ADDR=" + bookMetricsAddr,
-	}, tokenEnv(es.authURL), b.env()))
-	if err != nil {
+	if es.auth, es.authURL, err = startAuth(ctx, dir, progs, b); err != nil {
 		return nil, err
 	}
 	if err := es.auth.waitReady(ctx, es.authURL+"/readyz"); err != nil {
@@ -153,32 +129,68 @@ func startEventsSystem(ctx context.Context, dir string, progs map[string]string,
 	if es.token, err = login(ctx, es.authURL, benchAdminEmail, benchAdminPassword); err != nil {
 		return nil, fmt.Errorf("log in to the auth service: %w", err)
 	}
-	if err := es.startAuthor(ctx); err != nil {
-		return nil, err
-	}
-	if err := es.book.waitReady(ctx, es.bookURL+"/readyz"); err != nil {
+	if err := es.startBookAndAuthor(ctx); err != nil {
 		return nil, err
 	}
 	return es, nil
 }
 
-// startAuthor starts the author service (again, on the same address and database)
-// and waits until it answers.
-func (es *eventsSystem) startAuthor(ctx context.Context) error {
-	es.authorRuns++
-	name := "author"
-	if es.authorRuns > 1 {
-		name = "author-" + strconv.Itoa(es.authorRuns)
-	}
+// startBookAndAuthor starts book on any port and author on a port picked for it,
+// each told the other's URL (startPeers), on their databases under es.dir, and
+// waits until both answer.
+func (es *eventsSystem) startBookAndAuthor(ctx context.Context) error {
+	var bookAddrs, authorAddrs httpserver.Addrs
 	var err error
-	es.author, err = startProc(es.dir, name, es.progs["author"], nil, slices.Concat([]string{
-		"FOLIO_HTTP_ADDR=" + es.authorAddr,
-		"FOLIO_DATA_DIR=" + filepath.Join(es.dir, "author-data"),
-		"FOLIO_BOOK_URL=" + es.bookURL,
-	}, tokenEnv(es.authURL), es.broker.env()))
+	es.book, bookAddrs, es.author, authorAddrs, err = startPeers(ctx,
+		func(_ int, authorURL string) (*proc, httpserver.Addrs, error) {
+			es.bookRuns++
+			return startReporting(ctx, es.dir, attemptName("book", es.bookRuns), es.progs["book"], nil, slices.Concat([]string{
+				"FOLIO_HTTP_ADDR=" + anyPort,
+				"FOLIO_DATA_DIR=" + filepath.Join(es.dir, "book-data"),
+				"FOLIO_AUTHOR_URL=" + authorURL,
+				"FOLIO_METRICS_ADDR=" + anyPort,
+			}, tokenEnv(es.authURL), es.broker.env()))
+		},
+		func(_ int, addr, bookURL string) (*proc, httpserver.Addrs, error) {
+			return es.startAuthorOn(ctx, addr, bookURL)
+		})
 	if err != nil {
 		return err
 	}
+	es.bookURL, es.authorURL = "http://"+bookAddrs.HTTP, "http://"+authorAddrs.HTTP
+	es.bookMetrics = "http://" + bookAddrs.Metrics + "/metrics"
+	if err := es.author.waitReady(ctx, es.authorURL+"/readyz"); err != nil {
+		return err
+	}
+	return es.book.waitReady(ctx, es.bookURL+"/readyz")
+}
+
+// startAuthorOn starts the author service on addr, told that book is at bookURL.
+func (es *eventsSystem) startAuthorOn(ctx context.Context, addr, bookURL string) (*proc, httpserver.Addrs, error) {
+	es.authorRuns++
+	return startReporting(ctx, es.dir, attemptName("author", es.authorRuns), es.progs["author"], nil, slices.Concat([]string{
+		"FOLIO_HTTP_ADDR=" + addr,
+		"FOLIO_DATA_DIR=" + filepath.Join(es.dir, "author-data"),
+		"FOLIO_BOOK_URL=" + bookURL,
+	}, tokenEnv(es.authURL), es.broker.env()))
+}
+
+// restartAuthor starts the author service again, on its database and, so that book
+// keeps reaching it, on its address. When another program has taken that address
+// since, book (which was told it) and author start again on new ones, and
+// es.bookURL, es.authorURL and es.bookMetrics change.
+func (es *eventsSystem) restartAuthor(ctx context.Context) error {
+	p, _, err := es.startAuthorOn(ctx, strings.TrimPrefix(es.authorURL, "http://"), es.bookURL)
+	if errors.Is(err, errPortTaken) {
+		es.book.cancel()
+		<-es.book.done
+		es.book = nil
+		return es.startBookAndAuthor(ctx)
+	}
+	if err != nil {
+		return err
+	}
+	es.author = p
 	return es.author.waitReady(ctx, es.authorURL+"/readyz")
 }
 
@@ -324,9 +336,11 @@ func runEvents(ctx context.Context, s settings, dir string, progs map[string]str
 	res.publishWait = time.Since(pubStart)
 	before = sampleCPU(es.watched())
 	restart := time.Now()
-	if err := es.startAuthor(ctx); err != nil {
+	if err := es.restartAuthor(ctx); err != nil {
 		return nil, err
 	}
+	// The author service may have come back at another URL (restartAuthor).
+	proj.url, proj.authorURL = es.authorURL+"/authors?limit=100", es.authorURL+"/authors/"
 	first, firstAt, err := proj.total(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("drain: %w", err)

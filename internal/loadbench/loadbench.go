@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"folio/internal/localbuild"
-	"folio/internal/localnats"
 )
 
 // CeilingEnv is the environment variable that turns Run into the ceiling server:
@@ -89,16 +88,21 @@ type settings struct {
 // services do, Run starts it by executing os.Executable() again with the same
 // arguments (os.Args[1:]) and the environment variable CeilingEnv
 // (FOLIO_BENCH_CEILING_ADDR) set to a loopback address. When Run finds CeilingEnv
-// set, it serves the ceiling on that address and does nothing else, returning only
-// when ctx ends. A program that calls Run must therefore route those same
+// set, it serves the ceiling on that address (Run passes 127.0.0.1:0) and does
+// nothing else, returning only when ctx ends; it writes the address it took to
+// FOLIO_ADDR_FILE, as the NATS child and the Folio programs do, which is where Run
+// learns every child's address: no port is picked for a child and released before
+// the child binds it, but for the author service's (which book must be told before
+// it starts; both start again when someone else took it) and nginx's (which cannot
+// report one; it starts again on another when its port was taken). A program that calls Run must therefore route those same
 // arguments back to Run (cmd/folio does: the child is `folio bench ...`), and a
 // test binary that calls Run must do it from TestMain.
 func Run(ctx context.Context, args []string, stdout io.Writer) error {
 	if addr := os.Getenv(CeilingEnv); addr != "" {
-		return serveCeiling(ctx, addr)
+		return serveCeiling(ctx, addr, os.Getenv("FOLIO_ADDR_FILE"))
 	}
 	if addr := os.Getenv(NATSAddrEnv); addr != "" {
-		return localnats.Serve(ctx, addr, os.Getenv(NATSDirEnv))
+		return serveNATS(ctx, addr, os.Getenv(NATSDirEnv), os.Getenv("FOLIO_ADDR_FILE"))
 	}
 	s, err := parseFlags(args, stdout)
 	if errors.Is(err, flag.ErrHelp) {

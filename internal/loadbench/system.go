@@ -5,15 +5,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"folio/internal/platform/httpserver"
 )
 
 const (
@@ -87,8 +91,15 @@ func (p *proc) exitedEarly() error {
 }
 
 // waitReady polls url until it answers 200, the process exits, ctx ends or
-// readyTimeout passes.
+// readyTimeout passes. url must come from the process's own addr file, so that what
+// answers is this process.
 func (p *proc) waitReady(ctx context.Context, url string) error {
+	return p.waitReadyMarked(ctx, url, "", "")
+}
+
+// waitReadyMarked is waitReady for a process whose answers carry the header name
+// with value: an answer without it is from another program.
+func (p *proc) waitReadyMarked(ctx context.Context, url, name, value string) error {
 	client := &http.Client{Timeout: time.Second}
 	return p.waitUntil(ctx, "was not ready at "+url, func(ctx context.Context) bool {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
@@ -100,19 +111,7 @@ func (p *proc) waitReady(ctx context.Context, url string) error {
 			return false
 		}
 		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-}
-
-// waitListening waits until addr takes TCP connections, the process exits, ctx ends
-// or readyTimeout passes.
-func (p *proc) waitListening(ctx context.Context, addr string) error {
-	return p.waitUntil(ctx, "did not listen on "+addr, func(context.Context) bool {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
+		return resp.StatusCode == http.StatusOK && (name == "" || resp.Header.Get(name) == value)
 	})
 }
 
@@ -155,7 +154,9 @@ func tail(path string) string {
 	return string(b)
 }
 
-// freeAddr returns a loopback address with a port that was free a moment ago.
+// freeAddr returns a loopback address with a port that was free a moment ago. Only
+// startPeers uses it, for the one port that must be named before its program starts,
+// and it starts again when someone else took the port meanwhile.
 func freeAddr() (string, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -166,6 +167,93 @@ func freeAddr() (string, error) {
 		return "", fmt.Errorf("find a free port: %w", err)
 	}
 	return addr, nil
+}
+
+// anyPort is the listen address of a program whose port nobody needs to know before
+// it starts: the system picks a free one, which the program reports in its addr file.
+const anyPort = "127.0.0.1:0"
+
+// noServer is a URL nobody serves (port 1 is privileged and unassigned on a test
+// machine), for a peer the benchmark does not run.
+const noServer = "http://127.0.0.1:1"
+
+// errPortTaken says a program could not listen on the port it was told, because
+// another program had taken it since it was picked.
+var errPortTaken = errors.New("port taken by another program")
+
+// maxPortAttempts bounds how often startPeers picks a port again.
+const maxPortAttempts = 5
+
+// startReporting starts a program as startProc does, with FOLIO_ADDR_FILE set to a
+// file of its own under dir, and waits until the program has written the
+// addresses it bound there. Those addresses are the program's own: whatever
+// answers at them is this child, not a program of someone else's that took a
+// port meanwhile. The error wraps errPortTaken when the program exited because
+// its address was in use.
+func startReporting(ctx context.Context, dir, name, path string, args, env []string) (*proc, httpserver.Addrs, error) {
+	addrFile := filepath.Join(dir, name+".addr")
+	if err := os.Remove(addrFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, httpserver.Addrs{}, fmt.Errorf("start %s: %w", name, err)
+	}
+	p, err := startProc(dir, name, path, args, append(slices.Clip(env), "FOLIO_ADDR_FILE="+addrFile))
+	if err != nil {
+		return nil, httpserver.Addrs{}, err
+	}
+	var addrs httpserver.Addrs
+	err = p.waitUntil(ctx, "did not report its addresses in "+addrFile, func(context.Context) bool {
+		var rerr error
+		addrs, rerr = httpserver.ReadAddrFile(addrFile)
+		return rerr == nil
+	})
+	if err != nil {
+		p.cancel()
+		<-p.done
+		// The chassis' words for a port in use (httpserver.Listen).
+		if strings.Contains(tail(p.log), "already in use") {
+			return nil, addrs, fmt.Errorf("%w: %w", errPortTaken, err)
+		}
+		return nil, addrs, err
+	}
+	return p, addrs, nil
+}
+
+// startPeers starts two programs that must each know the other's URL when they
+// start (static discovery: book and author). The first starts on any port, told
+// that the second is at a port picked for it; the second starts on that port, told
+// the first's URL. When another program takes the picked port before the second
+// binds it, both are stopped and start again with another port, up to
+// maxPortAttempts times: the first was told the old port, so it must start again
+// too.
+func startPeers(ctx context.Context,
+	first func(attempt int, secondURL string) (*proc, httpserver.Addrs, error),
+	second func(attempt int, addr, firstURL string) (*proc, httpserver.Addrs, error),
+) (p1 *proc, a1 httpserver.Addrs, p2 *proc, a2 httpserver.Addrs, err error) {
+	for attempt := 1; ; attempt++ {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, a1, nil, a2, err
+		}
+		if p1, a1, err = first(attempt, "http://"+addr); err != nil {
+			return nil, a1, nil, a2, err
+		}
+		p2, a2, err = second(attempt, addr, "http://"+a1.HTTP)
+		if err == nil {
+			return p1, a1, p2, a2, nil
+		}
+		p1.cancel()
+		<-p1.done
+		if !errors.Is(err, errPortTaken) || attempt == maxPortAttempts {
+			return nil, a1, nil, a2, err
+		}
+	}
+}
+
+// attemptName names the log and addr files of a program's attempt-th start.
+func attemptName(name string, attempt int) string {
+	if attempt <= 1 {
+		return name
+	}
+	return name + "-" + strconv.Itoa(attempt)
 }
 
 // The admin account the benchmark makes in the auth service, and logs in as through
@@ -188,17 +276,22 @@ func tokenEnv(authURL string) []string {
 	return []string{"FOLIO_JWKS_URL=" + authURL + "/.well-known/jwks.json", "FOLIO_TOKEN_TTL=" + tokenTTL}
 }
 
-// startAuth starts the auth service on addr with a fresh database under dir and the
-// benchmark's admin account. It publishes its account events through b, so that
-// the verifiers that follow revocations find them there.
-func startAuth(dir string, progs map[string]string, addr string, b *brokerSetup) (*proc, error) {
-	return startProc(dir, "auth", progs["auth"], nil, append([]string{
-		"FOLIO_HTTP_ADDR=" + addr,
+// startAuth starts the auth service on any port with a fresh database under dir and
+// the benchmark's admin account, and returns it with its URL. It publishes its
+// account events through b, so that the verifiers that follow revocations find
+// them there.
+func startAuth(ctx context.Context, dir string, progs map[string]string, b *brokerSetup) (*proc, string, error) {
+	p, addrs, err := startReporting(ctx, dir, "auth", progs["auth"], nil, append([]string{
+		"FOLIO_HTTP_ADDR=" + anyPort,
 		"FOLIO_DATA_DIR=" + filepath.Join(dir, "auth-data"),
 		"FOLIO_ADMIN_EMAIL=" + benchAdminEmail,
 		"FOLIO_ADMIN_PASSWORD=" + benchAdminPassword,
 		"FOLIO_TOKEN_TTL=" + tokenTTL,
 	}, b.env()...))
+	if err != nil {
+		return nil, "", err
+	}
+	return p, "http://" + addrs.HTTP, nil
 }
 
 // The gateway's rate limit in the benchmark: raised far above any rate this machine
@@ -222,7 +315,9 @@ type system struct {
 // startSystem starts book, author and auth, each with a fresh database under dir,
 // the gateway in front of them, nginx in front of book when an nginx binary is on
 // PATH, and the ceiling, and waits until all of them answer. Book and author publish
-// and consume their events through b, which sys.stop stops or cleans up.
+// and consume their events through b, which sys.stop stops or cleans up. Every
+// program but nginx listens on a port the system picks and reports it in its addr
+// file; the URLs come from there.
 func startSystem(ctx context.Context, dir string, progs map[string]string, b *brokerSetup) (sys *system, err error) {
 	sys = &system{broker: b}
 	defer func() {
@@ -230,76 +325,60 @@ func startSystem(ctx context.Context, dir string, progs map[string]string, b *br
 			_ = sys.stop()
 		}
 	}()
-	var bookAddr, authorAddr, ceilingAddr, authAddr, gatewayAddr, notifyAddr string
-	for _, a := range []*string{&bookAddr, &authorAddr, &ceilingAddr, &authAddr, &gatewayAddr, &notifyAddr} {
-		if *a, err = freeAddr(); err != nil {
-			return nil, err
-		}
+	if sys.auth, sys.authURL, err = startAuth(ctx, dir, progs, b); err != nil {
+		return nil, err
 	}
-	sys.bookURL, sys.authorURL, sys.ceilingURL = "http://"+bookAddr, "http://"+authorAddr, "http://"+ceilingAddr
-	sys.authURL, sys.gatewayURL = "http://"+authAddr, "http://"+gatewayAddr
-
 	trust := tokenEnv(sys.authURL)
-	sys.book, err = startProc(dir, "book", progs["book"], nil, slices.Concat([]string{
-		"FOLIO_HTTP_ADDR=" + bookAddr,
-		"FOLIO_DATA_DIR=" + filepath.Join(dir, "book-data"),
-		"FOLIO_AUTHOR_URL=" + sys.authorURL,
-	}, trust, b.env()))
+	var bookAddrs, authorAddrs httpserver.Addrs
+	sys.book, bookAddrs, sys.author, authorAddrs, err = startPeers(ctx,
+		func(attempt int, authorURL string) (*proc, httpserver.Addrs, error) {
+			return startReporting(ctx, dir, attemptName("book", attempt), progs["book"], nil, slices.Concat([]string{
+				"FOLIO_HTTP_ADDR=" + anyPort,
+				"FOLIO_DATA_DIR=" + filepath.Join(dir, "book-data"),
+				"FOLIO_AUTHOR_URL=" + authorURL,
+			}, trust, b.env()))
+		},
+		func(attempt int, addr, bookURL string) (*proc, httpserver.Addrs, error) {
+			return startReporting(ctx, dir, attemptName("author", attempt), progs["author"], nil, slices.Concat([]string{
+				"FOLIO_HTTP_ADDR=" + addr,
+				"FOLIO_DATA_DIR=" + filepath.Join(dir, "author-data"),
+				"FOLIO_BOOK_URL=" + bookURL,
+			}, trust, b.env()))
+		})
 	if err != nil {
 		return nil, err
 	}
-	sys.author, err = startProc(dir, "author", progs["author"], nil, slices.Concat([]string{
-		"FOLIO_HTTP_ADDR=" + authorAddr,
-		"FOLIO_DATA_DIR=" + filepath.Join(dir, "author-data"),
-		"FOLIO_BOOK_URL=" + sys.bookURL,
-	}, trust, b.env()))
-	if err != nil {
-		return nil, err
-	}
-	sys.auth, err = startAuth(dir, progs, authAddr, b)
-	if err != nil {
-		return nil, err
-	}
-	// The notify service is not part of the benchmark: its URL is a port nobody serves.
-	sys.gateway, err = startProc(dir, "gateway", progs["gateway"], nil, slices.Concat([]string{
-		"FOLIO_HTTP_ADDR=" + gatewayAddr,
+	sys.bookURL, sys.authorURL = "http://"+bookAddrs.HTTP, "http://"+authorAddrs.HTTP
+	// The notify service is not part of the benchmark.
+	var gatewayAddrs httpserver.Addrs
+	sys.gateway, gatewayAddrs, err = startReporting(ctx, dir, "gateway", progs["gateway"], nil, slices.Concat([]string{
+		"FOLIO_HTTP_ADDR=" + anyPort,
 		"FOLIO_BOOK_URLS=" + sys.bookURL,
 		"FOLIO_AUTHOR_URLS=" + sys.authorURL,
 		"FOLIO_AUTH_URLS=" + sys.authURL,
-		"FOLIO_NOTIFY_URLS=http://" + notifyAddr,
+		"FOLIO_NOTIFY_URLS=" + noServer,
 		"FOLIO_RATE_LIMIT=" + gatewayRateLimit,
 		"FOLIO_RATE_BURST=" + gatewayRateBurst,
 	}, trust, b.env()))
 	if err != nil {
 		return nil, err
 	}
+	sys.gatewayURL = "http://" + gatewayAddrs.HTTP
 	if nginx, lerr := exec.LookPath("nginx"); lerr != nil {
 		sys.nginxSkipped = "no nginx binary on PATH (Debian: apt-get install nginx)"
-	} else {
-		var nginxAddr string
-		if nginxAddr, err = freeAddr(); err != nil {
-			return nil, err
-		}
-		sys.nginxURL = "http://" + nginxAddr
-		conf, err := writeNginxConf(dir, nginxAddr, bookAddr)
-		if err != nil {
-			return nil, err
-		}
-		sys.nginx, err = startProc(dir, "nginx", nginx, []string{
-			"-p", dir, "-c", conf, "-e", filepath.Join(dir, "nginx-error.log"),
-		}, nil)
-		if err != nil {
-			return nil, err
-		}
+	} else if sys.nginx, sys.nginxURL, err = startNginx(ctx, dir, nginx, bookAddrs.HTTP); err != nil {
+		return nil, err
 	}
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("start ceiling: %w", err)
 	}
-	sys.ceiling, err = startProc(dir, "ceiling", exe, os.Args[1:], []string{CeilingEnv + "=" + ceilingAddr})
+	var ceilingAddrs httpserver.Addrs
+	sys.ceiling, ceilingAddrs, err = startReporting(ctx, dir, "ceiling", exe, os.Args[1:], []string{CeilingEnv + "=" + anyPort})
 	if err != nil {
 		return nil, err
 	}
+	sys.ceilingURL = "http://" + ceilingAddrs.HTTP
 
 	if err := sys.book.waitReady(ctx, sys.bookURL+"/readyz"); err != nil {
 		return nil, err
@@ -313,16 +392,49 @@ func startSystem(ctx context.Context, dir string, progs map[string]string, b *br
 	if err := sys.gateway.waitReady(ctx, sys.gatewayURL+"/readyz"); err != nil {
 		return nil, err
 	}
-	if sys.nginx != nil {
-		// nginx forwards /readyz to book, which is ready by now.
-		if err := sys.nginx.waitReady(ctx, sys.nginxURL+"/readyz"); err != nil {
-			return nil, fmt.Errorf("%w\nnginx error log:\n%s", err, tail(filepath.Join(dir, "nginx-error.log")))
-		}
-	}
 	if err := sys.ceiling.waitReady(ctx, sys.ceilingURL+"/"); err != nil {
 		return nil, err
 	}
 	return sys, nil
+}
+
+// nginxMark is the header nginx adds to every answer, its value one of this run's
+// own, so that the readiness check knows it talks to the nginx it started and not
+// to a program that took the port picked for it.
+const nginxMark = "X-Folio-Bench-Nginx"
+
+// startNginx starts nginx in front of the book service at bookAddr and waits until
+// it answers /readyz (forwarded to book, which is ready by then). nginx cannot
+// report a port the system picked, so its port is picked for it; when someone else
+// takes it first, nginx fails to bind and exits, and it starts again on another.
+func startNginx(ctx context.Context, dir, nginx, bookAddr string) (*proc, string, error) {
+	mark := strconv.FormatInt(time.Now().UnixNano(), 36)
+	for attempt := 1; ; attempt++ {
+		addr, err := freeAddr()
+		if err != nil {
+			return nil, "", err
+		}
+		errLog := filepath.Join(dir, attemptName("nginx-error", attempt)+".log")
+		conf, err := writeNginxConf(dir, addr, bookAddr, errLog, mark)
+		if err != nil {
+			return nil, "", err
+		}
+		p, err := startProc(dir, attemptName("nginx", attempt), nginx, []string{"-p", dir, "-c", conf, "-e", errLog}, nil)
+		if err != nil {
+			return nil, "", err
+		}
+		url := "http://" + addr
+		err = p.waitReadyMarked(ctx, url+"/readyz", nginxMark, mark)
+		if err == nil {
+			return p, url, nil
+		}
+		p.cancel()
+		<-p.done
+		errText := tail(errLog) + tail(p.log)
+		if !strings.Contains(errText, "Address already in use") || attempt == maxPortAttempts {
+			return nil, "", fmt.Errorf("%w\nnginx error log:\n%s", err, tail(errLog))
+		}
+	}
 }
 
 // writeNginxConf writes dir/nginx.conf: nginx as a plain reverse proxy on addr in
@@ -330,7 +442,7 @@ func startSystem(ctx context.Context, dir string, progs map[string]string, b *br
 // runs in the foreground (daemon off) with one worker per CPU; the error log, the
 // pid file and the temporary directories are under dir (the -p prefix); the access
 // log is off, as the comparison is with the proxying alone.
-func writeNginxConf(dir, addr, bookAddr string) (string, error) {
+func writeNginxConf(dir, addr, bookAddr, errLog, mark string) (string, error) {
 	user := ""
 	if os.Geteuid() == 0 {
 		// As root, nginx would run its workers as nobody, who cannot enter dir (0700).
@@ -349,6 +461,7 @@ events {
 
 http {
     access_log off;
+    add_header %s %s always;
     upstream book {
         server %s;
         keepalive 64;
@@ -362,7 +475,7 @@ http {
         }
     }
 }
-`, user, filepath.Join(dir, "nginx-error.log"), filepath.Join(dir, "nginx.pid"), bookAddr, addr)
+`, user, errLog, filepath.Join(dir, "nginx.pid"), nginxMark, mark, bookAddr, addr)
 	path := filepath.Join(dir, "nginx.conf")
 	if err := os.WriteFile(path, []byte(conf), 0o644); err != nil {
 		return "", fmt.Errorf("write nginx.conf: %w", err)
