@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"sync"
 	"syscall"
 	"time"
@@ -68,6 +69,10 @@ type Spec struct {
 	Env []string
 	// Dir is the program's working directory ("" is the supervisor's).
 	Dir string
+	// RestartEnv, if set, is called before every run but the first; what it
+	// returns is added to Env for that run. A program that took a port the system
+	// picked is told there to take that port again (folio up's extra instances).
+	RestartEnv func() []string
 }
 
 // Supervisor starts programs and keeps them running until Stop.
@@ -228,7 +233,7 @@ func (p *Process) supervise(started chan<- error) {
 	backoff := cfg.MinBackoff
 	first := true
 	for {
-		cmd, streams := p.command()
+		cmd, streams := p.command(first)
 		p.mu.Lock()
 		if p.stopping() {
 			p.mu.Unlock()
@@ -298,11 +303,17 @@ func (p *Process) recordExit(err error) {
 	p.lastErr = err
 }
 
-// command prepares one run of the program, with its stdout and stderr split into
+// command prepares one run of the program (the first, or a restart), with its stdout and stderr split into
 // prefixed lines.
-func (p *Process) command() (*exec.Cmd, []*lineWriter) {
+func (p *Process) command(first bool) (*exec.Cmd, []*lineWriter) {
 	cmd := exec.Command(p.spec.Path, p.spec.Args...)
 	cmd.Env = p.spec.Env
+	if !first && p.spec.RestartEnv != nil {
+		if cmd.Env == nil {
+			cmd.Env = os.Environ()
+		}
+		cmd.Env = append(slices.Clip(cmd.Env), p.spec.RestartEnv()...)
+	}
 	cmd.Dir = p.spec.Dir
 	stdout := &lineWriter{out: p.s.out, name: p.spec.Name}
 	stderr := &lineWriter{out: p.s.out, name: p.spec.Name}

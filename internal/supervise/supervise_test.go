@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"folio/internal/platform/polltest"
 	"folio/internal/platform/process/processtest"
 )
 
@@ -54,6 +55,16 @@ func child(mode string) int {
 	case "crash":
 		fmt.Println("crashing")
 		return 3
+	case "crash-once-env":
+		// As crash-once, saying first what SUPERVISE_TEST_PORT it was given.
+		fmt.Println("port " + os.Getenv("SUPERVISE_TEST_PORT"))
+		marker := os.Getenv("SUPERVISE_TEST_MARKER")
+		if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) {
+			_ = os.WriteFile(marker, nil, 0o644)
+			return 1
+		}
+		<-term
+		return 0
 	case "stubborn":
 		// Ignores SIGTERM, so only SIGKILL ends it.
 		signal.Ignore(syscall.SIGTERM)
@@ -75,17 +86,16 @@ func child(mode string) int {
 	return 2
 }
 
-// waitFor polls cond for up to 30 s, failing the test with what was written if it
-// never holds. The bound only keeps a broken test from hanging; nothing is timed.
+// waitFor polls cond until it holds, failing the test with what was written if it
+// does not within polltest's generous deadline. Nothing is timed.
 func waitFor(t *testing.T, out *processtest.LogBuffer, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s; output:\n%s", what, out.String())
+	polltest.Until(t, what, func() error {
+		if cond() {
+			return nil
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return fmt.Errorf("not yet; output:\n%s", out.String())
+	})
 }
 
 func contains(out *processtest.LogBuffer, s string) func() bool {
@@ -163,6 +173,29 @@ func TestCrashedChildIsRestarted(t *testing.T) {
 	got := out.String()
 	if i, j := strings.Index(got, "kid    | crashing"), strings.Index(got, "test   | kid exited unexpectedly (exit status 1)"); i < 0 || j < i {
 		t.Errorf("output does not show the crash and then the restart notice; got:\n%s", got)
+	}
+}
+
+// TestRestartEnv: a restarted child gets what RestartEnv returns on top of its
+// environment, and the first run does not.
+func TestRestartEnv(t *testing.T) {
+	out := &processtest.LogBuffer{}
+	s := newSupervisor(out)
+	marker := filepath.Join(t.TempDir(), "crashed")
+	spec := childSpec(t, "kid", "crash-once-env", "SUPERVISE_TEST_MARKER="+marker, "SUPERVISE_TEST_PORT=0")
+	calls := 0
+	spec.RestartEnv = func() []string { calls++; return []string{"SUPERVISE_TEST_PORT=41234"} }
+	if _, err := s.Start(spec); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	waitFor(t, out, "the restarted child", contains(out, "kid    | port 41234\n"))
+	if got := out.String(); !strings.Contains(got, "kid    | port 0\n") {
+		t.Errorf("the first run was not started with the spec's own environment; output:\n%s", got)
+	}
+	s.Stop()
+	if calls != 1 {
+		t.Errorf("RestartEnv called %d times, want once (for the one restart)", calls)
 	}
 }
 
