@@ -9,7 +9,6 @@ import (
 	"folio/internal/platform/authn"
 	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/process/processtest"
-	"folio/internal/platform/rest/resttest"
 )
 
 func TestRunRejectsBadConfiguration(t *testing.T) {
@@ -35,10 +34,14 @@ func TestRunRejectsUnparsableConfiguration(t *testing.T) {
 	}
 }
 
+// refusedURL is a URL nobody serves (port 1 is privileged and unassigned on a test
+// machine), which no other test's server can take while this one runs.
+const refusedURL = "http://127.0.0.1:1"
+
 func TestRunServesUntilCancelled(t *testing.T) {
 	// No broker either: the service serves all the same, its outbox keeping the events.
 	vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0",
-		"FOLIO_BOOK_URL": resttest.ClosedURL(t, "http"), "FOLIO_NATS_URL": "nats://127.0.0.1:1"}
+		"FOLIO_BOOK_URL": refusedURL, "FOLIO_NATS_URL": "nats://127.0.0.1:1"}
 	p := processtest.Start(t, run, []string{"author"}, vars)
 
 	for path, want := range map[string]int{
@@ -63,7 +66,7 @@ func TestRunServesUntilCancelled(t *testing.T) {
 func TestRunChecksTokens(t *testing.T) {
 	iss := authntest.New(t)
 	vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0",
-		"FOLIO_BOOK_URL": resttest.ClosedURL(t, "http"), "FOLIO_NATS_URL": "nats://127.0.0.1:1",
+		"FOLIO_BOOK_URL": refusedURL, "FOLIO_NATS_URL": "nats://127.0.0.1:1",
 		"FOLIO_JWKS_URL": iss.JWKSURL()}
 	p := processtest.Start(t, run, []string{"author"}, vars)
 	defer p.Stop()

@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 
+	"folio/internal/platform/httpserver"
+	"folio/internal/platform/polltest"
 	"folio/internal/platform/process/processtest"
 )
 
@@ -100,46 +102,69 @@ func TestRunRejectsBadInvocations(t *testing.T) {
 	}
 }
 
-// freePort returns a port that nothing listens on just now.
-func testPort(t *testing.T) int {
+// distinctPorts returns n ports that nothing listened on a moment ago, all
+// different: their listeners are all open at once before any is closed, so the
+// system cannot hand out one port twice.
+func distinctPorts(t *testing.T, n int) []int {
 	t.Helper()
-	port, err := freePort("127.0.0.1")
-	if err != nil {
-		t.Fatal(err)
+	var ports []int
+	for _, ln := range holdPorts(t, n) {
+		ports = append(ports, ln.Addr().(*net.TCPAddr).Port)
+		ln.Close()
 	}
-	return port
+	return ports
 }
 
-func TestUpRejectsAPortInUse(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+// holdPorts listens on n ports of loopback until the test ends.
+func holdPorts(t *testing.T, n int) []net.Listener {
+	t.Helper()
+	var lns []net.Listener
+	for range n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		lns = append(lns, ln)
 	}
-	defer ln.Close()
-	taken := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	for _, name := range []string{"book", "author", "auth", "notify", "gateway"} {
-		// Every other service gets a free port, so that only the taken one can fail.
-		var args []string
-		for _, other := range []string{"book", "author", "auth", "notify", "gateway"} {
-			port := taken
-			if other != name {
-				port = strconv.Itoa(testPort(t))
-			}
-			args = append(args, "--"+other+"-port", port)
-		}
-		args = append(args, "--nats-port", strconv.Itoa(testPort(t)))
-		want := "port " + taken + " (" + name + ") is already in use; pick another with --" + name + "-port"
-		dataDir := filepath.Join(t.TempDir(), "data")
-		var out bytes.Buffer
-		err := run(context.Background(), append([]string{"folio", "up", "--data-dir", dataDir}, args...), noEnv, &out)
+	return lns
+}
+
+func port(ln net.Listener) string { return strconv.Itoa(ln.Addr().(*net.TCPAddr).Port) }
+
+// TestUpRejectsAPortInUse: folio up names the port in use and its flag, and stops
+// before it creates anything. Every port is held by the test for its whole run, so
+// none can be taken by anyone else, nor be the same as another: auth is checked
+// first, so the ports of the others need not be free.
+func TestUpRejectsAPortInUse(t *testing.T) {
+	held := holdPorts(t, 6)
+	taken := port(held[0])
+	args := []string{"--auth-port", taken, "--book-port", port(held[1]), "--author-port", port(held[2]),
+		"--notify-port", port(held[3]), "--gateway-port", port(held[4]), "--nats-port", port(held[5])}
+	dataDir := filepath.Join(t.TempDir(), "data")
+	var out bytes.Buffer
+	err := run(context.Background(), append([]string{"folio", "up", "--data-dir", dataDir}, args...), noEnv, &out)
+	if want := "port " + taken + " (auth) is already in use; pick another with --auth-port"; err == nil || err.Error() != want {
+		t.Errorf("got error %v, want %q", err, want)
+	}
+	if out.Len() > 0 {
+		t.Errorf("printed %q before giving up; want nothing", out.String())
+	}
+	if _, err := os.Stat(dataDir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("created the data directory before giving up (stat: %v)", err)
+	}
+}
+
+// TestCheckPort: the message for each service's port in use names it and its flag.
+func TestCheckPort(t *testing.T) {
+	taken := holdPorts(t, 1)[0]
+	n := taken.Addr().(*net.TCPAddr).Port
+	for _, name := range []string{"book", "author", "auth", "notify", "gateway", "NATS"} {
+		flag := "--" + strings.ToLower(name) + "-port"
+		err := checkPort("127.0.0.1", &service{name: name, port: n, flag: flag})
+		want := "port " + port(taken) + " (" + name + ") is already in use; pick another with " + flag
 		if err == nil || err.Error() != want {
-			t.Errorf("got error %v, want %q", err, want)
-		}
-		if out.Len() > 0 {
-			t.Errorf("printed %q before giving up; want nothing", out.String())
-		}
-		if _, err := os.Stat(dataDir); !errors.Is(err, os.ErrNotExist) {
-			t.Errorf("created the data directory before giving up (stat: %v)", err)
+			t.Errorf("%s: got %v, want %q", name, err, want)
 		}
 	}
 }
@@ -154,9 +179,53 @@ func TestConnectHost(t *testing.T) {
 	}
 }
 
+// upPorts are the ports a `folio up` of a test runs on.
+type upPorts struct{ book, author, auth, notify, gateway, nats int }
+
+func (p upPorts) args() []string {
+	return []string{"--book-port", strconv.Itoa(p.book), "--author-port", strconv.Itoa(p.author),
+		"--auth-port", strconv.Itoa(p.auth), "--notify-port", strconv.Itoa(p.notify),
+		"--gateway-port", strconv.Itoa(p.gateway), "--nats-port", strconv.Itoa(p.nats)}
+}
+
+func (p upPorts) url(port int) string { return fmt.Sprintf("http://127.0.0.1:%d", port) }
+
+// upOnFreePorts runs `folio up` with args on ports that were free a moment ago
+// until it says it is up, and returns the ports and what upUntilReady returns.
+// folio up's ports are fixed before it starts its programs, so another test's
+// program may take one first: then folio up (or the program) says the port is in
+// use, and it starts again on other ports, up to a few times.
+func upOnFreePorts(t *testing.T, args ...string) (ports upPorts, stop func() string, output func() string) {
+	t.Helper()
+	const attempts = 5
+	for attempt := 1; ; attempt++ {
+		p := distinctPorts(t, 6)
+		ports = upPorts{book: p[0], author: p[1], auth: p[2], notify: p[3], gateway: p[4], nats: p[5]}
+		stop, output, err := startUp(t, append(ports.args(), args...)...)
+		if err == nil {
+			return ports, stop, output
+		}
+		if !strings.Contains(err.Error(), "already in use") || attempt == attempts {
+			t.Fatal(err)
+		}
+		t.Logf("attempt %d: a port was taken (%v); starting again on others", attempt, err)
+	}
+}
+
 // upUntilReady runs `folio up` with args until it says it is up, and returns a
 // function that stops it (as Ctrl-C does) and returns its output.
 func upUntilReady(t *testing.T, args ...string) (stop func() string, output func() string) {
+	t.Helper()
+	stop, output, err := startUp(t, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stop, output
+}
+
+// startUp is upUntilReady, returning an error (with folio up's output) when folio
+// up ended before it was up.
+func startUp(t *testing.T, args ...string) (stop func() string, output func() string, err error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &processtest.LogBuffer{} // what run writes, read while it runs
@@ -169,27 +238,30 @@ func upUntilReady(t *testing.T, args ...string) (stop func() string, output func
 			if err != nil {
 				t.Errorf("folio up after Ctrl-C: got error %v, want nil", err)
 			}
-		case <-time.After(60 * time.Second):
+		case <-time.After(polltest.Deadline):
 			t.Fatalf("folio up did not return after Ctrl-C; output:\n%s", out.String())
 		}
 		return out.String()
 	}
+	var ended error
 	// A bound for a broken run only: a first build of the programs may take minutes.
-	deadline := time.Now().Add(5 * time.Minute)
-	for !strings.Contains(out.String(), "Press Ctrl-C to stop.") {
+	polltest.UntilWithin(t, 5*time.Minute, "folio up says it is up", func() error {
 		select {
 		case err := <-done:
-			cancel()
-			t.Fatalf("folio up ended before it was up: %v; output:\n%s", err, out.String())
+			ended = fmt.Errorf("folio up ended before it was up: %v; output:\n%s", err, out.String())
+			return nil
 		default:
 		}
-		if time.Now().After(deadline) {
-			stop()
-			t.Fatalf("folio up was not up in 5 minutes; output:\n%s", out.String())
+		if strings.Contains(out.String(), "Press Ctrl-C to stop.") {
+			return nil
 		}
-		time.Sleep(50 * time.Millisecond)
+		return errors.New("not yet")
+	})
+	if ended != nil {
+		cancel()
+		return nil, nil, ended
 	}
-	return stop, out.String
+	return stop, out.String, nil
 }
 
 func getJSON(t *testing.T, u string, v any) {
@@ -207,21 +279,16 @@ func getJSON(t *testing.T, u string, v any) {
 	}
 }
 
-var startedPID = regexp.MustCompile(`(?m)^folio +\| (\w+) started \(pid (\d+)\)$`)
+var startedPID = regexp.MustCompile(`(?m)^folio +\| ([\w-]+) started \(pid (\d+)\)$`)
 
 func TestUpRunsTheServicesAndLoadsTheDemoOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the service programs; skipped with -short")
 	}
 	dataDir := t.TempDir()
-	bookPort, authorPort, authPort, gatewayPort := testPort(t), testPort(t), testPort(t), testPort(t)
-	args := []string{"--data-dir", dataDir, "--book-port", strconv.Itoa(bookPort), "--author-port", strconv.Itoa(authorPort),
-		"--auth-port", strconv.Itoa(authPort), "--gateway-port", strconv.Itoa(gatewayPort),
-		"--notify-port", strconv.Itoa(testPort(t)), "--nats-port", strconv.Itoa(testPort(t)), "--scale", "book=2"}
-	bookURL, authorURL := fmt.Sprintf("http://127.0.0.1:%d", bookPort), fmt.Sprintf("http://127.0.0.1:%d", authorPort)
-	authURL, gatewayURL := fmt.Sprintf("http://127.0.0.1:%d", authPort), fmt.Sprintf("http://127.0.0.1:%d", gatewayPort)
-
-	stop, output := upUntilReady(t, args...)
+	ports, stop, output := upOnFreePorts(t, "--data-dir", dataDir, "--scale", "book=2")
+	bookURL, authorURL := ports.url(ports.book), ports.url(ports.author)
+	authURL, gatewayURL := ports.url(ports.auth), ports.url(ports.gateway)
 	var books struct {
 		Items []struct {
 			ID string `json:"id"`
@@ -278,10 +345,39 @@ func TestUpRunsTheServicesAndLoadsTheDemoOnce(t *testing.T) {
 		getJSON(t, gatewayURL+"/books?limit=1", &viaGateway)
 	}
 	for _, name := range []string{"book", "book-2"} {
-		if n := listRequests(t, metricsURL(t, output(), name)); n == 0 {
+		if n := listRequests(t, metricsURL(t, dataDir, name)); n == 0 {
 			t.Errorf("book instance %s served no GET /books; want the gateway to balance over both", name)
 		}
 	}
+	// An extra instance killed comes back on the port it had: its addr file, which
+	// the supervisor removes before the restart, reappears with the same address.
+	book2Addrs, err := httpserver.ReadAddrFile(filepath.Join(dataDir, "addr", "book-2.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if book2[1] != "http://"+book2Addrs.HTTP {
+		t.Errorf("the banner says book-2 is at %s, its addr file %s", book2[1], book2Addrs.HTTP)
+	}
+	killInstance(t, output(), "book-2")
+	polltest.Until(t, "book-2 restarted on its port", func() error {
+		started := 0
+		for _, m := range startedPID.FindAllStringSubmatch(output(), -1) {
+			if m[1] == "book-2" {
+				started++
+			}
+		}
+		if started < 2 {
+			return errors.New("not restarted yet")
+		}
+		again, err := httpserver.ReadAddrFile(filepath.Join(dataDir, "addr", "book-2.json"))
+		if err != nil {
+			return err
+		}
+		if again.HTTP != book2Addrs.HTTP {
+			t.Fatalf("book-2 came back at %s, want %s", again.HTTP, book2Addrs.HTTP)
+		}
+		return nil
+	})
 	out := stop()
 	if len(books.Items) != 2 || len(grouped.Authors) == 0 || len(grouped.Authors[0].Books) == 0 {
 		t.Errorf("after the demo load: got %d books on a page of 2 and %d poets; want a full page and some poets",
@@ -318,8 +414,8 @@ func TestUpRunsTheServicesAndLoadsTheDemoOnce(t *testing.T) {
 
 	// The second run finds the markers: it loads nothing, creates no account and shows
 	// no password, and the accounts of the first run still work.
-	stop, _ = upUntilReady(t, args...)
-	gatewayToken(t, gatewayURL, creds.EditorEmail, creds.EditorPassword)
+	ports, stop, _ = upOnFreePorts(t, "--data-dir", dataDir, "--scale", "book=2")
+	gatewayToken(t, ports.url(ports.gateway), creds.EditorEmail, creds.EditorPassword)
 	out = stop()
 	if !strings.Contains(out, "demo catalogue already loaded") || strings.Contains(out, "demo catalogue loaded:") {
 		t.Errorf("second run: want the demo load skipped; got:\n%s", out)
@@ -338,6 +434,41 @@ func TestUpRunsTheServicesAndLoadsTheDemoOnce(t *testing.T) {
 		t.Errorf("second run changed the credentials file")
 	}
 	checkStopped(t, out)
+}
+
+// killInstance kills (SIGKILL) the child that runs the instance name, as folio up's
+// output says it started it.
+func killInstance(t *testing.T, out, name string) {
+	t.Helper()
+	for _, m := range startedPID.FindAllStringSubmatch(out, -1) {
+		if m[1] == name {
+			pid, _ := strconv.Atoi(m[2])
+			if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+				t.Fatal(err)
+			}
+			return
+		}
+	}
+	t.Fatalf("no %s started in the output:\n%s", name, out)
+}
+
+// TestRestartOnSamePort: a restarted instance is told the port it reported last,
+// and any port when it reported none (the port it had was taken, so it could not
+// bind it).
+func TestRestartOnSamePort(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "book-2.json")
+	if err := httpserver.WriteAddrFile(file, httpserver.Addrs{HTTP: "127.0.0.1:41234", Metrics: "127.0.0.1:41235"}); err != nil {
+		t.Fatal(err)
+	}
+	restart := restartOnSamePort("127.0.0.1", file)
+	for i, want := range []string{"FOLIO_HTTP_ADDR=127.0.0.1:41234", "FOLIO_HTTP_ADDR=127.0.0.1:0"} {
+		if got := restart(); len(got) != 1 || got[0] != want {
+			t.Errorf("restart %d: got %q, want %q", i+1, got, want)
+		}
+		if _, err := os.Stat(file); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("restart %d: the addr file is still there (stat: %v); the next run's own report must be read", i+1, err)
+		}
+	}
 }
 
 func readCredentials(t *testing.T, dataDir string) credentials {
@@ -396,16 +527,18 @@ func checkStopped(t *testing.T, out string) {
 	}
 }
 
-// metricsURL is where the instance name serves /metrics, as its "metrics listening"
-// line in folio up's output says: not on its public port.
-func metricsURL(t *testing.T, out, name string) string {
+// metricsURL is where the instance name serves /metrics, as it reported in its
+// addr file under folio up's data directory: not on its public port.
+func metricsURL(t *testing.T, dataDir, name string) string {
 	t.Helper()
-	re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` +\| .*metrics listening.*addr"?[=:]"?([0-9.:\[\]]+)`)
-	m := re.FindStringSubmatch(out)
-	if m == nil {
-		t.Fatalf("no \"metrics listening\" line of %s in the output:\n%s", name, out)
+	addrs, err := httpserver.ReadAddrFile(filepath.Join(dataDir, "addr", name+".json"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return "http://" + m[1]
+	if addrs.Metrics == "" {
+		t.Fatalf("%s reports no metrics address", name)
+	}
+	return "http://" + addrs.Metrics
 }
 
 // listRequests is how many GET /books requests the service at base has answered,

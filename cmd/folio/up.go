@@ -22,6 +22,7 @@ import (
 	"folio/internal/localbuild"
 	"folio/internal/localnats"
 	"folio/internal/platform/broker/natsconn"
+	"folio/internal/platform/httpserver"
 	"folio/internal/platform/secrets"
 	"folio/internal/supervise"
 )
@@ -74,15 +75,18 @@ func upFlags() (*flag.FlagSet, *upConfig) {
 
 // service is one instance of a Folio service as `folio up` runs it.
 type service struct {
-	name    string // of the instance: "book", then "book-2", "book-3"…
-	program string // the service it is an instance of
-	port    int
+	name    string   // of the instance: "book", then "book-2", "book-3"…
+	program string   // the service it is an instance of
+	port    int      // 0 for an extra instance: the system picks it
 	flag    string   // the flag that sets its port
 	db      string   // "" for SQLite in the data directory
 	noDB    bool     // the program keeps no database (the gateway)
 	env     []string // the variables that point it at its peers
 	proc    *supervise.Process
-	url     string
+	url     string // known once ready, for an extra instance
+	// addrFile is where the instance reports the addresses it bound
+	// (FOLIO_ADDR_FILE): proof that what answers at its port is this instance.
+	addrFile string
 }
 
 // up serves `folio up`: it runs the auth, author, book and notify services and the gateway as
@@ -118,10 +122,7 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 	if err := checkPort(cfg.host, &service{name: "NATS", port: cfg.natsPort, flag: "--nats-port"}); err != nil {
 		return err
 	}
-	services, err = scaleOut(services, cfg.scale, cfg.host)
-	if err != nil {
-		return err
-	}
+	services = scaleOut(services, cfg.scale)
 	// The data directory holds the databases, keys and credentials: the owner's
 	// alone, also when an earlier run made it 0755.
 	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
@@ -129,6 +130,17 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 	}
 	if err := os.Chmod(cfg.dataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
+	}
+	addrDir := filepath.Join(cfg.dataDir, "addr")
+	if err := os.MkdirAll(addrDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	for _, s := range services {
+		s.addrFile = filepath.Join(addrDir, s.name+".json")
+		// A file left by an earlier run would name the ports of programs long gone.
+		if err := os.Remove(s.addrFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("data directory: %w", err)
+		}
 	}
 	natsKeys, natsUsers, err := natsCredentials(cfg.dataDir, getenv)
 	if err != nil {
@@ -286,6 +298,7 @@ func startServices(ctx context.Context, sup *supervise.Supervisor, cfg *upConfig
 			// port if that is taken (its "metrics listening" line says which), rather
 			// than one address from folio's environment that every instance would want.
 			"FOLIO_METRICS_ADDR=",
+			"FOLIO_ADDR_FILE="+s.addrFile,
 		)
 		if s.program != "gateway" {
 			// The services see requests through the gateway on loopback, and take the
@@ -303,11 +316,15 @@ func startServices(ctx context.Context, sup *supervise.Supervisor, cfg *upConfig
 			}
 			env = append(env, "FOLIO_DATABASE_URL="+db)
 		}
-		s.proc, err = sup.Start(supervise.Spec{Name: s.name, Path: paths[s.program], Env: append(env, s.env...)})
+		spec := supervise.Spec{Name: s.name, Path: paths[s.program], Env: append(env, s.env...)}
+		if s.port == 0 {
+			spec.RestartEnv = restartOnSamePort(cfg.host, s.addrFile)
+		}
+		s.proc, err = sup.Start(spec)
 		if err != nil {
 			return err
 		}
-		if err := waitReady(ctx, s, cfg.readyTimeout); err != nil {
+		if err := waitReady(ctx, cfg.host, s, cfg.readyTimeout); err != nil {
 			return err
 		}
 	}
@@ -355,24 +372,22 @@ func checkPort(host string, s *service) error {
 	return ln.Close()
 }
 
-// waitReady polls s's GET /readyz until it answers 200. Errors: s exited first, or
-// did not get ready within timeout, or ctx ended.
-func waitReady(ctx context.Context, s *service, timeout time.Duration) error {
+// waitReady waits until s has reported the address it bound in its addr file and
+// answers /readyz there with 200, or s exits, ctx ends or timeout passes. The addr
+// file is written by s itself once it has bound its port, so the /readyz that
+// answers is s's, not that of a program that took the port first. An extra
+// instance's URL is learnt from the file.
+func waitReady(ctx context.Context, host string, s *service, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	hc := &http.Client{Timeout: 2 * time.Second}
 	for {
 		if n, why := s.proc.Exits(); n > 0 {
 			return fmt.Errorf("the %s service exited before it was ready (%v); its log above says why", s.name, why)
 		}
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/readyz", nil)
-		if err != nil {
+		if ready, err := answersReady(ctx, hc, host, s); err != nil {
 			return err
-		}
-		if resp, err := hc.Do(req); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		} else if ready {
+			return nil
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("the %s service was not ready within %s; its log above says why", s.name, timeout)
@@ -382,6 +397,53 @@ func waitReady(ctx context.Context, s *service, timeout time.Duration) error {
 			return ctx.Err()
 		case <-time.After(100 * time.Millisecond):
 		}
+	}
+}
+
+// answersReady reports whether s has written its addr file and answers /readyz
+// with 200; it sets s.url from the file when s has none yet.
+func answersReady(ctx context.Context, hc *http.Client, host string, s *service) (bool, error) {
+	addrs, err := httpserver.ReadAddrFile(s.addrFile)
+	if err != nil {
+		return false, nil
+	}
+	if s.url == "" {
+		_, port, err := net.SplitHostPort(addrs.HTTP)
+		if err != nil {
+			return false, fmt.Errorf("the %s service reported %q: %w", s.name, addrs.HTTP, err)
+		}
+		s.url = "http://" + net.JoinHostPort(connectHost(host), port)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url+"/readyz", nil)
+	if err != nil {
+		return false, err
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return false, nil
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK, nil
+}
+
+// restartOnSamePort is the supervisor's RestartEnv for an instance that started on
+// a port the system picked: the instance comes back on the port it had, which its
+// peers may still hold in their pools (the registry entry expires by its TTL). If
+// someone has taken that port meanwhile, the restart fails to bind and writes no
+// addr file, so the next restart takes any port again.
+func restartOnSamePort(host, addrFile string) func() []string {
+	return func() []string {
+		addrs, err := httpserver.ReadAddrFile(addrFile)
+		// Removed so that only the coming run's own report will be read.
+		_ = os.Remove(addrFile)
+		if err != nil {
+			return []string{"FOLIO_HTTP_ADDR=" + net.JoinHostPort(host, "0")}
+		}
+		_, port, err := net.SplitHostPort(addrs.HTTP)
+		if err != nil {
+			return []string{"FOLIO_HTTP_ADDR=" + net.JoinHostPort(host, "0")}
+		}
+		return []string{"FOLIO_HTTP_ADDR=" + net.JoinHostPort(host, port)}
 	}
 }
 
@@ -462,37 +524,25 @@ func (f scaleFlag) Set(v string) error {
 }
 
 // scaleOut fills in each instance's program and adds the extra instances that
-// scale asks for, right after the first one, on free ports.
-func scaleOut(services []*service, scale scaleFlag, host string) ([]*service, error) {
+// scale asks for, right after the first one. An extra instance listens on a port
+// the system picks (port 0) and reports it in its addr file: peers find it in the
+// registry, so nobody needs its port before it starts.
+func scaleOut(services []*service, scale scaleFlag) []*service {
 	var out []*service
 	for _, s := range services {
 		s.program = s.name
 		out = append(out, s)
 		for i := 2; i <= scale[s.name]; i++ {
-			port, err := freePort(host)
-			if err != nil {
-				return nil, err
-			}
 			extra := *s
 			extra.name = fmt.Sprintf("%s-%d", s.name, i)
-			extra.port = port
+			extra.port = 0
 			extra.flag = "--scale"
-			extra.url = "http://" + net.JoinHostPort(connectHost(host), strconv.Itoa(port))
+			extra.url = ""
 			extra.env = slices.Clone(s.env)
 			out = append(out, &extra)
 		}
 	}
-	return out, nil
-}
-
-// freePort returns a port on host that nothing listens on now.
-func freePort(host string) (int, error) {
-	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-	if err != nil {
-		return 0, fmt.Errorf("find a free port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
+	return out
 }
 
 // natsKeysDir is where, under the data directory, the programs' NATS nkey seeds are.

@@ -21,9 +21,9 @@ import (
 	"folio/internal/notify"
 	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/broker"
+	"folio/internal/platform/polltest"
 	"folio/internal/platform/process/processtest"
 	"folio/internal/platform/rest"
-	"folio/internal/platform/rest/resttest"
 )
 
 func TestRunRejectsBadConfiguration(t *testing.T) {
@@ -81,15 +81,16 @@ func call(t *testing.T, method, url, token, contentType, body string) *http.Resp
 	return resp
 }
 
-// TestRunServesWhileTheBrokerIsDown starts the service with no broker to reach: it
-// serves its API all the same.
+// TestRunServesWhileTheBrokerIsDown starts the service with no broker to reach (port
+// 1: nobody serves it, and no other test can take it): it serves its API all the
+// same.
 func TestRunServesWhileTheBrokerIsDown(t *testing.T) {
 	iss := authntest.New(t)
 	admin := iss.Token("admin-1", "admin")
 	prog := processtest.Start(t, run, []string{"notify"}, map[string]string{
 		"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0", "FOLIO_LOG_FORMAT": "json",
 		"FOLIO_METRICS_ADDR": "127.0.0.1:0",
-		"FOLIO_BROKER":       "nats", "FOLIO_NATS_URL": resttest.ClosedURL(t, "nats"), "FOLIO_JWKS_URL": iss.JWKSURL(),
+		"FOLIO_BROKER":       "nats", "FOLIO_NATS_URL": "nats://127.0.0.1:1", "FOLIO_JWKS_URL": iss.JWKSURL(),
 	})
 	base := prog.URL
 	for path, want := range map[string]int{"/readyz": 200, "/healthz": 200, "/subscriptions": 200, "/openapi.json": 200} {
@@ -223,16 +224,9 @@ func TestEventsReachSubscribers(t *testing.T) {
 	body := []byte(`{"id":"` + id + `","type":"book.created","occurred_at":"2030-01-01T00:00:00Z","data":{"id":"` + rest.NewID() + `"}}`)
 	// The consumer may not exist yet when the first publish lands; the stream keeps
 	// the event for it either way. Publish until the broker accepts it.
-	for deadline := time.Now().Add(20 * time.Second); ; {
-		err := pub.Publish(context.Background(), broker.Message{Subject: tag + ".book.created", ID: id, Body: body})
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("publish: %v", err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	polltest.Until(t, "the broker accepts the event", func() error {
+		return pub.Publish(context.Background(), broker.Message{Subject: tag + ".book.created", ID: id, Body: body})
+	})
 	select {
 	case r := <-got:
 		gotBody := <-bodies
@@ -247,7 +241,7 @@ func TestEventsReachSubscribers(t *testing.T) {
 		if sig := r.Header.Get(notify.HeaderSignature); r.Header.Get(notify.HeaderID) != id || sig != want {
 			t.Errorf("webhook-id %q, webhook-signature %q; want %s, %q", r.Header.Get(notify.HeaderID), sig, id, want)
 		}
-	case <-time.After(30 * time.Second):
+	case <-time.After(polltest.Deadline):
 		t.Fatal("the event did not reach the subscriber")
 	}
 }
