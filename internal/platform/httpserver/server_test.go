@@ -11,13 +11,13 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/logging"
 	"folio/internal/platform/metrics"
+	"folio/internal/platform/polltest"
 	"folio/internal/platform/problem"
 	"folio/internal/platform/process/processtest"
 	"folio/internal/platform/rest"
@@ -342,16 +342,14 @@ func TestServeMetrics(t *testing.T) {
 	}
 	resp.Body.Close()
 	cancel()
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+	polltest.Until(t, "the metrics listener closes after its context ended", func() error {
 		conn, err := net.Dial("tcp", addr.String())
 		if err != nil {
-			break
+			return nil
 		}
 		conn.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("the metrics listener is still open after its context ended")
-		}
-	}
+		return errors.New("it still takes connections")
+	})
 }
 
 // TestSafeHeaders: every answer says nosniff and no-store unless its handler chose a
