@@ -5,7 +5,10 @@ package processtest
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -92,6 +95,10 @@ func Start(t testing.TB, run Run, args []string, vars map[string]string) *Progra
 	if addrFile == "" {
 		addrFile = filepath.Join(t.TempDir(), "addr.json")
 		env["FOLIO_ADDR_FILE"] = addrFile
+	} else if err := os.Remove(addrFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// A file left by an earlier run (a restart on the same vars) would name
+		// that run's ports.
+		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	p := &Program{Logs: &LogBuffer{}, t: t, cancel: cancel, done: make(chan struct{})}

@@ -66,6 +66,25 @@ func TestStartReadsTheAddrFile(t *testing.T) {
 	}
 }
 
+// TestStartAgainOnTheSameAddrFile: a program started again with the same vars is
+// found where the new run listens, not where the stopped one did.
+func TestStartAgainOnTheSameAddrFile(t *testing.T) {
+	vars := map[string]string{"FOLIO_HTTP_ADDR": "127.0.0.1:0", "FOLIO_ADDR_FILE": filepath.Join(t.TempDir(), "addr.json")}
+	first := processtest.Start(t, runBare, nil, vars)
+	first.Stop()
+	// Held, so that the second run cannot get the first's port back by chance.
+	ln, err := net.Listen("tcp", first.Addrs.HTTP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	second := processtest.Start(t, runBare, nil, vars)
+	if second.Addrs.HTTP == first.Addrs.HTTP {
+		t.Errorf("the second run is reported at the first's address %s", first.Addrs.HTTP)
+	}
+	get(t, second.URL+"/healthz")
+}
+
 // TestStartWritesAnAddrFileOfItsOwn: without FOLIO_ADDR_FILE in vars, Start still
 // finds a program asked for port 0.
 func TestStartWritesAnAddrFileOfItsOwn(t *testing.T) {
