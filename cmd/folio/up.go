@@ -59,7 +59,7 @@ func upFlags() (*flag.FlagSet, *upConfig) {
 	fs.IntVar(&cfg.gatewayPort, "gateway-port", 8080, "port of the gateway, the public entry point")
 	fs.IntVar(&cfg.natsPort, "nats-port", 4322, "port of the embedded NATS server (events and discovery); not 4222, so that it runs beside a NATS already there")
 	cfg.scale = scaleFlag{}
-	fs.Var(cfg.scale, "scale", "`service=N` runs N instances of a service (book, author, auth or notify), e.g. --scale book=3; repeatable. The extra instances listen on free ports and register in discovery")
+	fs.Var(cfg.scale, "scale", "`service=N` runs N instances of a service (book, author, auth or notify), e.g. --scale book=3; repeatable. The extra instances listen on ports the system picks (each reports its own in <data-dir>/addr/<name>.json) and register in discovery")
 	fs.StringVar(&cfg.bookDB, "book-db", "",
 		"database `URL` of the book service, e.g. postgres://user:pass@host/folio_book (default $FOLIO_DATABASE_URL_BOOK, else SQLite in the data directory)")
 	fs.StringVar(&cfg.authorDB, "author-db", "",
@@ -294,9 +294,10 @@ func startServices(ctx context.Context, sup *supervise.Supervisor, cfg *upConfig
 			"FOLIO_HTTP_ADDR="+net.JoinHostPort(cfg.host, strconv.Itoa(s.port)),
 			"FOLIO_DATA_DIR="+cfg.dataDir,
 			"FOLIO_LOG_FORMAT="+logFormat,
-			// Empty: each instance's default, loopback at its HTTP port + 1000 or any free
-			// port if that is taken (its "metrics listening" line says which), rather
-			// than one address from folio's environment that every instance would want.
+			// Empty: each instance's default, loopback at its HTTP port + 1000 or any
+			// free port if that is taken (its "metrics listening" line and its addr
+			// file say which), rather than one address from folio's environment that
+			// every instance would want.
 			"FOLIO_METRICS_ADDR=",
 			"FOLIO_ADDR_FILE="+s.addrFile,
 		)
