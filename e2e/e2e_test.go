@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -23,6 +25,8 @@ import (
 
 	"folio/internal/localbuild"
 	"folio/internal/localnats"
+	"folio/internal/platform/httpserver"
+	"folio/internal/platform/polltest"
 )
 
 var (
@@ -68,35 +72,41 @@ func program(t *testing.T, name string) string {
 
 // service is one running service process.
 type service struct {
-	t    *testing.T
-	name string
-	addr string
-	env  []string
-	cmd  *exec.Cmd
-	log  *bytes.Buffer
-	mu   sync.Mutex
+	t       *testing.T
+	name    string
+	bin     string   // the program; "" is program(t, name)
+	baseEnv []string // the environment env adds to; nil is this process's
+	addr    string   // what it bound (after start), or what it is to bind
+	metrics string   // where it serves /metrics, as its addr file says
+	env     []string
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed once cmd has exited
+	log     *bytes.Buffer
+	mu      sync.Mutex
 }
 
 func (s *service) URL() string { return "http://" + s.addr }
 
-// MetricsURL is where the service serves /metrics, off its public port: the address
-// of its latest "metrics listening" log line.
-func (s *service) MetricsURL() string {
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
-		var addr string
-		for _, line := range strings.Split(s.logText(), "\n") {
-			var rec struct{ Msg, Addr string }
-			if json.Unmarshal([]byte(line), &rec) == nil && rec.Msg == "metrics listening" {
-				addr = rec.Addr
-			}
-		}
-		if addr != "" || time.Now().After(deadline) {
-			return "http://" + addr
-		}
-	}
-}
+// MetricsURL is where the service serves /metrics, off its public port, as the
+// service reported it in its addr file.
+func (s *service) MetricsURL() string { return "http://" + s.metrics }
 
-// freeAddr returns a loopback address with a port nobody listens on now.
+// anyAddr asks a program for a port of the kernel's choosing: the program reports
+// which in its addr file, so nobody has to guess a free one.
+const anyAddr = "127.0.0.1:0"
+
+// errAddrInUse is what starting a child returns when the child exited because the
+// address it was told to bind was taken: a named port (see retryOnCollision), chosen
+// free, that someone else bound first.
+var errAddrInUse = errors.New("address already in use")
+
+// collisionAttempts is how many ports retryOnCollision tries before it gives up:
+// one collision is rare, several in a row mean something else is wrong.
+const collisionAttempts = 5
+
+// freeAddr returns a loopback address with a port nobody listens on now. Only for
+// an address that must be named before its program binds it, and only inside
+// retryOnCollision, since another process may bind it first.
 func freeAddr(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -107,35 +117,136 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// startService starts the named program on addr with the environment given and waits
-// until it is ready. It is killed when the test ends. It verifies the tokens of
-// the test's issuer (testIssuer) unless env names another FOLIO_JWKS_URL.
+// retryOnCollision calls start, which starts children on ports it names with
+// freeAddr, until it does not fail with errAddrInUse, up to collisionAttempts times.
+// start stops what it started before it returns an error, and picks fresh ports on
+// each call, so a peer that was told a taken port starts again with the new one.
+func retryOnCollision(t *testing.T, what string, start func() error) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		err := start()
+		if err == nil {
+			return
+		}
+		if !errors.Is(err, errAddrInUse) || attempt == collisionAttempts {
+			t.Fatalf("start %s (attempt %d): %v", what, attempt, err)
+		}
+		t.Logf("start %s: %v; again on another port", what, err)
+	}
+}
+
+// startService starts the named program on addr (anyAddr unless a peer must know it
+// beforehand) with the environment given and waits until it is ready. It is killed
+// when the test ends. It verifies the tokens of the test's issuer (testIssuer) unless
+// env names another FOLIO_JWKS_URL.
 func startService(t *testing.T, name, addr string, env ...string) *service {
 	t.Helper()
-	s := &service{t: t, name: name, addr: addr, log: &bytes.Buffer{},
-		env: slices.Concat([]string{"FOLIO_HTTP_ADDR=" + addr, "FOLIO_METRICS_ADDR=127.0.0.1:0", "FOLIO_DATA_DIR=" + t.TempDir(), "FOLIO_LOG_FORMAT=json"},
-			testEvents(t), testIssuer(t).Env(), env)}
-	s.start()
+	s, err := tryStartService(t, name, addr, env...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// tryStartService is startService returning errAddrInUse (wrapped) when addr was
+// taken, for retryOnCollision.
+func tryStartService(t *testing.T, name, addr string, env ...string) (*service, error) {
+	t.Helper()
+	return tryStartChild(t, &service{t: t, name: name, addr: addr, log: &bytes.Buffer{},
+		env: slices.Concat([]string{"FOLIO_METRICS_ADDR=127.0.0.1:0", "FOLIO_DATA_DIR=" + t.TempDir(), "FOLIO_LOG_FORMAT=json"},
+			testEvents(t), testIssuer(t).Env(), env)})
+}
+
+// tryStartChild starts s for the first time and kills it when the test ends.
+func tryStartChild(t *testing.T, s *service) (*service, error) {
+	t.Helper()
 	t.Cleanup(func() {
 		s.kill()
 		if t.Failed() {
 			t.Logf("%s log:\n%s", s.name, s.logText())
 		}
 	})
-	return s
+	if err := s.tryStart(); err != nil {
+		s.kill()
+		return nil, err
+	}
+	return s, nil
 }
 
+// start starts the service again after kill, on the address it had: its peers were
+// told that one. Should another process have bound it meanwhile, it waits for the
+// address to be free again rather than move, which would strand the peers.
 func (s *service) start() {
 	s.t.Helper()
-	cmd := exec.Command(program(s.t, s.name))
-	cmd.Env = append(os.Environ(), s.env...)
+	polltest.Until(s.t, s.name+" starts again on "+s.addr, func() error {
+		err := s.tryStart()
+		if err != nil && !errors.Is(err, errAddrInUse) {
+			s.t.Fatal(err)
+		}
+		return err
+	})
+}
+
+// tryStart starts the program on s.addr and waits until it has reported its
+// addresses in its addr file and answers /readyz. When it exits first, the error
+// wraps errAddrInUse if its address was taken.
+func (s *service) tryStart() error {
+	s.t.Helper()
+	bin := s.bin
+	if bin == "" {
+		bin = program(s.t, s.name)
+	}
+	addrFile := filepath.Join(s.t.TempDir(), "addrs.json")
+	cmd := exec.Command(bin)
+	// The later of two values of a variable wins: s.env may name its own.
+	base := s.baseEnv
+	if base == nil {
+		base = os.Environ()
+	}
+	cmd.Env = slices.Concat(base, []string{"FOLIO_HTTP_ADDR=" + s.addr}, s.env, []string{"FOLIO_ADDR_FILE=" + addrFile})
 	w := &lockedWriter{s: s}
 	cmd.Stdout, cmd.Stderr = w, w
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start %s: %v", s.name, err)
 	}
-	s.cmd = cmd
-	waitReady(s.t, s.URL())
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	s.cmd, s.exited = cmd, exited
+
+	gone := false
+	polltest.Until(s.t, s.name+" reports its addresses in "+addrFile, func() error {
+		select {
+		case <-exited:
+			gone = true
+			return nil
+		default:
+		}
+		a, err := httpserver.ReadAddrFile(addrFile)
+		if err != nil {
+			return err
+		}
+		s.addr, s.metrics = a.HTTP, a.Metrics
+		return nil
+	})
+	if !gone {
+		polltest.Until(s.t, s.name+" is ready", func() error {
+			select {
+			case <-exited:
+				gone = true
+				return nil
+			default:
+			}
+			return ready(s.URL())
+		})
+	}
+	if gone {
+		s.cmd = nil
+		if strings.Contains(s.logText(), "already in use") {
+			return fmt.Errorf("%s on %s exited: %w", s.name, s.addr, errAddrInUse)
+		}
+		return fmt.Errorf("%s exited before it was ready (%v):\n%s", s.name, cmd.ProcessState, s.logText())
+	}
+	return nil
 }
 
 // kill stops the process with SIGKILL, as a crash would.
@@ -143,7 +254,7 @@ func (s *service) kill() {
 	if s.cmd != nil && s.cmd.Process != nil {
 		_ = s.cmd.Process.Signal(syscall.SIGCONT)
 		_ = s.cmd.Process.Kill()
-		_ = s.cmd.Wait()
+		<-s.exited
 		s.cmd = nil
 	}
 }
@@ -160,17 +271,17 @@ func (s *service) signal(sig syscall.Signal) {
 	// request can still be answered just after kill(2) returns: wait until every
 	// thread is stopped.
 	stat := fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid)
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	polltest.Until(s.t, s.name+" stopped by SIGSTOP", func() error {
 		b, err := os.ReadFile(stat)
 		if err != nil {
-			return // not Linux, or gone: nothing to wait for
+			return nil // not Linux, or gone: nothing to wait for
 		}
 		// The state follows the parenthesised command name.
 		if i := bytes.LastIndexByte(b, ')'); i > 0 && len(b) > i+2 && b[i+2] == 'T' {
-			return
+			return nil
 		}
-	}
-	s.t.Fatalf("%s did not stop within 10 s of SIGSTOP", s.name)
+		return fmt.Errorf("state %q", b)
+	})
 }
 
 func (s *service) logText() string {
@@ -187,20 +298,17 @@ func (w *lockedWriter) Write(b []byte) (int, error) {
 	return w.s.log.Write(b)
 }
 
-func waitReady(t *testing.T, base string) {
-	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		resp, err := http.Get(base + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
+// ready is nil once base answers /readyz with 200.
+func ready(base string) error {
+	resp, err := http.Get(base + "/readyz")
+	if err != nil {
+		return err
 	}
-	t.Fatalf("%s did not become ready within 60 s", base)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s/readyz: %s", base, resp.Status)
+	}
+	return nil
 }
 
 // system is a book service and an author service that know each other.
@@ -210,11 +318,30 @@ type system struct {
 
 func startSystem(t *testing.T) *system {
 	t.Helper()
-	bookAddr, authorAddr := freeAddr(t), freeAddr(t)
-	// The author service starts first: the book service asks it about authors.
-	author := startService(t, "author", authorAddr, "FOLIO_BOOK_URL=http://"+bookAddr)
-	book := startService(t, "book", bookAddr, "FOLIO_AUTHOR_URL=http://"+authorAddr)
+	author, book := startPair(t, nil, nil)
 	return &system{book: book, author: author}
+}
+
+// startPair starts an author service and a book service that know each other. The
+// author service, started first, must be told the book service's address before
+// that one binds it: the one named port, retried on a collision (both start again).
+func startPair(t *testing.T, authorEnv, bookEnv []string) (author, book *service) {
+	t.Helper()
+	retryOnCollision(t, "author and book", func() error {
+		bookAddr := freeAddr(t)
+		a, err := tryStartService(t, "author", anyAddr, append(slices.Clone(authorEnv), "FOLIO_BOOK_URL=http://"+bookAddr)...)
+		if err != nil {
+			return err
+		}
+		b, err := tryStartService(t, "book", bookAddr, append(slices.Clone(bookEnv), "FOLIO_AUTHOR_URL="+a.URL())...)
+		if err != nil {
+			a.kill()
+			return err
+		}
+		author, book = a, b
+		return nil
+	})
+	return author, book
 }
 
 // response is what a call returned.

@@ -37,6 +37,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"folio/internal/platform/broker"
+	"folio/internal/platform/polltest"
 )
 
 // convergeWait bounds every wait for the projections to catch up: generous, so that
@@ -78,15 +79,16 @@ func randomTag() string {
 // A nats-server of the test's own, which the test may stop, kill and restart.
 
 type natsServer struct {
-	t    *testing.T
-	bin  string
-	args []string
-	env  []string // nil: this process's
-	port string
-	dir  string
-	cmd  *exec.Cmd
-	mu   sync.Mutex
-	log  bytes.Buffer
+	t      *testing.T
+	bin    string
+	args   []string
+	env    []string // nil: this process's
+	port   string
+	dir    string
+	cmd    *exec.Cmd
+	exited chan struct{} // closed once cmd has exited
+	mu     sync.Mutex
+	log    bytes.Buffer
 }
 
 // The two NATS servers the broker fault tests run against.
@@ -113,11 +115,31 @@ func forEachNATS(t *testing.T, test func(t *testing.T, srv *natsServer)) {
 }
 
 // startNATSServer runs a NATS server of kind with JetStream on a free loopback
-// port, its store in a directory of the test's, killed when the test ends.
+// port, its store in a directory of the test's, killed when the test ends. The port
+// is named (the server must come back on it after a kill), so another process may
+// bind it first: then the server starts again on another.
 func startNATSServer(t *testing.T, kind string) *natsServer {
 	t.Helper()
-	_, port, _ := net.SplitHostPort(freeAddr(t))
-	s := &natsServer{t: t, port: port, dir: t.TempDir()}
+	s := &natsServer{t: t, dir: t.TempDir()}
+	t.Cleanup(func() {
+		s.kill()
+		if t.Failed() {
+			s.mu.Lock()
+			t.Logf("nats-server log:\n%s", s.log.String())
+			s.mu.Unlock()
+		}
+	})
+	retryOnCollision(t, "nats-server", func() error {
+		_, s.port, _ = net.SplitHostPort(freeAddr(t))
+		s.configure(kind)
+		return s.tryStart()
+	})
+	return s
+}
+
+// configure sets the command that runs a server of kind on s.port.
+func (s *natsServer) configure(kind string) {
+	t, port := s.t, s.port
 	switch kind {
 	case embeddedNATS:
 		s.bin = os.Args[0]
@@ -137,16 +159,6 @@ func startNATSServer(t *testing.T, kind string) *natsServer {
 		}
 		s.bin, s.args = bin, []string{"-a", "127.0.0.1", "-p", port, "-js", "-sd", s.dir}
 	}
-	s.start()
-	t.Cleanup(func() {
-		s.kill()
-		if t.Failed() {
-			s.mu.Lock()
-			t.Logf("nats-server log:\n%s", s.log.String())
-			s.mu.Unlock()
-		}
-	})
-	return s
 }
 
 func (s *natsServer) URL() string { return "nats://127.0.0.1:" + s.port }
@@ -157,42 +169,65 @@ func (s *natsServer) Write(b []byte) (int, error) {
 	return s.log.Write(b)
 }
 
-// start starts the server on its port and store directory and waits until
-// JetStream answers.
+// start starts the server again on its port (its clients know that one) and store
+// directory and waits until JetStream answers. Should another process have bound
+// the port meanwhile, it waits for it to be free again.
 func (s *natsServer) start() {
 	s.t.Helper()
+	polltest.Until(s.t, "nats-server starts again on "+s.port, s.tryStart)
+}
+
+// tryStart starts the server on its port and store directory and waits until
+// JetStream answers; the error wraps errAddrInUse when the server exited because
+// the port was taken.
+func (s *natsServer) tryStart() error {
+	s.t.Helper()
+	s.mu.Lock()
+	s.log.Reset() // what a server that exited said is not this one's
+	s.mu.Unlock()
 	cmd := exec.Command(s.bin, s.args...)
 	cmd.Env = s.env
 	cmd.Stdout, cmd.Stderr = s, s
 	if err := cmd.Start(); err != nil {
 		s.t.Fatalf("start nats-server: %v", err)
 	}
-	s.cmd = cmd
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		err := func() error {
-			nc, err := nats.Connect(s.URL(), nats.Timeout(time.Second), nats.MaxReconnects(0))
-			if err != nil {
-				return err
-			}
-			defer nc.Close()
-			js, err := jetstream.New(nc)
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-			defer cancel()
-			_, err = js.AccountInfo(ctx)
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	s.cmd, s.exited = cmd, exited
+	gone := false
+	polltest.Until(s.t, "nats-server on "+s.URL()+" answers", func() error {
+		select {
+		case <-exited:
+			gone = true
+			return nil
+		default:
+		}
+		nc, err := nats.Connect(s.URL(), nats.Timeout(time.Second), nats.MaxReconnects(0))
+		if err != nil {
 			return err
-		}()
-		if err == nil {
-			return
 		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("nats-server on %s not ready within 60 s: %v", s.URL(), err)
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
 		}
-		time.Sleep(50 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err = js.AccountInfo(ctx)
+		return err
+	})
+	if !gone {
+		return nil
 	}
+	s.cmd = nil
+	s.mu.Lock()
+	out := s.log.String()
+	s.mu.Unlock()
+	if strings.Contains(out, "already in use") {
+		return fmt.Errorf("nats-server on port %s exited: %w", s.port, errAddrInUse)
+	}
+	s.t.Fatalf("nats-server exited before it answered (%v):\n%s", cmd.ProcessState, out)
+	return nil
 }
 
 // stop shuts the server down cleanly (SIGTERM) and waits for it to exit.
@@ -201,13 +236,11 @@ func (s *natsServer) stop() {
 		return
 	}
 	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = s.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-s.exited:
 	case <-time.After(30 * time.Second):
 		_ = s.cmd.Process.Kill()
-		<-done
+		<-s.exited
 	}
 	s.cmd = nil
 }
@@ -218,7 +251,7 @@ func (s *natsServer) kill() {
 		return
 	}
 	_ = s.cmd.Process.Kill()
-	_ = s.cmd.Wait()
+	<-s.exited
 	s.cmd = nil
 }
 
@@ -445,12 +478,10 @@ var allEventTypes = []string{"author.created", "author.updated", "author.deleted
 func startScenario(t *testing.T, env []string, withNotify bool) *scenario {
 	t.Helper()
 	s := &scenario{t: t, env: env, editor: editorAuth(t), authors: map[string]bool{}, books: map[string]string{}, events: map[string]int{}}
-	authorAddr, bookAddr := freeAddr(t), freeAddr(t)
-	s.author = startService(t, "author", authorAddr, append(slices.Clone(env), "FOLIO_BOOK_URL=http://"+bookAddr)...)
-	s.book = startService(t, "book", bookAddr, append(slices.Clone(env), "FOLIO_AUTHOR_URL=http://"+authorAddr)...)
+	s.author, s.book = startPair(t, env, env)
 	if withNotify {
 		s.recv = newReceiver(t, webhookSecret)
-		s.notify = startService(t, "notify", freeAddr(t), append(slices.Clone(env), "FOLIO_WEBHOOK_BACKOFF=200ms", "FOLIO_WEBHOOK_ALLOW_PRIVATE=1")...)
+		s.notify = startService(t, "notify", anyAddr, append(slices.Clone(env), "FOLIO_WEBHOOK_BACKOFF=200ms", "FOLIO_WEBHOOK_ALLOW_PRIVATE=1")...)
 		r := call(t, "POST", s.notify.URL()+"/subscriptions", map[string]any{
 			"url": s.recv.srv.URL + "/hook", "events": allEventTypes, "secret": webhookSecret}, "Authorization", adminAuth(t))
 		expect(t, r, http.StatusCreated)
@@ -818,21 +849,18 @@ func (s *scenario) notifyMismatch() string {
 	return strings.Join(problems, "; ")
 }
 
-// pollUntil polls check (every 100 ms) until it returns "" and returns how long
-// that took; after timeout it fails the test with the last answer.
+// pollUntil polls check with polltest until it returns "" and returns how long that
+// took, a figure the tests log; check's answer is what is still missing.
 func pollUntil(t *testing.T, what string, timeout time.Duration, check func() string) time.Duration {
 	t.Helper()
 	start := time.Now()
-	for {
-		last := check()
-		if last == "" {
-			return time.Since(start)
+	polltest.UntilWithin(t, max(timeout, polltest.Deadline), what, func() error {
+		if last := check(); last != "" {
+			return errors.New(last)
 		}
-		if time.Since(start) > timeout {
-			t.Fatalf("%s: not reached within %s: %s", what, timeout, last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
+	return time.Since(start)
 }
 
 // waitConsistent waits until the projections match the model exactly: every
@@ -1153,6 +1181,8 @@ func brokerKilledMidStream(t *testing.T, srv *natsServer) {
 	waitWrites(150)
 	srv.kill()
 	killedAt := ok.Load()
+	// Deliberately time passing, not a wait for something: the writers keep writing
+	// with the broker down for a while, so that the outboxes hold a backlog.
 	time.Sleep(1500 * time.Millisecond)
 	waitWrites(killedAt + 30)
 	downWrites := ok.Load() - killedAt
@@ -1245,6 +1275,8 @@ func consumerKilled(t *testing.T, s *scenario) {
 	s.checkFailures()
 	pending, _ := outboxPending(s.book)
 	t.Logf("author service SIGKILLed after applying %v book events of the burst; book outbox pending then %d", applied-before, pending)
+	// Deliberately time passing, not a wait for something: the consumer stays down
+	// a moment while the book service's events wait for it.
 	time.Sleep(500 * time.Millisecond)
 	s.author.start()
 	took := s.waitConsistent("projections after the consumer was killed and restarted")

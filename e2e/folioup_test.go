@@ -9,6 +9,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -25,6 +26,7 @@ import (
 	"time"
 
 	"folio/internal/localbuild"
+	"folio/internal/platform/polltest"
 )
 
 var (
@@ -79,7 +81,8 @@ func (o *upOutput) String() string {
 	return o.buf.String()
 }
 
-// upPort returns a port nothing listens on just now.
+// upPort returns a port nothing listens on just now: only inside retryOnCollision,
+// since another process may bind it before folio up does.
 func upPort(t *testing.T) int {
 	t.Helper()
 	_, port, err := net.SplitHostPort(freeAddr(t))
@@ -92,12 +95,28 @@ func upPort(t *testing.T) int {
 
 // startFolioUp runs `folio up --no-demo` on free ports with a data directory of its
 // own and waits until it says it is up. It is stopped, as Ctrl-C stops it, when the
-// test ends.
+// test ends. folio up is told its ports by name, so one may be taken before it binds
+// it: folio up then ends with an "already in use" error, and it runs again on other
+// ports, with a fresh data directory.
 func startFolioUp(t *testing.T) *upSystem {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("runs folio up, which builds and starts every program; skipped with -short")
 	}
+	var u *upSystem
+	retryOnCollision(t, "folio up", func() error {
+		var err error
+		u, err = tryFolioUp(t)
+		return err
+	})
+	u.readCredentials()
+	return u
+}
+
+// tryFolioUp is one attempt of startFolioUp; the error wraps errAddrInUse when folio
+// up ended because a port was taken.
+func tryFolioUp(t *testing.T) (*upSystem, error) {
+	t.Helper()
 	bin := upPrograms(t)
 	u := &upSystem{t: t, dataDir: filepath.Join(t.TempDir(), "data"), ports: map[string]int{}, out: &upOutput{}, done: make(chan struct{})}
 	args := []string{"up", "--no-demo", "--data-dir", u.dataDir}
@@ -127,19 +146,27 @@ func startFolioUp(t *testing.T) *upSystem {
 		}
 	})
 	// A bound for a broken run only: a first build of the programs takes minutes.
-	deadline := time.Now().Add(5 * time.Minute)
-	for !strings.Contains(u.out.String(), "Press Ctrl-C to stop.") {
+	ended := false
+	polltest.UntilWithin(t, 5*time.Minute, "folio up says it is up", func() error {
 		select {
 		case <-u.done:
-			t.Fatalf("folio up ended before it was up; output:\n%s", u.out.String())
-		case <-time.After(50 * time.Millisecond):
+			ended = true
+			return nil
+		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("folio up was not up within 5 minutes")
+		if !strings.Contains(u.out.String(), "Press Ctrl-C to stop.") {
+			return errors.New("not yet")
 		}
+		return nil
+	})
+	if ended {
+		u.stopped = true
+		if strings.Contains(u.out.String(), "already in use") {
+			return nil, fmt.Errorf("folio up ended: %w", errAddrInUse)
+		}
+		t.Fatalf("folio up ended before it was up; output:\n%s", u.out.String())
 	}
-	u.readCredentials()
-	return u
+	return u, nil
 }
 
 // stop ends folio up as Ctrl-C does and waits until it and its services are gone;
@@ -303,28 +330,20 @@ func upDescribe(method, u string) string { return fmt.Sprintf("%s %.120s", metho
 func upStart(t *testing.T, program string, env ...string) string {
 	t.Helper()
 	dir := t.TempDir()
-	addr := freeAddr(t)
-	cmd := exec.Command(upPrograms(t)[program])
+	var env0 []string
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "FOLIO_") {
-			cmd.Env = append(cmd.Env, kv)
+			env0 = append(env0, kv)
 		}
 	}
-	cmd.Env = append(cmd.Env, "FOLIO_HTTP_ADDR="+addr, "FOLIO_METRICS_ADDR=127.0.0.1:0", "FOLIO_DATA_DIR="+dir,
-		"FOLIO_DATABASE_URL=sqlite:"+filepath.Join(dir, program+".db"), "FOLIO_LOG_FORMAT=json", "FOLIO_NATS_URL=nats://127.0.0.1:1")
-	cmd.Env = append(cmd.Env, env...)
-	out := &upOutput{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", program, err)
+	// The service's own environment is only what is written here: it starts with
+	// nothing of the test's FOLIO_* settings (env0 replaces os.Environ below).
+	s := &service{t: t, name: program, bin: upPrograms(t)[program], addr: anyAddr, log: &bytes.Buffer{}, baseEnv: env0,
+		env: append([]string{"FOLIO_METRICS_ADDR=127.0.0.1:0", "FOLIO_DATA_DIR=" + dir,
+			"FOLIO_DATABASE_URL=sqlite:" + filepath.Join(dir, program+".db"), "FOLIO_LOG_FORMAT=json", "FOLIO_NATS_URL=nats://127.0.0.1:1"}, env...)}
+	s, err := tryStartChild(t, s)
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("%s log:\n%s", program, out.String())
-		}
-	})
-	waitReady(t, "http://"+addr)
-	return "http://" + addr
+	return s.URL()
 }

@@ -4,11 +4,11 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,6 +22,7 @@ import (
 
 	"folio/internal/localbuild"
 	"folio/internal/platform/discovery"
+	"folio/internal/platform/polltest"
 )
 
 var (
@@ -46,24 +47,12 @@ func gatewayProgram(t *testing.T, name string) string {
 // killed when the test ends.
 func startExtra(t *testing.T, name, addr string, env ...string) *service {
 	t.Helper()
-	s := &service{t: t, name: name, addr: addr, log: &bytes.Buffer{},
-		env: append(append([]string{"FOLIO_HTTP_ADDR=" + addr, "FOLIO_METRICS_ADDR=127.0.0.1:0", "FOLIO_DATA_DIR=" + t.TempDir(), "FOLIO_LOG_FORMAT=json"},
-			testEvents(t)...), env...)}
-	cmd := exec.Command(gatewayProgram(t, name))
-	cmd.Env = append(os.Environ(), s.env...)
-	w := &lockedWriter{s: s}
-	cmd.Stdout, cmd.Stderr = w, w
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
+	s, err := tryStartChild(t, &service{t: t, name: name, bin: gatewayProgram(t, name), addr: addr, log: &bytes.Buffer{},
+		env: append(append([]string{"FOLIO_METRICS_ADDR=127.0.0.1:0", "FOLIO_DATA_DIR=" + t.TempDir(), "FOLIO_LOG_FORMAT=json"},
+			testEvents(t)...), env...)})
+	if err != nil {
+		t.Fatal(err)
 	}
-	s.cmd = cmd
-	t.Cleanup(func() {
-		s.kill()
-		if t.Failed() {
-			t.Logf("%s log:\n%s", s.name, s.logText())
-		}
-	})
-	waitReady(t, s.URL())
 	return s
 }
 
@@ -176,21 +165,17 @@ func testRegistry(t *testing.T) (*discovery.Registry, func(id string) []string) 
 // figure is what the logs report.
 func waitRegistered(t *testing.T, reg *discovery.Registry, id string, want bool, since time.Time) {
 	t.Helper()
-	deadline := time.Now().Add(10 * registryTTL)
-	for {
+	polltest.Until(t, fmt.Sprintf("book instance %s registered=%v", id, want), func() error {
 		found := false
 		for _, in := range reg.Instances("book") {
 			found = found || in.ID == id
 		}
-		if found == want {
-			t.Logf("book instance %s registered=%v %v after the change (TTL %v)", id, want, time.Since(since).Round(10*time.Millisecond), registryTTL)
-			return
+		if found != want {
+			return fmt.Errorf("registered=%v", found)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("book instance %s registered=%v still after %v", id, found, 10*registryTTL)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return nil
+	})
+	t.Logf("book instance %s registered=%v %v after the change (TTL %v)", id, want, time.Since(since).Round(10*time.Millisecond), registryTTL)
 }
 
 // TestGateway runs auth, author, three book instances sharing one database and the
@@ -204,24 +189,23 @@ func TestGateway(t *testing.T) {
 	// With NATS, every program finds its peers in a registry bucket of this test's
 	// own; without it, static URLs are used and the registry checks are skipped.
 	reg, discoveryEnv := testRegistry(t)
-	auth := startExtra(t, "auth", freeAddr(t), append(discoveryEnv("auth"),
+	auth := startExtra(t, "auth", anyAddr, append(discoveryEnv("auth"),
 		"FOLIO_ADMIN_EMAIL="+adminEmail, "FOLIO_ADMIN_PASSWORD="+adminPassword)...)
 
-	bookAddrs := []string{freeAddr(t), freeAddr(t), freeAddr(t)}
-	authorAddr := freeAddr(t)
 	// The services verify the tokens the auth service issues, as the gateway does.
 	jwks := authJWKS(auth)
-	author := startService(t, "author", authorAddr, append(discoveryEnv("author"), "FOLIO_BOOK_URL=http://"+bookAddrs[0], jwks)...)
 	bookDB := "FOLIO_DATABASE_URL=sqlite:" + filepath.Join(t.TempDir(), "book.db")
-	var books []*service
-	for i, a := range bookAddrs {
-		// One at a time: the first migrates the shared database.
-		books = append(books, startService(t, "book", a, append(discoveryEnv("book-"+strconv.Itoa(i)),
-			bookDB, "FOLIO_AUTHOR_URL=http://"+authorAddr, jwks)...))
+	bookEnv := func(i int) []string { return append(discoveryEnv("book-"+strconv.Itoa(i)), bookDB, jwks) }
+	// One book at a time: the first, the author service's peer, migrates the shared
+	// database.
+	author, book0 := startPair(t, append(discoveryEnv("author"), jwks), bookEnv(0))
+	books := []*service{book0}
+	for i := 1; i < 3; i++ {
+		books = append(books, startService(t, "book", anyAddr, append(bookEnv(i), "FOLIO_AUTHOR_URL="+author.URL())...))
 	}
 	// The failover test sends hundreds of requests from one client: the limit is
 	// raised, not switched off.
-	gw := startExtra(t, "gateway", freeAddr(t), append(gatewayEnv(auth, author, books,
+	gw := startExtra(t, "gateway", anyAddr, append(gatewayEnv(auth, author, books,
 		"FOLIO_RATE_LIMIT=100000", "FOLIO_RATE_BURST=100000"), discoveryEnv("gateway")...)...)
 	g := gw.URL()
 
@@ -338,7 +322,9 @@ func TestGateway(t *testing.T) {
 			killedAt   time.Time
 			wg         sync.WaitGroup
 		)
-		deadline := time.Now().Add(30 * time.Second)
+		// A bound for a broken run only (total requests end the loop), as generous as
+		// polltest's on a loaded machine.
+		deadline := time.Now().Add(polltest.Deadline)
 		for range workers {
 			wg.Add(1)
 			go func() {
@@ -400,24 +386,20 @@ func TestGateway(t *testing.T) {
 		if reg != nil {
 			waitRegistered(t, reg, "book-2", true, time.Now())
 		}
-		back := time.Now().Add(30 * time.Second)
-		for {
+		polltest.Until(t, "the restarted book instance receives GET /books/{id}", func() error {
 			for range 6 {
 				r := call(t, "GET", g+"/books/"+bookID, nil)
 				expect(t, r, http.StatusOK)
 			}
-			if routeCount(t, victim.MetricsURL(), route, "200") > 0 {
-				break
+			if routeCount(t, victim.MetricsURL(), route, "200") == 0 {
+				return errors.New("no 200 counted on it yet")
 			}
-			if time.Now().After(back) {
-				t.Fatal("the restarted book instance received no GET /books/{id} within 30 s")
-			}
-			time.Sleep(250 * time.Millisecond)
-		}
+			return nil
+		})
 	})
 
 	t.Run("ratelimit", func(t *testing.T) {
-		limited := startExtra(t, "gateway", freeAddr(t), gatewayEnv(auth, author, books,
+		limited := startExtra(t, "gateway", anyAddr, gatewayEnv(auth, author, books,
 			"FOLIO_RATE_LIMIT=1", "FOLIO_RATE_BURST=5")...)
 		l := limited.URL()
 		// Tokens are fetched directly from the auth service, so as not to spend the

@@ -36,12 +36,10 @@ func TestServicesCheckTokens(t *testing.T) {
 		t.Skip("end-to-end test skipped in -short mode")
 	}
 	const adminEmail, adminPassword = "admin@folio.test", "admin-password-123"
-	auth := startExtra(t, "auth", freeAddr(t), "FOLIO_ADMIN_EMAIL="+adminEmail, "FOLIO_ADMIN_PASSWORD="+adminPassword)
+	auth := startExtra(t, "auth", anyAddr, "FOLIO_ADMIN_EMAIL="+adminEmail, "FOLIO_ADMIN_PASSWORD="+adminPassword)
 	jwks := authJWKS(auth)
-	authorAddr, bookAddr := freeAddr(t), freeAddr(t)
-	authorSvc := startService(t, "author", authorAddr, "FOLIO_BOOK_URL=http://"+bookAddr, jwks)
-	bookSvc := startService(t, "book", bookAddr, "FOLIO_AUTHOR_URL=http://"+authorAddr, jwks)
-	g := startExtra(t, "gateway", freeAddr(t), gatewayEnv(auth, authorSvc, []*service{bookSvc})...).URL()
+	authorSvc, bookSvc := startPair(t, []string{jwks}, []string{jwks})
+	g := startExtra(t, "gateway", anyAddr, gatewayEnv(auth, authorSvc, []*service{bookSvc})...).URL()
 	authors, books := authorSvc.URL(), bookSvc.URL()
 
 	// The accounts, made on the auth service itself: the admin, an editor the admin
