@@ -471,3 +471,32 @@ func problemType(t *testing.T, r response) string {
 	typ, _ := r.json(t)["type"].(string)
 	return typ
 }
+
+// TestStartOnATakenPortIsACollision: a program told a port someone else holds exits,
+// and the starter says errAddrInUse, on which retryOnCollision starts again with
+// another port; any other failure ends the test at once.
+func TestStartOnATakenPortIsACollision(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test skipped in -short mode")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if _, err := tryStartService(t, "book", ln.Addr().String()); !errors.Is(err, errAddrInUse) {
+		t.Fatalf("book on a taken port: %v, want errAddrInUse", err)
+	}
+
+	attempts := 0
+	retryOnCollision(t, "a starter that collides twice", func() error {
+		attempts++
+		if attempts < 3 {
+			return fmt.Errorf("attempt %d: %w", attempts, errAddrInUse)
+		}
+		return nil
+	})
+	if attempts != 3 {
+		t.Errorf("retryOnCollision tried %d times, want 3", attempts)
+	}
+}
