@@ -25,7 +25,9 @@ import (
 	"folio/internal/platform/polltest"
 )
 
-const wait = 20 * time.Second
+// wait bounds every wait here: polltest's deadline, so that only a real failure
+// runs into it.
+const wait = polltest.Deadline
 
 // secured is a server with a user per program holding the permissions of
 // natsconn's table, and an unrestricted one for the test's own checks.
@@ -97,7 +99,7 @@ func (s *secured) connErrs(t *testing.T, program string) (*nats.Conn, jetstream.
 
 // violation waits for the server to report a permission violation naming subject.
 func violation(errs <-chan error, subject string) error {
-	timeout := time.After(5 * time.Second)
+	timeout := time.After(polltest.Deadline) // a violation expected: it ends the wait
 	for {
 		select {
 		case err := <-errs:

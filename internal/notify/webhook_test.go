@@ -72,7 +72,7 @@ func runWorker(t *testing.T, svc *notify.Service) (stop func()) {
 				if err != nil {
 					t.Errorf("Run: %v", err)
 				}
-			case <-time.After(20 * time.Second):
+			case <-time.After(polltest.Deadline):
 				t.Error("Run did not return after its context ended")
 			}
 		})

@@ -37,7 +37,7 @@ func TestFollowRevocationsOnNATS(t *testing.T) {
 			if err != nil {
 				t.Errorf("FollowRevocations returned %v", err)
 			}
-		case <-time.After(10 * time.Second):
+		case <-time.After(polltest.Deadline):
 			t.Error("FollowRevocations did not return after its context ended")
 		}
 	}()

@@ -138,7 +138,14 @@ func TestLifetimeIsCapped(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tok := f.token("eve", []string{RoleAdmin}, tt.mod)
+			// iat is now, the instant exp is reckoned from: left to the issuer's clock
+			// (read later, cut to whole seconds) "one second over" could be exactly
+			// the lifetime.
+			issued := func(c *authntest.Claims) {
+				c.IssuedAt = jwt.NewNumericDate(now)
+				c.NotBefore = c.IssuedAt
+			}
+			tok := f.token("eve", []string{RoleAdmin}, issued, tt.mod)
 			a := f.write(tok)
 			if tt.detail == "" {
 				if a.status != http.StatusOK {

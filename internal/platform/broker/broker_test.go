@@ -26,7 +26,7 @@ import (
 
 // wait bounds every wait in these tests: generous, so that none passes or fails
 // on timing, only on what happens.
-const wait = 20 * time.Second
+const wait = polltest.Deadline
 
 // adapter is one broker the behaviour suite runs against.
 type adapter struct {

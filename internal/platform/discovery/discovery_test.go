@@ -39,7 +39,7 @@ func TestStatic(t *testing.T) {
 		if !slices.Equal(got, want) {
 			t.Fatalf("Watch(book) sent %v, want %v", got, want)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(polltest.Deadline):
 		t.Fatal("Watch sent nothing")
 	}
 	cancel()
@@ -48,7 +48,7 @@ func TestStatic(t *testing.T) {
 		if ok {
 			t.Fatal("Watch sent a second list")
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(polltest.Deadline):
 		t.Fatal("Watch channel not closed after the context ended")
 	}
 }
@@ -169,7 +169,7 @@ func TestRegistryRegisterWatchDeregister(t *testing.T) {
 	waitFor(t, ch, []Instance{a, c})
 
 	stopWatch()
-	deadline := time.After(5 * time.Second)
+	deadline := time.After(polltest.Deadline)
 	for {
 		select {
 		case _, ok := <-ch:

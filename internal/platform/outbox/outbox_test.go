@@ -30,8 +30,9 @@ var service = fstest.MapFS{
 	"migrations/postgres/00001_books.sql": {Data: []byte("-- +goose Up\nCREATE TABLE books (id TEXT PRIMARY KEY, title TEXT NOT NULL);\n")},
 }
 
-// wait is how long a test waits for something the relay should do: generous, so that only a real failure runs into it.
-const wait = 30 * time.Second
+// wait is how long a test waits for something the relay should do: polltest's
+// deadline, generous, so that only a real failure runs into it.
+const wait = polltest.Deadline
 
 func open(t *testing.T, suite func(t *testing.T, db *sqldb.DB)) {
 	sqldbtest.ForEach(t, service, func(t *testing.T, db *sqldb.DB) {
