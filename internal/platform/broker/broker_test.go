@@ -757,7 +757,10 @@ func TestUnreachable(t *testing.T) {
 			if err == nil {
 				t.Fatal("Publish succeeded with the broker down")
 			}
-			if took := time.Since(start); took > 5*time.Second+time.Second {
+			// A bound that proves Publish gives up at its context's deadline instead of
+			// retrying on; the margin past it is generous for a loaded machine.
+			const margin = 10 * time.Second
+			if took := time.Since(start); took > 5*time.Second+margin {
 				t.Errorf("Publish took %s, past its context's deadline", took)
 			}
 
@@ -769,7 +772,7 @@ func TestUnreachable(t *testing.T) {
 			if err == nil || acked != 0 {
 				t.Fatalf("PublishBatch = %d, %v with the broker down; want 0 and an error", acked, err)
 			}
-			if took := time.Since(start); took > 5*time.Second+time.Second {
+			if took := time.Since(start); took > 5*time.Second+margin {
 				t.Errorf("PublishBatch took %s, past its context's deadline", took)
 			}
 			if got := testutil.ToFloat64(b.metrics.publishedTotal.WithLabelValues("error")); got != 2 {

@@ -78,14 +78,14 @@ func openRegistry(t *testing.T, nc *nats.Conn, ttl time.Duration) *Registry {
 	b := make([]byte, 6)
 	_, _ = rand.Read(b)
 	bucket := "folio_discovery_test_" + hex.EncodeToString(b)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), polltest.Deadline)
 	defer cancel()
 	r, err := OpenRegistry(ctx, nc, bucket, ttl)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), polltest.Deadline)
 		defer cancel()
 		js, err := jetstream.New(nc)
 		if err == nil {
