@@ -8,7 +8,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,6 +25,7 @@ import (
 	"time"
 
 	"folio/internal/localbuild"
+	"folio/internal/platform/httpserver"
 	"folio/internal/platform/polltest"
 )
 
@@ -240,23 +240,18 @@ func (u *upSystem) pids() map[string]int {
 	return pids
 }
 
-// metricsURL is where the named service serves /metrics, as its "metrics listening"
-// log line says.
+// metricsURL is where the named service serves /metrics, as it reported in its addr
+// file (folio up has each program write <data-dir>/addr/<name>.json).
 func (u *upSystem) metricsURL(name string) string {
 	u.t.Helper()
-	prefix := regexp.MustCompile(`^` + regexp.QuoteMeta(name) + ` +\| (.*)$`)
-	for _, line := range strings.Split(u.out.String(), "\n") {
-		m := prefix.FindStringSubmatch(line)
-		if m == nil {
-			continue
-		}
-		var rec struct{ Msg, Addr string }
-		if json.Unmarshal([]byte(m[1]), &rec) == nil && rec.Msg == "metrics listening" && rec.Addr != "" {
-			return "http://" + rec.Addr
-		}
+	a, err := httpserver.ReadAddrFile(filepath.Join(u.dataDir, "addr", name+".json"))
+	if err != nil {
+		u.t.Fatalf("where %s serves metrics: %v", name, err)
 	}
-	u.t.Fatalf("no \"metrics listening\" line of %s in folio up's output", name)
-	return ""
+	if a.Metrics == "" {
+		u.t.Fatalf("%s serves no metrics (its addr file names none)", name)
+	}
+	return "http://" + a.Metrics
 }
 
 // login gets an access token through the gateway.

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -50,17 +49,10 @@ func newEcho(t testing.TB, service, instance string, hits *atomic.Int64) *httpte
 	return srv
 }
 
-// closedURL returns the URL of a loopback port that nothing listens on.
-func closedURL(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return "http://" + addr
-}
+// closedURL returns the URL of a loopback port that nothing listens on: port 1, a
+// privileged port no test binds, rather than a port just closed, which another
+// process could bind before the test connects.
+func closedURL(testing.TB) string { return "http://127.0.0.1:1" }
 
 // claims are what the auth service puts in a token.
 type claims = authntest.Claims

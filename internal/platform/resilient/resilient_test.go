@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -189,12 +188,9 @@ func breakerOpen(t *testing.T, reg *prometheus.Registry) float64 {
 }
 
 func TestUnreachable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	// Port 1: a privileged port no test binds, so the connection is refused for sure
+	// (a port just closed could be bound by another process meanwhile).
+	addr := "127.0.0.1:1"
 	c := resilient.NewClient(config(10, time.Minute), prometheus.NewRegistry())
 	if _, _, err := call(t, c, http.MethodGet, "http://"+addr, ""); !errors.Is(err, resilient.ErrUnavailable) {
 		t.Errorf("refused: got %v, want an error wrapping ErrUnavailable", err)
