@@ -276,6 +276,16 @@ func (t *rabbitTransport) send(ctx context.Context, exchange, key string, p amqp
 }
 
 func (t *rabbitTransport) consume(ctx context.Context, s Subscription, deliver deliverFunc) error {
+	return t.onEachConnection(ctx, "subscription "+s.Name, func(ctx context.Context, conn *amqp.Connection) error {
+		return t.consumeOn(ctx, conn, s, deliver)
+	})
+}
+
+// onEachConnection runs use on the current connection, and again on the next one
+// each time it stops, until ctx ends or the transport closes. A refusal by the
+// server (say a queue declared before with other arguments) ends it: retrying
+// will not help.
+func (t *rabbitTransport) onEachConnection(ctx context.Context, what string, use func(context.Context, *amqp.Connection) error) error {
 	ctx, cancel := untilClosed(ctx, t.done)
 	defer cancel()
 	for {
@@ -283,17 +293,15 @@ func (t *rabbitTransport) consume(ctx context.Context, s Subscription, deliver d
 		if err != nil {
 			return closedErr(t.done)
 		}
-		err = t.consumeOn(ctx, conn, s, deliver)
+		err = use(ctx, conn)
 		if ctx.Err() != nil {
 			return closedErr(t.done)
 		}
 		var amqpErr *amqp.Error
 		if errors.As(err, &amqpErr) && !conn.IsClosed() && isRefusal(amqpErr.Code) {
-			// The server refused our topology, say a queue declared before with
-			// other arguments: retrying will not help.
-			return fmt.Errorf("broker: subscription %s: %w", s.Name, err)
+			return fmt.Errorf("broker: %s: %w", what, err)
 		}
-		t.log.Warn("consumer stopped, will resume", "subscription", s.Name, "err", err)
+		t.log.Warn(what+" stopped, will resume", "err", err)
 		pause(ctx, retryPause)
 	}
 }
@@ -499,24 +507,9 @@ func tableInt(v any) int {
 // connection and deleted with it: a new one, bound again, after every
 // reconnect. RabbitMQ keeps no history, so since is not used.
 func (t *rabbitTransport) follow(ctx context.Context, subjects []string, _ time.Time, h func(context.Context, Message)) error {
-	ctx, cancel := untilClosed(ctx, t.done)
-	defer cancel()
-	for {
-		conn, err := t.connection(ctx)
-		if err != nil {
-			return closedErr(t.done)
-		}
-		err = t.followOn(ctx, conn, subjects, h)
-		if ctx.Err() != nil {
-			return closedErr(t.done)
-		}
-		var amqpErr *amqp.Error
-		if errors.As(err, &amqpErr) && !conn.IsClosed() && isRefusal(amqpErr.Code) {
-			return fmt.Errorf("broker: follow %v: %w", subjects, err)
-		}
-		t.log.Warn("follower stopped, will resume", "subjects", subjects, "err", err)
-		pause(ctx, retryPause)
-	}
+	return t.onEachConnection(ctx, fmt.Sprintf("follower of %v", subjects), func(ctx context.Context, conn *amqp.Connection) error {
+		return t.followOn(ctx, conn, subjects, h)
+	})
 }
 
 func (t *rabbitTransport) followOn(ctx context.Context, conn *amqp.Connection, subjects []string, h func(context.Context, Message)) error {
