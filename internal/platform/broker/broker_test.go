@@ -96,6 +96,41 @@ var embedded struct {
 	dir  string
 	srv  *server.Server
 	err  error
+	log  serverLog
+}
+
+// serverLog keeps the embedded server's warnings and errors, which say why a
+// request failed where the API answer only gives a code (a stream's store
+// failing, for one), so a failed test can show them.
+type serverLog struct {
+	mu    sync.Mutex
+	lines []string
+}
+
+func (l *serverLog) add(level, format string, v ...any) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, level+" "+fmt.Sprintf(format, v...))
+}
+
+func (l *serverLog) Noticef(string, ...any)         {}
+func (l *serverLog) Debugf(string, ...any)          {}
+func (l *serverLog) Tracef(string, ...any)          {}
+func (l *serverLog) Warnf(format string, v ...any)  { l.add("WRN", format, v...) }
+func (l *serverLog) Errorf(format string, v ...any) { l.add("ERR", format, v...) }
+func (l *serverLog) Fatalf(format string, v ...any) { l.add("FTL", format, v...) }
+
+// since returns the lines logged after the first n.
+func (l *serverLog) since(n int) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.lines[min(n, len(l.lines)):])
+}
+
+func (l *serverLog) len() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.lines)
 }
 
 // embeddedNATS starts, once for the package, a NATS server of the version
@@ -110,6 +145,7 @@ func embeddedNATS(t *testing.T) string {
 			SyncAlways: true, NoSigs: true, NoLog: true, HTTPPort: -1,
 		})
 		if embedded.err == nil {
+			embedded.srv.SetLoggerV2(&embedded.log, false, false, false)
 			go embedded.srv.Start()
 			if !embedded.srv.ReadyForConnections(wait) {
 				embedded.err = errors.New("embedded NATS not ready")
@@ -119,6 +155,14 @@ func embeddedNATS(t *testing.T) string {
 	if embedded.err != nil {
 		t.Fatal(embedded.err)
 	}
+	from := embedded.log.len()
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, line := range embedded.log.since(from) {
+				t.Logf("embedded NATS: %s", line)
+			}
+		}
+	})
 	return embedded.srv.ClientURL()
 }
 
