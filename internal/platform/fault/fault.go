@@ -5,6 +5,8 @@ package fault
 import (
 	"errors"
 	"fmt"
+	"sync"
+	"time"
 )
 
 // Kind says what went wrong, in terms a client can act on.
@@ -22,6 +24,11 @@ const (
 	Unavailable             // a peer this request needs cannot answer now: 503
 	TooLarge                // the request body is over the limit: 413
 	UnsupportedMedia        // the request body is not of a type the route reads: 415
+	// StorageUnavailable: the service's own database cannot take the request now
+	// (its disk is full, it is out of memory or connections) and did nothing. It
+	// passes once an operator or the load frees the resource: 503, like
+	// Unavailable, but no peer is at fault.
+	StorageUnavailable
 )
 
 // FieldError names one broken field of a request and what is wrong with it.
@@ -36,6 +43,9 @@ type Error struct {
 	Message string
 	Fields  []FieldError
 	Err     error // the cause, for logs only
+	// RetryAfter is how long a client should wait before it tries again, for the
+	// kinds that pass by themselves; zero leaves it to the transport's default.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -47,13 +57,54 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-// KindOf returns the kind of the first *Error in err's chain, or Internal.
+// KindOf returns the kind Classify finds for err, or Internal.
 func KindOf(err error) Kind {
-	var fe *Error
-	if errors.As(err, &fe) {
+	if fe := Classify(err); fe != nil {
 		return fe.Kind
 	}
 	return Internal
+}
+
+// Classify returns what err is: the first *Error in its chain, unless that is of
+// kind Internal (nobody classified it), in which case, or when the chain has none,
+// what a registered Classifier makes of err; nil when nothing knows it.
+func Classify(err error) *Error {
+	if err == nil {
+		return nil
+	}
+	var fe *Error
+	if errors.As(err, &fe) && fe.Kind != Internal {
+		return fe
+	}
+	classifiers.RLock()
+	defer classifiers.RUnlock()
+	for _, c := range classifiers.list {
+		if ce := c(err); ce != nil {
+			return ce
+		}
+	}
+	return fe
+}
+
+// A Classifier recognises errors of a lower layer that carry no *Error, a database
+// driver's say, and returns their classification with a client-safe message and
+// err as the cause; nil for an error it does not know.
+type Classifier func(err error) *Error
+
+var classifiers struct {
+	sync.RWMutex
+	list []Classifier
+}
+
+// RegisterClassifier adds c to those Classify consults. The package that knows
+// a kind of error registers its classifier when it is loaded (package sqldb does,
+// for its drivers' errors), so that an error of that kind is classified wherever
+// it surfaces, wrapped with %w, without fault importing the drivers or every
+// caller converting it.
+func RegisterClassifier(c Classifier) {
+	classifiers.Lock()
+	defer classifiers.Unlock()
+	classifiers.list = append(classifiers.list, c)
 }
 
 // New returns an error of the given kind with a client-safe message.

@@ -53,3 +53,38 @@ func TestError(t *testing.T) {
 		t.Errorf("got %v, want an Invalid error naming title and genre", fields.Err())
 	}
 }
+
+// notFoundHere is an error of a lower layer that only a registered classifier knows.
+type notFoundHere struct{}
+
+func (notFoundHere) Error() string { return "no such row" }
+
+// TestClassify: the first *Error in the chain wins, unless it is Internal (nobody
+// classified it); then, or with none, a registered classifier may.
+func TestClassify(t *testing.T) {
+	fault.RegisterClassifier(func(err error) *fault.Error {
+		if errors.As(err, new(notFoundHere)) {
+			return fault.Wrap(fault.NotFound, err, "none here")
+		}
+		return nil
+	})
+	tests := []struct {
+		name string
+		err  error
+		want fault.Kind
+	}{
+		{"nil", nil, fault.Internal},
+		{"unknown", errors.New("x"), fault.Internal},
+		{"classifier", fmt.Errorf("get: %w", notFoundHere{}), fault.NotFound},
+		{"own kind first", fault.Wrap(fault.Conflict, notFoundHere{}, "taken"), fault.Conflict},
+		{"internal falls through", fault.Wrap(fault.Internal, notFoundHere{}, "oops"), fault.NotFound},
+	}
+	for _, tt := range tests {
+		if got := fault.KindOf(tt.err); got != tt.want {
+			t.Errorf("%s: got %v, want %v", tt.name, got, tt.want)
+		}
+	}
+	if fe := fault.Classify(fault.Wrap(fault.Internal, errors.New("x"), "oops")); fe == nil || fe.Kind != fault.Internal {
+		t.Errorf("an Internal error nobody else knows: got %v, want it back", fe)
+	}
+}

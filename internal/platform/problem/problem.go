@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"time"
 
 	"folio/internal/platform/fault"
 )
@@ -24,6 +25,7 @@ const (
 	TypeConflict            = "/problems/conflict"
 	TypePreconditionFailed  = "/problems/precondition-failed"
 	TypeUpstreamUnavailable = "/problems/upstream-unavailable"
+	TypeStorageUnavailable  = "/problems/storage-unavailable"
 	TypeTooLarge            = "/problems/payload-too-large"
 	TypeUnsupportedMedia    = "/problems/unsupported-media-type"
 	TypeMethodNotAllowed    = "/problems/method-not-allowed"
@@ -39,6 +41,9 @@ type Problem struct {
 	Instance string `json:"instance,omitempty"`
 	// Errors is left out when nil but sent when empty ([]): a 422 always carries it.
 	Errors []fault.FieldError `json:"errors,omitzero"`
+	// RetryAfter, on a 503, is sent as Retry-After (rounded up to whole seconds);
+	// zero sends the default of one second.
+	RetryAfter time.Duration `json:"-"`
 }
 
 // Write sends p, filling in the instance from the request path.
@@ -62,25 +67,34 @@ func Write(w http.ResponseWriter, r *http.Request, p Problem) {
 }
 
 // FromError maps err to a problem. Errors of kind Internal get a generic message and
-// are logged with their cause; every other kind shows only its safe message.
+// are logged with their cause; every other kind shows only its safe message. err is
+// classified by fault.Classify, so that a database driver's error that package
+// sqldb knows (a full disk, say) gets its kind without the caller converting it.
 func FromError(r *http.Request, log *slog.Logger, err error) Problem {
-	var fe *fault.Error
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The client hung up; nobody reads this answer and nothing failed on our side.
 		return ClientClosed()
 	}
-	if !errors.As(err, &fe) || fe.Kind == fault.Internal {
+	fe := fault.Classify(err)
+	if fe == nil || fe.Kind == fault.Internal {
 		if log != nil {
 			log.ErrorContext(r.Context(), "internal error", "err", err, "method", r.Method, "path", r.URL.Path)
 		}
 		return Problem{Type: TypeInternal, Status: http.StatusInternalServerError,
 			Detail: "the server could not complete the request; it has been logged"}
 	}
-	if fe.Kind == fault.Unavailable && log != nil {
-		// The client sees only that a peer is unavailable; the log keeps why.
-		log.WarnContext(r.Context(), "upstream unavailable", "err", err, "method", r.Method, "path", r.URL.Path)
+	if log != nil {
+		switch fe.Kind {
+		case fault.Unavailable:
+			// The client sees only that a peer is unavailable; the log keeps why.
+			log.WarnContext(r.Context(), "upstream unavailable", "err", err, "method", r.Method, "path", r.URL.Path)
+		case fault.StorageUnavailable:
+			// It lasts until an operator frees disk space (or the database's load
+			// drops): the log says which, the client only that it may retry.
+			log.ErrorContext(r.Context(), "storage unavailable", "err", err, "method", r.Method, "path", r.URL.Path)
+		}
 	}
-	p := Problem{Detail: fe.Message, Errors: fe.Fields}
+	p := Problem{Detail: fe.Message, Errors: fe.Fields, RetryAfter: fe.RetryAfter}
 	switch fe.Kind {
 	case fault.Malformed:
 		p.Type, p.Status = TypeMalformed, http.StatusBadRequest
@@ -94,6 +108,8 @@ func FromError(r *http.Request, log *slog.Logger, err error) Problem {
 		p.Type, p.Status = TypePreconditionFailed, http.StatusPreconditionFailed
 	case fault.Unavailable:
 		p.Type, p.Status = TypeUpstreamUnavailable, http.StatusServiceUnavailable
+	case fault.StorageUnavailable:
+		p.Type, p.Status = TypeStorageUnavailable, http.StatusServiceUnavailable
 	case fault.TooLarge:
 		p.Type, p.Status = TypeTooLarge, http.StatusRequestEntityTooLarge
 	case fault.UnsupportedMedia:
@@ -113,7 +129,12 @@ func ClientClosed() Problem {
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	p := FromError(r, log, err)
 	if p.Status == http.StatusServiceUnavailable {
-		w.Header().Set("Retry-After", "1")
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(p.RetryAfter)))
 	}
 	Write(w, r, p)
+}
+
+// retryAfterSeconds is d in whole seconds, rounded up, and at least one.
+func retryAfterSeconds(d time.Duration) int {
+	return max(1, int((d+time.Second-1)/time.Second))
 }

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"folio/internal/platform/fault"
 	"folio/internal/platform/problem"
@@ -29,6 +30,7 @@ func TestWriteError(t *testing.T) {
 		{"conflict", fault.New(fault.Conflict, "taken"), 409, problem.TypeConflict, "taken"},
 		{"precondition", fault.New(fault.PreconditionFailed, "moved"), 412, problem.TypePreconditionFailed, "moved"},
 		{"unavailable", fault.Wrap(fault.Unavailable, errors.New("dial 10.1.2.3:8082"), "peer down"), 503, problem.TypeUpstreamUnavailable, "peer down"},
+		{"storage unavailable", &fault.Error{Kind: fault.StorageUnavailable, Message: "storage full", Err: errors.New("SELECT secret: disk full")}, 503, problem.TypeStorageUnavailable, "storage full"},
 		{"too large", fault.New(fault.TooLarge, "big"), 413, problem.TypeTooLarge, "big"},
 		{"unsupported media", fault.New(fault.UnsupportedMedia, "not JSON"), 415, problem.TypeUnsupportedMedia, "not JSON"},
 		{"wrapped fault", fmt.Errorf("op: %w", fault.New(fault.NotFound, "none")), 404, problem.TypeNotFound, "none"},
@@ -78,6 +80,60 @@ func TestWriteError(t *testing.T) {
 				t.Errorf("logged: got %v, want %v", logged, wantLogged)
 			}
 		})
+	}
+}
+
+// TestRetryAfter: every 503 says when to try again: the error's own RetryAfter,
+// rounded up to whole seconds, or one second.
+func TestRetryAfter(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"peer", fault.New(fault.Unavailable, "peer down"), "1"},
+		{"storage, no hint", fault.New(fault.StorageUnavailable, "no connection"), "1"},
+		{"storage full", &fault.Error{Kind: fault.StorageUnavailable, Message: "full", RetryAfter: 10 * time.Second}, "10"},
+		{"rounded up", &fault.Error{Kind: fault.StorageUnavailable, Message: "full", RetryAfter: 1500 * time.Millisecond}, "2"},
+	}
+	for _, tt := range tests {
+		rec := httptest.NewRecorder()
+		problem.WriteError(rec, httptest.NewRequest(http.MethodPost, "/things", nil), nil, tt.err)
+		if rec.Code != http.StatusServiceUnavailable || rec.Header().Get("Retry-After") != tt.want {
+			t.Errorf("%s: status %d, Retry-After %q; want 503 and %q", tt.name, rec.Code, rec.Header().Get("Retry-After"), tt.want)
+		}
+	}
+}
+
+// driverFull stands for a database driver's error that only a registered
+// classifier knows.
+type driverFull struct{}
+
+func (driverFull) Error() string { return "database or disk is full (13) at /var/lib/secret.db" }
+
+// TestClassifiedDriverErrors: an error no caller converted, which a package
+// registered a classifier for, gets that classifier's answer: a full disk is a 503
+// with Retry-After, not a 500, and its text stays in the log.
+func TestClassifiedDriverErrors(t *testing.T) {
+	fault.RegisterClassifier(func(err error) *fault.Error {
+		if errors.As(err, new(driverFull)) {
+			return &fault.Error{Kind: fault.StorageUnavailable, Message: "storage full", RetryAfter: 10 * time.Second, Err: err}
+		}
+		return nil
+	})
+	var logs bytes.Buffer
+	rec := httptest.NewRecorder()
+	problem.WriteError(rec, httptest.NewRequest(http.MethodPost, "/books", nil), slog.New(slog.NewJSONHandler(&logs, nil)),
+		fmt.Errorf("create book: %w", driverFull{}))
+	var p problem.Problem
+	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Code != 503 || p.Type != problem.TypeStorageUnavailable || rec.Header().Get("Retry-After") != "10" {
+		t.Errorf("got %d %+v, Retry-After %q; want 503 %s, 10", rec.Code, p, rec.Header().Get("Retry-After"), problem.TypeStorageUnavailable)
+	}
+	if strings.Contains(rec.Body.String(), "secret") || !strings.Contains(logs.String(), "secret.db") {
+		t.Errorf("body %s, log %s: want the cause in the log only", rec.Body, logs.String())
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"folio/internal/platform/fault"
 )
 
 // groupCommit queues the InTx calls of a SQLite database. The caller that finds
@@ -108,9 +110,10 @@ func (db *DB) commitGroup(batch []*member) {
 	}
 	if ran < len(batch) {
 		_ = tx.Rollback()
+		aborted := abortError(results[ran].err)
 		for i := range batch {
 			if i >= ran || results[i].err == nil && results[i].panicked == nil {
-				results[i] = result{err: errGroupAborted}
+				results[i] = result{err: aborted}
 			}
 		}
 	} else if err := tx.Commit(); err != nil {
@@ -123,6 +126,21 @@ func (db *DB) commitGroup(batch []*member) {
 	for i, m := range batch {
 		m.done <- results[i]
 	}
+}
+
+// abortError is the error of the members of a group whose transaction ended
+// because of cause, the error of the member that ended it. When cause is the
+// database's lack of a resource (SQLite rolls the whole transaction back on
+// SQLITE_FULL), theirs is classified the same way: they may retry as well.
+// Any other cause stays out of their chain: another member's Conflict, say, is
+// not theirs.
+func abortError(cause error) error {
+	fe := classifyExhausted(cause)
+	if fe == nil {
+		return errGroupAborted
+	}
+	return &fault.Error{Kind: fe.Kind, Message: fe.Message, RetryAfter: fe.RetryAfter,
+		Err: fmt.Errorf("%w: another write in it failed: %v", errGroupAborted, cause)}
 }
 
 // runInSavepoint runs fn in a savepoint, rolled back if fn fails or panics. ok is
