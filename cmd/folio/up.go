@@ -189,7 +189,7 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 	for _, s := range services {
 		width = max(width, len(s.name))
 	}
-	sup := supervise.New(stdout, supervise.Config{Name: "folio", PrefixWidth: width})
+	sup := supervise.New(stdout, supervise.Config{Name: "folio", PrefixWidth: width, LogDir: filepath.Join(cfg.dataDir, "logs")})
 	announce := context.AfterFunc(ctx, func() {
 		sup.Logf("stopping the services (press Ctrl-C again to kill them at once)")
 	})
