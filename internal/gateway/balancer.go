@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -14,8 +16,8 @@ import (
 	"folio/internal/platform/discovery"
 )
 
-// pool is the instances of one service, chosen round-robin. An instance whose
-// connections fail ejectAfter times in a row is skipped for ejectFor, then tried
+// pool is the instances of one service, chosen round-robin. An instance that fails
+// (refuses or breaks a connection, or does not answer in time) ejectAfter times in a row is skipped for ejectFor, then tried
 // again (one more failure ejects it again; a success restores it fully). The list
 // follows discovery: instances come and go while requests are served.
 type pool struct {
@@ -30,7 +32,7 @@ type pool struct {
 
 type instance struct {
 	url          *url.URL
-	fails        atomic.Int32 // consecutive connect failures
+	fails        atomic.Int32 // consecutive failures
 	ejectedUntil atomic.Int64 // unix nanoseconds
 }
 
@@ -102,10 +104,12 @@ func (p *pool) pick(not *instance) *instance {
 	return fallback
 }
 
-func (p *pool) failed(in *instance) {
+// failed counts a failure of in (reason is an outcome: connect_error, timeout,
+// error) and ejects it once its failures in a row reach ejectAfter.
+func (p *pool) failed(in *instance, reason string) {
 	if in.fails.Add(1) >= p.ejectAfter {
 		in.ejectedUntil.Store(p.now().Add(p.ejectFor).UnixNano())
-		p.metrics.ejections.WithLabelValues(p.service).Inc()
+		p.metrics.ejections.WithLabelValues(p.service, reason).Inc()
 	}
 }
 
@@ -116,15 +120,25 @@ func (p *pool) succeeded(in *instance) {
 	}
 }
 
+// size is how many instances the pool has now.
+func (p *pool) size() int { return len(*p.instances.Load()) }
+
 // balancer is the RoundTripper under a service's reverse proxy: it sends each request
-// to an instance from the pool and retries a GET or HEAD without a body once on
-// another instance when the first fails before answering: it could not be connected
-// to, or the connection broke (an instance killed mid-request resets it). Reads are
-// safe to repeat; anything else is never retried. A timeout is not retried either:
-// it has already spent the request's time.
+// to an instance from the pool and, at most once, to another instance when the first
+// attempt fails in a way that makes a second one safe (decision 18):
+//
+//   - the connection could not be opened (refused, no instance): nothing was sent,
+//     so any method is retried, provided nothing has read its body;
+//   - an idempotent request without a body (GET, HEAD, OPTIONS) got no answer within
+//     the try timeout, or its connection broke before an answer.
+//
+// A request whose bytes may have reached a service is otherwise never sent again.
+// The second attempt has the rest of the route's deadline; a timeout of that
+// deadline is never retried, since it has spent the request's time.
 type balancer struct {
-	pool *pool
-	base http.RoundTripper
+	pool       *pool
+	base       http.RoundTripper
+	tryTimeout time.Duration
 }
 
 func (b *balancer) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -132,45 +146,142 @@ func (b *balancer) RoundTrip(r *http.Request) (*http.Response, error) {
 	if first == nil {
 		return nil, discovery.ErrNoInstance
 	}
-	resp, err := b.attempt(r, first)
-	if err == nil || !retryable(r) || isTimeout(err) {
-		return resp, err
+	resp, err := b.attempt(r, first, b.firstTry(r))
+	if err == nil {
+		return resp, nil
+	}
+	reason, ok := retryReason(r, err)
+	if !ok {
+		return nil, err
 	}
 	second := b.pool.pick(first)
 	if second == nil || r.Context().Err() != nil {
 		return nil, err
 	}
-	b.pool.metrics.retries.WithLabelValues(b.pool.service).Inc()
-	return b.attempt(r, second)
+	b.pool.metrics.retries.WithLabelValues(b.pool.service, reason).Inc()
+	return b.attempt(r, second, 0)
 }
 
-func (b *balancer) attempt(r *http.Request, in *instance) (*http.Response, error) {
-	out := r.WithContext(r.Context()) // a shallow copy with its own URL
+// firstTry is the timeout of a request's first attempt: the try timeout for an
+// idempotent request while another instance is left to retry on and the route's
+// deadline leaves time for that, else none (the route's deadline bounds it).
+func (b *balancer) firstTry(r *http.Request) time.Duration {
+	if b.tryTimeout <= 0 || !idempotent(r) || b.pool.size() < 2 {
+		return 0
+	}
+	if deadline, ok := r.Context().Deadline(); ok && time.Until(deadline) <= b.tryTimeout {
+		return 0
+	}
+	return b.tryTimeout
+}
+
+// errTryTimeout is the cause of an attempt abandoned at its try timeout.
+var errTryTimeout error = tryTimeoutError{}
+
+type tryTimeoutError struct{}
+
+func (tryTimeoutError) Error() string {
+	return "the instance did not start answering within the try timeout"
+}
+func (tryTimeoutError) Timeout() bool   { return true }
+func (tryTimeoutError) Temporary() bool { return true }
+
+// attempt sends r to in. A positive try bounds the wait for the answer's headers
+// only: once they have come, the body streams under the route's deadline.
+func (b *balancer) attempt(r *http.Request, in *instance, try time.Duration) (*http.Response, error) {
+	ctx := r.Context()
+	var (
+		cancel context.CancelCauseFunc
+		timer  *time.Timer
+	)
+	if try > 0 {
+		ctx, cancel = context.WithCancelCause(ctx)
+		timer = time.AfterFunc(try, func() { cancel(errTryTimeout) })
+	}
+	out := r.WithContext(ctx) // a shallow copy with its own URL
 	u := *r.URL
 	u.Scheme, u.Host = in.url.Scheme, in.url.Host
 	out.URL = &u
 	resp, err := b.base.RoundTrip(out)
+	if timer != nil {
+		switch {
+		case !timer.Stop():
+			// The try timed out, perhaps just as the answer came: its context is
+			// cancelled, so the answer could not be read anyway.
+			if err == nil {
+				resp.Body.Close()
+				resp = nil
+			}
+			if err == nil {
+				err = errTryTimeout
+			} else {
+				err = fmt.Errorf("%w: %w", errTryTimeout, err)
+			}
+		case err == nil:
+			resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+		default:
+			cancel(nil)
+		}
+	}
 	outcome := "error"
 	switch {
 	case err == nil:
 		b.pool.succeeded(in)
 		outcome = strconv.Itoa(resp.StatusCode/100) + "xx"
 	case isConnectError(err):
-		b.pool.failed(in)
+		b.pool.failed(in, "connect_error")
 		outcome = "connect_error"
 	case isTimeout(err):
 		outcome = "timeout"
+		if !errors.Is(r.Context().Err(), context.Canceled) {
+			// The instance did not answer in time (the try's or the route's): count
+			// it like a failed connection, so that a frozen instance is ejected.
+			b.pool.failed(in, outcome)
+		}
 	case r.Context().Err() == nil:
 		// The connection broke without an answer: count it against the instance.
-		b.pool.failed(in)
+		b.pool.failed(in, outcome)
 	}
 	b.pool.metrics.upstream.WithLabelValues(b.pool.service, outcome).Inc()
 	return resp, err
 }
 
-// retryable reports whether r may be sent again: a GET or HEAD without a body.
-func retryable(r *http.Request) bool {
-	return (r.Method == http.MethodGet || r.Method == http.MethodHead) &&
+// cancelOnClose releases an attempt's context once its answer has been read.
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelCauseFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel(nil)
+	return err
+}
+
+// retryReason says whether the failed first attempt at r may be made again on
+// another instance, and why (the retries metric's reason).
+func retryReason(r *http.Request, err error) (string, bool) {
+	switch {
+	case isConnectError(err):
+		if b, ok := r.Body.(*requestBody); ok && b.sent() {
+			return "", false
+		}
+		return "connect_error", true
+	case !idempotent(r) || r.Context().Err() != nil:
+		return "", false
+	case errors.Is(err, errTryTimeout):
+		return "timeout", true
+	case isTimeout(err):
+		return "", false
+	default:
+		return "error", true
+	}
+}
+
+// idempotent reports whether r may be sent twice: a GET, HEAD or OPTIONS without
+// a body (a body once read cannot be sent again).
+func idempotent(r *http.Request) bool {
+	return (r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions) &&
 		(r.Body == nil || r.Body == http.NoBody)
 }
 

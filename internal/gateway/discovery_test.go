@@ -132,7 +132,7 @@ func TestPoolSetKeepsEjections(t *testing.T) {
 	urls := mustURLs(t, "http://a", "http://b")
 	p := newPool(ServiceBook, urls, cfg, newInstruments(prometheusRegistry()))
 	b := (*p.instances.Load())[1]
-	p.failed(b)
+	p.failed(b, "connect_error")
 	p.set(mustURLs(t, "http://b", "http://c"))
 	list := *p.instances.Load()
 	if list[0] != b || list[0].ejectedUntil.Load() == 0 {

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -63,14 +64,22 @@ type Config struct {
 	// RouteTimeouts overrides UpstreamTimeout for the routes whose path starts
 	// with a key ("/authors/books": 5s); the longest matching prefix wins.
 	RouteTimeouts map[string]time.Duration
+	// TryTimeout bounds one attempt at an idempotent request (GET, HEAD, OPTIONS
+	// without a body) while another instance is left to retry it on: an instance
+	// that has not started answering by then is abandoned for another, once, within
+	// the route's deadline (default 1 s; decision 18). TryTimeouts overrides it per
+	// service; the author service's reads wait on the book service for up to the
+	// 2 s the contract allows, so its default is authorTryTimeout.
+	TryTimeout  time.Duration
+	TryTimeouts map[string]time.Duration
 
 	// JWKSMinRefresh is the least time between two JWKS fetches (default 10 s), so
 	// that tokens with unknown key ids cannot make the gateway hammer the auth service.
 	JWKSMinRefresh time.Duration
 	// JWKSMaxAge is how long a fetched key set is used before it is fetched again (default 5 min).
 	JWKSMaxAge time.Duration
-	// EjectAfter consecutive connect failures take an instance out of rotation for
-	// EjectFor (defaults 3 and 10 s).
+	// EjectAfter consecutive failures (connections refused or broken, timeouts) take
+	// an instance out of rotation for EjectFor (defaults 3 and 10 s).
 	EjectAfter int
 	EjectFor   time.Duration
 	// MaxClients bounds the rate limiter's memory (default 100 000 clients).
@@ -90,6 +99,9 @@ type Config struct {
 func (c *Config) setDefaults() {
 	if c.UpstreamTimeout <= 0 {
 		c.UpstreamTimeout = 10 * time.Second
+	}
+	if c.TryTimeout <= 0 {
+		c.TryTimeout = time.Second
 	}
 	if c.JWKSMinRefresh <= 0 {
 		c.JWKSMinRefresh = 10 * time.Second
@@ -136,6 +148,11 @@ func (c Config) Validate() error {
 	for prefix, d := range c.RouteTimeouts {
 		if !strings.HasPrefix(prefix, "/") || d <= 0 {
 			return fmt.Errorf("route timeout %s=%s: the route must start with / and the timeout be positive", prefix, d)
+		}
+	}
+	for service, d := range c.TryTimeouts {
+		if !slices.Contains([]string{ServiceBook, ServiceAuthor, ServiceAuth, ServiceNotify}, service) || d <= 0 {
+			return fmt.Errorf("try timeout %s=%s: the service must be book, author, auth or notify and the timeout be positive", service, d)
 		}
 	}
 	if c.Issuer == "" || c.Audience == "" {
@@ -248,6 +265,23 @@ func (g *Gateway) Run(ctx context.Context) {
 			g.limiter.sweep()
 		}
 	}
+}
+
+// authorTryTimeout is the author service's default try timeout: above the 2 s within
+// which the contract has it answer when the book service is slow, so that the
+// gateway never abandons an author instance that is itself waiting out a slow book
+// instance (and would answer).
+const authorTryTimeout = 2500 * time.Millisecond
+
+// tryTimeout is the try timeout of service's idempotent requests.
+func (c Config) tryTimeout(service string) time.Duration {
+	if d, ok := c.TryTimeouts[service]; ok {
+		return d
+	}
+	if service == ServiceAuthor {
+		return max(c.TryTimeout, authorTryTimeout)
+	}
+	return c.TryTimeout
 }
 
 // timeout is the upstream timeout of a request for path: that of the longest

@@ -462,12 +462,12 @@ func TestPoolEjection(t *testing.T) {
 		}
 		return got
 	}
-	p.failed(dead)
-	p.failed(dead)
+	p.failed(dead, "connect_error")
+	p.failed(dead, "connect_error")
 	if picked(9)[dead] == 0 {
 		t.Fatal("an instance was ejected before 3 consecutive failures")
 	}
-	p.failed(dead)
+	p.failed(dead, "connect_error")
 	if n := picked(30)[dead]; n != 0 {
 		t.Fatalf("ejected instance picked %d times, want 0", n)
 	}
@@ -475,7 +475,7 @@ func TestPoolEjection(t *testing.T) {
 	if picked(9)[dead] == 0 {
 		t.Fatal("instance not tried again after its ejection ended")
 	}
-	p.failed(dead) // still failing: out again at once
+	p.failed(dead, "connect_error") // still failing: out again at once
 	if n := picked(30)[dead]; n != 0 {
 		t.Fatalf("re-ejected instance picked %d times, want 0", n)
 	}
@@ -486,7 +486,7 @@ func TestPoolEjection(t *testing.T) {
 	// All ejected: still pick one rather than refuse; the retry avoids the first choice.
 	for _, in := range *p.instances.Load() {
 		for range 3 {
-			p.failed(in)
+			p.failed(in, "connect_error")
 		}
 	}
 	first := p.pick(nil)

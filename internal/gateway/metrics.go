@@ -21,12 +21,12 @@ func newInstruments(reg prometheus.Registerer) *instruments {
 		}, []string{"service", "outcome"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_upstream_retries_total",
-			Help: "Idempotent requests retried on another instance after a connect failure, by service.",
-		}, []string{"service"}),
+			Help: "Requests sent again to another instance, by service and reason: connect_error (nothing was sent; any method), timeout (an idempotent request unanswered within the try timeout), error (an idempotent request's connection broke).",
+		}, []string{"service", "reason"}),
 		ejections: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "gateway_instance_ejections_total",
-			Help: "Times an instance was taken out of rotation after consecutive connect failures, by service.",
-		}, []string{"service"}),
+			Help: "Times an instance was taken out of rotation after consecutive failures, by service and the reason of the last one (connect_error, timeout, error).",
+		}, []string{"service", "reason"}),
 		rateLimited: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "gateway_rate_limited_total", Help: "Requests refused with 429 by the rate limiter.",
 		}),

@@ -77,7 +77,7 @@ func newService(name string, raw []string, cfg Config, log *slog.Logger, m *inst
 			resp.Header.Del(httpserver.RequestIDHeader)
 			return nil
 		},
-		Transport: &balancer{pool: s.pool, base: newTransport(longestTimeout(cfg))},
+		Transport: &balancer{pool: s.pool, base: newTransport(longestTimeout(cfg)), tryTimeout: cfg.tryTimeout(name)},
 		// Without a pool the proxy allocates a 32 KiB copy buffer per request: three
 		// quarters of the gateway's allocations, and so of its GC work.
 		BufferPool:   copyBuffers,
@@ -131,14 +131,20 @@ func proxyError(name string, log *slog.Logger) func(http.ResponseWriter, *http.R
 
 // requestBody is a client's request body on its way to a service. It remembers why
 // reading it failed (the chassis' 1 MiB cap, a malformed chunk), since the transport
-// reports that as a failed round trip, which is no fault of the service.
+// reports that as a failed round trip, which is no fault of the service. It also
+// knows whether anything has read it: a body nothing read was not sent, so the
+// request may go to another instance with the same body, whatever its method.
 type requestBody struct {
 	io.ReadCloser
-	mu  sync.Mutex
-	err error
+	mu      sync.Mutex
+	err     error
+	touched bool // Read was called
 }
 
 func (b *requestBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	b.touched = true
+	b.mu.Unlock()
 	n, err := b.ReadCloser.Read(p)
 	if err != nil && err != io.EOF {
 		b.mu.Lock()
@@ -148,6 +154,23 @@ func (b *requestBody) Read(p []byte) (int, error) {
 		b.mu.Unlock()
 	}
 	return n, err
+}
+
+// Close closes the client's body only once something has read it. The transport
+// closes a request's body when it cannot connect; that body is still whole and is
+// sent to the next instance (the server closes it when the handler returns).
+func (b *requestBody) Close() error {
+	if !b.sent() {
+		return nil
+	}
+	return b.ReadCloser.Close()
+}
+
+// sent reports whether any of the body may have left for a service.
+func (b *requestBody) sent() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.touched
 }
 
 // failure is the error that reading the body ended with, or nil.
