@@ -46,7 +46,7 @@ func commands() []command {
 			run: func(ctx context.Context, args []string, _ func(string) string, stdout io.Writer) error {
 				return loadbench.Run(ctx, args, stdout)
 			}},
-		{name: "nats", summary: "print the authorization block of a nats-server.conf giving each program its own nkey (seeds created in --keys-dir) and only the permissions it needs, for running Folio on your own NATS",
+		{name: "nats", summary: "print the authorization block of a nats-server.conf giving each program its own nkey (seeds created in --keys-dir) and only the permissions it needs, for running Folio on your own NATS; `folio nats serve` is the NATS server folio up runs as a child process",
 			flags: func() *flag.FlagSet { fs, _ := natsFlags(); return fs },
 			run:   natsServerConfig},
 		{name: "help", summary: "show this help, or one command's flags: folio help <command>"},

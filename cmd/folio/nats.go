@@ -29,8 +29,12 @@ func natsFlags() (*flag.FlagSet, *natsConfig) {
 
 // natsServerConfig serves `folio nats`: it prints the authorization block of a
 // nats-server.conf giving each program the permissions folio up gives it, for
-// operators who run their own NATS.
-func natsServerConfig(_ context.Context, args []string, _ func(string) string, stdout io.Writer) error {
+// operators who run their own NATS. `folio nats serve` runs folio up's own server
+// (see natsServe).
+func natsServerConfig(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "serve" {
+		return natsServe(ctx, args[1:], getenv, stdout)
+	}
 	fs, cfg := natsFlags()
 	if err := parseFlags(fs, args, stdout); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -142,19 +143,16 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 			return fmt.Errorf("data directory: %w", err)
 		}
 	}
-	natsKeys, natsUsers, err := natsCredentials(cfg.dataDir, getenv)
+	natsKeys, _, err := natsCredentials(cfg.dataDir, getenv)
 	if err != nil {
 		return err
 	}
-	nats, err := localnats.Start(cfg.host, cfg.natsPort, filepath.Join(cfg.dataDir, "nats"), natsUsers...)
-	if err != nil {
-		return err
-	}
-	defer nats.Shutdown()
-	// Every program finds its peers in the registry on the embedded NATS, which
+	nats := natsChild{host: cfg.host, port: cfg.natsPort, dataDir: cfg.dataDir, names: natsNames(getenv),
+		adminSeed: natsKeys["admin"], readyWithin: max(time.Minute, cfg.readyTimeout), aliveFailures: 3}
+	// Every program finds its peers in the registry on folio up's NATS, which
 	// it reaches with its own credential and nothing else of folio's environment.
 	for _, s := range services {
-		s.env = append(s.env, "FOLIO_DISCOVERY=nats", "FOLIO_NATS_URL="+nats.URL(), "FOLIO_INSTANCE_ID="+s.name,
+		s.env = append(s.env, "FOLIO_DISCOVERY=nats", "FOLIO_NATS_URL="+nats.url(), "FOLIO_INSTANCE_ID="+s.name,
 			"FOLIO_NATS_NKEY_FILE="+natsKeys[s.program], "FOLIO_NATS_CREDS=", "FOLIO_NATS_USER=", "FOLIO_NATS_PASSWORD=",
 			"FOLIO_NATS_CA=", "FOLIO_NATS_CERT=", "FOLIO_NATS_KEY=")
 	}
@@ -189,16 +187,37 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 	for _, s := range services {
 		width = max(width, len(s.name))
 	}
-	sup := supervise.New(stdout, supervise.Config{Name: "folio", PrefixWidth: width, LogDir: filepath.Join(cfg.dataDir, "logs")})
+	// Every program writes to its own file under logs/, which folio up prints: a
+	// program never waits for folio up to read what it wrote.
+	sup := supervise.New(stdout, supervise.Config{Name: "folio", PrefixWidth: width, LogDir: filepath.Join(cfg.dataDir, "logs"),
+		ProbeInterval: upProbeInterval, ProbeTimeout: upProbeTimeout})
 	announce := context.AfterFunc(ctx, func() {
 		sup.Logf("stopping the services (press Ctrl-C again to kill them at once)")
 	})
 	defer func() {
 		announce()
+		// The services first, so that they can withdraw from the registry and
+		// hand their last events to NATS; then NATS.
+		var stopping sync.WaitGroup
+		for _, s := range services {
+			if s.proc != nil {
+				stopping.Go(s.proc.Stop)
+			}
+		}
+		stopping.Wait()
 		sup.Stop()
 		sup.Logf("all services stopped")
+		sup.Output().Flush()
 	}()
 
+	sup.Logf("starting NATS (JetStream in %s)", filepath.Join(cfg.dataDir, "nats"))
+	_, probe, err := nats.start(ctx, sup, cfg.readyTimeout)
+	if probe != nil {
+		defer probe.close()
+	}
+	if err != nil {
+		return interrupted(ctx, err)
+	}
 	if err := startServices(ctx, sup, cfg, services, getenv, stdout); err != nil {
 		return interrupted(ctx, err)
 	}
@@ -213,7 +232,7 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 		}
 	}
 	sup.Logf("started in %s", since(begin))
-	sup.Output().Print(banner(gatewayURL, nats.URL(), services, cfg.dataDir, creds, firstRun))
+	sup.Output().Print(banner(gatewayURL, nats.url(), services, cfg.dataDir, creds, firstRun))
 
 	<-ctx.Done()
 	return nil
@@ -317,7 +336,8 @@ func startServices(ctx context.Context, sup *supervise.Supervisor, cfg *upConfig
 			}
 			env = append(env, "FOLIO_DATABASE_URL="+db)
 		}
-		spec := supervise.Spec{Name: s.name, Path: paths[s.program], Env: append(env, s.env...)}
+		spec := supervise.Spec{Name: s.name, Path: paths[s.program], Env: append(env, s.env...),
+			Ready: readyCheck(cfg.host, s.addrFile)}
 		if s.port == 0 {
 			spec.RestartEnv = restartOnSamePort(cfg.host, s.addrFile)
 		}
@@ -425,6 +445,45 @@ func answersReady(ctx context.Context, hc *http.Client, host string, s *service)
 	}
 	resp.Body.Close()
 	return resp.StatusCode == http.StatusOK, nil
+}
+
+// upProbeInterval is how often folio up checks each program (its /readyz until it
+// is ready, after a start; NATS's JetStream all the time), and upProbeTimeout how
+// long a check may take: generous, since a write synced to disk on a busy machine
+// can take seconds, and three failures in a row restart NATS.
+const (
+	upProbeInterval = 2 * time.Second
+	upProbeTimeout  = 5 * time.Second
+)
+
+// readyCheck is the supervisor's Ready check of a service: it has reported the
+// address it bound in addrFile and answers /readyz there with 200. A run counts as
+// healthy, for the restart backoff, only from then.
+func readyCheck(host, addrFile string) func(context.Context) error {
+	hc := &http.Client{}
+	return func(ctx context.Context) error {
+		addrs, err := httpserver.ReadAddrFile(addrFile)
+		if err != nil {
+			return err
+		}
+		_, port, err := net.SplitHostPort(addrs.HTTP)
+		if err != nil {
+			return err
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(connectHost(host), port)+"/readyz", nil)
+		if err != nil {
+			return err
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("/readyz: %s", resp.Status)
+		}
+		return nil
+	}
 }
 
 // restartOnSamePort is the supervisor's RestartEnv for an instance that started on
@@ -556,6 +615,12 @@ const natsKeysDir = "nats-keys"
 // keys. The table is written for the subject prefix, stream and bucket names
 // the programs will read from the same environment.
 func natsCredentials(dataDir string, getenv func(string) string) (map[string]string, []localnats.User, error) {
+	return natsUsers(filepath.Join(dataDir, natsKeysDir), natsNames(getenv))
+}
+
+// natsNames are the subject prefix, stream and bucket names the programs will read
+// from the environment getenv reads.
+func natsNames(getenv func(string) string) natsconn.Names {
 	names := natsconn.DefaultNames
 	for _, v := range []struct {
 		name *string
@@ -565,7 +630,12 @@ func natsCredentials(dataDir string, getenv func(string) string) (map[string]str
 			*v.name = e
 		}
 	}
-	dir := filepath.Join(dataDir, natsKeysDir)
+	return names
+}
+
+// natsUsers is natsCredentials with the seeds in dir and the permissions written
+// for names: what `folio nats serve` reads too.
+func natsUsers(dir string, names natsconn.Names) (map[string]string, []localnats.User, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, nil, fmt.Errorf("NATS credentials: %w", err)
 	}

@@ -1,5 +1,5 @@
-// Package localnats runs the NATS server that `folio up` embeds for events and
-// discovery: JetStream on, its storage in the data directory, every write synced
+// Package localnats runs the NATS server that `folio up` runs for events and
+// discovery (in a child process of its own, `folio nats serve`): JetStream on, its storage in the data directory, every write synced
 // to disk before it is acknowledged, and, given users, only they may connect, each
 // with its permissions.
 package localnats
@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/logger"
 	"github.com/nats-io/nats-server/v2/server"
 
 	"folio/internal/platform/broker/natsconn"
@@ -41,6 +42,26 @@ type Server struct {
 // each acknowledged write durable, which is what the outbox relies on when it marks
 // an event sent.
 func Start(host string, port int, dir string, users ...User) (*Server, error) {
+	return StartWith(Options{Host: host, Port: port, Dir: dir, Users: users})
+}
+
+// Options are what StartWith takes.
+type Options struct {
+	// Host and Port are where clients connect; port -1 is any free port.
+	Host string
+	Port int
+	// Dir is where JetStream stores streams.
+	Dir   string
+	Users []User
+	// Log writes the server's notices, warnings and errors to stderr, for a process
+	// that is nothing but the server; a fatal error (its port taken) then ends the
+	// process with status 1. Without it the server writes nothing.
+	Log bool
+}
+
+// StartWith is Start with every option.
+func StartWith(o Options) (*Server, error) {
+	host, port, dir, users := o.Host, o.Port, o.Dir, o.Users
 	opts := &server.Options{
 		ServerName:             "folio-local",
 		Host:                   host,
@@ -49,9 +70,11 @@ func Start(host string, port int, dir string, users ...User) (*Server, error) {
 		StoreDir:               dir,
 		SyncAlways:             true,
 		NoSigs:                 true,
-		NoLog:                  true,
+		NoLog:                  !o.Log,
 		DisableJetStreamBanner: true,
-		HTTPPort:               -1, // no monitoring port
+		// No monitoring port: 0 is none, where -1 would open one, unauthenticated,
+		// on a random port.
+		HTTPPort: 0,
 	}
 	for _, u := range users {
 		if u.Nkey == "" {
@@ -73,6 +96,9 @@ func Start(host string, port int, dir string, users ...User) (*Server, error) {
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("nats: %w", err)
+	}
+	if o.Log {
+		ns.SetLoggerV2(quietLogger{logger.NewStdLogger(false, false, false, false, false)}, false, false, false)
 	}
 	go ns.Start()
 	if !ns.ReadyForConnections(10 * time.Second) {
@@ -101,6 +127,11 @@ func (s *Server) Shutdown() {
 // Serve runs the server of Start on addr ("host:port"), storing under dir, until
 // ctx ends: for a child process that is nothing but the broker.
 func Serve(ctx context.Context, addr, dir string, users ...User) error {
+	return ServeWith(ctx, addr, Options{Dir: dir, Users: users})
+}
+
+// ServeWith is Serve with every option; addr overrides o.Host and o.Port.
+func ServeWith(ctx context.Context, addr string, o Options) error {
 	host, portStr, err := net.SplitHostPort(addr)
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
@@ -109,7 +140,8 @@ func Serve(ctx context.Context, addr, dir string, users ...User) error {
 	if err != nil {
 		return fmt.Errorf("nats: port %q: %w", portStr, err)
 	}
-	s, err := Start(host, port, dir, users...)
+	o.Host, o.Port = host, port
+	s, err := StartWith(o)
 	if err != nil {
 		return err
 	}
@@ -117,3 +149,10 @@ func Serve(ctx context.Context, addr, dir string, users ...User) error {
 	s.Shutdown()
 	return nil
 }
+
+// quietLogger is the server's standard logger without its notices (a banner of
+// twenty lines on every start): warnings and errors are what a reader of folio up's
+// output needs.
+type quietLogger struct{ *logger.Logger }
+
+func (quietLogger) Noticef(string, ...any) {}

@@ -60,3 +60,16 @@ func TestStartKeepsStreamsAcrossRestarts(t *testing.T) {
 		t.Fatalf("message after restart = %q, want kept", msg.Data)
 	}
 }
+
+// TestNoMonitoringPort: the server opens no HTTP monitoring port, whose endpoints
+// (connections, configuration) answer anyone who can reach them.
+func TestNoMonitoringPort(t *testing.T) {
+	s, err := Start("127.0.0.1", -1, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Shutdown()
+	if addr := s.ns.MonitorAddr(); addr != nil {
+		t.Errorf("the server monitors on %s; want no monitoring port", addr)
+	}
+}
