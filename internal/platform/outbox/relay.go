@@ -27,6 +27,11 @@ const (
 // but never answers cannot hold the PostgreSQL relay lock for ever.
 const publishTimeout = 30 * time.Second
 
+// defaultLeaseDuration is Relay.LeaseDuration's default: long enough that a
+// loaded machine's pauses (GC, a busy disk) do not cost the lease, short enough
+// that events of a crashed or stopped instance wait seconds, not minutes.
+const defaultLeaseDuration = 10 * time.Second
+
 // relayLockID is the transaction-scoped PostgreSQL advisory lock a relay holds while
 // it publishes a batch. Advisory locks are per database, and each service has its
 // own, so one constant serves them all.
@@ -45,13 +50,19 @@ type Relay struct {
 	// PurgeInterval is how often published events older than Retention are deleted
 	// (1 min).
 	PurgeInterval time.Duration
+	// LeaseDuration is, on SQLite, how long the relay that publishes holds the
+	// outbox's lease without renewing it (10 s): how long events wait when that
+	// relay's process stops or hangs before another instance takes over.
+	LeaseDuration time.Duration
 
 	db     *sqldb.DB
 	pub    broker.Publisher
 	prefix string
 	log    *slog.Logger
 	wake   chan struct{}
+	lease  *lease // SQLite only; made by Run
 
+	leader    prometheus.Gauge
 	pending   prometheus.Gauge
 	oldest    prometheus.Gauge
 	published prometheus.Counter
@@ -69,11 +80,15 @@ func NewRelay(db *sqldb.DB, pub broker.Publisher, prefix string, log *slog.Logge
 		PollInterval:  500 * time.Millisecond,
 		Retention:     time.Hour,
 		PurgeInterval: time.Minute,
+		LeaseDuration: defaultLeaseDuration,
 		db:            db,
 		pub:           pub,
 		prefix:        prefix,
 		log:           log,
 		wake:          make(chan struct{}, 1),
+		leader: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "folio_outbox_relay_leader",
+			Help: "1 while this relay is the one publishing its outbox (SQLite: it holds the lease; PostgreSQL: it held the lock at its last turn), else 0."})),
 		pending: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "folio_outbox_pending", Help: "Events committed to the outbox and not yet published."})),
 		oldest: register(reg, prometheus.NewGauge(prometheus.GaugeOpts{
@@ -141,6 +156,16 @@ func (r *Relay) Run(ctx context.Context) {
 	if r.PurgeInterval <= 0 {
 		r.PurgeInterval = time.Minute
 	}
+	if r.LeaseDuration <= 0 {
+		r.LeaseDuration = defaultLeaseDuration
+	}
+	idle, longestBackoff := r.PollInterval, maxBackoff
+	if r.db.Dialect == sqldb.SQLite {
+		r.lease = newLease(r.db, r.LeaseDuration)
+		defer r.releaseLease()
+		// The holder renews every third of the lease, idle or backing off.
+		idle, longestBackoff = min(idle, r.LeaseDuration/3), min(longestBackoff, r.LeaseDuration/3)
+	}
 	backoff := minBackoff
 	var nextPurge, nextObserve time.Time
 	for ctx.Err() == nil {
@@ -159,17 +184,36 @@ func (r *Relay) Run(ctx context.Context) {
 			return
 		}
 		if err != nil {
-			wait := backoff/2 + rand.N(backoff/2+1)
+			wait := min(backoff, longestBackoff)/2 + rand.N(min(backoff, longestBackoff)/2+1)
 			r.log.WarnContext(ctx, "outbox relay: will retry", "err", err, "retry_in", wait)
-			backoff = min(2*backoff, maxBackoff)
+			backoff = min(2*backoff, longestBackoff)
 			// Notify is ignored here: a busy service must not hammer a broker that is down.
 			sleep(ctx, wait, nil)
 			continue
 		}
 		backoff = minBackoff
 		if !more {
-			sleep(ctx, r.PollInterval, r.wake)
+			sleep(ctx, idle, r.wake)
 		}
+	}
+}
+
+// releaseLease lets another instance take over at once when this relay stops,
+// rather than after the lease expires.
+func (r *Relay) releaseLease() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.lease.release(ctx); err != nil {
+		r.log.Warn("outbox relay: release the lease", "err", err)
+	}
+	r.leader.Set(0)
+}
+
+func (r *Relay) setLeader(leading bool) {
+	if leading {
+		r.leader.Set(1)
+	} else {
+		r.leader.Set(0)
 	}
 }
 
@@ -201,18 +245,26 @@ type row struct {
 // failure, and marks those the broker acknowledged as sent. It reports whether a
 // full batch was read, so that more are likely waiting.
 //
-// On PostgreSQL the batch runs in a transaction holding an advisory lock, so that of
-// several instances of a service only one publishes at a time: two relays
-// publishing the same rows at once could reorder them. The lock is released at
-// commit, after the marks, so the next holder never sees a row published already.
-// On SQLite one process owns the file, and a transaction there would take the write
-// lock and stall the service's writes for as long as the broker takes.
+// Of several instances of a service, one relay publishes at a time: two relays
+// publishing the same rows would send them twice (beyond JetStream's two-minute
+// de-duplication window, twice on the stream) and could reorder them.
+//
+// On PostgreSQL the batch runs in a transaction holding an advisory lock, released
+// at commit, after the marks, so the next holder never sees a row published
+// already; a holder whose connection dies loses the lock with it.
+//
+// On SQLite the instances share the file, and a transaction there would take the
+// write lock and stall the service's writes for as long as the broker takes; the
+// relay holding the outbox's lease publishes (see lease), and only until the lease
+// runs out by its own clock.
 func (r *Relay) publishBatch(ctx context.Context) (more bool, err error) {
 	// The database work outlives ctx: events the broker acknowledged just before
 	// shutdown are still marked, rather than published again at the next start.
 	dctx := context.WithoutCancel(ctx)
 	var q queryer = r.db
 	var tx *sql.Tx
+	var until time.Time // when the relay must stop sending; zero: no bound of the lease's
+	var epoch int64
 	if r.db.Dialect == sqldb.Postgres {
 		if tx, err = r.db.BeginTx(dctx, nil); err != nil {
 			return false, fmt.Errorf("begin: %w", err)
@@ -222,19 +274,37 @@ func (r *Relay) publishBatch(ctx context.Context) (more bool, err error) {
 		if err := tx.QueryRowContext(dctx, `SELECT pg_try_advisory_xact_lock($1)`, relayLockID).Scan(&locked); err != nil {
 			return false, fmt.Errorf("lock: %w", err)
 		}
+		r.setLeader(locked)
 		if !locked {
 			return false, nil // another instance is publishing
 		}
 		q = tx
+	} else {
+		var held bool
+		until, held, err = r.lease.hold(dctx)
+		r.setLeader(held)
+		if err != nil || !held {
+			return false, err // another instance is publishing, or may be
+		}
+		epoch = r.lease.epoch
 	}
 	rows, err := r.load(dctx, q)
 	if err != nil {
 		return false, err
 	}
-	sent, pubErr := r.publish(ctx, rows)
+	sent, pubErr := r.publish(ctx, rows, until)
 	if len(sent) > 0 {
 		if tx == nil {
-			err = r.db.InTx(dctx, func(tx *sql.Tx) error { return markSent(dctx, tx, sent) })
+			err = r.db.InTx(dctx, func(tx *sql.Tx) error {
+				if err := r.lease.check(dctx, tx, epoch); err != nil {
+					return err
+				}
+				return markSent(dctx, tx, sent)
+			})
+			if errors.Is(err, errLeaseLost) {
+				r.lease.epoch = 0
+				r.setLeader(false)
+			}
 		} else if err = markSent(dctx, tx, sent); err == nil {
 			err = tx.Commit()
 		}
@@ -247,6 +317,22 @@ func (r *Relay) publishBatch(ctx context.Context) (more bool, err error) {
 		return false, pubErr
 	}
 	return len(rows) == r.BatchSize, nil
+}
+
+// publishContext bounds one call to the broker by publishTimeout and by until,
+// when the relay's lease ends (unless it is zero).
+func publishContext(ctx context.Context, until time.Time) (context.Context, context.CancelFunc) {
+	deadline := time.Now().Add(publishTimeout)
+	if !until.IsZero() && until.Before(deadline) {
+		deadline = until
+	}
+	return context.WithDeadline(ctx, deadline)
+}
+
+// expired reports whether a lease that ends at until (never, when zero) has ended,
+// by the monotonic clock: also true after the process was stopped past it.
+func expired(until time.Time) bool {
+	return !until.IsZero() && !time.Now().Before(until)
 }
 
 func (r *Relay) load(ctx context.Context, q queryer) ([]row, error) {
@@ -271,21 +357,26 @@ func (r *Relay) load(ctx context.Context, q queryer) ([]row, error) {
 }
 
 // publish sends rows in order and returns the seqs the broker acknowledged, a
-// prefix of rows. A BatchPublisher pipelines them: waiting for each
+// prefix of rows. Nothing is sent once until has passed. A BatchPublisher pipelines them: waiting for each
 // acknowledgement before sending the next costs a round trip, and a disk sync
 // on the broker, per event. Other publishers get them one at a time, each
 // acknowledged before the next is sent, so that two events of one aggregate can
 // never overtake each other.
-func (r *Relay) publish(ctx context.Context, rows []row) (sent []int64, err error) {
+func (r *Relay) publish(ctx context.Context, rows []row, until time.Time) (sent []int64, err error) {
 	if bp, ok := r.pub.(broker.BatchPublisher); ok {
-		return r.publishPipelined(ctx, bp, rows)
+		return r.publishPipelined(ctx, bp, rows, until)
 	}
 	for _, w := range rows {
 		if ctx.Err() != nil {
 			return sent, ctx.Err()
 		}
+		// Checked before every message: a relay stopped between two of them
+		// (SIGSTOP, a paused VM) for longer than its lease sends no more.
+		if expired(until) {
+			return sent, errLeaseExpired
+		}
 		msg := r.message(ctx, w)
-		pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+		pctx, cancel := publishContext(ctx, until)
 		err := r.pub.Publish(pctx, msg)
 		cancel()
 		if err != nil {
@@ -305,7 +396,7 @@ func (r *Relay) publish(ctx context.Context, rows []row) (sent []int64, err erro
 // the acknowledged prefix is reported, and the next attempt starts at the first
 // event not acknowledged, which keeps the order too (those after it that the
 // broker did take are dropped as duplicates by their ids).
-func (r *Relay) publishPipelined(ctx context.Context, bp broker.BatchPublisher, rows []row) (sent []int64, err error) {
+func (r *Relay) publishPipelined(ctx context.Context, bp broker.BatchPublisher, rows []row, until time.Time) (sent []int64, err error) {
 	if len(rows) == 0 {
 		return nil, nil
 	}
@@ -316,7 +407,11 @@ func (r *Relay) publishPipelined(ctx context.Context, bp broker.BatchPublisher, 
 	for i, w := range rows {
 		msgs[i] = r.message(ctx, w)
 	}
-	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	// As late as can be: the relay may have been stopped since it renewed.
+	if expired(until) {
+		return nil, errLeaseExpired
+	}
+	pctx, cancel := publishContext(ctx, until)
 	acked, err := bp.PublishBatch(pctx, msgs)
 	cancel()
 	acked = min(max(acked, 0), len(rows))
