@@ -19,6 +19,7 @@ import (
 	"folio/internal/platform/broker"
 	"folio/internal/platform/config"
 	"folio/internal/platform/discovery"
+	"folio/internal/platform/httpserver"
 	"folio/internal/platform/metrics"
 	"folio/internal/platform/process"
 )
@@ -142,6 +143,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 
 	reg := metrics.NewRegistry()
+	if err := disc.RegisterMetrics(reg); err != nil {
+		return err
+	}
 	gw, err := gateway.New(gcfg, log, reg)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
@@ -169,7 +173,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	gw.Routes(mux)
 	// The gateway has no database: it is ready while it is not shutting down (the
 	// server answers 503 itself then). A service being down never makes it unready.
-	if err := cfg.Serve(ctx, log, reg, mux, gateway.OpenAPI, func(context.Context) error { return nil }); err != nil {
+	// /readyz says when the instance lists are the last known ones.
+	detail := func(context.Context) httpserver.Detail {
+		if s := disc.Status(); s != nil {
+			return httpserver.Detail{"discovery": s}
+		}
+		return nil
+	}
+	if err := cfg.Serve(ctx, log, reg, mux, gateway.OpenAPI, func(context.Context) error { return nil }, detail); err != nil {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"folio/internal/platform/broker/natsconn"
 )
@@ -91,4 +92,58 @@ func (d *Discovery) Close() {
 	if d.nc != nil {
 		d.nc.Close()
 	}
+}
+
+// Status says, in nats mode, how the registry looks from this process, for
+// /readyz: while it is unhealthy, the instance lists in use are the last known
+// ones. It is nil in static mode.
+func (d *Discovery) Status() map[string]any {
+	if d.Registry == nil {
+		return nil
+	}
+	h := d.Registry.Health()
+	status := map[string]any{"registry": "healthy"}
+	switch {
+	case h.Since.IsZero():
+		status["registry"] = "not checked yet"
+	case !h.Healthy:
+		status["registry"] = "unreachable or not taking heartbeats"
+		status["instances"] = "last known"
+		status["unhealthy_seconds"] = time.Since(h.Since).Seconds()
+	}
+	return status
+}
+
+// RegisterMetrics adds, in nats mode, the registry's health to reg:
+// folio_discovery_registry_healthy (1 or 0) and the time it was last healthy.
+func (d *Discovery) RegisterMetrics(reg prometheus.Registerer) error {
+	if d.Registry == nil {
+		return nil
+	}
+	r := d.Registry
+	for _, c := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "folio_discovery_registry_healthy",
+			Help: "1 while the discovery registry answers and takes heartbeats; at 0 the instance lists in use are the last known ones.",
+		}, func() float64 {
+			if r.Health().Healthy {
+				return 1
+			}
+			return 0
+		}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "folio_discovery_registry_last_healthy_timestamp_seconds",
+			Help: "When the discovery registry was last seen healthy (Unix time; 0 if never).",
+		}, func() float64 {
+			if t := r.Health().LastHealthy; !t.IsZero() {
+				return float64(t.UnixNano()) / 1e9
+			}
+			return 0
+		}),
+	} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("discovery metrics: %w", err)
+		}
+	}
+	return nil
 }

@@ -19,11 +19,61 @@ import (
 // registers itself under the key "<service>.<instance-id>". Entries are refreshed
 // on a heartbeat, deleted on clean shutdown, and expire after the bucket's TTL when
 // their instance dies.
+//
+// A registry that cannot be reached, or that takes no writes, says nothing about the
+// instances in it: every heartbeat fails at once. While that lasts, watchers keep
+// the last list they had (passive health in the callers ejects an instance that
+// really died), and expiry by TTL resumes a TTL after the registry is healthy again,
+// so that every live instance has had time to refresh itself.
 type Registry struct {
-	kv  jetstream.KeyValue
-	ttl time.Duration
-	now func() time.Time
+	kv     jetstream.KeyValue
+	ttl    time.Duration
+	now    func() time.Time
+	health health
 }
+
+// health is what this process last learned of the registry: from its watchers'
+// probes and its own heartbeats.
+type health struct {
+	mu sync.Mutex
+	// known is false until the first probe or heartbeat.
+	known, ok bool
+	// since is when the registry last became healthy or unhealthy.
+	since time.Time
+	// lastOK is when the registry last answered and took writes.
+	lastOK time.Time
+}
+
+// Health is the registry as this process sees it.
+type Health struct {
+	// Healthy: the bucket answers and took a heartbeat within a TTL.
+	Healthy bool
+	// Since is when it became healthy or unhealthy (zero before anything is known).
+	Since time.Time
+	// LastHealthy is when it was last seen healthy (zero if never).
+	LastHealthy time.Time
+}
+
+func (h *health) observe(ok bool, now time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if !h.known || h.ok != ok {
+		h.known, h.ok, h.since = true, ok, now
+	}
+	if ok {
+		h.lastOK = now
+	}
+}
+
+func (h *health) get() Health {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return Health{Healthy: h.known && h.ok, Since: h.since, LastHealthy: h.lastOK}
+}
+
+// Health reports whether the registry answered and took writes when this process
+// last looked (on each watch's sweep and each heartbeat).
+func (r *Registry) Health() Health { return r.health.get() }
 
 // record is the value stored under each key.
 type record struct {
@@ -106,8 +156,11 @@ func (r *Registry) register(ctx context.Context, inst Instance, heartbeat time.D
 				// A failed refresh is retried on the next tick; the entry survives
 				// as long as one refresh per TTL gets through.
 				putCtx, cancelPut := context.WithTimeout(hbCtx, heartbeat)
-				_, _ = r.kv.Put(putCtx, key, value)
+				_, err := r.kv.Put(putCtx, key, value)
 				cancelPut()
+				if hbCtx.Err() == nil {
+					r.health.observe(err == nil, r.now())
+				}
 			}
 		}
 	}()
@@ -165,7 +218,9 @@ func (r *Registry) Instances(service string) []Instance {
 // Besides the delete and purge markers, an entry not refreshed within the TTL is
 // dropped locally (checked every TTL/4), since expired keys may not yield a marker
 // in the watch stream: a dead instance leaves the list within about 1.25 × TTL.
-// If the watch breaks (NATS unreachable), it is re-established every second.
+// That expiry only runs while the registry is healthy (see Registry), and counts
+// from when it last became so. If the watch breaks (NATS unreachable), it is
+// re-established every second, and the list sent meanwhile stays as it was.
 func (r *Registry) Watch(ctx context.Context, service string) <-chan []Instance {
 	ch := make(chan []Instance, 1)
 	go func() {
@@ -184,8 +239,12 @@ func (r *Registry) Watch(ctx context.Context, service string) <-chan []Instance 
 			last, sent = list, true
 			sendLatest(ch, slices.Clone(list))
 		}
+		// The entries outlive a broken watch: a registry coming back after an
+		// outage longer than its TTL has expired every entry, and lists them
+		// again only as their heartbeats arrive.
+		entries := map[string]seen{}
 		for ctx.Err() == nil {
-			r.watchOnce(ctx, service, publish)
+			r.watchOnce(ctx, service, entries, publish)
 			select {
 			case <-ctx.Done():
 			case <-time.After(time.Second):
@@ -202,8 +261,9 @@ type seen struct {
 	at   time.Time
 }
 
-// watchOnce runs one key-value watch until ctx ends or the watch breaks.
-func (r *Registry) watchOnce(ctx context.Context, service string, publish func(map[string]seen)) {
+// watchOnce runs one key-value watch, keeping entries, until ctx ends or the
+// watch breaks.
+func (r *Registry) watchOnce(ctx context.Context, service string, entries map[string]seen, publish func(map[string]seen)) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	w, err := r.kv.Watch(wctx, service+".*")
@@ -219,7 +279,6 @@ func (r *Registry) watchOnce(ctx context.Context, service string, publish func(m
 	sweep := time.NewTicker(interval)
 	defer sweep.Stop()
 
-	entries := map[string]seen{}
 	initialised := false
 	for {
 		select {
@@ -229,10 +288,14 @@ func (r *Registry) watchOnce(ctx context.Context, service string, publish func(m
 			if !initialised {
 				continue
 			}
+			h := r.probe(ctx, interval)
+			if !h.Healthy {
+				continue
+			}
 			cutoff := r.now().Add(-r.ttl)
 			changed := false
 			for k, s := range entries {
-				if s.at.Before(cutoff) {
+				if s.at.Before(cutoff) && h.Since.Before(cutoff) {
 					delete(entries, k)
 					changed = true
 				}
@@ -270,6 +333,35 @@ func (r *Registry) watchOnce(ctx context.Context, service string, publish func(m
 			}
 		}
 	}
+}
+
+// probe asks the server for the bucket's state, and records whether it is healthy:
+// it answered within timeout, and some instance's heartbeat was stored within a
+// TTL (every live instance puts one every TTL/3, so a bucket that took none for a
+// whole TTL is one that cannot take writes: a JetStream stalled by a full disk,
+// say, or one every instance has lost). The last message time is compared with
+// the server's own clock, not this machine's.
+func (r *Registry) probe(ctx context.Context, timeout time.Duration) Health {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	status, err := r.kv.Status(ctx)
+	if err != nil {
+		if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			r.health.observe(false, r.now())
+		}
+		return r.health.get()
+	}
+	ok := true
+	if bs, isBucket := status.(*jetstream.KeyValueBucketStatus); isBucket {
+		info := bs.StreamInfo()
+		serverNow := info.TimeStamp
+		if serverNow.IsZero() {
+			serverNow = r.now()
+		}
+		ok = !info.State.LastTime.IsZero() && serverNow.Sub(info.State.LastTime) <= r.ttl
+	}
+	r.health.observe(ok, r.now())
+	return r.health.get()
 }
 
 // decode reads an entry's instance; the key decides service and id, so a malformed

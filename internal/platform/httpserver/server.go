@@ -82,14 +82,18 @@ func (s *Server) handleReady(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
-	if s.cfg.ReadyDetail == nil {
+	var detail Detail
+	if s.cfg.ReadyDetail != nil {
+		detail = s.cfg.ReadyDetail(ctx)
+	}
+	if len(detail) == 0 {
 		_, _ = w.Write([]byte(`{"status":"ready"}`))
 		return
 	}
 	_ = json.NewEncoder(w).Encode(struct {
 		Status string `json:"status"`
 		Detail Detail `json:"detail"`
-	}{"ready", s.cfg.ReadyDetail(ctx)})
+	}{"ready", detail})
 }
 
 // MaxHeaderBytes bounds a request's line and headers (64 KiB): Go's default of 1 MiB

@@ -9,6 +9,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -75,9 +76,10 @@ func (s Server) Logger(stdout io.Writer, name string) *slog.Logger {
 }
 
 // Serve serves mux, with the chassis around it, on HTTPAddr until ctx ends, then
-// shuts down gracefully. ready says whether the program can do its job.
-func (s Server) Serve(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, mux *http.ServeMux, openapi []byte, ready func(context.Context) error) error {
-	return s.serve(ctx, log, reg, mux, openapi, serving{ready: ready})
+// shuts down gracefully. ready says whether the program can do its job; detail,
+// if not nil, adds what is worth watching to /readyz.
+func (s Server) Serve(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, mux *http.ServeMux, openapi []byte, ready func(context.Context) error, detail func(context.Context) httpserver.Detail) error {
+	return s.serve(ctx, log, reg, mux, openapi, serving{ready: ready, detail: detail})
 }
 
 // serving is what a program adds to its HTTP server besides its routes.
@@ -220,6 +222,11 @@ func Start(ctx context.Context, name, addr string, cfg any, base *Base, getenv f
 	}
 	reg := metrics.NewRegistry()
 	metrics.RegisterDB(reg, db.DB, name)
+	if err := disc.RegisterMetrics(reg); err != nil {
+		db.Close()
+		disc.Close()
+		return nil, err
+	}
 	p := &Process{Name: name, Log: log, DB: db, Registry: reg, Keys: idempotency.New(db, log), Proxies: proxies, base: base, ctx: ctx, disc: disc}
 	p.Verifier = p.newVerifier()
 	return p, nil
@@ -276,8 +283,17 @@ func (p *Process) Serve(ctx context.Context, mux *http.ServeMux, openapi []byte)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { p.Keys.RunPurger(gctx, time.Hour); return nil })
 	g.Go(func() error { return p.followRevocations(gctx) })
+	sv.detail = func(ctx context.Context) httpserver.Detail {
+		d := httpserver.Detail{}
+		if p.events != nil {
+			maps.Copy(d, p.events.readyDetail(ctx))
+		}
+		if s := p.disc.Status(); s != nil {
+			d["discovery"] = s
+		}
+		return d
+	}
 	if p.events != nil {
-		sv.detail = p.events.readyDetail
 		g.Go(func() error { return p.events.run(gctx) })
 	}
 	g.Go(func() error {
