@@ -1,18 +1,25 @@
 // Package resilient builds the HTTP client a Folio service uses to call a peer: a
-// deadline on every attempt, retries with jittered backoff for idempotent requests
-// only, a circuit breaker that fails fast while the peer is down, and a cap on
-// concurrent calls. The policies come from failsafe-go.
+// deadline on every attempt, retries with jittered backoff (of idempotent requests
+// after any failure, of every request after a refused connection, since nothing was
+// sent), each retry on another instance of the peer when it has several, a circuit
+// breaker that fails fast while the peer is down, and a cap on concurrent calls.
+// The policies come from failsafe-go.
 package resilient
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/http"
+	"strconv"
+	"sync"
 	"time"
 
+	"github.com/failsafe-go/failsafe-go"
 	"github.com/failsafe-go/failsafe-go/bulkhead"
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
 	"github.com/failsafe-go/failsafe-go/failsafehttp"
+	"github.com/failsafe-go/failsafe-go/retrypolicy"
 	"github.com/failsafe-go/failsafe-go/timeout"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -21,7 +28,7 @@ import (
 type Config struct {
 	Peer            string        // the peer's name, for metrics
 	AttemptTimeout  time.Duration // deadline of one attempt
-	Retries         int           // extra attempts for GET and HEAD
+	Retries         int           // extra attempts: for GET, HEAD and OPTIONS, or any request refused
 	MaxConcurrent   uint          // calls in flight at once; more wait briefly, then fail
 	BreakerFailures uint          // consecutive failures that open the breaker
 	BreakerDelay    time.Duration // how long the breaker stays open before probing
@@ -41,8 +48,9 @@ func DefaultConfig(peer string) Config {
 var ErrUnavailable = errors.New("peer unavailable")
 
 // NewClient returns an http.Client that applies the policies. Responses with status
-// 5xx count as failures for the breaker and are retried (for GET and HEAD), but are
-// still returned to the caller once retries are spent.
+// 5xx count as failures for the breaker and are retried (for GET, HEAD and OPTIONS),
+// but are still returned to the caller once retries are spent. A request of another
+// method is retried only when its connection could not be opened: it was not sent.
 func NewClient(cfg Config, reg prometheus.Registerer) *http.Client {
 	state := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "peer_circuit_breaker_open", Help: "1 while the circuit breaker to the peer is open or half-open, else 0.",
@@ -52,7 +60,14 @@ func NewClient(cfg Config, reg prometheus.Registerer) *http.Client {
 		Name: "peer_circuit_breaker_transitions_total", Help: "Circuit breaker state changes, by new state.",
 		ConstLabels: prometheus.Labels{"peer": cfg.Peer},
 	}, []string{"state"})
-	reg.MustRegister(state, transitions)
+	retries := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "peer_retries_total", Help: "Calls sent again, by the reason of the failed attempt: connect_error (nothing was sent; any method), timeout, error, 4xx (429) or 5xx (GET, HEAD and OPTIONS only).",
+		ConstLabels: prometheus.Labels{"peer": cfg.Peer},
+	}, []string{"reason"})
+	reg.MustRegister(state, transitions, retries)
+	countRetry := func(e failsafe.ExecutionEvent[*http.Response]) {
+		retries.WithLabelValues(failureReason(e.LastResult(), e.LastError())).Inc()
+	}
 
 	failed := func(resp *http.Response, err error) bool {
 		return err != nil || resp.StatusCode >= 500
@@ -80,6 +95,16 @@ func NewClient(cfg Config, reg prometheus.Registerer) *http.Client {
 		WithBackoff(25*time.Millisecond, 250*time.Millisecond).
 		WithJitterFactor(0.5).
 		ReturnLastFailure().
+		OnRetry(countRetry).
+		Build()
+	// Other methods: only when the connection was refused (nothing was sent), and
+	// with no delay, since the next attempt goes to another instance.
+	retryRefused := retrypolicy.NewBuilder[*http.Response]().
+		HandleIf(func(_ *http.Response, err error) bool { return isConnectError(err) }).
+		AbortOnErrors(circuitbreaker.ErrOpen, bulkhead.ErrFull, context.Canceled).
+		WithMaxRetries(cfg.Retries).
+		ReturnLastFailure().
+		OnRetry(countRetry).
 		Build()
 
 	transport := &http.Transport{
@@ -91,24 +116,93 @@ func NewClient(cfg Config, reg prometheus.Registerer) *http.Client {
 	}
 	var base http.RoundTripper = transport
 	if cfg.Route != nil {
-		base = cfg.Route(transport)
+		guard := &otherInstance{base: transport}
+		base = cfg.Route(guard)
+		guard.route = base
 	}
-	once := failsafehttp.NewRoundTripper(base, breaker, limit, attempt)
+	// failsafehttp keeps the request's body and gives each attempt a fresh reader of
+	// it, so a refused POST is sent again whole.
+	refused := failsafehttp.NewRoundTripper(base, retryRefused, breaker, limit, attempt)
 	retried := failsafehttp.NewRoundTripper(base, retry, breaker, limit, attempt)
-	return &http.Client{Transport: roundTripper{once: once, retried: retried}}
+	return &http.Client{Transport: roundTripper{refused: refused, retried: retried}}
 }
 
-// roundTripper retries only the methods that are safe to repeat.
-type roundTripper struct{ once, retried http.RoundTripper }
+// roundTripper retries every failure of the methods that are safe to repeat, and
+// only refused connections of the others.
+type roundTripper struct{ refused, retried http.RoundTripper }
 
 func (t roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
-	rt := t.once
-	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+	rt := t.refused
+	if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions {
 		rt = t.retried
 	}
+	r = r.WithContext(context.WithValue(r.Context(), attemptsKey{}, &attempts{}))
 	resp, err := rt.RoundTrip(r)
 	if err != nil {
 		return nil, errors.Join(ErrUnavailable, err)
 	}
 	return resp, nil
+}
+
+// attempts are the instances one call's attempts went to.
+type attempts struct {
+	mu      sync.Mutex
+	hosts   []string
+	repicks int
+}
+
+type attemptsKey struct{}
+
+// maxRepicks bounds how often otherInstance asks the route for another instance for
+// one attempt: a peer with one instance has no other to give.
+const maxRepicks = 4
+
+// otherInstance sits between the route, which picks each attempt's instance, and
+// the connection pool. When the route picks an instance that an earlier attempt of
+// the same call went to (its rotation is shared by every call, so a retry may come
+// round to the instance that just failed), it asks the route again, a few times at
+// most, before sending the attempt there after all.
+type otherInstance struct {
+	route http.RoundTripper // the route over this
+	base  http.RoundTripper
+}
+
+func (o *otherInstance) RoundTrip(r *http.Request) (*http.Response, error) {
+	a, _ := r.Context().Value(attemptsKey{}).(*attempts)
+	if a == nil {
+		return o.base.RoundTrip(r)
+	}
+	a.mu.Lock()
+	for _, h := range a.hosts {
+		if h == r.URL.Host && a.repicks < maxRepicks {
+			a.repicks++
+			a.mu.Unlock()
+			return o.route.RoundTrip(r)
+		}
+	}
+	a.hosts = append(a.hosts, r.URL.Host)
+	a.repicks = 0
+	a.mu.Unlock()
+	return o.base.RoundTrip(r)
+}
+
+// isConnectError reports whether err is a failure to open a connection, which means
+// the request was not sent. (discovery.ErrNoInstance is one too.)
+func isConnectError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// failureReason names a failed attempt for the retries metric.
+func failureReason(resp *http.Response, err error) string {
+	switch {
+	case err == nil && resp != nil:
+		return strconv.Itoa(resp.StatusCode/100) + "xx"
+	case isConnectError(err):
+		return "connect_error"
+	case errors.Is(err, timeout.ErrExceeded) || errors.Is(err, context.DeadlineExceeded):
+		return "timeout"
+	default:
+		return "error"
+	}
 }
