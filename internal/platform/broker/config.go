@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +32,106 @@ type Config struct {
 	Stream string `env:"FOLIO_EVENTS_STREAM" envDefault:"FOLIO_EVENTS"`
 	// Prefix is the first subject token: events are <prefix>.book.created etc.
 	Prefix string `env:"FOLIO_EVENTS_PREFIX" envDefault:"folio"`
+	// MaxAge and MaxBytes bound the JetStream stream (the oldest events are
+	// discarded first). Unset, a stream Folio creates gets DefaultMaxAge and
+	// DefaultMaxBytes, and an existing stream keeps its own limits; set, they are
+	// applied to an existing stream too. 0 is no limit. See decision 19.
+	MaxAge   StreamAge   `env:"FOLIO_EVENTS_MAX_AGE"`
+	MaxBytes StreamBytes `env:"FOLIO_EVENTS_MAX_BYTES"`
+}
+
+// The event stream's limits when Folio creates it and none are configured: a week
+// lets a consumer that was down over a long weekend catch up; a gibibyte is
+// about 1.5 million events of Folio's size, and keeps a small disk from filling.
+const (
+	DefaultMaxAge   = 7 * 24 * time.Hour
+	DefaultMaxBytes = 1 << 30
+)
+
+// minMaxAge is the shortest age limit accepted: JetStream's de-duplication window
+// (natsDuplicateWindow) may not be longer than the stream's age limit.
+const minMaxAge = natsDuplicateWindow
+
+// StreamAge is a configured age limit, or none (Set false).
+type StreamAge struct {
+	Value time.Duration
+	Set   bool
+}
+
+// UnmarshalText reads a Go duration ("168h", "30m"); "0" is no limit.
+func (a *StreamAge) UnmarshalText(b []byte) error {
+	d, err := time.ParseDuration(strings.TrimSpace(string(b)))
+	if err != nil {
+		return err
+	}
+	*a = StreamAge{Value: d, Set: true}
+	return nil
+}
+
+func (a StreamAge) String() string {
+	if !a.Set {
+		return ""
+	}
+	return a.Value.String()
+}
+
+// StreamBytes is a configured size limit, or none (Set false).
+type StreamBytes struct {
+	Value int64
+	Set   bool
+}
+
+// byteUnits are the suffixes StreamBytes reads, longest first.
+var byteUnits = []struct {
+	suffix string
+	size   int64
+}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"B", 1}}
+
+// UnmarshalText reads a number of bytes, with an optional unit (KiB, MiB, GiB,
+// TiB): "1GiB", "512MiB", "1073741824". "0" is no limit.
+func (s *StreamBytes) UnmarshalText(b []byte) error {
+	text := strings.TrimSpace(string(b))
+	num, size := text, int64(1)
+	for _, u := range byteUnits {
+		if strings.HasSuffix(text, u.suffix) {
+			num, size = strings.TrimSpace(strings.TrimSuffix(text, u.suffix)), u.size
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n < 0 || n > math.MaxInt64/size {
+		return fmt.Errorf("%q is not a size in bytes (for example 1GiB, 512MiB, 1073741824)", text)
+	}
+	*s = StreamBytes{Value: n * size, Set: true}
+	return nil
+}
+
+func (s StreamBytes) String() string {
+	if !s.Set {
+		return ""
+	}
+	for _, u := range byteUnits {
+		if s.Value != 0 && s.Value%u.size == 0 {
+			return strconv.FormatInt(s.Value/u.size, 10) + u.suffix
+		}
+	}
+	return "0"
+}
+
+// streamLimits are the age and size limits a stream Folio creates gets (0 and -1:
+// none, as JetStream says).
+func (c Config) streamLimits() (maxAge time.Duration, maxBytes int64) {
+	maxAge, maxBytes = DefaultMaxAge, DefaultMaxBytes
+	if c.MaxAge.Set {
+		maxAge = c.MaxAge.Value
+	}
+	if c.MaxBytes.Set {
+		maxBytes = c.MaxBytes.Value
+	}
+	if maxBytes == 0 {
+		maxBytes = -1
+	}
+	return maxAge, maxBytes
 }
 
 // Broker is one connection to the configured broker. It is both the Publisher and
@@ -78,6 +180,12 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regi
 	if !token.MatchString(cfg.Stream) || !token.MatchString(cfg.Prefix) {
 		return nil, fmt.Errorf("broker: stream %q and prefix %q must be non-empty and contain only letters, digits, '-' or '_'", cfg.Stream, cfg.Prefix)
 	}
+	if cfg.MaxAge.Set && (cfg.MaxAge.Value < 0 || cfg.MaxAge.Value > 0 && cfg.MaxAge.Value < minMaxAge) {
+		return nil, fmt.Errorf("broker: FOLIO_EVENTS_MAX_AGE %s: want 0 (no limit) or at least %s, the de-duplication window", cfg.MaxAge.Value, minMaxAge)
+	}
+	if cfg.MaxBytes.Set && cfg.MaxBytes.Value < 0 {
+		return nil, fmt.Errorf("broker: FOLIO_EVENTS_MAX_BYTES %d: want 0 (no limit) or more", cfg.MaxBytes.Value)
+	}
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err
@@ -87,6 +195,11 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regi
 	case "nats":
 		b.t, err = openNATS(ctx, cfg, b.log)
 	case "rabbitmq":
+		if cfg.MaxAge.Set || cfg.MaxBytes.Set {
+			// Queues are emptied as their consumers acknowledge; a limit on
+			// them would drop a slow consumer's events for good (decision 19).
+			b.log.Warn("FOLIO_EVENTS_MAX_AGE and FOLIO_EVENTS_MAX_BYTES bound a JetStream stream; RabbitMQ's queues are not limited")
+		}
 		b.t, err = openRabbitMQ(ctx, cfg, b.log)
 	default:
 		return nil, fmt.Errorf("broker: unknown kind %q (want nats or rabbitmq)", cfg.Kind)

@@ -62,6 +62,9 @@ type natsTransport struct {
 	// atomic says the stream takes atomic batch publishes (NATS 2.12 and later,
 	// with allow_atomic on the stream).
 	atomic bool
+	// warnedUnbounded says the warning about a stream without limits was
+	// given, so that reconnects do not repeat it.
+	warnedUnbounded bool
 }
 
 func openNATS(ctx context.Context, cfg Config, log *slog.Logger) (*natsTransport, error) {
@@ -113,13 +116,16 @@ func openNATS(ctx context.Context, cfg Config, log *slog.Logger) (*natsTransport
 }
 
 // ensureStream creates the stream unless it exists, and learns whether it takes
-// atomic batches.
+// atomic batches. A stream it creates gets the configured limits (or the
+// defaults); an existing one keeps its own, unless a limit was configured
+// explicitly and differs (see applyLimits).
 func (t *natsTransport) ensureStream(ctx context.Context) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.streamReady {
 		return nil
 	}
+	maxAge, maxBytes := t.cfg.streamLimits()
 	// A server older than 2.12 ignores allow_atomic: the stream it creates, or
 	// already has, says false, and batches take the pipelined path.
 	st, err := t.js.CreateStream(ctx, jetstream.StreamConfig{
@@ -128,12 +134,17 @@ func (t *natsTransport) ensureStream(ctx context.Context) error {
 		Subjects:           []string{t.cfg.Prefix + ".>"},
 		Storage:            jetstream.FileStorage,
 		Duplicates:         natsDuplicateWindow,
+		MaxAge:             maxAge,
+		MaxBytes:           maxBytes,
+		Discard:            jetstream.DiscardOld,
 		AllowAtomicPublish: true,
 	})
 	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-		// It exists with other settings, limits an operator added say: not ours
+		// It exists with other settings, limits an operator chose say: not ours
 		// to undo. (With the same settings, CreateStream succeeds.)
-		st, err = t.js.Stream(ctx, t.cfg.Stream)
+		if st, err = t.js.Stream(ctx, t.cfg.Stream); err == nil {
+			st = t.applyLimits(ctx, st)
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("stream %s: %w", t.cfg.Stream, err)
@@ -141,6 +152,57 @@ func (t *natsTransport) ensureStream(ctx context.Context) error {
 	t.atomic = st.CachedInfo().Config.AllowAtomicPublish
 	t.streamReady = true
 	return nil
+}
+
+// applyLimits sets on an existing stream the limits configured explicitly
+// (FOLIO_EVENTS_MAX_AGE, FOLIO_EVENTS_MAX_BYTES) that it does not have, and
+// returns the stream as it now is. Limits not configured are the operator's, or
+// an earlier version's, and are kept; a stream with no limit at all is worth a
+// warning, since it grows for ever. Lowering a limit discards events at once,
+// so it is logged as a warning too. A credential that may not update the stream
+// (decision 13) leaves it as it is, with a warning: publishing goes on.
+func (t *natsTransport) applyLimits(ctx context.Context, st jetstream.Stream) jetstream.Stream {
+	cfg := st.CachedInfo().Config
+	want := cfg
+	if t.cfg.MaxAge.Set {
+		want.MaxAge = t.cfg.MaxAge.Value
+	}
+	if t.cfg.MaxBytes.Set {
+		want.MaxBytes = t.cfg.MaxBytes.Value
+		if want.MaxBytes == 0 {
+			want.MaxBytes = -1
+		}
+	}
+	if want.MaxAge == cfg.MaxAge && want.MaxBytes == cfg.MaxBytes {
+		if cfg.MaxAge == 0 && cfg.MaxBytes <= 0 && cfg.MaxMsgs <= 0 && !t.warnedUnbounded {
+			t.warnedUnbounded = true
+			t.log.Warn("the event stream has no age, size or count limit and grows for ever; set FOLIO_EVENTS_MAX_AGE and FOLIO_EVENTS_MAX_BYTES to bound it",
+				"stream", cfg.Name)
+		}
+		return st
+	}
+	if want.MaxAge > 0 && want.Duplicates > want.MaxAge {
+		want.Duplicates = want.MaxAge // the server refuses a window longer than the age limit
+	}
+	level := slog.LevelInfo
+	if lowers(cfg.MaxAge, want.MaxAge) || lowers(cfg.MaxBytes, want.MaxBytes) {
+		level = slog.LevelWarn // events beyond the new limits are discarded now
+	}
+	updated, err := t.js.UpdateStream(ctx, want)
+	if err != nil {
+		t.log.Warn("cannot apply the configured limits to the event stream; it keeps its own", "stream", cfg.Name,
+			"max_age", cfg.MaxAge, "max_bytes", cfg.MaxBytes, "want_max_age", want.MaxAge, "want_max_bytes", want.MaxBytes, "err", err)
+		return st
+	}
+	t.log.Log(ctx, level, "event stream limits changed as configured", "stream", cfg.Name,
+		"max_age", cfg.MaxAge, "max_bytes", cfg.MaxBytes, "new_max_age", want.MaxAge, "new_max_bytes", want.MaxBytes)
+	return updated
+}
+
+// lowers reports whether limit to is stricter than limit from, where 0 and
+// negative values mean no limit.
+func lowers[N time.Duration | int64](from, to N) bool {
+	return to > 0 && (from <= 0 || to < from)
 }
 
 func (t *natsTransport) forgetStream() {
