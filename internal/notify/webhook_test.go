@@ -4,10 +4,12 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/base64"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -355,5 +357,59 @@ func TestWebhookRedirectIsNotFollowed(t *testing.T) {
 	}
 	if n := len(target.got()); n != 0 {
 		t.Errorf("the redirect was followed: the target got %d requests", n)
+	}
+}
+
+// TestDeliveredOnceWhenTheDatabaseIsSlowToRecordIt replays what a loaded machine
+// did: the subscriber took the webhook, but recording that took longer than one
+// write's timeout (another connection held SQLite's write lock). The outcome must
+// still be recorded before the lease ends, so the webhook is not sent again.
+func TestDeliveredOnceWhenTheDatabaseIsSlowToRecordIt(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "notify.db")
+	db := sqldbtest.Open(t, "sqlite:"+path, notify.Migrations)
+	if err := inbox.Migrate(context.Background(), db); err != nil {
+		t.Fatal(err)
+	}
+	// Another writer on the same file, as a long transaction of the consumer
+	// would be.
+	other, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = other.Close() })
+	other.SetMaxOpenConns(1)
+	var locked sync.Once
+	release := make(chan struct{})
+	rc := newReceiver(t, func(int, *http.Request) int {
+		locked.Do(func() {
+			if _, err := other.Exec(`BEGIN IMMEDIATE`); err != nil {
+				t.Errorf("take the write lock: %v", err)
+				return
+			}
+			// Held for longer than one attempt to record is given (5 s).
+			time.AfterFunc(7*time.Second, func() {
+				defer close(release)
+				if _, err := other.Exec(`ROLLBACK`); err != nil {
+					t.Errorf("release the write lock: %v", err)
+				}
+			})
+		})
+		return http.StatusNoContent
+	})
+	cfg := fast()
+	cfg.AttemptTimeout, cfg.Lease = 2*time.Second, 30*time.Second
+	s := newServerConfig(t, db, cfg)
+	sub := s.subscribe(t, rc.srv.URL, secret, "book.created")
+	if err := s.svc.HandleEvent(context.Background(), event(t, rest.NewID(), "book.created")); err != nil {
+		t.Fatal(err)
+	}
+	runWorker(t, s.svc)
+	polltest.Until(t, "the delivery is recorded", polltest.Holds(func() bool { return s.deliveries(t, sub.ID)[0].Status == notify.StatusDelivered }))
+	<-release
+	if n := len(rc.got()); n != 1 {
+		t.Errorf("the subscriber got the webhook %d times, want once", n)
+	}
+	if d := s.deliveries(t, sub.ID)[0]; d.Attempts != 1 {
+		t.Errorf("delivery %+v, want delivered at the first attempt", d)
 	}
 }

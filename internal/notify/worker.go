@@ -17,6 +17,9 @@ import (
 	"time"
 
 	"folio/internal/platform/egress"
+
+	"github.com/failsafe-go/failsafe-go"
+	"github.com/failsafe-go/failsafe-go/retrypolicy"
 )
 
 // Webhook request headers: the Standard Webhooks ones (webhook-id is the event id),
@@ -72,12 +75,13 @@ func (s *Service) Run(ctx context.Context) error {
 		if free > 0 {
 			claims = s.claim(ctx, free)
 		}
+		leaseEnd := time.Now().Add(s.cfg.Lease)
 		for _, c := range claims {
 			slots <- struct{}{}
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				s.deliver(ctx, c)
+				s.deliver(ctx, c, leaseEnd)
 				<-slots
 				select {
 				case freed <- struct{}{}:
@@ -111,14 +115,17 @@ func (s *Service) claim(ctx context.Context, n int) []claim {
 	return claims
 }
 
-// deliver makes one attempt to send c and records its outcome.
-func (s *Service) deliver(ctx context.Context, c claim) {
+// deliver makes one attempt to send c, leased to this instance until leaseEnd,
+// and records its outcome.
+func (s *Service) deliver(ctx context.Context, c claim, leaseEnd time.Time) {
 	started, timer := s.cfg.Now(), time.Now()
 	err := s.send(ctx, c)
 	s.stats.duration.Observe(time.Since(timer).Seconds())
 	// Record the outcome even while shutting down: a delivered event must not be
-	// sent again because the process was stopping.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	// sent again because the process was stopping. Nor because the database was
+	// slow to take the write (a busy disk): the record is tried again until
+	// shortly before the lease ends, when another worker may claim the delivery.
+	rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), leaseEnd.Add(-s.cfg.Lease/10))
 	defer cancel()
 	if err != nil && ctx.Err() != nil {
 		// Shutting down: the attempt was cut short by us, not failed by the
@@ -129,7 +136,19 @@ func (s *Service) deliver(ctx context.Context, c claim) {
 		return
 	}
 	o := s.outcome(c, started, err)
-	if err := s.store.Finish(rctx, c, o); err != nil {
+	record := retrypolicy.NewBuilder[any]().
+		WithMaxRetries(-1).
+		WithBackoff(50*time.Millisecond, 2*time.Second).
+		ReturnLastFailure().
+		OnRetry(func(e failsafe.ExecutionEvent[any]) {
+			s.log.Warn("record delivery: trying again", "delivery", c.id, "error", e.LastError())
+		}).
+		Build()
+	if err := failsafe.With(record).WithContext(rctx).Run(func() error {
+		actx, cancel := context.WithTimeout(rctx, 5*time.Second)
+		defer cancel()
+		return s.store.Finish(actx, c, o)
+	}); err != nil {
 		s.log.Error("record delivery", "delivery", c.id, "event_id", c.eventID, "error", err)
 		return
 	}
