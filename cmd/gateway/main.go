@@ -53,6 +53,10 @@ type settings struct {
 	UpstreamTimeout time.Duration `env:"FOLIO_UPSTREAM_TIMEOUT" envDefault:"10s"`
 	// RouteTimeouts are per-route overrides: "/authors/books=3s,/auth/token=5s".
 	RouteTimeouts map[string]time.Duration `env:"FOLIO_ROUTE_TIMEOUTS" envKeyValSeparator:"="`
+	// TryTimeout bounds one attempt at a GET, HEAD or OPTIONS while another instance
+	// is left to retry it on; TryTimeouts overrides it per service: "author=3s".
+	TryTimeout  time.Duration            `env:"FOLIO_UPSTREAM_TRY_TIMEOUT" envDefault:"1s"`
+	TryTimeouts map[string]time.Duration `env:"FOLIO_UPSTREAM_TRY_TIMEOUTS" envKeyValSeparator:"="`
 }
 
 // gatewayConfig turns the environment's view into the gateway's, trimming the lists.
@@ -74,6 +78,8 @@ func (c settings) gatewayConfig() (gateway.Config, error) {
 		RedisURL:        c.RedisURL,
 		UpstreamTimeout: c.UpstreamTimeout,
 		RouteTimeouts:   c.RouteTimeouts,
+		TryTimeout:      c.TryTimeout,
+		TryTimeouts:     c.TryTimeouts,
 	}
 	proxies, err := c.Proxies()
 	if err != nil {
@@ -85,6 +91,9 @@ func (c settings) gatewayConfig() (gateway.Config, error) {
 	}
 	if c.UpstreamTimeout <= 0 {
 		return gc, fmt.Errorf("FOLIO_UPSTREAM_TIMEOUT must be positive, not %s", c.UpstreamTimeout)
+	}
+	if c.TryTimeout <= 0 {
+		return gc, fmt.Errorf("FOLIO_UPSTREAM_TRY_TIMEOUT must be positive, not %s", c.TryTimeout)
 	}
 	return gc, gc.Validate()
 }
