@@ -23,7 +23,7 @@ func runBare(ctx context.Context, _ []string, getenv func(string) string, stdout
 		return err
 	}
 	return cfg.Serve(ctx, cfg.Logger(stdout, "bare"), metrics.NewRegistry(), http.NewServeMux(), []byte(`{}`),
-		func(context.Context) error { return nil })
+		func(context.Context) error { return nil }, nil)
 }
 
 // TestStartReadsTheAddrFile: a program asked for port 0 writes the ports it really
