@@ -108,8 +108,12 @@ func (p *pool) pick(not *instance) *instance {
 // error) and ejects it once its failures in a row reach ejectAfter.
 func (p *pool) failed(in *instance, reason string) {
 	if in.fails.Add(1) >= p.ejectAfter {
-		in.ejectedUntil.Store(p.now().Add(p.ejectFor).UnixNano())
-		p.metrics.ejections.WithLabelValues(p.service, reason).Inc()
+		now := p.now()
+		// Requests that were in flight on it when it was ejected fail too: they extend
+		// the ejection, but are not counted as ejections of their own.
+		if in.ejectedUntil.Swap(now.Add(p.ejectFor).UnixNano()) <= now.UnixNano() {
+			p.metrics.ejections.WithLabelValues(p.service, reason).Inc()
+		}
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"folio/internal/platform/authn"
 	"folio/internal/platform/authn/authntest"
@@ -453,7 +454,8 @@ func TestPoolEjection(t *testing.T) {
 	now := time.Unix(1000, 0)
 	cfg := Config{EjectAfter: 3, EjectFor: 10 * time.Second, Now: func() time.Time { return now }}
 	urls := mustURLs(t, "http://a", "http://b", "http://c")
-	p := newPool(ServiceBook, urls, cfg, newInstruments(prometheusRegistry()))
+	m := newInstruments(prometheusRegistry())
+	p := newPool(ServiceBook, urls, cfg, m)
 	dead := (*p.instances.Load())[1]
 	picked := func(n int) map[*instance]int {
 		got := map[*instance]int{}
@@ -468,6 +470,11 @@ func TestPoolEjection(t *testing.T) {
 		t.Fatal("an instance was ejected before 3 consecutive failures")
 	}
 	p.failed(dead, "connect_error")
+	p.failed(dead, "timeout") // a request that was in flight on it
+	if n := testutil.ToFloat64(m.ejections.WithLabelValues(ServiceBook, "connect_error")) +
+		testutil.ToFloat64(m.ejections.WithLabelValues(ServiceBook, "timeout")); n != 1 {
+		t.Fatalf("%v ejections counted, want 1: a failure while ejected is not another ejection", n)
+	}
 	if n := picked(30)[dead]; n != 0 {
 		t.Fatalf("ejected instance picked %d times, want 0", n)
 	}
