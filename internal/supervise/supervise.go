@@ -252,8 +252,10 @@ func (p *Process) Done() <-chan struct{} { return p.done }
 
 // Stop ends supervision: it sends the running child SIGTERM, waits up to
 // Config.StopTimeout for it to exit, then sends SIGKILL. It returns once the child
-// has exited. Calling it again, or concurrently, is safe.
+// has exited and what it and the supervisor wrote about it has been printed.
+// Calling it again, or concurrently, is safe.
 func (p *Process) Stop() {
+	defer p.s.out.Flush()
 	p.mu.Lock()
 	select {
 	case <-p.stop:
