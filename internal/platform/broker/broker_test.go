@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"folio/internal/platform/fault"
 	"folio/internal/platform/polltest"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -1013,4 +1014,32 @@ func rabbitCleanup(t *testing.T, e *env) {
 	if err != nil {
 		t.Errorf("cleanup: %v", err)
 	}
+}
+
+// TestStorageUnavailableIsNeverDeadLettered: a consumer whose database is full
+// fails every attempt for a while; its event waits instead of being dead-lettered
+// after MaxAttempts, and is applied once the database takes writes again.
+func TestStorageUnavailableIsNeverDeadLettered(t *testing.T) {
+	forEach(t, func(t *testing.T, e *env) {
+		b := e.open(t)
+		const failures = 5 // more than MaxAttempts
+		f := newFlaky(failures)
+		full := func(ctx context.Context, m Message) error {
+			if err := f.handle(ctx, m); err != nil {
+				return fmt.Errorf("apply: %w", fault.Wrap(fault.StorageUnavailable, err, "the database is full"))
+			}
+			return nil
+		}
+		s := Subscription{Name: "full", Subjects: []string{e.subject("book.>")}, MaxAttempts: 2, Backoff: 20 * time.Millisecond}
+		e.consume(t, b, s, full)
+		publish(t, b, Message{Subject: e.subject("book.created"), ID: "f1"})
+
+		receive(t, f.done, "the event, once the database takes writes")
+		if got := f.seen("f1"); len(got) != failures+1 {
+			t.Errorf("attempts %v, want %d", got, failures+1)
+		}
+		if n := e.a.deadLetters(t, e, "full"); n != 0 {
+			t.Errorf("%d dead letters, want none", n)
+		}
+	})
 }

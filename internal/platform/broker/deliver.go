@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"folio/internal/platform/fault"
 )
 
 // Headers added to dead-lettered messages.
@@ -53,6 +55,13 @@ func (b *Broker) deliver(ctx context.Context, s Subscription, h Handler, m Messa
 	case err == nil:
 	case ctx.Err() != nil:
 		v = verdict{outcome: outcomeRequeue}
+	case fault.KindOf(err) == fault.StorageUnavailable:
+		// The consumer's own database cannot take writes (a full disk): nothing is
+		// wrong with the message, so it is retried, with the backoff capped, for
+		// as long as that lasts, and never dead-lettered, which would lose it
+		// from the projection.
+		b.log.Warn("storage unavailable, will retry", "subscription", s.Name, "subject", m.Subject, "id", m.ID, "attempt", attempt, "err", err)
+		v = verdict{outcome: outcomeRetry, delay: backoff(s, attempt)}
 	case attempt >= s.MaxAttempts:
 		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deadLetterTimeout)
 		defer cancel()
