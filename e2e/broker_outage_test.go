@@ -30,7 +30,7 @@ func TestBrokerOutageKeepsFolioServing(t *testing.T) {
 	discoveryEnv := func(id string) []string {
 		return []string{"FOLIO_DISCOVERY=nats", "FOLIO_DISCOVERY_BUCKET=" + bucket, "FOLIO_DISCOVERY_TTL=3s", "FOLIO_INSTANCE_ID=" + id}
 	}
-	env := append(ownNATSEnv(t, srv), discoveryEnv("outage-1")...)
+	env := append(ownNATSEnv(t, srv), append(discoveryEnv("outage-1"), "FOLIO_BROKER_STALE_AFTER=5s")...)
 	s := startScenario(t, env, false)
 	// The gateway reaches the services only through the registry.
 	gw := startExtra(t, "gateway", anyAddr, append(append([]string{}, env...), discoveryEnv("gateway-1")...)...)
@@ -127,8 +127,28 @@ func TestBrokerOutageKeepsFolioServing(t *testing.T) {
 
 	// Killed, then started again on the same port and store.
 	phase.Store("broker killed 25 s")
+	began = time.Now()
 	srv.kill()
-	time.Sleep(25 * time.Second)
+	// The book service, still ready, says its broker is not taking events.
+	polltest.Until(t, "the book service's /readyz says the broker is not taking events", func() error {
+		status, body, err := send("GET", s.book.URL()+"/readyz", nil)
+		if err != nil {
+			return err
+		}
+		var r struct {
+			Detail struct {
+				Broker map[string]any `json:"broker"`
+			} `json:"detail"`
+		}
+		if status != http.StatusOK || json.Unmarshal(body, &r) != nil {
+			return fmt.Errorf("book /readyz answered %d: %s", status, body)
+		}
+		if r.Detail.Broker["status"] != "not taking events" {
+			return fmt.Errorf("book /readyz detail: %s", body)
+		}
+		return nil
+	})
+	time.Sleep(25*time.Second - time.Since(began)) // the outage's length
 	srv.start()
 	phase.Store("after the broker came back")
 	polltest.Until(t, "the gateway's registry is healthy again", func() error {

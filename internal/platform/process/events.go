@@ -105,14 +105,23 @@ func (e *Events) run(ctx context.Context) error {
 	return g.Wait()
 }
 
-// readyDetail reports the outbox lag in /readyz: worth watching, but no reason to
-// take the service out of rotation, since its writes do not need the broker.
+// readyDetail reports the outbox lag in /readyz, and says the broker is not
+// taking events once the oldest one has waited longer than FOLIO_BROKER_STALE_AFTER:
+// worth an operator's attention, but no reason to take the service out of
+// rotation, since its writes do not need the broker.
 func (e *Events) readyDetail(ctx context.Context) httpserver.Detail {
 	pending, oldest, err := e.Relay.Lag(ctx)
 	if err != nil {
 		return httpserver.Detail{"outbox": map[string]any{"error": err.Error()}}
 	}
-	return httpserver.Detail{"outbox": map[string]any{"pending": pending, "oldest_age_seconds": oldest.Seconds()}}
+	broker := map[string]any{"status": "taking events"}
+	if pending > 0 && oldest > e.p.base.BrokerStaleAfter {
+		broker = map[string]any{"status": "not taking events", "for_seconds": oldest.Seconds()}
+	}
+	return httpserver.Detail{
+		"outbox": map[string]any{"pending": pending, "oldest_age_seconds": oldest.Seconds()},
+		"broker": broker,
+	}
 }
 
 // followRevocations feeds p.Verifier the auth service's account revocations until

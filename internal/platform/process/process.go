@@ -153,6 +153,10 @@ type Base struct {
 	DataDir     string `env:"FOLIO_DATA_DIR" envDefault:"data"`
 	Discovery   discovery.Config
 	Broker      broker.Config
+	// BrokerStaleAfter is how long the oldest unpublished event may wait before
+	// /readyz says the broker is not taking events (the service stays ready: its
+	// writes do not need the broker).
+	BrokerStaleAfter time.Duration `env:"FOLIO_BROKER_STALE_AFTER" envDefault:"30s"`
 	// Authn says how the service verifies its callers' tokens. Without
 	// FOLIO_JWKS_URL the keys come from the auth service at AuthURL (or, in nats
 	// discovery, its registered instances, which only it may register).
