@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"folio/internal/platform/clientip"
+	"folio/internal/platform/idempotency"
 	"folio/internal/platform/problem"
 	"folio/internal/platform/rest"
 )
@@ -98,14 +99,20 @@ func handleUserRegister(svc *Service, log *slog.Logger) http.HandlerFunc {
 			writeError(w, r, log, err)
 			return
 		}
-		u, err := svc.Register(r.Context(), in)
+		u, err := svc.Register(idempotency.WithAnswer(r.Context(), answerRegistered), in)
 		if err != nil {
 			writeError(w, r, log, err)
 			return
 		}
-		w.Header().Set("Location", "/auth/users/"+u.ID)
-		writeUser(w, http.StatusCreated, u)
+		answerRegistered(w, u)
 	}
+}
+
+// answerRegistered is the answer to POST /auth/register, which an Idempotency-Key
+// stores in the transaction that creates the account.
+func answerRegistered(w http.ResponseWriter, u User) {
+	w.Header().Set("Location", "/auth/users/"+u.ID)
+	writeUser(w, http.StatusCreated, u)
 }
 
 // handleTokenCreate serves POST /auth/token.

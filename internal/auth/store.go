@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"folio/internal/platform/fault"
+	"folio/internal/platform/idempotency"
 	"folio/internal/platform/outbox"
 	"folio/internal/platform/secrets"
 	"folio/internal/platform/sqldb"
@@ -64,17 +65,21 @@ func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	return u, err
 }
 
-// CreateUser inserts u. Errors: Conflict when the email is taken.
+// CreateUser inserts u, and the answer to the request of ctx when it carries an
+// Idempotency-Key (idempotency.Save), in one transaction. Errors: Conflict when the
+// email is taken, or when the request's key was answered meanwhile.
 func (s *SQLStore) CreateUser(ctx context.Context, u User) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		u.ID, u.Email, u.PasswordHash, strings.Join(u.Roles, ","), u.Version, u.CreatedAt, u.UpdatedAt, u.RevokedBefore)
-	if sqldb.IsUniqueViolation(err) {
-		return fault.Wrap(fault.Conflict, err, "an account with this email exists")
-	}
-	if err != nil {
-		return fmt.Errorf("create user: %w", err)
-	}
-	return nil
+	return s.db.InTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			u.ID, u.Email, u.PasswordHash, strings.Join(u.Roles, ","), u.Version, u.CreatedAt, u.UpdatedAt, u.RevokedBefore)
+		if sqldb.IsUniqueViolation(err) {
+			return fault.Wrap(fault.Conflict, err, "an account with this email exists")
+		}
+		if err != nil {
+			return fmt.Errorf("create user: %w", err)
+		}
+		return idempotency.Save(ctx, tx, u)
+	})
 }
 
 // User returns the account with id. Errors: NotFound.

@@ -9,6 +9,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"folio/internal/platform/fault"
+	"folio/internal/platform/idempotency"
 	"folio/internal/platform/problem"
 	"folio/internal/platform/rest"
 )
@@ -44,14 +45,20 @@ func handleAuthorCreate(svc *Service, log *slog.Logger) http.HandlerFunc {
 			problem.WriteError(w, r, log, err)
 			return
 		}
-		a, err := svc.Create(r.Context(), in)
+		a, err := svc.Create(idempotency.WithAnswer(r.Context(), answerCreated), in)
 		if err != nil {
 			problem.WriteError(w, r, log, err)
 			return
 		}
-		w.Header().Set("Location", "/authors/"+a.ID)
-		writeAuthor(w, http.StatusCreated, a)
+		answerCreated(w, a)
 	}
+}
+
+// answerCreated is the answer to POST /authors, which an Idempotency-Key stores in
+// the create's transaction.
+func answerCreated(w http.ResponseWriter, a Author) {
+	w.Header().Set("Location", "/authors/"+a.ID)
+	writeAuthor(w, http.StatusCreated, a)
 }
 
 // handleAuthorGet serves GET /authors/{id}.

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"folio/internal/platform/fault"
+	"folio/internal/platform/idempotency"
 	"folio/internal/platform/outbox"
 	"folio/internal/platform/sqldb"
 )
@@ -128,7 +129,10 @@ func (s *SQLStore) Create(ctx context.Context, a Author) (Author, error) {
 		if a.BookCount, err = bookCount(ctx, tx, a.ID); err != nil {
 			return err
 		}
-		return addEvent(ctx, tx, EventAuthorCreated, a.ID, a)
+		if err := addEvent(ctx, tx, EventAuthorCreated, a.ID, a); err != nil {
+			return err
+		}
+		return idempotency.Save(ctx, tx, a)
 	})
 	if err != nil {
 		return Author{}, err

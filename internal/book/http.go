@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"folio/internal/platform/idempotency"
 	"folio/internal/platform/problem"
 	"folio/internal/platform/rest"
 )
@@ -40,14 +41,20 @@ func handleBookCreate(svc *Service, log *slog.Logger) http.HandlerFunc {
 			problem.WriteError(w, r, log, err)
 			return
 		}
-		b, err := svc.Create(r.Context(), in)
+		b, err := svc.Create(idempotency.WithAnswer(r.Context(), answerCreated), in)
 		if err != nil {
 			problem.WriteError(w, r, log, err)
 			return
 		}
-		w.Header().Set("Location", "/books/"+b.ID)
-		writeBook(w, http.StatusCreated, b)
+		answerCreated(w, b)
 	}
+}
+
+// answerCreated is the answer to POST /books, which an Idempotency-Key stores in the
+// create's transaction.
+func answerCreated(w http.ResponseWriter, b Book) {
+	w.Header().Set("Location", "/books/"+b.ID)
+	writeBook(w, http.StatusCreated, b)
 }
 
 // handleBookGet serves GET /books/{id}.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"folio/internal/platform/fault"
+	"folio/internal/platform/idempotency"
 	"folio/internal/platform/outbox"
 	"folio/internal/platform/sqldb"
 )
@@ -93,7 +94,9 @@ func scanBook(row interface{ Scan(...any) error }) (Book, error) {
 	return b, err
 }
 
-// Create inserts b. Errors: Conflict when its ISBN is taken.
+// Create inserts b, and the answer to the request of ctx when it carries an
+// Idempotency-Key (idempotency.Save), in one transaction. Errors: Conflict when its
+// ISBN is taken, or when the request's key was answered meanwhile.
 func (s *SQLStore) Create(ctx context.Context, b Book) error {
 	return s.write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO books (`+bookColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
@@ -101,7 +104,10 @@ func (s *SQLStore) Create(ctx context.Context, b Book) error {
 		if err != nil {
 			return writeError("create book", err)
 		}
-		return addEvent(ctx, tx, EventBookCreated, b.ID, b)
+		if err := addEvent(ctx, tx, EventBookCreated, b.ID, b); err != nil {
+			return err
+		}
+		return idempotency.Save(ctx, tx, b)
 	})
 }
 

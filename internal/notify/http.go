@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"net/http"
 
+	"folio/internal/platform/idempotency"
 	"folio/internal/platform/problem"
 	"folio/internal/platform/rest"
 )
@@ -33,15 +34,21 @@ func handleCreate(svc *Service, log *slog.Logger) http.HandlerFunc {
 			problem.WriteError(w, r, log, err)
 			return
 		}
-		sub, err := svc.Create(r.Context(), in)
+		sub, err := svc.Create(idempotency.WithAnswer(r.Context(), answerCreated), in)
 		if err != nil {
 			problem.WriteError(w, r, log, err)
 			return
 		}
-		w.Header().Set("Location", "/subscriptions/"+sub.ID)
-		w.Header().Set("ETag", rest.ETag(sub.Version))
-		_ = rest.WriteJSON(w, http.StatusCreated, sub)
+		answerCreated(w, sub)
 	}
+}
+
+// answerCreated is the answer to POST /subscriptions, which an Idempotency-Key
+// stores in the create's transaction. The secret is write-only: never in it.
+func answerCreated(w http.ResponseWriter, sub Subscription) {
+	w.Header().Set("Location", "/subscriptions/"+sub.ID)
+	w.Header().Set("ETag", rest.ETag(sub.Version))
+	_ = rest.WriteJSON(w, http.StatusCreated, sub)
 }
 
 // handleGet serves GET /subscriptions/{id}.

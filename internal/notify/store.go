@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	"folio/internal/platform/idempotency"
 	"folio/internal/platform/rest"
 	"folio/internal/platform/secrets"
 	"folio/internal/platform/sqldb"
@@ -62,7 +63,7 @@ func (s *Store) CreateSubscription(ctx context.Context, sub Subscription, max in
 				return fmt.Errorf("create subscription: %w", err)
 			}
 		}
-		return nil
+		return idempotency.Save(ctx, tx, sub)
 	})
 }
 

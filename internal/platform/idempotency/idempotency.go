@@ -1,6 +1,10 @@
 // Package idempotency makes creating POSTs safe to retry: a request that carries an
 // Idempotency-Key is answered once, and a repeat of it gets the first answer back.
 // The keys live in the service's own database, in a table this package migrates.
+//
+// The answer is stored by the create itself, in its own transaction (Save), so that
+// a resource and its stored answer commit together or not at all: a retry after a
+// crash finds either both (and gets the first answer) or neither (and creates).
 package idempotency
 
 import (
@@ -17,6 +21,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -55,9 +60,6 @@ type Keys struct {
 	log *slog.Logger
 	// TTL is how long a key is remembered (24 h).
 	TTL time.Duration
-	// Abandoned is how long a request may run before its key is taken to belong to a
-	// process that died mid-request, so that a retry is served instead of 409 forever.
-	Abandoned time.Duration
 	// Caller names the caller of a request, so that two clients' keys never meet.
 	// The default is the subject of the request's verified token (authn.Require
 	// puts it in the context), "" for an anonymous caller; never a header, which
@@ -68,11 +70,21 @@ type Keys struct {
 	// passwords, sets a slow salted hash instead, since the digest is stored for the TTL.
 	Fingerprint func(key string, request []byte) []byte
 	now         func() time.Time
+
+	// running holds the requests this process is serving, so that a repeat that
+	// arrives meanwhile gets 409 instead of doing the work a second time. It is
+	// memory only: it dies with the process, and a retry after a crash is never
+	// held up by a claim nobody will finish.
+	mu      sync.Mutex
+	running map[keyID]string // → request hash
 }
+
+// keyID names a key within its scope (method, path and caller).
+type keyID struct{ scope, key string }
 
 // New returns the key store kept in db, which Migrate has prepared.
 func New(db *sqldb.DB, log *slog.Logger) *Keys {
-	return &Keys{db: db, log: log, TTL: 24 * time.Hour, Abandoned: time.Minute, now: time.Now,
+	return &Keys{db: db, log: log, TTL: 24 * time.Hour, now: time.Now, running: map[keyID]string{},
 		Caller: func(r *http.Request) string {
 			id, _ := authn.FromContext(r.Context())
 			return id.Subject
@@ -83,18 +95,80 @@ func New(db *sqldb.DB, log *slog.Logger) *Keys {
 		}}
 }
 
+// record is a stored answer.
 type record struct {
-	hash      string
-	state     string
-	status    int
-	headers   string
-	body      string
-	createdAt int64
+	hash    string
+	status  int
+	headers string
+	body    string
 }
 
-// Wrap makes next idempotent for requests that carry an Idempotency-Key. Only 2xx
-// answers are remembered: after a 4xx or 5xx the key is free again, so that a client
-// can fix its request and retry with the same key.
+// pending is the idempotent request being served, as Save finds it in the context.
+type pending struct {
+	keys *Keys
+	id   keyID
+	hash string
+
+	mu    sync.Mutex
+	saved bool // Save wrote the answer into a create's transaction
+	lost  bool // Save found the key answered by another request
+}
+
+type pendingKey struct{}
+
+type answerKey struct{}
+
+// WithAnswer returns the context to run a create under when the request may carry
+// an Idempotency-Key: answer writes the response to the created resource, and Save
+// runs it inside the create's transaction to store that response. The handler
+// writes its response with the same answer once the create returned, so that the
+// first answer and its replays are alike.
+func WithAnswer[T any](ctx context.Context, answer func(w http.ResponseWriter, created T)) context.Context {
+	if ctx.Value(pendingKey{}) == nil {
+		return ctx // no Idempotency-Key: nothing will be stored
+	}
+	return context.WithValue(ctx, answerKey{}, answer)
+}
+
+// Save stores, in tx, the answer to the request of ctx when it carries an
+// Idempotency-Key, rendered from created by the answer WithAnswer put in ctx; it
+// does nothing for a request without a key. A store calls it as the last write of
+// the transaction that creates: the answer then exists if and only if the resource
+// does. When another request with the same key was answered first (another
+// instance, or a repeat that committed sooner), Save returns a Conflict error so
+// that the transaction rolls back, and Wrap replays that request's answer instead.
+func Save[T any](ctx context.Context, tx *sql.Tx, created T) error {
+	p, _ := ctx.Value(pendingKey{}).(*pending)
+	if p == nil {
+		return nil
+	}
+	answer, ok := ctx.Value(answerKey{}).(func(http.ResponseWriter, T))
+	if !ok {
+		return fmt.Errorf("idempotency: no answer for a created %T: the handler must run the create under WithAnswer", created)
+	}
+	rec := newRecorder()
+	answer(rec, created)
+	if rec.status < 200 || rec.status > 299 {
+		return fmt.Errorf("idempotency: the answer to a create has status %d, not 2xx", rec.status)
+	}
+	stored, err := p.keys.store(ctx, tx, p.id, p.hash, rec)
+	if err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.saved, p.lost = stored, !stored
+	p.mu.Unlock()
+	if !stored {
+		return fault.New(fault.Conflict, "a request with this Idempotency-Key was answered meanwhile")
+	}
+	return nil
+}
+
+// Wrap makes next idempotent for requests that carry an Idempotency-Key. next must
+// run its create under WithAnswer, and the create must call Save in its
+// transaction. Only 2xx answers are remembered: after a 4xx or 5xx the transaction
+// rolled back and the key is free again, so that a client can fix its request and
+// retry with the same key.
 func (k *Keys) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		key := r.Header.Get(Header)
@@ -120,99 +194,122 @@ func (k *Keys) Wrap(next http.Handler) http.Handler {
 		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		hash := hex.EncodeToString(k.Fingerprint(key, append([]byte(r.Method+" "+r.URL.RequestURI()+"\n"), body...)))
-		scope := r.Method + " " + r.URL.Path + " " + k.Caller(r)
+		id := keyID{scope: r.Method + " " + r.URL.Path + " " + k.Caller(r), key: key}
 
-		// Claiming and recording outlive a client that hangs up: a create that commits
-		// must have its answer stored, or the client's retry would create again.
-		ctx := context.WithoutCancel(r.Context())
-		prev, claimed, err := k.claim(ctx, scope, key, hash)
+		// The stored answer is looked up before the running requests: a request
+		// commits its answer before it leaves them, so a repeat never misses both.
+		prev, err := k.lookup(r.Context(), id)
 		if err != nil {
 			problem.WriteError(w, r, k.log, err)
 			return
 		}
 		if prev != nil {
-			replay(w, prev)
+			k.answerWith(w, r, prev, hash)
 			return
 		}
+		if err := k.start(id, hash); err != nil {
+			problem.WriteError(w, r, k.log, err)
+			return
+		}
+		defer k.finish(id)
 
-		rec := &recorder{header: http.Header{}, status: http.StatusOK}
-		remembered := false
-		defer func() {
-			// Free the key after a failure, a panic included, so that it is not held
-			// until it counts as abandoned.
-			if !remembered {
-				k.release(scope, key, claimed)
+		p := &pending{keys: k, id: id, hash: hash}
+		rec := newRecorder()
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), pendingKey{}, p)))
+		p.mu.Lock()
+		saved, lost := p.saved, p.lost
+		p.mu.Unlock()
+		ok := rec.status >= 200 && rec.status <= 299
+		switch {
+		case lost || !ok:
+			// Another request with this key may have been answered since the lookup
+			// above: another instance, or a repeat that reached its commit first.
+			// Its answer is the answer; this one's failure is only the sign of it.
+			// A client that hung up does not stop the lookup: its answer is written
+			// to the log of a closed connection, harmlessly.
+			prev, err := k.lookup(context.WithoutCancel(r.Context()), id)
+			if err != nil {
+				k.log.ErrorContext(r.Context(), "look up idempotent response", "err", err)
 			}
-		}()
-		next.ServeHTTP(rec, r)
-		if rec.status >= 200 && rec.status <= 299 {
-			if err := k.complete(ctx, scope, key, claimed, rec); err != nil {
+			if prev != nil {
+				k.answerWith(w, r, prev, hash)
+				return
+			}
+		case !saved:
+			// A handler whose create does not call Save: its answer can only be
+			// stored now, outside the create's transaction, and a crash before this
+			// statement lets a retry create again.
+			k.log.ErrorContext(r.Context(), "idempotent create did not store its answer in its transaction; storing it afterwards", "path", r.URL.Path)
+			ctx := context.WithoutCancel(r.Context())
+			if _, err := k.store(ctx, k.db, id, hash, rec); err != nil {
 				k.log.ErrorContext(ctx, "store idempotent response", "err", err)
-			} else {
-				remembered = true
 			}
 		}
-		for name, vals := range rec.header {
-			w.Header()[name] = vals
-		}
-		w.WriteHeader(rec.status)
-		_, _ = w.Write(rec.body.Bytes())
+		rec.writeTo(w)
 	})
 }
 
-// claim takes the key for this request, or returns the stored response to replay, or
-// an error: 422 for the same key with another body, 409 while the first still runs.
-// A claim is known by the created_at it wrote, which it returns: a request whose key
-// was taken over (as abandoned) must neither complete nor release the new claim.
-func (k *Keys) claim(ctx context.Context, scope, key, hash string) (*record, int64, error) {
-	for attempt := 0; attempt < 3; attempt++ {
-		now := k.now().UnixNano()
-		res, err := k.db.ExecContext(ctx, `INSERT INTO idempotency_keys (scope, idem_key, request_hash, state, status, headers, body, created_at)
-			VALUES ($1, $2, $3, 'running', 0, '', '', $4) ON CONFLICT DO NOTHING`, scope, key, hash, now)
-		if err != nil {
-			return nil, 0, fmt.Errorf("claim idempotency key: %w", err)
-		}
-		if n, _ := res.RowsAffected(); n == 1 {
-			return nil, now, nil
-		}
-		var rec record
-		err = k.db.QueryRowContext(ctx, `SELECT request_hash, state, status, headers, body, created_at
-			FROM idempotency_keys WHERE scope = $1 AND idem_key = $2`, scope, key).
-			Scan(&rec.hash, &rec.state, &rec.status, &rec.headers, &rec.body, &rec.createdAt)
-		if errors.Is(err, sql.ErrNoRows) {
-			continue // released meanwhile: claim again
-		}
-		if err != nil {
-			return nil, 0, fmt.Errorf("read idempotency key: %w", err)
-		}
-		age := time.Duration(now - rec.createdAt)
-		stale := age > k.TTL || (rec.state == "running" && age > k.Abandoned)
-		if stale {
-			// Take the key over only if nobody else did since we read it.
-			res, err := k.db.ExecContext(ctx, `UPDATE idempotency_keys SET request_hash = $1, state = 'running', status = 0,
-				headers = '', body = '', created_at = $2 WHERE scope = $3 AND idem_key = $4 AND created_at = $5`,
-				hash, now, scope, key, rec.createdAt)
-			if err != nil {
-				return nil, 0, fmt.Errorf("take over idempotency key: %w", err)
-			}
-			if n, _ := res.RowsAffected(); n == 1 {
-				return nil, now, nil
-			}
-			continue
-		}
-		if rec.hash != hash {
-			return nil, 0, &fault.Error{Kind: fault.Invalid, Message: "this Idempotency-Key was used with a different request",
-				Fields: []fault.FieldError{{Field: Header, Message: "was used with a different request body"}}}
-		}
-		if rec.state == "running" {
-			return nil, 0, fault.New(fault.Conflict, "a request with this Idempotency-Key is still being processed")
-		}
-		return &rec, 0, nil
+// answerWith replays prev to a request with this hash, or refuses a request with
+// another: the same key with another body is a client's mistake (422).
+func (k *Keys) answerWith(w http.ResponseWriter, r *http.Request, prev *record, hash string) {
+	if prev.hash != hash {
+		problem.WriteError(w, r, k.log, &fault.Error{Kind: fault.Invalid, Message: "this Idempotency-Key was used with a different request",
+			Fields: []fault.FieldError{{Field: Header, Message: "was used with a different request body"}}})
+		return
 	}
-	return nil, 0, fault.New(fault.Conflict, "a request with this Idempotency-Key is still being processed")
+	replay(w, prev)
 }
 
-func (k *Keys) complete(ctx context.Context, scope, key string, claimed int64, rec *recorder) error {
+// start marks the key running in this process, or says why it cannot run: 422 for
+// the same key with another body, 409 while the first still runs.
+func (k *Keys) start(id keyID, hash string) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if h, ok := k.running[id]; ok {
+		if h != hash {
+			return &fault.Error{Kind: fault.Invalid, Message: "this Idempotency-Key was used with a different request",
+				Fields: []fault.FieldError{{Field: Header, Message: "was used with a different request body"}}}
+		}
+		return fault.New(fault.Conflict, "a request with this Idempotency-Key is still being processed")
+	}
+	k.running[id] = hash
+	return nil
+}
+
+func (k *Keys) finish(id keyID) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.running, id)
+}
+
+// lookup returns the stored answer for the key, or nil when there is none, or only
+// an expired one, or only a claim an earlier version of this package left running.
+func (k *Keys) lookup(ctx context.Context, id keyID) (*record, error) {
+	var rec record
+	err := k.db.QueryRowContext(ctx, `SELECT request_hash, status, headers, body FROM idempotency_keys
+		WHERE scope = $1 AND idem_key = $2 AND state = 'done' AND created_at >= $3`,
+		id.scope, id.key, k.now().Add(-k.TTL).UnixNano()).
+		Scan(&rec.hash, &rec.status, &rec.headers, &rec.body)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read idempotency key: %w", err)
+	}
+	return &rec, nil
+}
+
+// execer is a transaction, or the database for the fallback outside one.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// store writes the answer rec for the key, unless the key holds a live answer
+// already: then it reports false. An expired answer, or a claim an earlier version
+// left running, gives way. On PostgreSQL a concurrent transaction that wrote the
+// same key makes this one wait for its outcome: its commit means false here, its
+// rollback leaves the key to this one.
+func (k *Keys) store(ctx context.Context, ex execer, id keyID, hash string, rec *recorder) (bool, error) {
 	kept := map[string]string{}
 	for _, h := range replayedHeaders {
 		if v := rec.header.Get(h); v != "" {
@@ -220,20 +317,21 @@ func (k *Keys) complete(ctx context.Context, scope, key string, claimed int64, r
 		}
 	}
 	headers, _ := json.Marshal(kept)
-	_, err := k.db.ExecContext(ctx, `UPDATE idempotency_keys SET state = 'done', status = $1, headers = $2, body = $3
-		WHERE scope = $4 AND idem_key = $5 AND state = 'running' AND created_at = $6`,
-		rec.status, string(headers), rec.body.String(), scope, key, claimed)
-	return err
-}
-
-// release frees the key; it runs even when the request's context has ended.
-func (k *Keys) release(scope, key string, claimed int64) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if _, err := k.db.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE scope = $1 AND idem_key = $2 AND state = 'running'
-		AND created_at = $3`, scope, key, claimed); err != nil {
-		k.log.Error("release idempotency key", "err", err)
+	now := k.now()
+	res, err := ex.ExecContext(ctx, `INSERT INTO idempotency_keys (scope, idem_key, request_hash, state, status, headers, body, created_at)
+		VALUES ($1, $2, $3, 'done', $4, $5, $6, $7)
+		ON CONFLICT (scope, idem_key) DO UPDATE SET request_hash = excluded.request_hash, state = 'done',
+			status = excluded.status, headers = excluded.headers, body = excluded.body, created_at = excluded.created_at
+		WHERE idempotency_keys.state <> 'done' OR idempotency_keys.created_at < $8`,
+		id.scope, id.key, hash, rec.status, string(headers), rec.body.String(), now.UnixNano(), now.Add(-k.TTL).UnixNano())
+	if err != nil {
+		return false, fmt.Errorf("store idempotent response: %w", err)
 	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("store idempotent response: %w", err)
+	}
+	return n == 1, nil
 }
 
 // Purge deletes keys older than the TTL.
@@ -272,13 +370,15 @@ func replay(w http.ResponseWriter, rec *record) {
 	_, _ = io.WriteString(w, rec.body)
 }
 
-// recorder holds a response until it is known whether to remember it.
+// recorder holds a response until it is known whether it is the answer.
 type recorder struct {
 	header http.Header
 	status int
 	wrote  bool
 	body   bytes.Buffer
 }
+
+func newRecorder() *recorder { return &recorder{header: http.Header{}, status: http.StatusOK} }
 
 func (r *recorder) Header() http.Header { return r.header }
 func (r *recorder) WriteHeader(code int) {
@@ -289,4 +389,12 @@ func (r *recorder) WriteHeader(code int) {
 func (r *recorder) Write(b []byte) (int, error) {
 	r.wrote = true
 	return r.body.Write(b)
+}
+
+func (r *recorder) writeTo(w http.ResponseWriter) {
+	for name, vals := range r.header {
+		w.Header()[name] = vals
+	}
+	w.WriteHeader(r.status)
+	_, _ = w.Write(r.body.Bytes())
 }

@@ -3,12 +3,15 @@ package idempotency
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,6 +21,7 @@ import (
 	"folio/internal/platform/authn"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/metrics"
+	"folio/internal/platform/polltest"
 	"folio/internal/platform/problem"
 	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
@@ -41,17 +45,40 @@ func (c *clock) advance(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// creator is a tiny creating handler: each call makes resource n and answers 201 with
-// it, unless fail says otherwise. A call can be held until released.
+// creator is a tiny creating handler: each call makes thing n, a row of the things
+// table written in a transaction with its answer (Save), and answers 201 with it,
+// unless fail says otherwise. A call can be held until released. Without a db it
+// answers without storing anything, as a handler that does not call Save.
 type creator struct {
+	db    *sqldb.DB
 	calls atomic.Int32
 	// hold, when set for a call number, is closed by the test to let that call finish;
-	// started receives the call number when a held call begins.
-	hold    map[int32]chan struct{}
-	started chan int32
-	fail    map[int32]int // call number -> status to answer instead
-	panics  map[int32]bool
+	// started receives the call number when a held call begins. holdInTx holds the
+	// call inside its transaction, once the thing and its answer are written.
+	hold     map[int32]chan struct{}
+	holdInTx map[int32]chan struct{}
+	started  chan int32
+	fail     map[int32]int  // call number -> status to answer instead
+	failInTx map[int32]bool // call number -> its transaction fails after writing everything
+	panics   map[int32]bool
 }
+
+// thing is what creator creates.
+type thing struct {
+	N   int32
+	Got string
+}
+
+func answerThing(w http.ResponseWriter, t thing) {
+	w.Header().Set("Location", fmt.Sprintf("/things/%d", t.N))
+	w.Header().Set("ETag", `"1"`)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Not-Kept", "x")
+	w.WriteHeader(http.StatusCreated)
+	fmt.Fprintf(w, `{"n":%d,"got":%q}`, t.N, t.Got)
+}
+
+var errTxFailed = errors.New("the transaction failed after writing the thing and its answer")
 
 func (c *creator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	n := c.calls.Add(1)
@@ -67,12 +94,65 @@ func (c *creator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "failed", status)
 		return
 	}
-	w.Header().Set("Location", fmt.Sprintf("/things/%d", n))
-	w.Header().Set("ETag", `"1"`)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Not-Kept", "x")
-	w.WriteHeader(http.StatusCreated)
-	fmt.Fprintf(w, `{"n":%d,"got":%q}`, n, body)
+	t := thing{N: n, Got: string(body)}
+	if c.db != nil {
+		ctx := WithAnswer(r.Context(), answerThing)
+		err := c.db.InTx(ctx, func(tx *sql.Tx) error {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO things (n, got) VALUES ($1, $2)`, t.N, t.Got); err != nil {
+				return err
+			}
+			if err := Save(ctx, tx, t); err != nil {
+				return err
+			}
+			if ch, ok := c.holdInTx[n]; ok {
+				c.started <- n
+				<-ch
+			}
+			if c.failInTx[n] {
+				return errTxFailed
+			}
+			return nil
+		})
+		if err != nil {
+			problem.WriteError(w, r, slog.New(slog.DiscardHandler), err)
+			return
+		}
+	}
+	answerThing(w, t)
+}
+
+// things returns the numbers of the things stored.
+func things(t *testing.T, db *sqldb.DB) []int32 {
+	t.Helper()
+	rows, err := db.Query(`SELECT n FROM things ORDER BY n`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var ns []int32
+	for rows.Next() {
+		var n int32
+		if err := rows.Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		ns = append(ns, n)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return ns
+}
+
+// openThings opens a database with the keys table and a things table for creator.
+func openThings(t *testing.T, db *sqldb.DB) *sqldb.DB {
+	t.Helper()
+	if _, err := db.Exec(`CREATE TABLE IF NOT EXISTS things (n INTEGER NOT NULL, got TEXT NOT NULL)`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Exec(`DELETE FROM things`); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
 
 type result struct {
@@ -126,7 +206,7 @@ func TestKeys(t *testing.T) {
 	sqldbtest.ForEach(t, migrations, func(t *testing.T, db *sqldb.DB) {
 		t.Run("replay", func(t *testing.T) {
 			k, _ := newKeys(db)
-			c := &creator{}
+			c := &creator{db: openThings(t, db)}
 			h := k.Wrap(c)
 			first := post(h, "/things", "replay", `{"a":1}`)
 			if first.status != http.StatusCreated {
@@ -153,7 +233,7 @@ func TestKeys(t *testing.T) {
 
 		t.Run("no key", func(t *testing.T) {
 			k, _ := newKeys(db)
-			c := &creator{}
+			c := &creator{db: openThings(t, db)}
 			h := k.Wrap(c)
 			for range 2 {
 				if r := post(h, "/things", "", `{}`); r.status != http.StatusCreated || r.header.Get("Idempotent-Replayed") != "" {
@@ -168,7 +248,7 @@ func TestKeys(t *testing.T) {
 		t.Run("scopes", func(t *testing.T) {
 			k, _ := newKeys(db)
 			k.Caller = func(r *http.Request) string { return r.Header.Get("X-Caller") }
-			c := &creator{}
+			c := &creator{db: openThings(t, db)}
 			h := k.Wrap(c)
 			post(h, "/things", "scoped", `{}`, "X-Caller", "alice")
 			post(h, "/things", "scoped", `{}`, "X-Caller", "bob")     // another caller
@@ -182,7 +262,7 @@ func TestKeys(t *testing.T) {
 
 		t.Run("different request", func(t *testing.T) {
 			k, _ := newKeys(db)
-			h := k.Wrap(&creator{})
+			h := k.Wrap(&creator{db: openThings(t, db)})
 			post(h, "/things", "different", `{"a":1}`)
 			post(h, "/things", "different", `{"a":2}`).wantProblem(t, http.StatusUnprocessableEntity, Header)
 			post(h, "/things?x=1", "different", `{"a":1}`).wantProblem(t, http.StatusUnprocessableEntity, Header)
@@ -190,7 +270,7 @@ func TestKeys(t *testing.T) {
 
 		t.Run("bad keys", func(t *testing.T) {
 			k, _ := newKeys(db)
-			c := &creator{}
+			c := &creator{db: openThings(t, db)}
 			h := k.Wrap(c)
 			post(h, "/things", strings.Repeat("k", MaxKeyLength+1), `{}`).wantProblem(t, http.StatusBadRequest, Header)
 			post(h, "/things", "\xff\xfe", `{}`).wantProblem(t, http.StatusBadRequest, Header)
@@ -207,7 +287,7 @@ func TestKeys(t *testing.T) {
 
 		t.Run("body too large", func(t *testing.T) {
 			k, _ := newKeys(db)
-			c := &creator{}
+			c := &creator{db: openThings(t, db)}
 			h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				r.Body = http.MaxBytesReader(w, r.Body, 10)
 				k.Wrap(c).ServeHTTP(w, r)
@@ -220,7 +300,7 @@ func TestKeys(t *testing.T) {
 
 		t.Run("failures are not remembered", func(t *testing.T) {
 			k, _ := newKeys(db)
-			c := &creator{fail: map[int32]int{1: http.StatusUnprocessableEntity, 2: http.StatusInternalServerError}}
+			c := &creator{db: openThings(t, db), fail: map[int32]int{1: http.StatusUnprocessableEntity, 2: http.StatusInternalServerError}}
 			h := k.Wrap(c)
 			if r := post(h, "/things", "fails", `{}`); r.status != http.StatusUnprocessableEntity {
 				t.Fatalf("first: got %d, want 422", r.status)
@@ -242,7 +322,7 @@ func TestKeys(t *testing.T) {
 
 		t.Run("panic frees the key", func(t *testing.T) {
 			k, _ := newKeys(db)
-			c := &creator{panics: map[int32]bool{1: true}}
+			c := &creator{db: openThings(t, db), panics: map[int32]bool{1: true}}
 			h := k.Wrap(c)
 			func() {
 				defer func() {
@@ -260,7 +340,7 @@ func TestKeys(t *testing.T) {
 		t.Run("concurrent repeat", func(t *testing.T) {
 			k, _ := newKeys(db)
 			release := make(chan struct{})
-			c := &creator{hold: map[int32]chan struct{}{1: release}, started: make(chan int32)}
+			c := &creator{db: openThings(t, db), hold: map[int32]chan struct{}{1: release}, started: make(chan int32)}
 			h := k.Wrap(c)
 			done := make(chan result)
 			go func() { done <- post(h, "/things", "concurrent", `{}`) }()
@@ -283,62 +363,180 @@ func TestKeys(t *testing.T) {
 			}
 		})
 
-		t.Run("abandoned key is taken over", func(t *testing.T) {
-			k, clk := newKeys(db)
-			release := make(chan struct{})
-			c := &creator{hold: map[int32]chan struct{}{1: release}, started: make(chan int32)}
+		t.Run("failed transaction stores no answer", func(t *testing.T) {
+			k, _ := newKeys(db)
+			c := &creator{db: openThings(t, db), failInTx: map[int32]bool{1: true}}
 			h := k.Wrap(c)
-			done := make(chan result)
-			go func() { done <- post(h, "/things", "abandoned", `{}`) }()
-			<-c.started
-
-			clk.advance(k.Abandoned) // not yet abandoned
-			post(h, "/things", "abandoned", `{}`).wantProblem(t, http.StatusConflict, "")
-			clk.advance(time.Nanosecond)
-			second := post(h, "/things", "abandoned", `{}`)
-			if second.status != http.StatusCreated || !strings.Contains(second.body, `"n":2`) {
-				t.Fatalf("after Abandoned: got %d %s, want 201 from a new run", second.status, second.body)
+			post(h, "/things", "tx-fails", `{}`).wantProblem(t, http.StatusInternalServerError, "")
+			if got := things(t, db); len(got) != 0 {
+				t.Fatalf("after the failed transaction: things %v stored, want none", got)
 			}
-
-			// The first request was not dead after all. Its late answer must not
-			// replace the one the retry gave.
-			close(release)
-			<-done
-			if r := post(h, "/things", "abandoned", `{}`); r.body != second.body {
-				t.Errorf("replay: got %s, want the answer of the run that took the key over, %s", r.body, second.body)
+			retry := post(h, "/things", "tx-fails", `{}`)
+			if retry.status != http.StatusCreated || !strings.Contains(retry.body, `"n":2`) || retry.header.Get("Idempotent-Replayed") != "" {
+				t.Fatalf("retry: got %d %s %v, want 201 from a new run", retry.status, retry.body, retry.header)
+			}
+			if got := things(t, db); !slices.Equal(got, []int32{2}) {
+				t.Errorf("things %v stored, want [2]", got)
 			}
 		})
 
-		t.Run("late failure keeps a taken-over key", func(t *testing.T) {
-			k, clk := newKeys(db)
-			release := make(chan struct{})
-			c := &creator{hold: map[int32]chan struct{}{1: release, 2: make(chan struct{})}, started: make(chan int32),
-				fail: map[int32]int{1: http.StatusInternalServerError}}
-			h := k.Wrap(c)
-			firstDone := make(chan result)
-			go func() { firstDone <- post(h, "/things", "late-failure", `{}`) }()
-			<-c.started
-			clk.advance(k.Abandoned + time.Nanosecond)
-			secondDone := make(chan result)
-			go func() { secondDone <- post(h, "/things", "late-failure", `{}`) }()
-			<-c.started // the second run holds the key now
+		// Issue 14, defect 6: the process dies after its create committed and before
+		// the client had the answer. The retry, served by another process, gets that
+		// answer: it was stored in the create's transaction. (Before, the key stayed
+		// "running" and the retry got 409 for a minute.)
+		t.Run("crash after the commit: the retry gets the first answer", func(t *testing.T) {
+			k, _ := newKeys(db)
+			c := &creator{db: openThings(t, db)}
+			frozen := make(chan struct{})
+			t.Cleanup(func() { close(frozen) })
+			committed := make(chan struct{})
+			dying := k.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				c.ServeHTTP(w, r)
+				close(committed)
+				<-frozen // the process stops here for good: nothing after this runs
+			}))
+			go post(dying, "/things", "crash-after-commit", `{"a":1}`)
+			<-committed
 
-			close(release) // the first run fails late, and frees the key it no longer owns
-			<-firstDone
-			post(h, "/things", "late-failure", `{}`).wantProblem(t, http.StatusConflict, "")
-
-			close(c.hold[2])
-			if r := <-secondDone; r.status != http.StatusCreated {
-				t.Errorf("second: got %d, want 201", r.status)
+			restarted, _ := newKeys(db)
+			retry := post(restarted.Wrap(c), "/things", "crash-after-commit", `{"a":1}`)
+			if retry.status != http.StatusCreated || retry.body != `{"n":1,"got":"{\"a\":1}"}` {
+				t.Fatalf("retry: got %d %s, want 201 with the first answer (thing 1)", retry.status, retry.body)
 			}
-			if got := c.calls.Load(); got != 2 {
-				t.Errorf("handler ran %d times, want 2", got)
+			if got := retry.header.Get("Location"); got != "/things/1" {
+				t.Errorf("retry: Location %q, want /things/1", got)
+			}
+			if got := retry.header.Get("Idempotent-Replayed"); got != "true" {
+				t.Errorf("retry: Idempotent-Replayed %q, want true", got)
+			}
+			if got := things(t, db); !slices.Equal(got, []int32{1}) {
+				t.Errorf("things %v stored, want [1]", got)
+			}
+		})
+
+		// The process dies inside the create's transaction: the thing and its answer
+		// are written but not committed. The database undoes both, and the retry,
+		// served by another process, creates; no claim left behind holds it up.
+		t.Run("crash before the commit: the retry creates", func(t *testing.T) {
+			k, _ := newKeys(db)
+			c := &creator{db: openThings(t, db), failInTx: map[int32]bool{1: true}}
+			frozen := make(chan struct{})
+			t.Cleanup(func() { close(frozen) })
+			undone := make(chan struct{})
+			dying := k.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				c.ServeHTTP(w, r) // its transaction rolled back when it returned
+				close(undone)
+				<-frozen // the process stops here for good: nothing after this runs
+			}))
+			go post(dying, "/things", "crash-before-commit", `{}`)
+			<-undone
+			if got := things(t, db); len(got) != 0 {
+				t.Fatalf("things %v stored by the transaction that died, want none", got)
+			}
+
+			restarted, _ := newKeys(db)
+			retry := post(restarted.Wrap(c), "/things", "crash-before-commit", `{}`)
+			if retry.status != http.StatusCreated || !strings.Contains(retry.body, `"n":2`) {
+				t.Fatalf("retry: got %d %s, want 201 from a new run", retry.status, retry.body)
+			}
+			if got := things(t, db); !slices.Equal(got, []int32{2}) {
+				t.Errorf("things %v stored, want [2]", got)
+			}
+		})
+
+		// Two instances over one database: the second answers while the first is
+		// inside its transaction. One thing is created, and both clients get its answer.
+		t.Run("another instance commits first", func(t *testing.T) {
+			k1, _ := newKeys(db)
+			k2, _ := newKeys(db)
+			release := make(chan struct{})
+			letGo := sync.OnceFunc(func() { close(release) })
+			t.Cleanup(letGo)
+			c := &creator{db: openThings(t, db), holdInTx: map[int32]chan struct{}{1: release}, started: make(chan int32)}
+			firstDone := make(chan result)
+			go func() { firstDone <- post(k1.Wrap(c), "/things", "two-instances", `{}`) }()
+			<-c.started // the first is in its transaction, thing 1 and its answer written
+
+			secondDone := make(chan result, 1)
+			go func() { secondDone <- post(k2.Wrap(c), "/things", "two-instances", `{}`) }()
+			polltest.Until(t, "the second request to reach its create", polltest.Holds(func() bool {
+				return c.calls.Load() == 2 || len(secondDone) == 1 // answered without: the test fails below
+			}))
+			letGo()
+
+			first, second := <-firstDone, <-secondDone
+			if first.status != http.StatusCreated || !strings.Contains(first.body, `"n":1`) {
+				t.Fatalf("first: got %d %s, want 201 with thing 1", first.status, first.body)
+			}
+			if second.status != http.StatusCreated || second.body != first.body || second.header.Get("Location") != "/things/1" {
+				t.Errorf("second: got %d %s %v, want the first answer %s", second.status, second.body, second.header, first.body)
+			}
+			if got := things(t, db); !slices.Equal(got, []int32{1}) {
+				t.Errorf("things %v stored, want [1]", got)
+			}
+		})
+
+		t.Run("another instance answered with another body", func(t *testing.T) {
+			k1, _ := newKeys(db)
+			k2, _ := newKeys(db)
+			release := make(chan struct{})
+			letGo := sync.OnceFunc(func() { close(release) })
+			t.Cleanup(letGo)
+			c := &creator{db: openThings(t, db), holdInTx: map[int32]chan struct{}{1: release}, started: make(chan int32)}
+			firstDone := make(chan result)
+			go func() { firstDone <- post(k1.Wrap(c), "/things", "two-bodies", `{"a":1}`) }()
+			<-c.started
+			secondDone := make(chan result, 1)
+			go func() { secondDone <- post(k2.Wrap(c), "/things", "two-bodies", `{"a":2}`) }()
+			polltest.Until(t, "the second request to reach its create", polltest.Holds(func() bool {
+				return c.calls.Load() == 2 || len(secondDone) == 1 // answered without: the test fails below
+			}))
+			letGo()
+			if first := <-firstDone; first.status != http.StatusCreated {
+				t.Fatalf("first: got %d %s, want 201", first.status, first.body)
+			}
+			(<-secondDone).wantProblem(t, http.StatusUnprocessableEntity, Header)
+			if got := things(t, db); !slices.Equal(got, []int32{1}) {
+				t.Errorf("things %v stored, want [1]", got)
+			}
+		})
+
+		// A key an earlier version of this package claimed, and whose process died,
+		// holds nobody up.
+		t.Run("a claim left running is no answer", func(t *testing.T) {
+			k, clk := newKeys(db)
+			c := &creator{db: openThings(t, db)}
+			h := k.Wrap(c)
+			if _, err := db.Exec(`INSERT INTO idempotency_keys (scope, idem_key, request_hash, state, status, headers, body, created_at)
+				VALUES ('POST /things ', 'left-running', 'x', 'running', 0, '', '', $1)`, clk.now().UnixNano()); err != nil {
+				t.Fatal(err)
+			}
+			first := post(h, "/things", "left-running", `{}`)
+			if first.status != http.StatusCreated || !strings.Contains(first.body, `"n":1`) {
+				t.Fatalf("got %d %s, want 201 from a new run", first.status, first.body)
+			}
+			if r := post(h, "/things", "left-running", `{}`); r.body != first.body || r.header.Get("Idempotent-Replayed") != "true" {
+				t.Errorf("repeat: got %s, want the replay of %s", r.body, first.body)
+			}
+		})
+
+		t.Run("a handler that does not save is answered and logged", func(t *testing.T) {
+			var logged bytes.Buffer
+			k := New(db, slog.New(slog.NewTextHandler(&logged, nil)))
+			c := &creator{}
+			h := k.Wrap(c)
+			first := post(h, "/things", "no-save", `{}`)
+			if r := post(h, "/things", "no-save", `{}`); r.body != first.body || r.header.Get("Idempotent-Replayed") != "true" {
+				t.Errorf("repeat: got %s, want the replay of %s", r.body, first.body)
+			}
+			if !strings.Contains(logged.String(), "did not store its answer in its transaction") {
+				t.Errorf("nothing logged about the answer stored outside the transaction: %q", logged.String())
 			}
 		})
 
 		t.Run("expired key is served again", func(t *testing.T) {
 			k, clk := newKeys(db)
-			c := &creator{}
+			c := &creator{db: openThings(t, db)}
 			h := k.Wrap(c)
 			first := post(h, "/things", "expires", `{}`)
 			clk.advance(k.TTL)
@@ -356,7 +554,7 @@ func TestKeys(t *testing.T) {
 				t.Fatal(err)
 			}
 			k, clk := newKeys(db)
-			h := k.Wrap(&creator{})
+			h := k.Wrap(&creator{db: openThings(t, db)})
 			post(h, "/things", "old", `{}`)
 			clk.advance(k.TTL / 2)
 			post(h, "/things", "young", `{}`)
