@@ -28,3 +28,8 @@ func HashCounts(s *Service) (running, peak, waiting int) { return s.hashes.count
 // SetHashHook has f called inside each argon2id run, before it hashes; set it before
 // serving.
 func SetHashHook(s *Service, f func()) { s.hashes.hook = f }
+
+// HandleUserRegister exposes the POST /auth/register handler, not wrapped by
+// Keys.Wrap, so that the crash tests can stop a process between the create and its
+// answer.
+var HandleUserRegister = handleUserRegister
