@@ -1,0 +1,366 @@
+package e2e
+
+// The network fault tests: a Toxiproxy proxy (internal/platform/faultproxy, run in
+// this process) between two real Folio processes, or between a Folio process and a
+// NATS server of the test's own, adds latency, resets connections, black-holes them
+// or refuses them, and the tests check what the contract promises while it does and
+// after it is healed.
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"folio/internal/platform/faultproxy"
+	"folio/internal/platform/polltest"
+)
+
+// upstreamUnavailableBound is the contract's rule for GET /authors/books and GET
+// /authors/{id}/books when the book service is down, slow or failing: "answer within
+// 2 s with 503". The author service's own budget (FOLIO_UPSTREAM_BUDGET, 1.5 s) is
+// set inside it.
+const upstreamUnavailableBound = 2 * time.Second
+
+// startPairThroughProxy is startPair with a fault proxy on the author service's path
+// to the book service: FOLIO_BOOK_URL names the proxy, whose upstream is the book
+// service's address. The book service reaches the author service directly.
+func startPairThroughProxy(t *testing.T) (author, book *service, proxy *faultproxy.Proxy) {
+	t.Helper()
+	retryOnCollision(t, "author and book, with a proxy between them", func() error {
+		bookAddr := freeAddr(t)
+		p := faultproxy.New(t, bookAddr)
+		a, err := tryStartService(t, "author", anyAddr, "FOLIO_BOOK_URL=http://"+p.Addr())
+		if err != nil {
+			return err
+		}
+		b, err := tryStartService(t, "book", bookAddr, "FOLIO_AUTHOR_URL="+a.URL())
+		if err != nil {
+			a.kill()
+			return err
+		}
+		author, book, proxy = a, b, p
+		return nil
+	})
+	return author, book, proxy
+}
+
+// genreAnswerMismatch compares a 200 answer of GET /authors/books?genre=genre with
+// the books of that genre the test created (book id → author id): "" when every book
+// is there, once, under its author, and nothing else is.
+func genreAnswerMismatch(body []byte, genre string, want map[string]string) string {
+	var answer struct {
+		Genre   string `json:"genre"`
+		Authors []struct {
+			ID    string `json:"id"`
+			Books []struct {
+				ID       string `json:"id"`
+				AuthorID string `json:"author_id"`
+				Genre    string `json:"genre"`
+			} `json:"books"`
+		} `json:"authors"`
+		Truncated *bool `json:"truncated"`
+	}
+	if err := json.Unmarshal(body, &answer); err != nil {
+		return fmt.Sprintf("not the genre answer: %v: %.300s", err, body)
+	}
+	var problems []string
+	if answer.Genre != genre {
+		problems = append(problems, fmt.Sprintf("genre %q, want %q", answer.Genre, genre))
+	}
+	if answer.Truncated == nil || *answer.Truncated {
+		problems = append(problems, fmt.Sprintf("truncated %v, want false", answer.Truncated))
+	}
+	got := map[string]string{}
+	for _, a := range answer.Authors {
+		for _, b := range a.Books {
+			if _, dup := got[b.ID]; dup {
+				problems = append(problems, "book "+b.ID+" listed twice")
+			}
+			got[b.ID] = a.ID
+			if b.AuthorID != a.ID || b.Genre != genre {
+				problems = append(problems, fmt.Sprintf("book %s (author %s, genre %s) listed under author %s", b.ID, b.AuthorID, b.Genre, a.ID))
+			}
+		}
+	}
+	for id, a := range want {
+		if got[id] != a {
+			problems = append(problems, fmt.Sprintf("book %s: under author %q, want %q", id, got[id], a))
+		}
+	}
+	for id := range got {
+		if _, ok := want[id]; !ok {
+			problems = append(problems, "book "+id+" was not created with this genre")
+		}
+	}
+	sort.Strings(problems)
+	return strings.Join(problems, "; ")
+}
+
+// TestNetworkFaultsAuthorToBook puts a proxy between the author service and the book
+// service and breaks it four ways: 300 ms of added latency (the answer is still
+// complete), connections reset, a black hole and connections refused (each answered
+// 503 problem+json upstream-unavailable within the contract's 2 s, the author
+// service serving the rest meanwhile, and 200 again once the path is healed, with
+// no restart).
+func TestNetworkFaultsAuthorToBook(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test skipped in -short mode")
+	}
+	author, book, proxy := startPairThroughProxy(t)
+	sys := &system{book: book, author: author}
+
+	const genre = "network-faults"
+	want := map[string]string{} // book id → author id
+	var authorIDs []string
+	for i := range 2 {
+		a := createAuthor(t, sys, fmt.Sprintf("Faulty Network Author %d", i))
+		authorIDs = append(authorIDs, a)
+		for j := range 3 {
+			want[createBook(t, sys, fmt.Sprintf("Packet %d of %d", j, i), a, genre)] = a
+		}
+	}
+	// A book of another genre, which must not be in the answer.
+	createBook(t, sys, "Off Topic", authorIDs[0], "other")
+	genreURL := author.URL() + "/authors/books?genre=" + genre
+
+	// getGenre asks for the genre's books and checks a 200 answer in full.
+	getGenre := func(t *testing.T) (response, time.Duration) {
+		t.Helper()
+		start := time.Now()
+		r := call(t, "GET", genreURL, nil)
+		return r, time.Since(start)
+	}
+	expectComplete := func(t *testing.T, why string) time.Duration {
+		t.Helper()
+		r, took := getGenre(t)
+		expect(t, r, http.StatusOK)
+		if m := genreAnswerMismatch(r.body, genre, want); m != "" {
+			t.Fatalf("%s: the genre's books: %s", why, m)
+		}
+		return took
+	}
+	// expectUnavailable asks n times while the path is broken: every answer is a 503
+	// problem+json upstream-unavailable within the contract's bound, and the author
+	// service still serves what does not need the book service. It returns how long
+	// each answer took.
+	expectUnavailable := func(t *testing.T, n int) []time.Duration {
+		t.Helper()
+		var took []time.Duration
+		for range n {
+			r, d := getGenre(t) // call fails the test if nothing answers in 30 s
+			took = append(took, d)
+			expect(t, r, http.StatusServiceUnavailable)
+			if typ := problemType(t, r); !strings.HasSuffix(typ, "/upstream-unavailable") {
+				t.Errorf("problem type %q, want one ending in /upstream-unavailable", typ)
+			}
+			if d > upstreamUnavailableBound {
+				t.Errorf("503 after %v, more than the contract's %v", d.Round(time.Millisecond), upstreamUnavailableBound)
+			}
+			expect(t, call(t, "GET", author.URL()+"/authors/"+authorIDs[0], nil), http.StatusOK)
+		}
+		return took
+	}
+	// recovers waits, after proxy.Heal, for the complete answer again (the breaker
+	// lets a probe through after its delay) and returns how long that took.
+	recovers := func(t *testing.T) time.Duration {
+		t.Helper()
+		healed := time.Now()
+		polltest.Until(t, "GET /authors/books answers 200 again after the heal", func() error {
+			r, _ := getGenre(t)
+			if r.status != http.StatusOK {
+				return fmt.Errorf("status %d: %s", r.status, r.body)
+			}
+			if m := genreAnswerMismatch(r.body, genre, want); m != "" {
+				t.Fatalf("after the heal: the genre's books: %s", m)
+			}
+			return nil
+		})
+		return time.Since(healed)
+	}
+	roundAll := func(ds []time.Duration) []time.Duration {
+		out := make([]time.Duration, len(ds))
+		for i, d := range ds {
+			out[i] = d.Round(time.Millisecond)
+		}
+		return out
+	}
+
+	var baseline []time.Duration
+	for range 5 {
+		baseline = append(baseline, expectComplete(t, "before any fault"))
+	}
+	t.Logf("no fault: GET /authors/books answered 200 in %v", roundAll(baseline))
+
+	t.Run("latency", func(t *testing.T) {
+		const added = 300 * time.Millisecond
+		t.Cleanup(proxy.Heal)
+		proxy.Latency(added)
+		var took []time.Duration
+		for range 5 {
+			took = append(took, expectComplete(t, fmt.Sprintf("with %v of added latency", added)))
+		}
+		t.Logf("%v added latency: GET /authors/books answered 200, complete, in %v", added, roundAll(took))
+		proxy.Heal()
+		expectComplete(t, "after the latency was healed")
+	})
+
+	t.Run("reset peer", func(t *testing.T) {
+		t.Cleanup(proxy.Heal)
+		proxy.ResetPeer()
+		took := expectUnavailable(t, 4)
+		t.Logf("connections reset: 503 upstream-unavailable in %v", roundAll(took))
+		proxy.Heal()
+		t.Logf("reset peer healed: 200 and complete again %v later", recovers(t).Round(time.Millisecond))
+	})
+
+	t.Run("black hole", func(t *testing.T) {
+		t.Cleanup(proxy.Heal)
+		proxy.BlackHole()
+		took := expectUnavailable(t, 4)
+		t.Logf("black hole: 503 upstream-unavailable in %v (the first is the time to 503 with a closed breaker)", roundAll(took))
+		proxy.Heal()
+		t.Logf("black hole healed: 200 and complete again %v later, no restart", recovers(t).Round(time.Millisecond))
+	})
+
+	t.Run("cut", func(t *testing.T) {
+		t.Cleanup(proxy.Heal)
+		proxy.Cut()
+		took := expectUnavailable(t, 4)
+		t.Logf("connections refused: 503 upstream-unavailable in %v", roundAll(took))
+		proxy.Heal()
+		t.Logf("cut healed: 200 and complete again %v later", recovers(t).Round(time.Millisecond))
+	})
+}
+
+// writeBooksFor creates books for the scenario's authors from two workers, back to
+// back, for d: every create must answer 201 (failures are recorded in s). It returns
+// how many succeeded and the slowest answer.
+func writeBooksFor(s *scenario, authors []string, d time.Duration) (int64, time.Duration) {
+	var n atomic.Int64
+	var mu sync.Mutex
+	var slowest time.Duration
+	until := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Go(func() {
+			for i := 0; time.Now().Before(until); i++ {
+				start := time.Now()
+				_, err := s.createBook(authors[(w+2*i)%len(authors)])
+				took := time.Since(start)
+				mu.Lock()
+				slowest = max(slowest, took)
+				mu.Unlock()
+				if err != nil {
+					s.fail(err)
+					// A failing service answers fast: do not flood the log with failures.
+					time.Sleep(100 * time.Millisecond)
+					continue
+				}
+				n.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return n.Load(), slowest
+}
+
+// TestNetworkFaultsBookToNATS puts a proxy between the book service and a NATS
+// server of the test's own (the author service, which consumes the book events,
+// reaches it directly) and, under a stream of POST /books, black-holes the path,
+// then resets its connections, for a while each: every write answers 201, the
+// events wait in the book service's outbox, and once the path is healed the outbox
+// drains and every author's book_count is exact. Under added latency, writes and
+// events flow on.
+func TestNetworkFaultsBookToNATS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test skipped in -short mode")
+	}
+	srv := startNATSServer(t, embeddedNATS)
+	env := ownNATSEnv(t, srv)
+	proxy := faultproxy.New(t, net.JoinHostPort("127.0.0.1", srv.port))
+	bookEnv := append(slices.Clone(env), "FOLIO_NATS_URL=nats://"+proxy.Addr())
+
+	s := &scenario{t: t, env: env, editor: editorAuth(t), authors: map[string]bool{}, books: map[string]string{}, events: map[string]int{}}
+	s.author, s.book = startPair(t, env, bookEnv)
+	waitNATSConsumers(t, env, "author-books", "book-authors")
+
+	authors := make([]string, 6)
+	s.parallel(3, len(authors), func(i int) (err error) {
+		if authors[i], err = s.createAuthor(); err == nil {
+			// The book service learns the author here (it asks the author service
+			// once), so that the writes below need only the book service.
+			_, err = s.createBook(authors[i])
+		}
+		return err
+	})
+	s.checkFailures()
+	s.waitConsistent("projections before any fault")
+	parent := t
+
+	// outage writes for faultLength through a broken path, checks that the events
+	// could not pass (the outbox holds at least the writes made during the fault),
+	// heals, and waits until the outbox drains and every book_count is exact.
+	outage := func(t *testing.T, what string, breakPath func()) {
+		const faultLength = 8 * time.Second
+		s.t = t // the scenario's checks end this subtest, not its parent
+		defer func() { s.t = parent }()
+		t.Cleanup(proxy.Heal)
+		breakPath()
+		began := time.Now()
+		n, slowest := writeBooksFor(s, authors, faultLength) // the fault's length, not a wait for a result
+		s.checkFailures()
+		pending, err := outboxPending(s.book)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("%s for %v: %d POST /books, all 201, slowest %v; book outbox pending %d",
+			what, time.Since(began).Round(time.Millisecond), n, slowest.Round(time.Millisecond), pending)
+		if n == 0 {
+			t.Fatalf("no write succeeded during the %s", what)
+		}
+		if pending < int(n) {
+			t.Fatalf("book outbox pending %d after %d writes during the %s: events passed the broken path", pending, n, what)
+		}
+		proxy.Heal()
+		healed := time.Now()
+		var drained time.Duration
+		polltest.UntilWithin(t, convergeWait, "the book outbox drains after the heal", func() error {
+			if n, err := outboxPending(s.book); err != nil || n != 0 {
+				return fmt.Errorf("book outbox: %d pending (%v)", n, err)
+			}
+			return nil
+		})
+		drained = time.Since(healed)
+		converged := s.waitConsistent("projections after the " + what + " was healed")
+		t.Logf("%s healed: book outbox drained %v later, book_counts exact %v after that",
+			what, drained.Round(time.Millisecond), converged.Round(time.Millisecond))
+	}
+
+	t.Run("black hole", func(t *testing.T) { outage(t, "black hole", proxy.BlackHole) })
+	t.Run("reset peer", func(t *testing.T) { outage(t, "reset peer", proxy.ResetPeer) })
+
+	t.Run("latency", func(t *testing.T) {
+		const added = 300 * time.Millisecond
+		s.t = t
+		defer func() { s.t = parent }()
+		t.Cleanup(proxy.Heal)
+		proxy.Latency(added)
+		began := time.Now()
+		n, slowest := writeBooksFor(s, authors, 5*time.Second) // a stretch of writes, not a wait for a result
+		s.checkFailures()
+		t.Logf("%v added latency: %d POST /books, all 201, slowest %v", added, n, slowest.Round(time.Millisecond))
+		// With the latency still on, the events flow: the outbox drains and the
+		// counts become exact.
+		took := s.waitConsistent(fmt.Sprintf("projections with %v of added latency", added))
+		t.Logf("%v added latency: projections exact %v after the last write (%v after the first)",
+			added, took.Round(time.Millisecond), time.Since(began).Round(time.Millisecond))
+	})
+}
