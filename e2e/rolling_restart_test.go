@@ -1,0 +1,365 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"folio/internal/platform/polltest"
+)
+
+// TestRollingRestart is issue 14's rolling restart: the gateway in front of three
+// book instances on one SQLite file, each stopped in turn with SIGTERM (a clean
+// stop, as an orchestrator's) and started again, under a steady load through the
+// gateway of reads by id, reads by genre and creates. No request may fail: not a
+// read, and not a create (a 503 with Retry-After counts as a failure here, since
+// nothing about a clean stop needs the client to come back later).
+//
+// With FOLIO_TEST_NATS_URL the programs find each other in a registry bucket of the
+// test's own, and a stopping instance withdraws its entry; without it the gateway
+// has static URLs and the restarted instance comes back on its own address.
+func TestRollingRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test skipped in -short mode")
+	}
+	reg, discoveryEnv := testRegistry(t)
+	jwks := testIssuer(t).Env()
+	bookDB := "FOLIO_DATABASE_URL=sqlite:" + filepath.Join(t.TempDir(), "book.db")
+	bookEnv := func(i int) []string { return append(discoveryEnv("book-"+strconv.Itoa(i)), bookDB) }
+	// The first book instance, the author service's peer, migrates the shared database.
+	author, book0 := startPair(t, discoveryEnv("author"), bookEnv(0))
+	books := []*service{book0}
+	for i := 1; i < 3; i++ {
+		books = append(books, startService(t, "book", anyAddr, append(bookEnv(i), "FOLIO_AUTHOR_URL="+author.URL())...))
+	}
+	if reg != nil {
+		for i := range books {
+			waitRegistered(t, reg, "book-"+strconv.Itoa(i), true, time.Now())
+		}
+	}
+	gw := startExtra(t, "gateway", anyAddr, slices.Concat(gatewayEnv(&service{addr: "127.0.0.1:1"}, author, books,
+		"FOLIO_RATE_LIMIT=100000", "FOLIO_RATE_BURST=100000"), jwks, discoveryEnv("gateway"))...)
+	g := gw.URL()
+
+	r := call(t, "POST", author.URL()+"/authors", map[string]any{"name": "Ursula K. Le Guin"}, "Authorization", editorAuth(t))
+	expect(t, r, http.StatusCreated)
+	authorID := r.json(t)["id"].(string)
+	genres := []string{"rolling-sf", "rolling-fantasy"}
+	var bookIDs []string
+	for i := range 12 {
+		r := call(t, "POST", g+"/books", map[string]any{"title": "Seed " + strconv.Itoa(i), "author_id": authorID, "genre": genres[i%2]},
+			"Authorization", editorAuth(t))
+		expect(t, r, http.StatusCreated)
+		bookIDs = append(bookIDs, r.json(t)["id"].(string))
+	}
+
+	// The creates go to a genre of their own, so that the books they made can be
+	// counted afterwards: one per 201, none lost, none made twice.
+	const postGenre = "rolling-created"
+	load := startRollingLoad(g, bookIDs, genres, postGenre, authorID, editorAuth(t))
+	defer load.stop()
+
+	// Every instance serves all three routes before the first stop, so that each
+	// one stopped is in rotation for reads and writes.
+	routes := []struct{ route, code string }{{"GET /books/{id}", "200"}, {"GET /books", "200"}, {"POST /books", "201"}}
+	polltest.Until(t, "every book instance serves reads by id and genre and creates", func() error {
+		for i, b := range books {
+			for _, rc := range routes {
+				if n, err := readRouteCount(b.MetricsURL(), rc.route, rc.code); err != nil || n == 0 {
+					return fmt.Errorf("instance %d: %v %s %s (%v)", i, n, rc.route, rc.code, err)
+				}
+			}
+		}
+		return nil
+	})
+	before := load.snapshot()
+	t.Logf("before the restarts: %s", before)
+	if f := before.total().failures; f > 0 {
+		t.Errorf("%d requests failed before any restart: %s", f, before.failuresText())
+	}
+
+	load.reset()
+	began := time.Now()
+	for i, victim := range books {
+		id := "book-" + strconv.Itoa(i)
+		served, err := readRouteCount(victim.MetricsURL(), "GET /books/{id}", "200")
+		if err != nil {
+			t.Fatal(err)
+		}
+		load.setPhase(id + " stopping")
+		stopped := time.Now()
+		drained := terminate(t, victim)
+		load.setPhase(id + " stopped")
+		t.Logf("%s: exited %v after SIGTERM (it had served %v GET /books/{id})", id, drained.Round(time.Millisecond), served)
+		if reg != nil {
+			// It withdrew its entry itself: no TTL to wait out.
+			waitRegistered(t, reg, id, false, stopped)
+		}
+
+		restarted := time.Now()
+		load.setPhase(id + " starting")
+		victim.start() // on the address it had, which the static gateway knows
+		t.Logf("%s: ready again on %s %v after its start", id, victim.addr, time.Since(restarted).Round(time.Millisecond))
+		if reg != nil {
+			waitRegistered(t, reg, id, true, restarted)
+		}
+		load.setPhase(id + " restarted")
+		polltest.Until(t, id+" takes reads again", func() error {
+			for _, rc := range routes[:2] {
+				if n, err := readRouteCount(victim.MetricsURL(), rc.route, rc.code); err != nil || n == 0 {
+					return fmt.Errorf("%v %s %s (%v)", n, rc.route, rc.code, err)
+				}
+			}
+			return nil
+		})
+		t.Logf("%s: takes traffic %v after SIGTERM", id, time.Since(stopped).Round(time.Millisecond))
+	}
+	during := load.snapshot()
+	whole := time.Since(began)
+	load.stop()
+	after := load.snapshot()
+
+	t.Logf("during the rolling restart (%v): %s", whole.Round(time.Millisecond), during)
+	t.Logf("gateway metrics: %s", gatewayRetryMetrics(t, gw))
+	if during.total().requests == 0 || during.kinds[kindPost].requests == 0 {
+		t.Fatalf("the load did not run during the restarts: %s", during)
+	}
+	if f := after.total().failures; f > 0 {
+		t.Errorf("%d requests failed during the rolling restart: %s", f, after.failuresText())
+	}
+
+	// Each 201 made one book, and only the 201s did: a create is never lost in a
+	// stop nor sent twice.
+	if got, want := count(t, g+"/books?genre="+postGenre), load.created(); got != want {
+		t.Errorf("%d books in genre %s, want %d (one per 201)", got, postGenre, want)
+	}
+}
+
+// terminate stops s with SIGTERM, as an orchestrator does, waits for it to exit and
+// returns how long that took. The exit must be clean: status 0.
+func terminate(t *testing.T, s *service) time.Duration {
+	t.Helper()
+	start := time.Now()
+	s.signal(syscall.SIGTERM)
+	polltest.Until(t, s.name+" exits after SIGTERM", func() error {
+		select {
+		case <-s.exited:
+			return nil
+		default:
+			return errors.New("still running")
+		}
+	})
+	took := time.Since(start)
+	state := s.cmd.ProcessState // set before exited was closed
+	s.cmd = nil
+	if !state.Success() {
+		t.Errorf("%s exited with %v after SIGTERM, want status 0:\n%s", s.name, state, s.logText())
+	}
+	return took
+}
+
+// The kinds of request the rolling load sends.
+type requestKind string
+
+const (
+	kindGetByID    requestKind = "GET /books/{id}"
+	kindGetByGenre requestKind = "GET /books?genre="
+	kindPost       requestKind = "POST /books"
+)
+
+var allKinds = []requestKind{kindGetByID, kindGetByGenre, kindPost}
+
+// rollingLoad sends, back to back, reads by id (three workers), reads by genre
+// (two) and creates (one) through the gateway, and keeps each request's latency
+// and failure since its last reset.
+type rollingLoad struct {
+	mu        sync.Mutex
+	latencies map[requestKind][]time.Duration
+	failures  map[requestKind][]string
+	createdN  int // 201s to creates, since the start
+	phase     atomic.Pointer[string]
+	started   time.Time
+	done      chan struct{}
+	stopOnce  sync.Once
+	wg        sync.WaitGroup
+}
+
+func startRollingLoad(gateway string, ids, genres []string, postGenre, authorID, auth string) *rollingLoad {
+	l := &rollingLoad{done: make(chan struct{}), started: time.Now()}
+	l.reset()
+	l.setPhase("warm-up")
+	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
+	worker := func(kind requestKind, request func(n int) (*http.Request, error), ok int) {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for n := 0; ; n++ {
+				select {
+				case <-l.done:
+					return
+				default:
+				}
+				req, err := request(n)
+				if err != nil {
+					panic(err) // a malformed request is the test's own bug
+				}
+				start := time.Now()
+				msg := ""
+				resp, err := hc.Do(req)
+				if err != nil {
+					msg = err.Error()
+				} else {
+					b, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != ok {
+						msg = strconv.Itoa(resp.StatusCode) + " " + strings.TrimSpace(string(b))
+						if ra := resp.Header.Get("Retry-After"); ra != "" {
+							msg += " (Retry-After: " + ra + ")"
+						}
+					}
+				}
+				l.record(kind, time.Since(start), msg, kind == kindPost && msg == "")
+			}
+		}()
+	}
+	for w := range 3 {
+		worker(kindGetByID, func(n int) (*http.Request, error) {
+			return http.NewRequest("GET", gateway+"/books/"+ids[(w+n)%len(ids)], nil)
+		}, http.StatusOK)
+	}
+	for w := range 2 {
+		worker(kindGetByGenre, func(n int) (*http.Request, error) {
+			return http.NewRequest("GET", gateway+"/books?genre="+genres[(w+n)%len(genres)]+"&limit=20", nil)
+		}, http.StatusOK)
+	}
+	worker(kindPost, func(n int) (*http.Request, error) {
+		body, err := json.Marshal(map[string]any{"title": "Rolling " + strconv.Itoa(n), "author_id": authorID, "genre": postGenre})
+		if err != nil {
+			return nil, err
+		}
+		req, err := http.NewRequest("POST", gateway+"/books", bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", auth)
+		return req, nil
+	}, http.StatusCreated)
+	return l
+}
+
+// setPhase names what the test is doing now, for the failures recorded meanwhile.
+func (l *rollingLoad) setPhase(p string) { l.phase.Store(&p) }
+
+func (l *rollingLoad) record(kind requestKind, took time.Duration, failure string, created bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.latencies[kind] = append(l.latencies[kind], took)
+	if failure != "" {
+		l.failures[kind] = append(l.failures[kind], fmt.Sprintf("at %v, %s, after %v: %s",
+			time.Since(l.started).Round(time.Millisecond), *l.phase.Load(), took.Round(time.Millisecond), failure))
+	}
+	if created {
+		l.createdN++
+	}
+}
+
+// stop ends the load and waits for the requests in flight.
+func (l *rollingLoad) stop() {
+	l.stopOnce.Do(func() { close(l.done) })
+	l.wg.Wait()
+}
+
+// reset forgets the latencies and failures recorded so far (not the creates).
+func (l *rollingLoad) reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.latencies, l.failures = map[requestKind][]time.Duration{}, map[requestKind][]string{}
+}
+
+func (l *rollingLoad) created() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.createdN
+}
+
+// rollingStats are the figures of each kind of request since the last reset.
+type rollingStats struct {
+	kinds map[requestKind]kindStats
+	all   []time.Duration
+}
+
+type kindStats struct {
+	requests, failures int
+	firstFailures      []string // the first five
+	p50, p99, max      time.Duration
+}
+
+func latencyStats(lat []time.Duration) (p50, p99, max time.Duration) {
+	if len(lat) == 0 {
+		return 0, 0, 0
+	}
+	sorted := slices.Clone(lat)
+	slices.Sort(sorted)
+	at := func(q float64) time.Duration { return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))] }
+	return at(0.50), at(0.99), sorted[len(sorted)-1]
+}
+
+func (l *rollingLoad) snapshot() rollingStats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := rollingStats{kinds: map[requestKind]kindStats{}}
+	for _, k := range allKinds {
+		ks := kindStats{requests: len(l.latencies[k]), failures: len(l.failures[k])}
+		ks.firstFailures = slices.Clone(l.failures[k][:min(5, len(l.failures[k]))])
+		ks.p50, ks.p99, ks.max = latencyStats(l.latencies[k])
+		s.kinds[k] = ks
+		s.all = append(s.all, l.latencies[k]...)
+	}
+	return s
+}
+
+func (s rollingStats) total() kindStats {
+	t := kindStats{requests: len(s.all)}
+	for _, k := range s.kinds {
+		t.failures += k.failures
+	}
+	t.p50, t.p99, t.max = latencyStats(s.all)
+	return t
+}
+
+func (k kindStats) String() string {
+	return fmt.Sprintf("%d, %d failed, p50 %v, p99 %v, max %v", k.requests, k.failures,
+		k.p50.Round(time.Microsecond), k.p99.Round(time.Microsecond), k.max.Round(time.Microsecond))
+}
+
+// failuresText says how many of each kind failed, and the first failures.
+func (s rollingStats) failuresText() string {
+	var b strings.Builder
+	for _, k := range allKinds {
+		if ks := s.kinds[k]; ks.failures > 0 {
+			fmt.Fprintf(&b, "\n%d of %d %s failed; the first:\n  %s", ks.failures, ks.requests, k, strings.Join(ks.firstFailures, "\n  "))
+		}
+	}
+	return b.String()
+}
+
+func (s rollingStats) String() string {
+	parts := []string{"all: " + s.total().String()}
+	for _, k := range allKinds {
+		parts = append(parts, string(k)+": "+s.kinds[k].String())
+	}
+	return strings.Join(parts, "; ")
+}
