@@ -285,7 +285,9 @@ func writeBooksFor(s *scenario, authors []string, d time.Duration) (int64, time.
 // then resets its connections, for a while each: every write answers 201, the
 // events wait in the book service's outbox, and once the path is healed the outbox
 // drains and every author's book_count is exact. Under added latency, writes and
-// events flow on.
+// events flow on. (Healing the black hole closes the connections it held, so the
+// book service connects again at once; a flow dropped silently for good would be
+// noticed only by the NATS client's pings.)
 func TestNetworkFaultsBookToNATS(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test skipped in -short mode")

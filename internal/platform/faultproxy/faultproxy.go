@@ -68,7 +68,10 @@ func (p *Proxy) Cut() {
 }
 
 // Heal removes every fault: the proxy listens again (on the same address) and
-// forwards untouched.
+// forwards untouched. Healing a black hole closes the connections it held (the
+// timeout toxic closes them when it is removed), as a stateful firewall that lost
+// the flows would: the clients see them end and connect again, rather than find
+// them working again as a route that comes back would leave them.
 func (p *Proxy) Heal() {
 	p.t.Helper()
 	p.p.Toxics.ResetToxics(p.t.Context())
