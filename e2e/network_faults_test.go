@@ -340,14 +340,13 @@ func TestNetworkFaultsBookToNATS(t *testing.T) {
 		}
 		proxy.Heal()
 		healed := time.Now()
-		var drained time.Duration
 		polltest.UntilWithin(t, convergeWait, "the book outbox drains after the heal", func() error {
 			if n, err := outboxPending(s.book); err != nil || n != 0 {
 				return fmt.Errorf("book outbox: %d pending (%v)", n, err)
 			}
 			return nil
 		})
-		drained = time.Since(healed)
+		drained := time.Since(healed)
 		converged := s.waitConsistent("projections after the " + what + " was healed")
 		t.Logf("%s healed: book outbox drained %v later, book_counts exact %v after that",
 			what, drained.Round(time.Millisecond), converged.Round(time.Millisecond))
