@@ -78,6 +78,11 @@ func openNATS(ctx context.Context, cfg Config, log *slog.Logger) (*natsTransport
 		nats.RetryOnFailedConnect(true),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(time.Second),
+		// A connection silently dropped (a NAT or firewall forgetting it, a frozen
+		// server) is noticed after two unanswered pings: 30 s, not the client's
+		// default of 4 minutes, during which events would wait in the outbox.
+		nats.PingInterval(15*time.Second),
+		nats.MaxPingsOutstanding(2),
 		// Fail publishes at once while disconnected rather than buffering them:
 		// the outbox keeps them, and Publish must not report what was not acked.
 		nats.ReconnectBufSize(-1),

@@ -52,7 +52,9 @@ func Open(ctx context.Context, cfg Config, static map[string][]string) (*Discove
 			return nil, fmt.Errorf("discovery: %w", err)
 		}
 		nc, err := nats.Connect(cfg.NATSURL, append(auth, nats.Name("folio-discovery"),
-			nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))...)
+			nats.RetryOnFailedConnect(true), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond),
+			// As the broker's: a silently dropped connection is noticed in 30 s.
+			nats.PingInterval(15*time.Second), nats.MaxPingsOutstanding(2))...)
 		if err != nil {
 			return nil, fmt.Errorf("discovery: connect to %s: %w", natsconn.Redact(cfg.NATSURL), err)
 		}
