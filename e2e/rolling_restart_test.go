@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"folio/internal/platform/discovery"
 	"folio/internal/platform/polltest"
 )
 
@@ -28,8 +29,11 @@ import (
 // nothing about a clean stop needs the client to come back later).
 //
 // With FOLIO_TEST_NATS_URL the programs find each other in a registry bucket of the
-// test's own, and a stopping instance withdraws its entry; without it the gateway
-// has static URLs and the restarted instance comes back on its own address.
+// test's own, and a stopping instance withdraws its entry and answers for a second
+// more before its listener closes (process.withdrawGrace): the gateway must never
+// have sent a request to a closed listener. Without it the gateway has static URLs
+// and the restarted instance comes back on its own address; there a POST answered
+// 502 is the one failure tolerated (see below).
 func TestRollingRestart(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test skipped in -short mode")
@@ -73,10 +77,9 @@ func TestRollingRestart(t *testing.T) {
 
 	// Every instance serves all three routes before the first stop, so that each
 	// one stopped is in rotation for reads and writes.
-	routes := []struct{ route, code string }{{"GET /books/{id}", "200"}, {"GET /books", "200"}, {"POST /books", "201"}}
 	polltest.Until(t, "every book instance serves reads by id and genre and creates", func() error {
 		for i, b := range books {
-			for _, rc := range routes {
+			for _, rc := range bookRoutes {
 				if n, err := readRouteCount(b.MetricsURL(), rc.route, rc.code); err != nil || n == 0 {
 					return fmt.Errorf("instance %d: %v %s %s (%v)", i, n, rc.route, rc.code, err)
 				}
@@ -91,53 +94,49 @@ func TestRollingRestart(t *testing.T) {
 	}
 
 	load.reset()
+	const refused = `gateway_upstream_retries_total{reason="connect_error",service="book"}`
+	refusedBefore := gatewayCounter(t, gw, refused)
 	began := time.Now()
-	for i, victim := range books {
-		id := "book-" + strconv.Itoa(i)
-		served, err := readRouteCount(victim.MetricsURL(), "GET /books/{id}", "200")
-		if err != nil {
-			t.Fatal(err)
+	for round := range rollingRounds {
+		for i, victim := range books {
+			restartOne(t, reg, load, victim, "book-"+strconv.Itoa(i), round)
 		}
-		load.setPhase(id + " stopping")
-		stopped := time.Now()
-		drained := terminate(t, victim)
-		load.setPhase(id + " stopped")
-		t.Logf("%s: exited %v after SIGTERM (it had served %v GET /books/{id})", id, drained.Round(time.Millisecond), served)
-		if reg != nil {
-			// It withdrew its entry itself: no TTL to wait out.
-			waitRegistered(t, reg, id, false, stopped)
-		}
-
-		restarted := time.Now()
-		load.setPhase(id + " starting")
-		victim.start() // on the address it had, which the static gateway knows
-		t.Logf("%s: ready again on %s %v after its start", id, victim.addr, time.Since(restarted).Round(time.Millisecond))
-		if reg != nil {
-			waitRegistered(t, reg, id, true, restarted)
-		}
-		load.setPhase(id + " restarted")
-		polltest.Until(t, id+" takes reads again", func() error {
-			for _, rc := range routes[:2] {
-				if n, err := readRouteCount(victim.MetricsURL(), rc.route, rc.code); err != nil || n == 0 {
-					return fmt.Errorf("%v %s %s (%v)", n, rc.route, rc.code, err)
-				}
-			}
-			return nil
-		})
-		t.Logf("%s: takes traffic %v after SIGTERM", id, time.Since(stopped).Round(time.Millisecond))
 	}
 	during := load.snapshot()
 	whole := time.Since(began)
 	load.stop()
 	after := load.snapshot()
+	refusedDuring := gatewayCounter(t, gw, refused) - refusedBefore
 
-	t.Logf("during the rolling restart (%v): %s", whole.Round(time.Millisecond), during)
+	t.Logf("during the rolling restart (%d rounds over %d instances, %v): %s", rollingRounds, len(books), whole.Round(time.Millisecond), during)
 	t.Logf("gateway metrics: %s", gatewayRetryMetrics(t, gw))
 	if during.total().requests == 0 || during.kinds[kindPost].requests == 0 {
 		t.Fatalf("the load did not run during the restarts: %s", during)
 	}
-	if f := after.total().failures; f > 0 {
+	// With static URLs the gateway cannot know that an instance is stopping (no
+	// registry, no readiness probes): the instance's listener and kept-alive
+	// connections close while the gateway still sends to it, and a POST sent on a
+	// connection just as it closed cannot be retried, since nobody can tell whether
+	// it arrived. That one answer, 502, is the known limit of static URLs (a GET is
+	// retried elsewhere); anything else fails the test, as does any failure with
+	// discovery, where the instance is withdrawn before it closes.
+	tolerated := 0
+	if reg == nil {
+		tolerated = after.kinds[kindPost].badGateway
+	}
+	if f := after.total().failures - tolerated; f > 0 {
 		t.Errorf("%d requests failed during the rolling restart: %s", f, after.failuresText())
+	} else if tolerated > 0 {
+		t.Logf("static URLs: %d POSTs answered 502, sent on a kept-alive connection the stopping instance closed: %s",
+			tolerated, after.failuresText())
+	}
+	if reg != nil && refusedDuring > 0 {
+		// A stopping instance withdraws, and closes its listener only once its
+		// peers have seen that: the gateway should never have sent it anything
+		// after. A refused connection is retried harmlessly, but it says that the
+		// listener closed first, and with it the kept-alive connections a POST may
+		// have just been sent on.
+		t.Errorf("the gateway sent %v requests to a book instance whose listener had closed: it had not seen the withdrawal", refusedDuring)
 	}
 
 	// Each 201 made one book, and only the 201s did: a create is never lost in a
@@ -146,6 +145,51 @@ func TestRollingRestart(t *testing.T) {
 		t.Errorf("%d books in genre %s, want %d (one per 201)", got, postGenre, want)
 	}
 }
+
+// rollingRounds is how many times each book instance is restarted.
+const rollingRounds = 2
+
+// restartOne stops victim (instance id) with SIGTERM, starts it again on its
+// address, and waits until it is registered (with reg) and serves reads again.
+func restartOne(t *testing.T, reg *discovery.Registry, load *rollingLoad, victim *service, id string, round int) {
+	t.Helper()
+	name := fmt.Sprintf("%s (round %d)", id, round+1)
+	served, err := readRouteCount(victim.MetricsURL(), "GET /books/{id}", "200")
+	if err != nil {
+		t.Fatal(err)
+	}
+	load.setPhase(name + " stopping")
+	stopped := time.Now()
+	drained := terminate(t, victim)
+	load.setPhase(name + " stopped")
+	t.Logf("%s: exited %v after SIGTERM (it had served %v GET /books/{id})", name, drained.Round(time.Millisecond), served)
+	if reg != nil {
+		// It withdrew its entry itself: no TTL to wait out.
+		waitRegistered(t, reg, id, false, stopped)
+	}
+
+	restarted := time.Now()
+	load.setPhase(name + " starting")
+	victim.start() // on the address it had, which the static gateway knows
+	t.Logf("%s: ready again on %s %v after its start", name, victim.addr, time.Since(restarted).Round(time.Millisecond))
+	if reg != nil {
+		waitRegistered(t, reg, id, true, restarted)
+	}
+	load.setPhase(name + " restarted")
+	polltest.Until(t, name+" takes reads again", func() error {
+		for _, rc := range bookRoutes[:2] {
+			if n, err := readRouteCount(victim.MetricsURL(), rc.route, rc.code); err != nil || n == 0 {
+				return fmt.Errorf("%v %s %s (%v)", n, rc.route, rc.code, err)
+			}
+		}
+		return nil
+	})
+	t.Logf("%s: takes traffic %v after SIGTERM", name, time.Since(stopped).Round(time.Millisecond))
+}
+
+// bookRoutes are the routes the load sends, with the status each answers, as the
+// book service's metrics name them.
+var bookRoutes = []struct{ route, code string }{{"GET /books/{id}", "200"}, {"GET /books", "200"}, {"POST /books", "201"}}
 
 // terminate stops s with SIGTERM, as an orchestrator does, waits for it to exit and
 // returns how long that took. The exit must be clean: status 0.
@@ -188,12 +232,14 @@ type rollingLoad struct {
 	mu        sync.Mutex
 	latencies map[requestKind][]time.Duration
 	failures  map[requestKind][]string
-	createdN  int // 201s to creates, since the start
-	phase     atomic.Pointer[string]
-	started   time.Time
-	done      chan struct{}
-	stopOnce  sync.Once
-	wg        sync.WaitGroup
+	// badGateway counts the failures answered 502 (which failures also has).
+	badGateway map[requestKind]int
+	createdN   int // 201s to creates, since the start
+	phase      atomic.Pointer[string]
+	started    time.Time
+	done       chan struct{}
+	stopOnce   sync.Once
+	wg         sync.WaitGroup
 }
 
 func startRollingLoad(gateway string, ids, genres []string, postGenre, authorID, auth string) *rollingLoad {
@@ -230,7 +276,7 @@ func startRollingLoad(gateway string, ids, genres []string, postGenre, authorID,
 						}
 					}
 				}
-				l.record(kind, time.Since(start), msg, kind == kindPost && msg == "")
+				l.record(kind, time.Since(start), msg, kind == kindPost && msg == "", resp != nil && resp.StatusCode == http.StatusBadGateway)
 			}
 		}()
 	}
@@ -263,10 +309,13 @@ func startRollingLoad(gateway string, ids, genres []string, postGenre, authorID,
 // setPhase names what the test is doing now, for the failures recorded meanwhile.
 func (l *rollingLoad) setPhase(p string) { l.phase.Store(&p) }
 
-func (l *rollingLoad) record(kind requestKind, took time.Duration, failure string, created bool) {
+func (l *rollingLoad) record(kind requestKind, took time.Duration, failure string, created, badGateway bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.latencies[kind] = append(l.latencies[kind], took)
+	if badGateway {
+		l.badGateway[kind]++
+	}
 	if failure != "" {
 		l.failures[kind] = append(l.failures[kind], fmt.Sprintf("at %v, %s, after %v: %s",
 			time.Since(l.started).Round(time.Millisecond), *l.phase.Load(), took.Round(time.Millisecond), failure))
@@ -286,7 +335,7 @@ func (l *rollingLoad) stop() {
 func (l *rollingLoad) reset() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.latencies, l.failures = map[requestKind][]time.Duration{}, map[requestKind][]string{}
+	l.latencies, l.failures, l.badGateway = map[requestKind][]time.Duration{}, map[requestKind][]string{}, map[requestKind]int{}
 }
 
 func (l *rollingLoad) created() int {
@@ -303,6 +352,7 @@ type rollingStats struct {
 
 type kindStats struct {
 	requests, failures int
+	badGateway         int      // of the failures, answered 502
 	firstFailures      []string // the first five
 	p50, p99, max      time.Duration
 }
@@ -322,7 +372,7 @@ func (l *rollingLoad) snapshot() rollingStats {
 	defer l.mu.Unlock()
 	s := rollingStats{kinds: map[requestKind]kindStats{}}
 	for _, k := range allKinds {
-		ks := kindStats{requests: len(l.latencies[k]), failures: len(l.failures[k])}
+		ks := kindStats{requests: len(l.latencies[k]), failures: len(l.failures[k]), badGateway: l.badGateway[k]}
 		ks.firstFailures = slices.Clone(l.failures[k][:min(5, len(l.failures[k]))])
 		ks.p50, ks.p99, ks.max = latencyStats(l.latencies[k])
 		s.kinds[k] = ks

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -34,6 +35,11 @@ type Config struct {
 	// ReadyDetail, if set, adds facts worth watching to the /readyz answer that
 	// do not make the service unready (an outbox's lag, say).
 	ReadyDetail func(context.Context) Detail
+	// BeforeClose, if set, runs when shutdown begins, alongside ShutdownDelay: the
+	// listener closes once both are over, and the server answers meanwhile. A
+	// program announced in discovery withdraws there and waits until its peers have
+	// stopped choosing it.
+	BeforeClose func()
 }
 
 // Detail is extra information in the /readyz answer, under "detail".
@@ -133,8 +139,8 @@ func Listen(addr string) (net.Listener, error) {
 }
 
 // Serve serves on ln until ctx ends, then shuts down gracefully: /readyz turns 503,
-// after ShutdownDelay the listener closes, and in-flight requests get ShutdownTimeout
-// to finish.
+// after ShutdownDelay and BeforeClose the listener closes, and in-flight requests get
+// ShutdownTimeout to finish.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	srv := &http.Server{
 		Handler:           s.handler,
@@ -156,7 +162,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	s.draining.Store(true)
 	s.log.Info("shutting down", "delay", s.cfg.ShutdownDelay)
+	var before sync.WaitGroup
+	if s.cfg.BeforeClose != nil {
+		before.Go(s.cfg.BeforeClose)
+	}
 	time.Sleep(s.cfg.ShutdownDelay)
+	before.Wait()
 	timeout := s.cfg.ShutdownTimeout
 	if timeout <= 0 {
 		// Zero would give in-flight requests no time at all, not unlimited time.

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -470,5 +471,71 @@ func TestServeAndShutdown(t *testing.T) {
 	}
 	if _, err := net.Dial("tcp", ln.Addr().String()); err == nil {
 		t.Error("the listener is still open after shutdown")
+	}
+}
+
+// TestBeforeCloseKeepsTheListenerOpen: shutting down, the server answers until
+// BeforeClose has returned (a program withdrawn from discovery waits there for its
+// peers to stop choosing it), then closes its listener.
+func TestBeforeCloseKeepsTheListenerOpen(t *testing.T) {
+	began, release := make(chan struct{}), make(chan struct{})
+	srv := httpserver.New(httpserver.Config{BeforeClose: func() { close(began); <-release }}, slogDiscard(), metrics.NewRegistry(),
+		http.NewServeMux(), []byte(`{}`), func(context.Context) error { return nil })
+	ln, err := httpserver.Listen("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	released := false
+	defer func() {
+		if !released {
+			close(release)
+		}
+	}()
+	base := "http://" + ln.Addr().String()
+	// Each request on a new connection: what is tested is that the listener accepts.
+	hc := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	status := func(path string) int {
+		t.Helper()
+		resp, err := hc.Get(base + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status("/healthz"); got != http.StatusOK {
+		t.Fatalf("before shutdown: /healthz %d", got)
+	}
+
+	cancel()
+	select {
+	case <-began:
+	case <-time.After(polltest.Deadline):
+		t.Fatal("BeforeClose was not called when the context ended")
+	}
+	if got := status("/healthz"); got != http.StatusOK {
+		t.Errorf("during BeforeClose: /healthz %d, want 200", got)
+	}
+	if got := status("/readyz"); got != http.StatusServiceUnavailable {
+		t.Errorf("during BeforeClose: /readyz %d, want 503", got)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Serve returned (%v) before BeforeClose did", err)
+	default:
+	}
+
+	close(release)
+	released = true
+	if err := <-done; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+	if c, err := net.Dial("tcp", ln.Addr().String()); err == nil {
+		c.Close()
+		t.Error("the listener is still open after Serve returned")
 	}
 }

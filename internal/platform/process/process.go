@@ -15,6 +15,7 @@ import (
 	"net/http/pprof"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -88,10 +89,19 @@ type serving struct {
 	ready  func(context.Context) error
 	detail func(context.Context) httpserver.Detail
 	// announce, if set, is called with the address listened on, and returns what
-	// withdraws the announcement. That runs as soon as ctx ends, so that peers stop
-	// sending new requests while in-flight ones drain.
+	// withdraws the announcement. That runs as soon as ctx ends, and the listener
+	// closes withdrawGrace after it.
 	announce func(net.Addr) (func(context.Context) error, error)
 }
+
+// withdrawGrace is how long a program withdrawn from discovery keeps its listener
+// open and answers: the time its peers take to see the withdrawal and stop choosing
+// it. Closing at once, as it did, cut kept-alive connections on which a peer had
+// just sent a request, having chosen the instance before it learnt of the
+// withdrawal: a GET is retried elsewhere, but a POST cannot be (nobody can tell
+// whether it arrived), and the gateway answered 502 (e2e TestRollingRestart).
+// Peers learn of it from the registry's watch within milliseconds.
+const withdrawGrace = time.Second
 
 func (s Server) serve(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, mux *http.ServeMux, openapi []byte, sv serving) error {
 	ln, err := httpserver.Listen(s.HTTPAddr)
@@ -109,27 +119,31 @@ func (s Server) serve(ctx context.Context, log *slog.Logger, reg *prometheus.Reg
 		ln.Close()
 		return err
 	}
+	var beforeClose func()
 	if sv.announce != nil {
 		withdraw, err := sv.announce(ln.Addr())
 		if err != nil {
 			ln.Close()
 			return err
 		}
-		stopped, withdrawn := make(chan struct{}), make(chan struct{})
-		go func() {
-			defer close(withdrawn)
-			select {
-			case <-ctx.Done():
-			case <-stopped:
-			}
-			wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			if err := withdraw(wctx); err != nil {
-				log.Warn("withdrawing from discovery failed; the entry expires by its TTL", "err", err)
-			}
-		}()
-		// The caller closes the registry's connection after serve returns.
-		defer func() { close(stopped); <-withdrawn }()
+		var once sync.Once
+		withdrawOnce := func() {
+			once.Do(func() {
+				wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				if err := withdraw(wctx); err != nil {
+					log.Warn("withdrawing from discovery failed; the entry expires by its TTL", "err", err)
+				}
+			})
+		}
+		// On a shutdown, the server answers until the peers have seen the withdrawal.
+		beforeClose = func() {
+			withdrawOnce()
+			time.Sleep(withdrawGrace)
+		}
+		// Should serving fail instead, the entry goes too; the caller closes the
+		// registry's connection after serve returns.
+		defer withdrawOnce()
 	}
 	if s.AddrFile != "" {
 		// Connections that arrive before srv.Serve below wait in the listener's
@@ -141,6 +155,7 @@ func (s Server) serve(ctx context.Context, log *slog.Logger, reg *prometheus.Reg
 	}
 	srv := httpserver.New(httpserver.Config{
 		ShutdownDelay: s.ShutdownDelay, ShutdownTimeout: s.ShutdownTimeout, AccessLog: s.AccessLog, ReadyDetail: sv.detail,
+		BeforeClose: beforeClose,
 	}, log, reg, mux, openapi, sv.ready)
 	return srv.Serve(ctx, ln)
 }
