@@ -372,7 +372,9 @@ func TestDeliveredOnceWhenTheDatabaseIsSlowToRecordIt(t *testing.T) {
 	}
 	// Another writer on the same file, as a long transaction of the consumer
 	// would be.
-	other, err := sql.Open("sqlite", path)
+	// It waits for the write lock as the services do, rather than failing while
+	// the worker holds it.
+	other, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(20000)")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -384,6 +386,7 @@ func TestDeliveredOnceWhenTheDatabaseIsSlowToRecordIt(t *testing.T) {
 		locked.Do(func() {
 			if _, err := other.Exec(`BEGIN IMMEDIATE`); err != nil {
 				t.Errorf("take the write lock: %v", err)
+				close(release)
 				return
 			}
 			// Held for longer than one attempt to record is given (5 s).
