@@ -160,13 +160,14 @@ func restartOne(t *testing.T, reg *discovery.Registry, load *rollingLoad, victim
 	}
 	load.setPhase(name + " stopping")
 	stopped := time.Now()
-	drained := terminate(t, victim)
-	load.setPhase(name + " stopped")
-	t.Logf("%s: exited %v after SIGTERM (it had served %v GET /books/{id})", name, drained.Round(time.Millisecond), served)
+	victim.signal(syscall.SIGTERM) // as an orchestrator stops it
 	if reg != nil {
-		// It withdrew its entry itself: no TTL to wait out.
+		// It withdraws its entry itself, at once: no TTL to wait out.
 		waitRegistered(t, reg, id, false, stopped)
 	}
+	awaitCleanExit(t, victim)
+	load.setPhase(name + " stopped")
+	t.Logf("%s: exited %v after SIGTERM (it had served %v GET /books/{id})", name, time.Since(stopped).Round(time.Millisecond), served)
 
 	restarted := time.Now()
 	load.setPhase(name + " starting")
@@ -191,12 +192,10 @@ func restartOne(t *testing.T, reg *discovery.Registry, load *rollingLoad, victim
 // book service's metrics name them.
 var bookRoutes = []struct{ route, code string }{{"GET /books/{id}", "200"}, {"GET /books", "200"}, {"POST /books", "201"}}
 
-// terminate stops s with SIGTERM, as an orchestrator does, waits for it to exit and
-// returns how long that took. The exit must be clean: status 0.
-func terminate(t *testing.T, s *service) time.Duration {
+// awaitCleanExit waits for s, sent SIGTERM, to exit, and fails t unless it exited
+// with status 0.
+func awaitCleanExit(t *testing.T, s *service) {
 	t.Helper()
-	start := time.Now()
-	s.signal(syscall.SIGTERM)
 	polltest.Until(t, s.name+" exits after SIGTERM", func() error {
 		select {
 		case <-s.exited:
@@ -205,13 +204,11 @@ func terminate(t *testing.T, s *service) time.Duration {
 			return errors.New("still running")
 		}
 	})
-	took := time.Since(start)
 	state := s.cmd.ProcessState // set before exited was closed
 	s.cmd = nil
 	if !state.Success() {
 		t.Errorf("%s exited with %v after SIGTERM, want status 0:\n%s", s.name, state, s.logText())
 	}
-	return took
 }
 
 // The kinds of request the rolling load sends.
