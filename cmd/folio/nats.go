@@ -21,10 +21,15 @@ func natsFlags() (*flag.FlagSet, *natsConfig) {
 	cfg := &natsConfig{names: natsconn.DefaultNames}
 	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
 	fs.StringVar(&cfg.keysDir, "keys-dir", "nats-keys", "`directory` of the programs' nkey seeds (<program>.nk, 0600); missing ones are created. Hand each program its own seed as FOLIO_NATS_NKEY_FILE")
-	fs.StringVar(&cfg.names.Prefix, "prefix", cfg.names.Prefix, "event subject prefix (FOLIO_EVENTS_PREFIX)")
-	fs.StringVar(&cfg.names.Stream, "stream", cfg.names.Stream, "JetStream stream (FOLIO_EVENTS_STREAM)")
-	fs.StringVar(&cfg.names.Bucket, "bucket", cfg.names.Bucket, "discovery bucket (FOLIO_DISCOVERY_BUCKET)")
+	namesFlags(fs, &cfg.names)
 	return fs, cfg
+}
+
+// namesFlags adds the flags naming what the permissions are written for.
+func namesFlags(fs *flag.FlagSet, names *natsconn.Names) {
+	fs.StringVar(&names.Prefix, "prefix", names.Prefix, "event subject prefix (FOLIO_EVENTS_PREFIX)")
+	fs.StringVar(&names.Stream, "stream", names.Stream, "JetStream stream (FOLIO_EVENTS_STREAM)")
+	fs.StringVar(&names.Bucket, "bucket", names.Bucket, "discovery bucket (FOLIO_DISCOVERY_BUCKET)")
 }
 
 // natsServerConfig serves `folio nats`: it prints the authorization block of a

@@ -35,9 +35,7 @@ func natsServeFlags() (*flag.FlagSet, *natsServeConfig) {
 	fs.StringVar(&cfg.listen, "listen", "127.0.0.1:4322", "`address` clients connect to")
 	fs.StringVar(&cfg.storeDir, "store-dir", "", "`directory` of the JetStream store (required)")
 	fs.StringVar(&cfg.keysDir, "keys-dir", "", "`directory` of the programs' nkey seeds, <program>.nk, and admin.nk (required); missing ones are created")
-	fs.StringVar(&cfg.names.Prefix, "prefix", cfg.names.Prefix, "event subject prefix the permissions are written for")
-	fs.StringVar(&cfg.names.Stream, "stream", cfg.names.Stream, "JetStream stream the permissions are written for")
-	fs.StringVar(&cfg.names.Bucket, "bucket", cfg.names.Bucket, "discovery bucket the permissions are written for")
+	namesFlags(fs, &cfg.names)
 	return fs, cfg
 }
 

@@ -234,3 +234,26 @@ func TestRegisterRejectsBadInput(t *testing.T) {
 		}
 	}
 }
+
+// TestPickerSkipsTriedInstances: the rotation is shared by every call, so another
+// call's turn can bring a retry round to the instance that just failed it; under
+// WithAttempts the retry goes to one the call has not tried, while there is one.
+func TestPickerSkipsTriedInstances(t *testing.T) {
+	p := NewPicker(t.Context(), NewStatic(map[string][]string{"book": {"http://a:1", "http://b:1"}}), "book")
+	call := WithAttempts(t.Context())
+	first, err := p.pick(call.Value(attemptsKey{}).(*Attempts))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Pick(); err != nil { // another call's turn
+		t.Fatal(err)
+	}
+	retry, _ := p.pick(call.Value(attemptsKey{}).(*Attempts))
+	if retry.Host == first.Host {
+		t.Errorf("the retry went to %s again", retry.Host)
+	}
+	third, _ := p.pick(call.Value(attemptsKey{}).(*Attempts))
+	if third == nil {
+		t.Error("with every instance tried, no instance is picked")
+	}
+}

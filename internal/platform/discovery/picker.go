@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
+	"sync"
 	"sync/atomic"
 )
 
@@ -46,20 +48,55 @@ func (p *Picker) set(list []Instance) {
 
 // Pick returns the next instance's base URL, or ErrNoInstance.
 func (p *Picker) Pick() (*url.URL, error) {
+	return p.pick(nil)
+}
+
+// pick returns the next instance not in tried, or the next one if every instance
+// was tried, and records it in tried.
+func (p *Picker) pick(tried *Attempts) (*url.URL, error) {
 	list := *p.list.Load()
 	if len(list) == 0 {
 		return nil, ErrNoInstance
 	}
-	return list[p.next.Add(1)%uint64(len(list))], nil
+	start := p.next.Add(1)
+	chosen := list[start%uint64(len(list))]
+	if tried != nil {
+		tried.mu.Lock()
+		defer tried.mu.Unlock()
+		for i := range uint64(len(list)) {
+			if u := list[(start+i)%uint64(len(list))]; !slices.Contains(tried.hosts, u.Host) {
+				chosen = u
+				break
+			}
+		}
+		tried.hosts = append(tried.hosts, chosen.Host)
+	}
+	return chosen, nil
 }
 
-// RoundTripper sends each request to the next instance: the request's scheme and
-// host (which may be just the service name, as in http://book/books/1) are
-// replaced by the instance's. Each retry of a request passes through again and so
-// goes to another instance.
+// Attempts are the instances the attempts of one call went to.
+type Attempts struct {
+	mu    sync.Mutex
+	hosts []string
+}
+
+type attemptsKey struct{}
+
+// WithAttempts returns ctx for one call whose retries the Picker should send to an
+// instance the call has not tried yet, while there is one: the rotation is shared by
+// every call, so without it a retry may come round to the instance that just failed.
+func WithAttempts(ctx context.Context) context.Context {
+	return context.WithValue(ctx, attemptsKey{}, &Attempts{})
+}
+
+// RoundTripper sends each request to the next instance (one its call has not tried,
+// under WithAttempts): the request's scheme and host (which may be just the service
+// name, as in http://book/books/1) are replaced by the instance's. Each retry of a
+// request passes through again and so goes to another instance.
 func (p *Picker) RoundTripper(base http.RoundTripper) http.RoundTripper {
 	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
-		u, err := p.Pick()
+		tried, _ := r.Context().Value(attemptsKey{}).(*Attempts)
+		u, err := p.pick(tried)
 		if err != nil {
 			return nil, err
 		}

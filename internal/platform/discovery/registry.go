@@ -42,6 +42,8 @@ type health struct {
 	since time.Time
 	// lastOK is when the registry last answered and took writes.
 	lastOK time.Time
+	// checked is when it was last observed, either way.
+	checked time.Time
 }
 
 // Health is the registry as this process sees it.
@@ -63,6 +65,14 @@ func (h *health) observe(ok bool, now time.Time) {
 	if ok {
 		h.lastOK = now
 	}
+	h.checked = now
+}
+
+// checkedSince reports whether the registry was observed after t.
+func (h *health) checkedSince(t time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.known && h.checked.After(t)
 }
 
 func (h *health) get() Health {
@@ -341,7 +351,13 @@ func (r *Registry) watchOnce(ctx context.Context, service string, entries map[st
 // whole TTL is one that cannot take writes: a JetStream stalled by a full disk,
 // say, or one every instance has lost). The last message time is compared with
 // the server's own clock, not this machine's.
+//
+// A process watching several services sweeps each: what one sweep, or a heartbeat,
+// learned within the last timeout is used instead of asking again.
 func (r *Registry) probe(ctx context.Context, timeout time.Duration) Health {
+	if r.health.checkedSince(r.now().Add(-timeout)) {
+		return r.health.get()
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	status, err := r.kv.Status(ctx)

@@ -33,8 +33,7 @@ func newFrozen(t *testing.T, hits *atomic.Int32) *httptest.Server {
 }
 
 // scripted is a route that sends the attempts to the instances of script in turn
-// (then the last one): a rotation shared with other calls can give a retry the
-// instance that just failed.
+// (then the last one).
 func scripted(script ...string) func(http.RoundTripper) http.RoundTripper {
 	var mu sync.Mutex
 	return func(base http.RoundTripper) http.RoundTripper {
@@ -83,7 +82,8 @@ func retriesCounted(t *testing.T, reg *prometheus.Registry, reason string) float
 }
 
 // TestReadRetriedOnAnotherInstance: a read that times out on a frozen instance is
-// sent to another, even when the route would give the frozen one again.
+// sent to another (the picker skips the instances a call has tried: see
+// discovery.TestPickerSkipsTriedInstances).
 func TestReadRetriedOnAnotherInstance(t *testing.T) {
 	var frozenHits atomic.Int32
 	frozen := newFrozen(t, &frozenHits)
@@ -91,7 +91,11 @@ func TestReadRetriedOnAnotherInstance(t *testing.T) {
 	cfg := config(10, time.Minute)
 	// Generous, so that the live instance never misses it on a loaded machine.
 	cfg.AttemptTimeout, cfg.Retries = time.Second, 1
-	cfg.Route = scripted(frozen.URL, frozen.URL, live.URL)
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	// The rotation's first turn is the second instance: the frozen one.
+	resolver := discovery.NewStatic(map[string][]string{"peer": {live.URL, frozen.URL}})
+	cfg.Route = discovery.NewPicker(ctx, resolver, "peer").RoundTripper
 	reg := prometheus.NewRegistry()
 	c := resilient.NewClient(cfg, reg)
 	status, body, err := call(t, c, http.MethodGet, "http://peer/books/1", "")

@@ -12,7 +12,6 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/failsafe-go/failsafe-go"
@@ -22,6 +21,8 @@ import (
 	"github.com/failsafe-go/failsafe-go/retrypolicy"
 	"github.com/failsafe-go/failsafe-go/timeout"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"folio/internal/platform/discovery"
 )
 
 // Config tunes the policies around calls to one peer.
@@ -116,9 +117,7 @@ func NewClient(cfg Config, reg prometheus.Registerer) *http.Client {
 	}
 	var base http.RoundTripper = transport
 	if cfg.Route != nil {
-		guard := &otherInstance{base: transport}
-		base = cfg.Route(guard)
-		guard.route = base
+		base = cfg.Route(transport)
 	}
 	// failsafehttp keeps the request's body and gives each attempt a fresh reader of
 	// it, so a refused POST is sent again whole.
@@ -136,54 +135,13 @@ func (t roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions {
 		rt = t.retried
 	}
-	r = r.WithContext(context.WithValue(r.Context(), attemptsKey{}, &attempts{}))
+	// The route sends each retry to an instance the call has not tried.
+	r = r.WithContext(discovery.WithAttempts(r.Context()))
 	resp, err := rt.RoundTrip(r)
 	if err != nil {
 		return nil, errors.Join(ErrUnavailable, err)
 	}
 	return resp, nil
-}
-
-// attempts are the instances one call's attempts went to.
-type attempts struct {
-	mu      sync.Mutex
-	hosts   []string
-	repicks int
-}
-
-type attemptsKey struct{}
-
-// maxRepicks bounds how often otherInstance asks the route for another instance for
-// one attempt: a peer with one instance has no other to give.
-const maxRepicks = 4
-
-// otherInstance sits between the route, which picks each attempt's instance, and
-// the connection pool. When the route picks an instance that an earlier attempt of
-// the same call went to (its rotation is shared by every call, so a retry may come
-// round to the instance that just failed), it asks the route again, a few times at
-// most, before sending the attempt there after all.
-type otherInstance struct {
-	route http.RoundTripper // the route over this
-	base  http.RoundTripper
-}
-
-func (o *otherInstance) RoundTrip(r *http.Request) (*http.Response, error) {
-	a, _ := r.Context().Value(attemptsKey{}).(*attempts)
-	if a == nil {
-		return o.base.RoundTrip(r)
-	}
-	a.mu.Lock()
-	for _, h := range a.hosts {
-		if h == r.URL.Host && a.repicks < maxRepicks {
-			a.repicks++
-			a.mu.Unlock()
-			return o.route.RoundTrip(r)
-		}
-	}
-	a.hosts = append(a.hosts, r.URL.Host)
-	a.repicks = 0
-	a.mu.Unlock()
-	return o.base.RoundTrip(r)
 }
 
 // isConnectError reports whether err is a failure to open a connection, which means
