@@ -29,7 +29,30 @@ const (
 	// passes once an operator or the load frees the resource: 503, like
 	// Unavailable, but no peer is at fault.
 	StorageUnavailable
+	Unauthorized // the credentials or the token identify nobody: 401
+	Forbidden    // the caller is known but may not do this: 403
+	// RateLimited: the caller sent too many requests of this kind; RetryAfter says
+	// when its budget allows the next: 429.
+	RateLimited
+	// Overloaded: the service has too much of this work in flight to take more now
+	// (password hashing, say) and did nothing: 503 with RetryAfter.
+	Overloaded
 )
+
+var kindNames = [...]string{
+	Internal: "internal", Malformed: "malformed", Invalid: "invalid", NotFound: "not found",
+	Conflict: "conflict", PreconditionFailed: "precondition failed", Unavailable: "unavailable",
+	TooLarge: "too large", UnsupportedMedia: "unsupported media", StorageUnavailable: "storage unavailable",
+	Unauthorized: "unauthorized", Forbidden: "forbidden", RateLimited: "rate limited", Overloaded: "overloaded",
+}
+
+// String names the kind, for logs and test failures.
+func (k Kind) String() string {
+	if k >= 0 && int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("fault.Kind(%d)", int(k))
+}
 
 // FieldError names one broken field of a request and what is wrong with it.
 type FieldError struct {

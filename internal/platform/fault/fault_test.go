@@ -3,6 +3,7 @@ package fault_test
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"folio/internal/platform/fault"
@@ -86,5 +87,22 @@ func TestClassify(t *testing.T) {
 	}
 	if fe := fault.Classify(fault.Wrap(fault.Internal, errors.New("x"), "oops")); fe == nil || fe.Kind != fault.Internal {
 		t.Errorf("an Internal error nobody else knows: got %v, want it back", fe)
+	}
+}
+
+func TestKindString(t *testing.T) {
+	seen := map[string]fault.Kind{}
+	for k := fault.Internal; k <= fault.Overloaded; k++ {
+		name := k.String()
+		if name == "" || strings.HasPrefix(name, "fault.Kind(") {
+			t.Errorf("kind %d has no name", int(k))
+		}
+		if other, dup := seen[name]; dup {
+			t.Errorf("kinds %d and %d are both named %q", int(other), int(k), name)
+		}
+		seen[name] = k
+	}
+	if got := fault.Kind(99).String(); got != "fault.Kind(99)" {
+		t.Errorf("Kind(99).String() = %q", got)
 	}
 }

@@ -122,7 +122,7 @@ func wrap(next http.Handler, log *slog.Logger, in *instruments, accessLog bool) 
 			tp = tracecontext.New()
 			r.Header.Set(tracecontext.Header, tp)
 		}
-		ctx := tracecontext.With(logging.WithRequestID(r.Context(), id), tp)
+		ctx := tracecontext.With(logging.WithRequestID(logging.WithLogger(r.Context(), log), id), tp)
 		r = r.WithContext(ctx)
 		sw := &statusWriter{ResponseWriter: w, r: r}
 		in.inflight.Inc()

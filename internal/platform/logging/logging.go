@@ -26,6 +26,22 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
+type loggerKey struct{}
+
+// WithLogger returns a context that carries log, for code that serves a request
+// and has no logger of its own to report with (problem.Handler).
+func WithLogger(ctx context.Context, log *slog.Logger) context.Context {
+	return context.WithValue(ctx, loggerKey{}, log)
+}
+
+// FromContext returns the logger ctx carries, or slog's default.
+func FromContext(ctx context.Context) *slog.Logger {
+	if log, ok := ctx.Value(loggerKey{}).(*slog.Logger); ok {
+		return log
+	}
+	return slog.Default()
+}
+
 // New returns a logger writing to w. format is "json", "text" or "auto" (text when w
 // is a terminal); level is debug, info, warn or error.
 func New(w io.Writer, service, format, level string) *slog.Logger {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"folio/internal/platform/fault"
+	"folio/internal/platform/logging"
 )
 
 // ContentType is the media type of every error response.
@@ -30,6 +31,10 @@ const (
 	TypeUnsupportedMedia    = "/problems/unsupported-media-type"
 	TypeMethodNotAllowed    = "/problems/method-not-allowed"
 	TypeInternal            = "/problems/internal"
+	TypeUnauthorized        = "/problems/unauthorized"
+	TypeForbidden           = "/problems/forbidden"
+	TypeTooManyRequests     = "/problems/too-many-requests"
+	TypeBusy                = "/problems/busy"
 )
 
 // Problem is an RFC 9457 problem details document.
@@ -114,6 +119,14 @@ func FromError(r *http.Request, log *slog.Logger, err error) Problem {
 		p.Type, p.Status = TypeTooLarge, http.StatusRequestEntityTooLarge
 	case fault.UnsupportedMedia:
 		p.Type, p.Status = TypeUnsupportedMedia, http.StatusUnsupportedMediaType
+	case fault.Unauthorized:
+		p.Type, p.Status = TypeUnauthorized, http.StatusUnauthorized
+	case fault.Forbidden:
+		p.Type, p.Status = TypeForbidden, http.StatusForbidden
+	case fault.RateLimited:
+		p.Type, p.Status = TypeTooManyRequests, http.StatusTooManyRequests
+	case fault.Overloaded:
+		p.Type, p.Status = TypeBusy, http.StatusServiceUnavailable
 	}
 	return p
 }
@@ -125,13 +138,26 @@ func ClientClosed() Problem {
 	return Problem{Type: TypeInternal, Status: 499, Title: "Client Closed Request", Detail: "the client closed the request"}
 }
 
-// WriteError maps err with FromError and writes it.
+// WriteError maps err with FromError and writes it. A 503 always carries
+// Retry-After, a 429 when the error says when.
 func WriteError(w http.ResponseWriter, r *http.Request, log *slog.Logger, err error) {
 	p := FromError(r, log, err)
-	if p.Status == http.StatusServiceUnavailable {
+	if p.Status == http.StatusServiceUnavailable || p.Status == http.StatusTooManyRequests && p.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(p.RetryAfter)))
 	}
 	Write(w, r, p)
+}
+
+// Handler is an HTTP handler that returns its error instead of answering it:
+// ServeHTTP answers the error as a problem (WriteError), logged with the logger
+// the request's context carries (the chassis puts the program's there). A handler
+// that has started its answer returns nil.
+type Handler func(w http.ResponseWriter, r *http.Request) error
+
+func (h Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := h(w, r); err != nil {
+		WriteError(w, r, logging.FromContext(r.Context()), err)
+	}
 }
 
 // retryAfterSeconds is d in whole seconds, rounded up, and at least one.

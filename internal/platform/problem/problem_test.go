@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"folio/internal/platform/fault"
+	"folio/internal/platform/logging"
 	"folio/internal/platform/problem"
 )
 
@@ -33,6 +34,10 @@ func TestWriteError(t *testing.T) {
 		{"storage unavailable", &fault.Error{Kind: fault.StorageUnavailable, Message: "storage full", Err: errors.New("SELECT secret: disk full")}, 503, problem.TypeStorageUnavailable, "storage full"},
 		{"too large", fault.New(fault.TooLarge, "big"), 413, problem.TypeTooLarge, "big"},
 		{"unsupported media", fault.New(fault.UnsupportedMedia, "not JSON"), 415, problem.TypeUnsupportedMedia, "not JSON"},
+		{"unauthorized", fault.New(fault.Unauthorized, "who?"), 401, problem.TypeUnauthorized, "who?"},
+		{"forbidden", fault.New(fault.Forbidden, "admins only"), 403, problem.TypeForbidden, "admins only"},
+		{"rate limited", fault.New(fault.RateLimited, "slow down"), 429, problem.TypeTooManyRequests, "slow down"},
+		{"overloaded", fault.New(fault.Overloaded, "busy"), 503, problem.TypeBusy, "busy"},
 		{"wrapped fault", fmt.Errorf("op: %w", fault.New(fault.NotFound, "none")), 404, problem.TypeNotFound, "none"},
 		{"plain error", errors.New(`pq: SELECT secret FROM users at 10.1.2.3`), 500, problem.TypeInternal, ""},
 		{"internal fault", fault.Wrap(fault.Internal, errors.New("SELECT secret"), "oops"), 500, problem.TypeInternal, ""},
@@ -73,9 +78,10 @@ func TestWriteError(t *testing.T) {
 					t.Errorf("body %s leaks %q", rec.Body, leak)
 				}
 			}
-			// Internal errors and unavailable peers are logged with their cause; client
-			// errors are not (the access log has them).
-			wantLogged := tt.wantStatus == 500 || tt.wantStatus == 503
+			// Internal errors, unavailable peers and storage are logged with their
+			// cause; client errors are not (the access log has them), nor is an
+			// overload, which would flood the log when it matters most.
+			wantLogged := tt.wantStatus == 500 || tt.wantType == problem.TypeUpstreamUnavailable || tt.wantType == problem.TypeStorageUnavailable
 			if logged := logs.Len() > 0; logged != wantLogged {
 				t.Errorf("logged: got %v, want %v", logged, wantLogged)
 			}
@@ -155,5 +161,40 @@ func TestValidationErrorsAlwaysPresent(t *testing.T) {
 	var none fault.Fields
 	if none.Err() != nil {
 		t.Error("no fields: got an error, want nil")
+	}
+}
+
+func TestRateLimitedSaysWhen(t *testing.T) {
+	rec := httptest.NewRecorder()
+	problem.WriteError(rec, httptest.NewRequest(http.MethodPost, "/auth/token", nil), nil,
+		&fault.Error{Kind: fault.RateLimited, Message: "slow down", RetryAfter: 2500 * time.Millisecond})
+	if rec.Code != 429 || rec.Header().Get("Retry-After") != "3" {
+		t.Errorf("got %d with Retry-After %q, want 429 with 3", rec.Code, rec.Header().Get("Retry-After"))
+	}
+}
+
+func TestHandlerAnswersTheReturnedError(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	h := problem.Handler(func(w http.ResponseWriter, r *http.Request) error {
+		if r.URL.Query().Get("fail") == "" {
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		}
+		return errors.New("SELECT secret FROM users")
+	})
+	for _, tc := range []struct {
+		target string
+		want   int
+	}{{"/things", 204}, {"/things?fail=1", 500}} {
+		rec := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodGet, tc.target, nil)
+		h.ServeHTTP(rec, r.WithContext(logging.WithLogger(r.Context(), log)))
+		if rec.Code != tc.want {
+			t.Errorf("%s: status %d, want %d", tc.target, rec.Code, tc.want)
+		}
+	}
+	if !strings.Contains(logs.String(), "SELECT secret") {
+		t.Errorf("the internal error was not logged with the request's logger: %s", logs.String())
 	}
 }

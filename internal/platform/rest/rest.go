@@ -18,9 +18,10 @@ import (
 	"sync"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
-	"github.com/google/uuid"
 
 	"folio/internal/platform/fault"
+	"folio/internal/platform/id"
+	"folio/internal/platform/paging"
 )
 
 // Decode reads the request body as exactly one JSON value into dst, rejecting unknown
@@ -228,18 +229,8 @@ func WriteEncoded(w http.ResponseWriter, status int, body []byte) {
 	_, _ = w.Write(body)
 }
 
-// ValidID reports whether s is an id as Folio issues them: a UUID in canonical
-// lower-case form. Anything else can name no resource.
-func ValidID(s string) bool {
-	if len(s) != 36 {
-		return false
-	}
-	u, err := uuid.Parse(s)
-	return err == nil && u.String() == s
-}
-
-// NewID returns a new time-ordered id (UUIDv7).
-func NewID() string { return uuid.Must(uuid.NewV7()).String() }
+// ValidID reports whether s is an id as Folio issues them (id.Valid).
+func ValidID(s string) bool { return id.Valid(s) }
 
 // ETag returns the entity tag of a resource at version.
 func ETag(version int) string { return `"` + strconv.Itoa(version) + `"` }
@@ -293,20 +284,20 @@ type Page[T any] struct {
 	NextCursor *string `json:"next_cursor"`
 }
 
-// PageRequest is the paging part of a list request.
-type PageRequest struct {
-	Limit int
-	After string // the id after which the page starts; "" for the first page
-}
+// PageRequest is paging.Request, until every caller names it so.
+type PageRequest = paging.Request
+
+// NewID returns a new id (id.New), until every caller calls that.
+func NewID() string { return id.New() }
 
 // ParsePage reads ?limit= (see ParseLimit) and ?cursor= (as issued by Cursor).
-func ParsePage(r *http.Request) (PageRequest, error) {
+func ParsePage(r *http.Request) (paging.Request, error) {
 	q := r.URL.Query()
 	limit, err := ParseLimit(q)
 	if err != nil {
-		return PageRequest{}, err
+		return paging.Request{}, err
 	}
-	p := PageRequest{Limit: limit}
+	p := paging.Request{Limit: limit}
 	if c := q.Get("cursor"); c != "" || q.Has("cursor") {
 		id, err := parseCursor(c)
 		if err != nil {
@@ -348,6 +339,19 @@ func parseCursor(c string) (string, error) {
 		return "", errors.New("not a cursor")
 	}
 	return id, nil
+}
+
+// PageOf is the JSON form of p, its Next as an opaque cursor.
+func PageOf[T any](p paging.Page[T]) Page[T] {
+	out := Page[T]{Items: p.Items}
+	if out.Items == nil {
+		out.Items = []T{}
+	}
+	if p.Next != "" {
+		c := Cursor(p.Next)
+		out.NextCursor = &c
+	}
+	return out
 }
 
 // NewPage makes a page from up to limit+1 items fetched in id order: the extra item,
