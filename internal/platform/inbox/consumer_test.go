@@ -27,7 +27,9 @@ func TestConsumer(t *testing.T) {
 			t.Fatalf("Subscription = %+v", sub)
 		}
 		h := c.Handler(db, slog.New(slog.NewTextHandler(io.Discard, nil)))
-		msg := func(body string) broker.Message { return broker.Message{Subject: "folio.x", ID: "m", Body: []byte(body)} }
+		msg := func(body string) broker.Message {
+			return broker.Message{Subject: "folio.x", ID: "m", Body: []byte(body)}
+		}
 		for _, tc := range []struct {
 			name, body string
 			wantErr    bool
