@@ -23,6 +23,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"folio/internal/platform/discovery"
+	"folio/internal/platform/httpserver"
+	"folio/internal/platform/logging"
+	"folio/internal/platform/tracecontext"
 )
 
 // Config tunes the policies around calls to one peer.
@@ -137,11 +140,32 @@ func (t roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	}
 	// The route sends each retry to an instance the call has not tried.
 	r = r.WithContext(discovery.WithAttempts(r.Context()))
+	carryContext(r)
 	resp, err := rt.RoundTrip(r)
 	if err != nil {
 		return nil, errors.Join(ErrUnavailable, err)
 	}
 	return resp, nil
+}
+
+// carryContext sets on r (a copy the caller does not see) the request id and
+// trace context of the request being served, so that the peer's logs and traces
+// join this one's; headers the caller set itself are kept.
+func carryContext(r *http.Request) {
+	ctx := r.Context()
+	id, tp := logging.RequestID(ctx), tracecontext.From(ctx)
+	set := func(name, value string) {
+		if value == "" || r.Header.Get(name) != "" {
+			return
+		}
+		if r.Header == nil {
+			r.Header = http.Header{}
+		}
+		r.Header.Set(name, value)
+	}
+	r.Header = r.Header.Clone()
+	set(httpserver.RequestIDHeader, id)
+	set(tracecontext.Header, tp)
 }
 
 // isConnectError reports whether err is a failure to open a connection, which means

@@ -1,6 +1,7 @@
 package resilient_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,8 +14,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"folio/internal/platform/logging"
 	"folio/internal/platform/polltest"
 	"folio/internal/platform/resilient"
+	"folio/internal/platform/tracecontext"
 )
 
 // peer answers 500 to its first failFirst requests, or to every request while down,
@@ -237,5 +240,39 @@ func TestLargeBody(t *testing.T) {
 		if err != nil || status != http.StatusOK || len(body) != size {
 			t.Errorf("%s: got %d, %d bytes, %v; want 200 and %d bytes", method, status, len(body), err, size)
 		}
+	}
+}
+
+func TestCallsCarryTheRequestIDAndTraceContext(t *testing.T) {
+	got := make(chan http.Header, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got <- r.Header.Clone() }))
+	defer srv.Close()
+	c := resilient.NewClient(resilient.DefaultConfig("peer"), prometheus.NewRegistry())
+	tp := tracecontext.New()
+	ctx := tracecontext.With(logging.WithRequestID(context.Background(), "req-7"), tp)
+
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	h := <-got
+	if h.Get("X-Request-ID") != "req-7" || h.Get("traceparent") != tp {
+		t.Errorf("peer got X-Request-ID %q, traceparent %q; want req-7, %s", h.Get("X-Request-ID"), h.Get("traceparent"), tp)
+	}
+	if req.Header.Get("X-Request-ID") != "" {
+		t.Error("the caller's request was changed")
+	}
+
+	// A header the caller set itself wins.
+	req, _ = http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
+	req.Header.Set("X-Request-ID", "own")
+	if resp, err = c.Do(req); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if h := <-got; h.Get("X-Request-ID") != "own" {
+		t.Errorf("peer got X-Request-ID %q, want the caller's own", h.Get("X-Request-ID"))
 	}
 }
