@@ -13,12 +13,12 @@ import (
 	"time"
 
 	"folio/internal/auth"
-	"folio/internal/platform/process"
+	"folio/internal/platform/chassis"
 	"folio/internal/platform/secrets"
 )
 
 type config struct {
-	process.Base
+	chassis.ServiceConfig
 	// AdminEmail and AdminPassword make the first admin account at start, when no
 	// account has that email yet.
 	AdminEmail    string        `env:"FOLIO_ADMIN_EMAIL"`
@@ -76,7 +76,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return errors.New("auth takes no arguments; it is configured with FOLIO_* environment variables (see README)")
 	}
 	var cfg config
-	p, err := process.Start(ctx, "auth", ":8083", &cfg, &cfg.Base, getenv, stdout, auth.Migrations)
+	p, err := chassis.Start(ctx, "auth", ":8083", &cfg, &cfg.ServiceConfig, getenv, stdout, auth.Migrations)
 	if err != nil {
 		return err
 	}

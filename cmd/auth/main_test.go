@@ -11,12 +11,12 @@ import (
 	"strings"
 	"testing"
 
-	"folio/internal/platform/process/processtest"
+	"folio/internal/platform/chassis/chassistest"
 	"folio/internal/platform/secrets"
 )
 
 func TestRunRejectsBadConfiguration(t *testing.T) {
-	if err := run(context.Background(), []string{"auth", "extra"}, processtest.Env(nil), &processtest.LogBuffer{}); err == nil {
+	if err := run(context.Background(), []string{"auth", "extra"}, chassistest.Env(nil), &chassistest.LogBuffer{}); err == nil {
 		t.Error("run with an argument: got nil, want an error")
 	}
 	for _, tc := range []struct{ name, value string }{
@@ -28,19 +28,19 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"FOLIO_HASH_WAIT", "0s"},
 	} {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
-			processtest.WantSettingRejected(t, run, "auth", tc.name, tc.value)
+			chassistest.WantSettingRejected(t, run, "auth", tc.name, tc.value)
 		})
 	}
 	t.Run("FOLIO_TOKEN_TTL=soon", func(t *testing.T) {
 		vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_TOKEN_TTL": "soon"}
-		if err := run(context.Background(), []string{"auth"}, processtest.Env(vars), &processtest.LogBuffer{}); err == nil {
+		if err := run(context.Background(), []string{"auth"}, chassistest.Env(vars), &chassistest.LogBuffer{}); err == nil {
 			t.Error("got nil, want an error")
 		}
 	})
 	t.Run("admin password too short", func(t *testing.T) {
 		vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0",
 			"FOLIO_ADMIN_EMAIL": "root@example.com", "FOLIO_ADMIN_PASSWORD": "short"}
-		if err := run(context.Background(), []string{"auth"}, processtest.Env(vars), &processtest.LogBuffer{}); err == nil {
+		if err := run(context.Background(), []string{"auth"}, chassistest.Env(vars), &chassistest.LogBuffer{}); err == nil {
 			t.Error("got nil, want an error")
 		}
 	})
@@ -72,7 +72,7 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	dir := t.TempDir()
 	vars := map[string]string{"FOLIO_DATA_DIR": dir, "FOLIO_HTTP_ADDR": "127.0.0.1:0",
 		"FOLIO_ADMIN_EMAIL": "Root@Example.com", "FOLIO_ADMIN_PASSWORD": "the root password", "FOLIO_TOKEN_TTL": "5m"}
-	first := processtest.Start(t, run, []string{"auth"}, vars)
+	first := chassistest.Start(t, run, []string{"auth"}, vars)
 	base := first.URL
 	if strings.Contains(first.Logs.String(), "the root password") {
 		t.Error("the admin password appears in the logs")
@@ -122,7 +122,7 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	first.Stop()
 
 	// A restart keeps the signing key and does not make the admin again.
-	restarted := processtest.Start(t, run, []string{"auth"}, vars)
+	restarted := chassistest.Start(t, run, []string{"auth"}, vars)
 	base = restarted.URL
 	req, _ = http.NewRequest("GET", base+"/.well-known/jwks.json", nil)
 	if _, again := do(t, req); !jsonEqual(jwks, again) {
@@ -152,13 +152,13 @@ func TestSecretsKeyFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	vars := map[string]string{"FOLIO_DATA_DIR": dir, "FOLIO_HTTP_ADDR": "127.0.0.1:0", "FOLIO_SECRETS_KEY_FILE": keyFile}
-	processtest.Start(t, run, []string{"auth"}, vars).Stop()
+	chassistest.Start(t, run, []string{"auth"}, vars).Stop()
 	if _, err := os.Stat(filepath.Join(dir, "secrets.key")); !os.IsNotExist(err) {
 		t.Errorf("a key was made beside the data although FOLIO_SECRETS_KEY_FILE was set: %v", err)
 	}
 	vars["FOLIO_SECRETS_KEY_FILE"] = ""
 	vars["FOLIO_SECRETS_KEY"] = secrets.GenerateKey()
-	err := run(context.Background(), []string{"auth"}, processtest.Env(vars), &processtest.LogBuffer{})
+	err := run(context.Background(), []string{"auth"}, chassistest.Env(vars), &chassistest.LogBuffer{})
 	if err == nil || !strings.Contains(err.Error(), "unseal") {
 		t.Errorf("a start with another secrets key: got %v, want an error saying the keys do not unseal", err)
 	}

@@ -15,12 +15,12 @@ import (
 
 	"folio/internal/author"
 	"folio/internal/bookclient"
-	"folio/internal/platform/process"
+	"folio/internal/platform/chassis"
 	"folio/internal/platform/resilient"
 )
 
 type config struct {
-	process.Base
+	chassis.ServiceConfig
 	BookURL     string        `env:"FOLIO_BOOK_URL" envDefault:"http://127.0.0.1:8081"`
 	PeerTimeout time.Duration `env:"FOLIO_PEER_TIMEOUT" envDefault:"1s"`
 	// UpstreamBudget bounds all calls to the book service for one request, retries
@@ -57,7 +57,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return errors.New("author takes no arguments; it is configured with FOLIO_* environment variables (see README)")
 	}
 	var cfg config
-	p, err := process.Start(ctx, "author", ":8082", &cfg, &cfg.Base, getenv, stdout, author.Migrations)
+	p, err := chassis.Start(ctx, "author", ":8082", &cfg, &cfg.ServiceConfig, getenv, stdout, author.Migrations)
 	if err != nil {
 		return err
 	}

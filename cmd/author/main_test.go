@@ -8,11 +8,11 @@ import (
 
 	"folio/internal/platform/authn"
 	"folio/internal/platform/authn/authntest"
-	"folio/internal/platform/process/processtest"
+	"folio/internal/platform/chassis/chassistest"
 )
 
 func TestRunRejectsBadConfiguration(t *testing.T) {
-	if err := run(context.Background(), []string{"author", "extra"}, processtest.Env(nil), &processtest.LogBuffer{}); err == nil {
+	if err := run(context.Background(), []string{"author", "extra"}, chassistest.Env(nil), &chassistest.LogBuffer{}); err == nil {
 		t.Error("run with an argument: got nil, want an error")
 	}
 	for _, tc := range []struct{ name, value string }{
@@ -22,14 +22,14 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"FOLIO_UPSTREAM_BUDGET", "-1s"},
 	} {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
-			processtest.WantSettingRejected(t, run, "author", tc.name, tc.value)
+			chassistest.WantSettingRejected(t, run, "author", tc.name, tc.value)
 		})
 	}
 }
 
 func TestRunRejectsUnparsableConfiguration(t *testing.T) {
 	vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_UPSTREAM_BUDGET": "soon"}
-	if err := run(context.Background(), []string{"author"}, processtest.Env(vars), &processtest.LogBuffer{}); err == nil {
+	if err := run(context.Background(), []string{"author"}, chassistest.Env(vars), &chassistest.LogBuffer{}); err == nil {
 		t.Error("got nil, want an error")
 	}
 }
@@ -42,7 +42,7 @@ func TestRunServesUntilCancelled(t *testing.T) {
 	// No broker either: the service serves all the same, its outbox keeping the events.
 	vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0",
 		"FOLIO_BOOK_URL": refusedURL, "FOLIO_NATS_URL": "nats://127.0.0.1:1"}
-	p := processtest.Start(t, run, []string{"author"}, vars)
+	p := chassistest.Start(t, run, []string{"author"}, vars)
 
 	for path, want := range map[string]int{
 		"/readyz":                     http.StatusOK,
@@ -68,7 +68,7 @@ func TestRunChecksTokens(t *testing.T) {
 	vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0",
 		"FOLIO_BOOK_URL": refusedURL, "FOLIO_NATS_URL": "nats://127.0.0.1:1",
 		"FOLIO_JWKS_URL": iss.JWKSURL()}
-	p := processtest.Start(t, run, []string{"author"}, vars)
+	p := chassistest.Start(t, run, []string{"author"}, vars)
 	defer p.Stop()
 
 	for _, tc := range []struct {

@@ -14,12 +14,12 @@ import (
 
 	"folio/internal/authorclient"
 	"folio/internal/book"
-	"folio/internal/platform/process"
+	"folio/internal/platform/chassis"
 	"folio/internal/platform/resilient"
 )
 
 type config struct {
-	process.Base
+	chassis.ServiceConfig
 	AuthorURL   string        `env:"FOLIO_AUTHOR_URL" envDefault:"http://127.0.0.1:8082"`
 	PeerTimeout time.Duration `env:"FOLIO_PEER_TIMEOUT" envDefault:"1s"`
 }
@@ -38,7 +38,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return errors.New("book takes no arguments; it is configured with FOLIO_* environment variables (see README)")
 	}
 	var cfg config
-	p, err := process.Start(ctx, "book", ":8081", &cfg, &cfg.Base, getenv, stdout, book.Migrations)
+	p, err := chassis.Start(ctx, "book", ":8081", &cfg, &cfg.ServiceConfig, getenv, stdout, book.Migrations)
 	if err != nil {
 		return err
 	}

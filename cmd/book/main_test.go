@@ -10,11 +10,11 @@ import (
 
 	"folio/internal/platform/authn"
 	"folio/internal/platform/authn/authntest"
-	"folio/internal/platform/process/processtest"
+	"folio/internal/platform/chassis/chassistest"
 )
 
 func TestRunRejectsArguments(t *testing.T) {
-	if err := run(context.Background(), []string{"book", "extra"}, processtest.Env(nil), &processtest.LogBuffer{}); err == nil {
+	if err := run(context.Background(), []string{"book", "extra"}, chassistest.Env(nil), &chassistest.LogBuffer{}); err == nil {
 		t.Error("run with an argument: got nil, want an error")
 	}
 }
@@ -32,7 +32,7 @@ func TestRunChecksTokens(t *testing.T) {
 	defer authors.Close()
 	vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0",
 		"FOLIO_AUTHOR_URL": authors.URL, "FOLIO_NATS_URL": "nats://127.0.0.1:1", "FOLIO_JWKS_URL": iss.JWKSURL()}
-	p := processtest.Start(t, run, []string{"book"}, vars)
+	p := chassistest.Start(t, run, []string{"book"}, vars)
 
 	do := func(method, path, token, body string) int {
 		t.Helper()

@@ -20,7 +20,7 @@ import (
 
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/polltest"
-	"folio/internal/platform/process/processtest"
+	"folio/internal/platform/chassis/chassistest"
 )
 
 func noEnv(string) string { return "" }
@@ -228,7 +228,7 @@ func upUntilReady(t *testing.T, args ...string) (stop func() string, output func
 func startUp(t *testing.T, args ...string) (stop func() string, output func() string, err error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	out := &processtest.LogBuffer{} // what run writes, read while it runs
+	out := &chassistest.LogBuffer{} // what run writes, read while it runs
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, append([]string{"folio", "up"}, args...), noEnv, out) }()
 	stop = func() string {

@@ -16,7 +16,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"folio/internal/platform/polltest"
-	"folio/internal/platform/process/processtest"
+	"folio/internal/platform/chassis/chassistest"
 	"folio/internal/supervise"
 )
 
@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 
 // startNATSChild runs folio up's NATS server under sup on a port that was free a
 // moment ago (again on another if someone took it first), checked every 100 ms.
-func startNATSChild(t *testing.T, sup *supervise.Supervisor, out *processtest.LogBuffer, dataDir string) (natsChild, *supervise.Process) {
+func startNATSChild(t *testing.T, sup *supervise.Supervisor, out *chassistest.LogBuffer, dataDir string) (natsChild, *supervise.Process) {
 	t.Helper()
 	keys, _, err := natsCredentials(dataDir, noEnv)
 	if err != nil {
@@ -89,7 +89,7 @@ func adminPut(ctx context.Context, c natsChild) error {
 // the supervisor's JetStream checks fail and it is restarted, on the same port,
 // where JetStream answers again with what it stored before.
 func TestNATSChildIsRestartedWhenStuck(t *testing.T) {
-	out := &processtest.LogBuffer{}
+	out := &chassistest.LogBuffer{}
 	dataDir := t.TempDir()
 	sup := supervise.New(out, supervise.Config{Name: "folio", LogDir: filepath.Join(dataDir, "logs"),
 		MinBackoff: 10 * time.Millisecond, ProbeInterval: 100 * time.Millisecond, ProbeTimeout: 500 * time.Millisecond,
@@ -142,7 +142,7 @@ func TestNATSChildIsRestartedWhenStuck(t *testing.T) {
 // TestNATSServeRejectsMissingDirectories: folio nats serve needs to be told where
 // its store and keys are.
 func TestNATSServeRejectsMissingDirectories(t *testing.T) {
-	err := run(context.Background(), []string{"folio", "nats", "serve", "--store-dir", t.TempDir()}, noEnv, &processtest.LogBuffer{})
+	err := run(context.Background(), []string{"folio", "nats", "serve", "--store-dir", t.TempDir()}, noEnv, &chassistest.LogBuffer{})
 	if err == nil || !strings.Contains(err.Error(), "--keys-dir") {
 		t.Errorf("got %v, want an error naming --keys-dir", err)
 	}

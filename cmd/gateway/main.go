@@ -21,13 +21,13 @@ import (
 	"folio/internal/platform/discovery"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/metrics"
-	"folio/internal/platform/process"
+	"folio/internal/platform/chassis"
 )
 
 // settings is the gateway's configuration. It has no database, so it embeds only
 // the server part of what the services read.
 type settings struct {
-	process.Server
+	chassis.ServerConfig
 
 	BookURLs   []string `env:"FOLIO_BOOK_URLS" envDefault:"http://127.0.0.1:8081"`
 	AuthorURLs []string `env:"FOLIO_AUTHOR_URLS" envDefault:"http://127.0.0.1:8082"`

@@ -16,7 +16,7 @@ import (
 	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/config"
 	"folio/internal/platform/polltest"
-	"folio/internal/platform/process/processtest"
+	"folio/internal/platform/chassis/chassistest"
 )
 
 // refusedURL is a URL whose port nobody serves (1 is privileged and unassigned on a
@@ -25,7 +25,7 @@ import (
 const refusedURL = "http://127.0.0.1:1"
 
 func TestRunServesAndStops(t *testing.T) {
-	gw := processtest.Start(t, run, []string{"gateway"}, map[string]string{
+	gw := chassistest.Start(t, run, []string{"gateway"}, map[string]string{
 		"FOLIO_HTTP_ADDR":    "127.0.0.1:0",
 		"FOLIO_METRICS_ADDR": "127.0.0.1:0",
 		"FOLIO_BOOK_URLS":    refusedURL + ", " + refusedURL + "/",
@@ -129,7 +129,7 @@ func TestRunFollowsRevocations(t *testing.T) {
 		w.WriteHeader(http.StatusCreated)
 	}))
 	t.Cleanup(books.Close)
-	gw := processtest.Start(t, run, []string{"gateway"}, map[string]string{
+	gw := chassistest.Start(t, run, []string{"gateway"}, map[string]string{
 		"FOLIO_HTTP_ADDR":     "127.0.0.1:0",
 		"FOLIO_BOOK_URLS":     books.URL,
 		"FOLIO_ACCESS_LOG":    "false",

@@ -18,12 +18,12 @@ import (
 
 	"folio/internal/notify"
 	"folio/internal/platform/egress"
-	"folio/internal/platform/process"
+	"folio/internal/platform/chassis"
 	"folio/internal/platform/secrets"
 )
 
 type config struct {
-	process.Base
+	chassis.ServiceConfig
 
 	WebhookConcurrency int           `env:"FOLIO_WEBHOOK_CONCURRENCY" envDefault:"8"`
 	WebhookTimeout     time.Duration `env:"FOLIO_WEBHOOK_TIMEOUT" envDefault:"10s"`
@@ -75,7 +75,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return errors.New("notify takes no arguments; it is configured with FOLIO_* environment variables (see README)")
 	}
 	var cfg config
-	p, err := process.Start(ctx, "notify", ":8084", &cfg, &cfg.Base, getenv, stdout, notify.Migrations)
+	p, err := chassis.Start(ctx, "notify", ":8084", &cfg, &cfg.ServiceConfig, getenv, stdout, notify.Migrations)
 	if err != nil {
 		return err
 	}

@@ -22,12 +22,12 @@ import (
 	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/broker"
 	"folio/internal/platform/polltest"
-	"folio/internal/platform/process/processtest"
+	"folio/internal/platform/chassis/chassistest"
 	"folio/internal/platform/rest"
 )
 
 func TestRunRejectsBadConfiguration(t *testing.T) {
-	if err := run(context.Background(), []string{"notify", "extra"}, processtest.Env(nil), &processtest.LogBuffer{}); err == nil {
+	if err := run(context.Background(), []string{"notify", "extra"}, chassistest.Env(nil), &chassistest.LogBuffer{}); err == nil {
 		t.Error("run with an argument: got nil, want an error")
 	}
 	for _, tc := range []struct{ name, value string }{
@@ -40,11 +40,11 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 		{"FOLIO_MAX_SUBSCRIPTIONS", "0"},
 	} {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
-			processtest.WantSettingRejected(t, run, "notify", tc.name, tc.value)
+			chassistest.WantSettingRejected(t, run, "notify", tc.name, tc.value)
 		})
 	}
 	vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_WEBHOOK_TIMEOUT": "soon"}
-	if err := run(context.Background(), []string{"notify"}, processtest.Env(vars), &processtest.LogBuffer{}); err == nil {
+	if err := run(context.Background(), []string{"notify"}, chassistest.Env(vars), &chassistest.LogBuffer{}); err == nil {
 		t.Error("unparsable duration: got nil, want an error")
 	}
 }
@@ -52,7 +52,7 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 // start runs the service with vars until the test ends, and returns its base URL.
 func start(t *testing.T, vars map[string]string) string {
 	t.Helper()
-	return processtest.Start(t, run, []string{"notify"}, vars).URL
+	return chassistest.Start(t, run, []string{"notify"}, vars).URL
 }
 
 // post sends body to url as JSON with the token (none when "").
@@ -87,7 +87,7 @@ func call(t *testing.T, method, url, token, contentType, body string) *http.Resp
 func TestRunServesWhileTheBrokerIsDown(t *testing.T) {
 	iss := authntest.New(t)
 	admin := iss.Token("admin-1", "admin")
-	prog := processtest.Start(t, run, []string{"notify"}, map[string]string{
+	prog := chassistest.Start(t, run, []string{"notify"}, map[string]string{
 		"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0", "FOLIO_LOG_FORMAT": "json",
 		"FOLIO_METRICS_ADDR": "127.0.0.1:0",
 		"FOLIO_BROKER":       "nats", "FOLIO_NATS_URL": "nats://127.0.0.1:1", "FOLIO_JWKS_URL": iss.JWKSURL(),

@@ -32,7 +32,7 @@ import (
 	"folio/internal/platform/metrics"
 	"folio/internal/platform/outbox/outboxtest"
 	"folio/internal/platform/problem"
-	"folio/internal/platform/process/processtest"
+	"folio/internal/platform/chassis/chassistest"
 	"folio/internal/platform/rest"
 	"folio/internal/platform/rest/openapicheck"
 	"folio/internal/platform/rest/resttest"
@@ -83,7 +83,7 @@ type server struct {
 	h       http.Handler
 	mux     *http.ServeMux
 	authors *fakeAuthors
-	logs    *processtest.LogBuffer // the service's log, written from concurrent requests
+	logs    *chassistest.LogBuffer // the service's log, written from concurrent requests
 	iss     *authntest.Issuer
 	// editor is the token a request carries unless it names its own Authorization
 	// (an empty one sends none): most tests speak as an editor would.
@@ -94,7 +94,7 @@ type server struct {
 
 func newServer(tb testing.TB, db *sqldb.DB) *server {
 	tb.Helper()
-	logs := &processtest.LogBuffer{}
+	logs := &chassistest.LogBuffer{}
 	s := newServerLogging(tb, db, logs)
 	s.logs = logs
 	return s

@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"folio/internal/platform/process/processtest"
+	"folio/internal/platform/chassis/chassistest"
 )
 
 // TestBackoffPolicy: the wait grows only within an incident (exits with no healthy
@@ -86,7 +86,7 @@ func TestBackoffPerIncident(t *testing.T) {
 		{true, 9 * time.Second, "1ms"}, // and the next crash is a new one
 		{false, time.Hour, "2ms"},
 	}
-	out := &processtest.LogBuffer{}
+	out := &chassistest.LogBuffer{}
 	clock := &fakeClock{now: time.Unix(1_000_000, 0)}
 	s := New(out, Config{Name: "test", LogDir: t.TempDir(), MinBackoff: ms, MaxBackoff: 8 * ms,
 		HealthyFor: 5 * time.Second, ProbeInterval: 5 * ms})
@@ -143,7 +143,7 @@ func TestStoppedChildFailingHealthChecksIsRestarted(t *testing.T) {
 	if _, err := os.Stat("/proc/self/stat"); err != nil {
 		t.Skip("needs /proc to see whether a process is stopped")
 	}
-	out := &processtest.LogBuffer{}
+	out := &chassistest.LogBuffer{}
 	s := New(out, Config{Name: "test", LogDir: t.TempDir(), MinBackoff: time.Millisecond, ProbeInterval: 10 * time.Millisecond})
 	var proc atomic.Pointer[Process]
 	spec := childSpec(t, "kid", "serve")
@@ -194,7 +194,7 @@ func TestStoppedChildFailingHealthChecksIsRestarted(t *testing.T) {
 // TestChildNeverReadyIsRestarted: with ReadyWithin, a child whose Ready check never
 // passes is restarted.
 func TestChildNeverReadyIsRestarted(t *testing.T) {
-	out := &processtest.LogBuffer{}
+	out := &chassistest.LogBuffer{}
 	s := New(out, Config{Name: "test", LogDir: t.TempDir(), MinBackoff: time.Millisecond, ProbeInterval: 5 * time.Millisecond})
 	spec := childSpec(t, "kid", "serve")
 	spec.Ready = func(context.Context) error { return errors.New("no answer") }

@@ -9,19 +9,19 @@ import (
 	"testing"
 
 	"folio/internal/platform/polltest"
-	"folio/internal/platform/process/processtest"
+	"folio/internal/platform/chassis/chassistest"
 )
 
 // blockedWriter is a supervisor's output that nobody reads until release: a
 // terminal paused with Ctrl-S, or a supervisor that cannot run.
 type blockedWriter struct {
 	release chan struct{}
-	out     *processtest.LogBuffer
+	out     *chassistest.LogBuffer
 	once    sync.Once
 }
 
 func newBlockedWriter() *blockedWriter {
-	return &blockedWriter{release: make(chan struct{}), out: &processtest.LogBuffer{}}
+	return &blockedWriter{release: make(chan struct{}), out: &chassistest.LogBuffer{}}
 }
 
 func (w *blockedWriter) Write(p []byte) (int, error) {
@@ -80,7 +80,7 @@ func TestOutputDropsLinesWhileBlocked(t *testing.T) {
 func TestLogFiles(t *testing.T) {
 	dir := t.TempDir()
 	for _, run := range []string{"first", "second"} {
-		out := &processtest.LogBuffer{}
+		out := &chassistest.LogBuffer{}
 		s := New(out, Config{LogDir: dir})
 		if _, err := s.Start(childSpec(t, "kid", "serve")); err != nil {
 			t.Fatal(err)
@@ -113,7 +113,7 @@ func TestLogFiles(t *testing.T) {
 // TestLogFileIsEmptiedPastItsLimit: once printed, a file past the limit is emptied,
 // and the program writes on into it.
 func TestLogFileIsEmptiedPastItsLimit(t *testing.T) {
-	out := &processtest.LogBuffer{}
+	out := &chassistest.LogBuffer{}
 	s := New(out, Config{LogDir: t.TempDir(), LogFileLimit: 4 << 10})
 	if _, err := s.Start(childSpec(t, "a", "chatty", "SUPERVISE_TEST_ID=a")); err != nil {
 		t.Fatal(err)

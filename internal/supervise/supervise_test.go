@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"folio/internal/platform/polltest"
-	"folio/internal/platform/process/processtest"
+	"folio/internal/platform/chassis/chassistest"
 )
 
 // childEnv, when set, makes the test binary act as a supervised child instead of
@@ -101,7 +101,7 @@ const floodLines = 4000
 
 // waitFor polls cond until it holds, failing the test with what was written if it
 // does not within polltest's generous deadline. Nothing is timed.
-func waitFor(t *testing.T, out *processtest.LogBuffer, what string, cond func() bool) {
+func waitFor(t *testing.T, out *chassistest.LogBuffer, what string, cond func() bool) {
 	t.Helper()
 	polltest.Until(t, what, func() error {
 		if cond() {
@@ -111,7 +111,7 @@ func waitFor(t *testing.T, out *processtest.LogBuffer, what string, cond func() 
 	})
 }
 
-func contains(out *processtest.LogBuffer, s string) func() bool {
+func contains(out *chassistest.LogBuffer, s string) func() bool {
 	return func() bool { return strings.Contains(out.String(), s) }
 }
 
@@ -129,7 +129,7 @@ func newSupervisor(t *testing.T, out io.Writer) *Supervisor {
 }
 
 func TestOutputIsPrefixedAndStopTerminates(t *testing.T) {
-	out := &processtest.LogBuffer{}
+	out := &chassistest.LogBuffer{}
 	s := newSupervisor(t, out)
 	p, err := s.Start(childSpec(t, "kid", "serve"))
 	if err != nil {
@@ -171,7 +171,7 @@ func TestOutputIsPrefixedAndStopTerminates(t *testing.T) {
 }
 
 func TestCrashedChildIsRestarted(t *testing.T) {
-	out := &processtest.LogBuffer{}
+	out := &chassistest.LogBuffer{}
 	s := newSupervisor(t, out)
 	marker := filepath.Join(t.TempDir(), "crashed")
 	p, err := s.Start(childSpec(t, "kid", "crash-once", "SUPERVISE_TEST_MARKER="+marker))
@@ -193,7 +193,7 @@ func TestCrashedChildIsRestarted(t *testing.T) {
 // TestRestartEnv: a restarted child gets what RestartEnv returns on top of its
 // environment, and the first run does not.
 func TestRestartEnv(t *testing.T) {
-	out := &processtest.LogBuffer{}
+	out := &chassistest.LogBuffer{}
 	s := newSupervisor(t, out)
 	marker := filepath.Join(t.TempDir(), "crashed")
 	spec := childSpec(t, "kid", "crash-once-env", "SUPERVISE_TEST_MARKER="+marker, "SUPERVISE_TEST_PORT=0")
@@ -214,7 +214,7 @@ func TestRestartEnv(t *testing.T) {
 }
 
 func TestKilledChildIsRestarted(t *testing.T) {
-	out := &processtest.LogBuffer{}
+	out := &chassistest.LogBuffer{}
 	s := newSupervisor(t, out)
 	p, err := s.Start(childSpec(t, "kid", "serve"))
 	if err != nil {
@@ -233,7 +233,7 @@ func TestKilledChildIsRestarted(t *testing.T) {
 }
 
 func TestStopDuringBackoff(t *testing.T) {
-	out := &processtest.LogBuffer{}
+	out := &chassistest.LogBuffer{}
 	// A backoff far longer than any test: Stop must not wait for it.
 	s := New(out, Config{LogDir: t.TempDir(), MinBackoff: time.Hour})
 	p, err := s.Start(childSpec(t, "kid", "crash"))
@@ -254,7 +254,7 @@ func TestStopDuringBackoff(t *testing.T) {
 }
 
 func TestStopKillsAChildThatIgnoresSIGTERM(t *testing.T) {
-	out := &processtest.LogBuffer{}
+	out := &chassistest.LogBuffer{}
 	s := New(out, Config{Name: "test", LogDir: t.TempDir(), StopTimeout: 100 * time.Millisecond})
 	p, err := s.Start(childSpec(t, "kid", "stubborn"))
 	if err != nil {
@@ -271,7 +271,7 @@ func TestStopKillsAChildThatIgnoresSIGTERM(t *testing.T) {
 }
 
 func TestLinesOfTwoChildrenNeverInterleave(t *testing.T) {
-	out := &processtest.LogBuffer{}
+	out := &chassistest.LogBuffer{}
 	s := newSupervisor(t, out)
 	for _, id := range []string{"a", "b"} {
 		if _, err := s.Start(childSpec(t, id, "chatty", "SUPERVISE_TEST_ID="+id)); err != nil {
@@ -302,7 +302,7 @@ func TestLinesOfTwoChildrenNeverInterleave(t *testing.T) {
 }
 
 func TestStartErrors(t *testing.T) {
-	s := New(&processtest.LogBuffer{}, Config{LogDir: t.TempDir()})
+	s := New(&chassistest.LogBuffer{}, Config{LogDir: t.TempDir()})
 	if _, err := s.Start(Spec{Name: "nope", Path: filepath.Join(t.TempDir(), "no-such-program")}); err == nil {
 		t.Error("Start of a missing program: got nil error")
 	}

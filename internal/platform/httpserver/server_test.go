@@ -20,7 +20,7 @@ import (
 	"folio/internal/platform/metrics"
 	"folio/internal/platform/polltest"
 	"folio/internal/platform/problem"
-	"folio/internal/platform/process/processtest"
+	"folio/internal/platform/chassis/chassistest"
 	"folio/internal/platform/rest"
 	"folio/internal/platform/tracecontext"
 )
@@ -28,7 +28,7 @@ import (
 type chassis struct {
 	h     http.Handler
 	srv   *httpserver.Server
-	logs  *processtest.LogBuffer
+	logs  *chassistest.LogBuffer
 	reg   *prometheus.Registry
 	ready error
 }
@@ -44,7 +44,7 @@ func (c *chassis) metrics(t *testing.T) string {
 // newChassis serves a few test routes in the chassis.
 func newChassis(t *testing.T) *chassis {
 	t.Helper()
-	c := &chassis{logs: &processtest.LogBuffer{}, reg: metrics.NewRegistry()}
+	c := &chassis{logs: &chassistest.LogBuffer{}, reg: metrics.NewRegistry()}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /panic", func(w http.ResponseWriter, r *http.Request) {
 		panic("secret panic value")
@@ -325,7 +325,7 @@ func TestServeMetrics(t *testing.T) {
 	c := newChassis(t)
 	c.do(t, httptest.NewRequest(http.MethodGet, "/healthz", nil))
 	ctx, cancel := context.WithCancel(context.Background())
-	logs := &processtest.LogBuffer{}
+	logs := &chassistest.LogBuffer{}
 	addr, err := httpserver.ServeMetrics(ctx, "127.0.0.1:0", c.reg, logging.New(logs, "test", "json", "info"))
 	if err != nil {
 		t.Fatal(err)

@@ -1,6 +1,6 @@
-// Package processtest runs a Folio program's run function inside a test, as its main
+// Package chassistest runs a Folio program's run function inside a test, as its main
 // would run it, with an environment of the test's making and its log kept in memory.
-package processtest
+package chassistest
 
 import (
 	"bytes"

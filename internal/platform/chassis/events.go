@@ -1,4 +1,4 @@
-package process
+package chassis
 
 import (
 	"context"

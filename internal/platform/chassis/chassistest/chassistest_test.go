@@ -1,4 +1,4 @@
-package processtest_test
+package chassistest_test
 
 import (
 	"context"
@@ -12,13 +12,13 @@ import (
 	"folio/internal/platform/config"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/metrics"
-	"folio/internal/platform/process"
-	"folio/internal/platform/process/processtest"
+	"folio/internal/platform/chassis"
+	"folio/internal/platform/chassis/chassistest"
 )
 
 // runBare is a program with no database, served the way every Folio program is.
 func runBare(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
-	var cfg process.Server
+	var cfg chassis.ServerConfig
 	if err := config.Load(&cfg, getenv); err != nil {
 		return err
 	}
@@ -39,7 +39,7 @@ func TestStartReadsTheAddrFile(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "addr.json")
-			p := processtest.Start(t, runBare, nil, map[string]string{
+			p := chassistest.Start(t, runBare, nil, map[string]string{
 				"FOLIO_HTTP_ADDR": "127.0.0.1:0", "FOLIO_METRICS_ADDR": tc.metrics, "FOLIO_ADDR_FILE": path,
 			})
 			a, err := httpserver.ReadAddrFile(path)
@@ -70,14 +70,14 @@ func TestStartReadsTheAddrFile(t *testing.T) {
 // found where the new run listens, not where the stopped one did.
 func TestStartAgainOnTheSameAddrFile(t *testing.T) {
 	vars := map[string]string{"FOLIO_HTTP_ADDR": "127.0.0.1:0", "FOLIO_ADDR_FILE": filepath.Join(t.TempDir(), "addr.json")}
-	first := processtest.Start(t, runBare, nil, vars)
+	first := chassistest.Start(t, runBare, nil, vars)
 	first.Stop()
 	// Held, so that the second run cannot get the first's port back by chance; if
 	// someone else holds it already, that does as well.
 	if ln, err := net.Listen("tcp", first.Addrs.HTTP); err == nil {
 		defer ln.Close()
 	}
-	second := processtest.Start(t, runBare, nil, vars)
+	second := chassistest.Start(t, runBare, nil, vars)
 	if second.Addrs.HTTP == first.Addrs.HTTP {
 		t.Errorf("the second run is reported at the first's address %s", first.Addrs.HTTP)
 	}
@@ -87,7 +87,7 @@ func TestStartAgainOnTheSameAddrFile(t *testing.T) {
 // TestStartWritesAnAddrFileOfItsOwn: without FOLIO_ADDR_FILE in vars, Start still
 // finds a program asked for port 0.
 func TestStartWritesAnAddrFileOfItsOwn(t *testing.T) {
-	p := processtest.Start(t, runBare, nil, map[string]string{"FOLIO_HTTP_ADDR": "127.0.0.1:0"})
+	p := chassistest.Start(t, runBare, nil, map[string]string{"FOLIO_HTTP_ADDR": "127.0.0.1:0"})
 	wantPort(t, "http", p.Addrs.HTTP)
 	get(t, p.URL+"/healthz")
 }

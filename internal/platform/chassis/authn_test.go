@@ -1,4 +1,4 @@
-package process_test
+package chassis_test
 
 import (
 	"context"
@@ -13,8 +13,8 @@ import (
 
 	"folio/internal/platform/authn"
 	"folio/internal/platform/authn/authntest"
-	"folio/internal/platform/process"
-	"folio/internal/platform/process/processtest"
+	"folio/internal/platform/chassis"
+	"folio/internal/platform/chassis/chassistest"
 )
 
 // migrations are those of a service with one table.
@@ -25,8 +25,8 @@ var migrations = fstest.MapFS{
 
 // runThings is a service with one write route that needs an editor's token.
 func runThings(ctx context.Context, _ []string, getenv func(string) string, stdout io.Writer) error {
-	var cfg struct{ process.Base }
-	p, err := process.Start(ctx, "things", "127.0.0.1:0", &cfg, &cfg.Base, getenv, stdout, migrations)
+	var cfg struct{ chassis.ServiceConfig }
+	p, err := chassis.Start(ctx, "things", "127.0.0.1:0", &cfg, &cfg.ServiceConfig, getenv, stdout, migrations)
 	if err != nil {
 		return err
 	}
@@ -47,7 +47,7 @@ func runThings(ctx context.Context, _ []string, getenv func(string) string, stdo
 func TestServiceVerifiesTokensAndFollowsRevocations(t *testing.T) {
 	iss := authntest.New(t)
 	feed := authntest.NewFeed(t)
-	prog := processtest.Start(t, runThings, nil, map[string]string{
+	prog := chassistest.Start(t, runThings, nil, map[string]string{
 		"FOLIO_DATA_DIR":      t.TempDir(),
 		"FOLIO_DATABASE_URL":  "sqlite:" + filepath.Join(t.TempDir(), "things.db"),
 		"FOLIO_AUTH_URL":      strings.TrimSuffix(iss.JWKSURL(), authntest.JWKSPath),

@@ -1,7 +1,7 @@
-// Package process starts a Folio program as an OS process: the configuration every
+// Package chassis starts a Folio program as an OS process: the configuration every
 // program shares, its logger, metrics registry and migrated database, and serving
 // until the context ends.
-package process
+package chassis
 
 import (
 	"context"
@@ -36,9 +36,9 @@ import (
 	"folio/internal/platform/sqldb"
 )
 
-// Server is the configuration of a program's HTTP server and logs, which every Folio
+// ServerConfig is the configuration of a program's HTTP server and logs, which every Folio
 // program reads, the gateway included.
-type Server struct {
+type ServerConfig struct {
 	HTTPAddr        string        `env:"FOLIO_HTTP_ADDR"`
 	LogFormat       string        `env:"FOLIO_LOG_FORMAT" envDefault:"auto"`
 	LogLevel        string        `env:"FOLIO_LOG_LEVEL" envDefault:"info"`
@@ -63,7 +63,7 @@ type Server struct {
 }
 
 // Proxies returns the trusted proxies of TrustedProxies; the error names the setting.
-func (s Server) Proxies() (clientip.Proxies, error) {
+func (s ServerConfig) Proxies() (clientip.Proxies, error) {
 	p, err := clientip.Parse(s.TrustedProxies)
 	if err != nil {
 		return clientip.Proxies{}, fmt.Errorf("FOLIO_TRUSTED_PROXIES: %w", err)
@@ -72,14 +72,14 @@ func (s Server) Proxies() (clientip.Proxies, error) {
 }
 
 // Logger returns the program's logger, writing to stdout.
-func (s Server) Logger(stdout io.Writer, name string) *slog.Logger {
+func (s ServerConfig) Logger(stdout io.Writer, name string) *slog.Logger {
 	return logging.New(stdout, name, s.LogFormat, s.LogLevel)
 }
 
 // Serve serves mux, with the chassis around it, on HTTPAddr until ctx ends, then
 // shuts down gracefully. ready says whether the program can do its job; detail,
 // if not nil, adds what is worth watching to /readyz.
-func (s Server) Serve(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, mux *http.ServeMux, openapi []byte, ready func(context.Context) error, detail func(context.Context) httpserver.Detail) error {
+func (s ServerConfig) Serve(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, mux *http.ServeMux, openapi []byte, ready func(context.Context) error, detail func(context.Context) httpserver.Detail) error {
 	return s.serve(ctx, log, reg, mux, openapi, serving{ready: ready, detail: detail})
 }
 
@@ -103,7 +103,7 @@ type serving struct {
 // Peers learn of it from the registry's watch within milliseconds.
 const withdrawGrace = time.Second
 
-func (s Server) serve(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, mux *http.ServeMux, openapi []byte, sv serving) error {
+func (s ServerConfig) serve(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, mux *http.ServeMux, openapi []byte, sv serving) error {
 	ln, err := httpserver.Listen(s.HTTPAddr)
 	if err != nil {
 		return err
@@ -160,10 +160,10 @@ func (s Server) serve(ctx context.Context, log *slog.Logger, reg *prometheus.Reg
 	return srv.Serve(ctx, ln)
 }
 
-// Base is the configuration every service with a database reads; each service
+// ServiceConfig is the configuration every service with a database reads; each service
 // embeds it in its own.
-type Base struct {
-	Server
+type ServiceConfig struct {
+	ServerConfig
 	DatabaseURL string `env:"FOLIO_DATABASE_URL"`
 	DataDir     string `env:"FOLIO_DATA_DIR" envDefault:"data"`
 	Discovery   discovery.Config
@@ -194,16 +194,16 @@ type Process struct {
 	// Proxies are the proxies whose X-Forwarded-For names the client
 	// (FOLIO_TRUSTED_PROXIES): Proxies.Addr(r) is the client's address.
 	Proxies clientip.Proxies
-	base    *Base
+	base    *ServiceConfig
 	ctx     context.Context // of the program's life, for the peer watches
 	disc    *discovery.Discovery
 	events  *Events // nil until OpenEvents
 }
 
-// Start loads cfg (a struct embedding Base, passed again as base) from getenv, then
+// Start loads cfg (a struct embedding ServiceConfig, passed again as base) from getenv, then
 // opens and migrates the service's database. name names the service in logs and its
 // default SQLite file; addr is its default listen address.
-func Start(ctx context.Context, name, addr string, cfg any, base *Base, getenv func(string) string, stdout io.Writer, migrations fs.FS) (*Process, error) {
+func Start(ctx context.Context, name, addr string, cfg any, base *ServiceConfig, getenv func(string) string, stdout io.Writer, migrations fs.FS) (*Process, error) {
 	if err := config.Load(cfg, getenv); err != nil {
 		return nil, err
 	}
@@ -316,7 +316,7 @@ func (p *Process) Serve(ctx context.Context, mux *http.ServeMux, openapi []byte)
 		g.Go(func() error { return p.events.run(gctx) })
 	}
 	g.Go(func() error {
-		if err := p.base.Server.serve(gctx, p.Log, p.Registry, mux, openapi, sv); err != nil {
+		if err := p.base.ServerConfig.serve(gctx, p.Log, p.Registry, mux, openapi, sv); err != nil {
 			return fmt.Errorf("%s: %w", p.Name, err)
 		}
 		return nil
@@ -342,7 +342,7 @@ func (p *Process) Close() error {
 
 // serveMetrics serves reg on MetricsAddr, or by default on loopback at the HTTP port
 // + 1000, until ctx ends. It returns the address listened on, "" when off.
-func (s Server) serveMetrics(ctx context.Context, reg *prometheus.Registry, log *slog.Logger) (string, error) {
+func (s ServerConfig) serveMetrics(ctx context.Context, reg *prometheus.Registry, log *slog.Logger) (string, error) {
 	if s.MetricsAddr == "off" {
 		return "", nil
 	}
