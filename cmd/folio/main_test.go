@@ -18,9 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"folio/internal/platform/chassis/chassistest"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/polltest"
-	"folio/internal/platform/chassis/chassistest"
 )
 
 func noEnv(string) string { return "" }

@@ -15,8 +15,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"folio/internal/platform/polltest"
 	"folio/internal/platform/chassis/chassistest"
+	"folio/internal/platform/polltest"
 	"folio/internal/supervise"
 )
 

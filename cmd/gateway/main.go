@@ -17,11 +17,11 @@ import (
 
 	"folio/internal/gateway"
 	"folio/internal/platform/broker"
+	"folio/internal/platform/chassis"
 	"folio/internal/platform/config"
 	"folio/internal/platform/discovery"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/metrics"
-	"folio/internal/platform/chassis"
 )
 
 // settings is the gateway's configuration. It has no database, so it embeds only

@@ -14,9 +14,9 @@ import (
 	"folio/internal/gateway"
 	"folio/internal/platform/authn"
 	"folio/internal/platform/authn/authntest"
+	"folio/internal/platform/chassis/chassistest"
 	"folio/internal/platform/config"
 	"folio/internal/platform/polltest"
-	"folio/internal/platform/chassis/chassistest"
 )
 
 // refusedURL is a URL whose port nobody serves (1 is privileged and unassigned on a

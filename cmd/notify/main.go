@@ -17,8 +17,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"folio/internal/notify"
-	"folio/internal/platform/egress"
 	"folio/internal/platform/chassis"
+	"folio/internal/platform/egress"
 	"folio/internal/platform/secrets"
 )
 

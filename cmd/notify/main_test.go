@@ -21,8 +21,8 @@ import (
 	"folio/internal/notify"
 	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/broker"
-	"folio/internal/platform/polltest"
 	"folio/internal/platform/chassis/chassistest"
+	"folio/internal/platform/polltest"
 	"folio/internal/platform/rest"
 )
 

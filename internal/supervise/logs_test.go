@@ -8,8 +8,8 @@ import (
 	"sync"
 	"testing"
 
-	"folio/internal/platform/polltest"
 	"folio/internal/platform/chassis/chassistest"
+	"folio/internal/platform/polltest"
 )
 
 // blockedWriter is a supervisor's output that nobody reads until release: a

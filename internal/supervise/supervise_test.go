@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"folio/internal/platform/polltest"
 	"folio/internal/platform/chassis/chassistest"
+	"folio/internal/platform/polltest"
 )
 
 // childEnv, when set, makes the test binary act as a supervised child instead of

@@ -15,12 +15,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"folio/internal/platform/chassis/chassistest"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/logging"
 	"folio/internal/platform/metrics"
 	"folio/internal/platform/polltest"
 	"folio/internal/platform/problem"
-	"folio/internal/platform/chassis/chassistest"
 	"folio/internal/platform/rest"
 	"folio/internal/platform/tracecontext"
 )

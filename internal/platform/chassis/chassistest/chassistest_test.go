@@ -9,11 +9,11 @@ import (
 	"path/filepath"
 	"testing"
 
+	"folio/internal/platform/chassis"
+	"folio/internal/platform/chassis/chassistest"
 	"folio/internal/platform/config"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/metrics"
-	"folio/internal/platform/chassis"
-	"folio/internal/platform/chassis/chassistest"
 )
 
 // runBare is a program with no database, served the way every Folio program is.
