@@ -18,7 +18,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"folio/internal/localnats"
+	"folio/internal/devtools/localnats"
 	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/broker/natsconn"
 )

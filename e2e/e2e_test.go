@@ -23,8 +23,8 @@ import (
 	"testing"
 	"time"
 
-	"folio/internal/localbuild"
-	"folio/internal/localnats"
+	"folio/internal/devtools/localbuild"
+	"folio/internal/devtools/localnats"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/polltest"
 )

@@ -24,7 +24,7 @@ import (
 	"testing"
 	"time"
 
-	"folio/internal/localbuild"
+	"folio/internal/devtools/localbuild"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/polltest"
 )

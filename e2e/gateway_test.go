@@ -20,7 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"folio/internal/localbuild"
+	"folio/internal/devtools/localbuild"
 	"folio/internal/platform/discovery"
 	"folio/internal/platform/polltest"
 )

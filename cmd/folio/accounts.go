@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"folio/internal/supervise"
+	"folio/internal/devtools/supervise"
 )
 
 const (

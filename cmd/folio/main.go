@@ -14,7 +14,7 @@ import (
 	"strings"
 	"syscall"
 
-	"folio/internal/loadbench"
+	"folio/internal/devtools/loadbench"
 )
 
 func main() {

@@ -16,9 +16,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"folio/internal/localnats"
+	"folio/internal/devtools/localnats"
+	"folio/internal/devtools/supervise"
 	"folio/internal/platform/broker/natsconn"
-	"folio/internal/supervise"
 )
 
 // natsServeConfig is what `folio nats serve` is told by its flags.

@@ -15,9 +15,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"folio/internal/devtools/supervise"
 	"folio/internal/platform/chassis/chassistest"
 	"folio/internal/platform/polltest"
-	"folio/internal/supervise"
 )
 
 // TestMain lets the test binary be folio's NATS server, as folio up starts it

@@ -19,13 +19,13 @@ import (
 
 	"golang.org/x/term"
 
-	"folio/internal/demo"
-	"folio/internal/localbuild"
-	"folio/internal/localnats"
+	"folio/internal/devtools/demo"
+	"folio/internal/devtools/localbuild"
+	"folio/internal/devtools/localnats"
+	"folio/internal/devtools/supervise"
 	"folio/internal/platform/broker/natsconn"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/secrets"
-	"folio/internal/supervise"
 )
 
 // upConfig is what `folio up` is told by its flags.

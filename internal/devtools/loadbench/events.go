@@ -257,7 +257,7 @@ func runEvents(ctx context.Context, s settings, dir string, progs map[string]str
 	}()
 	res = &eventsResult{broker: b.kind}
 	if b.nats != nil {
-		res.setup = "own NATS server (child process, internal/localnats: JetStream, SyncAlways), stream " + b.stream
+		res.setup = "own NATS server (child process, internal/devtools/localnats: JetStream, SyncAlways), stream " + b.stream
 	} else {
 		res.setup = "RabbitMQ at " + redactURL(b.url) + ", exchange " + b.stream
 	}

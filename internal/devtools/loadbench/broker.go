@@ -16,7 +16,7 @@ import (
 
 	"folio/internal/author"
 	"folio/internal/book"
-	"folio/internal/localnats"
+	"folio/internal/devtools/localnats"
 	"folio/internal/platform/broker"
 	"folio/internal/platform/httpserver"
 )

@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"folio/internal/localbuild"
+	"folio/internal/devtools/localbuild"
 )
 
 // CeilingEnv is the environment variable that turns Run into the ceiling server:
@@ -58,7 +58,7 @@ type settings struct {
 //	-rabbitmq  RabbitMQ URL to measure events on too ($FOLIO_BENCH_RABBITMQ_URL; none by default)
 //
 // The services under test publish and consume their events through a NATS server
-// of the benchmark's own (internal/localnats, as `folio up` runs it), which Run starts
+// of the benchmark's own (internal/devtools/localnats, as `folio up` runs it), which Run starts
 // like the ceiling, by running its own executable again, with NATSAddrEnv and
 // NATSDirEnv set; a Run that finds NATSAddrEnv set serves NATS and nothing else.
 // Each set of services gets its own stream name and subject prefix.

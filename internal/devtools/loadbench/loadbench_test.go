@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"folio/internal/loadbench"
-	"folio/internal/localbuild"
+	"folio/internal/devtools/loadbench"
+	"folio/internal/devtools/localbuild"
 )
 
 // TestMain lets this test binary be the ceiling and the NATS server that Run starts
