@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"folio/internal/gateway"
 	"folio/internal/platform/broker"
 	"folio/internal/platform/chassis"
@@ -81,11 +83,8 @@ func (c settings) gatewayConfig() (gateway.Config, error) {
 		TryTimeout:      c.TryTimeout,
 		TryTimeouts:     c.TryTimeouts,
 	}
-	proxies, err := c.Proxies()
-	if err != nil {
-		return gc, err
-	}
-	gc.Proxies = proxies
+	// Checked by ServerConfig.Check before.
+	gc.Proxies, _ = c.Proxies()
 	if c.TokenTTL < time.Second {
 		return gc, fmt.Errorf("FOLIO_TOKEN_TTL must be at least 1s, not %s", c.TokenTTL)
 	}
@@ -128,69 +127,85 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if len(args) > 1 {
 		return errors.New("gateway takes no arguments; it is configured with FOLIO_* environment variables (see README)")
 	}
+
+	// Configuration: read and checked before anything is opened. Loopback unless
+	// told otherwise: containers set FOLIO_HTTP_ADDR=0.0.0.0:8080.
 	var cfg settings
 	if err := config.Load(&cfg, getenv); err != nil {
 		return err
 	}
-	if cfg.HTTPAddr == "" {
-		// Loopback unless told otherwise: containers set FOLIO_HTTP_ADDR=0.0.0.0:8080.
-		cfg.HTTPAddr = "127.0.0.1:8080"
+	if err := cfg.ServerConfig.Check("127.0.0.1:8080"); err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
-	log := cfg.Logger(stdout, "gateway")
 	gcfg, err := cfg.gatewayConfig()
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
+	log := cfg.Logger(stdout, "gateway")
 	log.Info("starting", config.Attrs(&cfg)...)
+
+	// Discovery and metrics. In nats discovery the instance lists come from the
+	// registry, else from the FOLIO_*_URLS.
+	reg := metrics.NewRegistry()
 	disc, err := discovery.Open(ctx, cfg.Discovery, gcfg.Instances)
 	if err != nil {
 		return err
 	}
 	defer disc.Close()
+	if err := disc.RegisterMetrics(reg); err != nil {
+		return err
+	}
 	if disc.Registry != nil {
 		gcfg.Resolver = disc.Resolver
 	}
 
-	reg := metrics.NewRegistry()
-	if err := disc.RegisterMetrics(reg); err != nil {
-		return err
+	// The broker, only to follow the auth service's revocations: the gateway
+	// publishes nothing and consumes nothing else.
+	bk, err := broker.Open(ctx, cfg.Broker, log, reg)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
 	}
+	defer bk.Close()
+
+	// The gateway and its routes.
 	gw, err := gateway.New(gcfg, log, reg)
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	go gw.Run(ctx)
-
-	// A connection of its own for following the revocations: the gateway
-	// publishes nothing and consumes nothing else.
-	events, err := broker.Open(ctx, cfg.Broker, log, reg)
-	if err != nil {
-		return fmt.Errorf("config: %w", err)
-	}
-	defer events.Close()
-	followed := make(chan struct{})
-	followCtx, stopFollowing := context.WithCancel(ctx)
-	go func() {
-		defer close(followed)
-		if err := gw.Verifier().FollowRevocations(followCtx, events, cfg.Broker.Prefix); err != nil && followCtx.Err() == nil {
-			log.Error("not following the token revocations", "err", err)
-		}
-	}()
-	defer func() { stopFollowing(); <-followed }()
-
 	mux := http.NewServeMux()
 	gw.Routes(mux)
-	// The gateway has no database: it is ready while it is not shutting down (the
-	// server answers 503 itself then). A service being down never makes it unready.
-	// /readyz says when the instance lists are the last known ones.
-	detail := func(context.Context) httpserver.Detail {
-		if s := disc.Status(); s != nil {
-			return httpserver.Detail{"discovery": s}
+
+	// Background jobs, beside the server until ctx ends: the instance lists and
+	// the rate limiter's upkeep, the revocations.
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { gw.Run(ctx); return nil })
+	g.Go(func() error {
+		if err := chassis.FollowRevocations(ctx, gw.Verifier(), bk, cfg.Broker.Prefix); err != nil {
+			// Tokens of revoked accounts pass until they expire: worth an error
+			// line, not worth refusing every request.
+			log.Error("not following the token revocations", "err", err)
 		}
 		return nil
-	}
-	if err := cfg.Serve(ctx, log, reg, mux, gateway.OpenAPI, func(context.Context) error { return nil }, detail); err != nil {
-		return fmt.Errorf("gateway: %w", err)
-	}
-	return nil
+	})
+
+	// Serve until ctx ends. The gateway has no database: it is ready while it is
+	// not shutting down (the server answers 503 itself then); a service being down
+	// never makes it unready. /readyz says when the instance lists are the last
+	// known ones.
+	g.Go(func() error {
+		health := chassis.Health{
+			Ready: func(context.Context) error { return nil },
+			Detail: func(context.Context) httpserver.Detail {
+				if s := disc.Status(); s != nil {
+					return httpserver.Detail{"discovery": s}
+				}
+				return nil
+			},
+		}
+		if err := chassis.Serve(ctx, cfg.ServerConfig, log, reg, mux, gateway.OpenAPI, health, nil); err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
+		return nil
+	})
+	return g.Wait()
 }

@@ -169,6 +169,24 @@ type transport interface {
 // deliverFunc handles the attempt-th delivery (1-based) of m.
 type deliverFunc func(ctx context.Context, m Message, attempt int) verdict
 
+// Validate checks the settings without connecting, so that a program can refuse
+// a bad one before it opens anything.
+func (cfg Config) Validate() error {
+	if cfg.Kind != "nats" && cfg.Kind != "rabbitmq" {
+		return fmt.Errorf("broker: unknown kind %q (want nats or rabbitmq)", cfg.Kind)
+	}
+	if !token.MatchString(cfg.Stream) || !token.MatchString(cfg.Prefix) {
+		return fmt.Errorf("broker: stream %q and prefix %q must be non-empty and contain only letters, digits, '-' or '_'", cfg.Stream, cfg.Prefix)
+	}
+	if cfg.MaxAge.Set && (cfg.MaxAge.Value < 0 || cfg.MaxAge.Value > 0 && cfg.MaxAge.Value < minMaxAge) {
+		return fmt.Errorf("broker: FOLIO_EVENTS_MAX_AGE %s: want 0 (no limit) or at least %s, the de-duplication window", cfg.MaxAge.Value, minMaxAge)
+	}
+	if cfg.MaxBytes.Set && cfg.MaxBytes.Value < 0 {
+		return fmt.Errorf("broker: FOLIO_EVENTS_MAX_BYTES %d: want 0 (no limit) or more", cfg.MaxBytes.Value)
+	}
+	return nil
+}
+
 // Open connects to the broker cfg.Kind names. It succeeds even when the broker is
 // unreachable, so that a service can start and take writes while it is down: the
 // connection is retried in the background, Publish fails fast meanwhile, and the
@@ -177,14 +195,8 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regi
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if !token.MatchString(cfg.Stream) || !token.MatchString(cfg.Prefix) {
-		return nil, fmt.Errorf("broker: stream %q and prefix %q must be non-empty and contain only letters, digits, '-' or '_'", cfg.Stream, cfg.Prefix)
-	}
-	if cfg.MaxAge.Set && (cfg.MaxAge.Value < 0 || cfg.MaxAge.Value > 0 && cfg.MaxAge.Value < minMaxAge) {
-		return nil, fmt.Errorf("broker: FOLIO_EVENTS_MAX_AGE %s: want 0 (no limit) or at least %s, the de-duplication window", cfg.MaxAge.Value, minMaxAge)
-	}
-	if cfg.MaxBytes.Set && cfg.MaxBytes.Value < 0 {
-		return nil, fmt.Errorf("broker: FOLIO_EVENTS_MAX_BYTES %d: want 0 (no limit) or more", cfg.MaxBytes.Value)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	m, err := newMetrics(reg)
 	if err != nil {

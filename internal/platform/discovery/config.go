@@ -39,10 +39,32 @@ type Discovery struct {
 	nc       *nats.Conn
 }
 
+// Validate checks the settings without connecting, so that a program can refuse
+// a bad one before it opens anything.
+func (cfg Config) Validate() error {
+	switch cfg.Mode {
+	case "", "static":
+		return nil
+	case "nats":
+		if cfg.TTL <= 0 {
+			return fmt.Errorf("discovery: FOLIO_DISCOVERY_TTL must be positive, not %s", cfg.TTL)
+		}
+		if cfg.Bucket == "" {
+			return fmt.Errorf("discovery: FOLIO_DISCOVERY_BUCKET must not be empty")
+		}
+		return nil
+	default:
+		return fmt.Errorf("discovery: FOLIO_DISCOVERY must be static or nats, not %q", cfg.Mode)
+	}
+}
+
 // Open returns the resolver cfg asks for. static gives each service's instances in
 // static mode and is ignored in nats mode. In nats mode the connection is retried in
 // the background, so a program starts while NATS is still coming up.
 func Open(ctx context.Context, cfg Config, static map[string][]string) (*Discovery, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	switch cfg.Mode {
 	case "", "static":
 		return &Discovery{Resolver: NewStatic(static)}, nil
