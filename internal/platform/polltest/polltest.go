@@ -4,6 +4,7 @@ package polltest
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -23,29 +24,41 @@ const (
 )
 
 // Until calls cond until it returns nil, failing tb with what and cond's last error
-// when it has not within Deadline. Like tb.Fatal, it must be called from the
-// goroutine running the test.
-func Until(tb testing.TB, what string, cond func() error) {
+// when it has not within Deadline, and returns how long it took (a figure some tests
+// log). Like tb.Fatal, it must be called from the goroutine running the test.
+func Until(tb testing.TB, what string, cond func() error) time.Duration {
 	tb.Helper()
-	UntilWithin(tb, Deadline, what, cond)
+	return UntilWithin(tb, Deadline, what, cond)
 }
 
 // UntilWithin is Until with a deadline of the caller's: for a test that must see a
 // condition within a bound it proves (say so where it is called), or one that needs
 // longer than Deadline.
-func UntilWithin(tb testing.TB, d time.Duration, what string, cond func() error) {
+func UntilWithin(tb testing.TB, d time.Duration, what string, cond func() error) time.Duration {
 	tb.Helper()
+	took, err := Wait(d, cond)
+	if err != nil {
+		tb.Fatalf("%s: %v", what, err)
+	}
+	return took
+}
+
+// Wait calls cond until it returns nil or d has passed, and returns how long it
+// waited and, when cond never held, an error with cond's last one. It touches no
+// testing.TB, so that a goroutine of the test's other than its own (a load
+// generator's worker, say) can wait the same way and hand the error back.
+func Wait(d time.Duration, cond func() error) (time.Duration, error) {
 	start := time.Now()
 	deadline := start.Add(d)
 	interval := firstInterval
 	for {
 		err := cond()
 		if err == nil {
-			return
+			return time.Since(start), nil
 		}
 		if !time.Now().Before(deadline) {
-			tb.Fatalf("%s: still not so after %v: %v", what, time.Since(start).Round(time.Millisecond), err)
-			return
+			took := time.Since(start)
+			return took, fmt.Errorf("still not so after %v: %w", took.Round(time.Millisecond), err)
 		}
 		time.Sleep(min(interval, time.Until(deadline)))
 		interval = min(interval*2, mostInterval)

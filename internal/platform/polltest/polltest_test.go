@@ -1,6 +1,7 @@
 package polltest_test
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"strings"
@@ -82,5 +83,49 @@ func TestHoldsTurnsAYesOrNoIntoAnError(t *testing.T) {
 	}
 	if err := polltest.Holds(func() bool { return false })(); err == nil {
 		t.Error("false condition: nil, want an error")
+	}
+}
+
+func TestUntilReturnsHowLongItWaited(t *testing.T) {
+	start := time.Now()
+	polled := 0
+	took := polltest.Until(t, "the second check", func() error {
+		if polled++; polled < 2 {
+			return errors.New("first check")
+		}
+		return nil
+	})
+	if took <= 0 || took > time.Since(start) {
+		t.Errorf("Until returned %v, want the time between its start and the condition holding (at most %v)", took, time.Since(start))
+	}
+}
+
+func TestWaitReportsTheLastErrorWithoutATest(t *testing.T) {
+	errClosed := errors.New("closed")
+	calls := 0
+	took, err := polltest.Wait(50*time.Millisecond, func() error {
+		calls++
+		return fmt.Errorf("check %d: %w", calls, errClosed)
+	})
+	if !errors.Is(err, errClosed) {
+		t.Fatalf("Wait returned %v, want cond's last error wrapped", err)
+	}
+	if want := fmt.Sprintf("check %d", calls); !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not say %q, the last check", err, want)
+	}
+	if took < 50*time.Millisecond {
+		t.Errorf("Wait gave up after %v, before its 50ms", took)
+	}
+}
+
+func TestWaitReturnsNilOnceTheConditionHolds(t *testing.T) {
+	calls := 0
+	if _, err := polltest.Wait(polltest.Deadline, func() error {
+		if calls++; calls < 3 {
+			return errors.New("not yet")
+		}
+		return nil
+	}); err != nil || calls != 3 {
+		t.Fatalf("Wait = %v after %d calls, want nil after 3", err, calls)
 	}
 }
