@@ -4,78 +4,17 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"folio/internal/author"
-	"folio/internal/authorclient"
-	"folio/internal/book"
-	"folio/internal/bookclient"
 	"folio/internal/platform/authn"
 	"folio/internal/platform/authn/authntest"
-	"folio/internal/platform/httpserver"
-	"folio/internal/platform/idempotency"
-	"folio/internal/platform/outbox/outboxtest"
-	"folio/internal/platform/resilient"
-	"folio/internal/platform/sqldb/sqldbtest"
 )
-
-// services are the real book and author services in-process, and the issuer of the
-// tokens they accept.
-type services struct {
-	bookURL, authorURL string
-	iss                *authntest.Issuer
-	editor             string // a token of role editor
-}
-
-// startServices serves the real book and author services in-process, each on its own
-// SQLite database in a temporary directory and wired to the other as in production,
-// each verifying the tokens of a test issuer.
-func startServices(t *testing.T) services {
-	t.Helper()
-	log := slog.New(slog.DiscardHandler)
-	dir := t.TempDir()
-	iss := authntest.New(t)
-	verifier := func(reg prometheus.Registerer) *authn.Verifier {
-		return authn.NewVerifier(authn.Config{JWKSURL: iss.JWKSURL()}, http.DefaultClient, log, reg)
-	}
-	// Both listeners exist before either handler is built, since each service needs
-	// the other's URL.
-	bookSrv, authorSrv := httptest.NewUnstartedServer(nil), httptest.NewUnstartedServer(nil)
-	bookURL, authorURL := "http://"+bookSrv.Listener.Addr().String(), "http://"+authorSrv.Listener.Addr().String()
-
-	bdb := sqldbtest.Open(t, "sqlite:"+filepath.Join(dir, "book.db"), book.Migrations)
-	outboxtest.Migrate(t, bdb)
-	breg := prometheus.NewRegistry()
-	bstore := book.NewSQLStore(bdb)
-	authors := authorclient.New(authorURL, resilient.NewClient(resilient.DefaultConfig("author"), breg))
-	bmux := http.NewServeMux()
-	book.Routes(bmux, book.NewService(bstore, book.NewAuthorDirectory(bstore, authors, log)), idempotency.New(bdb, log), verifier(breg), log)
-	bookSrv.Config.Handler = httpserver.New(httpserver.Config{}, log, breg, bmux, book.OpenAPI, bdb.PingContext).Handler()
-
-	adb := sqldbtest.Open(t, "sqlite:"+filepath.Join(dir, "author.db"), author.Migrations)
-	outboxtest.Migrate(t, adb)
-	areg := prometheus.NewRegistry()
-	books := bookclient.New(bookURL, resilient.NewClient(resilient.DefaultConfig("book"), areg))
-	amux := http.NewServeMux()
-	author.Routes(amux, author.NewService(author.NewSQLStore(adb), books, author.DefaultUpstreamBudget), idempotency.New(adb, log), verifier(areg), log)
-	authorSrv.Config.Handler = httpserver.New(httpserver.Config{}, log, areg, amux, author.OpenAPI, adb.PingContext).Handler()
-
-	bookSrv.Start()
-	authorSrv.Start()
-	t.Cleanup(bookSrv.Close)
-	t.Cleanup(authorSrv.Close)
-	return services{bookURL: bookURL, authorURL: authorURL, iss: iss, editor: iss.Token("demo-editor", authn.RoleEditor)}
-}
 
 // countItems walks every page of a list and returns how many items it holds.
 func countItems(t *testing.T, listURL string) int {

@@ -14,8 +14,6 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"folio/internal/author"
-	"folio/internal/book"
 	"folio/internal/devtools/localnats"
 	"folio/internal/platform/broker"
 	"folio/internal/platform/httpserver"
@@ -173,13 +171,18 @@ func (b *brokerSetup) stop() error {
 	return errors.Join(errs...)
 }
 
+// serviceConsumers are the durable consumer names of the author and book services,
+// as the README's events section lists them: written out rather than imported, since
+// the benchmark knows the services only by what they show outside.
+var serviceConsumers = []string{"author-books", "book-authors"}
+
 // rabbitQueues lists the queues the book and author services declare on RabbitMQ
 // under prefix (see internal/platform/broker/rabbitmq.go): per subscription its
 // queue, its dead-letter queue, and one retry queue per backoff delay (default
 // subscription settings: 5 attempts, 200 ms doubling).
 func rabbitQueues(prefix string) []string {
 	var qs []string
-	for _, sub := range []string{author.BookEventsConsumer, book.AuthorEventsConsumer} {
+	for _, sub := range serviceConsumers {
 		queue := prefix + "." + sub
 		qs = append(qs, queue, broker.DeadLetterSubject(prefix, sub))
 		for d := 200 * time.Millisecond; d <= 6400*time.Millisecond; d *= 2 {
