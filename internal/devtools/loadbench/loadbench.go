@@ -1,9 +1,6 @@
-// Package loadbench is Folio's load benchmark, behind `folio bench`: it starts the
-// book, author and auth services and the gateway as their own OS processes on this
-// machine (and nginx, when installed, as a reference reverse proxy), seeds them
-// through their APIs, and drives each endpoint at its maximum rate with vegeta,
-// directly and through the gateway, comparing every figure with a trivial HTTP
-// server (the "ceiling") measured the same way on the same machine.
+// Package loadbench is Folio's load benchmark, behind `folio bench`: it runs the
+// service programs on this machine and measures them over their HTTP APIs and the
+// broker, against a trivial HTTP server measured the same way (the "ceiling").
 package loadbench
 
 import (
@@ -58,9 +55,9 @@ type settings struct {
 //	-rabbitmq  RabbitMQ URL to measure events on too ($FOLIO_BENCH_RABBITMQ_URL; none by default)
 //
 // The services under test publish and consume their events through a NATS server
-// of the benchmark's own (internal/devtools/localnats, as `folio up` runs it), which Run starts
-// like the ceiling, by running its own executable again, with NATSAddrEnv and
-// NATSDirEnv set; a Run that finds NATSAddrEnv set serves NATS and nothing else.
+// of the benchmark's own (internal/devtools/localnats, as `folio up` runs it), which
+// Run starts like the ceiling, by running its own executable again, with NATSAddrEnv
+// and NATSDirEnv set; a Run that finds NATSAddrEnv set serves NATS and nothing else.
 // Each set of services gets its own stream name and subject prefix.
 //
 // It builds (or finds beside the running executable) the book, author, auth and

@@ -1,7 +1,6 @@
-// Package localnats runs the NATS server that `folio up` runs for events and
-// discovery (in a child process of its own, `folio nats serve`): JetStream on, its storage in the data directory, every write synced
-// to disk before it is acknowledged, and, given users, only they may connect, each
-// with its permissions.
+// Package localnats is the NATS server that `folio up` runs for events and discovery
+// (in a child process of its own, `folio nats serve`), and that `folio bench` and the
+// end-to-end tests run for theirs.
 package localnats
 
 import (
@@ -29,7 +28,9 @@ type User struct {
 	Unrestricted bool
 }
 
-// Server is a running embedded NATS server.
+// Server is a running embedded NATS server: JetStream on, its storage in a
+// directory of the caller's, every write synced to disk before it is acknowledged,
+// and, given users, only they may connect, each with its permissions.
 type Server struct {
 	ns *server.Server
 }

@@ -1,15 +1,5 @@
-// Package supervise runs programs as child processes and keeps them running, the way
-// a local process manager does: every program writes to a log file of its own, which
-// the supervisor follows and prints line by line with the program's name in front; a
-// program that exits, or fails its health checks, is restarted with a backoff that
-// grows within one incident and starts afresh once the program has been healthy; and
-// programs are stopped with SIGTERM, then SIGKILL after a grace period. On Linux a
-// child is also killed when the supervising process dies, so that no program
-// outlives it.
-//
-// A child never writes to a pipe the supervisor must drain: if the supervisor is
-// stopped (SIGSTOP), busy, or its own output is blocked, the children keep writing
-// to their files and keep running.
+// Package supervise is the process manager of `folio up` and `folio nats`: it runs
+// programs as child processes, prints what they write, and keeps them running.
 package supervise
 
 import (
@@ -121,7 +111,18 @@ type Spec struct {
 	AliveFailures int
 }
 
-// Supervisor starts programs and keeps them running until Stop.
+// Supervisor starts programs and keeps them running until Stop, the way a local
+// process manager does: every program writes to a log file of its own, which the
+// supervisor follows and prints line by line with the program's name in front; a
+// program that exits, or fails its health checks, is restarted with a backoff that
+// grows within one incident and starts afresh once the program has been healthy; and
+// programs are stopped with SIGTERM, then SIGKILL after a grace period. On Linux a
+// child is also killed when the supervising process dies, so that no program
+// outlives it.
+//
+// A child never writes to a pipe the supervisor must drain: if the supervisor is
+// stopped (SIGSTOP), busy, or its own output is blocked, the children keep writing
+// to their files and keep running.
 type Supervisor struct {
 	cfg Config
 	out *Output
