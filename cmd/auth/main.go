@@ -13,7 +13,10 @@ import (
 	"time"
 
 	"folio/internal/auth"
+	"folio/internal/auth/httpapi"
+	"folio/internal/auth/sqlstore"
 	"folio/internal/platform/chassis"
+	"folio/internal/platform/outbox"
 	"folio/internal/platform/secrets"
 )
 
@@ -76,7 +79,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return errors.New("auth takes no arguments; it is configured with FOLIO_* environment variables (see README)")
 	}
 	var cfg config
-	p, err := chassis.Start(ctx, "auth", ":8083", &cfg, &cfg.ServiceConfig, getenv, stdout, auth.Migrations)
+	p, err := chassis.Start(ctx, "auth", ":8083", &cfg, &cfg.ServiceConfig, getenv, stdout, sqlstore.Migrations)
 	if err != nil {
 		return err
 	}
@@ -94,7 +97,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	store := auth.NewSQLStore(p.DB, box, auth.WithNotify(events.Relay.Notify))
+	store := sqlstore.New(outbox.NewWriter(p.DB, events.Relay.Notify), box)
 	svc, err := auth.NewService(store, auth.Options{
 		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, TokenTTL: cfg.TokenTTL, KeyRotation: cfg.KeyRotation, Log: p.Log,
 		HashSlots: cfg.HashSlots, HashWait: cfg.HashWait,
@@ -120,6 +123,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	p.Keys.Fingerprint = svc.Fingerprint
 
 	mux := http.NewServeMux()
-	auth.Routes(mux, svc, p.Keys, p.Proxies, p.Log)
-	return p.Serve(ctx, mux, auth.OpenAPI)
+	httpapi.Routes(mux, svc, p.Keys, p.Proxies, httpapi.Limits{})
+	return p.Serve(ctx, mux, httpapi.OpenAPI)
 }

@@ -1,5 +1,7 @@
-// Package auth is the auth service: accounts with roles, argon2id password hashes,
-// EdDSA-signed access tokens, the JWKS that verifies them, and its HTTP API.
+// Package auth is the domain of the auth service: accounts with roles, argon2id
+// password hashes, EdDSA-signed access tokens and the JWKS that verifies them. Its
+// store is in auth/sqlstore and its HTTP API in auth/httpapi; this package knows
+// neither SQL nor HTTP.
 //
 // Passwords are hashed with argon2id at OWASP's minimum cost: time=2, memory=19 MiB
 // (19456 KiB), threads=1, a 16-byte random salt and a 32-byte key, stored as a PHC
@@ -19,10 +21,9 @@
 // revoked_before, its new tokens are issued no earlier, and an account.revoked event
 // tells every verifier. Tokens living longer than the token lifetime are refused.
 //
-// Logins are rate-limited in memory per client address and per account at that
-// address (token buckets), so that a flood from one client never locks out another;
-// registrations per client address. At most a few argon2id runs are in flight at once
-// (each holds 19 MiB); a request that finds no free slot soon gets 503.
+// At most a few argon2id runs are in flight at once (each holds 19 MiB); a request
+// that finds no free slot soon fails with fault.Overloaded. The per-client limits
+// of logins and registrations belong to the HTTP API, which knows the client.
 package auth
 
 import (
@@ -42,7 +43,7 @@ import (
 	"golang.org/x/text/unicode/norm"
 
 	"folio/internal/platform/fault"
-	"folio/internal/platform/rest"
+	"folio/internal/platform/id"
 )
 
 // The roles an account can hold.
@@ -152,27 +153,24 @@ type Options struct {
 	TokenTTL    time.Duration // 15 min
 	KeyRotation time.Duration // 24 h
 	Hashing     Params        // DefaultParams
-	EmailLimit  Limit         // DefaultEmailLimit: logins per account and client address
-	IPLimit     Limit         // DefaultIPLimit: logins per client address
-	// RegisterLimit is DefaultRegisterLimit: registrations per client address.
-	RegisterLimit Limit
 	// HashSlots caps the argon2id runs in flight (runtime.NumCPU()); a request waits
-	// at most HashWait (1 s) for a slot, then gets 503.
+	// at most HashWait (1 s) for a slot, then fails with fault.Overloaded.
 	HashSlots int
 	HashWait  time.Duration
-	Now       func() time.Time
-	Log       *slog.Logger
+	// OnHash, when set, is called inside each argon2id run before it hashes, so
+	// that tests can hold runs in flight and fill the slots.
+	OnHash func()
+	Now    func() time.Time
+	Log    *slog.Logger
 }
 
 // Service applies the rules of the auth service to its store.
 type Service struct {
-	store    Store
-	opts     Options
-	keys     *keyRing
-	limiter  *loginLimiter
-	register *limiter
-	hashes   *hashGate
-	dummy    string // a hash no password is known for, verified for unknown emails
+	store  Store
+	opts   Options
+	keys   *keyRing
+	hashes *hashGate
+	dummy  string // a hash no password is known for, verified for unknown emails
 }
 
 // NewService returns a Service over store. Call Rotate before serving so that a
@@ -193,15 +191,6 @@ func NewService(store Store, o Options) (*Service, error) {
 	if o.Hashing == (Params{}) {
 		o.Hashing = DefaultParams
 	}
-	if o.EmailLimit == (Limit{}) {
-		o.EmailLimit = DefaultEmailLimit
-	}
-	if o.IPLimit == (Limit{}) {
-		o.IPLimit = DefaultIPLimit
-	}
-	if o.RegisterLimit == (Limit{}) {
-		o.RegisterLimit = DefaultRegisterLimit
-	}
 	if o.HashSlots <= 0 {
 		o.HashSlots = runtime.NumCPU()
 	}
@@ -214,16 +203,16 @@ func NewService(store Store, o Options) (*Service, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
-	dummy, err := HashPassword(rest.NewID(), o.Hashing)
+	dummy, err := HashPassword(id.New(), o.Hashing)
 	if err != nil {
 		return nil, err
 	}
+	hashes := newHashGate(o.HashSlots, o.HashWait)
+	hashes.hook = o.OnHash
 	return &Service{
 		store: store, opts: o, dummy: dummy,
-		keys:     &keyRing{store: store, now: o.Now, ttl: o.TokenTTL, rotation: o.KeyRotation},
-		limiter:  &loginLimiter{email: newLimiter(o.EmailLimit), ip: newLimiter(o.IPLimit)},
-		register: newLimiter(o.RegisterLimit),
-		hashes:   newHashGate(o.HashSlots, o.HashWait),
+		keys:   &keyRing{store: store, now: o.Now, ttl: o.TokenTTL, rotation: o.KeyRotation},
+		hashes: hashes,
 	}, nil
 }
 
@@ -363,7 +352,7 @@ func CheckRoles(roles *[]string) ([]string, error) {
 }
 
 // Register creates an account with the reader role. Errors: Invalid, Conflict (the
-// email is taken), *BusyError.
+// email is taken), Overloaded.
 func (s *Service) Register(ctx context.Context, in Credentials) (User, error) {
 	email, password, err := in.check()
 	if err != nil {
@@ -372,20 +361,10 @@ func (s *Service) Register(ctx context.Context, in Credentials) (User, error) {
 	return s.create(ctx, email, password, []string{RoleReader})
 }
 
-// AllowRegister takes one registration attempt from clientIP's bucket. The HTTP
-// layer takes it before anything hashes (the idempotency fingerprint does). Errors:
-// *RateLimitedError.
-func (s *Service) AllowRegister(clientIP string) error {
-	if r, wait := s.register.reserve(clientIP, s.opts.Now()); r == nil {
-		return &RateLimitedError{RetryAfter: seconds(wait)}
-	}
-	return nil
-}
-
 // HoldHashSlot takes one of the argon2id slots for the request of ctx and returns
 // the context that carries it, and what gives it back: the hashes run under that
 // context take no other slot, and those that run where no context reaches (the
-// idempotency fingerprint) are inside the cap all the same. Errors: *BusyError.
+// idempotency fingerprint) are inside the cap all the same. Errors: Overloaded.
 func (s *Service) HoldHashSlot(ctx context.Context) (context.Context, func(), error) {
 	release, err := s.hashes.acquire(ctx)
 	if err != nil {
@@ -400,7 +379,7 @@ func (s *Service) create(ctx context.Context, email, password string, roles []st
 		return User{}, err
 	}
 	now := s.timestamp()
-	u := User{ID: rest.NewID(), Email: email, Roles: roles, Version: 1, CreatedAt: now, UpdatedAt: now, PasswordHash: hash}
+	u := User{ID: id.New(), Email: email, Roles: roles, Version: 1, CreatedAt: now, UpdatedAt: now, PasswordHash: hash}
 	if err := s.store.CreateUser(ctx, u); err != nil {
 		return User{}, err
 	}
@@ -425,28 +404,18 @@ func (s *Service) EnsureAdmin(ctx context.Context, email, password string) (crea
 	return err == nil, err
 }
 
-// ErrUnauthorized is returned when credentials or a token do not identify anyone.
-var ErrUnauthorized = errors.New("unauthorized")
+// errUnauthorized is the answer to credentials or a token that identify nobody: one
+// error whatever the reason, so that the answer tells an attacker nothing.
+var errUnauthorized = fault.New(fault.Unauthorized, "the credentials or the access token are not valid")
 
-// ErrForbidden is returned when the caller may not do what it asked.
-var ErrForbidden = errors.New("forbidden")
+// errForbidden is the answer to a caller who is known but not an admin.
+var errForbidden = fault.New(fault.Forbidden, "this needs the admin role")
 
-// RateLimitedError is returned when too many login or registration attempts were
-// made.
-type RateLimitedError struct {
-	RetryAfter int // seconds
-}
-
-func (e *RateLimitedError) Error() string {
-	return fmt.Sprintf("too many attempts; retry in %d s", e.RetryAfter)
-}
-
-// Token checks credentials and returns an access token; clientIP is the caller's
-// address, for the rate limits (one per address, one per email at that address).
-// Unknown emails and wrong passwords give the same ErrUnauthorized after the same
-// work (argon2id runs on a dummy hash for an unknown email). Errors:
-// *RateLimitedError, *BusyError, ErrUnauthorized.
-func (s *Service) Token(ctx context.Context, in Credentials, clientIP string) (Token, error) {
+// Token checks credentials and returns an access token. Unknown emails and wrong
+// passwords give the same Unauthorized error after the same work (argon2id runs on a
+// dummy hash for an unknown email). The caller limits attempts per client before it
+// calls. Errors: Overloaded, Unauthorized.
+func (s *Service) Token(ctx context.Context, in Credentials) (Token, error) {
 	var email, password string
 	valid := false
 	if in.Email != nil {
@@ -454,12 +423,6 @@ func (s *Service) Token(ctx context.Context, in Credentials, clientIP string) (T
 	}
 	if in.Password != nil {
 		password = *in.Password
-	}
-	// The bucket key is bounded, so that huge emails cannot make the limiter huge.
-	// The account's bucket is per client address too: one per account alone would let
-	// anyone who knows an email lock its owner out by failing on purpose.
-	if ok, wait := s.limiter.allow(email[:min(len(email), MaxEmail)]+"\x00"+clientIP, clientIP, s.opts.Now()); !ok {
-		return Token{}, &RateLimitedError{RetryAfter: wait}
 	}
 	release, err := s.hashes.acquire(ctx)
 	if err != nil {
@@ -487,12 +450,12 @@ func (s *Service) Token(ctx context.Context, in Credentials, clientIP string) (T
 		return Token{}, fmt.Errorf("verify password of %s: %w", u.ID, err)
 	}
 	if !match || u.ID == "" || password == "" {
-		return Token{}, ErrUnauthorized
+		return Token{}, errUnauthorized
 	}
 	return s.issue(u)
 }
 
-// hashPassword hashes password inside the cap on argon2id runs. Errors: *BusyError.
+// hashPassword hashes password inside the cap on argon2id runs. Errors: Overloaded.
 func (s *Service) hashPassword(ctx context.Context, password string) (string, error) {
 	release, err := s.hashes.acquire(ctx)
 	if err != nil {
@@ -525,7 +488,7 @@ func (s *Service) issue(u User) (Token, error) {
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer: s.opts.Issuer, Audience: jwt.ClaimStrings{s.opts.Audience}, Subject: u.ID,
 			ExpiresAt: jwt.NewNumericDate(iat.Add(s.opts.TokenTTL)), IssuedAt: jwt.NewNumericDate(iat),
-			NotBefore: jwt.NewNumericDate(now), ID: rest.NewID(),
+			NotBefore: jwt.NewNumericDate(now), ID: id.New(),
 		},
 	}
 	tok, err := s.keys.sign(claims)
@@ -538,24 +501,24 @@ func (s *Service) issue(u User) (Token, error) {
 // Authenticate verifies an Authorization header value ("Bearer <token>") and returns
 // the caller. It refuses a token that lives longer than the token lifetime, and one
 // issued before its account's tokens were revoked (or whose account is gone).
-// Errors: ErrUnauthorized, unclassified store errors.
+// Errors: Unauthorized, unclassified store errors.
 func (s *Service) Authenticate(ctx context.Context, header string) (Caller, error) {
 	scheme, tok, ok := strings.Cut(header, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(tok) == "" {
-		return Caller{}, ErrUnauthorized
+		return Caller{}, errUnauthorized
 	}
 	c, err := s.keys.verify(strings.TrimSpace(tok), s.opts.Issuer, s.opts.Audience, s.opts.TokenTTL)
-	if err != nil || !rest.ValidID(c.Subject) {
-		return Caller{}, ErrUnauthorized
+	if err != nil || !id.Valid(c.Subject) {
+		return Caller{}, errUnauthorized
 	}
 	u, err := s.store.User(ctx, c.Subject)
 	switch {
 	case fault.KindOf(err) == fault.NotFound:
-		return Caller{}, ErrUnauthorized
+		return Caller{}, errUnauthorized
 	case err != nil:
 		return Caller{}, fmt.Errorf("authenticate: %w", err)
 	case c.IssuedAt.Unix() < u.RevokedBefore:
-		return Caller{}, ErrUnauthorized
+		return Caller{}, errUnauthorized
 	}
 	return Caller{ID: c.Subject, Roles: c.Roles}, nil
 }
@@ -563,20 +526,20 @@ func (s *Service) Authenticate(ctx context.Context, header string) (Caller, erro
 // User returns the account with id to caller, who must be that account or an admin.
 // Errors: NotFound (no such account, or not the caller's to see).
 func (s *Service) User(ctx context.Context, caller Caller, id string) (User, error) {
-	if !rest.ValidID(id) || (caller.ID != id && !slices.Contains(caller.Roles, RoleAdmin)) {
+	if !validID(id) || (caller.ID != id && !slices.Contains(caller.Roles, RoleAdmin)) {
 		return User{}, errNotFound
 	}
 	return s.store.User(ctx, id)
 }
 
 // SetRoles replaces the roles of the account with id; caller must be an admin. check
-// vets the current version (If-Match). Errors: ErrForbidden, NotFound, Invalid,
+// vets the current version (If-Match). Errors: Forbidden, NotFound, Invalid,
 // PreconditionFailed.
 func (s *Service) SetRoles(ctx context.Context, caller Caller, id string, in RolesInput, check func(int) error) (User, error) {
 	if !slices.Contains(caller.Roles, RoleAdmin) {
-		return User{}, ErrForbidden
+		return User{}, errForbidden
 	}
-	if !rest.ValidID(id) {
+	if !validID(id) {
 		return User{}, errNotFound
 	}
 	roles, err := CheckRoles(in.Roles)
@@ -614,3 +577,6 @@ func (s *Service) SetRoles(ctx context.Context, caller Caller, id string, in Rol
 }
 
 var errNotFound = fault.New(fault.NotFound, "no account has this id")
+
+// validID is id.Valid under a name the parameters called id do not shadow.
+var validID = id.Valid

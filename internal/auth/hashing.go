@@ -2,24 +2,12 @@ package auth
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"time"
+
+	"folio/internal/platform/fault"
 )
-
-// ErrBusy is returned when every password-hashing slot stayed taken for the whole
-// wait: the service answers 503 with Retry-After rather than queue without bound.
-var ErrBusy = errors.New("too many password checks in progress")
-
-// BusyError is ErrBusy with the wait to suggest to the client.
-type BusyError struct {
-	RetryAfter int // seconds
-}
-
-func (e *BusyError) Error() string { return fmt.Sprintf("%v; retry in %d s", ErrBusy, e.RetryAfter) }
-
-func (e *BusyError) Unwrap() error { return ErrBusy }
 
 // hashGate caps the argon2id runs in flight. Each run holds 19 MiB for its whole
 // length, so without a cap memory grows with the number of concurrent registers and
@@ -32,7 +20,7 @@ type hashGate struct {
 	mu            sync.Mutex
 	running, peak int    // argon2id runs in flight, and the most there ever were
 	waiting       int    // requests waiting for a slot
-	hook          func() // tests: called inside each run
+	hook          func() // Options.OnHash
 }
 
 func newHashGate(slots int, wait time.Duration) *hashGate {
@@ -62,7 +50,10 @@ func (g *hashGate) acquire(ctx context.Context) (release func(), err error) {
 	case g.slots <- struct{}{}:
 		return func() { <-g.slots }, nil
 	case <-t.C:
-		return nil, &BusyError{RetryAfter: seconds(g.wait)}
+		// Every slot stayed taken for the whole wait: the client is told to come back
+		// after about as long, rather than queue without bound.
+		return nil, &fault.Error{Kind: fault.Overloaded, Message: "too many password checks in progress; retry later",
+			RetryAfter: g.wait}
 	case <-ctx.Done():
 		return nil, fmt.Errorf("wait for a password-hashing slot: %w", ctx.Err())
 	}
@@ -85,9 +76,10 @@ func (g *hashGate) run(f func()) {
 	f()
 }
 
-// counts returns the argon2id runs in flight, the most there ever were, and the
-// requests waiting for a slot.
-func (g *hashGate) counts() (running, peak, waiting int) {
+// HashLoad returns the argon2id runs in flight, the most there ever were at once,
+// and the requests waiting for a slot.
+func (s *Service) HashLoad() (running, peak, waiting int) {
+	g := s.hashes
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.running, g.peak, g.waiting

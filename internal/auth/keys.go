@@ -13,7 +13,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"folio/internal/platform/rest"
+	"folio/internal/platform/id"
 )
 
 // SigningKey is an Ed25519 key that signs tokens. A retired key signs no more but
@@ -56,7 +56,7 @@ func newSigningKey(now time.Time) (SigningKey, error) {
 	if err != nil {
 		return SigningKey{}, fmt.Errorf("generate signing key: %w", err)
 	}
-	return SigningKey{KID: rest.NewID(), Private: priv, CreatedAt: now.UTC().Truncate(time.Microsecond)}, nil
+	return SigningKey{KID: id.New(), Private: priv, CreatedAt: now.UTC().Truncate(time.Microsecond)}, nil
 }
 
 // rotate makes a new signing key when there is none or the newest is older than the
@@ -68,7 +68,7 @@ func (k *keyRing) rotate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if active := activeKey(keys); active == nil || !now.Before(active.CreatedAt.Add(k.rotation)) {
+	if active := ActiveKey(keys); active == nil || !now.Before(active.CreatedAt.Add(k.rotation)) {
 		nk, err := newSigningKey(now)
 		if err != nil {
 			return err
@@ -87,8 +87,8 @@ func (k *keyRing) rotate(ctx context.Context) error {
 	return nil
 }
 
-// activeKey returns the newest key that is not retired, or nil.
-func activeKey(keys []SigningKey) *SigningKey {
+// ActiveKey returns the newest key that is not retired, or nil: the key that signs.
+func ActiveKey(keys []SigningKey) *SigningKey {
 	var newest *SigningKey
 	for i := range keys {
 		if keys[i].RetiredAt == nil && (newest == nil || keys[i].CreatedAt.After(newest.CreatedAt)) {
@@ -108,7 +108,7 @@ func (k *keyRing) published(key SigningKey, now time.Time) bool {
 func (k *keyRing) signer() (SigningKey, error) {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
-	if a := activeKey(k.keys); a != nil {
+	if a := ActiveKey(k.keys); a != nil {
 		return *a, nil
 	}
 	return SigningKey{}, errors.New("no signing key: the key ring was not loaded")

@@ -1,4 +1,4 @@
-package auth
+package httpapi
 
 import (
 	"strconv"
@@ -43,8 +43,8 @@ func TestLoginLimiterTakesFromBothOrNeither(t *testing.T) {
 		t.Fatal("first attempt refused")
 	}
 	// The email is spent: the refusal must not spend the address's second attempt.
-	if ok, wait := l.allow("a@example.com", "ip", now); ok || wait < 1 {
-		t.Fatalf("got %v, %d, want a refusal with a wait of at least 1 s", ok, wait)
+	if ok, wait := l.allow("a@example.com", "ip", now); ok || wait < time.Second {
+		t.Fatalf("got %v, %s, want a refusal with a wait of at least 1 s", ok, wait)
 	}
 	if ok, _ := l.allow("b@example.com", "ip", now); !ok {
 		t.Error("the address's second attempt was spent by a refused one")

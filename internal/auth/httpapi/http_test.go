@@ -1,4 +1,4 @@
-package auth_test
+package httpapi_test
 
 import (
 	"context"
@@ -10,9 +10,10 @@ import (
 	"time"
 
 	"folio/internal/auth"
+	"folio/internal/auth/httpapi"
+	"folio/internal/platform/id"
 	"folio/internal/platform/idempotency"
 	"folio/internal/platform/problem"
-	"folio/internal/platform/rest"
 )
 
 func TestRegister(t *testing.T) {
@@ -22,7 +23,7 @@ func TestRegister(t *testing.T) {
 		t.Fatalf("got %d, want 201: %s", rec.Code, rec.Body)
 	}
 	u := decode[auth.User](t, rec)
-	if !rest.ValidID(u.ID) || u.Email != "ada@example.com" || !slices.Equal(u.Roles, []string{"reader"}) || u.Version != 1 {
+	if !id.Valid(u.ID) || u.Email != "ada@example.com" || !slices.Equal(u.Roles, []string{"reader"}) || u.Version != 1 {
 		t.Errorf("got %+v, want a new id, the normalised email and only the reader role", u)
 	}
 	if loc := rec.Header().Get("Location"); loc != "/auth/users/"+u.ID {
@@ -64,7 +65,7 @@ func TestToken(t *testing.T) {
 	c := s.verify(tok.AccessToken)
 	now := s.clock.Now()
 	if c.Subject != u.ID || c.Issuer != "folio-auth" || !slices.Equal(c.Audience, []string{"folio"}) ||
-		!slices.Equal(c.Roles, []string{"reader"}) || !rest.ValidID(c.ID) ||
+		!slices.Equal(c.Roles, []string{"reader"}) || !id.Valid(c.ID) ||
 		!c.IssuedAt.Equal(now) || !c.NotBefore.Equal(now) || !c.ExpiresAt.Equal(now.Add(15*time.Minute)) {
 		t.Errorf("got claims %+v, want sub %s, iss folio-auth, aud folio, roles [reader], a UUID jti, iat=nbf=now, exp now+15m", c, u.ID)
 	}
@@ -75,13 +76,13 @@ func TestToken(t *testing.T) {
 	t.Run("wrong credentials", func(t *testing.T) {
 		unknown := s.do("POST", "/auth/token", credentials("nobody@example.com", "twelve chars"))
 		wrong := s.do("POST", "/auth/token", credentials("ada@example.com", "wrong password"))
-		wantProblem(t, unknown, 401, auth.TypeUnauthorized)
-		wantProblem(t, wrong, 401, auth.TypeUnauthorized)
+		wantProblem(t, unknown, 401, problem.TypeUnauthorized)
+		wantProblem(t, wrong, 401, problem.TypeUnauthorized)
 		if unknown.Body.String() != wrong.Body.String() {
 			t.Errorf("unknown email and wrong password differ:\n%s\n%s", unknown.Body, wrong.Body)
 		}
 		for _, body := range []string{`{}`, `{"email":"ada@example.com"}`, `{"email":"not an email","password":"twelve chars"}`} {
-			wantProblem(t, s.do("POST", "/auth/token", body), 401, auth.TypeUnauthorized)
+			wantProblem(t, s.do("POST", "/auth/token", body), 401, problem.TypeUnauthorized)
 		}
 		wantProblem(t, s.do("POST", "/auth/token", `{"email":1}`), 400, problem.TypeMalformed)
 	})
@@ -91,14 +92,14 @@ func TestLoginRateLimit(t *testing.T) {
 	s := newServer(t, openSQLite(t))
 	s.register("ada@example.com", "twelve chars")
 	s.register("bob@example.com", "twelve chars")
-	burst := auth.DefaultEmailLimit.Burst
+	burst := httpapi.DefaultEmailLimit.Burst
 	for range burst {
 		rec := s.do("POST", "/auth/token", credentials("ada@example.com", "wrong password"), "RemoteAddr", "10.0.0.1:1000")
-		wantProblem(t, rec, 401, auth.TypeUnauthorized)
+		wantProblem(t, rec, 401, problem.TypeUnauthorized)
 	}
 	// The account's bucket at this address is dry.
 	rec := s.do("POST", "/auth/token", credentials("ada@example.com", "twelve chars"), "RemoteAddr", "10.0.0.1:1000")
-	wantProblem(t, rec, 429, auth.TypeTooManyRequests)
+	wantProblem(t, rec, 429, problem.TypeTooManyRequests)
 	if ra, err := strconv.Atoi(rec.Header().Get("Retry-After")); err != nil || ra < 1 {
 		t.Errorf("got Retry-After %q, want a positive number of seconds", rec.Header().Get("Retry-After"))
 	}
@@ -117,15 +118,15 @@ func TestLoginRateLimit(t *testing.T) {
 	}
 
 	t.Run("per address", func(t *testing.T) {
-		s := newServer(t, openSQLite(t), func(o *auth.Options) { o.IPLimit = auth.Limit{Every: time.Minute, Burst: 3} })
+		s := newServer(t, openSQLite(t), func(s *settings) { s.limits.IP = httpapi.Limit{Every: time.Minute, Burst: 3} })
 		for i := range 3 {
 			wantProblem(t, s.do("POST", "/auth/token", credentials("u"+strconv.Itoa(i)+"@example.com", "twelve chars"), "RemoteAddr", "10.9.9.9:1"),
-				401, auth.TypeUnauthorized)
+				401, problem.TypeUnauthorized)
 		}
 		wantProblem(t, s.do("POST", "/auth/token", credentials("fresh@example.com", "twelve chars"), "RemoteAddr", "10.9.9.9:2"),
-			429, auth.TypeTooManyRequests)
+			429, problem.TypeTooManyRequests)
 		wantProblem(t, s.do("POST", "/auth/token", credentials("fresh@example.com", "twelve chars"), "RemoteAddr", "10.9.9.8:2"),
-			401, auth.TypeUnauthorized)
+			401, problem.TypeUnauthorized)
 	})
 }
 
@@ -157,10 +158,10 @@ func TestRoles(t *testing.T) {
 	})
 	t.Run("by non-admin", func(t *testing.T) {
 		// The role change revoked ada's earlier token; a new one still is no admin's.
-		wantProblem(t, s.do("PUT", path, `{"roles":["admin"]}`, bearer(adaTok)...), 401, auth.TypeUnauthorized)
+		wantProblem(t, s.do("PUT", path, `{"roles":["admin"]}`, bearer(adaTok)...), 401, problem.TypeUnauthorized)
 		adaTok := s.token("ada@example.com", "twelve chars")
-		wantProblem(t, s.do("PUT", path, `{"roles":["admin"]}`, bearer(adaTok)...), 403, auth.TypeForbidden)
-		wantProblem(t, s.do("PUT", "/auth/users/"+admin.ID+"/roles", `{"roles":["reader"]}`, bearer(adaTok)...), 403, auth.TypeForbidden)
+		wantProblem(t, s.do("PUT", path, `{"roles":["admin"]}`, bearer(adaTok)...), 403, problem.TypeForbidden)
+		wantProblem(t, s.do("PUT", "/auth/users/"+admin.ID+"/roles", `{"roles":["reader"]}`, bearer(adaTok)...), 403, problem.TypeForbidden)
 	})
 	t.Run("validation", func(t *testing.T) {
 		wantProblem(t, s.do("PUT", path, `{"roles":["reader","root"]}`, bearer(adminTok)...), 422, problem.TypeValidation, "roles")
@@ -168,12 +169,12 @@ func TestRoles(t *testing.T) {
 		wantProblem(t, s.do("PUT", path, `{"roles":"admin"}`, bearer(adminTok)...), 400, problem.TypeMalformed)
 	})
 	t.Run("unknown account", func(t *testing.T) {
-		wantProblem(t, s.do("PUT", "/auth/users/"+rest.NewID()+"/roles", `{"roles":["reader"]}`, bearer(adminTok)...), 404, problem.TypeNotFound)
+		wantProblem(t, s.do("PUT", "/auth/users/"+id.New()+"/roles", `{"roles":["reader"]}`, bearer(adminTok)...), 404, problem.TypeNotFound)
 		wantProblem(t, s.do("PUT", "/auth/users/nope/roles", `{"roles":["reader"]}`, bearer(adminTok)...), 404, problem.TypeNotFound)
 	})
 	t.Run("no token", func(t *testing.T) {
 		rec := s.do("PUT", path, `{"roles":["admin"]}`)
-		wantProblem(t, rec, 401, auth.TypeUnauthorized)
+		wantProblem(t, rec, 401, problem.TypeUnauthorized)
 		if rec.Header().Get("WWW-Authenticate") == "" {
 			t.Error("401 without WWW-Authenticate")
 		}
@@ -209,13 +210,13 @@ func TestUserGet(t *testing.T) {
 		wantProblem(t, s.do("GET", path, "", bearer(bobTok)...), 404, problem.TypeNotFound)
 	})
 	t.Run("unknown and invalid ids", func(t *testing.T) {
-		wantProblem(t, s.do("GET", "/auth/users/"+rest.NewID(), "", bearer(adminTok)...), 404, problem.TypeNotFound)
+		wantProblem(t, s.do("GET", "/auth/users/"+id.New(), "", bearer(adminTok)...), 404, problem.TypeNotFound)
 		wantProblem(t, s.do("GET", "/auth/users/nope", "", bearer(adminTok)...), 404, problem.TypeNotFound)
 	})
 	t.Run("no token", func(t *testing.T) {
-		wantProblem(t, s.do("GET", path, ""), 401, auth.TypeUnauthorized)
-		wantProblem(t, s.do("GET", path, "", "Authorization", "Basic YTpi"), 401, auth.TypeUnauthorized)
-		wantProblem(t, s.do("GET", path, "", "Authorization", "Bearer "), 401, auth.TypeUnauthorized)
+		wantProblem(t, s.do("GET", path, ""), 401, problem.TypeUnauthorized)
+		wantProblem(t, s.do("GET", path, "", "Authorization", "Basic YTpi"), 401, problem.TypeUnauthorized)
+		wantProblem(t, s.do("GET", path, "", "Authorization", "Bearer "), 401, problem.TypeUnauthorized)
 	})
 }
 
@@ -229,7 +230,7 @@ func TestEnsureAdmin(t *testing.T) {
 			t.Fatalf("EnsureAdmin #%d: got %v, %v, want %v", i+1, created, err, want)
 		}
 	}
-	u, err := auth.NewSQLStore(db, s.box).UserByEmail(ctx, "root@example.com")
+	u, err := s.store.UserByEmail(ctx, "root@example.com")
 	if err != nil || !slices.Equal(u.Roles, []string{"admin"}) {
 		t.Errorf("got %+v, %v, want an admin", u, err)
 	}
@@ -238,7 +239,7 @@ func TestEnsureAdmin(t *testing.T) {
 	if created, err := s.svc.EnsureAdmin(ctx, "taken@example.com", "root password 123"); created || err != nil {
 		t.Errorf("EnsureAdmin of a registered email: got %v, %v, want false, nil", created, err)
 	}
-	if u, _ := auth.NewSQLStore(db, s.box).UserByEmail(ctx, "taken@example.com"); !slices.Equal(u.Roles, []string{"reader"}) {
+	if u, _ := s.store.UserByEmail(ctx, "taken@example.com"); !slices.Equal(u.Roles, []string{"reader"}) {
 		t.Errorf("got roles %v, want [reader]", u.Roles)
 	}
 	if _, err := s.svc.EnsureAdmin(ctx, "root2@example.com", "short"); err == nil {

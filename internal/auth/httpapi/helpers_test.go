@@ -1,4 +1,4 @@
-package auth_test
+package httpapi_test
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,9 +18,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"folio/internal/auth"
+	"folio/internal/auth/httpapi"
+	"folio/internal/auth/sqlstore"
 	"folio/internal/platform/clientip"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/idempotency"
+	"folio/internal/platform/outbox"
 	"folio/internal/platform/outbox/outboxtest"
 	"folio/internal/platform/rest/resttest"
 	"folio/internal/platform/secrets"
@@ -35,7 +39,7 @@ var cheap = auth.Params{Time: 1, Memory: 64, Threads: 1, SaltLen: 16, KeyLen: 32
 // openSQLite opens a new, migrated auth database in a temporary directory.
 func openSQLite(tb testing.TB) *sqldb.DB {
 	tb.Helper()
-	return sqldbtest.Open(tb, "sqlite:"+filepath.Join(tb.TempDir(), "auth.db"), auth.Migrations)
+	return sqldbtest.Open(tb, "sqlite:"+filepath.Join(tb.TempDir(), "auth.db"), sqlstore.Migrations)
 }
 
 // clock is a settable time source.
@@ -73,9 +77,18 @@ type server struct {
 	tb    testing.TB
 	h     http.Handler
 	svc   *auth.Service
+	store *sqlstore.Store
 	db    *sqldb.DB
 	box   *secrets.Box
 	clock *clock
+	// onHash, when it holds a func(), is called inside each argon2id run.
+	onHash atomic.Pointer[func()]
+}
+
+// settings are what a test may change of a server before it starts.
+type settings struct {
+	opts   auth.Options
+	limits httpapi.Limits
 }
 
 // trustedProxy is the address the tests' servers take for a proxy whose
@@ -83,23 +96,31 @@ type server struct {
 const trustedProxy = "10.255.0.1"
 
 // newServer serves the auth service over db with cheap hashing and a settable clock;
-// change adjusts the options first.
-func newServer(tb testing.TB, db *sqldb.DB, change ...func(*auth.Options)) *server {
+// change adjusts the settings first.
+func newServer(tb testing.TB, db *sqldb.DB, change ...func(*settings)) *server {
 	tb.Helper()
 	return newServerWith(tb, db, newBox(tb), change...)
 }
 
 // newServerWith is newServer with the given secrets box: another instance, or a
 // restart, over the same database and secrets key.
-func newServerWith(tb testing.TB, db *sqldb.DB, box *secrets.Box, change ...func(*auth.Options)) *server {
+func newServerWith(tb testing.TB, db *sqldb.DB, box *secrets.Box, change ...func(*settings)) *server {
 	tb.Helper()
-	c := newClock()
-	o := auth.Options{Hashing: cheap, Now: c.Now, Log: quiet}
+	s := &server{tb: tb, db: db, box: box, clock: newClock()}
+	set := settings{
+		opts: auth.Options{Hashing: cheap, Now: s.clock.Now, Log: quiet, OnHash: func() {
+			if f := s.onHash.Load(); f != nil {
+				(*f)()
+			}
+		}},
+		limits: httpapi.Limits{Now: s.clock.Now},
+	}
 	for _, f := range change {
-		f(&o)
+		f(&set)
 	}
 	outboxtest.Migrate(tb, db)
-	svc, err := auth.NewService(auth.NewSQLStore(db, box), o)
+	s.store = sqlstore.New(outbox.NewWriter(db, nil), box)
+	svc, err := auth.NewService(s.store, set.opts)
 	if err != nil {
 		tb.Fatalf("NewService: %v", err)
 	}
@@ -113,9 +134,51 @@ func newServerWith(tb testing.TB, db *sqldb.DB, box *secrets.Box, change ...func
 	if err != nil {
 		tb.Fatal(err)
 	}
-	auth.Routes(mux, svc, keys, proxies, quiet)
-	srv := httpserver.New(httpserver.Config{}, quiet, prometheus.NewRegistry(), mux, auth.OpenAPI, db.PingContext)
-	return &server{tb: tb, h: srv.Handler(), svc: svc, db: db, box: box, clock: c}
+	httpapi.Routes(mux, svc, keys, proxies, set.limits)
+	srv := httpserver.New(httpserver.Config{}, quiet, prometheus.NewRegistry(), mux, httpapi.OpenAPI, db.PingContext)
+	s.h, s.svc = srv.Handler(), svc
+	return s
+}
+
+// setHashHook has f called inside each argon2id run, before it hashes.
+func (s *server) setHashHook(f func()) { s.onHash.Store(&f) }
+
+// currentKID returns the id of the stored key that signs new tokens.
+func (s *server) currentKID() string {
+	s.tb.Helper()
+	key := s.signingKey()
+	return key.KID
+}
+
+func (s *server) signingKey() auth.SigningKey {
+	s.tb.Helper()
+	keys, err := s.store.SigningKeys(context.Background())
+	if err != nil {
+		s.tb.Fatalf("SigningKeys: %v", err)
+	}
+	key := auth.ActiveKey(keys)
+	if key == nil {
+		s.tb.Fatal("no active signing key")
+	}
+	return *key
+}
+
+// sign signs claims with the service's current signing key, naming kid in the
+// header (the key's own id when kid is empty), so that tests can forge tokens that
+// only a chosen claim makes invalid.
+func (s *server) sign(claims auth.Claims, kid string) string {
+	s.tb.Helper()
+	key := s.signingKey()
+	if kid == "" {
+		kid = key.KID
+	}
+	t := jwt.NewWithClaims(jwt.SigningMethodEdDSA, claims)
+	t.Header["kid"] = kid
+	tok, err := t.SignedString(key.Private)
+	if err != nil {
+		s.tb.Fatalf("sign: %v", err)
+	}
+	return tok
 }
 
 // do serves one request; header holds name, value pairs, and the pseudo-header

@@ -1,4 +1,4 @@
-package auth_test
+package httpapi_test
 
 import (
 	"context"
@@ -13,14 +13,15 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"folio/internal/auth"
-	"folio/internal/platform/rest"
+	"folio/internal/platform/id"
+	"folio/internal/platform/problem"
 )
 
 func TestJWTAttacks(t *testing.T) {
 	s := newServer(t, openSQLite(t))
 	ada := s.register("ada@example.com", "twelve chars")
 	valid := s.token("ada@example.com", "twelve chars")
-	kid := auth.CurrentKID(s.svc)
+	kid := s.currentKID()
 	path := "/auth/users/" + ada.ID
 
 	now := s.clock.Now()
@@ -28,19 +29,13 @@ func TestJWTAttacks(t *testing.T) {
 		c := auth.Claims{Roles: []string{"reader", "admin"}, RegisteredClaims: jwt.RegisteredClaims{
 			Issuer: "folio-auth", Audience: jwt.ClaimStrings{"folio"}, Subject: ada.ID,
 			ExpiresAt: jwt.NewNumericDate(now.Add(10 * time.Minute)), IssuedAt: jwt.NewNumericDate(now),
-			NotBefore: jwt.NewNumericDate(now), ID: rest.NewID()}}
+			NotBefore: jwt.NewNumericDate(now), ID: id.New()}}
 		if change != nil {
 			change(&c)
 		}
 		return c
 	}
-	byService := func(c auth.Claims, kid string) string {
-		tok, err := auth.SignForTest(s.svc, c, kid)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tok
-	}
+	byService := s.sign
 	withKey := func(m jwt.SigningMethod, key any, c auth.Claims) string {
 		tok := jwt.NewWithClaims(m, c)
 		tok.Header["kid"] = kid
@@ -82,8 +77,8 @@ func TestJWTAttacks(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := s.do("GET", path, "", bearer(tc.tok)...)
-			wantProblem(t, rec, 401, auth.TypeUnauthorized)
-			wantProblem(t, s.do("PUT", path+"/roles", `{"roles":["admin"]}`, bearer(tc.tok)...), 401, auth.TypeUnauthorized)
+			wantProblem(t, rec, 401, problem.TypeUnauthorized)
+			wantProblem(t, s.do("PUT", path+"/roles", `{"roles":["admin"]}`, bearer(tc.tok)...), 401, problem.TypeUnauthorized)
 		})
 	}
 }
@@ -118,18 +113,24 @@ func TestKeyRotation(t *testing.T) {
 	ctx := context.Background()
 	ada := s.register("ada@example.com", "twelve chars")
 	path := "/auth/users/" + ada.ID
-	kid1 := auth.CurrentKID(s.svc)
+	kid1 := s.currentKID()
+	if h := header(t, s.token("ada@example.com", "twelve chars")); h != kid1 {
+		t.Fatalf("a token names kid %s, want the stored %s", h, kid1)
+	}
 	if keys := s.jwks(); len(keys) != 1 || keys[kid1] == nil {
 		t.Fatalf("got JWKS %v, want only %s", keys, kid1)
 	}
 
 	// Before the rotation period nothing changes, and a restart keeps the key.
 	s.clock.Advance(23 * time.Hour)
-	if err := s.svc.Rotate(ctx); err != nil || auth.CurrentKID(s.svc) != kid1 {
-		t.Fatalf("Rotate within the period: got kid %s, %v, want %s", auth.CurrentKID(s.svc), err, kid1)
+	if err := s.svc.Rotate(ctx); err != nil {
+		t.Fatalf("Rotate within the period: %v", err)
+	}
+	if got := header(t, s.token("ada@example.com", "twelve chars")); got != kid1 {
+		t.Fatalf("Rotate within the period: a new token names kid %s, want %s", got, kid1)
 	}
 	restarted := newServerWith(t, db, s.box)
-	if got := auth.CurrentKID(restarted.svc); got != kid1 {
+	if got := header(t, restarted.token("ada@example.com", "twelve chars")); got != kid1 {
 		t.Errorf("after a restart the service signs with %s, want the stored %s", got, kid1)
 	}
 
@@ -140,7 +141,7 @@ func TestKeyRotation(t *testing.T) {
 	if err := s.svc.Rotate(ctx); err != nil {
 		t.Fatalf("Rotate: %v", err)
 	}
-	kid2 := auth.CurrentKID(s.svc)
+	kid2 := s.currentKID()
 	if kid2 == kid1 {
 		t.Fatal("after the rotation period the signing key is unchanged")
 	}
@@ -175,7 +176,7 @@ func TestKeyRotation(t *testing.T) {
 	if _, err := s.tryVerify(old); err == nil {
 		t.Error("the old token still verifies against the JWKS")
 	}
-	wantProblem(t, s.do("GET", path, "", bearer(old)...), 401, auth.TypeUnauthorized)
+	wantProblem(t, s.do("GET", path, "", bearer(old)...), 401, problem.TypeUnauthorized)
 	if rec := s.do("GET", path, "", bearer(s.token("ada@example.com", "twelve chars"))...); rec.Code != 200 {
 		t.Errorf("GET with a token of the new key: got %d, want 200", rec.Code)
 	}

@@ -1,21 +1,21 @@
-package auth_test
+package httpapi_test
 
 import (
 	"strings"
 	"testing"
 
-	"folio/internal/auth"
+	"folio/internal/auth/httpapi"
+	"folio/internal/platform/id"
 	"folio/internal/platform/idempotency"
-	"folio/internal/platform/rest"
 	"folio/internal/platform/rest/openapicheck"
 )
 
 // TestOpenAPIDocument checks that the auth service's OpenAPI document is valid and
 // that every answer of the service, errors included, matches what it says.
 func TestOpenAPIDocument(t *testing.T) {
-	doc := openapicheck.Load(t, auth.OpenAPI, "http://example.com")
+	doc := openapicheck.Load(t, httpapi.OpenAPI, "http://example.com")
 
-	s := newServer(t, openSQLite(t), func(o *auth.Options) { o.EmailLimit = auth.Limit{Every: 1 << 40, Burst: 2} })
+	s := newServer(t, openSQLite(t), func(s *settings) { s.limits.Email = httpapi.Limit{Every: 1 << 40, Burst: 2} })
 	_, adminTok := s.admin()
 	ada := s.register("ada@example.com", "twelve chars")
 	adaTok := s.token("ada@example.com", "twelve chars")
@@ -43,7 +43,7 @@ func TestOpenAPIDocument(t *testing.T) {
 		{"GET", path, "", bearer(adaTok), 200},
 		{"GET", path, "", append(bearer(adaTok), "If-None-Match", `"1"`), 304},
 		{"GET", path, "", nil, 401},
-		{"GET", "/auth/users/" + rest.NewID(), "", bearer(adaTok), 404},
+		{"GET", "/auth/users/" + id.New(), "", bearer(adaTok), 404},
 		{"PUT", path + "/roles", `{"roles":["admin"]}`, bearer(adaTok), 403},
 		{"PUT", path + "/roles", `{"roles":["reader","editor"]}`, bearer(adminTok), 200},
 		{"PUT", path + "/roles", `{"roles":["reader"]}`, append(bearer(adminTok), "If-Match", `"1"`), 412},

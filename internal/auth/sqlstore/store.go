@@ -1,4 +1,6 @@
-package auth
+// Package sqlstore keeps the auth service's accounts and signing keys in SQLite or
+// PostgreSQL, and records the account.revoked events of its writes in the outbox.
+package sqlstore
 
 import (
 	"context"
@@ -10,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"folio/internal/auth"
 	"folio/internal/platform/fault"
 	"folio/internal/platform/idempotency"
 	"folio/internal/platform/outbox"
@@ -22,39 +25,30 @@ import (
 //go:embed migrations
 var Migrations embed.FS
 
-// SQLStore keeps accounts and signing keys in SQLite or PostgreSQL; its SQL is the
+// Store keeps accounts and signing keys in SQLite or PostgreSQL; its SQL is the
 // same on both. Private keys are stored sealed by a secrets.Box, whose key is not in
 // the database, so that a copy of the database signs nothing.
-type SQLStore struct {
-	db     *sqldb.DB
-	box    *secrets.Box
-	notify func()
+type Store struct {
+	db  *sqldb.DB
+	out *outbox.Writer
+	box *secrets.Box
 }
 
-var _ Store = (*SQLStore)(nil)
+var _ auth.Store = (*Store)(nil)
 
-// Option configures a SQLStore.
-type Option func(*SQLStore)
-
-// WithNotify has the store call notify after each commit that added an event to the
-// outbox (give it the relay's Notify), so that the event goes out at once rather than
-// at the relay's next poll.
-func WithNotify(notify func()) Option { return func(s *SQLStore) { s.notify = notify } }
-
-// NewSQLStore returns a store over db, which must be migrated with Migrations and
-// with outbox.Migrate; box seals the signing keys.
-func NewSQLStore(db *sqldb.DB, box *secrets.Box, opts ...Option) *SQLStore {
-	s := &SQLStore{db: db, box: box}
-	for _, o := range opts {
-		o(s)
-	}
-	return s
+// New returns a store over the database of out, which must be migrated with
+// Migrations and with outbox.Migrate; box seals the signing keys.
+func New(out *outbox.Writer, box *secrets.Box) *Store {
+	return &Store{db: out.DB(), out: out, box: box}
 }
+
+// errNotFound is the answer for an account id no row has.
+var errNotFound = fault.New(fault.NotFound, "no account has this id")
 
 const userColumns = `id, email, password_hash, roles, version, created_at, updated_at, tokens_revoked_before`
 
-func scanUser(row interface{ Scan(...any) error }) (User, error) {
-	var u User
+func scanUser(row interface{ Scan(...any) error }) (auth.User, error) {
+	var u auth.User
 	var roles string
 	err := row.Scan(&u.ID, &u.Email, &u.PasswordHash, &roles, &u.Version, &u.CreatedAt, &u.UpdatedAt, &u.RevokedBefore)
 	u.Roles = []string{}
@@ -68,7 +62,7 @@ func scanUser(row interface{ Scan(...any) error }) (User, error) {
 // CreateUser inserts u, and the answer to the request of ctx when it carries an
 // Idempotency-Key (idempotency.Save), in one transaction. Errors: Conflict when the
 // email is taken, or when the request's key was answered meanwhile.
-func (s *SQLStore) CreateUser(ctx context.Context, u User) error {
+func (s *Store) CreateUser(ctx context.Context, u auth.User) error {
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO users (`+userColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 			u.ID, u.Email, u.PasswordHash, strings.Join(u.Roles, ","), u.Version, u.CreatedAt, u.UpdatedAt, u.RevokedBefore)
@@ -83,25 +77,25 @@ func (s *SQLStore) CreateUser(ctx context.Context, u User) error {
 }
 
 // User returns the account with id. Errors: NotFound.
-func (s *SQLStore) User(ctx context.Context, id string) (User, error) {
+func (s *Store) User(ctx context.Context, id string) (auth.User, error) {
 	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return User{}, errNotFound
+		return auth.User{}, errNotFound
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("get user %s: %w", id, err)
+		return auth.User{}, fmt.Errorf("get user %s: %w", id, err)
 	}
 	return u, nil
 }
 
 // UserByEmail returns the account with the (normalised) email. Errors: NotFound.
-func (s *SQLStore) UserByEmail(ctx context.Context, email string) (User, error) {
+func (s *Store) UserByEmail(ctx context.Context, email string) (auth.User, error) {
 	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userColumns+` FROM users WHERE email = $1`, email))
 	if errors.Is(err, sql.ErrNoRows) {
-		return User{}, fault.New(fault.NotFound, "no account has this email")
+		return auth.User{}, fault.New(fault.NotFound, "no account has this email")
 	}
 	if err != nil {
-		return User{}, fmt.Errorf("get user by email: %w", err)
+		return auth.User{}, fmt.Errorf("get user by email: %w", err)
 	}
 	return u, nil
 }
@@ -110,7 +104,7 @@ func (s *SQLStore) UserByEmail(ctx context.Context, email string) (User, error) 
 // account is at u.Version-1. With revoke it records the account.revoked event in the
 // same transaction, so that the revocation reaches every verifier if and only if it
 // committed. Errors: NotFound, ErrStale.
-func (s *SQLStore) UpdateRoles(ctx context.Context, u User, revoke bool) error {
+func (s *Store) UpdateRoles(ctx context.Context, u auth.User, revoke bool) error {
 	stale := false
 	err := s.db.InTx(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE users SET roles = $1, version = $2, updated_at = $3, tokens_revoked_before = $4
@@ -130,11 +124,8 @@ func (s *SQLStore) UpdateRoles(ctx context.Context, u User, revoke bool) error {
 		}
 		// The row was written (and locked) first, so that the events of one account
 		// leave in commit order.
-		if _, err := outbox.Add(ctx, tx, outbox.Event{Type: EventAccountRevoked, Aggregate: u.ID,
-			Data: Revocation{ID: u.ID, RevokedBefore: u.RevokedBefore}}); err != nil {
-			return fmt.Errorf("add %s event for account %s: %w", EventAccountRevoked, u.ID, err)
-		}
-		return nil
+		return outbox.AddEvent(ctx, tx, auth.EventAccountRevoked, u.ID,
+			auth.Revocation{ID: u.ID, RevokedBefore: u.RevokedBefore})
 	})
 	if err != nil {
 		return err
@@ -143,10 +134,7 @@ func (s *SQLStore) UpdateRoles(ctx context.Context, u User, revoke bool) error {
 		if _, err := s.User(ctx, u.ID); err != nil {
 			return err
 		}
-		return ErrStale
-	}
-	if revoke && s.notify != nil {
-		s.notify()
+		return auth.ErrStale
 	}
 	return nil
 }
@@ -154,19 +142,19 @@ func (s *SQLStore) UpdateRoles(ctx context.Context, u User, revoke bool) error {
 // SigningKeys returns every stored signing key, oldest first. A key stored in clear
 // by an older version is read as it is, until SealSigningKeys seals it. Errors: a key
 // that does not unseal (another secrets key, or an altered row).
-func (s *SQLStore) SigningKeys(ctx context.Context) ([]SigningKey, error) {
+func (s *Store) SigningKeys(ctx context.Context) ([]auth.SigningKey, error) {
 	return s.signingKeys(ctx, s.db.QueryContext)
 }
 
-func (s *SQLStore) signingKeys(ctx context.Context, query func(context.Context, string, ...any) (*sql.Rows, error)) ([]SigningKey, error) {
+func (s *Store) signingKeys(ctx context.Context, query func(context.Context, string, ...any) (*sql.Rows, error)) ([]auth.SigningKey, error) {
 	rows, err := query(ctx, `SELECT kid, private_key, created_at, retired_at FROM signing_keys ORDER BY created_at, kid`)
 	if err != nil {
 		return nil, fmt.Errorf("list signing keys: %w", err)
 	}
 	defer rows.Close()
-	var keys []SigningKey
+	var keys []auth.SigningKey
 	for rows.Next() {
-		var k SigningKey
+		var k auth.SigningKey
 		var stored []byte
 		var retired sql.NullTime
 		if err := rows.Scan(&k.KID, &stored, &k.CreatedAt, &retired); err != nil {
@@ -191,7 +179,7 @@ func (s *SQLStore) signingKeys(ctx context.Context, query func(context.Context, 
 }
 
 // seed returns the Ed25519 seed of a stored key, and whether it was stored sealed.
-func (s *SQLStore) seed(kid string, stored []byte) ([]byte, bool, error) {
+func (s *Store) seed(kid string, stored []byte) ([]byte, bool, error) {
 	sealed := secrets.IsSealed(string(stored))
 	seed := stored
 	if sealed {
@@ -209,7 +197,7 @@ func (s *SQLStore) seed(kid string, stored []byte) ([]byte, bool, error) {
 // SealSigningKeys seals, in place, every signing key an older version stored in
 // clear, and returns how many it sealed. Each row is rewritten only if it still holds
 // what was read, so that instances doing this at once do not seal twice.
-func (s *SQLStore) SealSigningKeys(ctx context.Context) (int, error) {
+func (s *Store) SealSigningKeys(ctx context.Context) (int, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT kid, private_key FROM signing_keys`)
 	if err != nil {
 		return 0, fmt.Errorf("seal signing keys: %w", err)
@@ -254,13 +242,13 @@ func (s *SQLStore) SealSigningKeys(ctx context.Context) (int, error) {
 // RotateSigningKey stores k (its seed, sealed with the key id as context) and
 // retires every other active key at k.CreatedAt, unless an active key created after
 // cutoff exists.
-func (s *SQLStore) RotateSigningKey(ctx context.Context, k SigningKey, cutoff time.Time) error {
+func (s *Store) RotateSigningKey(ctx context.Context, k auth.SigningKey, cutoff time.Time) error {
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
 		keys, err := s.signingKeys(ctx, tx.QueryContext)
 		if err != nil {
 			return err
 		}
-		if a := activeKey(keys); a != nil && a.CreatedAt.After(cutoff) {
+		if a := auth.ActiveKey(keys); a != nil && a.CreatedAt.After(cutoff) {
 			return nil
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE signing_keys SET retired_at = $1 WHERE retired_at IS NULL`, k.CreatedAt); err != nil {

@@ -1,4 +1,4 @@
-package auth_test
+package httpapi_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"folio/internal/auth"
+	"folio/internal/auth/httpapi"
 	"folio/internal/platform/outbox/outboxtest"
 	"folio/internal/platform/polltest"
 	"folio/internal/platform/problem"
@@ -37,9 +37,9 @@ func TestLoginFloodDoesNotLockOutOthers(t *testing.T) {
 			t.Fatalf("a wrong login: got %d, want 401 or 429: %s", last.Code, last.Body)
 		}
 	}
-	wantProblem(t, last, 429, auth.TypeTooManyRequests)
+	wantProblem(t, last, 429, problem.TypeTooManyRequests)
 	wantProblem(t, s.do("POST", "/auth/token", credentials("root@example.com", "root password 123"), behind(clientA)...),
-		429, auth.TypeTooManyRequests)
+		429, problem.TypeTooManyRequests)
 	if rec := s.do("POST", "/auth/token", credentials("root@example.com", "root password 123"), behind(clientB)...); rec.Code != 200 {
 		t.Fatalf("client B's correct login after client A's flood: got %d, want 200: %s", rec.Code, rec.Body)
 	}
@@ -52,7 +52,7 @@ func TestLoginFloodDoesNotLockOutOthers(t *testing.T) {
 			last = s.do("POST", "/auth/token", credentials("root@example.com", "wrong password"),
 				"RemoteAddr", "192.0.2.50:1234", "X-Forwarded-For", clientB+", 198.18.0."+strconv.Itoa(i))
 		}
-		wantProblem(t, last, 429, auth.TypeTooManyRequests)
+		wantProblem(t, last, 429, problem.TypeTooManyRequests)
 		if rec := s.do("POST", "/auth/token", credentials("root@example.com", "root password 123"), behind(clientB)...); rec.Code != 200 {
 			t.Fatalf("client B's correct login after a spoofed flood: got %d, want 200: %s", rec.Code, rec.Body)
 		}
@@ -60,18 +60,18 @@ func TestLoginFloodDoesNotLockOutOthers(t *testing.T) {
 }
 
 func TestRegisterRateLimit(t *testing.T) {
-	s := newServer(t, openSQLite(t), func(o *auth.Options) { o.RegisterLimit = auth.Limit{Every: time.Hour, Burst: 3} })
+	s := newServer(t, openSQLite(t), func(s *settings) { s.limits.Register = httpapi.Limit{Every: time.Hour, Burst: 3} })
 	for i := range 3 {
 		if rec := s.do("POST", "/auth/register", credentials(fmt.Sprintf("u%d@example.com", i), "twelve chars"), behind("198.51.100.7")...); rec.Code != 201 {
 			t.Fatalf("register %d: got %d, want 201: %s", i, rec.Code, rec.Body)
 		}
 	}
 	rec := s.do("POST", "/auth/register", credentials("u3@example.com", "twelve chars"), behind("198.51.100.7")...)
-	wantProblem(t, rec, 429, auth.TypeTooManyRequests)
+	wantProblem(t, rec, 429, problem.TypeTooManyRequests)
 	if ra, err := strconv.Atoi(rec.Header().Get("Retry-After")); err != nil || ra < 1 {
 		t.Errorf("got Retry-After %q, want a positive number of seconds", rec.Header().Get("Retry-After"))
 	}
-	if _, peak, _ := auth.HashCounts(s.svc); peak > 1 {
+	if _, peak, _ := s.svc.HashLoad(); peak > 1 {
 		t.Errorf("peak of %d hashes at once for sequential registers", peak)
 	}
 	if rec := s.do("POST", "/auth/register", credentials("u3@example.com", "twelve chars"), behind("203.0.113.9")...); rec.Code != 201 {
@@ -84,9 +84,9 @@ func TestRegisterRateLimit(t *testing.T) {
 // the others wait for a slot.
 func TestHashingIsCapped(t *testing.T) {
 	const slots, n = 2, 8
-	s := newServer(t, openSQLite(t), func(o *auth.Options) { o.HashSlots, o.HashWait = slots, time.Minute })
+	s := newServer(t, openSQLite(t), func(s *settings) { s.opts.HashSlots, s.opts.HashWait = slots, time.Minute })
 	release := make(chan struct{})
-	auth.SetHashHook(s.svc, func() { <-release })
+	s.setHashHook(func() { <-release })
 
 	var wg sync.WaitGroup
 	codes := make([]int, n)
@@ -98,7 +98,7 @@ func TestHashingIsCapped(t *testing.T) {
 	}
 	// Every request is in: slots of them hashing (held in the hook), the rest waiting.
 	polltest.Until(t, fmt.Sprintf("%d hash and %d wait", slots, n-slots), polltest.Holds(func() bool {
-		running, _, waiting := auth.HashCounts(s.svc)
+		running, _, waiting := s.svc.HashLoad()
 		return running == slots && waiting == n-slots
 	}))
 	close(release)
@@ -109,7 +109,7 @@ func TestHashingIsCapped(t *testing.T) {
 		}
 	}
 	// Each request ran two hashes (fingerprint and password), one after another.
-	if _, peak, _ := auth.HashCounts(s.svc); peak != slots {
+	if _, peak, _ := s.svc.HashLoad(); peak != slots {
 		t.Errorf("at most %d argon2id runs were in flight at once, want %d (the cap)", peak, slots)
 	}
 }
@@ -117,21 +117,21 @@ func TestHashingIsCapped(t *testing.T) {
 // TestHashingBusy: a request that finds no free slot within the wait gets 503 with
 // Retry-After, for register and login alike, instead of queueing without bound.
 func TestHashingBusy(t *testing.T) {
-	s := newServer(t, openSQLite(t), func(o *auth.Options) { o.HashSlots, o.HashWait = 1, 10*time.Millisecond })
+	s := newServer(t, openSQLite(t), func(s *settings) { s.opts.HashSlots, s.opts.HashWait = 1, 10*time.Millisecond })
 	s.register("ada@example.com", "twelve chars")
 	release := make(chan struct{})
 	var once sync.Once
-	auth.SetHashHook(s.svc, func() { once.Do(func() { <-release }) })
+	s.setHashHook(func() { once.Do(func() { <-release }) })
 	done := make(chan int)
 	go func() {
 		done <- s.do("POST", "/auth/register", credentials("held@example.com", "twelve chars"), "RemoteAddr", "10.2.0.1:1").Code
 	}()
-	polltest.Until(t, "the slot is taken", polltest.Holds(func() bool { running, _, _ := auth.HashCounts(s.svc); return running == 1 }))
+	polltest.Until(t, "the slot is taken", polltest.Holds(func() bool { running, _, _ := s.svc.HashLoad(); return running == 1 }))
 	for _, rec := range []*httptest.ResponseRecorder{
 		s.do("POST", "/auth/register", credentials("bob@example.com", "twelve chars"), "RemoteAddr", "10.2.0.2:1"),
 		s.do("POST", "/auth/token", credentials("ada@example.com", "twelve chars"), "RemoteAddr", "10.2.0.3:1"),
 	} {
-		wantProblem(t, rec, 503, auth.TypeBusy)
+		wantProblem(t, rec, 503, problem.TypeBusy)
 		if ra, err := strconv.Atoi(rec.Header().Get("Retry-After")); err != nil || ra < 1 {
 			t.Errorf("got Retry-After %q, want a positive number of seconds", rec.Header().Get("Retry-After"))
 		}
@@ -162,7 +162,7 @@ func TestRoleChangeRevokes(t *testing.T) {
 	if rec := s.do("PUT", path+"/roles", `{"roles":["editor"]}`, bearer(adminTok)...); rec.Code != 200 {
 		t.Fatalf("role change: got %d, want 200: %s", rec.Code, rec.Body)
 	}
-	wantProblem(t, s.do("GET", path, "", bearer(old)...), 401, auth.TypeUnauthorized)
+	wantProblem(t, s.do("GET", path, "", bearer(old)...), 401, problem.TypeUnauthorized)
 
 	events, _ := outboxtest.Events(t, db, last)
 	if len(events) != 1 {
@@ -199,7 +199,7 @@ func TestRoleChangeRevokes(t *testing.T) {
 	if rec := s.do("PUT", path+"/roles", `{"roles":["reader"]}`, bearer(adminTok)...); rec.Code != 200 {
 		t.Fatalf("second role change: got %d, want 200: %s", rec.Code, rec.Body)
 	}
-	wantProblem(t, s.do("GET", path, "", bearer(fresh)...), 401, auth.TypeUnauthorized)
+	wantProblem(t, s.do("GET", path, "", bearer(fresh)...), 401, problem.TypeUnauthorized)
 	fresh = s.token("ada@example.com", "twelve chars")
 	if rec := s.do("GET", path, "", bearer(fresh)...); rec.Code != 200 {
 		t.Fatalf("GET with a token issued after the second change: got %d, want 200: %s", rec.Code, rec.Body)
@@ -227,17 +227,12 @@ func TestLifetimeCap(t *testing.T) {
 	c := s.verify(tok)
 	forever := *c
 	forever.ExpiresAt.Time = time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC)
-	long, err := auth.SignForTest(s.svc, forever, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	wantProblem(t, s.do("GET", "/auth/users/"+ada.ID, "", bearer(long)...), 401, auth.TypeUnauthorized)
+	long := s.sign(forever, "")
+	wantProblem(t, s.do("GET", "/auth/users/"+ada.ID, "", bearer(long)...), 401, problem.TypeUnauthorized)
 	oneSecondLonger := *c
 	oneSecondLonger.ExpiresAt.Time = c.ExpiresAt.Add(time.Second)
-	if long, err = auth.SignForTest(s.svc, oneSecondLonger, ""); err != nil {
-		t.Fatal(err)
-	}
-	wantProblem(t, s.do("GET", "/auth/users/"+ada.ID, "", bearer(long)...), 401, auth.TypeUnauthorized)
+	long = s.sign(oneSecondLonger, "")
+	wantProblem(t, s.do("GET", "/auth/users/"+ada.ID, "", bearer(long)...), 401, problem.TypeUnauthorized)
 	if rec := s.do("GET", "/auth/users/"+ada.ID, "", bearer(tok)...); rec.Code != 200 {
 		t.Errorf("the token as issued: got %d, want 200", rec.Code)
 	}
@@ -293,7 +288,7 @@ func (r *signalReader) Read([]byte) (int, error) {
 // TestSlowBodyHoldsNoSlot: a register whose body is still arriving holds no hashing
 // slot, so that a few slow clients cannot make every register and login wait.
 func TestSlowBodyHoldsNoSlot(t *testing.T) {
-	s := newServer(t, openSQLite(t), func(o *auth.Options) { o.HashSlots, o.HashWait = 1, 10*time.Millisecond })
+	s := newServer(t, openSQLite(t), func(s *settings) { s.opts.HashSlots, s.opts.HashWait = 1, 10*time.Millisecond })
 	started, done := make(chan struct{}), make(chan struct{})
 	finished := make(chan struct{})
 	go func() {

@@ -1,10 +1,11 @@
-package auth_test
+package httpapi_test
 
 import (
 	"net/http"
 	"testing"
 
-	"folio/internal/auth"
+	"folio/internal/auth/httpapi"
+	"folio/internal/auth/sqlstore"
 	"folio/internal/platform/idempotency/idempotencytest"
 	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
@@ -14,11 +15,11 @@ import (
 // registration commit together, so a retry after a crash gets the first answer or
 // registers once, never 409.
 func TestIdempotentRegisterSurvivesACrash(t *testing.T) {
-	sqldbtest.ForEach(t, auth.Migrations, func(t *testing.T, db *sqldb.DB) {
+	sqldbtest.ForEach(t, sqlstore.Migrations, func(t *testing.T, db *sqldb.DB) {
 		box := newBox(t)
 		create := idempotencytest.Create{
 			Handler: func(t *testing.T, db *sqldb.DB) http.Handler {
-				return auth.HandleUserRegister(newServerWith(t, db, box).svc, quiet)
+				return httpapi.HandleUserRegister(newServerWith(t, db, box).svc)
 			},
 			Path:   "/auth/register",
 			Body:   credentials("crash@example.com", "twelve chars"),

@@ -1,4 +1,4 @@
-package auth_test
+package httpapi_test
 
 import (
 	"bytes"

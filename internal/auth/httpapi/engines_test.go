@@ -1,9 +1,10 @@
-package auth_test
+package httpapi_test
 
 import (
 	"testing"
 
 	"folio/internal/auth"
+	"folio/internal/auth/sqlstore"
 	"folio/internal/platform/problem"
 	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
@@ -11,7 +12,7 @@ import (
 
 // TestEveryEngine runs the service's main path over each database engine.
 func TestEveryEngine(t *testing.T) {
-	sqldbtest.ForEach(t, auth.Migrations, func(t *testing.T, db *sqldb.DB) {
+	sqldbtest.ForEach(t, sqlstore.Migrations, func(t *testing.T, db *sqldb.DB) {
 		s := newServer(t, db)
 		_, adminTok := s.admin()
 		ada := s.register("ada@example.com", "twelve chars")
@@ -24,7 +25,7 @@ func TestEveryEngine(t *testing.T) {
 			t.Errorf("roles change: got %d, want 200: %s", rec.Code, rec.Body)
 		}
 		// The role change revoked the earlier token.
-		wantProblem(t, s.do("GET", "/auth/users/"+ada.ID, "", bearer(tok)...), 401, auth.TypeUnauthorized)
+		wantProblem(t, s.do("GET", "/auth/users/"+ada.ID, "", bearer(tok)...), 401, problem.TypeUnauthorized)
 		tok = s.token("ada@example.com", "twelve chars")
 		if rec := s.do("GET", "/auth/users/"+ada.ID, "", bearer(tok)...); rec.Code != 200 || decode[auth.User](t, rec).Version != 2 {
 			t.Errorf("GET self: got %d %s, want 200 at version 2", rec.Code, rec.Body)
