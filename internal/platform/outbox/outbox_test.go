@@ -157,6 +157,16 @@ func (p *batchPublisher) calls() (batches [][]string, singles int) {
 // write commits a change to book id together with its event, as a service does.
 func write(t *testing.T, ctx context.Context, db *sqldb.DB, typ, id string) string {
 	t.Helper()
+	eventID, err := writeEvent(ctx, db, typ, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eventID
+}
+
+// writeEvent is write for a goroutine other than the test's, which must hand its
+// error back rather than end the test.
+func writeEvent(ctx context.Context, db *sqldb.DB, typ, id string) (string, error) {
 	var eventID string
 	err := db.InTx(ctx, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO books (id, title) VALUES ($1, $2)
@@ -168,9 +178,9 @@ func write(t *testing.T, ctx context.Context, db *sqldb.DB, typ, id string) stri
 		return err
 	})
 	if err != nil {
-		t.Fatalf("write %s %s: %v", typ, id, err)
+		return "", fmt.Errorf("write %s %s: %w", typ, id, err)
 	}
-	return eventID
+	return eventID, nil
 }
 
 func count(t *testing.T, db *sqldb.DB, where string) int {
@@ -464,6 +474,7 @@ func TestRelayKeepsAggregateOrderWithConcurrentWriters(t *testing.T) {
 
 		const writers, perWriter = 4, 15
 		want := make([][]string, writers)
+		errs := make([]error, writers)
 		var wg sync.WaitGroup
 		for w := range writers {
 			wg.Go(func() {
@@ -471,12 +482,20 @@ func TestRelayKeepsAggregateOrderWithConcurrentWriters(t *testing.T) {
 					if w == 0 && i%5 == 2 {
 						pub.set(func(p *publisher) { p.failNext++ })
 					}
-					want[w] = append(want[w], write(t, ctx, db, "book.updated", fmt.Sprintf("b%d", w)))
+					id, err := writeEvent(ctx, db, "book.updated", fmt.Sprintf("b%d", w))
+					if err != nil {
+						errs[w] = err
+						return
+					}
+					want[w] = append(want[w], id)
 					r.Notify()
 				}
 			})
 		}
 		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			t.Fatal(err)
+		}
 		polltest.Until(t, "every event to be published", polltest.Holds(func() bool { return len(pub.received()) >= writers*perWriter }))
 		got := map[string][]string{}
 		for _, m := range pub.received() {
