@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
@@ -80,120 +81,13 @@ func TestRelayScaleEveryEventOnce(t *testing.T) {
 	sys := &system{book: book0, author: author}
 	authorID := createAuthor(t, sys, "Ursula K. Le Guin")
 
-	var mu sync.Mutex
-	var created []string
-	create := func(phase string, instances []*service, n int) {
-		t.Helper()
-		var wg sync.WaitGroup
-		for w, b := range instances {
-			wg.Go(func() {
-				for i := range n / len(instances) {
-					r := call(t, "POST", b.URL()+"/books", map[string]any{"title": fmt.Sprintf("Book %s-%d-%d", phase, w, i),
-						"author_id": authorID, "genre": "fantasy"}, "Authorization", editorAuth(t))
-					if r.status != http.StatusCreated {
-						t.Errorf("create a book on %s: %d %s", b.URL(), r.status, r.body)
-						return
-					}
-					mu.Lock()
-					created = append(created, r.json(t)["id"].(string))
-					mu.Unlock()
-				}
-			})
-		}
-		wg.Wait()
-		if t.Failed() {
-			t.FailNow()
-		}
-	}
-	published := func(b *service) float64 {
-		t.Helper()
-		v, err := metricSum(b, "folio_outbox_published_total")
-		if err != nil {
-			t.Fatal(err)
-		}
-		return v
-	}
-	// everyEventOnce waits until every book created has its event on the stream
-	// and no instance has one pending, then checks that no message id is there
-	// twice, and that the relays published as many events as were written (the
-	// broker acknowledges a duplicate it drops as a publish too). gone is what
-	// instances no longer running published.
-	everyEventOnce := func(running []*service, gone float64) {
-		t.Helper()
-		var onStream map[string]int // message id → times on the stream
-		polltest.Until(t, "every book's event on the stream and none pending", func() error {
-			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-			defer cancel()
-			var err error
-			var bookIDs map[string]bool
-			if onStream, bookIDs, err = bookEvents(ctx, js, stream, prefix); err != nil {
-				return err
-			}
-			for _, id := range created {
-				if !bookIDs[id] {
-					return fmt.Errorf("book %s has no book.created on the stream", id)
-				}
-			}
-			for _, b := range running {
-				if n, err := outboxPending(b); err != nil || n != 0 {
-					return fmt.Errorf("%s: %d events pending (%v)", b.URL(), n, err)
-				}
-			}
-			return nil
-		})
-		if err := nc.Flush(); err != nil { // what the server sent before is handled
-			t.Fatal(err)
-		}
-		recvMu.Lock()
-		for id, n := range received {
-			if n != 1 {
-				t.Errorf("the broker received event %s %d times", id, n)
-			}
-		}
-		if len(received) != len(created) {
-			t.Errorf("the broker received %d book events for %d books created", len(received), len(created))
-		}
-		recvMu.Unlock()
-		if dropped, err := sub.Dropped(); err != nil || dropped != 0 {
-			t.Fatalf("the subscriber dropped %d messages (%v): the counts above are short", dropped, err)
-		}
-		total := 0
-		for id, n := range onStream {
-			total += n
-			if n != 1 {
-				t.Errorf("event %s is on the stream %d times", id, n)
-			}
-		}
-		if total != len(created) {
-			t.Errorf("%d book events on the stream for %d books created", total, len(created))
-		}
-		sum := gone
-		for _, b := range running {
-			sum += published(b)
-		}
-		if sum != float64(len(created)) {
-			t.Errorf("the relays published %v events for %d written", sum, len(created))
-		}
-	}
-	leaders := func(running []*service) []int {
-		t.Helper()
-		var out []int
-		for i, b := range running {
-			n, err := metricSum(b, "folio_outbox_relay_leader")
-			if err != nil {
-				t.Fatal(err)
-			}
-			if n == 1 {
-				out = append(out, i)
-			}
-		}
-		return out
-	}
+	r := &relayScale{t: t, nc: nc, js: js, sub: sub, stream: stream, prefix: prefix,
+		editor: editorAuth(t), authorID: authorID, received: received, recvMu: &recvMu}
 
 	const n = 300
-	create("first", books, n)
-	everyEventOnce(books, 0)
-	lead := leaders(books)
+	r.create("first", books, n)
+	r.everyEventOnce(books, 0)
+	lead := r.leaders(books)
 	if len(lead) != 1 {
 		t.Fatalf("instances %v say they publish, want one", lead)
 	}
@@ -203,7 +97,7 @@ func TestRelayScaleEveryEventOnce(t *testing.T) {
 	// the others publishes what is written next, without waiting for the lease
 	// to expire.
 	stopped := books[lead[0]]
-	gone := published(stopped)
+	gone := r.published(stopped)
 	stopped.signal(syscall.SIGTERM)
 	<-stopped.exited
 	stopped.cmd = nil
@@ -213,11 +107,160 @@ func TestRelayScaleEveryEventOnce(t *testing.T) {
 			rest = append(rest, b)
 		}
 	}
-	create("second", rest, n/3)
-	everyEventOnce(rest, gone)
-	if l := leaders(rest); len(l) != 1 {
+	r.create("second", rest, n/3)
+	r.everyEventOnce(rest, gone)
+	if l := r.leaders(rest); len(l) != 1 {
 		t.Errorf("instances %v of the two left say they publish, want one", l)
 	}
+}
+
+// relayScale is TestRelayScaleEveryEventOnce's system: the books it created, what
+// the broker received and what the stream holds.
+type relayScale struct {
+	t              *testing.T
+	nc             *nats.Conn
+	js             jetstream.JetStream
+	sub            *nats.Subscription
+	stream, prefix string
+	editor         string
+	authorID       string
+
+	mu      sync.Mutex
+	created []string
+
+	recvMu   *sync.Mutex
+	received map[string]int // message id → times the broker received it
+}
+
+// create writes n books, spread over instances, each instance from a goroutine of
+// its own; it fails the test, from the test's goroutine, if any write failed.
+func (r *relayScale) create(phase string, instances []*service, n int) {
+	r.t.Helper()
+	errs := make([]error, len(instances))
+	var wg sync.WaitGroup
+	for w, b := range instances {
+		wg.Go(func() {
+			for i := range n / len(instances) {
+				id, err := r.createOn(b, fmt.Sprintf("Book %s-%d-%d", phase, w, i))
+				if err != nil {
+					errs[w] = err
+					return
+				}
+				r.mu.Lock()
+				r.created = append(r.created, id)
+				r.mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// createOn creates a book on b and returns its id; safe from any goroutine.
+func (r *relayScale) createOn(b *service, title string) (string, error) {
+	status, body, err := send("POST", b.URL()+"/books", map[string]any{"title": title,
+		"author_id": r.authorID, "genre": "fantasy"}, r.editor)
+	if err != nil {
+		return "", fmt.Errorf("create a book on %s: %w", b.URL(), err)
+	}
+	var created struct {
+		ID string `json:"id"`
+	}
+	if status != http.StatusCreated || json.Unmarshal(body, &created) != nil || created.ID == "" {
+		return "", fmt.Errorf("create a book on %s: %d %s", b.URL(), status, body)
+	}
+	return created.ID, nil
+}
+
+func (r *relayScale) published(b *service) float64 {
+	r.t.Helper()
+	v, err := metricSum(b, "folio_outbox_published_total")
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return v
+}
+
+// everyEventOnce waits until every book created has its event on the stream and
+// no instance has one pending, then checks that no message id is there twice, and
+// that the relays published as many events as were written (the broker
+// acknowledges a duplicate it drops as a publish too). gone is what instances no
+// longer running published.
+func (r *relayScale) everyEventOnce(running []*service, gone float64) {
+	t := r.t
+	t.Helper()
+	var onStream map[string]int // message id → times on the stream
+	polltest.Until(t, "every book's event on the stream and none pending", func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		var err error
+		var bookIDs map[string]bool
+		if onStream, bookIDs, err = bookEvents(ctx, r.js, r.stream, r.prefix); err != nil {
+			return err
+		}
+		for _, id := range r.created {
+			if !bookIDs[id] {
+				return fmt.Errorf("book %s has no book.created on the stream", id)
+			}
+		}
+		for _, b := range running {
+			if n, err := outboxPending(b); err != nil || n != 0 {
+				return fmt.Errorf("%s: %d events pending (%v)", b.URL(), n, err)
+			}
+		}
+		return nil
+	})
+	if err := r.nc.Flush(); err != nil { // what the server sent before is handled
+		t.Fatal(err)
+	}
+	r.recvMu.Lock()
+	for id, n := range r.received {
+		if n != 1 {
+			t.Errorf("the broker received event %s %d times", id, n)
+		}
+	}
+	if len(r.received) != len(r.created) {
+		t.Errorf("the broker received %d book events for %d books created", len(r.received), len(r.created))
+	}
+	r.recvMu.Unlock()
+	if dropped, err := r.sub.Dropped(); err != nil || dropped != 0 {
+		t.Fatalf("the subscriber dropped %d messages (%v): the counts above are short", dropped, err)
+	}
+	total := 0
+	for id, n := range onStream {
+		total += n
+		if n != 1 {
+			t.Errorf("event %s is on the stream %d times", id, n)
+		}
+	}
+	if total != len(r.created) {
+		t.Errorf("%d book events on the stream for %d books created", total, len(r.created))
+	}
+	sum := gone
+	for _, b := range running {
+		sum += r.published(b)
+	}
+	if sum != float64(len(r.created)) {
+		t.Errorf("the relays published %v events for %d written", sum, len(r.created))
+	}
+}
+
+// leaders returns the indexes of the instances that say they hold the relay's lease.
+func (r *relayScale) leaders(running []*service) []int {
+	r.t.Helper()
+	var out []int
+	for i, b := range running {
+		n, err := metricSum(b, "folio_outbox_relay_leader")
+		if err != nil {
+			r.t.Fatal(err)
+		}
+		if n == 1 {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // bookEvents reads the stream and returns how often each message id of a book
