@@ -100,39 +100,99 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 	if cfg == nil || err != nil {
 		return err
 	}
-	connect := connectHost(cfg.host)
-	bookURL := "http://" + net.JoinHostPort(connect, strconv.Itoa(cfg.bookPort))
-	authorURL := "http://" + net.JoinHostPort(connect, strconv.Itoa(cfg.authorPort))
-	authURL := "http://" + net.JoinHostPort(connect, strconv.Itoa(cfg.authPort))
-	notifyURL := "http://" + net.JoinHostPort(connect, strconv.Itoa(cfg.notifyPort))
-	gatewayURL := "http://" + net.JoinHostPort(connect, strconv.Itoa(cfg.gatewayPort))
-	auth := &service{name: "auth", port: cfg.authPort, flag: "--auth-port", db: cfg.authDB, url: authURL}
-	// In start order: each one's peers are up before it starts.
+	services, err := planServices(cfg)
+	if err != nil {
+		return err
+	}
+	if err := prepareDataDir(cfg.dataDir, services); err != nil {
+		return err
+	}
+	nats, err := connectToNATS(cfg, services, getenv)
+	if err != nil {
+		return err
+	}
+	creds, err := provideSecrets(cfg.dataDir, services)
+	if err != nil {
+		return err
+	}
+
+	sup := newSupervisor(stdout, cfg.dataDir, services)
+	announce := context.AfterFunc(ctx, func() {
+		sup.Logf("stopping the services (press Ctrl-C again to kill them at once)")
+	})
+	defer func() {
+		announce()
+		stopAll(sup, services)
+	}()
+
+	sup.Logf("starting NATS (JetStream in %s)", filepath.Join(cfg.dataDir, "nats"))
+	_, probe, err := nats.start(ctx, sup, cfg.readyTimeout)
+	if probe != nil {
+		defer probe.close()
+	}
+	if err != nil {
+		return interrupted(ctx, err)
+	}
+	if err := startServices(ctx, sup, cfg, services, getenv, stdout); err != nil {
+		return interrupted(ctx, err)
+	}
+	sup.Logf("all services ready %s after start", since(begin))
+	firstRun, err := createAccounts(ctx, sup, cfg.dataDir, serviceURL(cfg, cfg.authPort), creds)
+	if err != nil {
+		return interrupted(ctx, err)
+	}
+	if !cfg.noDemo {
+		if err := loadDemo(ctx, sup, cfg, creds); err != nil {
+			return interrupted(ctx, err)
+		}
+	}
+	sup.Logf("started in %s", since(begin))
+	sup.Output().Print(banner(serviceURL(cfg, cfg.gatewayPort), nats.url(), services, cfg.dataDir, creds, firstRun))
+
+	<-ctx.Done()
+	return nil
+}
+
+// serviceURL is the URL at which the first instance of a service listening on port
+// is reached.
+func serviceURL(cfg *upConfig, port int) string {
+	return "http://" + net.JoinHostPort(connectHost(cfg.host), strconv.Itoa(port))
+}
+
+// planServices returns the instances to run, in start order (each one's peers are
+// up before it starts), once it has checked that the ports cfg names are free.
+func planServices(cfg *upConfig) ([]*service, error) {
 	services := []*service{
-		auth,
-		{name: "author", port: cfg.authorPort, flag: "--author-port", db: cfg.authorDB, url: authorURL},
-		{name: "book", port: cfg.bookPort, flag: "--book-port", db: cfg.bookDB, url: bookURL},
-		{name: "notify", port: cfg.notifyPort, flag: "--notify-port", db: cfg.notifyDB, url: notifyURL},
-		{name: "gateway", port: cfg.gatewayPort, flag: "--gateway-port", noDB: true, url: gatewayURL},
+		{name: "auth", port: cfg.authPort, flag: "--auth-port", db: cfg.authDB},
+		{name: "author", port: cfg.authorPort, flag: "--author-port", db: cfg.authorDB},
+		{name: "book", port: cfg.bookPort, flag: "--book-port", db: cfg.bookDB},
+		{name: "notify", port: cfg.notifyPort, flag: "--notify-port", db: cfg.notifyDB},
+		{name: "gateway", port: cfg.gatewayPort, flag: "--gateway-port", noDB: true},
 	}
 	for _, s := range services {
+		s.url = serviceURL(cfg, s.port)
 		if err := checkPort(cfg.host, s); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := checkPort(cfg.host, &service{name: "NATS", port: cfg.natsPort, flag: "--nats-port"}); err != nil {
-		return err
+		return nil, err
 	}
-	services = scaleOut(services, cfg.scale)
+	return scaleOut(services, cfg.scale), nil
+}
+
+// prepareDataDir makes the data directory and its addr directory, and names each
+// instance's addr file there.
+func prepareDataDir(dataDir string, services []*service) error {
 	// The data directory holds the databases, keys and credentials: the owner's
 	// alone, also when an earlier run made it 0755.
-	if err := os.MkdirAll(cfg.dataDir, 0o700); err != nil {
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	if err := os.Chmod(cfg.dataDir, 0o700); err != nil {
+	if err := os.Chmod(dataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	addrDir := filepath.Join(cfg.dataDir, "addr")
+	addrDir := filepath.Join(dataDir, "addr")
 	if err := os.MkdirAll(addrDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -143,9 +203,15 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 			return fmt.Errorf("data directory: %w", err)
 		}
 	}
+	return nil
+}
+
+// connectToNATS returns the NATS server folio up is to run, and points every
+// instance at it.
+func connectToNATS(cfg *upConfig, services []*service, getenv func(string) string) (natsChild, error) {
 	natsKeys, _, err := natsCredentials(cfg.dataDir, getenv)
 	if err != nil {
-		return err
+		return natsChild{}, err
 	}
 	nats := natsChild{host: cfg.host, port: cfg.natsPort, dataDir: cfg.dataDir, names: natsNames(getenv),
 		adminSeed: natsKeys["admin"], readyWithin: max(time.Minute, cfg.readyTimeout), aliveFailures: 3}
@@ -156,16 +222,22 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 			"FOLIO_NATS_NKEY_FILE="+natsKeys[s.program], "FOLIO_NATS_CREDS=", "FOLIO_NATS_USER=", "FOLIO_NATS_PASSWORD=",
 			"FOLIO_NATS_CA=", "FOLIO_NATS_CERT=", "FOLIO_NATS_KEY=")
 	}
-	creds, err := loadOrCreateCredentials(cfg.dataDir)
+	return nats, nil
+}
+
+// provideSecrets returns the demo accounts' credentials, made on the first run, and
+// gives the services that need them the admin account and the secrets key.
+func provideSecrets(dataDir string, services []*service) (credentials, error) {
+	creds, err := loadOrCreateCredentials(dataDir)
 	if err != nil {
-		return err
+		return credentials{}, err
 	}
 	// The key that seals the signing keys and webhook secrets in the databases: one
 	// file, 0600, made on the first run. Locally it lies beside the data; elsewhere it
 	// is mounted from a secret store.
-	secretsKey := filepath.Join(cfg.dataDir, "secrets.key")
+	secretsKey := filepath.Join(dataDir, "secrets.key")
 	if err := secrets.EnsureKeyFile(secretsKey); err != nil {
-		return err
+		return credentials{}, err
 	}
 	// The same admin every run: the auth service creates it when it is missing and
 	// changes nothing when it exists, so an interrupted first run heals itself.
@@ -182,60 +254,35 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 			s.env = append(s.env, "FOLIO_WEBHOOK_ALLOW_PRIVATE=1")
 		}
 	}
+	return creds, nil
+}
 
+// newSupervisor returns the supervisor of the services, its lines prefixed with
+// the instances' names padded to the longest.
+func newSupervisor(stdout io.Writer, dataDir string, services []*service) *supervise.Supervisor {
 	width := len("folio")
 	for _, s := range services {
 		width = max(width, len(s.name))
 	}
 	// Every program writes to its own file under logs/, which folio up prints: a
 	// program never waits for folio up to read what it wrote.
-	sup := supervise.New(stdout, supervise.Config{Name: "folio", PrefixWidth: width, LogDir: filepath.Join(cfg.dataDir, "logs"),
+	return supervise.New(stdout, supervise.Config{Name: "folio", PrefixWidth: width, LogDir: filepath.Join(dataDir, "logs"),
 		ProbeInterval: upProbeInterval, ProbeTimeout: upProbeTimeout})
-	announce := context.AfterFunc(ctx, func() {
-		sup.Logf("stopping the services (press Ctrl-C again to kill them at once)")
-	})
-	defer func() {
-		announce()
-		// The services first, so that they can withdraw from the registry and
-		// hand their last events to NATS; then NATS.
-		var stopping sync.WaitGroup
-		for _, s := range services {
-			if s.proc != nil {
-				stopping.Go(s.proc.Stop)
-			}
-		}
-		stopping.Wait()
-		sup.Stop()
-		sup.Logf("all services stopped")
-		sup.Output().Flush()
-	}()
+}
 
-	sup.Logf("starting NATS (JetStream in %s)", filepath.Join(cfg.dataDir, "nats"))
-	_, probe, err := nats.start(ctx, sup, cfg.readyTimeout)
-	if probe != nil {
-		defer probe.close()
-	}
-	if err != nil {
-		return interrupted(ctx, err)
-	}
-	if err := startServices(ctx, sup, cfg, services, getenv, stdout); err != nil {
-		return interrupted(ctx, err)
-	}
-	sup.Logf("all services ready %s after start", since(begin))
-	firstRun, err := createAccounts(ctx, sup, cfg.dataDir, authURL, creds)
-	if err != nil {
-		return interrupted(ctx, err)
-	}
-	if !cfg.noDemo {
-		if err := loadDemo(ctx, sup, cfg.dataDir, bookURL, authorURL, authURL, creds); err != nil {
-			return interrupted(ctx, err)
+// stopAll stops the services first, so that they can withdraw from the registry
+// and hand their last events to NATS; then NATS.
+func stopAll(sup *supervise.Supervisor, services []*service) {
+	var stopping sync.WaitGroup
+	for _, s := range services {
+		if s.proc != nil {
+			stopping.Go(s.proc.Stop)
 		}
 	}
-	sup.Logf("started in %s", since(begin))
-	sup.Output().Print(banner(gatewayURL, nats.url(), services, cfg.dataDir, creds, firstRun))
-
-	<-ctx.Done()
-	return nil
+	stopping.Wait()
+	sup.Stop()
+	sup.Logf("all services stopped")
+	sup.Output().Flush()
 }
 
 // parseUp reads the flags of `folio up` and checks them. It returns a nil config and
@@ -309,34 +356,7 @@ func startServices(ctx context.Context, sup *supervise.Supervisor, cfg *upConfig
 		}
 	}
 	for _, s := range services {
-		env := append(os.Environ(),
-			"FOLIO_HTTP_ADDR="+net.JoinHostPort(cfg.host, strconv.Itoa(s.port)),
-			"FOLIO_DATA_DIR="+cfg.dataDir,
-			"FOLIO_LOG_FORMAT="+logFormat,
-			// Empty: each instance's default, loopback at its HTTP port + 1000 or any
-			// free port if that is taken (its "metrics listening" line and its addr
-			// file say which), rather than one address from folio's environment that
-			// every instance would want.
-			"FOLIO_METRICS_ADDR=",
-			"FOLIO_ADDR_FILE="+s.addrFile,
-		)
-		if s.program != "gateway" {
-			// The services see requests through the gateway on loopback, and take the
-			// client address it appends to X-Forwarded-For. The gateway itself trusts
-			// no proxy: it is the edge.
-			env = append(env, "FOLIO_TRUSTED_PROXIES=127.0.0.0/8,::1")
-		} else {
-			env = append(env, "FOLIO_TRUSTED_PROXIES=")
-		}
-		if !s.noDB {
-			db := s.db
-			if db == "" {
-				// The instances of a service share its database, as they would in production.
-				db = "sqlite:" + filepath.Join(cfg.dataDir, s.program+".db")
-			}
-			env = append(env, "FOLIO_DATABASE_URL="+db)
-		}
-		spec := supervise.Spec{Name: s.name, Path: paths[s.program], Env: append(env, s.env...),
+		spec := supervise.Spec{Name: s.name, Path: paths[s.program], Env: serviceEnv(cfg, s, logFormat),
 			Ready: readyCheck(cfg.host, s.addrFile)}
 		if s.port == 0 {
 			spec.RestartEnv = restartOnSamePort(cfg.host, s.addrFile)
@@ -350,6 +370,39 @@ func startServices(ctx context.Context, sup *supervise.Supervisor, cfg *upConfig
 		}
 	}
 	return nil
+}
+
+// serviceEnv is the environment of instance s: folio's own, then the instance's
+// configuration in FOLIO_* variables, which win over folio's.
+func serviceEnv(cfg *upConfig, s *service, logFormat string) []string {
+	env := append(os.Environ(),
+		"FOLIO_HTTP_ADDR="+net.JoinHostPort(cfg.host, strconv.Itoa(s.port)),
+		"FOLIO_DATA_DIR="+cfg.dataDir,
+		"FOLIO_LOG_FORMAT="+logFormat,
+		// Empty: each instance's default, loopback at its HTTP port + 1000 or any
+		// free port if that is taken (its "metrics listening" line and its addr
+		// file say which), rather than one address from folio's environment that
+		// every instance would want.
+		"FOLIO_METRICS_ADDR=",
+		"FOLIO_ADDR_FILE="+s.addrFile,
+	)
+	if s.program != "gateway" {
+		// The services see requests through the gateway on loopback, and take the
+		// client address it appends to X-Forwarded-For. The gateway itself trusts
+		// no proxy: it is the edge.
+		env = append(env, "FOLIO_TRUSTED_PROXIES=127.0.0.0/8,::1")
+	} else {
+		env = append(env, "FOLIO_TRUSTED_PROXIES=")
+	}
+	if !s.noDB {
+		db := s.db
+		if db == "" {
+			// The instances of a service share its database, as they would in production.
+			db = "sqlite:" + filepath.Join(cfg.dataDir, s.program+".db")
+		}
+		env = append(env, "FOLIO_DATABASE_URL="+db)
+	}
+	return append(env, s.env...)
 }
 
 func since(t time.Time) time.Duration { return time.Since(t).Round(10 * time.Millisecond) }
@@ -513,18 +566,18 @@ const markerName = "demo-loaded"
 
 // loadDemo loads the demo catalogue, as the demo editor, unless the marker says an
 // earlier run did.
-func loadDemo(ctx context.Context, sup *supervise.Supervisor, dataDir, bookURL, authorURL, authURL string, c credentials) error {
-	marker := filepath.Join(dataDir, markerName)
+func loadDemo(ctx context.Context, sup *supervise.Supervisor, cfg *upConfig, c credentials) error {
+	marker := filepath.Join(cfg.dataDir, markerName)
 	if _, err := os.Stat(marker); err == nil {
 		sup.Logf("demo catalogue already loaded (%s exists)", marker)
 		return nil
 	}
 	sup.Logf("loading the demo catalogue through the services' APIs")
-	tok, err := editorToken(ctx, authURL, c)
+	tok, err := editorToken(ctx, serviceURL(cfg, cfg.authPort), c)
 	if err != nil {
 		return err
 	}
-	stats, err := demo.Load(ctx, bookURL, authorURL, tok, &http.Client{Timeout: 30 * time.Second})
+	stats, err := demo.Load(ctx, serviceURL(cfg, cfg.bookPort), serviceURL(cfg, cfg.authorPort), tok, &http.Client{Timeout: 30 * time.Second})
 	if err != nil {
 		return fmt.Errorf("%w; run folio up again to resume the load, or pass --no-demo", err)
 	}
