@@ -1,7 +1,6 @@
 package httpapi_test
 
 import (
-	"context"
 	"net/http"
 	"slices"
 	"strconv"
@@ -218,31 +217,4 @@ func TestUserGet(t *testing.T) {
 		wantProblem(t, s.do("GET", path, "", "Authorization", "Basic YTpi"), 401, problem.TypeUnauthorized)
 		wantProblem(t, s.do("GET", path, "", "Authorization", "Bearer "), 401, problem.TypeUnauthorized)
 	})
-}
-
-func TestEnsureAdmin(t *testing.T) {
-	db := openSQLite(t)
-	s := newServer(t, db)
-	ctx := context.Background()
-	for i, want := range []bool{true, false} {
-		created, err := s.svc.EnsureAdmin(ctx, " Root@Example.com", "root password 123")
-		if err != nil || created != want {
-			t.Fatalf("EnsureAdmin #%d: got %v, %v, want %v", i+1, created, err, want)
-		}
-	}
-	u, err := s.store.UserByEmail(ctx, "root@example.com")
-	if err != nil || !slices.Equal(u.Roles, []string{"admin"}) {
-		t.Errorf("got %+v, %v, want an admin", u, err)
-	}
-	// An email someone registered first never becomes an admin.
-	s.register("taken@example.com", "twelve chars")
-	if created, err := s.svc.EnsureAdmin(ctx, "taken@example.com", "root password 123"); created || err != nil {
-		t.Errorf("EnsureAdmin of a registered email: got %v, %v, want false, nil", created, err)
-	}
-	if u, _ := s.store.UserByEmail(ctx, "taken@example.com"); !slices.Equal(u.Roles, []string{"reader"}) {
-		t.Errorf("got roles %v, want [reader]", u.Roles)
-	}
-	if _, err := s.svc.EnsureAdmin(ctx, "root2@example.com", "short"); err == nil {
-		t.Error("EnsureAdmin with a short password: got nil, want an error")
-	}
 }
