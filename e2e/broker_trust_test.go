@@ -21,6 +21,7 @@ import (
 	"folio/internal/devtools/localnats"
 	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/broker/natsconn"
+	"folio/internal/platform/polltest"
 )
 
 // securedNATS runs the embedded server with a user per program and an
@@ -94,19 +95,19 @@ func TestBrokerTrust(t *testing.T) {
 	r := call(t, "POST", authorSvc.URL()+"/authors", map[string]any{"name": "Real Author"}, "Authorization", editor)
 	expect(t, r, http.StatusCreated)
 	authorID := r.json(t)["id"].(string)
-	pollUntil(t, "the book service knowing the author from its event", 60*time.Second, func() string {
+	polltest.Until(t, "the book service knowing the author from its event", func() error {
 		st, err := admin.Stream(ctx, "FOLIO_EVENTS")
 		if err != nil {
-			return err.Error()
+			return err
 		}
 		c, err := st.Consumer(ctx, "book-authors")
 		if err != nil {
-			return err.Error()
+			return err
 		}
 		if info, err := c.Info(ctx); err != nil || info.Delivered.Stream == 0 || info.NumAckPending > 0 || info.NumPending > 0 {
-			return fmt.Sprintf("consumer book-authors not caught up: %v", err)
+			return fmt.Errorf("consumer book-authors not caught up: %v", err)
 		}
-		return ""
+		return nil
 	})
 
 	forgedDelete, _ := json.Marshal(map[string]any{"id": "forged-1", "type": "author.deleted",

@@ -302,16 +302,16 @@ func waitNATSConsumers(t *testing.T, env []string, names ...string) {
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
 	stream := envValue(env, "FOLIO_EVENTS_STREAM")
-	pollUntil(t, "durable consumers "+strings.Join(names, ", "), 60*time.Second, func() string {
+	polltest.Until(t, "durable consumers "+strings.Join(names, ", "), func() error {
 		for _, n := range names {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_, err := js.Consumer(ctx, stream, n)
 			cancel()
 			if err != nil {
-				return fmt.Sprintf("consumer %s: %v", n, err)
+				return fmt.Errorf("consumer %s: %v", n, err)
 			}
 		}
-		return ""
+		return nil
 	})
 }
 
@@ -366,7 +366,7 @@ func rabbitDo(url string, f func(ch *amqp.Channel) error) error {
 func waitRabbitConsumers(t *testing.T, env []string, names ...string) {
 	t.Helper()
 	url, prefix := envValue(env, "FOLIO_RABBITMQ_URL"), envValue(env, "FOLIO_EVENTS_PREFIX")
-	pollUntil(t, "rabbitmq consumers "+strings.Join(names, ", "), 60*time.Second, func() string {
+	polltest.Until(t, "rabbitmq consumers "+strings.Join(names, ", "), func() error {
 		for _, n := range names {
 			err := rabbitDo(url, func(ch *amqp.Channel) error {
 				q, err := ch.QueueDeclarePassive(prefix+"."+n, true, false, false, false, nil)
@@ -376,10 +376,10 @@ func waitRabbitConsumers(t *testing.T, env []string, names ...string) {
 				return err
 			})
 			if err != nil {
-				return fmt.Sprintf("queue %s.%s: %v", prefix, n, err)
+				return fmt.Errorf("queue %s.%s: %v", prefix, n, err)
 			}
 		}
-		return ""
+		return nil
 	})
 }
 
@@ -849,20 +849,6 @@ func (s *scenario) notifyMismatch() string {
 	return strings.Join(problems, "; ")
 }
 
-// pollUntil polls check with polltest until it returns "" and returns how long that
-// took, a figure the tests log; check's answer is what is still missing.
-func pollUntil(t *testing.T, what string, timeout time.Duration, check func() string) time.Duration {
-	t.Helper()
-	start := time.Now()
-	polltest.UntilWithin(t, max(timeout, polltest.Deadline), what, func() error {
-		if last := check(); last != "" {
-			return errors.New(last)
-		}
-		return nil
-	})
-	return time.Since(start)
-}
-
 // waitConsistent waits until the projections match the model exactly: every
 // author's book_count, notify's deliveries and the webhook's receipts, and no
 // event waiting in the outboxes.
@@ -870,25 +856,27 @@ func (s *scenario) waitConsistent(what string) time.Duration {
 	s.t.Helper()
 	start := time.Now()
 	var drained, counted time.Duration // when the outboxes emptied, the counts were exact
-	took := pollUntil(s.t, what, convergeWait, func() string {
+	took := polltest.UntilWithin(s.t, convergeWait, what, func() error {
 		if drained == 0 {
 			for _, svc := range []*service{s.author, s.book} {
 				if n, err := outboxPending(svc); err != nil || n != 0 {
-					return fmt.Sprintf("%s outbox: %d pending (%v)", svc.name, n, err)
+					return fmt.Errorf("%s outbox: %d pending (%v)", svc.name, n, err)
 				}
 			}
 			drained = time.Since(start)
 		}
 		if counted == 0 {
 			if m := s.countsMismatch(); m != "" {
-				return m
+				return errors.New(m)
 			}
 			counted = time.Since(start)
 		}
 		if s.notify != nil {
-			return s.notifyMismatch()
+			if m := s.notifyMismatch(); m != "" {
+				return errors.New(m)
+			}
 		}
-		return ""
+		return nil
 	})
 	// Settled for good: check the counts once more, now that nothing is in flight.
 	if m := s.countsMismatch(); m != "" {
@@ -1082,15 +1070,15 @@ func noLossWhileBrokerDown(t *testing.T, srv *natsServer) {
 	// author events one at a time, so once the bookless authors, created after
 	// the delete, are known, the delete has been applied too.
 	s.author.kill()
-	knownAfter := pollUntil(t, "book service knows the bookless authors from events", convergeWait, func() string {
+	knownAfter := polltest.UntilWithin(t, convergeWait, "book service knows the bookless authors from events", func() error {
 		for len(bookless) > 0 {
 			a := bookless[0]
 			status, b, err := send("POST", s.book.URL()+"/books", bookBody(s.nextSeq(), a), s.editor)
 			switch {
 			case err != nil:
-				return err.Error()
+				return err
 			case status == http.StatusServiceUnavailable:
-				return "author " + a + " not known yet (503)"
+				return fmt.Errorf("author %s not known yet (503)", a)
 			case status != http.StatusCreated:
 				t.Fatalf("book for author %s, known only from events: status %d, want 201: %s", a, status, b)
 			}
@@ -1099,7 +1087,7 @@ func noLossWhileBrokerDown(t *testing.T, srv *natsServer) {
 			}
 			bookless = bookless[1:]
 		}
-		return ""
+		return nil
 	})
 	t.Logf("with the author service down, the bookless authors were known (%s after the check began)", knownAfter.Round(time.Millisecond))
 	status, b, err := send("POST", s.book.URL()+"/books", bookBody(s.nextSeq(), gone), s.editor)
@@ -1171,11 +1159,11 @@ func brokerKilledMidStream(t *testing.T, srv *natsServer) {
 	}
 	waitWrites := func(n int64) {
 		t.Helper()
-		pollUntil(t, fmt.Sprintf("%d writes", n), convergeWait, func() string {
+		polltest.UntilWithin(t, convergeWait, fmt.Sprintf("%d writes", n), func() error {
 			if got := ok.Load(); got < n {
-				return fmt.Sprintf("%d writes so far", got)
+				return fmt.Errorf("%d writes so far", got)
 			}
-			return ""
+			return nil
 		})
 	}
 	waitWrites(150)
@@ -1254,15 +1242,15 @@ func consumerKilled(t *testing.T, s *scenario) {
 	// Kill the consumer once it has applied some of the burst, while the writers
 	// still run.
 	var applied float64
-	pollUntil(t, "the author service applying the burst", convergeWait, func() string {
+	polltest.UntilWithin(t, convergeWait, "the author service applying the burst", func() error {
 		applied, err = metricSum(s.author, "folio_events_consumed_total", `subscription="author-books"`, `outcome="ok"`)
 		if err != nil {
-			return err.Error()
+			return err
 		}
 		if applied-before < 20 {
-			return fmt.Sprintf("%v of the burst applied", applied-before)
+			return fmt.Errorf("%v of the burst applied", applied-before)
 		}
-		return ""
+		return nil
 	})
 	s.author.kill()
 	killed := time.Now()
@@ -1391,10 +1379,10 @@ func TestPoisonEventDeadLettered(t *testing.T) {
 
 	var appliedAt, deadAt time.Duration
 	dlWhenApplied := -1
-	pollUntil(t, "valid events applied and poison events dead-lettered", convergeWait, func() string {
+	polltest.UntilWithin(t, convergeWait, "valid events applied and poison events dead-lettered", func() error {
 		n, err := deadLetters()
 		if err != nil {
-			return err.Error()
+			return err
 		}
 		if deadAt == 0 && n == len(poisons) {
 			deadAt = time.Since(published)
@@ -1405,11 +1393,11 @@ func TestPoisonEventDeadLettered(t *testing.T) {
 		}
 		switch {
 		case m != "":
-			return m
+			return errors.New(m)
 		case n != len(poisons):
-			return fmt.Sprintf("%d dead letters, want %d", n, len(poisons))
+			return fmt.Errorf("%d dead letters, want %d", n, len(poisons))
 		}
-		return ""
+		return nil
 	})
 	t.Logf("valid events applied %s after the poison was published (dead letters then: %d); poison dead-lettered after %s",
 		appliedAt.Round(time.Millisecond), dlWhenApplied, deadAt.Round(time.Millisecond))

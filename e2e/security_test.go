@@ -314,16 +314,16 @@ func TestSecurity(t *testing.T) {
 		}
 
 		var lastError string
-		pollUntil(t, "a failed attempt at the banner server", 60*time.Second, func() string {
+		polltest.Until(t, "a failed attempt at the banner server", func() error {
 			r := call(t, "GET", g+"/subscriptions/"+bannerSub+"/deliveries", nil, "Authorization", admin)
 			expect(t, r, http.StatusOK)
 			for _, it := range r.json(t)["items"].([]any) {
 				if e, _ := it.(map[string]any)["last_error"].(string); e != "" {
 					lastError = e
-					return ""
+					return nil
 				}
 			}
-			return "no delivery with a last_error yet: " + string(r.body)
+			return fmt.Errorf("no delivery with a last_error yet: %s", r.body)
 		})
 		for _, leak := range []string{"INFO", "BANNER", "server_id", "2.10"} {
 			if strings.Contains(lastError, leak) {
