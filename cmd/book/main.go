@@ -12,9 +12,13 @@ import (
 	"syscall"
 	"time"
 
-	"folio/internal/authorclient"
 	"folio/internal/book"
+	"folio/internal/book/authorclient"
+	"folio/internal/book/events"
+	"folio/internal/book/httpapi"
+	"folio/internal/book/sqlstore"
 	"folio/internal/platform/chassis"
+	"folio/internal/platform/outbox"
 	"folio/internal/platform/resilient"
 )
 
@@ -38,7 +42,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return errors.New("book takes no arguments; it is configured with FOLIO_* environment variables (see README)")
 	}
 	var cfg config
-	p, err := chassis.Start(ctx, "book", ":8081", &cfg, &cfg.ServiceConfig, getenv, stdout, book.Migrations)
+	p, err := chassis.Start(ctx, "book", ":8081", &cfg, &cfg.ServiceConfig, getenv, stdout, sqlstore.Migrations)
 	if err != nil {
 		return err
 	}
@@ -47,15 +51,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	peer := resilient.DefaultConfig("author")
 	peer.AttemptTimeout = cfg.PeerTimeout
 	authors := authorclient.New(p.Peer("author", cfg.AuthorURL, peer))
-	events, err := p.OpenEvents(ctx)
+	ev, err := p.OpenEvents(ctx)
 	if err != nil {
 		return err
 	}
-	store := book.NewSQLStore(p.DB, book.WithNotify(events.Relay.Notify))
-	events.Consume(book.AuthorEventsSubscription(cfg.Broker.Prefix), book.NewEventHandler(store, p.Log))
+	store := sqlstore.New(outbox.NewWriter(p.DB, ev.Relay.Notify))
+	authorEvents := events.Authors(store)
+	ev.Consume(authorEvents.Subscription(cfg.Broker.Prefix), authorEvents.Handler(p.DB, p.Log))
 	svc := book.NewService(store, book.NewAuthorDirectory(store, authors, p.Log))
 
 	mux := http.NewServeMux()
-	book.Routes(mux, svc, p.Keys, p.Verifier, p.Log)
-	return p.Serve(ctx, mux, book.OpenAPI)
+	httpapi.Routes(mux, svc, p.Keys, p.Verifier)
+	return p.Serve(ctx, mux, httpapi.OpenAPI)
 }

@@ -5,45 +5,55 @@ import (
 	"log/slog"
 )
 
-// AuthorChecker is what AuthorDirectory asks about authors it has not confirmed yet:
-// the author service.
-type AuthorChecker interface {
-	Exists(ctx context.Context, id string) (bool, error)
+// AuthorStatus is what the book database knows about an author id.
+type AuthorStatus int
+
+const (
+	AuthorUnseen  AuthorStatus = iota // neither an event nor the author service told of it
+	AuthorKnown                       // it exists
+	AuthorDeleted                     // it existed and was deleted: it never comes back
+)
+
+// KnownAuthors is the part of the book database that keeps the author ids learnt from
+// author events and from the author service's earlier answers.
+type KnownAuthors interface {
+	AuthorStatus(ctx context.Context, id string) (AuthorStatus, error)
+	// RememberAuthor records that the author id exists, unless it was deleted.
+	RememberAuthor(ctx context.Context, id string) error
 }
 
-// AuthorDirectory answers Exists from the author ids kept in the book database (from
-// author events, and from the author service's earlier answers) and asks the author
-// service only about ids it has not seen. An id an author.deleted event named is
-// unknown for good, without asking.
+// AuthorDirectory answers Exists from the known authors and asks the author service
+// only about ids it has not seen. An id an author.deleted event named is unknown for
+// good, without asking.
 type AuthorDirectory struct {
-	store  *SQLStore
-	remote AuthorChecker
+	known  KnownAuthors
+	remote Authors
 	log    *slog.Logger
 }
 
 var _ Authors = (*AuthorDirectory)(nil)
 
-// NewAuthorDirectory returns a directory kept in store that falls back to remote.
-func NewAuthorDirectory(store *SQLStore, remote AuthorChecker, log *slog.Logger) *AuthorDirectory {
-	return &AuthorDirectory{store: store, remote: remote, log: log}
+// NewAuthorDirectory returns a directory kept in known that falls back to remote.
+func NewAuthorDirectory(known KnownAuthors, remote Authors, log *slog.Logger) *AuthorDirectory {
+	return &AuthorDirectory{known: known, remote: remote, log: log}
 }
 
 // Exists reports whether the author exists. Errors: Unavailable when the author
 // service is needed and cannot answer.
 func (d *AuthorDirectory) Exists(ctx context.Context, id string) (bool, error) {
-	switch st, err := d.store.authorStatus(ctx, id); {
+	switch st, err := d.known.AuthorStatus(ctx, id); {
 	case err != nil:
 		return false, err
-	case st == authorKnown:
+	case st == AuthorKnown:
 		return true, nil
-	case st == authorDeleted:
+	case st == AuthorDeleted:
 		return false, nil
 	}
 	ok, err := d.remote.Exists(ctx, id)
 	if err != nil || !ok {
 		return ok, err
 	}
-	if err := d.store.RememberAuthor(ctx, id); err != nil {
+	if err := d.known.RememberAuthor(ctx, id); err != nil {
 		// The answer stands; the next request for this author asks again.
 		d.log.WarnContext(ctx, "remember author", "err", err)
 	}

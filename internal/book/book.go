@@ -1,6 +1,7 @@
-// Package book is the book service: the Book resource, its rules, the store it needs
-// and its HTTP API. It knows authors only through the Authors interface, which the
-// service fills with a client of the author service.
+// Package book is the domain of the book service: the Book resource, its rules, the
+// Service that applies them, and the interfaces of what it needs (Store, Authors,
+// KnownAuthors). It knows nothing of HTTP, SQL or the broker: the packages beside it
+// (sqlstore, httpapi, events, authorclient) depend on it, never the reverse.
 package book
 
 import (
@@ -14,7 +15,8 @@ import (
 	"unicode/utf8"
 
 	"folio/internal/platform/fault"
-	"folio/internal/platform/rest"
+	"folio/internal/platform/id"
+	"folio/internal/platform/paging"
 	"folio/internal/platform/visible"
 )
 
@@ -58,8 +60,8 @@ type Filter struct {
 type Store interface {
 	Create(ctx context.Context, b Book) error
 	Get(ctx context.Context, id string) (Book, error)
-	// List returns up to limit books matching f with ids after the given one, by id.
-	List(ctx context.Context, f Filter, after string, limit int) ([]Book, error)
+	// List returns up to page.Fetch() books matching f with ids after page.After, by id.
+	List(ctx context.Context, f Filter, page paging.Request) ([]Book, error)
 	// Update writes b if the stored book is still at version b.Version-1.
 	Update(ctx context.Context, b Book) error
 	// Delete removes the book if it is still at version.
@@ -67,13 +69,24 @@ type Store interface {
 }
 
 // Authors answers whether an author exists. It returns a fault Unavailable error when
-// it cannot tell.
+// it cannot tell. The author service's client is one; AuthorDirectory, which asks it
+// only about authors the book database does not know, is another.
 type Authors interface {
 	Exists(ctx context.Context, id string) (bool, error)
 }
 
 // ErrStale is returned by Store writes when the book changed since it was read.
 var ErrStale = errors.New("book changed concurrently")
+
+// ErrNotFound is what the service and its store answer for a book that does not exist.
+var ErrNotFound = fault.New(fault.NotFound, "no book has this id")
+
+// Types of the events the book service publishes, one per committed write.
+const (
+	EventBookCreated = "book.created"
+	EventBookUpdated = "book.updated"
+	EventBookDeleted = "book.deleted"
+)
 
 var genreSlug = regexp.MustCompile(`^[a-z][a-z0-9-]{0,39}$`)
 
@@ -104,7 +117,7 @@ func (in Input) validate(now time.Time) (Book, error) {
 	b.AuthorID = trimmed(in.AuthorID)
 	if b.AuthorID == "" {
 		errs.Add("author_id", "is required")
-	} else if !rest.ValidID(b.AuthorID) {
+	} else if !id.Valid(b.AuthorID) {
 		errs.Add("author_id", "does not name an existing author")
 	}
 	b.Genre = trimmed(in.Genre)
@@ -140,8 +153,9 @@ func trimmed(s *string) string {
 	return strings.TrimSpace(*s)
 }
 
-// input returns the writable fields of b as a client would send them.
-func (b Book) input() Input {
+// Input returns the writable fields of b as a client would send them: what a merge
+// patch applies to.
+func (b Book) Input() Input {
 	return Input{Title: &b.Title, AuthorID: &b.AuthorID, Genre: &b.Genre, ISBN: b.ISBN, PublishedYear: b.PublishedYear}
 }
 
@@ -205,146 +219,3 @@ func ean13Check(digits string) int {
 	}
 	return (10 - sum%10) % 10
 }
-
-// Service applies the rules of the book service to its store.
-type Service struct {
-	store   Store
-	authors Authors
-	now     func() time.Time
-}
-
-// NewService returns a Service over store that checks authors with authors.
-func NewService(store Store, authors Authors) *Service {
-	return &Service{store: store, authors: authors, now: time.Now}
-}
-
-func (s *Service) timestamp() time.Time { return s.now().UTC().Truncate(time.Microsecond) }
-
-// Create validates in and stores a new book. Errors: Invalid, Conflict (ISBN taken),
-// Unavailable (the author service cannot confirm the author).
-func (s *Service) Create(ctx context.Context, in Input) (Book, error) {
-	now := s.timestamp()
-	b, err := in.validate(now)
-	if err != nil {
-		return Book{}, err
-	}
-	if err := s.checkAuthor(ctx, b.AuthorID); err != nil {
-		return Book{}, err
-	}
-	b.ID, b.Version, b.CreatedAt, b.UpdatedAt = rest.NewID(), 1, now, now
-	if err := s.store.Create(ctx, b); err != nil {
-		return Book{}, err
-	}
-	return b, nil
-}
-
-// Get returns the book with the id, or a NotFound error.
-func (s *Service) Get(ctx context.Context, id string) (Book, error) {
-	if !rest.ValidID(id) {
-		return Book{}, errNotFound
-	}
-	return s.store.Get(ctx, id)
-}
-
-// List returns up to limit+1 books after the given id, so that the caller can tell
-// whether another page exists.
-func (s *Service) List(ctx context.Context, f Filter, page rest.PageRequest) ([]Book, error) {
-	var errs fault.Fields
-	if f.Genre != "" && !genreSlug.MatchString(f.Genre) {
-		errs.Add("genre", "must be a genre slug")
-	}
-	if f.AuthorID != "" && !rest.ValidID(f.AuthorID) {
-		errs.Add("author_id", "must be an author id")
-	}
-	if len(errs) > 0 {
-		return nil, &fault.Error{Kind: fault.Malformed, Message: "a filter is not valid", Fields: errs}
-	}
-	return s.store.List(ctx, f, page.After, page.Limit+1)
-}
-
-// Replace sets every writable field of the book from in. check vets the current
-// version (If-Match). Errors: NotFound, PreconditionFailed, Invalid, Conflict, Unavailable.
-func (s *Service) Replace(ctx context.Context, id string, in Input, check func(version int) error) (Book, error) {
-	return s.update(ctx, id, check, func(Book) (Input, error) { return in, nil })
-}
-
-// Patch applies an RFC 7396 merge patch to the book. Errors as for Replace, and
-// Malformed when the patch or its result is not a valid book document.
-func (s *Service) Patch(ctx context.Context, id string, patch []byte, check func(version int) error) (Book, error) {
-	return s.update(ctx, id, check, func(cur Book) (Input, error) {
-		var in Input
-		return in, rest.MergePatch(cur.input(), patch, &in)
-	})
-}
-
-// update runs a read-check-write cycle, again if the book changed in between.
-func (s *Service) update(ctx context.Context, id string, check func(int) error, next func(Book) (Input, error)) (Book, error) {
-	if !rest.ValidID(id) {
-		return Book{}, errNotFound
-	}
-	for {
-		cur, err := s.store.Get(ctx, id)
-		if err != nil {
-			return Book{}, err
-		}
-		if err := check(cur.Version); err != nil {
-			return Book{}, err
-		}
-		in, err := next(cur)
-		if err != nil {
-			return Book{}, err
-		}
-		now := s.timestamp()
-		b, err := in.validate(now)
-		if err != nil {
-			return Book{}, err
-		}
-		if b.AuthorID != cur.AuthorID {
-			if err := s.checkAuthor(ctx, b.AuthorID); err != nil {
-				return Book{}, err
-			}
-		}
-		b.ID, b.Version, b.CreatedAt, b.UpdatedAt = cur.ID, cur.Version+1, cur.CreatedAt, now
-		err = s.store.Update(ctx, b)
-		if errors.Is(err, ErrStale) {
-			continue
-		}
-		if err != nil {
-			return Book{}, err
-		}
-		return b, nil
-	}
-}
-
-// Delete removes the book. Errors: NotFound, PreconditionFailed.
-func (s *Service) Delete(ctx context.Context, id string, check func(version int) error) error {
-	if !rest.ValidID(id) {
-		return errNotFound
-	}
-	for {
-		cur, err := s.store.Get(ctx, id)
-		if err != nil {
-			return err
-		}
-		if err := check(cur.Version); err != nil {
-			return err
-		}
-		if err := s.store.Delete(ctx, id, cur.Version); !errors.Is(err, ErrStale) {
-			return err
-		}
-	}
-}
-
-func (s *Service) checkAuthor(ctx context.Context, id string) error {
-	ok, err := s.authors.Exists(ctx, id)
-	if err != nil {
-		return err
-	}
-	if !ok {
-		return &fault.Error{Kind: fault.Invalid, Message: "the request breaks one or more rules",
-			Fields: []fault.FieldError{{Field: "author_id", Message: "does not name an existing author"}}}
-	}
-	return nil
-}
-
-var errNotFound = fault.New(fault.NotFound, "no book has this id")

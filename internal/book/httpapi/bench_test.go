@@ -1,4 +1,4 @@
-package book_test
+package httpapi_test
 
 import (
 	"context"
@@ -11,22 +11,24 @@ import (
 	"time"
 
 	"folio/internal/book"
+	"folio/internal/book/sqlstore"
+	"folio/internal/platform/id"
+	"folio/internal/platform/outbox"
 	"folio/internal/platform/outbox/outboxtest"
-	"folio/internal/platform/rest"
 	"folio/internal/platform/sqldb/sqldbtest"
 )
 
 // benchCatalogue stores 5,000 books over 20 genres (250 each) in a new SQLite
 // database and returns a handler over it, with one book id per genre.
 func benchCatalogue(b *testing.B) (http.Handler, []string) {
-	db := sqldbtest.Open(b, "sqlite:"+filepath.Join(b.TempDir(), "bench.db"), book.Migrations)
+	db := sqldbtest.Open(b, "sqlite:"+filepath.Join(b.TempDir(), "bench.db"), sqlstore.Migrations)
 	outboxtest.Migrate(b, db)
-	store := book.NewSQLStore(db)
+	store := sqlstore.New(outbox.NewWriter(db, nil))
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	year := 1900
 	var ids []string
 	for i := range 5000 {
-		bk := book.Book{ID: rest.NewID(), Title: fmt.Sprintf("Book number %d of the benchmark", i), AuthorID: authorA,
+		bk := book.Book{ID: id.New(), Title: fmt.Sprintf("Book number %d of the benchmark", i), AuthorID: authorA,
 			Genre: fmt.Sprintf("genre-%d", i%20), PublishedYear: &year, Version: 1, CreatedAt: now, UpdatedAt: now}
 		if err := store.Create(context.Background(), bk); err != nil {
 			b.Fatal(err)

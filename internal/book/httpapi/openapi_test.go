@@ -1,4 +1,4 @@
-package book_test
+package httpapi_test
 
 import (
 	"net/http/httptest"
@@ -6,7 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"folio/internal/book"
+	"folio/internal/book/httpapi"
+	"folio/internal/book/sqlstore"
 	"folio/internal/platform/authn"
 	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/idempotency"
@@ -18,9 +19,9 @@ import (
 // that every answer of the service, the refusals of v1.1 included, matches what it
 // says.
 func TestOpenAPIDocument(t *testing.T) {
-	doc := openapicheck.Load(t, book.OpenAPI, "http://example.com")
+	doc := openapicheck.Load(t, httpapi.OpenAPI, "http://example.com")
 
-	s := newServer(t, sqldbtest.Open(t, "sqlite:"+filepath.Join(t.TempDir(), "test.db"), book.Migrations))
+	s := newServer(t, sqldbtest.Open(t, "sqlite:"+filepath.Join(t.TempDir(), "test.db"), sqlstore.Migrations))
 	b := s.create(t, fields("fantasy"))
 	path := "/books/" + b.ID
 	anonymous := []string{"Authorization", ""}
@@ -76,7 +77,7 @@ func TestOpenAPIDocument(t *testing.T) {
 		}
 		doc.Check(t, httptest.NewRequest(cl.method, "http://example.com"+cl.path, nil), resp.Status, resp.Header, resp.Body)
 	}
-	s.authors.setDown(true)
+	s.authors.SetDown(true)
 	resp := s.do(t, "POST", "/books", mustJSON(t, fields("fantasy", "author_id", authorB)))
 	if resp.Status != 503 {
 		t.Fatalf("POST /books with the author service down: got %d, want 503: %s", resp.Status, resp.Body)

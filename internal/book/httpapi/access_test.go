@@ -1,4 +1,4 @@
-package book_test
+package httpapi_test
 
 import (
 	"net/http"
@@ -8,11 +8,11 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 
-	"folio/internal/book"
+	"folio/internal/book/sqlstore"
 	"folio/internal/platform/authn"
 	"folio/internal/platform/authn/authntest"
+	"folio/internal/platform/id"
 	"folio/internal/platform/idempotency"
-	"folio/internal/platform/rest"
 	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
 )
@@ -22,7 +22,7 @@ import (
 // signed by a key that is not the auth service's. Each is refused as the gateway
 // refuses it, and changes nothing; reads stay public.
 func TestAccess(t *testing.T) {
-	sqldbtest.ForEach(t, book.Migrations, func(t *testing.T, db *sqldb.DB) {
+	sqldbtest.ForEach(t, sqlstore.Migrations, func(t *testing.T, db *sqldb.DB) {
 		s := newServer(t, db)
 		target := s.create(t, fields("access"))
 		now := time.Now().Truncate(time.Second)
@@ -51,7 +51,7 @@ func TestAccess(t *testing.T) {
 			for _, w := range writes {
 				t.Run(c.name+"/"+w.method, func(t *testing.T) {
 					p := s.do(t, w.method, w.path, w.body, "Authorization", c.authorization,
-						idempotency.Header, "access-"+rest.NewID()).problem(t, c.want)
+						idempotency.Header, "access-"+id.New()).problem(t, c.want)
 					if c.want == http.StatusUnauthorized {
 						p.wantType(t, "/unauthorized")
 					} else {
@@ -110,11 +110,11 @@ const subjectHeader = "X-Folio-Subject"
 // caller naming another in that header, with the other's key and body, must not get
 // the other's answer back, since keys are scoped to the verified token's subject.
 func TestIdempotencyKeysBelongToTheTokenSubject(t *testing.T) {
-	sqldbtest.ForEach(t, book.Migrations, func(t *testing.T, db *sqldb.DB) {
+	sqldbtest.ForEach(t, sqlstore.Migrations, func(t *testing.T, db *sqldb.DB) {
 		s := newServer(t, db)
 		alice := authntest.Bearer(s.iss.Token("alice", authn.RoleEditor))
 		mallory := authntest.Bearer(s.iss.Token("mallory", authn.RoleEditor))
-		key, body := "spoof-"+rest.NewID(), fields("spoof")
+		key, body := "spoof-"+id.New(), fields("spoof")
 		first := s.create(t, body, "Authorization", alice, idempotency.Header, key, subjectHeader, "alice")
 
 		// Without a token, the header is worth nothing.

@@ -9,10 +9,8 @@ import (
 	"net/http"
 	"net/url"
 
+	"folio/internal/book"
 	"folio/internal/platform/fault"
-	"folio/internal/platform/httpserver"
-	"folio/internal/platform/logging"
-	"folio/internal/platform/tracecontext"
 )
 
 // Client calls one author service.
@@ -21,8 +19,11 @@ type Client struct {
 	http *http.Client
 }
 
+var _ book.Authors = (*Client)(nil)
+
 // New returns a client of the author service at baseURL, calling it through hc (a
-// client from package resilient).
+// client from package resilient, which carries the request id and trace context of
+// the request being served).
 func New(baseURL string, hc *http.Client) *Client { return &Client{base: baseURL, http: hc} }
 
 // Exists reports whether the author with id exists (GET /authors/{id}). Errors:
@@ -31,10 +32,6 @@ func (c *Client) Exists(ctx context.Context, id string) (bool, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/authors/"+url.PathEscape(id), nil)
 	if err != nil {
 		return false, fmt.Errorf("author exists: %w", err)
-	}
-	req.Header.Set(httpserver.RequestIDHeader, logging.RequestID(ctx))
-	if tp := tracecontext.From(ctx); tp != "" {
-		req.Header.Set(tracecontext.Header, tp)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

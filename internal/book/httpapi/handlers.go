@@ -1,0 +1,121 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"folio/internal/book"
+	"folio/internal/platform/idempotency"
+	"folio/internal/platform/problem"
+	"folio/internal/platform/rest"
+)
+
+// writeBook sends one book with its ETag.
+func writeBook(w http.ResponseWriter, status int, b book.Book) {
+	w.Header().Set("ETag", rest.ETag(b.Version))
+	_ = rest.WriteJSON(w, status, b)
+}
+
+// handleBookList serves GET /books.
+func handleBookList(svc *book.Service) problem.Handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		page, err := rest.ParsePage(r)
+		if err != nil {
+			return err
+		}
+		q := r.URL.Query()
+		books, err := svc.List(r.Context(), book.Filter{Genre: q.Get("genre"), AuthorID: q.Get("author_id")}, page)
+		if err != nil {
+			return err
+		}
+		_ = rest.WriteJSON(w, http.StatusOK, rest.PageOf(books))
+		return nil
+	}
+}
+
+// handleBookCreate serves POST /books.
+func handleBookCreate(svc *book.Service) problem.Handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		var in book.Input
+		if err := rest.Decode(r, &in); err != nil {
+			return err
+		}
+		b, err := svc.Create(idempotency.WithAnswer(r.Context(), answerCreated), in)
+		if err != nil {
+			return err
+		}
+		answerCreated(w, b)
+		return nil
+	}
+}
+
+// answerCreated is the answer to POST /books, which an Idempotency-Key stores in the
+// create's transaction.
+func answerCreated(w http.ResponseWriter, b book.Book) {
+	w.Header().Set("Location", "/books/"+b.ID)
+	writeBook(w, http.StatusCreated, b)
+}
+
+// handleBookGet serves GET /books/{id}.
+func handleBookGet(svc *book.Service) problem.Handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		b, err := svc.Get(r.Context(), r.PathValue("id"))
+		if err != nil {
+			return err
+		}
+		if rest.NotModified(r, b.Version) {
+			w.Header().Set("ETag", rest.ETag(b.Version))
+			w.WriteHeader(http.StatusNotModified)
+			return nil
+		}
+		writeBook(w, http.StatusOK, b)
+		return nil
+	}
+}
+
+// handleBookReplace serves PUT /books/{id}.
+func handleBookReplace(svc *book.Service) problem.Handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		var in book.Input
+		if err := rest.Decode(r, &in); err != nil {
+			return err
+		}
+		b, err := svc.Replace(r.Context(), r.PathValue("id"), in, rest.IfMatch(r).Check)
+		if err != nil {
+			return err
+		}
+		writeBook(w, http.StatusOK, b)
+		return nil
+	}
+}
+
+// handleBookPatch serves PATCH /books/{id} with an RFC 7396 merge patch. The patch
+// applies to the book as the service holds it at each attempt of the update, so that
+// a concurrent change is patched, not overwritten.
+func handleBookPatch(svc *book.Service) problem.Handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		patch, err := rest.ReadBody(r)
+		if err != nil {
+			return err
+		}
+		b, err := svc.Update(r.Context(), r.PathValue("id"), rest.IfMatch(r).Check, func(cur book.Book) (book.Input, error) {
+			var in book.Input
+			return in, rest.MergePatch(cur.Input(), patch, &in)
+		})
+		if err != nil {
+			return err
+		}
+		writeBook(w, http.StatusOK, b)
+		return nil
+	}
+}
+
+// handleBookDelete serves DELETE /books/{id}.
+func handleBookDelete(svc *book.Service) problem.Handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		if err := svc.Delete(r.Context(), r.PathValue("id"), rest.IfMatch(r).Check); err != nil {
+			return err
+		}
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	}
+}
