@@ -14,8 +14,12 @@ import (
 	"time"
 
 	"folio/internal/author"
-	"folio/internal/bookclient"
+	"folio/internal/author/bookclient"
+	"folio/internal/author/events"
+	"folio/internal/author/httpapi"
+	"folio/internal/author/sqlstore"
 	"folio/internal/platform/chassis"
+	"folio/internal/platform/outbox"
 	"folio/internal/platform/resilient"
 )
 
@@ -57,7 +61,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return errors.New("author takes no arguments; it is configured with FOLIO_* environment variables (see README)")
 	}
 	var cfg config
-	p, err := chassis.Start(ctx, "author", ":8082", &cfg, &cfg.ServiceConfig, getenv, stdout, author.Migrations)
+	p, err := chassis.Start(ctx, "author", ":8082", &cfg, &cfg.ServiceConfig, getenv, stdout, sqlstore.Migrations)
 	if err != nil {
 		return err
 	}
@@ -69,15 +73,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	peer := resilient.DefaultConfig("book")
 	peer.AttemptTimeout = cfg.PeerTimeout
 	books := bookclient.New(p.Peer("book", cfg.BookURL, peer))
-	events, err := p.OpenEvents(ctx)
+	ev, err := p.OpenEvents(ctx)
 	if err != nil {
 		return err
 	}
-	store := author.NewSQLStore(p.DB, author.WithNotify(events.Relay.Notify))
-	events.Consume(author.BookEventsSubscription(cfg.Broker.Prefix), author.NewEventHandler(store, p.Log))
+	store := sqlstore.New(outbox.NewWriter(p.DB, ev.Relay.Notify))
+	bookEvents := events.Books(store)
+	ev.Consume(bookEvents.Subscription(cfg.Broker.Prefix), bookEvents.Handler(p.DB, p.Log))
 	svc := author.NewService(store, books, cfg.UpstreamBudget)
 
 	mux := http.NewServeMux()
-	author.Routes(mux, svc, p.Keys, p.Verifier, p.Log)
-	return p.Serve(ctx, mux, author.OpenAPI)
+	httpapi.Routes(mux, svc, p.Keys, p.Verifier)
+	return p.Serve(ctx, mux, httpapi.OpenAPI)
 }

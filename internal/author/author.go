@@ -1,6 +1,7 @@
-// Package author is the author service: the Author resource, its rules, the store it
-// needs and its HTTP API. It knows books only through the Books interface, which the
-// service fills with a client of the book service.
+// Package author is the domain of the author service: the Author resource, its rules,
+// the Service that applies them, and the interfaces of what it needs (Store, Books).
+// It knows nothing of HTTP, SQL or the broker: sqlstore, httpapi, events and
+// bookclient beside it do, and depend on it, never the reverse.
 package author
 
 import (
@@ -15,9 +16,9 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"folio/internal/bookclient"
 	"folio/internal/platform/fault"
-	"folio/internal/platform/rest"
+	"folio/internal/platform/id"
+	"folio/internal/platform/paging"
 	"folio/internal/platform/visible"
 )
 
@@ -58,8 +59,8 @@ type Store interface {
 	Get(ctx context.Context, id string) (Author, error)
 	// GetMany returns the authors among ids that exist, by id; missing ones are left out.
 	GetMany(ctx context.Context, ids []string) (map[string]Author, error)
-	// List returns up to limit authors with ids after the given one, by id.
-	List(ctx context.Context, after string, limit int) ([]Author, error)
+	// List returns up to page.Fetch() authors with ids after page.After, by id.
+	List(ctx context.Context, page paging.Request) ([]Author, error)
 	// Update writes a if the stored author is still at version a.Version-1.
 	Update(ctx context.Context, a Author) (Author, error)
 	// Delete removes the author if it is still at version and has no books.
@@ -69,11 +70,62 @@ type Store interface {
 // Books lists books of the book service. It returns a fault Unavailable error when
 // the book service cannot answer, and Malformed when it rejects the request.
 type Books interface {
-	ListBooks(ctx context.Context, p bookclient.ListParams) (bookclient.Page, error)
+	ListBooks(ctx context.Context, s BookSearch) (BookListing, error)
 }
+
+// Book is a book as the book service tells of it.
+type Book struct {
+	ID            string    `json:"id"`
+	Title         string    `json:"title"`
+	AuthorID      string    `json:"author_id"`
+	Genre         string    `json:"genre"`
+	ISBN          *string   `json:"isbn"`
+	PublishedYear *int      `json:"published_year"`
+	Version       int       `json:"version"`
+	CreatedAt     time.Time `json:"created_at"`
+	UpdatedAt     time.Time `json:"updated_at"`
+}
+
+// BookSearch narrows and pages a list of the book service's books. Empty fields ask
+// for the book service's defaults.
+type BookSearch struct {
+	Genre    string
+	AuthorID string
+	Limit    int
+	Cursor   string // the NextCursor of the previous listing
+}
+
+// BookListing is one page of the book service's books. NextCursor is nil on the last.
+type BookListing struct {
+	Items      []Book  `json:"items"`
+	NextCursor *string `json:"next_cursor"`
+}
+
+// BookChange is what an event of the book service tells the author service: a book,
+// at a version, now belongs to an author, or is deleted. The Store keeps the latest
+// of each book, whatever the order changes arrive in, to count each author's books.
+type BookChange struct {
+	BookID   string
+	AuthorID string // empty on delete
+	Version  int    // 0 on delete
+	Deleted  bool
+}
+
+// Types of the events the author service publishes, each with the author after the
+// change as its data, or only its id after a delete.
+const (
+	EventAuthorCreated = "author.created"
+	EventAuthorUpdated = "author.updated"
+	EventAuthorDeleted = "author.deleted"
+)
 
 // ErrStale is returned by Store writes when the author changed since it was read.
 var ErrStale = errors.New("author changed concurrently")
+
+// ErrNotFound is the error of every read or write of an author that does not exist.
+var ErrNotFound = fault.New(fault.NotFound, "no author has this id")
+
+// ErrNotFound is the error of every read or write of an author that does not exist.
 
 var genreSlug = regexp.MustCompile(`^[a-z][a-z0-9-]{0,39}$`)
 
@@ -137,8 +189,9 @@ func trimmed(s *string) string {
 	return strings.TrimSpace(*s)
 }
 
-// input returns the writable fields of a as a client would send them.
-func (a Author) input() Input {
+// Input returns the writable fields of a as a client would send them, the document a
+// merge patch applies to.
+func (a Author) Input() Input {
 	return Input{Name: &a.Name, Bio: a.Bio, BirthYear: a.BirthYear}
 }
 
@@ -170,46 +223,39 @@ func (s *Service) Create(ctx context.Context, in Input) (Author, error) {
 	if err != nil {
 		return Author{}, err
 	}
-	a.ID, a.Version, a.CreatedAt, a.UpdatedAt = rest.NewID(), 1, now, now
+	a.ID, a.Version, a.CreatedAt, a.UpdatedAt = id.New(), 1, now, now
 	return s.store.Create(ctx, a)
 }
 
 // Get returns the author with the id, or a NotFound error.
-func (s *Service) Get(ctx context.Context, id string) (Author, error) {
-	if !rest.ValidID(id) {
-		return Author{}, errNotFound
+func (s *Service) Get(ctx context.Context, authorID string) (Author, error) {
+	if !id.Valid(authorID) {
+		return Author{}, ErrNotFound
 	}
-	return s.store.Get(ctx, id)
+	return s.store.Get(ctx, authorID)
 }
 
-// List returns up to limit+1 authors after the given id, so that the caller can tell
-// whether another page exists. Errors: only unclassified ones (the store failed).
-func (s *Service) List(ctx context.Context, page rest.PageRequest) ([]Author, error) {
-	return s.store.List(ctx, page.After, page.Limit+1)
+// List returns one page of the authors, in id order. Errors: only unclassified ones
+// (the store failed).
+func (s *Service) List(ctx context.Context, page paging.Request) (paging.Page[Author], error) {
+	authors, err := s.store.List(ctx, page)
+	if err != nil {
+		return paging.Page[Author]{}, err
+	}
+	return paging.Of(page, authors, func(a Author) string { return a.ID }), nil
 }
 
-// Replace sets every writable field of the author from in. check vets the current
-// version (If-Match). Errors: NotFound, PreconditionFailed, Invalid.
-func (s *Service) Replace(ctx context.Context, id string, in Input, check func(version int) error) (Author, error) {
-	return s.update(ctx, id, check, func(Author) (Input, error) { return in, nil })
-}
-
-// Patch applies an RFC 7396 merge patch to the author. Errors as for Replace, and
-// Malformed when the patch or its result is not a valid author document.
-func (s *Service) Patch(ctx context.Context, id string, patch []byte, check func(version int) error) (Author, error) {
-	return s.update(ctx, id, check, func(cur Author) (Input, error) {
-		var in Input
-		return in, rest.MergePatch(cur.input(), patch, &in)
-	})
-}
-
-// update runs a read-check-write cycle, again if the author changed in between.
-func (s *Service) update(ctx context.Context, id string, check func(int) error, next func(Author) (Input, error)) (Author, error) {
-	if !rest.ValidID(id) {
-		return Author{}, errNotFound
+// Update sets the writable fields of the author to what next makes of the current
+// author (a replacement ignores it, a merge patch applies to it), then checks them
+// against the rules. check vets the current version (If-Match). When the author
+// changes in between, it reads, checks and calls next again, so that no concurrent
+// update is lost. Errors: NotFound, PreconditionFailed, Invalid, and next's.
+func (s *Service) Update(ctx context.Context, authorID string, check func(version int) error, next func(Author) (Input, error)) (Author, error) {
+	if !id.Valid(authorID) {
+		return Author{}, ErrNotFound
 	}
 	for {
-		cur, err := s.store.Get(ctx, id)
+		cur, err := s.store.Get(ctx, authorID)
 		if err != nil {
 			return Author{}, err
 		}
@@ -239,19 +285,19 @@ func (s *Service) update(ctx context.Context, id string, check func(int) error, 
 
 // Delete removes the author. Errors: NotFound, PreconditionFailed, Conflict (the
 // author still has books).
-func (s *Service) Delete(ctx context.Context, id string, check func(version int) error) error {
-	if !rest.ValidID(id) {
-		return errNotFound
+func (s *Service) Delete(ctx context.Context, authorID string, check func(version int) error) error {
+	if !id.Valid(authorID) {
+		return ErrNotFound
 	}
 	for {
-		cur, err := s.store.Get(ctx, id)
+		cur, err := s.store.Get(ctx, authorID)
 		if err != nil {
 			return err
 		}
 		if err := check(cur.Version); err != nil {
 			return err
 		}
-		if err := s.store.Delete(ctx, id, cur.Version); !errors.Is(err, ErrStale) {
+		if err := s.store.Delete(ctx, authorID, cur.Version); !errors.Is(err, ErrStale) {
 			return err
 		}
 	}
@@ -267,33 +313,33 @@ type BooksQuery struct {
 
 // BooksPage is one page of an author's books, with the author.
 type BooksPage struct {
-	Author     Author            `json:"author"`
-	Items      []bookclient.Book `json:"items"`
-	NextCursor *string           `json:"next_cursor"`
+	Author     Author  `json:"author"`
+	Items      []Book  `json:"items"`
+	NextCursor *string `json:"next_cursor"`
 }
 
 // Books returns a page of the books of the author with id, from the book service.
 // Errors: NotFound (no such author), Malformed (a bad genre, or a limit or cursor the
 // book service rejects), Unavailable (the book service cannot answer in time).
-func (s *Service) Books(ctx context.Context, id string, q BooksQuery) (BooksPage, error) {
-	if !rest.ValidID(id) {
-		return BooksPage{}, errNotFound
+func (s *Service) Books(ctx context.Context, authorID string, q BooksQuery) (BooksPage, error) {
+	if !id.Valid(authorID) {
+		return BooksPage{}, ErrNotFound
 	}
 	if err := checkGenre(q.Genre, false); err != nil {
 		return BooksPage{}, err
 	}
-	a, err := s.store.Get(ctx, id)
+	a, err := s.store.Get(ctx, authorID)
 	if err != nil {
 		return BooksPage{}, err
 	}
 	uctx, cancel := context.WithTimeout(ctx, s.budget)
 	defer cancel()
-	page, err := s.books.ListBooks(uctx, bookclient.ListParams{AuthorID: id, Genre: q.Genre, Limit: q.Limit, Cursor: q.Cursor})
+	page, err := s.books.ListBooks(uctx, BookSearch{AuthorID: authorID, Genre: q.Genre, Limit: q.Limit, Cursor: q.Cursor})
 	if err != nil {
-		return BooksPage{}, fmt.Errorf("books of author %s: %w", id, err)
+		return BooksPage{}, fmt.Errorf("books of author %s: %w", authorID, err)
 	}
 	if page.Items == nil {
-		page.Items = []bookclient.Book{}
+		page.Items = []Book{}
 	}
 	return BooksPage{Author: a, Items: page.Items, NextCursor: page.NextCursor}, nil
 }
@@ -301,7 +347,7 @@ func (s *Service) Books(ctx context.Context, id string, q BooksQuery) (BooksPage
 // WithBooks is an author and their books of one genre.
 type WithBooks struct {
 	Author
-	Books []bookclient.Book `json:"books"`
+	Books []Book `json:"books"`
 }
 
 // GenreBooks is the books of one genre grouped by author.
@@ -327,10 +373,10 @@ func (s *Service) GenreBooks(ctx context.Context, genre string) (GenreBooks, err
 		return GenreBooks{}, err
 	}
 
-	byAuthor := map[string][]bookclient.Book{}
+	byAuthor := map[string][]Book{}
 	var ids []string
 	for _, b := range books {
-		if !rest.ValidID(b.AuthorID) {
+		if !id.Valid(b.AuthorID) {
 			continue
 		}
 		if _, seen := byAuthor[b.AuthorID]; !seen {
@@ -343,13 +389,13 @@ func (s *Service) GenreBooks(ctx context.Context, genre string) (GenreBooks, err
 		return GenreBooks{}, err
 	}
 	out := GenreBooks{Genre: genre, Authors: make([]WithBooks, 0, len(authors)), Truncated: truncated}
-	for _, id := range ids {
-		a, ok := authors[id]
+	for _, aid := range ids {
+		a, ok := authors[aid]
 		if !ok {
 			continue
 		}
-		bs := byAuthor[id]
-		slices.SortStableFunc(bs, func(x, y bookclient.Book) int { return strings.Compare(x.ID, y.ID) })
+		bs := byAuthor[aid]
+		slices.SortStableFunc(bs, func(x, y Book) int { return strings.Compare(x.ID, y.ID) })
 		out.Authors = append(out.Authors, WithBooks{Author: a, Books: bs})
 	}
 	slices.SortFunc(out.Authors, func(x, y WithBooks) int {
@@ -360,13 +406,13 @@ func (s *Service) GenreBooks(ctx context.Context, genre string) (GenreBooks, err
 
 // genreBooks reads the genre's books page by page, within the upstream budget, and
 // reports whether more than MaxBooks existed.
-func (s *Service) genreBooks(ctx context.Context, genre string) ([]bookclient.Book, bool, error) {
+func (s *Service) genreBooks(ctx context.Context, genre string) ([]Book, bool, error) {
 	uctx, cancel := context.WithTimeout(ctx, s.budget)
 	defer cancel()
-	var books []bookclient.Book
+	var books []Book
 	cursor := ""
 	for {
-		page, err := s.books.ListBooks(uctx, bookclient.ListParams{Genre: genre, Limit: genrePageSize, Cursor: cursor})
+		page, err := s.books.ListBooks(uctx, BookSearch{Genre: genre, Limit: genrePageSize, Cursor: cursor})
 		if fault.KindOf(err) == fault.Malformed {
 			// Every parameter was checked here or is the book service's own cursor, so
 			// the client can do nothing about a rejection: the book service is failing.
@@ -405,5 +451,3 @@ func checkGenre(genre string, required bool) error {
 	}
 	return nil
 }
-
-var errNotFound = fault.New(fault.NotFound, "no author has this id")

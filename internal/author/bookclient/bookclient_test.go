@@ -3,14 +3,12 @@ package bookclient_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -19,78 +17,21 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"folio/internal/book"
-	"folio/internal/bookclient"
-	"folio/internal/platform/authn"
-	"folio/internal/platform/authn/authntest"
+	"folio/internal/author"
+	"folio/internal/author/authortest"
+	"folio/internal/author/bookclient"
 	"folio/internal/platform/fault"
 	"folio/internal/platform/httpserver"
-	"folio/internal/platform/idempotency"
 	"folio/internal/platform/logging"
-	"folio/internal/platform/outbox"
 	"folio/internal/platform/resilient"
 	"folio/internal/platform/rest/openapicheck"
 	"folio/internal/platform/rest/resttest"
-	"folio/internal/platform/sqldb/sqldbtest"
 )
 
-// everyAuthor is the book service's view of authors in these tests: every id exists.
-type everyAuthor struct{}
-
-func (everyAuthor) Exists(context.Context, string) (bool, error) { return true, nil }
-
-// startBookService serves the real book service handler, chassis included, over a
-// new SQLite database, and returns it with an editor's token it accepts.
-func startBookService(t *testing.T) (ts *httptest.Server, editor string) {
-	t.Helper()
-	db := sqldbtest.Open(t, "sqlite:"+filepath.Join(t.TempDir(), "book.db"), book.Migrations)
-	if err := outbox.Migrate(context.Background(), db); err != nil {
-		t.Fatal(err)
-	}
-	if err := idempotency.Migrate(context.Background(), db); err != nil {
-		t.Fatal(err)
-	}
-	log := slog.New(slog.DiscardHandler)
-	iss := authntest.New(t)
-	reg := prometheus.NewRegistry()
-	verifier := authn.NewVerifier(authn.Config{JWKSURL: iss.JWKSURL()}, http.DefaultClient, log, reg)
-	mux := http.NewServeMux()
-	book.Routes(mux, book.NewService(book.NewSQLStore(db), everyAuthor{}), idempotency.New(db, log), verifier, log)
-	srv := httpserver.New(httpserver.Config{}, log, reg, mux, book.OpenAPI, db.PingContext)
-	ts = httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
-	return ts, iss.Token("editor-1", authn.RoleEditor)
-}
-
-// createBook creates a book through the book service's API, as the editor of token,
-// and returns it.
-func createBook(t *testing.T, baseURL, token string, fields map[string]any) bookclient.Book {
-	t.Helper()
-	body, err := json.Marshal(fields)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req, err := http.NewRequest(http.MethodPost, baseURL+"/books", bytes.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", authntest.Bearer(token))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var b bookclient.Book
-	if resp.StatusCode != http.StatusCreated {
-		msg, _ := io.ReadAll(resp.Body)
-		t.Fatalf("POST /books: got %s, want 201: %s", resp.Status, msg)
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&b); err != nil {
-		t.Fatalf("POST /books: %v", err)
-	}
-	return b
-}
+// bookOpenAPIFile is the book service's OpenAPI document, read as a file: the tests
+// of one service import no other service's packages, yet the client must keep to
+// what the book service publishes.
+const bookOpenAPIFile = "../../book/httpapi/openapi.json"
 
 // contractCheck is a transport that validates every response it carries against the
 // book service's OpenAPI document.
@@ -105,7 +46,11 @@ type contractCheck struct {
 
 func newContractCheck(t *testing.T, serverURL string) *contractCheck {
 	t.Helper()
-	return &contractCheck{t: t, doc: openapicheck.Load(t, book.OpenAPI, serverURL), next: http.DefaultTransport}
+	spec, err := os.ReadFile(bookOpenAPIFile)
+	if err != nil {
+		t.Fatalf("the book service's OpenAPI document: %v", err)
+	}
+	return &contractCheck{t: t, doc: openapicheck.Load(t, spec, serverURL), next: http.DefaultTransport}
 }
 
 func (c *contractCheck) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -127,37 +72,41 @@ func (c *contractCheck) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
+// TestListBooksMatchesBookServiceContract lists books of a book service that keeps to
+// its API's rules (filters, paging, 400 naming the parameter), each answer checked
+// against the book service's OpenAPI document.
 func TestListBooksMatchesBookServiceContract(t *testing.T) {
 	// The client reads with no token: reads are public.
-	ts, editor := startBookService(t)
-	check := newContractCheck(t, ts.URL)
-	client := bookclient.New(ts.URL, &http.Client{Transport: check, Timeout: 10 * time.Second})
+	books, url := authortest.StartBookService(t)
+	check := newContractCheck(t, url)
+	client := bookclient.New(url, &http.Client{Transport: check, Timeout: 10 * time.Second})
 	ctx := context.Background()
 
 	alice, bob := "0190c5a6-0000-7000-8000-000000000001", "0190c5a6-0000-7000-8000-000000000002"
-	var all []bookclient.Book
+	var all []author.Book
 	for i := range 7 {
-		author, genre := alice, "fantasy"
+		authorID, genre := alice, "fantasy"
 		if i%2 == 1 {
-			author = bob
+			authorID = bob
 		}
 		if i%3 == 2 {
 			genre = "science-fiction"
 		}
-		fields := map[string]any{"title": fmt.Sprintf("Book %d", i), "author_id": author, "genre": genre}
+		b := books.Add(authorID, genre)
 		if i == 0 {
-			fields["isbn"], fields["published_year"] = "0-306-40615-2", 1999
+			b.ISBN, b.PublishedYear = new("9780306406157"), new(1999)
+			books.Put(b)
 		}
-		all = append(all, createBook(t, ts.URL, editor, fields))
+		all = append(all, b)
 	}
-	ids := func(books []bookclient.Book) []string {
+	ids := func(books []author.Book) []string {
 		out := make([]string, len(books))
 		for i, b := range books {
 			out[i] = b.ID
 		}
 		return out
 	}
-	where := func(keep func(bookclient.Book) bool) []string {
+	where := func(keep func(author.Book) bool) []string {
 		var out []string
 		for _, b := range all {
 			if keep(b) {
@@ -169,15 +118,15 @@ func TestListBooksMatchesBookServiceContract(t *testing.T) {
 
 	tests := []struct {
 		name   string
-		params bookclient.ListParams
+		params author.BookSearch
 		want   []string
 	}{
-		{"all", bookclient.ListParams{}, ids(all)},
-		{"genre", bookclient.ListParams{Genre: "fantasy"}, where(func(b bookclient.Book) bool { return b.Genre == "fantasy" })},
-		{"author", bookclient.ListParams{AuthorID: bob}, where(func(b bookclient.Book) bool { return b.AuthorID == bob })},
-		{"genre and author", bookclient.ListParams{Genre: "science-fiction", AuthorID: alice},
-			where(func(b bookclient.Book) bool { return b.Genre == "science-fiction" && b.AuthorID == alice })},
-		{"no match", bookclient.ListParams{Genre: "poetry"}, nil},
+		{"all", author.BookSearch{}, ids(all)},
+		{"genre", author.BookSearch{Genre: "fantasy"}, where(func(b author.Book) bool { return b.Genre == "fantasy" })},
+		{"author", author.BookSearch{AuthorID: bob}, where(func(b author.Book) bool { return b.AuthorID == bob })},
+		{"genre and author", author.BookSearch{Genre: "science-fiction", AuthorID: alice},
+			where(func(b author.Book) bool { return b.Genre == "science-fiction" && b.AuthorID == alice })},
+		{"no match", author.BookSearch{Genre: "poetry"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -198,12 +147,12 @@ func TestListBooksMatchesBookServiceContract(t *testing.T) {
 	}
 
 	t.Run("fields", func(t *testing.T) {
-		page, err := client.ListBooks(ctx, bookclient.ListParams{Limit: 1})
+		page, err := client.ListBooks(ctx, author.BookSearch{Limit: 1})
 		if err != nil {
 			t.Fatalf("ListBooks: %v", err)
 		}
 		got, want := page.Items[0], all[0]
-		if got.ID != want.ID || got.Title != "Book 0" || got.AuthorID != alice || got.Genre != "fantasy" ||
+		if got.ID != want.ID || got.Title != want.Title || got.AuthorID != alice || got.Genre != "fantasy" ||
 			got.ISBN == nil || *got.ISBN != "9780306406157" || got.PublishedYear == nil || *got.PublishedYear != 1999 || got.Version != 1 || !got.CreatedAt.Equal(want.CreatedAt) ||
 			!got.UpdatedAt.Equal(want.UpdatedAt) || got.CreatedAt.IsZero() {
 			t.Errorf("got %+v, want %+v", got, want)
@@ -213,7 +162,7 @@ func TestListBooksMatchesBookServiceContract(t *testing.T) {
 	for _, limit := range []int{1, 2, 3, 100} {
 		t.Run(fmt.Sprintf("paging limit %d", limit), func(t *testing.T) {
 			var got []string
-			p := bookclient.ListParams{Limit: limit}
+			p := author.BookSearch{Limit: limit}
 			for pages := 0; ; pages++ {
 				if pages > len(all) {
 					t.Fatalf("more pages than books: the walk does not end")
@@ -238,9 +187,9 @@ func TestListBooksMatchesBookServiceContract(t *testing.T) {
 	}
 
 	t.Run("paging with a filter", func(t *testing.T) {
-		want := where(func(b bookclient.Book) bool { return b.Genre == "fantasy" })
+		want := where(func(b author.Book) bool { return b.Genre == "fantasy" })
 		var got []string
-		p := bookclient.ListParams{Genre: "fantasy", Limit: 2}
+		p := author.BookSearch{Genre: "fantasy", Limit: 2}
 		for range len(all) {
 			page, err := client.ListBooks(ctx, p)
 			if err != nil {
@@ -259,14 +208,14 @@ func TestListBooksMatchesBookServiceContract(t *testing.T) {
 
 	malformed := []struct {
 		name   string
-		params bookclient.ListParams
+		params author.BookSearch
 		field  string
 	}{
-		{"bad cursor", bookclient.ListParams{Cursor: "not-a-cursor"}, "cursor"},
-		{"limit too large", bookclient.ListParams{Limit: 101}, "limit"},
-		{"negative limit", bookclient.ListParams{Limit: -1}, "limit"},
-		{"bad genre", bookclient.ListParams{Genre: "Not A Slug"}, "genre"},
-		{"bad author id", bookclient.ListParams{AuthorID: "42"}, "author_id"},
+		{"bad cursor", author.BookSearch{Cursor: "not-a-cursor"}, "cursor"},
+		{"limit too large", author.BookSearch{Limit: 101}, "limit"},
+		{"negative limit", author.BookSearch{Limit: -1}, "limit"},
+		{"bad genre", author.BookSearch{Genre: "Not A Slug"}, "genre"},
+		{"bad author id", author.BookSearch{AuthorID: "42"}, "author_id"},
 	}
 	for _, tt := range malformed {
 		t.Run(tt.name, func(t *testing.T) {
@@ -287,6 +236,8 @@ func TestListBooksMatchesBookServiceContract(t *testing.T) {
 	t.Logf("%d responses matched the book OpenAPI document", check.checked)
 }
 
+// TestListBooksSendsRequestID: through the resilient client a deployed service gives
+// it, a call carries the id of the request being served.
 func TestListBooksSendsRequestID(t *testing.T) {
 	got := make(chan string, 1)
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -296,7 +247,8 @@ func TestListBooksSendsRequestID(t *testing.T) {
 	}))
 	defer ts.Close()
 	ctx := logging.WithRequestID(context.Background(), "req-123")
-	if _, err := bookclient.New(ts.URL, ts.Client()).ListBooks(ctx, bookclient.ListParams{}); err != nil {
+	hc := resilient.NewClient(resilient.DefaultConfig("book"), prometheus.NewRegistry())
+	if _, err := bookclient.New(ts.URL, hc).ListBooks(ctx, author.BookSearch{}); err != nil {
 		t.Fatalf("ListBooks: %v", err)
 	}
 	if id := <-got; id != "req-123" {
@@ -332,7 +284,7 @@ func TestListBooksUnavailable(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			hc := resilient.NewClient(resilient.DefaultConfig("book"), prometheus.NewRegistry())
-			_, err := bookclient.New(tt.url, hc).ListBooks(context.Background(), bookclient.ListParams{Genre: "fantasy"})
+			_, err := bookclient.New(tt.url, hc).ListBooks(context.Background(), author.BookSearch{Genre: "fantasy"})
 			if k := fault.KindOf(err); k != fault.Unavailable {
 				t.Errorf("got error %v (kind %d), want kind Unavailable", err, k)
 			}
@@ -352,7 +304,7 @@ func TestListBooksUnavailable(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
 		hc := resilient.NewClient(resilient.DefaultConfig("book"), prometheus.NewRegistry())
-		_, err := bookclient.New(ts.URL, hc).ListBooks(ctx, bookclient.ListParams{})
+		_, err := bookclient.New(ts.URL, hc).ListBooks(ctx, author.BookSearch{})
 		if k := fault.KindOf(err); k != fault.Unavailable {
 			t.Errorf("got error %v (kind %d), want kind Unavailable", err, k)
 		}

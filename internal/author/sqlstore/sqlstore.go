@@ -1,4 +1,7 @@
-package author
+// Package sqlstore keeps the author service's authors in SQLite or PostgreSQL, with
+// the outbox events of every write and the projection of the book service's events
+// that counts each author's books.
+package sqlstore
 
 import (
 	"context"
@@ -10,9 +13,11 @@ import (
 	"strconv"
 	"strings"
 
+	"folio/internal/author"
 	"folio/internal/platform/fault"
 	"folio/internal/platform/idempotency"
 	"folio/internal/platform/outbox"
+	"folio/internal/platform/paging"
 	"folio/internal/platform/sqldb"
 )
 
@@ -21,39 +26,20 @@ import (
 //go:embed migrations
 var Migrations embed.FS
 
-// Types of the events the author service publishes.
-const (
-	EventAuthorCreated = "author.created"
-	EventAuthorUpdated = "author.updated"
-	EventAuthorDeleted = "author.deleted"
-)
-
-// SQLStore keeps authors in SQLite or PostgreSQL; its SQL is the same on both. Each
-// write adds its event to the outbox in the same transaction, so that an event is
-// published if and only if the change it describes was committed.
-type SQLStore struct {
-	db     *sqldb.DB
-	notify func()
+// Store keeps authors; its SQL is the same on both engines. Each write adds its event
+// to the outbox in the same transaction, so that an event is published if and only
+// if the change it describes was committed.
+type Store struct {
+	db *sqldb.DB
+	w  *outbox.Writer
 }
 
-var _ Store = (*SQLStore)(nil)
+var _ author.Store = (*Store)(nil)
 
-// Option configures a SQLStore.
-type Option func(*SQLStore)
-
-// WithNotify has the store call notify after each commit that added an event to the
-// outbox (give it the relay's Notify), so that the event goes out at once rather than
-// at the relay's next poll.
-func WithNotify(notify func()) Option { return func(s *SQLStore) { s.notify = notify } }
-
-// NewSQLStore returns a store over db, which must be migrated with Migrations and
-// with outbox.Migrate and inbox.Migrate.
-func NewSQLStore(db *sqldb.DB, opts ...Option) *SQLStore {
-	s := &SQLStore{db: db}
-	for _, o := range opts {
-		o(s)
-	}
-	return s
+// New returns a store that writes through w, whose database must be migrated with
+// Migrations and with outbox.Migrate (and inbox.Migrate for the book events).
+func New(w *outbox.Writer) *Store {
+	return &Store{db: w.DB(), w: w}
 }
 
 const authorColumns = `id, name, bio, birth_year, version, created_at, updated_at`
@@ -70,8 +56,8 @@ const selectAuthors = `SELECT id, name, bio, birth_year, version, created_at, up
 // parameter limits of both engines.
 const getManyBatch = 500
 
-func scanAuthor(row interface{ Scan(...any) error }) (Author, error) {
-	var a Author
+func scanAuthor(row interface{ Scan(...any) error }) (author.Author, error) {
+	var a author.Author
 	var bio sql.NullString
 	var year sql.NullInt64
 	err := row.Scan(&a.ID, &a.Name, &bio, &year, &a.Version, &a.CreatedAt, &a.UpdatedAt, &a.BookCount)
@@ -86,26 +72,6 @@ func scanAuthor(row interface{ Scan(...any) error }) (Author, error) {
 	return a, err
 }
 
-// write runs fn in a transaction and wakes the relay once it committed.
-func (s *SQLStore) write(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	if err := s.db.InTx(ctx, fn); err != nil {
-		return err
-	}
-	if s.notify != nil {
-		s.notify()
-	}
-	return nil
-}
-
-// addEvent records an event about the author with id in tx. data is what the API
-// answers for the author after the change.
-func addEvent(ctx context.Context, tx *sql.Tx, typ, id string, data any) error {
-	if _, err := outbox.Add(ctx, tx, outbox.Event{Type: typ, Aggregate: id, Data: data}); err != nil {
-		return fmt.Errorf("add %s event for author %s: %w", typ, id, err)
-	}
-	return nil
-}
-
 // bookCount returns the number of live books of the author with id, as tx sees it.
 func bookCount(ctx context.Context, tx *sql.Tx, id string) (int, error) {
 	var n int
@@ -117,8 +83,8 @@ func bookCount(ctx context.Context, tx *sql.Tx, id string) (int, error) {
 
 // Create inserts a and returns it with its book_count. Errors: only unclassified
 // ones (the database failed).
-func (s *SQLStore) Create(ctx context.Context, a Author) (Author, error) {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+func (s *Store) Create(ctx context.Context, a author.Author) (author.Author, error) {
+	err := s.w.Write(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO authors (`+authorColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 			a.ID, a.Name, a.Bio, a.BirthYear, a.Version, a.CreatedAt, a.UpdatedAt)
 		if err != nil {
@@ -129,34 +95,34 @@ func (s *SQLStore) Create(ctx context.Context, a Author) (Author, error) {
 		if a.BookCount, err = bookCount(ctx, tx, a.ID); err != nil {
 			return err
 		}
-		if err := addEvent(ctx, tx, EventAuthorCreated, a.ID, a); err != nil {
+		if err := outbox.AddEvent(ctx, tx, author.EventAuthorCreated, a.ID, a); err != nil {
 			return err
 		}
 		return idempotency.Save(ctx, tx, a)
 	})
 	if err != nil {
-		return Author{}, err
+		return author.Author{}, err
 	}
 	return a, nil
 }
 
 // Get returns the author with id. Errors: NotFound.
-func (s *SQLStore) Get(ctx context.Context, id string) (Author, error) {
+func (s *Store) Get(ctx context.Context, id string) (author.Author, error) {
 	a, err := scanAuthor(s.db.QueryRowContext(ctx, selectAuthors+` WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return Author{}, errNotFound
+		return author.Author{}, author.ErrNotFound
 	}
 	if err != nil {
-		return Author{}, fmt.Errorf("get author %s: %w", id, err)
+		return author.Author{}, fmt.Errorf("get author %s: %w", id, err)
 	}
 	return a, nil
 }
 
 // GetMany returns the authors among ids that exist, keyed by id; ids of no author
-// are left out. The ids must be valid ids (see rest.ValidID). Errors: only
+// are left out. The ids must be valid ids (see id.Valid). Errors: only
 // unclassified ones (the database failed).
-func (s *SQLStore) GetMany(ctx context.Context, ids []string) (map[string]Author, error) {
-	found := make(map[string]Author, len(ids))
+func (s *Store) GetMany(ctx context.Context, ids []string) (map[string]author.Author, error) {
+	found := make(map[string]author.Author, len(ids))
 	for batch := range slices.Chunk(ids, getManyBatch) {
 		marks := make([]string, len(batch))
 		args := make([]any, len(batch))
@@ -186,21 +152,22 @@ func (s *SQLStore) GetMany(ctx context.Context, ids []string) (map[string]Author
 	return found, nil
 }
 
-// List returns up to limit authors after the id given, in id order. Errors: only
-// unclassified ones (the database failed).
-func (s *SQLStore) List(ctx context.Context, after string, limit int) ([]Author, error) {
+// List returns up to page.Fetch() authors after page.After, in id order. Errors:
+// only unclassified ones (the database failed).
+func (s *Store) List(ctx context.Context, page paging.Request) ([]author.Author, error) {
+	limit := page.Fetch()
 	q := selectAuthors + ` ORDER BY id LIMIT $1`
 	args := []any{limit}
-	if after != "" {
+	if page.After != "" {
 		q = selectAuthors + ` WHERE id > $1 ORDER BY id LIMIT $2`
-		args = []any{after, limit}
+		args = []any{page.After, limit}
 	}
 	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list authors: %w", err)
 	}
 	defer rows.Close()
-	authors := make([]Author, 0, limit)
+	authors := make([]author.Author, 0, limit)
 	for rows.Next() {
 		a, err := scanAuthor(rows)
 		if err != nil {
@@ -216,8 +183,8 @@ func (s *SQLStore) List(ctx context.Context, after string, limit int) ([]Author,
 
 // Update writes a if the stored author is at a.Version-1, and returns it with its
 // book_count. Errors: NotFound, ErrStale.
-func (s *SQLStore) Update(ctx context.Context, a Author) (Author, error) {
-	err := s.write(ctx, func(tx *sql.Tx) error {
+func (s *Store) Update(ctx context.Context, a author.Author) (author.Author, error) {
+	err := s.w.Write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE authors SET name = $1, bio = $2, birth_year = $3, version = $4,
 			updated_at = $5 WHERE id = $6 AND version = $7`,
 			a.Name, a.Bio, a.BirthYear, a.Version, a.UpdatedAt, a.ID, a.Version-1)
@@ -230,10 +197,10 @@ func (s *SQLStore) Update(ctx context.Context, a Author) (Author, error) {
 		if a.BookCount, err = bookCount(ctx, tx, a.ID); err != nil {
 			return err
 		}
-		return addEvent(ctx, tx, EventAuthorUpdated, a.ID, a)
+		return outbox.AddEvent(ctx, tx, author.EventAuthorUpdated, a.ID, a)
 	})
 	if err != nil {
-		return Author{}, err
+		return author.Author{}, err
 	}
 	return a, nil
 }
@@ -249,8 +216,8 @@ func (s *SQLStore) Update(ctx context.Context, a Author) (Author, error) {
 // runs, which the count does not see); the book service's author.deleted tombstone
 // keeps it from growing, since no new book can name the author once that event is
 // applied.
-func (s *SQLStore) Delete(ctx context.Context, id string, version int) error {
-	return s.write(ctx, func(tx *sql.Tx) error {
+func (s *Store) Delete(ctx context.Context, id string, version int) error {
+	return s.w.Write(ctx, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `DELETE FROM authors WHERE id = $1 AND version = $2`, id, version)
 		if err != nil {
 			return fmt.Errorf("delete author %s: %w", id, err)
@@ -266,7 +233,7 @@ func (s *SQLStore) Delete(ctx context.Context, id string, version int) error {
 		if n > 0 {
 			return fault.New(fault.Conflict, "the author still has %d %s; delete them or give them another author first", n, plural(n, "book", "books"))
 		}
-		return addEvent(ctx, tx, EventAuthorDeleted, id, deletedData{ID: id})
+		return outbox.AddEvent(ctx, tx, author.EventAuthorDeleted, id, deletedData{ID: id})
 	})
 }
 
@@ -290,19 +257,20 @@ func checkWritten(ctx context.Context, tx *sql.Tx, res sql.Result, id string) er
 	var one int
 	err := tx.QueryRowContext(ctx, `SELECT 1 FROM authors WHERE id = $1`, id).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
-		return errNotFound
+		return author.ErrNotFound
 	}
 	if err != nil {
 		return fmt.Errorf("check author %s: %w", id, err)
 	}
-	return ErrStale
+	return author.ErrStale
 }
 
-// applyBookChange writes what a book event tells into author_books, in tx. A created
-// or updated book is written only over an older version of a live row, so that an
-// event overtaken by a newer one, or delivered again, changes nothing; a delete
-// leaves a tombstone that no later event of the book overwrites.
-func applyBookChange(ctx context.Context, tx *sql.Tx, c bookChange) error {
+// ApplyBookChange writes what a book event tells into author_books, in tx (the
+// inbox's, so that the change and the record of the event commit together). A
+// created or updated book is written only over an older version of a live row, so
+// that an event overtaken by a newer one, or delivered again, changes nothing; a
+// delete leaves a tombstone that no later event of the book overwrites.
+func (s *Store) ApplyBookChange(ctx context.Context, tx *sql.Tx, c author.BookChange) error {
 	var err error
 	if c.Deleted {
 		_, err = tx.ExecContext(ctx, `INSERT INTO author_books (book_id, author_id, version, deleted)

@@ -1,5 +1,6 @@
 // Package bookclient is the author service's client of the book service's HTTP API
-// (its OpenAPI document is served at the book service's /openapi.json).
+// (its OpenAPI document is served at the book service's /openapi.json): the
+// author.Books the domain lists books with.
 package bookclient
 
 import (
@@ -13,42 +14,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"time"
 
+	"folio/internal/author"
 	"folio/internal/platform/fault"
-	"folio/internal/platform/httpserver"
-	"folio/internal/platform/logging"
 	"folio/internal/platform/problem"
-	"folio/internal/platform/tracecontext"
 )
-
-// Book is a book as the book service sends it.
-type Book struct {
-	ID            string    `json:"id"`
-	Title         string    `json:"title"`
-	AuthorID      string    `json:"author_id"`
-	Genre         string    `json:"genre"`
-	ISBN          *string   `json:"isbn"`
-	PublishedYear *int      `json:"published_year"`
-	Version       int       `json:"version"`
-	CreatedAt     time.Time `json:"created_at"`
-	UpdatedAt     time.Time `json:"updated_at"`
-}
-
-// Page is one page of books. NextCursor is nil on the last page.
-type Page struct {
-	Items      []Book  `json:"items"`
-	NextCursor *string `json:"next_cursor"`
-}
-
-// ListParams narrows and pages a list of books (GET /books). Empty fields are left out
-// of the request, so the book service applies its defaults.
-type ListParams struct {
-	Genre    string
-	AuthorID string
-	Limit    int
-	Cursor   string // the NextCursor of the previous page
-}
 
 // maxResponseBytes bounds how much of a response the client reads: a full page of
 // 100 books is a small fraction of it.
@@ -60,18 +30,22 @@ type Client struct {
 	http *http.Client
 }
 
+var _ author.Books = (*Client)(nil)
+
 // New returns a client of the book service at baseURL, calling it through hc (a
-// client from package resilient).
+// client from package resilient, which carries the request id and trace context of
+// the request being served).
 func New(baseURL string, hc *http.Client) *Client {
 	return &Client{base: strings.TrimRight(baseURL, "/"), http: hc}
 }
 
-// ListBooks returns one page of books (GET /books). Errors: Malformed, carrying the
+// ListBooks returns one page of books (GET /books); empty fields of p are left out of
+// the request. Errors: Malformed, carrying the
 // book service's detail and field errors, when the book service rejects the request
 // as malformed (400: a bad filter, limit or cursor); Unavailable when it cannot
 // answer (refused, timed out, circuit open, 5xx) or answers in a way the client cannot
 // use.
-func (c *Client) ListBooks(ctx context.Context, p ListParams) (Page, error) {
+func (c *Client) ListBooks(ctx context.Context, p author.BookSearch) (author.BookListing, error) {
 	q := url.Values{}
 	if p.Genre != "" {
 		q.Set("genre", p.Genre)
@@ -91,42 +65,38 @@ func (c *Client) ListBooks(ctx context.Context, p ListParams) (Page, error) {
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return Page{}, fmt.Errorf("list books: %w", err)
+		return author.BookListing{}, fmt.Errorf("list books: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
-	req.Header.Set(httpserver.RequestIDHeader, logging.RequestID(ctx))
-	if tp := tracecontext.From(ctx); tp != "" {
-		req.Header.Set(tracecontext.Header, tp)
-	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return Page{}, unavailable(err)
+		return author.BookListing{}, unavailable(err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
 	if err != nil {
-		return Page{}, unavailable(fmt.Errorf("read book service answer: %w", err))
+		return author.BookListing{}, unavailable(fmt.Errorf("read book service answer: %w", err))
 	}
 	if len(body) > maxResponseBytes {
-		return Page{}, unavailable(errors.New("book service answer is too large"))
+		return author.BookListing{}, unavailable(errors.New("book service answer is too large"))
 	}
 	switch {
 	case resp.StatusCode == http.StatusOK:
 		if !isMediaType(resp.Header.Get("Content-Type"), "application/json") {
-			return Page{}, unavailable(fmt.Errorf("book service answered with content type %q", resp.Header.Get("Content-Type")))
+			return author.BookListing{}, unavailable(fmt.Errorf("book service answered with content type %q", resp.Header.Get("Content-Type")))
 		}
-		var page Page
+		var page author.BookListing
 		if err := json.Unmarshal(body, &page); err != nil {
-			return Page{}, unavailable(fmt.Errorf("decode book service answer: %w", err))
+			return author.BookListing{}, unavailable(fmt.Errorf("decode book service answer: %w", err))
 		}
 		if page.Items == nil {
-			page.Items = []Book{}
+			page.Items = []author.Book{}
 		}
 		return page, nil
 	case resp.StatusCode == http.StatusBadRequest:
-		return Page{}, malformed(resp, body)
+		return author.BookListing{}, malformed(resp, body)
 	default:
-		return Page{}, unavailable(fmt.Errorf("book service answered %s", resp.Status))
+		return author.BookListing{}, unavailable(fmt.Errorf("book service answered %s", resp.Status))
 	}
 }
 

@@ -1,13 +1,13 @@
-package author
+package httpapi
 
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 
 	"golang.org/x/sync/singleflight"
 
+	"folio/internal/author"
 	"folio/internal/platform/fault"
 	"folio/internal/platform/idempotency"
 	"folio/internal/platform/problem"
@@ -15,147 +15,147 @@ import (
 )
 
 // writeAuthor sends one author with its ETag.
-func writeAuthor(w http.ResponseWriter, status int, a Author) {
+func writeAuthor(w http.ResponseWriter, status int, a author.Author) {
 	w.Header().Set("ETag", rest.ETag(a.Version))
 	_ = rest.WriteJSON(w, status, a)
 }
 
 // handleAuthorList serves GET /authors.
-func handleAuthorList(svc *Service, log *slog.Logger) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		page, err := rest.ParsePage(r)
+func handleAuthorList(svc *author.Service) problem.Handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		req, err := rest.ParsePage(r)
 		if err != nil {
-			problem.WriteError(w, r, log, err)
-			return
+			return err
 		}
-		authors, err := svc.List(r.Context(), page)
+		page, err := svc.List(r.Context(), req)
 		if err != nil {
-			problem.WriteError(w, r, log, err)
-			return
+			return err
 		}
-		_ = rest.WriteJSON(w, http.StatusOK, rest.NewPage(authors, page.Limit, func(a Author) string { return a.ID }))
+		return rest.WriteJSON(w, http.StatusOK, rest.PageOf(page))
 	}
 }
 
 // handleAuthorCreate serves POST /authors.
-func handleAuthorCreate(svc *Service, log *slog.Logger) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		var in Input
+func handleAuthorCreate(svc *author.Service) problem.Handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		var in author.Input
 		if err := rest.Decode(r, &in); err != nil {
-			problem.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		a, err := svc.Create(idempotency.WithAnswer(r.Context(), answerCreated), in)
 		if err != nil {
-			problem.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		answerCreated(w, a)
+		return nil
 	}
 }
 
 // answerCreated is the answer to POST /authors, which an Idempotency-Key stores in
 // the create's transaction.
-func answerCreated(w http.ResponseWriter, a Author) {
+func answerCreated(w http.ResponseWriter, a author.Author) {
 	w.Header().Set("Location", "/authors/"+a.ID)
 	writeAuthor(w, http.StatusCreated, a)
 }
 
 // handleAuthorGet serves GET /authors/{id}.
-func handleAuthorGet(svc *Service, log *slog.Logger) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func handleAuthorGet(svc *author.Service) problem.Handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		a, err := svc.Get(r.Context(), r.PathValue("id"))
 		if err != nil {
-			problem.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		if rest.NotModified(r, a.Version) {
 			w.Header().Set("ETag", rest.ETag(a.Version))
 			w.WriteHeader(http.StatusNotModified)
-			return
+			return nil
 		}
 		writeAuthor(w, http.StatusOK, a)
+		return nil
 	}
 }
 
-// handleAuthorReplace serves PUT /authors/{id}.
-func handleAuthorReplace(svc *Service, log *slog.Logger) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		var in Input
+// handleAuthorReplace serves PUT /authors/{id}: every writable field is replaced,
+// whatever the author holds now.
+func handleAuthorReplace(svc *author.Service) problem.Handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		var in author.Input
 		if err := rest.Decode(r, &in); err != nil {
-			problem.WriteError(w, r, log, err)
-			return
+			return err
 		}
-		a, err := svc.Replace(r.Context(), r.PathValue("id"), in, rest.IfMatch(r).Check)
+		a, err := svc.Update(r.Context(), r.PathValue("id"), rest.IfMatch(r).Check,
+			func(author.Author) (author.Input, error) { return in, nil })
 		if err != nil {
-			problem.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		writeAuthor(w, http.StatusOK, a)
+		return nil
 	}
 }
 
-// handleAuthorPatch serves PATCH /authors/{id} with an RFC 7396 merge patch.
-func handleAuthorPatch(svc *Service, log *slog.Logger) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+// handleAuthorPatch serves PATCH /authors/{id} with an RFC 7396 merge patch, applied
+// to the author as the update finds it (again, when it changed concurrently). A patch
+// or a result that is not an author document is Malformed.
+func handleAuthorPatch(svc *author.Service) problem.Handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		patch, err := rest.ReadBody(r)
 		if err != nil {
-			problem.WriteError(w, r, log, err)
-			return
+			return err
 		}
-		a, err := svc.Patch(r.Context(), r.PathValue("id"), patch, rest.IfMatch(r).Check)
+		a, err := svc.Update(r.Context(), r.PathValue("id"), rest.IfMatch(r).Check,
+			func(cur author.Author) (author.Input, error) {
+				var in author.Input
+				return in, rest.MergePatch(cur.Input(), patch, &in)
+			})
 		if err != nil {
-			problem.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		writeAuthor(w, http.StatusOK, a)
+		return nil
 	}
 }
 
 // handleAuthorDelete serves DELETE /authors/{id}.
-func handleAuthorDelete(svc *Service, log *slog.Logger) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func handleAuthorDelete(svc *author.Service) problem.Handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		if err := svc.Delete(r.Context(), r.PathValue("id"), rest.IfMatch(r).Check); err != nil {
-			problem.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		w.WriteHeader(http.StatusNoContent)
+		return nil
 	}
 }
 
-// handleAuthorBooks serves GET /authors/{id}/books: a page of the author's books,
+// handleAuthorBooksGet serves GET /authors/{id}/books: a page of the author's books,
 // asked of the book service, whose cursors it passes through.
-func handleAuthorBooks(svc *Service, log *slog.Logger) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+func handleAuthorBooksGet(svc *author.Service) problem.Handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		q := r.URL.Query()
 		limit, err := rest.ParseLimit(q)
 		if err != nil {
-			problem.WriteError(w, r, log, err)
-			return
+			return err
 		}
 		if q.Has("cursor") && q.Get("cursor") == "" {
-			problem.WriteError(w, r, log, errBadCursor)
-			return
+			return errBadCursor
 		}
-		res, err := svc.Books(r.Context(), r.PathValue("id"), BooksQuery{Genre: q.Get("genre"), Limit: limit, Cursor: q.Get("cursor")})
+		res, err := svc.Books(r.Context(), r.PathValue("id"), author.BooksQuery{Genre: q.Get("genre"), Limit: limit, Cursor: q.Get("cursor")})
 		if err != nil {
-			problem.WriteError(w, r, log, err)
-			return
+			return err
 		}
-		_ = rest.WriteJSON(w, http.StatusOK, res)
+		return rest.WriteJSON(w, http.StatusOK, res)
 	}
 }
 
-// handleGenreBooks serves GET /authors/books?genre=: the genre's books, asked of the
-// book service, grouped by author. Requests for a genre that arrive while another
+// handleGenreBooksGet serves GET /authors/books?genre=: the genre's books, asked of
+// the book service, grouped by author. Requests for a genre that arrive while another
 // request for it is being answered share that answer: one round of calls to the book
 // service and one encoding serve them all, so a popular genre under load costs
 // little more than a single request. A request that joins a round already under way
 // can miss a book committed in the milliseconds between that round's start and its
 // own arrival; it never sees an answer from a round that had ended.
-func handleGenreBooks(svc *Service, log *slog.Logger) http.HandlerFunc {
+func handleGenreBooksGet(svc *author.Service) problem.Handler {
 	var flights singleflight.Group
-	return func(w http.ResponseWriter, r *http.Request) {
+	return func(w http.ResponseWriter, r *http.Request) error {
 		genre := r.URL.Query().Get("genre")
 		answer := flights.DoChan(genre, func() (any, error) {
 			// The shared work must not stop because the client that started it hung
@@ -168,13 +168,13 @@ func handleGenreBooks(svc *Service, log *slog.Logger) http.HandlerFunc {
 		})
 		select {
 		case <-r.Context().Done():
-			return // the client is gone; nobody reads an answer
+			return nil // the client is gone; nobody reads an answer
 		case a := <-answer:
 			if a.Err != nil {
-				problem.WriteError(w, r, log, a.Err)
-				return
+				return a.Err
 			}
 			rest.WriteEncoded(w, http.StatusOK, a.Val.([]byte))
+			return nil
 		}
 	}
 }

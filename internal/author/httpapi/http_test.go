@@ -1,4 +1,4 @@
-package author_test
+package httpapi_test
 
 import (
 	"bytes"
@@ -14,18 +14,15 @@ import (
 	"time"
 
 	"folio/internal/author"
+	"folio/internal/author/httpapi"
+	"folio/internal/author/sqlstore"
+	"folio/internal/platform/id"
 	"folio/internal/platform/idempotency"
 	"folio/internal/platform/problem"
 	"folio/internal/platform/rest"
 	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
 )
-
-// newOfflineServer serves the author service with no book service behind it: none of
-// the endpoints tested with it may need one.
-func newOfflineServer(t *testing.T) *server {
-	return newServer(t, openSQLite(t), booksAt(closedURL(t)))
-}
 
 func TestCreateValidation(t *testing.T) {
 	s := newOfflineServer(t)
@@ -82,7 +79,7 @@ func TestCreateValidation(t *testing.T) {
 		{"every field broken", `{"name":"","bio":"` + long("b", 5001) + `","birth_year":99999}`, []string{"name", "bio", "birth_year"}, nil},
 		{"read-only fields ignored", `{"name":"A","id":"x","version":99,"created_at":"1999-01-01T00:00:00Z","updated_at":5,"book_count":12}`, nil,
 			func(t *testing.T, a author.Author) {
-				if !rest.ValidID(a.ID) || a.Version != 1 || time.Since(a.CreatedAt) > time.Hour || !a.UpdatedAt.Equal(a.CreatedAt) {
+				if !id.Valid(a.ID) || a.Version != 1 || time.Since(a.CreatedAt) > time.Hour || !a.UpdatedAt.Equal(a.CreatedAt) {
 					t.Errorf("got %+v, want server-assigned id, version 1 and timestamps", a)
 				}
 			}},
@@ -207,7 +204,7 @@ func TestBodyTooLarge(t *testing.T) {
 func TestInvalidIDs(t *testing.T) {
 	s := newOfflineServer(t)
 	a := s.create(`{"name":"A"}`)
-	for _, id := range []string{"nope", "42", strings.ToUpper(a.ID), a.ID + "0", rest.NewID(), "%00", "books"} {
+	for _, id := range []string{"nope", "42", strings.ToUpper(a.ID), a.ID + "0", id.New(), "%00", "books"} {
 		for _, method := range []string{"GET", "PUT", "PATCH", "DELETE"} {
 			t.Run(method+" "+id, func(t *testing.T) {
 				body := ""
@@ -303,7 +300,7 @@ func TestPagingWalk(t *testing.T) {
 
 // TestLifecycle runs a create, read, change and delete cycle on every database engine.
 func TestLifecycle(t *testing.T) {
-	sqldbtest.ForEach(t, author.Migrations, func(t *testing.T, db *sqldb.DB) {
+	sqldbtest.ForEach(t, sqlstore.Migrations, func(t *testing.T, db *sqldb.DB) {
 		s := newServer(t, db, booksAt(closedURL(t)))
 		a := s.create(`{"name":"Octavia Butler","bio":"Writer.","birth_year":1947}`)
 		path := "/authors/" + a.ID
@@ -449,7 +446,7 @@ func TestOperationalEndpoints(t *testing.T) {
 	if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &doc) != nil || doc["openapi"] != "3.1.0" {
 		t.Errorf("GET /openapi.json: got %d, want the OpenAPI 3.1 document", rec.Code)
 	}
-	if !bytes.Equal(rec.Body.Bytes(), author.OpenAPI) {
-		t.Error("GET /openapi.json does not serve author.OpenAPI")
+	if !bytes.Equal(rec.Body.Bytes(), httpapi.OpenAPI) {
+		t.Error("GET /openapi.json does not serve httpapi.OpenAPI")
 	}
 }

@@ -1,4 +1,4 @@
-package author_test
+package httpapi_test
 
 import (
 	"net/http"
@@ -8,10 +8,11 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"folio/internal/author"
+	"folio/internal/author/authortest"
 	"folio/internal/platform/authn"
 	"folio/internal/platform/authn/authntest"
+	"folio/internal/platform/id"
 	"folio/internal/platform/idempotency"
-	"folio/internal/platform/rest"
 )
 
 // TestAccess replays, against the service alone, what reached it directly before it
@@ -19,8 +20,8 @@ import (
 // signed by a key that is not the auth service's. Each is refused as the gateway
 // refuses it, and changes nothing; reads stay public.
 func TestAccess(t *testing.T) {
-	books := startBookService(t)
-	s := newServer(t, openSQLite(t), booksAt(books.URL))
+	_, books := authortest.StartBookService(t)
+	s := newServer(t, openSQLite(t), booksAt(books))
 	target := s.create(`{"name":"Target"}`)
 	now := time.Now().Truncate(time.Second)
 	callers := []struct {
@@ -48,7 +49,7 @@ func TestAccess(t *testing.T) {
 	for _, c := range callers {
 		for _, w := range writes {
 			t.Run(c.name+"/"+w.method, func(t *testing.T) {
-				header := []string{"Authorization", c.authorization, idempotency.Header, "access-" + rest.NewID()}
+				header := []string{"Authorization", c.authorization, idempotency.Header, "access-" + id.New()}
 				if w.method == http.MethodPatch {
 					header = append(header, "Content-Type", "application/merge-patch+json")
 				}
@@ -116,7 +117,7 @@ func TestIdempotencyKeysBelongToTheTokenSubject(t *testing.T) {
 	s := newOfflineServer(t)
 	alice := authntest.Bearer(s.iss.Token("alice", authn.RoleEditor))
 	mallory := authntest.Bearer(s.iss.Token("mallory", authn.RoleEditor))
-	key, body := "spoof-"+rest.NewID(), `{"name":"Spoofed"}`
+	key, body := "spoof-"+id.New(), `{"name":"Spoofed"}`
 	post := func(authorization, subject string) *author.Author {
 		t.Helper()
 		rec := s.do(http.MethodPost, "/authors", body, "Authorization", authorization,

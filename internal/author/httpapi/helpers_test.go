@@ -1,4 +1,4 @@
-package author_test
+package httpapi_test
 
 import (
 	"context"
@@ -11,12 +11,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"folio/internal/author"
-	"folio/internal/book"
-	"folio/internal/bookclient"
+	"folio/internal/author/authortest"
+	"folio/internal/author/bookclient"
+	"folio/internal/author/events"
+	"folio/internal/author/httpapi"
+	"folio/internal/author/sqlstore"
 	"folio/internal/platform/authn"
 	"folio/internal/platform/authn/authntest"
+	"folio/internal/platform/broker"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/idempotency"
+	"folio/internal/platform/outbox"
 	"folio/internal/platform/outbox/outboxtest"
 	"folio/internal/platform/resilient"
 	"folio/internal/platform/rest/resttest"
@@ -30,14 +35,20 @@ var quiet = slog.New(slog.DiscardHandler)
 // a testing.TB so that fuzz targets can use it too.
 func openSQLite(tb testing.TB) *sqldb.DB {
 	tb.Helper()
-	db := sqldbtest.Open(tb, "sqlite:"+filepath.Join(tb.TempDir(), "author.db"), author.Migrations)
+	db := sqldbtest.Open(tb, "sqlite:"+filepath.Join(tb.TempDir(), "author.db"), sqlstore.Migrations)
 	outboxtest.Migrate(tb, db)
 	return db
+}
+
+// newStore is the store a deployed service has over db, without a relay to wake.
+func newStore(db *sqldb.DB) *sqlstore.Store {
+	return sqlstore.New(outbox.NewWriter(db, nil))
 }
 
 // server is an author service in-process, with the chassis around its routes.
 type server struct {
 	tb testing.TB
+	db *sqldb.DB
 	// h serves a request that names no Authorization as an editor's; one that names
 	// an empty Authorization goes without (see asEditor).
 	h   http.Handler
@@ -49,11 +60,17 @@ func newServer(tb testing.TB, db *sqldb.DB, books author.Books) *server {
 	tb.Helper()
 	outboxtest.Migrate(tb, db)
 	mux := http.NewServeMux()
-	svc := author.NewService(author.NewSQLStore(db), books, 0)
+	svc := author.NewService(newStore(db), books, 0)
 	iss := authntest.New(tb)
-	author.Routes(mux, svc, idempotency.New(db, quiet), verifier(iss), quiet)
-	srv := httpserver.New(httpserver.Config{}, quiet, prometheus.NewRegistry(), mux, author.OpenAPI, db.PingContext)
-	return &server{tb: tb, h: asEditor(iss, srv.Handler()), iss: iss}
+	httpapi.Routes(mux, svc, idempotency.New(db, quiet), verifier(iss))
+	srv := httpserver.New(httpserver.Config{}, quiet, prometheus.NewRegistry(), mux, httpapi.OpenAPI, db.PingContext)
+	return &server{tb: tb, db: db, h: asEditor(iss, srv.Handler()), iss: iss}
+}
+
+// newOfflineServer serves the author service with no book service behind it: none of
+// the endpoints tested with it may need one.
+func newOfflineServer(t *testing.T) *server {
+	return newServer(t, openSQLite(t), booksAt(closedURL(t)))
 }
 
 // verifier verifies the tokens of iss, as a service configured with its JWKS does.
@@ -103,6 +120,17 @@ func (s *server) create(body string) author.Author {
 	return decode[author.Author](s.tb, rec)
 }
 
+// deliver applies book events to the server's database as its consumer does.
+func (s *server) deliver(msgs ...broker.Message) {
+	s.tb.Helper()
+	handle := events.Books(newStore(s.db)).Handler(s.db, quiet)
+	for _, m := range msgs {
+		if err := handle(context.Background(), m); err != nil {
+			s.tb.Fatalf("deliver %s: %v", m.Subject, err)
+		}
+	}
+}
+
 // decode and wantProblem are resttest's, under the names the tests of this package use.
 func decode[T any](tb testing.TB, rec *httptest.ResponseRecorder) T {
 	tb.Helper()
@@ -111,36 +139,8 @@ func decode[T any](tb testing.TB, rec *httptest.ResponseRecorder) T {
 
 var wantProblem = resttest.WantProblem
 
-// everyAuthor is the book service's view of authors in these tests: every id exists.
-type everyAuthor struct{}
-
-func (everyAuthor) Exists(context.Context, string) (bool, error) { return true, nil }
-
-// startBookService serves the real book service handler, chassis included, over a
-// new SQLite database.
-func startBookService(t testing.TB) *httptest.Server {
-	t.Helper()
-	db := sqldbtest.Open(t, "sqlite:"+filepath.Join(t.TempDir(), "book.db"), book.Migrations)
-	outboxtest.Migrate(t, db)
-	return serveBooks(t, db)
-}
-
-// serveBooks serves the real book service handler, chassis included, over db, which
-// has the book schema and the outbox and inbox tables. Requests that name no
-// Authorization are an editor's (see asEditor), so that tests can create books.
-func serveBooks(t testing.TB, db *sqldb.DB) *httptest.Server {
-	t.Helper()
-	mux := http.NewServeMux()
-	iss := authntest.New(t)
-	book.Routes(mux, book.NewService(book.NewSQLStore(db), everyAuthor{}), idempotency.New(db, quiet), verifier(iss), quiet)
-	srv := httpserver.New(httpserver.Config{}, quiet, prometheus.NewRegistry(), mux, book.OpenAPI, db.PingContext)
-	ts := httptest.NewServer(asEditor(iss, srv.Handler()))
-	t.Cleanup(ts.Close)
-	return ts
-}
-
-// createBook creates a book in the book service at baseURL and returns it.
-func createBook(t testing.TB, baseURL string, fields map[string]any) bookclient.Book {
-	t.Helper()
-	return resttest.PostJSON[bookclient.Book](t, baseURL+"/books", fields, http.StatusCreated)
-}
+var (
+	sameAuthor = authortest.SameAuthor
+	idsOf      = authortest.IDs
+	bookIDs    = authortest.BookIDs
+)

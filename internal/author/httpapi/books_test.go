@@ -1,4 +1,4 @@
-package author_test
+package httpapi_test
 
 import (
 	"fmt"
@@ -6,35 +6,27 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"folio/internal/author"
-	"folio/internal/bookclient"
+	"folio/internal/author/authortest"
 	"folio/internal/platform/fault"
 	"folio/internal/platform/httpserver"
+	"folio/internal/platform/id"
 	"folio/internal/platform/problem"
 	"folio/internal/platform/rest"
 )
 
-func bookIDs(books []bookclient.Book) []string {
-	out := make([]string, len(books))
-	for i, b := range books {
-		out[i] = b.ID
-	}
-	return out
-}
-
-// catalogue is an author service in front of a real, in-process book service, with
-// three authors and books of two genres.
+// catalogue is an author service in front of a book service, with three authors and
+// books of two genres.
 type catalogue struct {
 	s *server
 	// Two authors share a name; anneA was created first, so its id is the smaller.
 	zadie, anneA, anneB, bookless author.Author
 
-	b                []bookclient.Book // by creation, hence by id
-	strangerBookIDs  []string          // books whose author the author service does not know
+	b                []author.Book // by creation, hence by id
+	strangerBookIDs  []string      // books whose author the author service does not know
 	fantasyOfZadie   []string
 	allBooksOfZadie  []string
 	fantasyOfAnneA   []string
@@ -44,15 +36,15 @@ type catalogue struct {
 
 func newCatalogue(t *testing.T) *catalogue {
 	t.Helper()
-	books := startBookService(t)
-	c := &catalogue{s: newServer(t, openSQLite(t), booksAt(books.URL))}
+	books, url := authortest.StartBookService(t)
+	c := &catalogue{s: newServer(t, openSQLite(t), booksAt(url))}
 	c.zadie = c.s.create(`{"name":"Zadie"}`)
 	c.anneA = c.s.create(`{"name":"Anne","birth_year":1900}`)
 	c.anneB = c.s.create(`{"name":"Anne","bio":"The other Anne."}`)
 	c.bookless = c.s.create(`{"name":"Bookless"}`)
-	stranger := rest.NewID()
+	stranger := id.New()
 	add := func(a, genre string) string {
-		b := createBook(t, books.URL, map[string]any{"title": fmt.Sprintf("Book %d", len(c.b)), "author_id": a, "genre": genre})
+		b := books.Add(a, genre)
 		c.b = append(c.b, b)
 		return b.ID
 	}
@@ -189,56 +181,24 @@ func TestAuthorBooks(t *testing.T) {
 		}
 	})
 	t.Run("unknown author", func(t *testing.T) {
-		wantProblem(t, c.s.do("GET", "/authors/"+rest.NewID()+"/books", ""), http.StatusNotFound, problem.TypeNotFound)
+		wantProblem(t, c.s.do("GET", "/authors/"+id.New()+"/books", ""), http.StatusNotFound, problem.TypeNotFound)
 	})
-}
-
-// fakeBookService serves GET /books over books with the book service's paging rules,
-// and records the request id and limit of every request.
-type fakeBookService struct {
-	books []bookclient.Book
-
-	mu         sync.Mutex
-	requestIDs []string
-	limits     []string
-}
-
-func (f *fakeBookService) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	f.mu.Lock()
-	f.requestIDs = append(f.requestIDs, r.Header.Get(httpserver.RequestIDHeader))
-	f.limits = append(f.limits, r.URL.Query().Get("limit"))
-	f.mu.Unlock()
-	page, err := rest.ParsePage(r)
-	if err != nil {
-		problem.WriteError(w, r, nil, err)
-		return
-	}
-	genre := r.URL.Query().Get("genre")
-	var out []bookclient.Book
-	for _, b := range f.books {
-		if b.ID > page.After && (genre == "" || b.Genre == genre) && len(out) <= page.Limit {
-			out = append(out, b)
-		}
-	}
-	_ = rest.WriteJSON(w, http.StatusOK, rest.NewPage(out, page.Limit, func(b bookclient.Book) string { return b.ID }))
 }
 
 func TestGenreBooksTruncation(t *testing.T) {
 	for _, n := range []int{999, 1000, 1001, 1250} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			fake := &fakeBookService{}
-			ts := httptest.NewServer(fake)
-			t.Cleanup(ts.Close)
-			s := newServer(t, openSQLite(t), booksAt(ts.URL))
+			fake, url := authortest.StartBookService(t)
+			s := newServer(t, openSQLite(t), booksAt(url))
 			authors := []author.Author{s.create(`{"name":"B"}`), s.create(`{"name":"A"}`), s.create(`{"name":"C"}`)}
 			now := time.Now().UTC()
 			ids := make([]string, n)
 			for i := range ids {
-				ids[i] = rest.NewID()
+				ids[i] = id.New()
 			}
 			slices.Sort(ids)
-			for i, id := range ids {
-				fake.books = append(fake.books, bookclient.Book{ID: id, Title: "T", AuthorID: authors[i%3].ID, Genre: "epic",
+			for i, bid := range ids {
+				fake.Put(author.Book{ID: bid, Title: "T", AuthorID: authors[i%3].ID, Genre: "epic",
 					Version: 1, CreatedAt: now, UpdatedAt: now})
 			}
 
@@ -259,14 +219,13 @@ func TestGenreBooksTruncation(t *testing.T) {
 			if names := []string{got.Authors[0].Name, got.Authors[1].Name, got.Authors[2].Name}; !slices.Equal(names, []string{"A", "B", "C"}) {
 				t.Errorf("got authors %v, want A, B, C", names)
 			}
-			fake.mu.Lock()
-			defer fake.mu.Unlock()
-			if len(fake.requestIDs) > author.MaxBooks/100 {
-				t.Errorf("asked the book service %d times, want at most %d", len(fake.requestIDs), author.MaxBooks/100)
+			requestIDs, limits := fake.Requests()
+			if len(requestIDs) > author.MaxBooks/100 {
+				t.Errorf("asked the book service %d times, want at most %d", len(requestIDs), author.MaxBooks/100)
 			}
-			for i := range fake.requestIDs {
-				if fake.requestIDs[i] != "rid-truncation" || fake.limits[i] != "100" {
-					t.Errorf("request %d carried request id %q and limit %q, want rid-truncation and 100", i, fake.requestIDs[i], fake.limits[i])
+			for i := range requestIDs {
+				if requestIDs[i] != "rid-truncation" || limits[i] != "100" {
+					t.Errorf("request %d carried request id %q and limit %q, want rid-truncation and 100", i, requestIDs[i], limits[i])
 				}
 			}
 		})

@@ -1,22 +1,23 @@
-package author_test
+package httpapi_test
 
 import (
-	"context"
 	"strings"
 	"testing"
 
-	"folio/internal/author"
+	"folio/internal/author/authortest"
+	"folio/internal/author/events"
+	"folio/internal/author/httpapi"
 	"folio/internal/platform/authn"
 	"folio/internal/platform/authn/authntest"
+	"folio/internal/platform/id"
 	"folio/internal/platform/idempotency"
-	"folio/internal/platform/rest"
 	"folio/internal/platform/rest/openapicheck"
 )
 
 // TestOpenAPIDocument checks that the author service's OpenAPI document is valid and
 // that every answer of the service, errors included, matches what it says.
 func TestOpenAPIDocument(t *testing.T) {
-	doc := openapicheck.Load(t, author.OpenAPI, "http://example.com")
+	doc := openapicheck.Load(t, httpapi.OpenAPI, "http://example.com")
 
 	c := newCatalogue(t)
 	down := newServer(t, openSQLite(t), booksAt(closedURL(t)))
@@ -24,10 +25,7 @@ func TestOpenAPIDocument(t *testing.T) {
 	busyDB := openSQLite(t)
 	busy := newServer(t, busyDB, booksAt(closedURL(t)))
 	prolific := busy.create(`{"name":"Prolific"}`)
-	if err := author.NewEventHandler(author.NewSQLStore(busyDB), quiet)(context.Background(),
-		bookEvent(author.EventBookCreated, rest.NewID(), prolific.ID, 1)); err != nil {
-		t.Fatal(err)
-	}
+	busy.deliver(authortest.BookEvent(events.EventBookCreated, id.New(), prolific.ID, 1))
 	a := c.s.create(`{"name":"Checked","bio":"b","birth_year":1900}`)
 	path := "/authors/" + a.ID
 	anonymous := []string{"Authorization", ""}

@@ -1,10 +1,12 @@
-package author_test
+package httpapi_test
 
 import (
 	"net/http"
 	"testing"
 
 	"folio/internal/author"
+	"folio/internal/author/httpapi"
+	"folio/internal/author/sqlstore"
 	"folio/internal/platform/idempotency/idempotencytest"
 	"folio/internal/platform/outbox/outboxtest"
 	"folio/internal/platform/sqldb"
@@ -15,11 +17,11 @@ import (
 // commit together, so a retry after a crash gets the first answer or creates once,
 // never 409.
 func TestIdempotentCreateSurvivesACrash(t *testing.T) {
-	sqldbtest.ForEach(t, author.Migrations, func(t *testing.T, db *sqldb.DB) {
+	sqldbtest.ForEach(t, sqlstore.Migrations, func(t *testing.T, db *sqldb.DB) {
 		outboxtest.Migrate(t, db)
 		create := idempotencytest.Create{
 			Handler: func(t *testing.T, db *sqldb.DB) http.Handler {
-				return author.HandleAuthorCreate(author.NewService(author.NewSQLStore(db), booksAt(closedURL(t)), 0), quiet)
+				return httpapi.HandleAuthorCreate(author.NewService(newStore(db), booksAt(closedURL(t)), 0))
 			},
 			Path:   "/authors",
 			Body:   `{"name":"Ada Lovelace"}`,

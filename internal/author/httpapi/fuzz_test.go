@@ -1,4 +1,4 @@
-package author_test
+package httpapi_test
 
 import (
 	"bytes"
