@@ -12,15 +12,21 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"folio/internal/auth"
 	"folio/internal/auth/httpapi"
 	"folio/internal/auth/sqlstore"
+	"folio/internal/platform/broker"
 	"folio/internal/platform/chassis"
+	"folio/internal/platform/config"
+	"folio/internal/platform/idempotency"
+	"folio/internal/platform/metrics"
 	"folio/internal/platform/outbox"
 	"folio/internal/platform/secrets"
 )
 
-type config struct {
+type settings struct {
 	chassis.ServiceConfig
 	// AdminEmail and AdminPassword make the first admin account at start, when no
 	// account has that email yet.
@@ -40,7 +46,12 @@ type config struct {
 	Secrets secrets.Config
 }
 
-func (c config) validate() error {
+// check fills in the defaults every service shares and checks every setting, so
+// that a bad one is refused before anything is opened.
+func (c *settings) check() error {
+	if err := c.ServiceConfig.Check("auth", ":8083"); err != nil {
+		return err
+	}
 	if (c.AdminEmail == "") != (c.AdminPassword == "") {
 		return errors.New("FOLIO_ADMIN_EMAIL and FOLIO_ADMIN_PASSWORD must be set together")
 	}
@@ -78,28 +89,57 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if len(args) > 1 {
 		return errors.New("auth takes no arguments; it is configured with FOLIO_* environment variables (see README)")
 	}
-	var cfg config
-	p, err := chassis.Start(ctx, "auth", ":8083", &cfg, &cfg.ServiceConfig, getenv, stdout, sqlstore.Migrations)
-	if err != nil {
+
+	// Configuration: read and checked before anything is opened.
+	var cfg settings
+	if err := config.Load(&cfg, getenv); err != nil {
 		return err
 	}
-	defer p.Close()
-	if err := cfg.validate(); err != nil {
+	if err := cfg.check(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
+	proxies, err := cfg.Proxies()
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	log := cfg.Logger(stdout, "auth")
+	log.Info("starting", config.Attrs(&cfg)...)
 
-	box, err := secrets.Load(cfg.Secrets, cfg.DataDir, p.Log)
+	// Database: the accounts and signing keys, then the idempotency keys and the
+	// outbox beside them. auth consumes no events: it has no inbox.
+	db, err := chassis.OpenDatabase(ctx, cfg.DatabaseURL, sqlstore.Migrations, idempotency.Migrate, outbox.Migrate)
 	if err != nil {
 		return err
 	}
-	// The outbox carries account.revoked events to every verifier.
-	events, err := p.OpenEvents(ctx)
+	defer db.Close()
+	// The key that seals the signing keys: never in the database.
+	box, err := secrets.Load(cfg.Secrets, cfg.DataDir, log)
 	if err != nil {
 		return err
 	}
-	store := sqlstore.New(outbox.NewWriter(p.DB, events.Relay.Notify), box)
+
+	// Metrics and discovery.
+	reg := metrics.NewRegistry()
+	metrics.RegisterDB(reg, db.DB, "auth")
+	disc, err := chassis.OpenDiscovery(ctx, cfg.Discovery, reg)
+	if err != nil {
+		return err
+	}
+	defer disc.Close()
+
+	// Events: the broker (connected in the background), the relay of the outbox,
+	// which carries account.revoked to every verifier.
+	bk, err := broker.Open(ctx, cfg.Broker, log, reg)
+	if err != nil {
+		return err
+	}
+	defer bk.Close()
+	relay := outbox.NewRelay(db, bk, cfg.Broker.Prefix, log, reg)
+
+	// The service, its signing keys and first admin, and its routes.
+	store := sqlstore.New(outbox.NewWriter(db, relay.Notify), box)
 	svc, err := auth.NewService(store, auth.Options{
-		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, TokenTTL: cfg.TokenTTL, KeyRotation: cfg.KeyRotation, Log: p.Log,
+		Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience, TokenTTL: cfg.TokenTTL, KeyRotation: cfg.KeyRotation, Log: log,
 		HashSlots: cfg.HashSlots, HashWait: cfg.HashWait,
 	})
 	if err != nil {
@@ -114,15 +154,30 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return err
 		}
 		if created {
-			p.Log.Info("created the first admin account", "email", cfg.AdminEmail)
+			log.Info("created the first admin account", "email", cfg.AdminEmail)
 		}
 	}
-	// Checking often keeps rotation close to its period and picks up keys that
-	// other instances made.
-	go svc.RunRotation(ctx, min(time.Minute, cfg.KeyRotation/4))
-	p.Keys.Fingerprint = svc.Fingerprint
-
+	keys := idempotency.New(db, log)
+	keys.Fingerprint = svc.Fingerprint // a register body holds a password
 	mux := http.NewServeMux()
-	httpapi.Routes(mux, svc, p.Keys, p.Proxies, httpapi.Limits{})
-	return p.Serve(ctx, mux, httpapi.OpenAPI)
+	httpapi.Routes(mux, svc, keys, proxies, httpapi.Limits{})
+
+	// Background jobs, beside the server until ctx ends. Checking the signing keys
+	// often keeps rotation close to its period and picks up keys that other
+	// instances made.
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { relay.Run(ctx); return nil })
+	g.Go(func() error { keys.RunPurger(ctx, time.Hour); return nil })
+	g.Go(func() error { svc.RunRotation(ctx, min(time.Minute, cfg.KeyRotation/4)); return nil })
+
+	// Serve until ctx ends, registered in discovery meanwhile.
+	g.Go(func() error {
+		health := chassis.Health{Ready: db.PingContext, Detail: chassis.EventsDetail(relay, cfg.BrokerStaleAfter, disc)}
+		if err := chassis.Serve(ctx, cfg.ServerConfig, log, reg, mux, httpapi.OpenAPI, health,
+			chassis.Register(disc, "auth", cfg.Discovery, log)); err != nil {
+			return fmt.Errorf("auth: %w", err)
+		}
+		return nil
+	})
+	return g.Wait()
 }

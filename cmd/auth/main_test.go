@@ -46,6 +46,30 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 	})
 }
 
+// TestRunRejectsBadSettingBeforeOpeningAnything: a bad setting ends run before it
+// creates the database or the secrets key in the data directory, so that a typo
+// leaves nothing behind to clean up.
+func TestRunRejectsBadSettingBeforeOpeningAnything(t *testing.T) {
+	for _, tc := range []struct{ name, value string }{
+		{"FOLIO_TOKEN_TTL", "0s"},
+		{"FOLIO_KEY_ROTATION", "1s"},
+		{"FOLIO_TRUSTED_PROXIES", "not a network"},
+		{"FOLIO_BROKER_STALE_AFTER", "0s"},
+	} {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			dir := t.TempDir()
+			vars := map[string]string{"FOLIO_DATA_DIR": dir, "FOLIO_HTTP_ADDR": "127.0.0.1:0", tc.name: tc.value}
+			err := run(context.Background(), []string{"auth"}, chassistest.Env(vars), &chassistest.LogBuffer{})
+			if err == nil || !strings.Contains(err.Error(), tc.name) {
+				t.Fatalf("got %v, want an error naming %s", err, tc.name)
+			}
+			if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+				t.Errorf("the data directory holds %v (%v) after the refusal, want nothing", entries, err)
+			}
+		})
+	}
+}
+
 func post(t *testing.T, url, body string, header ...string) (*http.Response, map[string]any) {
 	t.Helper()
 	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
