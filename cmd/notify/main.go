@@ -17,12 +17,23 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"folio/internal/notify"
+	"folio/internal/notify/events"
+	"folio/internal/notify/httpapi"
+	"folio/internal/notify/sqlstore"
+	"folio/internal/notify/webhook"
+	"folio/internal/platform/broker"
 	"folio/internal/platform/chassis"
+	"folio/internal/platform/config"
 	"folio/internal/platform/egress"
+	"folio/internal/platform/idempotency"
+	"folio/internal/platform/inbox"
+	"folio/internal/platform/metrics"
+	"folio/internal/platform/outbox"
 	"folio/internal/platform/secrets"
 )
 
-type config struct {
+// settings is the notify service's configuration.
+type settings struct {
 	chassis.ServiceConfig
 
 	WebhookConcurrency int           `env:"FOLIO_WEBHOOK_CONCURRENCY" envDefault:"8"`
@@ -39,7 +50,11 @@ type config struct {
 	Secrets             secrets.Config
 }
 
-func (c config) validate() error {
+// check fills in the defaults every service shares and checks every setting.
+func (c *settings) check() error {
+	if err := c.ServiceConfig.Check("notify", ":8084"); err != nil {
+		return err
+	}
 	for name, d := range map[string]time.Duration{
 		"FOLIO_WEBHOOK_TIMEOUT": c.WebhookTimeout, "FOLIO_WEBHOOK_BACKOFF": c.WebhookBackoff,
 		"FOLIO_WEBHOOK_BACKOFF_MAX": c.WebhookBackoffMax, "FOLIO_WEBHOOK_GIVE_UP": c.WebhookGiveUp,
@@ -74,62 +89,103 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if len(args) > 1 {
 		return errors.New("notify takes no arguments; it is configured with FOLIO_* environment variables (see README)")
 	}
-	var cfg config
-	p, err := chassis.Start(ctx, "notify", ":8084", &cfg, &cfg.ServiceConfig, getenv, stdout, notify.Migrations)
-	if err != nil {
+
+	// Configuration: read and checked before anything is opened.
+	var cfg settings
+	if err := config.Load(&cfg, getenv); err != nil {
 		return err
 	}
-	defer p.Close()
-	if err := cfg.validate(); err != nil {
+	if err := cfg.check(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	// The notify service publishes nothing: its outbox stays empty.
-	events, err := p.OpenEvents(ctx)
-	if err != nil {
-		return err
+	log := cfg.Logger(stdout, "notify")
+	log.Info("starting", config.Attrs(&cfg)...)
+	if cfg.WebhookAllowPrivate {
+		log.Warn("FOLIO_WEBHOOK_ALLOW_PRIVATE is set: webhooks may go to loopback and private addresses; never do this on a shared network")
 	}
 
-	box, err := secrets.Load(cfg.Secrets, cfg.DataDir, p.Log)
+	// Database: the service's tables, then the idempotency keys, outbox and inbox
+	// beside them. The service publishes nothing: its outbox stays empty, and is
+	// there for the relay's part of /readyz.
+	db, err := chassis.OpenDatabase(ctx, cfg.DatabaseURL, sqlstore.Migrations, idempotency.Migrate, outbox.Migrate, inbox.Migrate)
 	if err != nil {
 		return err
 	}
-	if cfg.WebhookAllowPrivate {
-		p.Log.Warn("FOLIO_WEBHOOK_ALLOW_PRIVATE is set: webhooks may go to loopback and private addresses; never do this on a shared network")
+	defer db.Close()
+
+	// Metrics, discovery and token verification. The service calls no peer.
+	reg := metrics.NewRegistry()
+	metrics.RegisterDB(reg, db.DB, "notify")
+	disc, err := chassis.OpenDiscovery(ctx, cfg.Discovery, reg)
+	if err != nil {
+		return err
 	}
-	svc, err := notify.NewService(p.DB, notify.Config{
+	defer disc.Close()
+	verifier := chassis.NewVerifier(ctx, cfg.ServiceConfig, disc, log, reg)
+
+	// Events: the broker (connected in the background), the relay of the outbox.
+	bk, err := broker.Open(ctx, cfg.Broker, log, reg)
+	if err != nil {
+		return err
+	}
+	defer bk.Close()
+	relay := outbox.NewRelay(db, bk, cfg.Broker.Prefix, log, reg)
+
+	// The service and its routes. An older version kept the webhook secrets in
+	// clear: they are sealed before anything reads them.
+	box, err := secrets.Load(cfg.Secrets, cfg.DataDir, log)
+	if err != nil {
+		return err
+	}
+	store := sqlstore.New(db)
+	svc, err := notify.NewService(store, webhook.New(webhook.Config{Egress: egress.Policy{AllowPrivate: cfg.WebhookAllowPrivate}}), notify.Config{
 		Concurrency:      cfg.WebhookConcurrency,
 		AttemptTimeout:   cfg.WebhookTimeout,
 		BackoffBase:      cfg.WebhookBackoff,
 		BackoffMax:       cfg.WebhookBackoffMax,
 		GiveUpAfter:      cfg.WebhookGiveUp,
-		Egress:           egress.Policy{AllowPrivate: cfg.WebhookAllowPrivate},
 		MaxSubscriptions: cfg.MaxSubscriptions,
 		Secrets:          box,
-		Registerer:       p.Registry,
-	}, p.Log)
+		Metrics:          webhook.NewMetrics(reg),
+	}, log)
 	if err != nil {
 		return err
 	}
-	// An older version kept the secrets in clear: seal them before anything reads them.
 	if n, err := svc.SealSecrets(ctx); err != nil {
 		return err
 	} else if n > 0 {
-		p.Log.Info("sealed webhook secrets stored in clear", "count", n)
+		log.Info("sealed webhook secrets stored in clear", "count", n)
 	}
+	keys := idempotency.New(db, log)
 	mux := http.NewServeMux()
-	notify.Routes(mux, svc, p.Keys, p.Verifier, p.Log)
+	httpapi.Routes(mux, svc, keys, verifier)
 
-	events.Consume(notify.BrokerSubscription(cfg.Broker.Prefix), svc.HandleEvent)
-
+	// Background jobs, beside the server until ctx ends: the relay, the intake of
+	// the book and author events, the webhook worker, and the purges of old
+	// deliveries, inbox records and idempotency keys; the revocations.
+	intake := events.NewIntake(store, time.Now, svc.Wake)
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { purge(ctx, p.Log, svc, cfg.DeliveryRetention); return nil })
+	g.Go(func() error { relay.Run(ctx); return nil })
+	g.Go(func() error {
+		return chassis.Consume(ctx, bk, intake.Subscription(cfg.Broker.Prefix), intake.Handler(db, log), log)
+	})
 	g.Go(func() error { return svc.Run(ctx) })
-	g.Go(func() error { return p.Serve(ctx, mux, notify.OpenAPI) })
+	g.Go(func() error { purgeDeliveries(ctx, log, svc, cfg.DeliveryRetention); return nil })
+	g.Go(func() error { chassis.PurgeInbox(ctx, db, log); return nil })
+	g.Go(func() error { keys.RunPurger(ctx, time.Hour); return nil })
+	g.Go(func() error { return chassis.FollowRevocations(ctx, verifier, bk, cfg.Broker.Prefix) })
+
+	// Serve until ctx ends, registered in discovery meanwhile.
+	g.Go(func() error {
+		return chassis.Serve(ctx, cfg.ServerConfig, log, reg, mux, httpapi.OpenAPI,
+			chassis.Health{Ready: db.PingContext, Detail: chassis.EventsDetail(relay, cfg.BrokerStaleAfter, disc)},
+			chassis.Register(disc, "notify", cfg.Discovery, log))
+	})
 	return g.Wait()
 }
 
-// purge drops, every hour, finished deliveries past their retention.
-func purge(ctx context.Context, log *slog.Logger, svc *notify.Service, retention time.Duration) {
+// purgeDeliveries drops, every hour, finished deliveries past their retention.
+func purgeDeliveries(ctx context.Context, log *slog.Logger, svc *notify.Service, retention time.Duration) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
 	for {

@@ -18,12 +18,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"folio/internal/notify"
+	"folio/internal/notify/webhook"
 	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/broker"
 	"folio/internal/platform/chassis/chassistest"
+	"folio/internal/platform/id"
 	"folio/internal/platform/polltest"
-	"folio/internal/platform/rest"
 )
 
 func TestRunRejectsBadConfiguration(t *testing.T) {
@@ -46,6 +46,33 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 	vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_WEBHOOK_TIMEOUT": "soon"}
 	if err := run(context.Background(), []string{"notify"}, chassistest.Env(vars), &chassistest.LogBuffer{}); err == nil {
 		t.Error("unparsable duration: got nil, want an error")
+	}
+}
+
+// TestRunRejectsASettingBeforeOpeningAnything: a bad setting of the service's own,
+// or of those every service shares, ends run before the database, the secrets key
+// or the broker is touched: the data directory stays empty.
+func TestRunRejectsASettingBeforeOpeningAnything(t *testing.T) {
+	for _, tc := range []struct{ name, value string }{
+		{"FOLIO_WEBHOOK_BACKOFF_MAX", "1ms"},
+		{"FOLIO_BROKER_STALE_AFTER", "0s"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			vars := map[string]string{"FOLIO_DATA_DIR": dir, "FOLIO_HTTP_ADDR": "127.0.0.1:0",
+				"FOLIO_BROKER": "nats", "FOLIO_NATS_URL": "nats://127.0.0.1:1", tc.name: tc.value}
+			logs := &chassistest.LogBuffer{}
+			err := run(context.Background(), []string{"notify"}, chassistest.Env(vars), logs)
+			if err == nil || !strings.Contains(err.Error(), tc.name) {
+				t.Fatalf("got %v, want an error naming %s", err, tc.name)
+			}
+			if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
+				t.Errorf("the data directory holds %v (%v), want nothing", entries, err)
+			}
+			if logs.String() != "" {
+				t.Errorf("run logged before refusing: %s", logs)
+			}
+		})
 	}
 }
 
@@ -127,7 +154,7 @@ func TestRunRequiresAnAdmin(t *testing.T) {
 		"FOLIO_JWKS_URL": iss.JWKSURL(),
 	})
 	body := `{"url":"http://8.8.8.8/hook","events":["book.created"],"secret":"0123456789abcdef"}`
-	id := rest.NewID()
+	subID := id.New()
 	for _, tc := range []struct {
 		name, method, path, token, contentType string
 		want                                   int
@@ -141,11 +168,11 @@ func TestRunRequiresAnAdmin(t *testing.T) {
 		{"cross-site urlencoded form post", "POST", "/subscriptions", "", "application/x-www-form-urlencoded", 401},
 		{"list without a token", "GET", "/subscriptions", "", "", 401},
 		{"list as an editor", "GET", "/subscriptions", iss.Token("e", "editor"), "", 403},
-		{"get without a token", "GET", "/subscriptions/" + id, "", "", 401},
-		{"deliveries as an editor", "GET", "/subscriptions/" + id + "/deliveries", iss.Token("e", "editor"), "", 403},
-		{"delete without a token", "DELETE", "/subscriptions/" + id, "", "", 401},
-		{"delete as an editor", "DELETE", "/subscriptions/" + id, iss.Token("e", "editor"), "", 403},
-		{"get as an admin", "GET", "/subscriptions/" + id, iss.Token("a", "admin"), "", 404},
+		{"get without a token", "GET", "/subscriptions/" + subID, "", "", 401},
+		{"deliveries as an editor", "GET", "/subscriptions/" + subID + "/deliveries", iss.Token("e", "editor"), "", 403},
+		{"delete without a token", "DELETE", "/subscriptions/" + subID, "", "", 401},
+		{"delete as an editor", "DELETE", "/subscriptions/" + subID, iss.Token("e", "editor"), "", 403},
+		{"get as an admin", "GET", "/subscriptions/" + subID, iss.Token("a", "admin"), "", 404},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := ""
@@ -220,12 +247,12 @@ func TestEventsReachSubscribers(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	id := rest.NewID()
-	body := []byte(`{"id":"` + id + `","type":"book.created","occurred_at":"2030-01-01T00:00:00Z","data":{"id":"` + rest.NewID() + `"}}`)
+	eventID := id.New()
+	body := []byte(`{"id":"` + eventID + `","type":"book.created","occurred_at":"2030-01-01T00:00:00Z","data":{"id":"` + id.New() + `"}}`)
 	// The consumer may not exist yet when the first publish lands; the stream keeps
 	// the event for it either way. Publish until the broker accepts it.
 	polltest.Until(t, "the broker accepts the event", func() error {
-		return pub.Publish(context.Background(), broker.Message{Subject: tag + ".book.created", ID: id, Body: body})
+		return pub.Publish(context.Background(), broker.Message{Subject: tag + ".book.created", ID: eventID, Body: body})
 	})
 	select {
 	case r := <-got:
@@ -233,13 +260,13 @@ func TestEventsReachSubscribers(t *testing.T) {
 		if !bytes.Equal(gotBody, body) {
 			t.Errorf("body %s, want %s", gotBody, body)
 		}
-		ts, err := strconv.ParseInt(r.Header.Get(notify.HeaderTimestamp), 10, 64)
+		ts, err := strconv.ParseInt(r.Header.Get(webhook.HeaderTimestamp), 10, 64)
 		if err != nil {
-			t.Fatalf("webhook-timestamp %q: %v", r.Header.Get(notify.HeaderTimestamp), err)
+			t.Fatalf("webhook-timestamp %q: %v", r.Header.Get(webhook.HeaderTimestamp), err)
 		}
-		want := notify.Sign(secret, id, time.Unix(ts, 0), body)
-		if sig := r.Header.Get(notify.HeaderSignature); r.Header.Get(notify.HeaderID) != id || sig != want {
-			t.Errorf("webhook-id %q, webhook-signature %q; want %s, %q", r.Header.Get(notify.HeaderID), sig, id, want)
+		want := webhook.Sign(secret, eventID, time.Unix(ts, 0), body)
+		if sig := r.Header.Get(webhook.HeaderSignature); r.Header.Get(webhook.HeaderID) != eventID || sig != want {
+			t.Errorf("webhook-id %q, webhook-signature %q; want %s, %q", r.Header.Get(webhook.HeaderID), sig, eventID, want)
 		}
 	case <-time.After(polltest.Deadline):
 		t.Fatal("the event did not reach the subscriber")

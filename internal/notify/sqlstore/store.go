@@ -1,4 +1,6 @@
-package notify
+// Package sqlstore is the notify service's Store on PostgreSQL or SQLite: the
+// subscriptions, the events received for them, and the state of each delivery.
+package sqlstore
 
 import (
 	"context"
@@ -8,8 +10,10 @@ import (
 	"fmt"
 	"time"
 
+	"folio/internal/notify"
+	"folio/internal/platform/id"
 	"folio/internal/platform/idempotency"
-	"folio/internal/platform/rest"
+	"folio/internal/platform/paging"
 	"folio/internal/platform/secrets"
 	"folio/internal/platform/sqldb"
 )
@@ -26,16 +30,16 @@ type Store struct {
 	db *sqldb.DB
 }
 
-// NewStore returns a store over db, which must be migrated with Migrations.
-func NewStore(db *sqldb.DB) *Store { return &Store{db: db} }
+// New returns a store over db, which must be migrated with Migrations and, for
+// AddDeliveries, with inbox.Migrate.
+func New(db *sqldb.DB) *Store { return &Store{db: db} }
 
-// errFull is CreateSubscription's error when the store holds its maximum already.
-var errFull = errors.New("the subscriptions are at their maximum")
+var _ notify.Store = (*Store)(nil)
 
 // CreateSubscription inserts sub, with its secret as given, and the event types it
 // asks for, unless max (when positive) subscriptions exist already: then it
-// returns errFull.
-func (s *Store) CreateSubscription(ctx context.Context, sub Subscription, max int) error {
+// returns notify.ErrFull.
+func (s *Store) CreateSubscription(ctx context.Context, sub notify.Subscription, max int) error {
 	return s.db.InTx(ctx, func(tx *sql.Tx) error {
 		if max > 0 {
 			if s.db.Dialect == sqldb.Postgres {
@@ -50,7 +54,7 @@ func (s *Store) CreateSubscription(ctx context.Context, sub Subscription, max in
 				return fmt.Errorf("create subscription: count: %w", err)
 			}
 			if n >= max {
-				return errFull
+				return notify.ErrFull
 			}
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO subscriptions (id, url, secret, created_at) VALUES ($1, $2, $3, $4)`,
@@ -73,15 +77,15 @@ const subscriptionsQuery = `SELECT s.id, s.url, s.secret, s.created_at, e.event_
 	FROM (%s) s JOIN subscription_events e ON e.subscription_id = s.id
 	ORDER BY s.id, e.position`
 
-func (s *Store) querySubscriptions(ctx context.Context, inner string, args ...any) ([]Subscription, error) {
+func (s *Store) querySubscriptions(ctx context.Context, inner string, args ...any) ([]notify.Subscription, error) {
 	rows, err := s.db.QueryContext(ctx, fmt.Sprintf(subscriptionsQuery, inner), args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var subs []Subscription
+	var subs []notify.Subscription
 	for rows.Next() {
-		var sub Subscription
+		var sub notify.Subscription
 		var event string
 		if err := rows.Scan(&sub.ID, &sub.URL, &sub.Secret, &sub.CreatedAt, &event); err != nil {
 			return nil, err
@@ -99,22 +103,22 @@ func (s *Store) querySubscriptions(ctx context.Context, inner string, args ...an
 }
 
 // GetSubscription returns the subscription with id. Errors: NotFound.
-func (s *Store) GetSubscription(ctx context.Context, id string) (Subscription, error) {
+func (s *Store) GetSubscription(ctx context.Context, id string) (notify.Subscription, error) {
 	subs, err := s.querySubscriptions(ctx, `SELECT id, url, secret, created_at FROM subscriptions WHERE id = $1`, id)
 	if err != nil {
-		return Subscription{}, fmt.Errorf("get subscription %s: %w", id, err)
+		return notify.Subscription{}, fmt.Errorf("get subscription %s: %w", id, err)
 	}
 	if len(subs) == 0 {
-		return Subscription{}, errNotFound
+		return notify.Subscription{}, notify.ErrNotFound
 	}
 	return subs[0], nil
 }
 
-// ListSubscriptions returns up to limit subscriptions with ids after the given one
-// ("" for the first), in id order.
-func (s *Store) ListSubscriptions(ctx context.Context, after string, limit int) ([]Subscription, error) {
+// ListSubscriptions returns up to page.Fetch() subscriptions with ids after
+// page.After, in id order.
+func (s *Store) ListSubscriptions(ctx context.Context, page paging.Request) ([]notify.Subscription, error) {
 	subs, err := s.querySubscriptions(ctx,
-		`SELECT id, url, secret, created_at FROM subscriptions WHERE id > $1 ORDER BY id LIMIT $2`, afterID(after), limit)
+		`SELECT id, url, secret, created_at FROM subscriptions WHERE id > $1 ORDER BY id LIMIT $2`, afterID(page.After), page.Fetch())
 	if err != nil {
 		return nil, fmt.Errorf("list subscriptions: %w", err)
 	}
@@ -139,7 +143,7 @@ func (s *Store) DeleteSubscription(ctx context.Context, id string) error {
 	if n, err := res.RowsAffected(); err != nil {
 		return fmt.Errorf("delete subscription %s: %w", id, err)
 	} else if n == 0 {
-		return errNotFound
+		return notify.ErrNotFound
 	}
 	return nil
 }
@@ -181,19 +185,19 @@ func (s *Store) SealSecrets(ctx context.Context, seal func(id, clear string) str
 	return sealed, nil
 }
 
-// ListDeliveries returns up to limit deliveries of the subscription, after the
-// delivery id given ("" for the first), oldest first.
-func (s *Store) ListDeliveries(ctx context.Context, subscriptionID, after string, limit int) ([]Delivery, error) {
+// ListDeliveries returns up to page.Fetch() deliveries of the subscription after
+// the delivery page.After, oldest first.
+func (s *Store) ListDeliveries(ctx context.Context, subscriptionID string, page paging.Request) ([]notify.Delivery, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT d.id, d.event_id, e.type, d.status, d.attempts, d.last_error, d.updated_at
 		FROM deliveries d JOIN events e ON e.id = d.event_id
-		WHERE d.subscription_id = $1 AND d.id > $2 ORDER BY d.id LIMIT $3`, subscriptionID, afterID(after), limit)
+		WHERE d.subscription_id = $1 AND d.id > $2 ORDER BY d.id LIMIT $3`, subscriptionID, afterID(page.After), page.Fetch())
 	if err != nil {
 		return nil, fmt.Errorf("list deliveries: %w", err)
 	}
 	defer rows.Close()
-	var out []Delivery
+	var out []notify.Delivery
 	for rows.Next() {
-		var d Delivery
+		var d notify.Delivery
 		var lastError sql.NullString
 		var updated int64
 		if err := rows.Scan(&d.ID, &d.EventID, &d.Type, &d.Status, &d.Attempts, &lastError, &updated); err != nil {
@@ -213,7 +217,8 @@ func (s *Store) ListDeliveries(ctx context.Context, subscriptionID, after string
 
 // AddDeliveries records, in tx, one pending delivery of the event (with its body as
 // received) to each subscription that asks for its type, due at now. It returns how
-// many it added; a subscription that already has the event gets nothing new.
+// many it added; a subscription that already has the event gets nothing new. It is
+// the projection of the events package's intake, run in the inbox's transaction.
 func (s *Store) AddDeliveries(ctx context.Context, tx *sql.Tx, eventID, eventType string, body []byte, now time.Time) (int, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT subscription_id FROM subscription_events WHERE event_type = $1`, eventType)
 	if err != nil {
@@ -244,7 +249,7 @@ func (s *Store) AddDeliveries(ctx context.Context, tx *sql.Tx, eventID, eventTyp
 	for _, sub := range subs {
 		res, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, subscription_id, event_id, status, attempts, next_attempt_at, updated_at)
 			VALUES ($1, $2, $3, 'pending', 0, $4, $4) ON CONFLICT (subscription_id, event_id) DO NOTHING`,
-			rest.NewID(), sub, eventID, ms)
+			id.New(), sub, eventID, ms)
 		if err != nil {
 			return 0, fmt.Errorf("add delivery of %s: %w", eventID, err)
 		}
@@ -255,25 +260,11 @@ func (s *Store) AddDeliveries(ctx context.Context, tx *sql.Tx, eventID, eventTyp
 	return added, nil
 }
 
-// claim is a delivery reserved to this instance until its lease ends, with what
-// sending it takes.
-type claim struct {
-	id             string
-	subscriptionID string
-	eventID        string
-	eventType      string
-	body           []byte
-	url            string
-	secret         string // as stored: sealed
-	attempts       int
-	firstAttemptAt *time.Time
-}
-
 // Claim reserves up to limit pending deliveries that are due at now and not leased
 // to anyone, until now+lease, and returns them. Two instances never claim the same
 // delivery: SQLite runs one writer at a time, and on PostgreSQL rows another
 // transaction is claiming are skipped and the lease is checked again on update.
-func (s *Store) Claim(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]claim, error) {
+func (s *Store) Claim(ctx context.Context, now time.Time, lease time.Duration, limit int) ([]notify.Claim, error) {
 	lock := ""
 	if s.db.Dialect == sqldb.Postgres {
 		lock = " FOR UPDATE SKIP LOCKED"
@@ -298,13 +289,13 @@ func (s *Store) Claim(ctx context.Context, now time.Time, lease time.Duration, l
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("claim deliveries: %w", err)
 	}
-	claims := make([]claim, 0, len(ids))
+	claims := make([]notify.Claim, 0, len(ids))
 	for _, id := range ids {
-		c := claim{id: id}
+		c := notify.Claim{ID: id}
 		var first sql.NullInt64
 		err := s.db.QueryRowContext(ctx, `SELECT d.subscription_id, d.event_id, e.type, e.body, s.url, s.secret, d.attempts, d.first_attempt_at
 			FROM deliveries d JOIN events e ON e.id = d.event_id JOIN subscriptions s ON s.id = d.subscription_id
-			WHERE d.id = $1`, id).Scan(&c.subscriptionID, &c.eventID, &c.eventType, &c.body, &c.url, &c.secret, &c.attempts, &first)
+			WHERE d.id = $1`, id).Scan(&c.SubscriptionID, &c.EventID, &c.EventType, &c.Body, &c.URL, &c.Secret, &c.Attempts, &first)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue // its subscription was deleted meanwhile
 		}
@@ -313,41 +304,32 @@ func (s *Store) Claim(ctx context.Context, now time.Time, lease time.Duration, l
 		}
 		if first.Valid {
 			t := time.UnixMilli(first.Int64)
-			c.firstAttemptAt = &t
+			c.FirstAttemptAt = &t
 		}
 		claims = append(claims, c)
 	}
 	return claims, nil
 }
 
-// outcome is the result of one attempt to send a claimed delivery.
-type outcome struct {
-	status    string
-	lastError *string
-	started   time.Time // when the attempt began
-	next      time.Time // when to try again, for a pending delivery
-	finished  time.Time
-}
-
 // Finish records an attempt of c and ends its lease. It changes nothing if another
 // instance recorded an attempt meanwhile (this one's lease had run out).
-func (s *Store) Finish(ctx context.Context, c claim, o outcome) error {
+func (s *Store) Finish(ctx context.Context, c notify.Claim, o notify.Outcome) error {
 	_, err := s.db.ExecContext(ctx, `UPDATE deliveries SET status = $1, attempts = attempts + 1, last_error = $2,
 		first_attempt_at = COALESCE(first_attempt_at, $3), next_attempt_at = $4, locked_until = NULL, updated_at = $5
 		WHERE id = $6 AND attempts = $7`,
-		o.status, o.lastError, o.started.UnixMilli(), o.next.UnixMilli(), o.finished.UnixMilli(), c.id, c.attempts)
+		o.Status, o.LastError, o.Started.UnixMilli(), o.Next.UnixMilli(), o.Finished.UnixMilli(), c.ID, c.Attempts)
 	if err != nil {
-		return fmt.Errorf("record delivery %s: %w", c.id, err)
+		return fmt.Errorf("record delivery %s: %w", c.ID, err)
 	}
 	return nil
 }
 
 // Release ends the lease of c without counting an attempt, so that another worker
 // can send it at once (this one is shutting down).
-func (s *Store) Release(ctx context.Context, c claim) error {
-	_, err := s.db.ExecContext(ctx, `UPDATE deliveries SET locked_until = NULL WHERE id = $1 AND attempts = $2`, c.id, c.attempts)
+func (s *Store) Release(ctx context.Context, c notify.Claim) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE deliveries SET locked_until = NULL WHERE id = $1 AND attempts = $2`, c.ID, c.Attempts)
 	if err != nil {
-		return fmt.Errorf("release delivery %s: %w", c.id, err)
+		return fmt.Errorf("release delivery %s: %w", c.ID, err)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package notify_test
+package httpapi_test
 
 import (
 	"encoding/json"
@@ -9,22 +9,11 @@ import (
 	"time"
 
 	"folio/internal/notify"
+	"folio/internal/platform/id"
 	"folio/internal/platform/idempotency"
 	"folio/internal/platform/problem"
 	"folio/internal/platform/rest"
 )
-
-const secret = "s3cret-s3cret-s3cret"
-
-// problemOf decodes a problem+json answer.
-func problemOf(t *testing.T, body []byte) problem.Problem {
-	t.Helper()
-	var p problem.Problem
-	if err := json.Unmarshal(body, &p); err != nil {
-		t.Fatalf("not a problem document: %v: %s", err, body)
-	}
-	return p
-}
 
 func TestCreate(t *testing.T) {
 	s := newServer(t, openSQLite(t))
@@ -38,12 +27,12 @@ func TestCreate(t *testing.T) {
 	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
 		t.Fatal(err)
 	}
-	id, _ := got["id"].(string)
-	if !rest.ValidID(id) {
-		t.Errorf("id %q is not a Folio id", id)
+	subID, _ := got["id"].(string)
+	if !id.Valid(subID) {
+		t.Errorf("id %q is not a Folio id", subID)
 	}
-	if loc := rec.Header().Get("Location"); loc != "/subscriptions/"+id {
-		t.Errorf("Location %q, want /subscriptions/%s", loc, id)
+	if loc := rec.Header().Get("Location"); loc != "/subscriptions/"+subID {
+		t.Errorf("Location %q, want /subscriptions/%s", loc, subID)
 	}
 	if etag := rec.Header().Get("ETag"); etag != `"1"` {
 		t.Errorf("ETag %q, want \"1\"", etag)
@@ -66,7 +55,7 @@ func TestCreate(t *testing.T) {
 	}
 
 	// GET returns the same, never the secret.
-	get := s.do(http.MethodGet, "/subscriptions/"+id, "")
+	get := s.do(http.MethodGet, "/subscriptions/"+subID, "")
 	if get.Code != http.StatusOK || get.Body.String() != rec.Body.String() {
 		t.Errorf("get: %d %s, want 200 %s", get.Code, get.Body, rec.Body)
 	}
@@ -252,12 +241,12 @@ func TestGetDelete(t *testing.T) {
 		{"GET", path, []string{"If-None-Match", `"2"`}, 200},
 		{"GET", "/subscriptions/nope", nil, 404},
 		{"GET", "/subscriptions/" + strings.ToUpper(sub.ID), nil, 404},
-		{"GET", "/subscriptions/" + rest.NewID(), nil, 404},
+		{"GET", "/subscriptions/" + id.New(), nil, 404},
 		{"GET", "/subscriptions/nope/deliveries", nil, 404},
-		{"GET", "/subscriptions/" + rest.NewID() + "/deliveries", nil, 404},
+		{"GET", "/subscriptions/" + id.New() + "/deliveries", nil, 404},
 		{"GET", path + "/deliveries", nil, 200},
 		{"DELETE", "/subscriptions/nope", nil, 404},
-		{"DELETE", "/subscriptions/" + rest.NewID(), nil, 404},
+		{"DELETE", "/subscriptions/" + id.New(), nil, 404},
 		{"DELETE", path, []string{"If-Match", `"2"`}, 412},
 		{"DELETE", path, []string{"If-Match", `"1"`}, 204},
 		{"GET", path, nil, 404},

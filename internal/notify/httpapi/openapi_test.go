@@ -1,30 +1,28 @@
-package notify_test
+package httpapi_test
 
 import (
-	"context"
 	"encoding/json"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
-	"folio/internal/notify"
+	"folio/internal/notify/httpapi"
+	"folio/internal/notify/notifytest"
 	"folio/internal/platform/authn/authntest"
+	"folio/internal/platform/id"
 	"folio/internal/platform/idempotency"
-	"folio/internal/platform/rest"
 	"folio/internal/platform/rest/openapicheck"
 )
 
 // TestOpenAPIDocument checks that the notify service's OpenAPI document is valid and
 // that every answer of the service, errors included, matches what it says.
 func TestOpenAPIDocument(t *testing.T) {
-	doc := openapicheck.Load(t, notify.OpenAPI, "http://example.com")
+	doc := openapicheck.Load(t, httpapi.OpenAPI, "http://example.com")
 
 	s := newServer(t, openSQLite(t))
 	sub := s.subscribe(t, "http://example.com/hook", secret, "book.created", "author.deleted")
-	for _, id := range []string{rest.NewID(), rest.NewID()} {
-		if err := s.svc.HandleEvent(context.Background(), event(t, id, "book.created")); err != nil {
-			t.Fatal(err)
-		}
+	for range 2 {
+		s.Receive(t, notifytest.Event(t, id.New(), "book.created"))
 	}
 	path := "/subscriptions/" + sub.ID
 	valid := `{"url":"http://example.com/hook","events":["book.updated"],"secret":"` + secret + `"}`
@@ -79,7 +77,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	var doc struct {
 		Paths map[string]map[string]json.RawMessage `json:"paths"`
 	}
-	if err := json.Unmarshal(notify.OpenAPI, &doc); err != nil {
+	if err := json.Unmarshal(httpapi.OpenAPI, &doc); err != nil {
 		t.Fatalf("openapi.json: %v", err)
 	}
 	documented := map[string]bool{}
@@ -103,7 +101,7 @@ func TestOpenAPIMatchesRoutes(t *testing.T) {
 	s := newServer(t, openSQLite(t))
 	for path := range doc.Paths {
 		for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"} {
-			req := httptest.NewRequest(m, strings.ReplaceAll(path, "{id}", rest.NewID()), nil)
+			req := httptest.NewRequest(m, strings.ReplaceAll(path, "{id}", id.New()), nil)
 			_, pattern := s.mux.Handler(req)
 			want := m + " " + path
 			switch {

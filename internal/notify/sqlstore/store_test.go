@@ -1,4 +1,4 @@
-package notify
+package sqlstore_test
 
 import (
 	"context"
@@ -10,33 +10,30 @@ import (
 	"testing"
 	"time"
 
+	"folio/internal/notify"
+	"folio/internal/notify/events"
+	"folio/internal/notify/notifytest"
+	"folio/internal/notify/sqlstore"
 	"folio/internal/platform/fault"
+	"folio/internal/platform/id"
 	"folio/internal/platform/inbox"
-	"folio/internal/platform/rest"
+	"folio/internal/platform/paging"
 	"folio/internal/platform/sqldb"
-	"folio/internal/platform/sqldb/sqldbtest"
 )
 
 // forEachDB runs suite on every engine with the notify schema and the inbox.
-func forEachDB(t *testing.T, suite func(t *testing.T, db *sqldb.DB)) {
-	sqldbtest.ForEach(t, Migrations, func(t *testing.T, db *sqldb.DB) {
-		if err := inbox.Migrate(context.Background(), db); err != nil {
-			t.Fatalf("inbox migrate: %v", err)
-		}
-		suite(t, db)
-	})
-}
+var forEachDB = notifytest.ForEach
 
-func newSub(events ...string) Subscription {
-	return Subscription{ID: rest.NewID(), URL: "http://example.com/hook", Events: events, Version: 1,
+func newSub(events ...string) notify.Subscription {
+	return notify.Subscription{ID: id.New(), URL: "http://example.com/hook", Events: events, Version: 1,
 		Secret: "0123456789abcdef", CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
 }
 
-// addEvent records an event as HandleEvent does, through the inbox.
-func addEvent(t *testing.T, db *sqldb.DB, st *Store, id, typ string, now time.Time) int {
+// addEvent records an event as the intake does, through the inbox.
+func addEvent(t *testing.T, db *sqldb.DB, st *sqlstore.Store, id, typ string, now time.Time) int {
 	t.Helper()
 	added := 0
-	_, err := inbox.Apply(context.Background(), db, Consumer, id, func(tx *sql.Tx) error {
+	_, err := inbox.Apply(context.Background(), db, events.Consumer, id, func(tx *sql.Tx) error {
 		n, err := st.AddDeliveries(context.Background(), tx, id, typ, []byte(`{"id":"`+id+`"}`), now)
 		added = n
 		return err
@@ -50,8 +47,8 @@ func addEvent(t *testing.T, db *sqldb.DB, st *Store, id, typ string, now time.Ti
 func TestStoreSubscriptions(t *testing.T) {
 	forEachDB(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		st := NewStore(db)
-		var subs []Subscription
+		st := sqlstore.New(db)
+		var subs []notify.Subscription
 		for i := range 5 {
 			s := newSub("book.created", "author.deleted")
 			if i%2 == 1 {
@@ -74,7 +71,7 @@ func TestStoreSubscriptions(t *testing.T) {
 		var walked []string
 		after := ""
 		for {
-			page, err := st.ListSubscriptions(ctx, after, 2)
+			page, err := st.ListSubscriptions(ctx, paging.Request{After: after, Limit: 1}) // reads 2
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -112,9 +109,9 @@ func TestStoreSubscriptions(t *testing.T) {
 func TestStoreDeliveries(t *testing.T) {
 	forEachDB(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		st := NewStore(db)
+		st := sqlstore.New(db)
 		books, authors := newSub("book.created"), newSub("author.created", "book.created")
-		for _, s := range []Subscription{books, authors} {
+		for _, s := range []notify.Subscription{books, authors} {
 			if err := st.CreateSubscription(ctx, s, 0); err != nil {
 				t.Fatal(err)
 			}
@@ -133,15 +130,15 @@ func TestStoreDeliveries(t *testing.T) {
 			t.Errorf("e1 again: added %d, want 0", n)
 		}
 
-		ds, err := st.ListDeliveries(ctx, authors.ID, "", 10)
+		ds, err := st.ListDeliveries(ctx, authors.ID, paging.Request{Limit: 9})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(ds) != 2 || ds[0].EventID != "e1" || ds[1].EventID != "e2" || ds[0].Type != "book.created" ||
-			ds[0].Status != StatusPending || ds[0].Attempts != 0 || ds[0].LastError != nil || !ds[0].UpdatedAt.Equal(now) {
+			ds[0].Status != notify.StatusPending || ds[0].Attempts != 0 || ds[0].LastError != nil || !ds[0].UpdatedAt.Equal(now) {
 			t.Fatalf("deliveries: got %+v", ds)
 		}
-		page, err := st.ListDeliveries(ctx, authors.ID, ds[0].ID, 10)
+		page, err := st.ListDeliveries(ctx, authors.ID, paging.Request{After: ds[0].ID, Limit: 9})
 		if err != nil || len(page) != 1 || page[0].EventID != "e2" {
 			t.Errorf("second page: got %+v, %v", page, err)
 		}
@@ -154,7 +151,7 @@ func TestStoreDeliveries(t *testing.T) {
 		if err != nil || len(cs) != 3 {
 			t.Fatalf("claim: got %d, %v; want 3", len(cs), err)
 		}
-		if c := cs[0]; string(c.body) != `{"id":"`+c.eventID+`"}` || c.url != books.URL || c.secret != books.Secret {
+		if c := cs[0]; string(c.Body) != `{"id":"`+c.EventID+`"}` || c.URL != books.URL || c.Secret != books.Secret {
 			t.Errorf("claim carries %+v", c)
 		}
 		if again, err := st.Claim(ctx, now.Add(59*time.Second), time.Minute, 10); err != nil || len(again) != 0 {
@@ -163,21 +160,21 @@ func TestStoreDeliveries(t *testing.T) {
 
 		msg := "the subscriber answered 500"
 		for _, c := range cs {
-			o := outcome{status: StatusPending, lastError: &msg, started: now, next: now.Add(time.Hour), finished: now.Add(time.Second)}
-			if c.eventID == "e2" {
-				o = outcome{status: StatusDelivered, started: now, next: now, finished: now.Add(time.Second)}
+			o := notify.Outcome{Status: notify.StatusPending, LastError: &msg, Started: now, Next: now.Add(time.Hour), Finished: now.Add(time.Second)}
+			if c.EventID == "e2" {
+				o = notify.Outcome{Status: notify.StatusDelivered, Started: now, Next: now, Finished: now.Add(time.Second)}
 			}
 			if err := st.Finish(ctx, c, o); err != nil {
 				t.Fatal(err)
 			}
 			// A late second report of the same attempt changes nothing.
-			if err := st.Finish(ctx, c, outcome{status: StatusFailed, started: now, next: now, finished: now}); err != nil {
+			if err := st.Finish(ctx, c, notify.Outcome{Status: notify.StatusFailed, Started: now, Next: now, Finished: now}); err != nil {
 				t.Fatal(err)
 			}
 		}
-		ds, _ = st.ListDeliveries(ctx, authors.ID, "", 10)
-		if ds[0].Status != StatusPending || ds[0].Attempts != 1 || ds[0].LastError == nil || *ds[0].LastError != msg ||
-			ds[1].Status != StatusDelivered || ds[1].Attempts != 1 || ds[1].LastError != nil {
+		ds, _ = st.ListDeliveries(ctx, authors.ID, paging.Request{Limit: 9})
+		if ds[0].Status != notify.StatusPending || ds[0].Attempts != 1 || ds[0].LastError == nil || *ds[0].LastError != msg ||
+			ds[1].Status != notify.StatusDelivered || ds[1].Attempts != 1 || ds[1].LastError != nil {
 			t.Errorf("after one attempt: got %+v", ds)
 		}
 		// The lease ended with the attempt; the retry is due at its next time.
@@ -185,7 +182,7 @@ func TestStoreDeliveries(t *testing.T) {
 			t.Errorf("claim before the retry is due: got %d", len(cs))
 		}
 		cs, err = st.Claim(ctx, now.Add(time.Hour), time.Minute, 10)
-		if err != nil || len(cs) != 2 || cs[0].attempts != 1 || cs[0].firstAttemptAt == nil || !cs[0].firstAttemptAt.Equal(now) {
+		if err != nil || len(cs) != 2 || cs[0].Attempts != 1 || cs[0].FirstAttemptAt == nil || !cs[0].FirstAttemptAt.Equal(now) {
 			t.Fatalf("claim the retries: got %+v, %v", cs, err)
 		}
 		if err := st.Release(ctx, cs[0]); err != nil {
@@ -202,7 +199,7 @@ func TestStoreDeliveries(t *testing.T) {
 		if n, err := st.Purge(ctx, now.Add(2*time.Hour)); err != nil || n != 1 {
 			t.Errorf("purge: got %d, %v; want the delivered one", n, err)
 		}
-		ds, _ = st.ListDeliveries(ctx, authors.ID, "", 10)
+		ds, _ = st.ListDeliveries(ctx, authors.ID, paging.Request{Limit: 9})
 		if len(ds) != 1 || ds[0].EventID != "e1" {
 			t.Errorf("after purge: got %+v", ds)
 		}
@@ -218,7 +215,7 @@ func TestStoreDeliveries(t *testing.T) {
 func TestStoreClaimIsExclusive(t *testing.T) {
 	forEachDB(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		st := NewStore(db)
+		st := sqlstore.New(db)
 		sub := newSub("book.created")
 		if err := st.CreateSubscription(ctx, sub, 0); err != nil {
 			t.Fatal(err)
@@ -245,7 +242,7 @@ func TestStoreClaimIsExclusive(t *testing.T) {
 					}
 					mu.Lock()
 					for _, c := range cs {
-						claimed[c.id]++
+						claimed[c.ID]++
 					}
 					mu.Unlock()
 				}
@@ -270,13 +267,13 @@ func TestStoreClaimIsExclusive(t *testing.T) {
 func TestStoreRollsBackWithTheInbox(t *testing.T) {
 	forEachDB(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		st := NewStore(db)
+		st := sqlstore.New(db)
 		sub := newSub("book.created")
 		if err := st.CreateSubscription(ctx, sub, 0); err != nil {
 			t.Fatal(err)
 		}
 		boom := errors.New("boom")
-		_, err := inbox.Apply(ctx, db, Consumer, "e1", func(tx *sql.Tx) error {
+		_, err := inbox.Apply(ctx, db, events.Consumer, "e1", func(tx *sql.Tx) error {
 			if _, err := st.AddDeliveries(ctx, tx, "e1", "book.created", []byte(`{}`), time.Now()); err != nil {
 				return err
 			}
@@ -286,7 +283,7 @@ func TestStoreRollsBackWithTheInbox(t *testing.T) {
 			t.Fatalf("apply: got %v, want boom", err)
 		}
 		// Nothing was kept, and the event can be applied on redelivery.
-		if ds, _ := st.ListDeliveries(ctx, sub.ID, "", 10); len(ds) != 0 {
+		if ds, _ := st.ListDeliveries(ctx, sub.ID, paging.Request{Limit: 9}); len(ds) != 0 {
 			t.Errorf("deliveries after rollback: %+v", ds)
 		}
 		if n := addEvent(t, db, st, "e1", "book.created", time.Now()); n != 1 {

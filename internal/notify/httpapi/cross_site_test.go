@@ -1,4 +1,4 @@
-package notify_test
+package httpapi_test
 
 import (
 	"net/http"

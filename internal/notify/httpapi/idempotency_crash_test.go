@@ -1,11 +1,12 @@
-package notify_test
+package httpapi_test
 
 import (
 	"net/http"
 	"testing"
 
-	"folio/internal/notify"
-	"folio/internal/platform/idempotency"
+	"folio/internal/notify/httpapi"
+	"folio/internal/notify/notifytest"
+	"folio/internal/notify/sqlstore"
 	"folio/internal/platform/idempotency/idempotencytest"
 	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
@@ -14,13 +15,11 @@ import (
 // TestIdempotentCreateSurvivesACrash: a subscription and the stored answer commit
 // together, so a retry after a crash gets the first answer or creates once, never 409.
 func TestIdempotentCreateSurvivesACrash(t *testing.T) {
-	sqldbtest.ForEach(t, notify.Migrations, func(t *testing.T, db *sqldb.DB) {
-		if err := idempotency.Migrate(t.Context(), db); err != nil {
-			t.Fatal(err)
-		}
+	sqldbtest.ForEach(t, sqlstore.Migrations, func(t *testing.T, db *sqldb.DB) {
+		notifytest.Migrate(t, db)
 		create := idempotencytest.Create{
 			Handler: func(t *testing.T, db *sqldb.DB) http.Handler {
-				return notify.HandleCreate(newServer(t, db).svc, quiet)
+				return httpapi.HandleSubscriptionCreate(newServer(t, db).Svc)
 			},
 			Path:   "/subscriptions",
 			Body:   `{"url":"https://hooks.example.com/folio","events":["book.created"],"secret":"a secret of sixteen or more"}`,

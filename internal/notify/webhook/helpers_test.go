@@ -1,0 +1,5 @@
+package webhook_test
+
+import "folio/internal/notify/notifytest"
+
+const secret = notifytest.Secret
