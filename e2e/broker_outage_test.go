@@ -4,9 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -52,41 +49,14 @@ func TestBrokerOutageKeepsFolioServing(t *testing.T) {
 	}
 	polltest.Until(t, "the gateway finds the book service in the registry", read)
 
-	var reads, writes atomic.Int64
-	var mu sync.Mutex
-	var failed []string
-	record := func(phase *atomic.Value, what string, err error) {
-		if err != nil {
-			mu.Lock()
-			failed = append(failed, fmt.Sprintf("%s (%s): %v", what, phase.Load(), err))
-			mu.Unlock()
-		}
-	}
-	var phase atomic.Value
-	phase.Store("before")
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	every := func(d time.Duration, f func()) {
-		wg.Go(func() {
-			tick := time.NewTicker(d)
-			defer tick.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-tick.C:
-					f()
-				}
-			}
-		})
-	}
-	every(50*time.Millisecond, func() { reads.Add(1); record(&phase, "gateway GET /books/{id}", read()) })
-	every(200*time.Millisecond, func() {
-		writes.Add(1)
-		_, err := s.createBook(authorID)
-		record(&phase, "POST /books", err)
-	})
-	defer func() { close(stop); wg.Wait() }()
+	const reads, writes = "gateway GET /books/{id}", "POST /books"
+	load := startLoad("before",
+		loadWorker{kind: reads, pace: 50 * time.Millisecond, do: func(int) error { return read() }},
+		loadWorker{kind: writes, pace: 200 * time.Millisecond, do: func(int) error {
+			_, err := s.createBook(authorID)
+			return err
+		}})
+	defer load.stop()
 
 	lastKnown := func() error {
 		status, body, err := send("GET", gw.URL()+"/readyz", nil)
@@ -108,7 +78,7 @@ func TestBrokerOutageKeepsFolioServing(t *testing.T) {
 	}
 
 	// Frozen: the connections stay open, nothing answers.
-	phase.Store("broker frozen 20 s")
+	load.setPhase("broker frozen 20 s")
 	began := time.Now()
 	if err := srv.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -126,7 +96,7 @@ func TestBrokerOutageKeepsFolioServing(t *testing.T) {
 	resume()
 
 	// Killed, then started again on the same port and store.
-	phase.Store("broker killed 25 s")
+	load.setPhase("broker killed 25 s")
 	began = time.Now()
 	srv.kill()
 	// The book service, still ready, says its broker is not taking events.
@@ -150,23 +120,19 @@ func TestBrokerOutageKeepsFolioServing(t *testing.T) {
 	})
 	time.Sleep(25*time.Second - time.Since(began)) // the outage's length
 	srv.start()
-	phase.Store("after the broker came back")
+	load.setPhase("after the broker came back")
 	polltest.Until(t, "the gateway's registry is healthy again", func() error {
 		if lastKnown() == nil {
 			return fmt.Errorf("the gateway still serves the last known instances")
 		}
 		return nil
 	})
-	close(stop)
-	wg.Wait()
-	stop = make(chan struct{}) // for the deferred close
-	t.Logf("broker frozen 20 s, then killed 25 s: %d gateway reads and %d book writes, %d failed", reads.Load(), writes.Load(), len(failed))
-	if len(failed) > 0 {
-		shown := failed
-		if len(shown) > 20 {
-			shown = shown[:20]
-		}
-		t.Fatalf("requests failed during the broker outage (every one must succeed):\n%s", strings.Join(shown, "\n"))
+	load.stop()
+	st := load.snapshot()
+	t.Logf("broker frozen 20 s, then killed 25 s: %d gateway reads and %d book writes, %d failed",
+		st.kinds[reads].requests, st.kinds[writes].requests, st.total().failures)
+	if st.total().failures > 0 {
+		t.Fatalf("requests failed during the broker outage (every one must succeed):%s", st.failuresText())
 	}
 
 	began = time.Now()

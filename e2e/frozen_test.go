@@ -4,13 +4,11 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -63,8 +61,7 @@ func TestGatewayFrozenInstance(t *testing.T) {
 			}
 			return nil
 		})
-		before := load.snapshot()
-		t.Logf("before the freeze: %s", before)
+		t.Logf("before the freeze: %s", load.snapshot())
 
 		t.Cleanup(func() { _ = victim.cmd.Process.Signal(syscall.SIGCONT) }) // whatever happens
 		victim.signal(syscall.SIGSTOP)
@@ -74,11 +71,11 @@ func TestGatewayFrozenInstance(t *testing.T) {
 		victim.signal(syscall.SIGCONT)
 		t.Logf("during the %v freeze: %s", freezeFor, during)
 		t.Logf("gateway metrics: %s", gatewayRetryMetrics(t, gw))
-		if during.requests == 0 {
+		if during.total().requests == 0 {
 			t.Fatal("no GET completed during the freeze")
 		}
-		if during.failures > 0 {
-			t.Errorf("%d of %d GETs failed during the freeze; first: %s", during.failures, during.requests, during.firstFailure)
+		if during.total().failures > 0 {
+			t.Errorf("GETs failed during the freeze: %s", during.failuresText())
 		}
 
 		// Thawed, it is tried again once its ejection ends, and answers.
@@ -97,8 +94,8 @@ func TestGatewayFrozenInstance(t *testing.T) {
 			return nil
 		})
 		load.stop()
-		if after := load.snapshot(); after.failures > 0 {
-			t.Errorf("%d GETs failed after the thaw; first: %s", after.failures, after.firstFailure)
+		if after := load.snapshot(); after.total().failures > 0 {
+			t.Errorf("GETs failed after the thaw: %s", after.failuresText())
 		}
 	})
 
@@ -116,92 +113,14 @@ func TestGatewayFrozenInstance(t *testing.T) {
 	})
 }
 
-// getLoad sends GETs to one URL from a few workers, back to back, and keeps the
-// latency of each and the failures since its last reset.
-type getLoad struct {
-	mu        sync.Mutex
-	latencies []time.Duration
-	failures  []string
-	done      chan struct{}
-	stopOnce  sync.Once
-	wg        sync.WaitGroup
-}
-
-func startGETLoad(url string, workers int) *getLoad {
-	l := &getLoad{done: make(chan struct{})}
+// startGETLoad sends GETs of url from workers, back to back.
+func startGETLoad(url string, workers int) *load {
 	hc := &http.Client{Timeout: 30 * time.Second}
-	for range workers {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for {
-				select {
-				case <-l.done:
-					return
-				default:
-				}
-				start := time.Now()
-				resp, err := hc.Get(url)
-				msg := ""
-				if err != nil {
-					msg = err.Error()
-				} else {
-					b, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != http.StatusOK {
-						msg = strconv.Itoa(resp.StatusCode) + " " + string(b)
-					}
-				}
-				elapsed := time.Since(start)
-				l.mu.Lock()
-				l.latencies = append(l.latencies, elapsed)
-				if msg != "" {
-					l.failures = append(l.failures, msg)
-				}
-				l.mu.Unlock()
-			}
-		}()
+	ws := make([]loadWorker, workers)
+	for i := range ws {
+		ws[i] = loadWorker{kind: kindGetByID, do: getRequests(hc, func(int) string { return url })}
 	}
-	return l
-}
-
-// stop ends the load and waits for the requests in flight.
-func (l *getLoad) stop() {
-	l.stopOnce.Do(func() { close(l.done) })
-	l.wg.Wait()
-}
-
-func (l *getLoad) reset() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.latencies, l.failures = nil, nil
-}
-
-type loadStats struct {
-	requests, failures int
-	firstFailure       string
-	p50, p99, max      time.Duration
-}
-
-func (s loadStats) String() string {
-	return fmt.Sprintf("%d GETs, %d failed, p50 %v, p99 %v, max %v", s.requests, s.failures,
-		s.p50.Round(time.Microsecond), s.p99.Round(time.Microsecond), s.max.Round(time.Microsecond))
-}
-
-func (l *getLoad) snapshot() loadStats {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := loadStats{requests: len(l.latencies), failures: len(l.failures)}
-	if len(l.failures) > 0 {
-		s.firstFailure = l.failures[0]
-	}
-	if len(l.latencies) > 0 {
-		sorted := slices.Clone(l.latencies)
-		slices.Sort(sorted)
-		at := func(q float64) time.Duration { return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))] }
-		s.p50, s.p99, s.max = at(0.50), at(0.99), sorted[len(sorted)-1]
-	}
-	return s
+	return startLoad("", ws...)
 }
 
 // gatewayRetryMetrics returns the gateway's retry, ejection and upstream lines.

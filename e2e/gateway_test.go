@@ -6,14 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -309,64 +307,31 @@ func TestGateway(t *testing.T) {
 	t.Run("failover", func(t *testing.T) {
 		victim := books[2]
 		route := "GET /books/{id}"
-		hc := &http.Client{Timeout: 10 * time.Second}
-		const total, workers = 600, 4
-		var (
-			sent, done atomic.Int64
-			failMu     sync.Mutex
-			failures   []string
-			killOnce   sync.Once
-			killed     = make(chan struct{})
-			servedErr  error
-			served     float64 // by the victim before it was killed
-			killedAt   time.Time
-			wg         sync.WaitGroup
-		)
-		// A bound for a broken run only (total requests end the loop), as generous as
-		// polltest's on a loaded machine.
-		deadline := time.Now().Add(polltest.Deadline)
-		for range workers {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for sent.Add(1) <= total && time.Now().Before(deadline) {
-					status, msg := 0, ""
-					resp, err := hc.Get(g + "/books/" + bookID)
-					if err != nil {
-						msg = err.Error()
-					} else {
-						b, _ := io.ReadAll(resp.Body)
-						resp.Body.Close()
-						status, msg = resp.StatusCode, string(b)
-					}
-					if status != http.StatusOK {
-						failMu.Lock()
-						failures = append(failures, strconv.Itoa(status)+" "+msg)
-						failMu.Unlock()
-					}
-					if done.Add(1) == 100 {
-						killOnce.Do(func() {
-							served, servedErr = readRouteCount(victim.MetricsURL(), route, "200")
-							victim.kill() // SIGKILL, as a crash would
-							killedAt = time.Now()
-							close(killed)
-						})
-					}
+		// 600 GETs from four workers; one instance is killed after the first 100.
+		const total = 600
+		load := startGETLoad(g+"/books/"+bookID, 4)
+		defer load.stop()
+		answered := func(n int) func() error {
+			return func() error {
+				if got := load.snapshot().total().requests; got < n {
+					return fmt.Errorf("%d GETs answered", got)
 				}
-			}()
+				return nil
+			}
 		}
-		wg.Wait()
-		select {
-		case <-killed:
-		default:
-			t.Fatalf("only %d requests completed; the instance was never killed", done.Load())
-		}
-		t.Logf("%d GETs through the gateway, %d failed; the killed instance had served %v", done.Load(), len(failures), served)
+		polltest.Until(t, "100 GETs answered before the kill", answered(100))
+		served, servedErr := readRouteCount(victim.MetricsURL(), route, "200") // by the victim before it was killed
+		victim.kill()                                                          // SIGKILL, as a crash would
+		killedAt := time.Now()
+		polltest.Until(t, fmt.Sprintf("%d GETs answered", total), answered(total))
+		load.stop()
+		st := load.snapshot().total()
+		t.Logf("%d GETs through the gateway, %d failed; the killed instance had served %v", st.requests, st.failures, served)
 		if servedErr != nil || served == 0 {
 			t.Errorf("the instance killed had served no GET /books/{id} before (%v): the failover was not exercised", servedErr)
 		}
-		if len(failures) > 0 {
-			t.Fatalf("%d of %d GETs failed after SIGKILL of one instance; first: %s", len(failures), done.Load(), failures[0])
+		if st.failures > 0 {
+			t.Fatalf("%d of %d GETs failed after SIGKILL of one instance; first: %s", st.failures, st.requests, st.firstFailures[0])
 		}
 		// The others carried the load.
 		for i, b := range books[:2] {

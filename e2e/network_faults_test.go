@@ -14,8 +14,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -251,33 +249,20 @@ const writePace = 40 * time.Millisecond
 // writePace each, for d: every create must answer 201 (failures are recorded in s).
 // It returns how many succeeded and the slowest answer.
 func writeBooksFor(s *scenario, authors []string, d time.Duration) (int64, time.Duration) {
-	var n atomic.Int64
-	var mu sync.Mutex
-	var slowest time.Duration
-	until := time.Now().Add(d)
-	var wg sync.WaitGroup
-	for w := range 2 {
-		wg.Go(func() {
-			tick := time.NewTicker(writePace)
-			defer tick.Stop()
-			for i := 0; time.Now().Before(until); i++ {
-				<-tick.C
-				start := time.Now()
-				_, err := s.createBook(authors[(w+2*i)%len(authors)])
-				took := time.Since(start)
-				mu.Lock()
-				slowest = max(slowest, took)
-				mu.Unlock()
-				if err != nil {
-					s.fail(err)
-					continue
-				}
-				n.Add(1)
-			}
-		})
+	create := func(w int) loadWorker {
+		return loadWorker{kind: kindPost, pace: writePace, do: func(n int) error {
+			_, err := s.createBook(authors[(w+2*n)%len(authors)])
+			return err
+		}}
 	}
-	wg.Wait()
-	return n.Load(), slowest
+	load := startLoad("", create(0), create(1))
+	time.Sleep(d) // the stretch of writes the caller asked for, not a wait for a result
+	load.stop()
+	st := load.snapshot().kinds[kindPost]
+	if st.failures > 0 {
+		s.fail(fmt.Errorf("%d of %d POST /books failed; the first:\n  %s", st.failures, st.requests, strings.Join(st.firstFailures, "\n  ")))
+	}
+	return int64(st.requests - st.failures), st.max
 }
 
 // TestNetworkFaultsBookToNATS puts a proxy between the book service and a NATS

@@ -5,14 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -141,7 +137,7 @@ func TestRollingRestart(t *testing.T) {
 
 	// Each 201 made one book, and only the 201s did: a create is never lost in a
 	// stop nor sent twice.
-	if got, want := count(t, g+"/books?genre="+postGenre), load.created(); got != want {
+	if got, want := count(t, g+"/books?genre="+postGenre), load.succeededSinceStart(kindPost); got != want {
 		t.Errorf("%d books in genre %s, want %d (one per 201)", got, postGenre, want)
 	}
 }
@@ -151,7 +147,7 @@ const rollingRounds = 2
 
 // restartOne stops victim (instance id) with SIGTERM, starts it again on its
 // address, and waits until it is registered (with reg) and serves reads again.
-func restartOne(t *testing.T, reg *discovery.Registry, load *rollingLoad, victim *service, id string, round int) {
+func restartOne(t *testing.T, reg *discovery.Registry, load *load, victim *service, id string, round int) {
 	t.Helper()
 	name := fmt.Sprintf("%s (round %d)", id, round+1)
 	served, err := readRouteCount(victim.MetricsURL(), "GET /books/{id}", "200")
@@ -211,83 +207,22 @@ func awaitCleanExit(t *testing.T, s *service) {
 	}
 }
 
-// The kinds of request the rolling load sends.
-type requestKind string
-
-const (
-	kindGetByID    requestKind = "GET /books/{id}"
-	kindGetByGenre requestKind = "GET /books?genre="
-	kindPost       requestKind = "POST /books"
-)
-
-var allKinds = []requestKind{kindGetByID, kindGetByGenre, kindPost}
-
-// rollingLoad sends, back to back, reads by id (three workers), reads by genre
-// (two) and creates (one) through the gateway, and keeps each request's latency
-// and failure since its last reset.
-type rollingLoad struct {
-	mu        sync.Mutex
-	latencies map[requestKind][]time.Duration
-	failures  map[requestKind][]string
-	// badGateway counts the failures answered 502 (which failures also has).
-	badGateway map[requestKind]int
-	createdN   int // 201s to creates, since the start
-	phase      atomic.Pointer[string]
-	started    time.Time
-	done       chan struct{}
-	stopOnce   sync.Once
-	wg         sync.WaitGroup
-}
-
-func startRollingLoad(gateway string, ids, genres []string, postGenre, authorID, auth string) *rollingLoad {
-	l := &rollingLoad{done: make(chan struct{}), started: time.Now()}
-	l.reset()
-	l.setPhase("warm-up")
+// startRollingLoad sends, back to back through the gateway, reads by id (three
+// workers), reads by genre (two) and creates in postGenre (one).
+func startRollingLoad(gateway string, ids, genres []string, postGenre, authorID, auth string) *load {
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 16}}
-	worker := func(kind requestKind, request func(n int) (*http.Request, error), ok int) {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for n := 0; ; n++ {
-				select {
-				case <-l.done:
-					return
-				default:
-				}
-				req, err := request(n)
-				if err != nil {
-					panic(err) // a malformed request is the test's own bug
-				}
-				start := time.Now()
-				msg := ""
-				resp, err := hc.Do(req)
-				if err != nil {
-					msg = err.Error()
-				} else {
-					b, _ := io.ReadAll(resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != ok {
-						msg = strconv.Itoa(resp.StatusCode) + " " + strings.TrimSpace(string(b))
-						if ra := resp.Header.Get("Retry-After"); ra != "" {
-							msg += " (Retry-After: " + ra + ")"
-						}
-					}
-				}
-				l.record(kind, time.Since(start), msg, kind == kindPost && msg == "", resp != nil && resp.StatusCode == http.StatusBadGateway)
-			}
-		}()
-	}
+	var ws []loadWorker
 	for w := range 3 {
-		worker(kindGetByID, func(n int) (*http.Request, error) {
-			return http.NewRequest("GET", gateway+"/books/"+ids[(w+n)%len(ids)], nil)
-		}, http.StatusOK)
+		ws = append(ws, loadWorker{kind: kindGetByID, do: getRequests(hc, func(n int) string {
+			return gateway + "/books/" + ids[(w+n)%len(ids)]
+		})})
 	}
 	for w := range 2 {
-		worker(kindGetByGenre, func(n int) (*http.Request, error) {
-			return http.NewRequest("GET", gateway+"/books?genre="+genres[(w+n)%len(genres)]+"&limit=20", nil)
-		}, http.StatusOK)
+		ws = append(ws, loadWorker{kind: kindGetByGenre, do: getRequests(hc, func(n int) string {
+			return gateway + "/books?genre=" + genres[(w+n)%len(genres)] + "&limit=20"
+		})})
 	}
-	worker(kindPost, func(n int) (*http.Request, error) {
+	ws = append(ws, loadWorker{kind: kindPost, do: httpRequests(hc, http.StatusCreated, func(n int) (*http.Request, error) {
 		body, err := json.Marshal(map[string]any{"title": "Rolling " + strconv.Itoa(n), "author_id": authorID, "genre": postGenre})
 		if err != nil {
 			return nil, err
@@ -299,114 +234,6 @@ func startRollingLoad(gateway string, ids, genres []string, postGenre, authorID,
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Authorization", auth)
 		return req, nil
-	}, http.StatusCreated)
-	return l
-}
-
-// setPhase names what the test is doing now, for the failures recorded meanwhile.
-func (l *rollingLoad) setPhase(p string) { l.phase.Store(&p) }
-
-func (l *rollingLoad) record(kind requestKind, took time.Duration, failure string, created, badGateway bool) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.latencies[kind] = append(l.latencies[kind], took)
-	if badGateway {
-		l.badGateway[kind]++
-	}
-	if failure != "" {
-		l.failures[kind] = append(l.failures[kind], fmt.Sprintf("at %v, %s, after %v: %s",
-			time.Since(l.started).Round(time.Millisecond), *l.phase.Load(), took.Round(time.Millisecond), failure))
-	}
-	if created {
-		l.createdN++
-	}
-}
-
-// stop ends the load and waits for the requests in flight.
-func (l *rollingLoad) stop() {
-	l.stopOnce.Do(func() { close(l.done) })
-	l.wg.Wait()
-}
-
-// reset forgets the latencies and failures recorded so far (not the creates).
-func (l *rollingLoad) reset() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.latencies, l.failures, l.badGateway = map[requestKind][]time.Duration{}, map[requestKind][]string{}, map[requestKind]int{}
-}
-
-func (l *rollingLoad) created() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.createdN
-}
-
-// rollingStats are the figures of each kind of request since the last reset.
-type rollingStats struct {
-	kinds map[requestKind]kindStats
-	all   []time.Duration
-}
-
-type kindStats struct {
-	requests, failures int
-	badGateway         int      // of the failures, answered 502
-	firstFailures      []string // the first five
-	p50, p99, max      time.Duration
-}
-
-func latencyStats(lat []time.Duration) (p50, p99, max time.Duration) {
-	if len(lat) == 0 {
-		return 0, 0, 0
-	}
-	sorted := slices.Clone(lat)
-	slices.Sort(sorted)
-	at := func(q float64) time.Duration { return sorted[min(len(sorted)-1, int(q*float64(len(sorted))))] }
-	return at(0.50), at(0.99), sorted[len(sorted)-1]
-}
-
-func (l *rollingLoad) snapshot() rollingStats {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := rollingStats{kinds: map[requestKind]kindStats{}}
-	for _, k := range allKinds {
-		ks := kindStats{requests: len(l.latencies[k]), failures: len(l.failures[k]), badGateway: l.badGateway[k]}
-		ks.firstFailures = slices.Clone(l.failures[k][:min(5, len(l.failures[k]))])
-		ks.p50, ks.p99, ks.max = latencyStats(l.latencies[k])
-		s.kinds[k] = ks
-		s.all = append(s.all, l.latencies[k]...)
-	}
-	return s
-}
-
-func (s rollingStats) total() kindStats {
-	t := kindStats{requests: len(s.all)}
-	for _, k := range s.kinds {
-		t.failures += k.failures
-	}
-	t.p50, t.p99, t.max = latencyStats(s.all)
-	return t
-}
-
-func (k kindStats) String() string {
-	return fmt.Sprintf("%d, %d failed, p50 %v, p99 %v, max %v", k.requests, k.failures,
-		k.p50.Round(time.Microsecond), k.p99.Round(time.Microsecond), k.max.Round(time.Microsecond))
-}
-
-// failuresText says how many of each kind failed, and the first failures.
-func (s rollingStats) failuresText() string {
-	var b strings.Builder
-	for _, k := range allKinds {
-		if ks := s.kinds[k]; ks.failures > 0 {
-			fmt.Fprintf(&b, "\n%d of %d %s failed; the first:\n  %s", ks.failures, ks.requests, k, strings.Join(ks.firstFailures, "\n  "))
-		}
-	}
-	return b.String()
-}
-
-func (s rollingStats) String() string {
-	parts := []string{"all: " + s.total().String()}
-	for _, k := range allKinds {
-		parts = append(parts, string(k)+": "+s.kinds[k].String())
-	}
-	return strings.Join(parts, "; ")
+	})})
+	return startLoad("warm-up", ws...)
 }
