@@ -12,10 +12,10 @@ import (
 	"folio/internal/platform/egress"
 )
 
-// TestCreateRefusesNonPublicURLs replays the SSRF subscriptions of the review:
+// TestSubscriptionCreateRefusesNonPublicURLs replays the SSRF subscriptions of the review:
 // loopback, the wildcard address, the NATS port, cloud metadata, private networks,
 // by address and by name, get 422 naming url unless private addresses are allowed.
-func TestCreateRefusesNonPublicURLs(t *testing.T) {
+func TestSubscriptionCreateRefusesNonPublicURLs(t *testing.T) {
 	strict := newServer(t, openSQLite(t))
 	lax := newServerWith(t, openSQLite(t), notifytest.Options{Egress: egress.Policy{AllowPrivate: true}})
 	body := func(url string) string {
@@ -47,7 +47,7 @@ func TestCreateRefusesNonPublicURLs(t *testing.T) {
 	}
 }
 
-func TestCreateStopsAtTheCap(t *testing.T) {
+func TestSubscriptionCreatePastTheCapAnswers409(t *testing.T) {
 	s := newServerWith(t, openSQLite(t), notifytest.Options{Config: notify.Config{MaxSubscriptions: 2}})
 	first := s.Subscribe(t, "https://hooks.example.com/1", secret, "book.created")
 	s.Subscribe(t, "https://hooks.example.com/2", secret, "book.created")

@@ -15,7 +15,7 @@ import (
 	"folio/internal/platform/rest"
 )
 
-func TestCreate(t *testing.T) {
+func TestSubscriptionCreateAnswers201WithLocationAndNoSecret(t *testing.T) {
 	s := newServer(t, openSQLite(t))
 	rec := s.do(http.MethodPost, "/subscriptions",
 		`{"url":"  https://hooks.example.com/folio?x=1 ","events":["book.created"," author.deleted","book.created"],"secret":"`+secret+`",
@@ -61,7 +61,7 @@ func TestCreate(t *testing.T) {
 	}
 }
 
-func TestCreateRejects(t *testing.T) {
+func TestSubscriptionCreateRefusesBadBodies(t *testing.T) {
 	s := newServer(t, openSQLite(t))
 	valid := func(edits ...any) string {
 		m := map[string]any{"url": "http://example.com/hook", "events": []string{"book.created"}, "secret": secret}
@@ -153,7 +153,7 @@ func TestCreateRejects(t *testing.T) {
 	}
 }
 
-func TestCreateIsIdempotent(t *testing.T) {
+func TestSubscriptionCreateRepeatedWithItsKeyGetsTheFirstAnswer(t *testing.T) {
 	s := newServer(t, openSQLite(t))
 	body := `{"url":"http://example.com/hook","events":["book.created"],"secret":"` + secret + `"}`
 	first := s.do(http.MethodPost, "/subscriptions", body, idempotency.Header, "k1")
@@ -173,7 +173,7 @@ func TestCreateIsIdempotent(t *testing.T) {
 	}
 }
 
-func TestListPages(t *testing.T) {
+func TestSubscriptionListWalksEveryPageWithoutSecrets(t *testing.T) {
 	s := newServer(t, openSQLite(t))
 	var want []string
 	for i := range 5 {
@@ -214,20 +214,24 @@ func TestListPages(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("walked %v, want %v", got, want)
 	}
+}
 
+func TestListsRefuseBadPagingWith400(t *testing.T) {
+	s := newServer(t, openSQLite(t))
+	sub := s.subscribe(t, "http://example.com/hook", secret, "book.created")
 	for _, q := range []string{"limit=0", "limit=101", "limit=x", "cursor=nope", "cursor="} {
 		rec := s.do(http.MethodGet, "/subscriptions?"+q, "")
 		if rec.Code != http.StatusBadRequest || rec.Header().Get("Content-Type") != problem.ContentType {
 			t.Errorf("?%s: got %d %s, want 400 problem", q, rec.Code, rec.Body)
 		}
-		rec = s.do(http.MethodGet, "/subscriptions/"+want[0]+"/deliveries?"+q, "")
+		rec = s.do(http.MethodGet, "/subscriptions/"+sub.ID+"/deliveries?"+q, "")
 		if rec.Code != http.StatusBadRequest {
 			t.Errorf("deliveries ?%s: got %d, want 400", q, rec.Code)
 		}
 	}
 }
 
-func TestGetDelete(t *testing.T) {
+func TestSubscriptionGetAndDeleteAnswerAsTheContractSays(t *testing.T) {
 	s := newServer(t, openSQLite(t))
 	sub := s.subscribe(t, "http://example.com/hook", secret, "book.deleted")
 	path := "/subscriptions/" + sub.ID
