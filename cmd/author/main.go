@@ -13,17 +13,24 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"folio/internal/author"
 	"folio/internal/author/bookclient"
 	"folio/internal/author/events"
 	"folio/internal/author/httpapi"
 	"folio/internal/author/sqlstore"
+	"folio/internal/platform/broker"
 	"folio/internal/platform/chassis"
+	"folio/internal/platform/config"
+	"folio/internal/platform/idempotency"
+	"folio/internal/platform/inbox"
+	"folio/internal/platform/metrics"
 	"folio/internal/platform/outbox"
 	"folio/internal/platform/resilient"
 )
 
-type config struct {
+type settings struct {
 	chassis.ServiceConfig
 	BookURL     string        `env:"FOLIO_BOOK_URL" envDefault:"http://127.0.0.1:8081"`
 	PeerTimeout time.Duration `env:"FOLIO_PEER_TIMEOUT" envDefault:"1s"`
@@ -33,7 +40,11 @@ type config struct {
 	UpstreamBudget time.Duration `env:"FOLIO_UPSTREAM_BUDGET" envDefault:"1500ms"`
 }
 
-func (c config) validate() error {
+// check fills in the defaults and refuses a bad setting, before anything is opened.
+func (c *settings) check() error {
+	if err := c.ServiceConfig.Check("author", ":8082"); err != nil {
+		return err
+	}
 	u, err := url.Parse(c.BookURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("FOLIO_BOOK_URL %q is not an http or https URL", c.BookURL)
@@ -60,29 +71,81 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if len(args) > 1 {
 		return errors.New("author takes no arguments; it is configured with FOLIO_* environment variables (see README)")
 	}
-	var cfg config
-	p, err := chassis.Start(ctx, "author", ":8082", &cfg, &cfg.ServiceConfig, getenv, stdout, sqlstore.Migrations)
-	if err != nil {
+
+	// Configuration: read and checked before anything is opened.
+	var cfg settings
+	if err := config.Load(&cfg, getenv); err != nil {
 		return err
 	}
-	defer p.Close()
-	if err := cfg.validate(); err != nil {
+	if err := cfg.check(); err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
+	log := cfg.Logger(stdout, "author")
+	log.Info("starting", config.Attrs(&cfg)...)
 
-	peer := resilient.DefaultConfig("book")
-	peer.AttemptTimeout = cfg.PeerTimeout
-	books := bookclient.New(p.Peer("book", cfg.BookURL, peer))
-	ev, err := p.OpenEvents(ctx)
+	// Database: the authors and the book projection, then the idempotency keys,
+	// outbox and inbox beside them.
+	db, err := chassis.OpenDatabase(ctx, cfg.DatabaseURL, sqlstore.Migrations, idempotency.Migrate, outbox.Migrate, inbox.Migrate)
 	if err != nil {
 		return err
 	}
-	store := sqlstore.New(outbox.NewWriter(p.DB, ev.Relay.Notify))
-	bookEvents := events.Books(store)
-	ev.Consume(bookEvents.Subscription(cfg.Broker.Prefix), bookEvents.Handler(p.DB, p.Log))
-	svc := author.NewService(store, books, cfg.UpstreamBudget)
+	defer db.Close()
 
+	// Metrics, discovery, the book service and token verification.
+	reg := metrics.NewRegistry()
+	metrics.RegisterDB(reg, db.DB, "author")
+	disc, err := chassis.OpenDiscovery(ctx, cfg.Discovery, reg)
+	if err != nil {
+		return err
+	}
+	defer disc.Close()
+	verifier := chassis.NewVerifier(ctx, cfg.ServiceConfig, disc, log, reg)
+	peer := resilient.DefaultConfig("book")
+	peer.AttemptTimeout = cfg.PeerTimeout
+	books := bookclient.New(chassis.PeerClient(ctx, disc, reg, "book", cfg.BookURL, peer))
+
+	// Events: the broker (connected in the background: the service takes writes
+	// while it is down, its outbox keeping the events), the relay of the outbox.
+	bk, err := broker.Open(ctx, cfg.Broker, log, reg)
+	if err != nil {
+		return err
+	}
+	defer bk.Close()
+	relay := outbox.NewRelay(db, bk, cfg.Broker.Prefix, log, reg)
+
+	// The service and its routes.
+	store := sqlstore.New(outbox.NewWriter(db, relay.Notify))
+	svc := author.NewService(store, books, cfg.UpstreamBudget)
+	keys := idempotency.New(db, log)
 	mux := http.NewServeMux()
-	httpapi.Routes(mux, svc, p.Keys, p.Verifier)
-	return p.Serve(ctx, mux, httpapi.OpenAPI)
+	httpapi.Routes(mux, svc, keys, verifier)
+
+	// Background jobs, beside the server until ctx ends: the relay, the book events
+	// that keep book_count, the purges of the inbox and of expired idempotency
+	// keys, the auth service's revocations.
+	bookEvents := events.Books(store)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { relay.Run(ctx); return nil })
+	g.Go(func() error {
+		return chassis.Consume(ctx, bk, bookEvents.Subscription(cfg.Broker.Prefix), bookEvents.Handler(db, log), log)
+	})
+	g.Go(func() error { chassis.PurgeInbox(ctx, db, log); return nil })
+	g.Go(func() error { keys.RunPurger(ctx, time.Hour); return nil })
+	g.Go(func() error {
+		if err := chassis.FollowRevocations(ctx, verifier, bk, cfg.Broker.Prefix); err != nil {
+			return fmt.Errorf("author: %w", err)
+		}
+		return nil
+	})
+
+	// Serve until ctx ends, registered in discovery meanwhile.
+	g.Go(func() error {
+		health := chassis.Health{Ready: db.PingContext, Detail: chassis.EventsDetail(relay, cfg.BrokerStaleAfter, disc)}
+		if err := chassis.Serve(ctx, cfg.ServerConfig, log, reg, mux, httpapi.OpenAPI, health,
+			chassis.Register(disc, "author", cfg.Discovery, log)); err != nil {
+			return fmt.Errorf("author: %w", err)
+		}
+		return nil
+	})
+	return g.Wait()
 }
