@@ -73,10 +73,14 @@ type message struct {
 
 type messageKey struct{}
 
-// Subscription is the broker subscription of the intake's event types under
-// prefix ("folio").
+// Subscription is the broker subscription through which the service receives
+// every book and author event published under prefix ("folio"). Its durable
+// consumer has always filtered on the two wildcards, as the broker permissions
+// (natsconn) have it; events of other types are skipped by the handler.
 func (in *Intake) Subscription(prefix string) broker.Subscription {
-	return in.consumer.Subscription(prefix)
+	s := in.consumer.Subscription(prefix)
+	s.Subjects = []string{prefix + ".book.>", prefix + ".author.>"}
+	return s
 }
 
 // Handler returns the broker handler that records the deliveries of each event

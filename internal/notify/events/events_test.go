@@ -84,10 +84,10 @@ func TestIntakeRefusesEventIDsThatCannotBeSigned(t *testing.T) {
 	}
 }
 
-func TestIntakeSubscribesToEveryEventTypeUnderItsName(t *testing.T) {
+func TestIntakeSubscribesToEveryBookAndAuthorEventUnderItsName(t *testing.T) {
 	sub := notifytest.New(t, notifytest.OpenSQLite(t), notifytest.Options{}).Intake.Subscription("folio")
-	want := broker.Subjects("folio", notify.EventTypes...)
-	if sub.Name != events.Consumer || !slices.Equal(sub.Subjects, want) {
+	want := []string{"folio.book.>", "folio.author.>"}
+	if sub.Name != "notify" || events.Consumer != "notify" || !slices.Equal(sub.Subjects, want) || sub.Concurrency != 32 {
 		t.Errorf("got %+v, want notify on %v", sub, want)
 	}
 }
