@@ -243,7 +243,7 @@ func (es *eventsSystem) bookBody(authorID string) []byte {
 }
 
 // runEvents measures events on one broker: it starts book and author on fresh
-// databases with b, creates the authors, then runs the throughput, drain and latency
+// databases with b, creates the authors, then runs the latency, throughput and drain
 // phases.
 func runEvents(ctx context.Context, s settings, dir string, progs map[string]string, b *brokerSetup, progress io.Writer) (res *eventsResult, err error) {
 	es, err := startEventsSystem(ctx, dir, progs, b)
@@ -255,19 +255,62 @@ func runEvents(ctx context.Context, s settings, dir string, progs map[string]str
 			err = serr
 		}
 	}()
-	res = &eventsResult{broker: b.kind}
-	if b.nats != nil {
-		res.setup = "own NATS server (child process, internal/devtools/localnats: JetStream, SyncAlways), stream " + b.stream
-	} else {
-		res.setup = "RabbitMQ at " + redactURL(b.url) + ", exchange " + b.stream
-	}
-
+	res = &eventsResult{broker: b.kind, setup: describeBroker(b)}
 	client := &http.Client{
 		Timeout:   requestTimeout,
 		Transport: &http.Transport{MaxIdleConnsPerHost: max(s.workers, 64)},
 	}
 	defer client.CloseIdleConnections()
+	run, err := newEventsRun(ctx, s, es, client)
+	if err != nil {
+		return nil, err
+	}
 
+	// Latency at a fixed rate, first, while the projection is small and the polls
+	// that list every author's book_count cost the author service least.
+	fmt.Fprintf(progress, "events on %s: latency, %d writes/s for %s ...\n", b.kind, s.eventsRate, s.eventsDuration)
+	if err := run.measureLatency(ctx, res); err != nil {
+		return nil, fmt.Errorf("latency: %w", err)
+	}
+	if res.unmatched > 0 {
+		return res, nil
+	}
+	fmt.Fprintf(progress, "events on %s: throughput, %d books ...\n", b.kind, s.eventsBooks)
+	if err := run.measureThroughput(ctx, res); err != nil {
+		return nil, err
+	}
+	if !res.throughputOK {
+		return res, nil
+	}
+	fmt.Fprintf(progress, "events on %s: drain, %d books written while the author service is stopped ...\n", b.kind, s.eventsBooks)
+	if err := run.measureDrain(ctx, res); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// describeBroker says how b runs, for the report.
+func describeBroker(b *brokerSetup) string {
+	if b.nats != nil {
+		return "own NATS server (child process, internal/devtools/localnats: JetStream, SyncAlways), stream " + b.stream
+	}
+	return "RabbitMQ at " + redactURL(b.url) + ", exchange " + b.stream
+}
+
+// eventsRun is the events part on one broker: the system, the authors its books
+// are by, and the book count each author's projection must reach.
+type eventsRun struct {
+	s         settings
+	es        *eventsSystem
+	client    *http.Client
+	proj      projection
+	authorIDs []string
+	want      authorCounts
+	next      atomic.Uint64 // the author of the next book of the throughput and drain phases
+}
+
+// newEventsRun creates s.eventsAuthors authors on es.
+func newEventsRun(ctx context.Context, s settings, es *eventsSystem, client *http.Client) (*eventsRun, error) {
 	authorIDs, err := createAll(ctx, client, es.authorURL+"/authors", es.token, s.eventsAuthors, func(i int) []byte {
 		body, _ := json.Marshal(map[string]string{"name": fmt.Sprintf("Events Author %03d", i+1)})
 		return body
@@ -275,205 +318,270 @@ func runEvents(ctx context.Context, s settings, dir string, progs map[string]str
 	if err != nil {
 		return nil, fmt.Errorf("create authors: %w", err)
 	}
-	proj := projection{client: client, url: es.authorURL + "/authors?limit=100", authorURL: es.authorURL + "/authors/"}
-	want := make(authorCounts, len(authorIDs))
+	return &eventsRun{s: s, es: es, client: client, authorIDs: authorIDs, want: make(authorCounts, len(authorIDs)),
+		proj: projection{client: client, url: es.authorURL + "/authors?limit=100", authorURL: es.authorURL + "/authors/"}}, nil
+}
 
-	// Latency at a fixed rate, first, while the projection is small and the polls
-	// that list every author's book_count cost the author service least.
-	fmt.Fprintf(progress, "events on %s: latency, %d writes/s for %s ...\n", b.kind, s.eventsRate, s.eventsDuration)
-	if err := measureLatency(ctx, s, es, client, proj, authorIDs, want, res); err != nil {
-		return nil, fmt.Errorf("latency: %w", err)
-	}
-	if res.unmatched > 0 {
-		return res, nil
-	}
+// nextBook returns the body of a book by the next author in turn, and counts it in
+// that author's want (a failed POST fails the phase).
+func (r *eventsRun) nextBook(int) []byte {
+	i := r.next.Add(1) % uint64(len(r.authorIDs))
+	r.want[i].Add(1)
+	return r.es.bookBody(r.authorIDs[i])
+}
 
-	// Throughput: write as fast as the book service takes it, then wait for the
-	// projection.
-	fmt.Fprintf(progress, "events on %s: throughput, %d books ...\n", b.kind, s.eventsBooks)
-	var next atomic.Uint64
-	body := func(int) []byte {
-		i := next.Add(1) % uint64(len(authorIDs))
-		want[i].Add(1) // a failed POST fails the phase
-		return es.bookBody(authorIDs[i])
-	}
-	before := sampleCPU(es.watched())
+// writeBooks POSTs s.eventsBooks books as fast as the book service takes them, and
+// returns when the first was sent.
+func (r *eventsRun) writeBooks(ctx context.Context) (time.Time, error) {
 	start := time.Now()
-	if _, err := createAllWith(ctx, client, es.bookURL+"/books", es.token, s.eventsBooks, s.workers, body); err != nil {
-		return nil, fmt.Errorf("throughput: write books: %w", err)
-	}
-	res.written, res.writeTook = s.eventsBooks, time.Since(start)
-	at, ok, err := proj.waitAuthors(ctx, authorIDs, want.want(), throughputPoll, applyTimeout)
+	_, err := createAllWith(ctx, r.client, r.es.bookURL+"/books", r.es.token, r.s.eventsBooks, r.s.workers, r.nextBook)
+	return start, err
+}
+
+// measureThroughput writes books as fast as the book service takes them, then
+// waits for the projection to show them all.
+func (r *eventsRun) measureThroughput(ctx context.Context, res *eventsResult) error {
+	before := sampleCPU(r.es.watched())
+	start, err := r.writeBooks(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("throughput: %w", err)
+		return fmt.Errorf("throughput: write books: %w", err)
 	}
-	res.throughCPU = cpuBetween(before, sampleCPU(es.watched()))
+	res.written, res.writeTook = r.s.eventsBooks, time.Since(start)
+	at, ok, err := r.proj.waitAuthors(ctx, r.authorIDs, r.want.want(), throughputPoll, applyTimeout)
+	if err != nil {
+		return fmt.Errorf("throughput: %w", err)
+	}
+	res.throughCPU = cpuBetween(before, sampleCPU(r.es.watched()))
 	res.appliedTook, res.throughputOK = at.Sub(start), ok
 	if !ok {
-		res.applied, _, _ = proj.total(ctx)
-		return res, nil
+		res.applied, _, _ = r.proj.total(ctx)
 	}
+	return nil
+}
 
-	// Drain: stop the author service, write a backlog, wait until the book relay
-	// has published it, restart the author service and time how fast it applies it.
-	fmt.Fprintf(progress, "events on %s: drain, %d books written while the author service is stopped ...\n", b.kind, s.eventsBooks)
-	if err := es.stopAuthor(); err != nil {
-		return nil, err
+// measureDrain writes a backlog while the author service is stopped, restarts it
+// and times how fast it applies the backlog.
+func (r *eventsRun) measureDrain(ctx context.Context, res *eventsResult) error {
+	if err := r.writeBacklog(ctx, res); err != nil {
+		return err
 	}
-	published, err := metricValue(ctx, client, es.bookMetrics, "folio_outbox_published_total")
-	if err != nil {
-		return nil, fmt.Errorf("drain: %w", err)
-	}
-	start = time.Now()
-	if _, err := createAllWith(ctx, client, es.bookURL+"/books", es.token, s.eventsBooks, s.workers, body); err != nil {
-		return nil, fmt.Errorf("drain: write books: %w", err)
-	}
-	res.drained, res.drainWrite = s.eventsBooks, time.Since(start)
-	pubStart := time.Now()
-	if err := waitPublished(ctx, client, es.bookMetrics, published+float64(s.eventsBooks)); err != nil {
-		return nil, fmt.Errorf("drain: %w", err)
-	}
-	res.publishWait = time.Since(pubStart)
-	before = sampleCPU(es.watched())
+	before := sampleCPU(r.es.watched())
 	restart := time.Now()
-	if err := es.restartAuthor(ctx); err != nil {
-		return nil, err
+	if err := r.es.restartAuthor(ctx); err != nil {
+		return err
 	}
 	// The author service may have come back at another URL (restartAuthor).
-	proj.url, proj.authorURL = es.authorURL+"/authors?limit=100", es.authorURL+"/authors/"
-	first, firstAt, err := proj.total(ctx)
+	r.proj.url, r.proj.authorURL = r.es.authorURL+"/authors?limit=100", r.es.authorURL+"/authors/"
+	first, firstAt, err := r.proj.total(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("drain: %w", err)
+		return fmt.Errorf("drain: %w", err)
 	}
-	wantAll := want.want()
+	wantAll := r.want.want()
 	total := 0
 	for _, n := range wantAll {
 		total += n
 	}
-	at, ok, err = proj.waitAuthors(ctx, authorIDs, wantAll, throughputPoll, applyTimeout)
+	at, ok, err := r.proj.waitAuthors(ctx, r.authorIDs, wantAll, throughputPoll, applyTimeout)
 	if err != nil {
-		return nil, fmt.Errorf("drain: %w", err)
+		return fmt.Errorf("drain: %w", err)
 	}
-	res.drainCPU = cpuBetween(before, sampleCPU(es.watched()))
+	res.drainCPU = cpuBetween(before, sampleCPU(r.es.watched()))
 	res.drainFrom, res.drainTook, res.drainStart, res.drainOK = total-first, at.Sub(firstAt), at.Sub(restart), ok
-	return res, nil
+	return nil
+}
+
+// writeBacklog stops the author service, writes the drain's books and waits until
+// the book relay has published them all.
+func (r *eventsRun) writeBacklog(ctx context.Context, res *eventsResult) error {
+	if err := r.es.stopAuthor(); err != nil {
+		return err
+	}
+	published, err := metricValue(ctx, r.client, r.es.bookMetrics, "folio_outbox_published_total")
+	if err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	start, err := r.writeBooks(ctx)
+	if err != nil {
+		return fmt.Errorf("drain: write books: %w", err)
+	}
+	res.drained, res.drainWrite = r.s.eventsBooks, time.Since(start)
+	pubStart := time.Now()
+	if err := waitPublished(ctx, r.client, r.es.bookMetrics, published+float64(r.s.eventsBooks)); err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	res.publishWait = time.Since(pubStart)
+	return nil
 }
 
 // measureLatency POSTs books at s.eventsRate per second for s.eventsDuration, each
 // to the next author in turn, and for each 201 finds when the author's book_count
 // first showed it.
-func measureLatency(ctx context.Context, s settings, es *eventsSystem, client *http.Client, proj projection, authorIDs []string, want authorCounts, res *eventsResult) error {
-	base, _, err := proj.counts(ctx)
+func (r *eventsRun) measureLatency(ctx context.Context, res *eventsResult) error {
+	base, _, err := r.proj.counts(ctx)
 	if err != nil {
 		return err
 	}
-	index := map[string]int{}
-	for i, id := range authorIDs {
-		index[id] = i
-	}
-	var mu sync.Mutex
-	sent := make([][]time.Time, len(authorIDs))    // per author, the 201s, in order
-	applied := make([][]time.Time, len(authorIDs)) // per author, when book_count first reached base+1, base+2…
-
+	l := newLatencyLog(base, r.authorIDs)
 	pollCtx, stopPolling := context.WithCancel(ctx)
 	pollDone := make(chan struct{})
 	go func() {
 		defer close(pollDone)
-		tick := time.NewTicker(latencyPoll)
-		defer tick.Stop()
-		for {
-			t0 := time.Now()
-			counts, seen, err := proj.counts(pollCtx)
-			if err == nil {
-				mu.Lock()
-				res.pollRTT = append(res.pollRTT, seen.Sub(t0))
-				for id, c := range counts {
-					i, ok := index[id]
-					if !ok {
-						continue
-					}
-					for len(applied[i]) < c-base[id] {
-						applied[i] = append(applied[i], seen)
-					}
-				}
-				mu.Unlock()
-			}
-			select {
-			case <-pollCtx.Done():
-				return
-			case <-tick.C:
-			}
-		}
+		l.follow(pollCtx, r.proj)
 	}()
 	defer func() { stopPolling(); <-pollDone }()
 
-	total := int(float64(s.eventsRate) * s.eventsDuration.Seconds())
-	interval := time.Second / time.Duration(s.eventsRate)
-	before := sampleCPU(es.watched())
+	before := sampleCPU(r.es.watched())
+	total, err := r.postAtRate(ctx, l)
+	if err != nil {
+		return err
+	}
+	res.rate, res.sent = r.s.eventsRate, total
+	if err := l.waitApplied(ctx, applyTimeout); err != nil {
+		return err
+	}
+	stopPolling()
+	<-pollDone
+	res.latencyCPU = cpuBetween(before, sampleCPU(r.es.watched()))
+	l.results(res, r.want)
+	return nil
+}
+
+// postAtRate POSTs s.eventsRate books a second for s.eventsDuration, each by the
+// next author in turn, recording each answer in l, and returns how many it sent
+// once all are answered.
+func (r *eventsRun) postAtRate(ctx context.Context, l *latencyLog) (int, error) {
+	total := int(float64(r.s.eventsRate) * r.s.eventsDuration.Seconds())
+	interval := time.Second / time.Duration(r.s.eventsRate)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i := range total {
 		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
 			select {
 			case <-ctx.Done():
-				return ctx.Err()
+				return 0, ctx.Err()
 			case <-time.After(d):
 			}
 		}
-		a := i % len(authorIDs)
-		body := es.bookBody(authorIDs[a])
+		a := i % len(r.authorIDs)
+		body := r.es.bookBody(r.authorIDs[a])
 		wg.Go(func() {
 			t0 := time.Now()
-			_, err := create(ctx, client, es.bookURL+"/books", es.token, body)
-			t1 := time.Now()
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				if len(res.latencyErrs) < 3 {
-					res.latencyErrs = append(res.latencyErrs, err.Error())
-				}
-				return
-			}
-			res.postLat = append(res.postLat, t1.Sub(t0))
-			sent[a] = append(sent[a], t1)
+			_, err := create(ctx, r.client, r.es.bookURL+"/books", r.es.token, body)
+			l.posted(a, t0, time.Now(), err)
 		})
 	}
 	wg.Wait()
-	res.rate, res.sent = s.eventsRate, total
+	return total, nil
+}
 
-	// Wait until every 201 shows in the projection, or applyTimeout.
-	deadline := time.Now().Add(applyTimeout)
+// latencyLog is what the latency phase saw: per author, when each of its books was
+// created and when the projection first counted each.
+type latencyLog struct {
+	base  map[string]int // book_count per author id before the phase
+	index map[string]int // position of each author id in the run's authors
+
+	mu      sync.Mutex
+	sent    [][]time.Time // per author, the 201s, in order
+	applied [][]time.Time // per author, when book_count first reached base+1, base+2…
+	postLat []time.Duration
+	pollRTT []time.Duration
+	errs    []string // the first few failed POSTs
+}
+
+func newLatencyLog(base map[string]int, authorIDs []string) *latencyLog {
+	index := map[string]int{}
+	for i, id := range authorIDs {
+		index[id] = i
+	}
+	return &latencyLog{base: base, index: index,
+		sent: make([][]time.Time, len(authorIDs)), applied: make([][]time.Time, len(authorIDs))}
+}
+
+// posted records the answer to a POST of a book by author a, sent at t0 and
+// answered at t1.
+func (l *latencyLog) posted(a int, t0, t1 time.Time, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		if len(l.errs) < 3 {
+			l.errs = append(l.errs, err.Error())
+		}
+		return
+	}
+	l.postLat = append(l.postLat, t1.Sub(t0))
+	l.sent[a] = append(l.sent[a], t1)
+}
+
+// follow polls the projection every latencyPoll until ctx ends, recording when
+// each author's book_count first reached each new value.
+func (l *latencyLog) follow(ctx context.Context, proj projection) {
+	tick := time.NewTicker(latencyPoll)
+	defer tick.Stop()
 	for {
-		mu.Lock()
-		done := true
-		for i := range sent {
-			if len(applied[i]) < len(sent[i]) {
-				done = false
-			}
+		t0 := time.Now()
+		if counts, seen, err := proj.counts(ctx); err == nil {
+			l.seen(counts, t0, seen)
 		}
-		mu.Unlock()
-		if done || time.Now().After(deadline) {
-			break
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
 		}
+	}
+}
+
+// seen records the counts of a poll sent at t0 and answered at at.
+func (l *latencyLog) seen(counts map[string]int, t0, at time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.pollRTT = append(l.pollRTT, at.Sub(t0))
+	for id, c := range counts {
+		i, ok := l.index[id]
+		if !ok {
+			continue
+		}
+		for len(l.applied[i]) < c-l.base[id] {
+			l.applied[i] = append(l.applied[i], at)
+		}
+	}
+}
+
+// waitApplied waits until the projection has counted every 201, or timeout.
+func (l *latencyLog) waitApplied(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for !l.allApplied() && !time.Now().After(deadline) {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	stopPolling()
-	<-pollDone
-	res.latencyCPU = cpuBetween(before, sampleCPU(es.watched()))
-	mu.Lock()
-	defer mu.Unlock()
-	for a, ts := range sent {
+	return nil
+}
+
+func (l *latencyLog) allApplied() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for i := range l.sent {
+		if len(l.applied[i]) < len(l.sent[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+// results puts what l saw into res, and counts the created books in want.
+func (l *latencyLog) results(res *eventsResult, want authorCounts) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for a, ts := range l.sent {
 		res.created += len(ts)
 		want[a].Add(int64(len(ts)))
 	}
-	res.lat, res.unmatched = matchLatencies(sent, applied)
-	slices.Sort(res.postLat)
-	slices.Sort(res.pollRTT)
-	return nil
+	res.lat, res.unmatched = matchLatencies(l.sent, l.applied)
+	slices.Sort(l.postLat)
+	slices.Sort(l.pollRTT)
+	res.postLat, res.pollRTT, res.latencyErrs = l.postLat, l.pollRTT, l.errs
 }
 
 // matchLatencies pairs, per author, the k-th 201 (sent[a][k], in the order they
@@ -691,6 +799,17 @@ func perSec(n int, d time.Duration) float64 {
 
 // reportEvents prints the events part's results and its targets.
 func reportEvents(w io.Writer, s settings, results []*eventsResult, skipped []string) {
+	reportEventsSetup(w, s, results, skipped)
+	reportThroughputAndDrain(w, s, results)
+	reportLatency(w, results)
+	if len(results) > 0 && results[0].throughCPU.ok {
+		reportEventsCPU(w, results)
+	}
+	reportEventsTargets(w, results)
+}
+
+// reportEventsSetup prints what was measured, on which brokers, and how.
+func reportEventsSetup(w io.Writer, s settings, results []*eventsResult, skipped []string) {
 	fmt.Fprintln(w, "\nevents: book.created, from the book service's outbox through the broker to the author service's book_count")
 	for _, r := range results {
 		fmt.Fprintf(w, "  %s: %s\n", r.broker, r.setup)
@@ -701,7 +820,10 @@ func reportEvents(w io.Writer, s settings, results []*eventsResult, skipped []st
 	fmt.Fprintf(w, "  %d authors, fresh databases per broker; phases in this order: latency, throughput, drain. The projection is polled\n", s.eventsAuthors)
 	fmt.Fprintf(w, "  with GET /authors?limit=100 every %s (latency), and GET /authors/{id} one author at a time every %s (throughput, drain)\n",
 		latencyPoll, throughputPoll)
+}
 
+// reportThroughputAndDrain prints the table of the throughput and drain phases.
+func reportThroughputAndDrain(w io.Writer, s settings, results []*eventsResult) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nbroker\tbooks\twrites/s\tend to end events/s\tapplied after last 201\tdrain: published after last 201\tdrain events\tdrain events/s\tdrain from restart")
 	for _, r := range results {
@@ -727,8 +849,11 @@ func reportEvents(w io.Writer, s settings, results []*eventsResult, skipped []st
 	fmt.Fprintln(w, "service stopped, waits until the book relay has published them all (folio_outbox_published_total on book's /metrics,")
 	fmt.Fprintln(w, "polled every 20ms: \"published after last 201\" is how far the relay was behind the writes), restarts author and times the apply alone:")
 	fmt.Fprintln(w, "drain events/s counts from the first answer of the restarted service; drain from restart includes its start.")
+}
 
-	tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+// reportLatency prints the table of the latency phase, and its failed POSTs.
+func reportLatency(w io.Writer, results []*eventsResult) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "\nbroker\twrites/s asked\t201s\tPOST p50\tPOST p99\t201→projection p50\tp90\tp99\tmax\tnot seen\tpoll round trip p50")
 	for _, r := range results {
 		if r.rate == 0 {
@@ -747,42 +872,46 @@ func reportEvents(w io.Writer, s settings, results []*eventsResult, skipped []st
 			fmt.Fprintf(w, "%s: POST failed: %s\n", r.broker, e)
 		}
 	}
+}
 
-	if len(results) > 0 && results[0].throughCPU.ok {
-		fmt.Fprintf(w, "\nCPU used during each events phase, in cores:\n")
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintf(tw, "broker\tphase\t%s\tkernel\tother programs\n", strings.Join(eventsWatchedNames, "\t"))
-		for _, r := range results {
-			for _, ph := range []struct {
-				name string
-				c    cpuUse
-			}{{"latency", r.latencyCPU}, {"throughput", r.throughCPU}, {"drain", r.drainCPU}} {
-				if !ph.c.ok {
+// reportEventsCPU prints the CPU each program used in each phase.
+func reportEventsCPU(w io.Writer, results []*eventsResult) {
+	fmt.Fprintf(w, "\nCPU used during each events phase, in cores:\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "broker\tphase\t%s\tkernel\tother programs\n", strings.Join(eventsWatchedNames, "\t"))
+	for _, r := range results {
+		for _, ph := range []struct {
+			name string
+			c    cpuUse
+		}{{"latency", r.latencyCPU}, {"throughput", r.throughCPU}, {"drain", r.drainCPU}} {
+			if !ph.c.ok {
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%s", r.broker, ph.name)
+			for i, c := range ph.c.procs {
+				if i == 3 && r.broker != "nats" {
+					fmt.Fprint(tw, "\t-")
 					continue
 				}
-				fmt.Fprintf(tw, "%s\t%s", r.broker, ph.name)
-				for i, c := range ph.c.procs {
-					if i == 3 && r.broker != "nats" {
-						fmt.Fprint(tw, "\t-")
-						continue
-					}
-					fmt.Fprintf(tw, "\t%.2f", c)
-				}
-				fmt.Fprintf(tw, "\t%.2f\t%.2f\n", ph.c.kernel, ph.c.others)
+				fmt.Fprintf(tw, "\t%.2f", c)
 			}
+			fmt.Fprintf(tw, "\t%.2f\t%.2f\n", ph.c.kernel, ph.c.others)
 		}
-		_ = tw.Flush()
-		fmt.Fprintln(w, "a RabbitMQ server of the machine counts under other programs.")
 	}
+	_ = tw.Flush()
+	fmt.Fprintln(w, "a RabbitMQ server of the machine counts under other programs.")
+}
 
+// reportEventsTargets prints, per broker, whether the issue's targets were met.
+func reportEventsTargets(w io.Writer, results []*eventsResult) {
 	fmt.Fprintln(w, "\nevents targets (from the issue, stated for NATS; reported, not enforced):")
-	for _, r := range results {
-		verdict := func(ok bool) string {
-			if ok {
-				return "met"
-			}
-			return "NOT met"
+	verdict := func(ok bool) string {
+		if ok {
+			return "met"
 		}
+		return "NOT met"
+	}
+	for _, r := range results {
 		e2e := perSec(r.written, r.appliedTook)
 		fmt.Fprintf(w, "  %-8s end to end >= %d events/s: %6.0f  %s", r.broker, eventsTargetPerSec, e2e,
 			verdict(r.throughputOK && e2e >= eventsTargetPerSec))

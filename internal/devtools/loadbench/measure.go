@@ -75,6 +75,39 @@ type result struct {
 // measureAll drives each endpoint in turn, warm-up first, and returns the results in
 // the order measured, the ceiling first.
 func measureAll(ctx context.Context, s settings, sys *system, d *dataset, token string, progress io.Writer) ([]result, error) {
+	// One client for all attacks, so that the connections the warm-up opened are
+	// the ones measured.
+	client := &http.Client{
+		Timeout: requestTimeout,
+		Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: s.workers,
+			IdleConnTimeout:     90 * time.Second,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	defer client.CloseIdleConnections()
+
+	var results []result
+	for _, e := range endpoints(sys, d, token) {
+		fmt.Fprintf(progress, "measuring %s ...\n", e.label)
+		r, err := measure(ctx, s, sys, client, e)
+		if err != nil {
+			return nil, err
+		}
+		if results != nil && results[0].okPerSec > 0 {
+			r.ratio = r.okPerSec / results[0].okPerSec
+		} else if results == nil {
+			r.ratio = 1
+		}
+		results = append(results, r)
+	}
+	return results, nil
+}
+
+// endpoints are what measureAll drives, in order: the ceiling first, and the one
+// that writes last.
+func endpoints(sys *system, d *dataset, token string) []endpoint {
 	ids := slices.Clone(d.bookIDs)
 	rand.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
 	var next atomic.Uint64
@@ -91,16 +124,16 @@ func measureAll(ctx context.Context, s settings, sys *system, d *dataset, token 
 		}
 	}
 	authorsBooks := "/authors/books?genre=" + d.hotGenre
-	endpoints := []endpoint{
+	list := []endpoint{
 		{labelCeiling, get(sys.ceilingURL + "/")},
 		{labelBookGet, bookGet(sys.bookURL, nil)},
 		{labelBookGetToken, bookGet(sys.bookURL, authHeader)},
 		{labelGatewayBookGet, bookGet(sys.gatewayURL, authHeader)},
 	}
 	if sys.nginxURL != "" {
-		endpoints = append(endpoints, endpoint{labelNginxBookGet, bookGet(sys.nginxURL, nil)})
+		list = append(list, endpoint{labelNginxBookGet, bookGet(sys.nginxURL, nil)})
 	}
-	endpoints = append(endpoints,
+	return append(list,
 		endpoint{labelBookList, get(sys.bookURL + "/books?genre=" + d.hotGenre + "&limit=20")},
 		endpoint{labelAuthorsBooks, get(sys.authorURL + authorsBooks)},
 		endpoint{labelGatewayAuthorsBooks, func(t *vegeta.Target) error {
@@ -114,52 +147,33 @@ func measureAll(ctx context.Context, s settings, sys *system, d *dataset, token 
 			return nil
 		}},
 	)
+}
 
-	// One client for all attacks, so that the connections the warm-up opened are
-	// the ones measured.
-	client := &http.Client{
-		Timeout: requestTimeout,
-		Transport: &http.Transport{
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConnsPerHost: s.workers,
-			IdleConnTimeout:     90 * time.Second,
-		},
-		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+// measure drives e for s.warmup unmeasured, then for s.duration measured, and
+// returns what it measured but the ratio to the ceiling.
+func measure(ctx context.Context, s settings, sys *system, client *http.Client, e endpoint) (result, error) {
+	if s.warmup > 0 {
+		if _, err := attack(ctx, client, e, s.workers, s.warmup); err != nil {
+			return result{}, err
+		}
 	}
-	defer client.CloseIdleConnections()
-
-	var results []result
-	for _, e := range endpoints {
-		fmt.Fprintf(progress, "measuring %s ...\n", e.label)
-		if s.warmup > 0 {
-			if _, err := attack(ctx, client, e, s.workers, s.warmup); err != nil {
-				return nil, err
-			}
-		}
-		before := sampleCPU(sys.watched())
-		m, err := attack(ctx, client, e, s.workers, s.duration)
-		if err != nil {
-			return nil, err
-		}
-		used := cpuBetween(before, sampleCPU(sys.watched()))
-		client.CloseIdleConnections()
-		r := result{label: e.label, m: m, cpu: used}
-		for code, n := range m.StatusCodes {
-			if c, _ := strconv.Atoi(code); c >= 200 && c <= 299 {
-				r.ok += uint64(n)
-			}
-		}
-		if secs := (m.Duration + m.Wait).Seconds(); secs > 0 {
-			r.okPerSec = float64(r.ok) / secs
-		}
-		if results != nil && results[0].okPerSec > 0 {
-			r.ratio = r.okPerSec / results[0].okPerSec
-		} else if results == nil {
-			r.ratio = 1
-		}
-		results = append(results, r)
+	before := sampleCPU(sys.watched())
+	m, err := attack(ctx, client, e, s.workers, s.duration)
+	if err != nil {
+		return result{}, err
 	}
-	return results, nil
+	used := cpuBetween(before, sampleCPU(sys.watched()))
+	client.CloseIdleConnections()
+	r := result{label: e.label, m: m, cpu: used}
+	for code, n := range m.StatusCodes {
+		if c, _ := strconv.Atoi(code); c >= 200 && c <= 299 {
+			r.ok += uint64(n)
+		}
+	}
+	if secs := (m.Duration + m.Wait).Seconds(); secs > 0 {
+		r.okPerSec = float64(r.ok) / secs
+	}
+	return r, nil
 }
 
 // get returns a targeter of GET url.

@@ -328,9 +328,32 @@ func startSystem(ctx context.Context, dir string, progs map[string]string, b *br
 	if sys.auth, sys.authURL, err = startAuth(ctx, dir, progs, b); err != nil {
 		return nil, err
 	}
-	trust := tokenEnv(sys.authURL)
-	var bookAddrs, authorAddrs httpserver.Addrs
-	sys.book, bookAddrs, sys.author, authorAddrs, err = startPeers(ctx,
+	bookAddr, err := sys.startBookAndAuthor(ctx, dir, progs)
+	if err != nil {
+		return nil, err
+	}
+	if err := sys.startGateway(ctx, dir, progs); err != nil {
+		return nil, err
+	}
+	if nginx, lerr := exec.LookPath("nginx"); lerr != nil {
+		sys.nginxSkipped = "no nginx binary on PATH (Debian: apt-get install nginx)"
+	} else if sys.nginx, sys.nginxURL, err = startNginx(ctx, dir, nginx, bookAddr); err != nil {
+		return nil, err
+	}
+	if err := sys.startCeiling(ctx, dir); err != nil {
+		return nil, err
+	}
+	if err := sys.waitReady(ctx); err != nil {
+		return nil, err
+	}
+	return sys, nil
+}
+
+// startBookAndAuthor starts book and author, each told the other's URL
+// (startPeers), and returns the address book listens on.
+func (sys *system) startBookAndAuthor(ctx context.Context, dir string, progs map[string]string) (string, error) {
+	trust, b := tokenEnv(sys.authURL), sys.broker
+	bookProc, bookAddrs, authorProc, authorAddrs, err := startPeers(ctx,
 		func(attempt int, authorURL string) (*proc, httpserver.Addrs, error) {
 			return startReporting(ctx, dir, attemptName("book", attempt), progs["book"], nil, slices.Concat([]string{
 				"FOLIO_HTTP_ADDR=" + anyPort,
@@ -345,13 +368,18 @@ func startSystem(ctx context.Context, dir string, progs map[string]string, b *br
 				"FOLIO_BOOK_URL=" + bookURL,
 			}, trust, b.env()))
 		})
+	sys.book, sys.author = bookProc, authorProc
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	sys.bookURL, sys.authorURL = "http://"+bookAddrs.HTTP, "http://"+authorAddrs.HTTP
-	// The notify service is not part of the benchmark.
-	var gatewayAddrs httpserver.Addrs
-	sys.gateway, gatewayAddrs, err = startReporting(ctx, dir, "gateway", progs["gateway"], nil, slices.Concat([]string{
+	return bookAddrs.HTTP, nil
+}
+
+// startGateway starts the gateway in front of book, author and auth. The notify
+// service is not part of the benchmark.
+func (sys *system) startGateway(ctx context.Context, dir string, progs map[string]string) error {
+	gateway, addrs, err := startReporting(ctx, dir, "gateway", progs["gateway"], nil, slices.Concat([]string{
 		"FOLIO_HTTP_ADDR=" + anyPort,
 		"FOLIO_BOOK_URLS=" + sys.bookURL,
 		"FOLIO_AUTHOR_URLS=" + sys.authorURL,
@@ -359,43 +387,47 @@ func startSystem(ctx context.Context, dir string, progs map[string]string, b *br
 		"FOLIO_NOTIFY_URLS=" + noServer,
 		"FOLIO_RATE_LIMIT=" + gatewayRateLimit,
 		"FOLIO_RATE_BURST=" + gatewayRateBurst,
-	}, trust, b.env()))
+	}, tokenEnv(sys.authURL), sys.broker.env()))
+	sys.gateway = gateway
 	if err != nil {
-		return nil, err
+		return err
 	}
-	sys.gatewayURL = "http://" + gatewayAddrs.HTTP
-	if nginx, lerr := exec.LookPath("nginx"); lerr != nil {
-		sys.nginxSkipped = "no nginx binary on PATH (Debian: apt-get install nginx)"
-	} else if sys.nginx, sys.nginxURL, err = startNginx(ctx, dir, nginx, bookAddrs.HTTP); err != nil {
-		return nil, err
-	}
+	sys.gatewayURL = "http://" + addrs.HTTP
+	return nil
+}
+
+// startCeiling starts the ceiling: this very program, with CeilingEnv set.
+func (sys *system) startCeiling(ctx context.Context, dir string) error {
 	exe, err := os.Executable()
 	if err != nil {
-		return nil, fmt.Errorf("start ceiling: %w", err)
+		return fmt.Errorf("start ceiling: %w", err)
 	}
-	var ceilingAddrs httpserver.Addrs
-	sys.ceiling, ceilingAddrs, err = startReporting(ctx, dir, "ceiling", exe, os.Args[1:], []string{CeilingEnv + "=" + anyPort})
+	ceiling, addrs, err := startReporting(ctx, dir, "ceiling", exe, os.Args[1:], []string{CeilingEnv + "=" + anyPort})
+	sys.ceiling = ceiling
 	if err != nil {
-		return nil, err
+		return err
 	}
-	sys.ceilingURL = "http://" + ceilingAddrs.HTTP
+	sys.ceilingURL = "http://" + addrs.HTTP
+	return nil
+}
 
-	if err := sys.book.waitReady(ctx, sys.bookURL+"/readyz"); err != nil {
-		return nil, err
+// waitReady waits until book, author, auth, the gateway and the ceiling answer.
+func (sys *system) waitReady(ctx context.Context) error {
+	for _, c := range []struct {
+		p   *proc
+		url string
+	}{
+		{sys.book, sys.bookURL + "/readyz"},
+		{sys.author, sys.authorURL + "/readyz"},
+		{sys.auth, sys.authURL + "/readyz"},
+		{sys.gateway, sys.gatewayURL + "/readyz"},
+		{sys.ceiling, sys.ceilingURL + "/"},
+	} {
+		if err := c.p.waitReady(ctx, c.url); err != nil {
+			return err
+		}
 	}
-	if err := sys.author.waitReady(ctx, sys.authorURL+"/readyz"); err != nil {
-		return nil, err
-	}
-	if err := sys.auth.waitReady(ctx, sys.authURL+"/readyz"); err != nil {
-		return nil, err
-	}
-	if err := sys.gateway.waitReady(ctx, sys.gatewayURL+"/readyz"); err != nil {
-		return nil, err
-	}
-	if err := sys.ceiling.waitReady(ctx, sys.ceilingURL+"/"); err != nil {
-		return nil, err
-	}
-	return sys, nil
+	return nil
 }
 
 // nginxMark is the header nginx adds to every answer, its value one of this run's
