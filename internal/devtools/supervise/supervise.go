@@ -317,35 +317,16 @@ func (p *Process) supervise(started chan<- error) {
 	following := p.log.follow()
 	defer following()
 
-	cfg := p.s.cfg
-	incident := backoff{min: cfg.MinBackoff, max: cfg.MaxBackoff}
+	incident := backoff{min: p.s.cfg.MinBackoff, max: p.s.cfg.MaxBackoff}
 	first := true
 	for {
-		var wait time.Duration
-		cmd, err := p.command(first)
-		p.mu.Lock()
-		if p.stopping() {
-			p.mu.Unlock()
-			if cmd != nil {
-				cmd.Stdout.(*os.File).Close()
-			}
+		cmd, stopped, err := p.startChild(first)
+		if stopped {
 			if first {
 				started <- errors.New("stopped before it started")
 			}
 			return
 		}
-		if err == nil {
-			err = cmd.Start()
-		}
-		if cmd != nil {
-			// The child has its own copy of the log file's descriptor.
-			cmd.Stdout.(*os.File).Close()
-		}
-		if err == nil {
-			p.cmd, p.readyAt, p.restart = cmd, time.Time{}, ""
-		}
-		p.mu.Unlock()
-
 		if first {
 			first = false
 			started <- err
@@ -353,45 +334,13 @@ func (p *Process) supervise(started chan<- error) {
 				return
 			}
 		}
+		var wait time.Duration
 		if err != nil {
 			p.recordExit(err)
 			wait = incident.next(false)
 			p.s.Logf("%s could not be restarted (%v); trying again in %s", p.spec.Name, err, wait)
-		} else {
-			p.s.Logf("%s started (pid %d)", p.spec.Name, cmd.Process.Pid)
-			began := p.s.now()
-			ctx, cancel := context.WithCancel(context.Background())
-			watching := make(chan struct{})
-			go func() { defer close(watching); p.watch(ctx, cmd, began) }()
-			err = cmd.Wait()
-			ended := p.s.now()
-			cancel()
-			<-watching
-			p.log.read(true)
-			p.mu.Lock()
-			p.cmd = nil
-			stopping := p.stopping()
-			readyAt, restart := p.readyAt, p.restart
-			if !stopping {
-				p.exits++
-				p.lastErr = exitError(err)
-				if restart != "" {
-					p.lastErr = fmt.Errorf("%s (%w)", restart, exitError(err))
-				}
-			}
-			p.mu.Unlock()
-			if stopping {
-				p.s.Logf("%s stopped (%v)", p.spec.Name, exitError(err))
-				return
-			}
-			healthy := !readyAt.IsZero() && ended.Sub(readyAt) >= cfg.HealthyFor
-			wait = incident.next(healthy)
-			how := "exited unexpectedly"
-			if restart != "" {
-				how = "was stopped because it " + restart
-			}
-			p.s.Logf("%s %s (%v) after %s; restarting in %s",
-				p.spec.Name, how, exitError(err), ended.Sub(began).Round(time.Millisecond), wait)
+		} else if wait, stopped = p.runChild(cmd, &incident); stopped {
+			return
 		}
 
 		timer := time.NewTimer(wait)
@@ -402,6 +351,79 @@ func (p *Process) supervise(started chan<- error) {
 		case <-timer.C:
 		}
 	}
+}
+
+// startChild starts a child running the program, unless Stop has been called: then
+// it reports stopped. The error is that of a start that failed.
+func (p *Process) startChild(first bool) (cmd *exec.Cmd, stopped bool, err error) {
+	cmd, err = p.command(first)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stopping() {
+		if cmd != nil {
+			cmd.Stdout.(*os.File).Close()
+		}
+		return nil, true, nil
+	}
+	if err == nil {
+		err = cmd.Start()
+	}
+	if cmd != nil {
+		// The child has its own copy of the log file's descriptor.
+		cmd.Stdout.(*os.File).Close()
+	}
+	if err == nil {
+		p.cmd, p.readyAt, p.restart = cmd, time.Time{}, ""
+	}
+	return cmd, false, err
+}
+
+// runChild watches the started child cmd until it exits and returns the wait
+// before the next start, or stopped when Stop ended it.
+func (p *Process) runChild(cmd *exec.Cmd, incident *backoff) (wait time.Duration, stopped bool) {
+	p.s.Logf("%s started (pid %d)", p.spec.Name, cmd.Process.Pid)
+	began := p.s.now()
+	ctx, cancel := context.WithCancel(context.Background())
+	watching := make(chan struct{})
+	go func() { defer close(watching); p.watch(ctx, cmd, began) }()
+	err := cmd.Wait()
+	ended := p.s.now()
+	cancel()
+	<-watching
+	p.log.read(true)
+	readyAt, restart, stopping := p.recordEnd(err)
+	if stopping {
+		p.s.Logf("%s stopped (%v)", p.spec.Name, exitError(err))
+		return 0, true
+	}
+	healthy := !readyAt.IsZero() && ended.Sub(readyAt) >= p.s.cfg.HealthyFor
+	wait = incident.next(healthy)
+	how := "exited unexpectedly"
+	if restart != "" {
+		how = "was stopped because it " + restart
+	}
+	p.s.Logf("%s %s (%v) after %s; restarting in %s",
+		p.spec.Name, how, exitError(err), ended.Sub(began).Round(time.Millisecond), wait)
+	return wait, false
+}
+
+// recordEnd records that the running child exited with err, as an exit of the
+// program unless Stop ended it, and returns when the child was ready and why it was
+// restarted, if it was.
+func (p *Process) recordEnd(err error) (readyAt time.Time, restart string, stopping bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cmd = nil
+	stopping = p.stopping()
+	readyAt, restart = p.readyAt, p.restart
+	if !stopping {
+		p.exits++
+		p.lastErr = exitError(err)
+		if restart != "" {
+			p.lastErr = fmt.Errorf("%s (%w)", restart, exitError(err))
+		}
+	}
+	return readyAt, restart, stopping
 }
 
 // backoff is the wait before each restart of one program. An incident is a run of

@@ -245,7 +245,7 @@ func TestStopDuringBackoff(t *testing.T) {
 	go func() { s.Stop(); close(stopped) }()
 	select {
 	case <-stopped:
-	case <-time.After(30 * time.Second):
+	case <-time.After(polltest.Deadline): // an hour's backoff would overrun it by far
 		t.Fatal("Stop waited for the restart backoff")
 	}
 	if !strings.Contains(out.String(), "restarting in 1h0m0s") {
