@@ -5,12 +5,16 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
+
+	"folio/internal/platform/polltest"
 )
 
 // A load is steady traffic while a test breaks something (freezes an instance,
@@ -254,4 +258,40 @@ func getRequests(hc *http.Client, url func(n int) string) func(n int) error {
 	return httpRequests(hc, http.StatusOK, func(n int) (*http.Request, error) {
 		return http.NewRequest("GET", url(n), nil)
 	})
+}
+
+// The load generator itself, on a server of the test's own: every request is
+// counted once, as a success or as a failure, and a 502 as a bad gateway.
+func TestLoadCountsEveryRequestOnce(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if n.Add(1)%3 == 0 {
+			http.Error(w, "upstream gone", http.StatusBadGateway)
+		}
+	}))
+	defer srv.Close()
+	l := startLoad("steady", loadWorker{kind: kindGetByID, do: getRequests(srv.Client(), func(int) string { return srv.URL })},
+		loadWorker{kind: kindGetByID, do: getRequests(srv.Client(), func(int) string { return srv.URL })})
+	defer l.stop()
+	polltest.Until(t, "30 requests answered", func() error {
+		if got := l.snapshot().total().requests; got < 30 {
+			return fmt.Errorf("%d answered", got)
+		}
+		return nil
+	})
+	l.stop()
+	st := l.snapshot()
+	k := st.kinds[kindGetByID]
+	if int64(k.requests) != n.Load() {
+		t.Errorf("%d requests counted, the server answered %d", k.requests, n.Load())
+	}
+	if k.failures != k.badGateway || k.failures != int(n.Load()/3) {
+		t.Errorf("%d failures, %d of them 502, want %d of each", k.failures, k.badGateway, n.Load()/3)
+	}
+	if got := l.succeededSinceStart(kindGetByID); got != k.requests-k.failures {
+		t.Errorf("%d successes, want %d", got, k.requests-k.failures)
+	}
+	if len(k.firstFailures) == 0 || !strings.Contains(k.firstFailures[0], "steady") || !strings.Contains(k.firstFailures[0], "502 upstream gone") {
+		t.Errorf("first failures %q do not name the phase and the answer", k.firstFailures)
+	}
 }
