@@ -91,7 +91,7 @@ type Revocation struct {
 // HasRole reports whether u holds role.
 func (u User) HasRole(role string) bool { return slices.Contains(u.Roles, role) }
 
-// Credentials is the body of POST /auth/register and POST /auth/token.
+// Credentials are what a client gives to register or to log in.
 type Credentials struct {
 	Email    *string `json:"email"`
 	Password *string `json:"password"`
@@ -104,7 +104,7 @@ type Credentials struct {
 	UpdatedAt json.RawMessage `json:"updated_at,omitempty"`
 }
 
-// RolesInput is the body of PUT /auth/users/{id}/roles.
+// RolesInput is the new set of roles of an account.
 type RolesInput struct {
 	Roles *[]string `json:"roles"`
 }
@@ -468,7 +468,7 @@ func (s *Service) hashPassword(ctx context.Context, password string) (string, er
 }
 
 // Fingerprint is RequestFingerprint, counted among the argon2id runs. It takes no
-// slot: the HTTP handler that has it run holds one for the whole request.
+// slot: the request that has it run holds one already (HoldHashSlot).
 func (s *Service) Fingerprint(key string, request []byte) []byte {
 	var sum []byte
 	s.hashes.run(func() { sum = RequestFingerprint(key, request) })
@@ -523,23 +523,23 @@ func (s *Service) Authenticate(ctx context.Context, header string) (Caller, erro
 	return Caller{ID: c.Subject, Roles: c.Roles}, nil
 }
 
-// User returns the account with id to caller, who must be that account or an admin.
-// Errors: NotFound (no such account, or not the caller's to see).
-func (s *Service) User(ctx context.Context, caller Caller, id string) (User, error) {
-	if !validID(id) || (caller.ID != id && !slices.Contains(caller.Roles, RoleAdmin)) {
+// User returns the account with accountID to caller, who must be that account or an
+// admin. Errors: NotFound (no such account, or not the caller's to see).
+func (s *Service) User(ctx context.Context, caller Caller, accountID string) (User, error) {
+	if !id.Valid(accountID) || (caller.ID != accountID && !slices.Contains(caller.Roles, RoleAdmin)) {
 		return User{}, errNotFound
 	}
-	return s.store.User(ctx, id)
+	return s.store.User(ctx, accountID)
 }
 
-// SetRoles replaces the roles of the account with id; caller must be an admin. check
-// vets the current version (If-Match). Errors: Forbidden, NotFound, Invalid,
-// PreconditionFailed.
-func (s *Service) SetRoles(ctx context.Context, caller Caller, id string, in RolesInput, check func(int) error) (User, error) {
+// SetRoles replaces the roles of the account with accountID; caller must be an
+// admin. check vets the version the account is at (a client's precondition).
+// Errors: Forbidden, NotFound, Invalid, PreconditionFailed.
+func (s *Service) SetRoles(ctx context.Context, caller Caller, accountID string, in RolesInput, check func(int) error) (User, error) {
 	if !slices.Contains(caller.Roles, RoleAdmin) {
 		return User{}, errForbidden
 	}
-	if !validID(id) {
+	if !id.Valid(accountID) {
 		return User{}, errNotFound
 	}
 	roles, err := CheckRoles(in.Roles)
@@ -547,7 +547,7 @@ func (s *Service) SetRoles(ctx context.Context, caller Caller, id string, in Rol
 		return User{}, err
 	}
 	for {
-		u, err := s.store.User(ctx, id)
+		u, err := s.store.User(ctx, accountID)
 		if err != nil {
 			return User{}, err
 		}
@@ -578,5 +578,3 @@ func (s *Service) SetRoles(ctx context.Context, caller Caller, id string, in Rol
 
 var errNotFound = fault.New(fault.NotFound, "no account has this id")
 
-// validID is id.Valid under a name the parameters called id do not shadow.
-var validID = id.Valid
