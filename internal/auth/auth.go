@@ -577,4 +577,3 @@ func (s *Service) SetRoles(ctx context.Context, caller Caller, accountID string,
 }
 
 var errNotFound = fault.New(fault.NotFound, "no account has this id")
-
