@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,6 +21,7 @@ import (
 	"folio/internal/platform/broker"
 	"folio/internal/platform/chassis"
 	"folio/internal/platform/config"
+	"folio/internal/platform/fault"
 	"folio/internal/platform/idempotency"
 	"folio/internal/platform/metrics"
 	"folio/internal/platform/outbox"
@@ -55,6 +57,11 @@ func (c *settings) check() error {
 	if (c.AdminEmail == "") != (c.AdminPassword == "") {
 		return errors.New("FOLIO_ADMIN_EMAIL and FOLIO_ADMIN_PASSWORD must be set together")
 	}
+	if c.AdminEmail != "" {
+		if err := auth.CheckCredentials(c.AdminEmail, c.AdminPassword); err != nil {
+			return fmt.Errorf("FOLIO_ADMIN_EMAIL and FOLIO_ADMIN_PASSWORD: %s", describe(err))
+		}
+	}
 	if c.JWTIssuer == "" {
 		return errors.New("FOLIO_JWT_ISSUER must not be empty")
 	}
@@ -74,6 +81,19 @@ func (c *settings) check() error {
 		return fmt.Errorf("FOLIO_KEY_ROTATION must be at least 1m, not %s", c.KeyRotation)
 	}
 	return nil
+}
+
+// describe spells out the broken rules of an Invalid error for an operator.
+func describe(err error) string {
+	fe := fault.Classify(err)
+	if fe == nil || len(fe.Fields) == 0 {
+		return err.Error()
+	}
+	rules := make([]string, len(fe.Fields))
+	for i, f := range fe.Fields {
+		rules[i] = f.Field + " " + f.Message
+	}
+	return strings.Join(rules, "; ")
 }
 
 func main() {

@@ -50,15 +50,23 @@ func TestRunRejectsBadConfiguration(t *testing.T) {
 // creates the database or the secrets key in the data directory, so that a typo
 // leaves nothing behind to clean up.
 func TestRunRejectsBadSettingBeforeOpeningAnything(t *testing.T) {
-	for _, tc := range []struct{ name, value string }{
-		{"FOLIO_TOKEN_TTL", "0s"},
-		{"FOLIO_KEY_ROTATION", "1s"},
-		{"FOLIO_TRUSTED_PROXIES", "not a network"},
-		{"FOLIO_BROKER_STALE_AFTER", "0s"},
+	for _, tc := range []struct{ name, value, email string }{
+		{"FOLIO_TOKEN_TTL", "0s", ""},
+		{"FOLIO_KEY_ROTATION", "1s", ""},
+		{"FOLIO_TRUSTED_PROXIES", "not a network", ""},
+		{"FOLIO_BROKER_STALE_AFTER", "0s", ""},
+		{"FOLIO_ADMIN_PASSWORD", "short", "root@example.com"},
+		{"FOLIO_ADMIN_EMAIL", "not an email", ""},
 	} {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
 			dir := t.TempDir()
 			vars := map[string]string{"FOLIO_DATA_DIR": dir, "FOLIO_HTTP_ADDR": "127.0.0.1:0", tc.name: tc.value}
+			switch {
+			case tc.email != "":
+				vars["FOLIO_ADMIN_EMAIL"] = tc.email
+			case tc.name == "FOLIO_ADMIN_EMAIL":
+				vars["FOLIO_ADMIN_PASSWORD"] = "a long enough password"
+			}
 			err := run(context.Background(), []string{"auth"}, chassistest.Env(vars), &chassistest.LogBuffer{})
 			if err == nil || !strings.Contains(err.Error(), tc.name) {
 				t.Fatalf("got %v, want an error naming %s", err, tc.name)

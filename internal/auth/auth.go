@@ -320,6 +320,14 @@ func (in Credentials) check() (string, string, error) {
 	return email, password, errs.Err()
 }
 
+// CheckCredentials returns an Invalid error naming each of email and password that
+// breaks the rules of a registration, so that a program can refuse a configured
+// account before it opens anything.
+func CheckCredentials(email, password string) error {
+	_, _, err := Credentials{Email: &email, Password: &password}.check()
+	return err
+}
+
 // invisible reports whether r shows nothing: space, control, or a format character
 // such as a zero-width space or a bidi override.
 func invisible(r rune) bool {
