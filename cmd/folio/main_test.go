@@ -281,36 +281,68 @@ func getJSON(t *testing.T, u string, v any) {
 
 var startedPID = regexp.MustCompile(`(?m)^folio +\| ([\w-]+) started \(pid (\d+)\)$`)
 
+// book2Banner finds the URL of the second book instance in folio up's banner.
+var book2Banner = regexp.MustCompile(`book-2 service  (http://\S+)`)
+
 func TestUpRunsTheServicesAndLoadsTheDemoOnce(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the service programs; skipped with -short")
 	}
 	dataDir := t.TempDir()
 	ports, stop, output := upOnFreePorts(t, "--data-dir", dataDir, "--scale", "book=2")
-	bookURL, authorURL := ports.url(ports.book), ports.url(ports.author)
-	authURL, gatewayURL := ports.url(ports.auth), ports.url(ports.gateway)
+	checkDemoReadable(t, ports)
+	creds := readCredentials(t, dataDir)
+	checkWritesNeedAToken(t, ports, gatewayToken(t, ports.url(ports.gateway), creds.EditorEmail, creds.EditorPassword))
+	checkGatewayBalancesOverInstances(t, ports, dataDir, output)
+	checkExtraInstanceRestartsOnItsPort(t, dataDir, output)
+	out := stop()
+	checkFirstRunOutput(t, ports, dataDir, creds, out)
+	checkStopped(t, out)
+
+	// The second run finds the markers: it loads nothing, creates no account and shows
+	// no password, and the accounts of the first run still work.
+	ports, stop, _ = upOnFreePorts(t, "--data-dir", dataDir, "--scale", "book=2")
+	gatewayToken(t, ports.url(ports.gateway), creds.EditorEmail, creds.EditorPassword)
+	out = stop()
+	checkSecondRunOutput(t, dataDir, creds, out)
+	checkStopped(t, out)
+}
+
+// checkDemoReadable checks that the demo catalogue is there to read, on the
+// services and, without a token, through the gateway.
+func checkDemoReadable(t *testing.T, ports upPorts) {
+	t.Helper()
 	var books struct {
 		Items []struct {
 			ID string `json:"id"`
 		} `json:"items"`
 	}
-	getJSON(t, bookURL+"/books?limit=2", &books)
+	getJSON(t, ports.url(ports.book)+"/books?limit=2", &books)
 	var grouped struct {
 		Authors []struct {
 			Books []json.RawMessage `json:"books"`
 		} `json:"authors"`
 	}
-	getJSON(t, authorURL+"/authors/books?genre=poetry", &grouped)
+	getJSON(t, ports.url(ports.author)+"/authors/books?genre=poetry", &grouped)
+	if len(books.Items) != 2 || len(grouped.Authors) == 0 || len(grouped.Authors[0].Books) == 0 {
+		t.Errorf("after the demo load: got %d books on a page of 2 and %d poets; want a full page and some poets",
+			len(books.Items), len(grouped.Authors))
+	}
 	// Reads through the gateway are public.
 	var viaGateway struct {
 		Items []json.RawMessage `json:"items"`
 	}
-	getJSON(t, gatewayURL+"/books?limit=2", &viaGateway)
+	getJSON(t, ports.url(ports.gateway)+"/books?limit=2", &viaGateway)
 	if len(viaGateway.Items) != 2 {
 		t.Errorf("GET /books?limit=2 through the gateway: got %d books, want 2", len(viaGateway.Items))
 	}
-	creds := readCredentials(t, dataDir)
-	editor := gatewayToken(t, gatewayURL, creds.EditorEmail, creds.EditorPassword)
+}
+
+// checkWritesNeedAToken checks that a write through the gateway, or straight to a
+// service, needs a token, and that the demo editor's is good for both.
+func checkWritesNeedAToken(t *testing.T, ports upPorts, editor string) {
+	t.Helper()
+	gatewayURL, bookURL, authorURL := ports.url(ports.gateway), ports.url(ports.book), ports.url(ports.author)
 	// Writes need a token: none gets 401, the editor's gets 201.
 	if status, _ := postThroughGateway(t, gatewayURL+"/authors", "", `{"name":"No Token"}`); status != http.StatusUnauthorized {
 		t.Errorf("POST /authors through the gateway without a token: got status %d, want 401", status)
@@ -336,21 +368,37 @@ func TestUpRunsTheServicesAndLoadsTheDemoOnce(t *testing.T) {
 	if status, direct := postThroughGateway(t, authorURL+"/authors", editor, `{"name":"Direct Author"}`); status != http.StatusCreated || direct.ID == "" {
 		t.Errorf("POST /authors to the author service with the editor's token: got status %d, id %q; want 201 and an id", status, direct.ID)
 	}
-	// The gateway found the second book instance in the registry and spreads reads over both.
-	book2 := regexp.MustCompile(`book-2 service  (http://\S+)`).FindStringSubmatch(output())
-	if book2 == nil {
+}
+
+// checkGatewayBalancesOverInstances checks that the gateway found the second book
+// instance in the registry and spreads reads over both.
+func checkGatewayBalancesOverInstances(t *testing.T, ports upPorts, dataDir string, output func() string) {
+	t.Helper()
+	if book2Banner.FindStringSubmatch(output()) == nil {
 		t.Fatalf("no book-2 instance in the banner:\n%s", output())
 	}
+	var page struct {
+		Items []json.RawMessage `json:"items"`
+	}
 	for range 20 {
-		getJSON(t, gatewayURL+"/books?limit=1", &viaGateway)
+		getJSON(t, ports.url(ports.gateway)+"/books?limit=1", &page)
 	}
 	for _, name := range []string{"book", "book-2"} {
 		if n := listRequests(t, metricsURL(t, dataDir, name)); n == 0 {
 			t.Errorf("book instance %s served no GET /books; want the gateway to balance over both", name)
 		}
 	}
-	// An extra instance killed comes back on the port it had: its addr file, which
-	// the supervisor removes before the restart, reappears with the same address.
+}
+
+// checkExtraInstanceRestartsOnItsPort checks that an extra instance killed comes
+// back on the port it had: its addr file, which the supervisor removes before the
+// restart, reappears with the same address.
+func checkExtraInstanceRestartsOnItsPort(t *testing.T, dataDir string, output func() string) {
+	t.Helper()
+	book2 := book2Banner.FindStringSubmatch(output())
+	if book2 == nil {
+		t.Fatalf("no book-2 instance in the banner:\n%s", output())
+	}
 	book2Addrs, err := httpserver.ReadAddrFile(filepath.Join(dataDir, "addr", "book-2.json"))
 	if err != nil {
 		t.Fatal(err)
@@ -378,18 +426,20 @@ func TestUpRunsTheServicesAndLoadsTheDemoOnce(t *testing.T) {
 		}
 		return nil
 	})
-	out := stop()
-	if len(books.Items) != 2 || len(grouped.Authors) == 0 || len(grouped.Authors[0].Books) == 0 {
-		t.Errorf("after the demo load: got %d books on a page of 2 and %d poets; want a full page and some poets",
-			len(books.Items), len(grouped.Authors))
-	}
+}
+
+// checkFirstRunOutput checks what a first run printed and left in the data
+// directory: the demo load, the accounts and how to use them, the databases.
+func checkFirstRunOutput(t *testing.T, ports upPorts, dataDir string, creds credentials, out string) {
+	t.Helper()
+	gatewayURL := ports.url(ports.gateway)
 	for _, want := range []string{
 		"| demo catalogue loaded: 98 authors and 597 books created",
 		"| demo accounts created",
 		"created the first admin account",
 		"Folio is up:\n  gateway         " + gatewayURL + "  (the public entry point",
-		"\n  auth service    " + authURL + "  (API docs: /openapi.json)\n  author service  " + authorURL +
-			"  (API docs: /openapi.json)\n  book service    " + bookURL + "  (API docs: /openapi.json)\n",
+		"\n  auth service    " + ports.url(ports.auth) + "  (API docs: /openapi.json)\n  author service  " + ports.url(ports.author) +
+			"  (API docs: /openapi.json)\n  book service    " + ports.url(ports.book) + "  (API docs: /openapi.json)\n",
 		"Demo accounts, for local use only",
 		"editor  " + creds.EditorEmail,
 		"curl -s -X POST " + gatewayURL + `/auth/token -H 'Content-Type: application/json' -d '{"email":"editor@folio.local","password":"` + creds.EditorPassword + `"}'`,
@@ -410,13 +460,12 @@ func TestUpRunsTheServicesAndLoadsTheDemoOnce(t *testing.T) {
 			t.Errorf("no SQLite database %s in the data directory: %v", name, err)
 		}
 	}
-	checkStopped(t, out)
+}
 
-	// The second run finds the markers: it loads nothing, creates no account and shows
-	// no password, and the accounts of the first run still work.
-	ports, stop, _ = upOnFreePorts(t, "--data-dir", dataDir, "--scale", "book=2")
-	gatewayToken(t, ports.url(ports.gateway), creds.EditorEmail, creds.EditorPassword)
-	out = stop()
+// checkSecondRunOutput checks that a second run loaded nothing, created no account
+// and showed no password, and left the credentials as they were.
+func checkSecondRunOutput(t *testing.T, dataDir string, creds credentials, out string) {
+	t.Helper()
 	if !strings.Contains(out, "demo catalogue already loaded") || strings.Contains(out, "demo catalogue loaded:") {
 		t.Errorf("second run: want the demo load skipped; got:\n%s", out)
 	}
@@ -433,7 +482,6 @@ func TestUpRunsTheServicesAndLoadsTheDemoOnce(t *testing.T) {
 	if again := readCredentials(t, dataDir); again != creds {
 		t.Errorf("second run changed the credentials file")
 	}
-	checkStopped(t, out)
 }
 
 // killInstance kills (SIGKILL) the child that runs the instance name, as folio up's

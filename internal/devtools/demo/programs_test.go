@@ -124,11 +124,18 @@ func startProgram(t *testing.T, name string, env ...string) string {
 		}
 	})
 
+	return readyURL(t, name, addrFile, exited)
+}
+
+// readyURL returns the URL of the program name once it has reported its address
+// in addrFile and answers /readyz there, failing the test if it exits first.
+func readyURL(t *testing.T, name, addrFile string, exited <-chan struct{}) string {
+	t.Helper()
 	var base string
 	polltest.Until(t, name+" answers /readyz", func() error {
 		select {
 		case <-exited:
-			t.Fatalf("%s exited before it was ready (%v)", name, cmd.ProcessState)
+			t.Fatalf("%s exited before it was ready", name)
 		default:
 		}
 		a, err := httpserver.ReadAddrFile(addrFile)

@@ -181,108 +181,122 @@ func TestProgramsWorkWithTheirCredentials(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), wait)
 			defer cancel()
 			w := &warnings{}
-			log := slog.New(w)
 			creds := natsconn.Config{NkeyFile: s.seeds[program]}
-			b, err := broker.Open(ctx, broker.Config{Kind: "nats", NATSURL: s.srv.URL(), Stream: "FOLIO_EVENTS", Prefix: "folio", NATS: creds}, log, nil)
+			b, err := broker.Open(ctx, broker.Config{Kind: "nats", NATSURL: s.srv.URL(), Stream: "FOLIO_EVENTS", Prefix: "folio", NATS: creds}, slog.New(w), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer b.Close()
-			admin, _ := s.conn(t, "admin")
 			_, adminJS := s.conn(t, "admin")
 
-			followed := make(chan broker.Message, 10)
-			go func() {
-				_ = b.Follow(ctx, []string{"folio.account.revoked"}, time.Now().Add(-time.Minute), func(_ context.Context, m broker.Message) error {
-					followed <- m
-					return nil
-				})
-			}()
-			if _, err := adminJS.Publish(ctx, "folio.account.revoked", []byte(`{}`), jetstream.WithMsgID("rev-"+program)); err != nil {
-				t.Fatal(err)
-			}
-			for m := (broker.Message{}); m.ID != "rev-"+program; {
-				select {
-				case m = <-followed:
-				case <-ctx.Done():
-					t.Fatalf("%s did not follow revocations: %v", program, w.violations())
-				}
-			}
-
+			checkFollowsRevocations(ctx, t, program, b, adminJS, w)
 			if subj, ok := publishes[program]; ok {
 				if err := b.Publish(ctx, broker.Message{Subject: "folio." + subj, ID: program + "-own"}); err != nil {
 					t.Errorf("%s cannot publish its event %s: %v", program, subj, err)
 				}
 			}
 			if sub, ok := consumers[program]; ok {
-				sub.MaxAttempts = 1
-				got := make(chan broker.Message, 10)
-				cctx, ccancel := context.WithCancel(ctx)
-				done := make(chan error, 1)
-				go func() {
-					done <- b.Consume(cctx, sub, func(_ context.Context, m broker.Message) error {
-						got <- m
-						return errors.New("dead-letter it")
-					})
-				}()
-				subject := strings.Replace(sub.Subjects[0], ">", "created", 1)
-				if _, err := adminJS.Publish(ctx, subject, []byte(`{}`), jetstream.WithMsgID("in-"+program)); err != nil {
-					t.Fatal(err)
-				}
-				select {
-				case <-got:
-				case <-ctx.Done():
-					t.Fatalf("%s did not consume %s: %v", program, subject, w.violations())
-				}
-				dl := broker.DeadLetterSubject("folio", sub.Name)
-				polltest.Until(t, program+" dead-letters", func() error {
-					st, err := adminJS.Stream(ctx, "FOLIO_EVENTS")
-					if err != nil {
-						return err
-					}
-					info, err := st.Info(ctx, jetstream.WithSubjectFilter(dl))
-					if err != nil {
-						return err
-					}
-					if info.State.Subjects[dl] == 0 {
-						return fmt.Errorf("nothing on %s; violations %v", dl, w.violations())
-					}
-					return nil
-				})
-				ccancel()
-				<-done
+				checkConsumesAndDeadLetters(ctx, t, program, sub, b, adminJS, w)
 			}
-			_ = admin
-
-			disc, err := discovery.Open(ctx, discovery.Config{Mode: "nats", NATSURL: s.srv.URL(), Bucket: "folio_discovery", TTL: 6 * time.Second, NATS: creds}, nil)
-			if err != nil {
-				t.Fatalf("%s cannot open the registry: %v", program, err)
-			}
-			defer disc.Close()
-			if program != "gateway" {
-				deregister, err := disc.Registry.Register(ctx, discovery.Instance{Service: program, ID: program + "-1", URL: "http://127.0.0.1:1"}, time.Second)
-				if err != nil {
-					t.Fatalf("%s cannot register: %v", program, err)
-				}
-				defer func() {
-					if err := deregister(context.WithoutCancel(ctx)); err != nil {
-						t.Errorf("%s cannot deregister: %v", program, err)
-					}
-				}()
-				if got := disc.Instances(program); len(got) != 1 {
-					t.Errorf("%s reads %v from the registry, want itself", program, got)
-				}
-			}
-			watch := disc.Watch(ctx, "book")
-			select {
-			case <-watch:
-			case <-ctx.Done():
-				t.Fatalf("%s cannot watch the registry: %v", program, w.violations())
-			}
+			checkUsesTheRegistry(ctx, t, s.srv.URL(), program, creds, w)
 			if v := w.violations(); len(v) > 0 {
 				t.Errorf("%s was refused: %v", program, v)
 			}
 		})
+	}
+}
+
+// checkFollowsRevocations checks that program's broker b follows the revocations
+// the admin publishes.
+func checkFollowsRevocations(ctx context.Context, t *testing.T, program string, b *broker.Broker, adminJS jetstream.JetStream, w *warnings) {
+	t.Helper()
+	followed := make(chan broker.Message, 10)
+	go func() {
+		_ = b.Follow(ctx, []string{"folio.account.revoked"}, time.Now().Add(-time.Minute), func(_ context.Context, m broker.Message) error {
+			followed <- m
+			return nil
+		})
+	}()
+	if _, err := adminJS.Publish(ctx, "folio.account.revoked", []byte(`{}`), jetstream.WithMsgID("rev-"+program)); err != nil {
+		t.Fatal(err)
+	}
+	for m := (broker.Message{}); m.ID != "rev-"+program; {
+		select {
+		case m = <-followed:
+		case <-ctx.Done():
+			t.Fatalf("%s did not follow revocations: %v", program, w.violations())
+		}
+	}
+}
+
+// checkConsumesAndDeadLetters checks that program consumes sub through b, and that
+// a message it fails lands on its dead-letter subject.
+func checkConsumesAndDeadLetters(ctx context.Context, t *testing.T, program string, sub broker.Subscription, b *broker.Broker, adminJS jetstream.JetStream, w *warnings) {
+	t.Helper()
+	sub.MaxAttempts = 1
+	got := make(chan broker.Message, 10)
+	cctx, ccancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- b.Consume(cctx, sub, func(_ context.Context, m broker.Message) error {
+			got <- m
+			return errors.New("dead-letter it")
+		})
+	}()
+	defer func() { ccancel(); <-done }()
+	subject := strings.Replace(sub.Subjects[0], ">", "created", 1)
+	if _, err := adminJS.Publish(ctx, subject, []byte(`{}`), jetstream.WithMsgID("in-"+program)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-got:
+	case <-ctx.Done():
+		t.Fatalf("%s did not consume %s: %v", program, subject, w.violations())
+	}
+	dl := broker.DeadLetterSubject("folio", sub.Name)
+	polltest.Until(t, program+" dead-letters", func() error {
+		st, err := adminJS.Stream(ctx, "FOLIO_EVENTS")
+		if err != nil {
+			return err
+		}
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter(dl))
+		if err != nil {
+			return err
+		}
+		if info.State.Subjects[dl] == 0 {
+			return fmt.Errorf("nothing on %s; violations %v", dl, w.violations())
+		}
+		return nil
+	})
+}
+
+// checkUsesTheRegistry checks that program, with creds, registers itself (all but
+// the gateway, which only reads) and watches its peers in the registry.
+func checkUsesTheRegistry(ctx context.Context, t *testing.T, url, program string, creds natsconn.Config, w *warnings) {
+	t.Helper()
+	disc, err := discovery.Open(ctx, discovery.Config{Mode: "nats", NATSURL: url, Bucket: "folio_discovery", TTL: 6 * time.Second, NATS: creds}, nil)
+	if err != nil {
+		t.Fatalf("%s cannot open the registry: %v", program, err)
+	}
+	defer disc.Close()
+	if program != "gateway" {
+		deregister, err := disc.Registry.Register(ctx, discovery.Instance{Service: program, ID: program + "-1", URL: "http://127.0.0.1:1"}, time.Second)
+		if err != nil {
+			t.Fatalf("%s cannot register: %v", program, err)
+		}
+		defer func() {
+			if err := deregister(context.WithoutCancel(ctx)); err != nil {
+				t.Errorf("%s cannot deregister: %v", program, err)
+			}
+		}()
+		if got := disc.Instances(program); len(got) != 1 {
+			t.Errorf("%s reads %v from the registry, want itself", program, got)
+		}
+	}
+	select {
+	case <-disc.Watch(ctx, "book"):
+	case <-ctx.Done():
+		t.Fatalf("%s cannot watch the registry: %v", program, w.violations())
 	}
 }
 
@@ -334,11 +348,49 @@ func TestForgeriesRefused(t *testing.T) {
 	})
 
 	book, bookJS, bookErrs := s.connErrs(t, "book")
-	refused := []struct {
-		name string
-		// try attempts it and returns nil if it worked, the error otherwise.
-		try func(ctx context.Context) error
-	}{
+	refused := bookForgeries(book, bookJS, bookErrs)
+	for _, r := range refused {
+		t.Run("book cannot "+r.name, func(t *testing.T) {
+			// Refused API requests get no answer: waiting for one is the wait.
+			rctx, rcancel := context.WithTimeout(t.Context(), 2*time.Second)
+			defer rcancel()
+			if err := r.try(rctx); err == nil {
+				t.Errorf("allowed")
+			} else {
+				t.Logf("refused: %v", err)
+			}
+		})
+	}
+	// And nothing of it took effect.
+	ctx, cancel = context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter("folio.author.created"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := info.State.Subjects["folio.author.created"]; n != 0 {
+		t.Errorf("%d forged author.created events stored", n)
+	}
+	if _, err := kv.Get(ctx, "auth.evil"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Errorf("forged registry entry: %v", err)
+	}
+	if c, err := adminJS.Consumer(ctx, "FOLIO_EVENTS", "notify"); err != nil || len(c.CachedInfo().Config.FilterSubjects) != 2 {
+		t.Errorf("the notify consumer was changed or removed: %v", err)
+	}
+}
+
+// forgery is something a program's credential must not let it do.
+type forgery struct {
+	name string
+	// try attempts it and returns nil if it worked, the error otherwise.
+	try func(ctx context.Context) error
+}
+
+// bookForgeries are what the book service's credential (book, bookJS, whose
+// refusals come on bookErrs) must not do: another's events, registry entries and
+// consumers, the stream and the registry themselves.
+func bookForgeries(book *nats.Conn, bookJS jetstream.JetStream, bookErrs <-chan error) []forgery {
+	return []forgery{
 		{"publish another service's event", func(ctx context.Context) error {
 			_, err := bookJS.Publish(ctx, "folio.author.created", []byte(`{"id":"forged"}`), jetstream.WithMsgID("forged-event"))
 			return err
@@ -387,34 +439,6 @@ func TestForgeriesRefused(t *testing.T) {
 			defer sub.Unsubscribe()
 			return violation(bookErrs, "folio.>")
 		}},
-	}
-	for _, r := range refused {
-		t.Run("book cannot "+r.name, func(t *testing.T) {
-			// Refused API requests get no answer: waiting for one is the wait.
-			rctx, rcancel := context.WithTimeout(t.Context(), 2*time.Second)
-			defer rcancel()
-			if err := r.try(rctx); err == nil {
-				t.Errorf("allowed")
-			} else {
-				t.Logf("refused: %v", err)
-			}
-		})
-	}
-	// And nothing of it took effect.
-	ctx, cancel = context.WithTimeout(t.Context(), wait)
-	defer cancel()
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter("folio.author.created"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := info.State.Subjects["folio.author.created"]; n != 0 {
-		t.Errorf("%d forged author.created events stored", n)
-	}
-	if _, err := kv.Get(ctx, "auth.evil"); !errors.Is(err, jetstream.ErrKeyNotFound) {
-		t.Errorf("forged registry entry: %v", err)
-	}
-	if c, err := adminJS.Consumer(ctx, "FOLIO_EVENTS", "notify"); err != nil || len(c.CachedInfo().Config.FilterSubjects) != 2 {
-		t.Errorf("the notify consumer was changed or removed: %v", err)
 	}
 }
 
