@@ -104,6 +104,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		log.Warn("FOLIO_WEBHOOK_ALLOW_PRIVATE is set: webhooks may go to loopback and private addresses; never do this on a shared network")
 	}
 
+	// Secrets: the key that seals the webhook secrets at rest, from the settings,
+	// or from a file made in the data directory on first start.
+	box, err := secrets.Load(cfg.Secrets, cfg.DataDir, log)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+
 	// Database: the service's tables, then the idempotency keys, outbox and inbox
 	// beside them. The service publishes nothing: its outbox stays empty, and is
 	// there for the relay's part of /readyz.
@@ -133,10 +140,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	// The service and its routes. An older version kept the webhook secrets in
 	// clear: they are sealed before anything reads them.
-	box, err := secrets.Load(cfg.Secrets, cfg.DataDir, log)
-	if err != nil {
-		return err
-	}
 	store := sqlstore.New(db)
 	svc, err := notify.NewService(store, webhook.New(webhook.Config{Egress: egress.Policy{AllowPrivate: cfg.WebhookAllowPrivate}}), notify.Config{
 		Concurrency:      cfg.WebhookConcurrency,
@@ -163,7 +166,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// Background jobs, beside the server until ctx ends: the relay, the intake of
 	// the book and author events, the webhook worker, and the purges of old
 	// deliveries, inbox records and idempotency keys; the revocations.
-	intake := events.NewIntake(store, time.Now, svc.Wake)
+	intake := events.NewIntake(store, svc.Now, svc.Wake)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { relay.Run(ctx); return nil })
 	g.Go(func() error {

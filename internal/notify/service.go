@@ -213,15 +213,15 @@ func (s *Service) Create(ctx context.Context, in Input) (Subscription, error) {
 
 // seal seals a subscription's secret, bound to its id, so that a sealed secret
 // copied onto another row does not open.
-func (s *Service) seal(id, secret string) string {
-	return s.cfg.Secrets.Seal([]byte(secret), []byte(id))
+func (s *Service) seal(subID, secret string) string {
+	return s.cfg.Secrets.Seal([]byte(secret), []byte(subID))
 }
 
 // unseal opens a subscription's secret as stored.
-func (s *Service) unseal(id, stored string) (string, error) {
-	b, err := s.cfg.Secrets.Unseal(stored, []byte(id))
+func (s *Service) unseal(subID, stored string) (string, error) {
+	b, err := s.cfg.Secrets.Unseal(stored, []byte(subID))
 	if err != nil {
-		return "", fmt.Errorf("unseal the secret of subscription %s: %w", id, err)
+		return "", fmt.Errorf("unseal the secret of subscription %s: %w", subID, err)
 	}
 	return string(b), nil
 }
@@ -229,7 +229,7 @@ func (s *Service) unseal(id, stored string) (string, error) {
 // SealSecrets seals every secret an older version of the service stored in clear,
 // and returns how many it sealed. The service runs it at start.
 func (s *Service) SealSecrets(ctx context.Context) (int, error) {
-	return s.store.SealSecrets(ctx, func(id, clear string) string { return s.seal(id, clear) })
+	return s.store.SealSecrets(ctx, s.seal)
 }
 
 // Get returns the subscription with id. Errors: NotFound.
@@ -251,24 +251,24 @@ func (s *Service) List(ctx context.Context, page paging.Request) (paging.Page[Su
 
 // Delete removes the subscription and its deliveries, if check accepts its version.
 // Errors: NotFound, PreconditionFailed (from check).
-func (s *Service) Delete(ctx context.Context, id string, check func(version int) error) error {
-	sub, err := s.Get(ctx, id)
+func (s *Service) Delete(ctx context.Context, subID string, check func(version int) error) error {
+	sub, err := s.Get(ctx, subID)
 	if err != nil {
 		return err
 	}
 	if err := check(sub.Version); err != nil {
 		return err
 	}
-	return s.store.DeleteSubscription(ctx, id)
+	return s.store.DeleteSubscription(ctx, subID)
 }
 
 // Deliveries returns a page of the deliveries of the subscription, oldest first.
 // Errors: NotFound.
-func (s *Service) Deliveries(ctx context.Context, id string, page paging.Request) (paging.Page[Delivery], error) {
-	if _, err := s.Get(ctx, id); err != nil {
+func (s *Service) Deliveries(ctx context.Context, subID string, page paging.Request) (paging.Page[Delivery], error) {
+	if _, err := s.Get(ctx, subID); err != nil {
 		return paging.Page[Delivery]{}, err
 	}
-	ds, err := s.store.ListDeliveries(ctx, id, page)
+	ds, err := s.store.ListDeliveries(ctx, subID, page)
 	if err != nil {
 		return paging.Page[Delivery]{}, err
 	}

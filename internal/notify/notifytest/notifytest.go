@@ -137,11 +137,7 @@ func New(tb testing.TB, db *sqldb.DB, opt Options) *Service {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	now := time.Now
-	if opt.Now != nil {
-		now = opt.Now
-	}
-	intake := events.NewIntake(store, now, svc.Wake)
+	intake := events.NewIntake(store, svc.Now, svc.Wake)
 	return &Service{DB: db, Store: store, Svc: svc, Intake: intake, handle: intake.Handler(db, Quiet)}
 }
 
