@@ -83,114 +83,126 @@ func TestBadInput(t *testing.T) {
 
 	// Requests whose framing is sound, with bad content: each answered by Folio's
 	// own handlers and middleware.
-	t.Run("content", func(t *testing.T) {
-		clients := make([]*http.Client, badAddrs+1)
-		for i := 1; i <= badAddrs; i++ {
-			// Requests come from many loopback addresses, so that the gateway's per-client
-			// rate limit leaves room for the sweep (a 429 would be no failure, only less
-			// of a test).
-			clients[i] = upClient(badAddr(i), 15*time.Second)
-		}
-		var mu sync.Mutex
-		failures := badFailures{}
-		statuses := map[int]int{}
-		limited := map[string]int{} // 429s by route: answers that tested a rate limit, not the input
-		work := make(chan int)
-		var wg sync.WaitGroup
-		for range 8 {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := range work {
-					r := reqs[i]
-					if r.header["Authorization"] == admin {
-						r.header = maps.Clone(r.header)
-						r.header["Authorization"] = admins[i%len(admins)]
-					}
-					status, ct, body, err := r.do(clients[1+i%badAddrs])
-					// 503 /problems/busy is the auth service's documented answer while all
-					// its password-check slots are taken (likelier on a loaded machine):
-					// "retry later", which the sweep does, as a client should, to see how
-					// the input itself is answered. Off the test's goroutine, so
-					// polltest.Wait, which reports rather than fails: the last answer is
-					// checked below whatever it was.
-					if err == nil && status == http.StatusServiceUnavailable && strings.Contains(body, `"/problems/busy"`) {
-						_, _ = polltest.Wait(polltest.Deadline, func() error {
-							status, ct, body, err = r.do(clients[1+i%badAddrs])
-							if err == nil && status == http.StatusServiceUnavailable && strings.Contains(body, `"/problems/busy"`) {
-								return errors.New("busy")
-							}
-							return nil
-						})
-					}
-					mu.Lock()
-					statuses[status]++
-					if status == http.StatusTooManyRequests {
-						limited[r.method+" "+strings.SplitN(strings.SplitN(r.url, "/", 4)[3], "?", 2)[0]]++
-					}
-					failures.check(r.name, upDescribe(r.method, r.url), status, ct, body, err)
-					mu.Unlock()
-				}
-			}()
-		}
-		began := time.Now()
-		for i := range reqs {
-			work <- i
-		}
-		close(work)
-		wg.Wait()
-		t.Logf("%d requests in %s; answers by status: %v; 429 by route: %v", len(reqs), time.Since(began).Round(time.Millisecond), statuses, limited)
-		failures.report(t)
-	})
+	t.Run("content", func(t *testing.T) { badInputContent(t, reqs, admin, admins) })
 
 	// Requests refused for their framing: oversized headers, conflicting or
-	// duplicate lengths, malformed chunks, a transfer coding nobody knows. Three of
-	// these are answered by Go's HTTP server itself, in plain text, before a request
-	// exists for Folio's code to answer: net/http has no hook for them. Those must
-	// be exactly the status the protocol asks for — 431, 400, and 501 for a transfer
-	// coding the server does not implement (RFC 9112, section 6.1) — and nothing
-	// else may slip past the sweep's rules.
-	protocolAnswers := map[string]int{
-		"100 KiB header":                     http.StatusRequestHeaderFieldsTooLarge,
-		"two Content-Lengths":                http.StatusBadRequest,
-		"Transfer-Encoding it does not know": http.StatusNotImplemented,
+	// duplicate lengths, malformed chunks, a transfer coding nobody knows.
+	t.Run("framing", func(t *testing.T) { badInputFraming(t, u, routes, admin) })
+}
+
+// badInputContent sends reqs, requests whose framing is sound with bad content,
+// each answered by Folio's own handlers and middleware, from eight workers; a
+// request with admin's token is sent with one of admins' instead.
+func badInputContent(t *testing.T, reqs []badRequest, admin string, admins []string) {
+	clients := make([]*http.Client, badAddrs+1)
+	for i := 1; i <= badAddrs; i++ {
+		// Requests come from many loopback addresses, so that the gateway's per-client
+		// rate limit leaves room for the sweep (a 429 would be no failure, only less
+		// of a test).
+		clients[i] = upClient(badAddr(i), 15*time.Second)
 	}
-	t.Run("framing", func(t *testing.T) {
-		failures := badFailures{}
-		check := func(name, request string, status int, ct, body string, err error) {
-			if want, ok := protocolAnswers[name]; ok && err == nil {
-				if status != want {
-					k := fmt.Sprintf("%s: %d, want Go's %d", name, status, want)
-					failures[k] = append(failures[k], fmt.Sprintf("%s: %.100q", request, body))
+	var mu sync.Mutex
+	failures := badFailures{}
+	statuses := map[int]int{}
+	limited := map[string]int{} // 429s by route: answers that tested a rate limit, not the input
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				r := reqs[i]
+				if r.header["Authorization"] == admin {
+					r.header = maps.Clone(r.header)
+					r.header["Authorization"] = admins[i%len(admins)]
 				}
-				return
+				status, ct, body, err := r.do(clients[1+i%badAddrs])
+				// 503 /problems/busy is the auth service's documented answer while all
+				// its password-check slots are taken (likelier on a loaded machine):
+				// "retry later", which the sweep does, as a client should, to see how
+				// the input itself is answered. Off the test's goroutine, so
+				// polltest.Wait, which reports rather than fails: the last answer is
+				// checked below whatever it was.
+				if err == nil && status == http.StatusServiceUnavailable && strings.Contains(body, `"/problems/busy"`) {
+					_, _ = polltest.Wait(polltest.Deadline, func() error {
+						status, ct, body, err = r.do(clients[1+i%badAddrs])
+						if err == nil && status == http.StatusServiceUnavailable && strings.Contains(body, `"/problems/busy"`) {
+							return errors.New("busy")
+						}
+						return nil
+					})
+				}
+				mu.Lock()
+				statuses[status]++
+				if status == http.StatusTooManyRequests {
+					limited[r.method+" "+strings.SplitN(strings.SplitN(r.url, "/", 4)[3], "?", 2)[0]]++
+				}
+				failures.check(r.name, upDescribe(r.method, r.url), status, ct, body, err)
+				mu.Unlock()
 			}
-			failures.check(name, request, status, ct, body, err)
+		}()
+	}
+	began := time.Now()
+	for i := range reqs {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	t.Logf("%d requests in %s; answers by status: %v; 429 by route: %v", len(reqs), time.Since(began).Round(time.Millisecond), statuses, limited)
+	failures.report(t)
+}
+
+// protocolAnswers are the requests of badInputFraming that Go's HTTP server
+// answers itself, in plain text, before a request exists for Folio's code to
+// answer: net/http has no hook for them. Those must be exactly the status the
+// protocol asks for — 431, 400, and 501 for a transfer coding the server does not
+// implement (RFC 9112, section 6.1) — and nothing else may slip past the sweep's
+// rules.
+var protocolAnswers = map[string]int{
+	"100 KiB header":                     http.StatusRequestHeaderFieldsTooLarge,
+	"two Content-Lengths":                http.StatusBadRequest,
+	"Transfer-Encoding it does not know": http.StatusNotImplemented,
+}
+
+// badInputFraming sends to every route, directly and through the gateway,
+// requests refused for their framing: oversized headers, conflicting or duplicate
+// lengths, malformed chunks, a transfer coding nobody knows.
+func badInputFraming(t *testing.T, u *upSystem, routes []badRoute, admin string) {
+	failures := badFailures{}
+	check := func(name, request string, status int, ct, body string, err error) {
+		if want, ok := protocolAnswers[name]; ok && err == nil {
+			if status != want {
+				k := fmt.Sprintf("%s: %d, want Go's %d", name, status, want)
+				failures[k] = append(failures[k], fmt.Sprintf("%s: %.100q", request, body))
+			}
+			return
 		}
-		for _, rt := range routes {
-			for _, base := range []string{u.URL(rt.service), u.URL("gateway")} {
-				path := strings.ReplaceAll(rt.path, "{id}", badIDs[0])
-				r := badRequest{name: "100 KiB header", method: rt.method, url: base + path,
-					header: map[string]string{"Authorization": admin, "X-Padding": strings.Repeat("p", 100<<10)}}
-				status, ct, body, err := r.do(client)
-				check(r.name, upDescribe(r.method, r.url), status, ct, body, err)
-				if rt.contentType == "" {
-					continue
-				}
-				head := rt.method + " " + path + " HTTP/1.1\r\nHost: folio\r\nAuthorization: " + admin + "\r\nContent-Type: " + rt.contentType + "\r\nConnection: close\r\n"
-				for name, req := range map[string]string{
-					"Content-Length and Transfer-Encoding": head + "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: folio\r\n\r\n",
-					"two Content-Lengths":                  head + "Content-Length: 2\r\nContent-Length: 40\r\n\r\n{}",
-					"malformed chunk":                      head + "Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
-					"Transfer-Encoding it does not know":   head + "Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
-				} {
-					status, ct, body := upRaw(t, upHostPort(base), req)
-					check(name, upDescribe(rt.method, base+path), status, ct, body, nil)
-				}
+		failures.check(name, request, status, ct, body, err)
+	}
+	for _, rt := range routes {
+		for _, base := range []string{u.URL(rt.service), u.URL("gateway")} {
+			path := strings.ReplaceAll(rt.path, "{id}", badIDs[0])
+			r := badRequest{name: "100 KiB header", method: rt.method, url: base + path,
+				header: map[string]string{"Authorization": admin, "X-Padding": strings.Repeat("p", 100<<10)}}
+			status, ct, body, err := r.do(client)
+			check(r.name, upDescribe(r.method, r.url), status, ct, body, err)
+			if rt.contentType == "" {
+				continue
+			}
+			head := rt.method + " " + path + " HTTP/1.1\r\nHost: folio\r\nAuthorization: " + admin + "\r\nContent-Type: " + rt.contentType + "\r\nConnection: close\r\n"
+			for name, req := range map[string]string{
+				"Content-Length and Transfer-Encoding": head + "Content-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\nHost: folio\r\n\r\n",
+				"two Content-Lengths":                  head + "Content-Length: 2\r\nContent-Length: 40\r\n\r\n{}",
+				"malformed chunk":                      head + "Transfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+				"Transfer-Encoding it does not know":   head + "Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n",
+			} {
+				status, ct, body := upRaw(t, upHostPort(base), req)
+				check(name, upDescribe(rt.method, base+path), status, ct, body, nil)
 			}
 		}
-		failures.report(t)
-	})
+	}
+	failures.report(t)
 }
 
 // badFailures are the sweep's bad answers, by kind.
