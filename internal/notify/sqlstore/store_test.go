@@ -106,43 +106,78 @@ func TestStoreSubscriptions(t *testing.T) {
 	})
 }
 
-func TestStoreDeliveries(t *testing.T) {
+// deliveriesFixture makes two subscriptions, books (book.created) and authors
+// (author.created, book.created), and receives e1 (book.created), e2
+// (author.created) and e3 (book.deleted) at now.
+type deliveriesFixture struct {
+	st             *sqlstore.Store
+	books, authors notify.Subscription
+	now            time.Time
+	added          []int // by e1, e2, e3, then e1 again
+}
+
+func newDeliveriesFixture(t *testing.T, db *sqldb.DB) deliveriesFixture {
+	t.Helper()
+	f := deliveriesFixture{st: sqlstore.New(db), books: newSub("book.created"), authors: newSub("author.created", "book.created"),
+		now: time.UnixMilli(1_800_000_000_000)}
+	for _, s := range []notify.Subscription{f.books, f.authors} {
+		if err := f.st.CreateSubscription(context.Background(), s, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, e := range []struct{ id, typ string }{{"e1", "book.created"}, {"e2", "author.created"}, {"e3", "book.deleted"}, {"e1", "book.created"}} {
+		f.added = append(f.added, addEvent(t, db, f.st, e.id, e.typ, f.now))
+	}
+	return f
+}
+
+func TestStoreAddsOneDeliveryPerSubscriberOnce(t *testing.T) {
 	forEachDB(t, func(t *testing.T, db *sqldb.DB) {
 		ctx := context.Background()
-		st := sqlstore.New(db)
-		books, authors := newSub("book.created"), newSub("author.created", "book.created")
-		for _, s := range []notify.Subscription{books, authors} {
-			if err := st.CreateSubscription(ctx, s, 0); err != nil {
-				t.Fatal(err)
-			}
+		f := newDeliveriesFixture(t, db)
+		if !slices.Equal(f.added, []int{2, 1, 0, 0}) {
+			t.Errorf("added %v, want 2 for book.created, 1 for author.created, none for book.deleted nor e1 again", f.added)
 		}
-		now := time.UnixMilli(1_800_000_000_000)
-		if n := addEvent(t, db, st, "e1", "book.created", now); n != 2 {
-			t.Errorf("book.created: added %d, want 2", n)
-		}
-		if n := addEvent(t, db, st, "e2", "author.created", now); n != 1 {
-			t.Errorf("author.created: added %d, want 1", n)
-		}
-		if n := addEvent(t, db, st, "e3", "book.deleted", now); n != 0 {
-			t.Errorf("book.deleted: added %d, want 0", n)
-		}
-		if n := addEvent(t, db, st, "e1", "book.created", now); n != 0 {
-			t.Errorf("e1 again: added %d, want 0", n)
-		}
-
-		ds, err := st.ListDeliveries(ctx, authors.ID, paging.Request{Limit: 9})
+		ds, err := f.st.ListDeliveries(ctx, f.authors.ID, paging.Request{Limit: 9})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if len(ds) != 2 || ds[0].EventID != "e1" || ds[1].EventID != "e2" || ds[0].Type != "book.created" ||
-			ds[0].Status != notify.StatusPending || ds[0].Attempts != 0 || ds[0].LastError != nil || !ds[0].UpdatedAt.Equal(now) {
+			ds[0].Status != notify.StatusPending || ds[0].Attempts != 0 || ds[0].LastError != nil || !ds[0].UpdatedAt.Equal(f.now) {
 			t.Fatalf("deliveries: got %+v", ds)
 		}
-		page, err := st.ListDeliveries(ctx, authors.ID, paging.Request{After: ds[0].ID, Limit: 9})
+		page, err := f.st.ListDeliveries(ctx, f.authors.ID, paging.Request{After: ds[0].ID, Limit: 9})
 		if err != nil || len(page) != 1 || page[0].EventID != "e2" {
 			t.Errorf("second page: got %+v, %v", page, err)
 		}
+	})
+}
 
+// finishAll records one attempt of each claim: e2 delivered, the others failed
+// with msg and due again an hour later. A late second report of the same attempt
+// changes nothing.
+func (f deliveriesFixture) finishAll(t *testing.T, cs []notify.Claim, msg string) {
+	t.Helper()
+	now := f.now
+	for _, c := range cs {
+		o := notify.Outcome{Status: notify.StatusPending, LastError: &msg, Started: now, Next: now.Add(time.Hour), Finished: now.Add(time.Second)}
+		if c.EventID == "e2" {
+			o = notify.Outcome{Status: notify.StatusDelivered, Started: now, Next: now, Finished: now.Add(time.Second)}
+		}
+		if err := f.st.Finish(context.Background(), c, o); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.st.Finish(context.Background(), c, notify.Outcome{Status: notify.StatusFailed, Started: now, Next: now, Finished: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestStoreClaimsDueDeliveriesUnderALease(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		f := newDeliveriesFixture(t, db)
+		st, now := f.st, f.now
 		// Nothing is due before its time; leased deliveries are not claimed twice.
 		if cs, err := st.Claim(ctx, now.Add(-time.Second), time.Minute, 10); err != nil || len(cs) != 0 {
 			t.Fatalf("claim before due: got %d, %v", len(cs), err)
@@ -151,28 +186,16 @@ func TestStoreDeliveries(t *testing.T) {
 		if err != nil || len(cs) != 3 {
 			t.Fatalf("claim: got %d, %v; want 3", len(cs), err)
 		}
-		if c := cs[0]; string(c.Body) != `{"id":"`+c.EventID+`"}` || c.URL != books.URL || c.Secret != books.Secret {
+		if c := cs[0]; string(c.Body) != `{"id":"`+c.EventID+`"}` || c.URL != f.books.URL || c.Secret != f.books.Secret {
 			t.Errorf("claim carries %+v", c)
 		}
 		if again, err := st.Claim(ctx, now.Add(59*time.Second), time.Minute, 10); err != nil || len(again) != 0 {
 			t.Fatalf("claim while leased: got %d, %v; want 0", len(again), err)
 		}
 
-		msg := "the subscriber answered 500"
-		for _, c := range cs {
-			o := notify.Outcome{Status: notify.StatusPending, LastError: &msg, Started: now, Next: now.Add(time.Hour), Finished: now.Add(time.Second)}
-			if c.EventID == "e2" {
-				o = notify.Outcome{Status: notify.StatusDelivered, Started: now, Next: now, Finished: now.Add(time.Second)}
-			}
-			if err := st.Finish(ctx, c, o); err != nil {
-				t.Fatal(err)
-			}
-			// A late second report of the same attempt changes nothing.
-			if err := st.Finish(ctx, c, notify.Outcome{Status: notify.StatusFailed, Started: now, Next: now, Finished: now}); err != nil {
-				t.Fatal(err)
-			}
-		}
-		ds, _ = st.ListDeliveries(ctx, authors.ID, paging.Request{Limit: 9})
+		const msg = "the subscriber answered 500"
+		f.finishAll(t, cs, msg)
+		ds, _ := st.ListDeliveries(ctx, f.authors.ID, paging.Request{Limit: 9})
 		if ds[0].Status != notify.StatusPending || ds[0].Attempts != 1 || ds[0].LastError == nil || *ds[0].LastError != msg ||
 			ds[1].Status != notify.StatusDelivered || ds[1].Attempts != 1 || ds[1].LastError != nil {
 			t.Errorf("after one attempt: got %+v", ds)
@@ -191,15 +214,26 @@ func TestStoreDeliveries(t *testing.T) {
 		if again, _ := st.Claim(ctx, now.Add(time.Hour), time.Minute, 10); len(again) != 1 {
 			t.Errorf("claim after release: got %d, want 1", len(again))
 		}
+	})
+}
 
-		// Deleting a subscription drops its deliveries; purging drops finished ones.
-		if err := st.DeleteSubscription(ctx, books.ID); err != nil {
+func TestStoreDeletesAndPurgesDeliveriesAndTheirEvents(t *testing.T) {
+	forEachDB(t, func(t *testing.T, db *sqldb.DB) {
+		ctx := context.Background()
+		f := newDeliveriesFixture(t, db)
+		cs, err := f.st.Claim(ctx, f.now, time.Minute, 10)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if n, err := st.Purge(ctx, now.Add(2*time.Hour)); err != nil || n != 1 {
+		f.finishAll(t, cs, "http 500")
+		// Deleting a subscription drops its deliveries; purging drops finished ones.
+		if err := f.st.DeleteSubscription(ctx, f.books.ID); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := f.st.Purge(ctx, f.now.Add(2*time.Hour)); err != nil || n != 1 {
 			t.Errorf("purge: got %d, %v; want the delivered one", n, err)
 		}
-		ds, _ = st.ListDeliveries(ctx, authors.ID, paging.Request{Limit: 9})
+		ds, _ := f.st.ListDeliveries(ctx, f.authors.ID, paging.Request{Limit: 9})
 		if len(ds) != 1 || ds[0].EventID != "e1" {
 			t.Errorf("after purge: got %+v", ds)
 		}
