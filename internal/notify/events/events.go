@@ -6,16 +6,13 @@ package events
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
-	"log/slog"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	"folio/internal/notify"
 	"folio/internal/platform/broker"
 	"folio/internal/platform/inbox"
-	"folio/internal/platform/sqldb"
 )
 
 // Consumer names the service's durable consumer and its inbox.
@@ -29,21 +26,20 @@ type Deliveries interface {
 	AddDeliveries(ctx context.Context, tx *sql.Tx, eventID, eventType string, body []byte, now time.Time) (int, error)
 }
 
-// Intake is the consumer of the events subscriptions may ask for. It is an
-// inbox.Consumer, with two things the inbox's shell does not give: the event's
-// body as received (subscribers get it byte for byte, signed), and a call to wake
-// once deliveries have committed, so that they go out at once.
-type Intake struct {
-	consumer inbox.Consumer
-	wake     func()
-}
-
-// NewIntake returns the intake adding deliveries to store, due at now(), and
-// calling wake (notify.Service.Wake) once some were added.
-func NewIntake(store Deliveries, now func() time.Time, wake func()) *Intake {
-	return &Intake{wake: wake, consumer: inbox.Consumer{
+// NewIntake returns the consumer of the events subscriptions may ask for: it adds
+// deliveries to store, due at now(), and calls wake (notify.Service.Wake) once
+// some have committed, so that they go out at once. Subscribers get the event's
+// body as received, byte for byte, signed.
+func NewIntake(store Deliveries, now func() time.Time, wake func()) inbox.Consumer {
+	// The events whose deliveries are being committed: only those wake the
+	// worker, whose claim would find nothing after the others.
+	var added sync.Map
+	return inbox.Consumer{
 		Name:  Consumer,
 		Types: notify.EventTypes,
+		// The durable consumer has always filtered on the two wildcards, as the
+		// broker permissions (natsconn) have it; other types are skipped.
+		Subjects: []string{"book.>", "author.>"},
 		// Many events at once, sharing commits on SQLite (sqldb.DB.InTx): each only
 		// inserts rows, the sending is the worker's.
 		Concurrency: 32,
@@ -51,52 +47,16 @@ func NewIntake(store Deliveries, now func() time.Time, wake func()) *Intake {
 			if !notify.SignableEventID(env.ID) {
 				return fmt.Errorf("event id %q cannot be a webhook-id", env.ID)
 			}
-			m, ok := ctx.Value(messageKey{}).(*message)
-			if !ok {
-				return errors.New("the event's body is missing: apply events through Intake.Handler")
-			}
-			n, err := store.AddDeliveries(ctx, tx, env.ID, env.Type, m.body, now())
-			if n > 0 {
-				m.added.Store(true)
+			n, err := store.AddDeliveries(ctx, tx, env.ID, env.Type, env.Body, now())
+			if err == nil && n > 0 {
+				added.Store(env.ID, true)
 			}
 			return err
 		},
-	}}
-}
-
-// message is what Handler hands Apply beside the envelope, through the context:
-// the inbox's shell passes nothing else.
-type message struct {
-	body  []byte
-	added atomic.Bool // set by Apply, which may run on another goroutine (a shared commit)
-}
-
-type messageKey struct{}
-
-// Subscription is the broker subscription through which the service receives
-// every book and author event published under prefix ("folio"). Its durable
-// consumer has always filtered on the two wildcards, as the broker permissions
-// (natsconn) have it; events of other types are skipped by the handler.
-func (in *Intake) Subscription(prefix string) broker.Subscription {
-	s := in.consumer.Subscription(prefix)
-	s.Subjects = []string{prefix + ".book.>", prefix + ".author.>"}
-	return s
-}
-
-// Handler returns the broker handler that records the deliveries of each event
-// in db, once however often it is delivered (the inbox). A body that is not an
-// event envelope, or an event id that cannot be signed, is an error, which has the
-// broker retry and then dead-letter it.
-func (in *Intake) Handler(db *sqldb.DB, log *slog.Logger) broker.Handler {
-	h := in.consumer.Handler(db, log)
-	return func(ctx context.Context, bm broker.Message) error {
-		m := &message{body: bm.Body}
-		if err := h(context.WithValue(ctx, messageKey{}, m), bm); err != nil {
-			return fmt.Errorf("notify: %w", err)
-		}
-		if m.added.Load() {
-			in.wake()
-		}
-		return nil
+		Committed: func(_ context.Context, env broker.Envelope) {
+			if _, ok := added.LoadAndDelete(env.ID); ok {
+				wake()
+			}
+		},
 	}
 }

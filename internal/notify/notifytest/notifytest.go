@@ -119,7 +119,7 @@ type Service struct {
 	DB     *sqldb.DB
 	Store  *sqlstore.Store
 	Svc    *notify.Service
-	Intake *events.Intake
+	Intake inbox.Consumer
 	handle broker.Handler
 }
 

@@ -93,4 +93,7 @@ type Envelope struct {
 	Type       string          `json:"type"`
 	OccurredAt time.Time       `json:"occurred_at"`
 	Data       json.RawMessage `json:"data"`
+	// Body is the message as received, set by ParseEnvelope: for a consumer that
+	// passes the event on byte for byte (notify signs it for its subscribers).
+	Body []byte `json:"-"`
 }

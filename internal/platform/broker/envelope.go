@@ -21,6 +21,7 @@ func ParseEnvelope(body []byte) (Envelope, error) {
 	case len(env.Data) == 0 || string(env.Data) == "null":
 		return env, errors.New("malformed envelope: no data")
 	}
+	env.Body = body
 	return env, nil
 }
 

@@ -21,6 +21,9 @@ type Consumer struct {
 	// Types are the event types applied ("author.created"); others that reach
 	// the consumer through a wider subscription are acknowledged and skipped.
 	Types []string
+	// Subjects, when set, are the subscription's filters under the prefix instead
+	// of one per type: wider ones ("book.>"), as the broker's permissions name them.
+	Subjects []string
 	// Concurrency is how many events are applied at once; on SQLite those that
 	// arrive together share one commit (sqldb.DB.InTx).
 	Concurrency int
@@ -28,11 +31,18 @@ type Consumer struct {
 	// data included, rolls it back and leaves the event to the broker's retries,
 	// which end in the dead letters: nothing is dropped unseen.
 	Apply func(ctx context.Context, tx *sql.Tx, env broker.Envelope) error
+	// Committed, if set, is called once the change Apply made for env has
+	// committed (not for an event applied before): to wake whoever acts on it.
+	Committed func(ctx context.Context, env broker.Envelope)
 }
 
 // Subscription is the broker subscription of c's types under prefix ("folio").
 func (c Consumer) Subscription(prefix string) broker.Subscription {
-	return broker.Subscription{Name: c.Name, Subjects: broker.Subjects(prefix, c.Types...), Concurrency: c.Concurrency}
+	subjects := c.Subjects
+	if subjects == nil {
+		subjects = c.Types
+	}
+	return broker.Subscription{Name: c.Name, Subjects: broker.Subjects(prefix, subjects...), Concurrency: c.Concurrency}
 }
 
 // Handler returns the broker handler that applies c's events to db, where the
@@ -52,6 +62,9 @@ func (c Consumer) Handler(db *sqldb.DB, log *slog.Logger) broker.Handler {
 			return fmt.Errorf("apply %s %s: %w", env.Type, env.ID, err)
 		}
 		log.DebugContext(ctx, "event", "consumer", c.Name, "type", env.Type, "event_id", env.ID, "applied", applied)
+		if applied && c.Committed != nil {
+			c.Committed(ctx, env)
+		}
 		return nil
 	}
 }

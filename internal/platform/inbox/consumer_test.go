@@ -26,6 +26,10 @@ func TestConsumer(t *testing.T) {
 		if sub := c.Subscription("folio"); sub.Name != "search" || len(sub.Subjects) != 1 || sub.Subjects[0] != "folio.book.created" || sub.Concurrency != 4 {
 			t.Fatalf("Subscription = %+v", sub)
 		}
+		var committed []string
+		c.Committed = func(_ context.Context, env broker.Envelope) {
+			committed = append(committed, env.ID+":"+string(env.Body))
+		}
 		h := c.Handler(db, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		msg := func(body string) broker.Message {
 			return broker.Message{Subject: "folio.x", ID: "m", Body: []byte(body)}
@@ -48,6 +52,13 @@ func TestConsumer(t *testing.T) {
 			if n := effects(t, db, id); n != want {
 				t.Errorf("effects of %s = %d, want %d", id, n, want)
 			}
+		}
+		if want := `e1:{"id":"e1","type":"book.created","data":{}}`; len(committed) != 1 || committed[0] != want {
+			t.Errorf("Committed saw %q, want once %s (the body as received)", committed, want)
+		}
+		wide := inbox.Consumer{Name: "search", Types: []string{"book.created"}, Subjects: []string{"book.>"}}
+		if sub := wide.Subscription("folio"); len(sub.Subjects) != 1 || sub.Subjects[0] != "folio.book.>" {
+			t.Errorf("Subscription with Subjects = %+v, want folio.book.>", sub)
 		}
 		// The failed event was not recorded: its redelivery applies it once readable.
 		if applied, err := inbox.Apply(ctx, db, "search", "e4", effect("e4")); err != nil || !applied {
