@@ -46,8 +46,8 @@ const revoked = "account.revoked"
 
 // programs is the permission table: the one place that says what each program
 // may do on the broker. The durable names are those of the services' event
-// packages (book.AuthorEventsConsumer, author.BookEventsConsumer,
-// notify.Consumer); a test holds them equal.
+// packages (book/events, author/events, notify/events), whose
+// TestTheBrokerPermitsTheConsumer holds them equal.
 var programs = map[string]program{
 	"auth": {publishes: []string{"account.>"}, registers: true, follows: []string{revoked}},
 	"author": {publishes: []string{"author.>"}, registers: true, follows: []string{revoked},
