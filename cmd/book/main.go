@@ -12,20 +12,43 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"folio/internal/book"
 	"folio/internal/book/authorclient"
 	"folio/internal/book/events"
 	"folio/internal/book/httpapi"
 	"folio/internal/book/sqlstore"
+	"folio/internal/platform/broker"
 	"folio/internal/platform/chassis"
+	"folio/internal/platform/config"
+	"folio/internal/platform/idempotency"
+	"folio/internal/platform/inbox"
+	"folio/internal/platform/metrics"
 	"folio/internal/platform/outbox"
 	"folio/internal/platform/resilient"
 )
 
-type config struct {
+// settings is the book service's configuration: what every service reads, and how
+// it reaches the author service.
+type settings struct {
 	chassis.ServiceConfig
-	AuthorURL   string        `env:"FOLIO_AUTHOR_URL" envDefault:"http://127.0.0.1:8082"`
+	// AuthorURL is the author service's address in static discovery; in nats
+	// discovery its registered instances are called instead.
+	AuthorURL string `env:"FOLIO_AUTHOR_URL" envDefault:"http://127.0.0.1:8082"`
+	// PeerTimeout bounds one attempt at a call to the author service.
 	PeerTimeout time.Duration `env:"FOLIO_PEER_TIMEOUT" envDefault:"1s"`
+}
+
+// check fills in the defaults and refuses a bad setting, naming it.
+func (c *settings) check() error {
+	if err := c.ServiceConfig.Check("book", ":8081"); err != nil {
+		return err
+	}
+	if c.PeerTimeout <= 0 {
+		return fmt.Errorf("FOLIO_PEER_TIMEOUT must be positive, not %s", c.PeerTimeout)
+	}
+	return nil
 }
 
 func main() {
@@ -41,26 +64,82 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if len(args) > 1 {
 		return errors.New("book takes no arguments; it is configured with FOLIO_* environment variables (see README)")
 	}
-	var cfg config
-	p, err := chassis.Start(ctx, "book", ":8081", &cfg, &cfg.ServiceConfig, getenv, stdout, sqlstore.Migrations)
+
+	// Configuration: read and checked before anything is opened.
+	var cfg settings
+	if err := config.Load(&cfg, getenv); err != nil {
+		return err
+	}
+	if err := cfg.check(); err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	log := cfg.Logger(stdout, "book")
+	log.Info("starting", config.Attrs(&cfg)...)
+
+	// Database: the books and known authors, then the idempotency keys, the outbox
+	// and the inbox beside them.
+	db, err := chassis.OpenDatabase(ctx, cfg.DatabaseURL, sqlstore.Migrations, idempotency.Migrate, outbox.Migrate, inbox.Migrate)
 	if err != nil {
 		return err
 	}
-	defer p.Close()
+	defer db.Close()
 
+	// Metrics, discovery, the author service and the verifier of the callers' tokens.
+	reg := metrics.NewRegistry()
+	metrics.RegisterDB(reg, db.DB, "book")
+	disc, err := chassis.OpenDiscovery(ctx, cfg.Discovery, reg)
+	if err != nil {
+		return err
+	}
+	defer disc.Close()
+	verifier := chassis.NewVerifier(ctx, cfg.ServiceConfig, disc, log, reg)
 	peer := resilient.DefaultConfig("author")
 	peer.AttemptTimeout = cfg.PeerTimeout
-	authors := authorclient.New(p.Peer("author", cfg.AuthorURL, peer))
-	ev, err := p.OpenEvents(ctx)
+	authors := authorclient.New(chassis.PeerClient(ctx, disc, reg, "author", cfg.AuthorURL, peer))
+
+	// Events: the broker (connected in the background: the service takes writes
+	// while it is down, its outbox keeps the events), the relay of the outbox.
+	bk, err := broker.Open(ctx, cfg.Broker, log, reg)
 	if err != nil {
 		return err
 	}
-	store := sqlstore.New(outbox.NewWriter(p.DB, ev.Relay.Notify))
-	authorEvents := events.Authors(store)
-	ev.Consume(authorEvents.Subscription(cfg.Broker.Prefix), authorEvents.Handler(p.DB, p.Log))
-	svc := book.NewService(store, book.NewAuthorDirectory(store, authors, p.Log))
+	defer bk.Close()
+	relay := outbox.NewRelay(db, bk, cfg.Broker.Prefix, log, reg)
 
+	// The service and its routes. Authors are looked up in the book database first,
+	// and only those it does not know are asked of the author service.
+	store := sqlstore.New(outbox.NewWriter(db, relay.Notify))
+	svc := book.NewService(store, book.NewAuthorDirectory(store, authors, log))
+	keys := idempotency.New(db, log)
 	mux := http.NewServeMux()
-	httpapi.Routes(mux, svc, p.Keys, p.Verifier)
-	return p.Serve(ctx, mux, httpapi.OpenAPI)
+	httpapi.Routes(mux, svc, keys, verifier)
+
+	// Background jobs, beside the server until ctx ends: the relay, the author
+	// events that keep the known authors, the upkeep of the inbox and of the
+	// idempotency keys, the revocations of accounts.
+	authorEvents := events.Authors(store)
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { relay.Run(ctx); return nil })
+	g.Go(func() error {
+		return chassis.Consume(ctx, bk, authorEvents.Subscription(cfg.Broker.Prefix), authorEvents.Handler(db, log), log)
+	})
+	g.Go(func() error { chassis.PurgeInbox(ctx, db, log); return nil })
+	g.Go(func() error { keys.RunPurger(ctx, time.Hour); return nil })
+	g.Go(func() error {
+		if err := chassis.FollowRevocations(ctx, verifier, bk, cfg.Broker.Prefix); err != nil {
+			return fmt.Errorf("book: %w", err)
+		}
+		return nil
+	})
+
+	// Serve until ctx ends, registered in discovery meanwhile.
+	g.Go(func() error {
+		health := chassis.Health{Ready: db.PingContext, Detail: chassis.EventsDetail(relay, cfg.BrokerStaleAfter, disc)}
+		if err := chassis.Serve(ctx, cfg.ServerConfig, log, reg, mux, httpapi.OpenAPI, health,
+			chassis.Register(disc, "book", cfg.Discovery, log)); err != nil {
+			return fmt.Errorf("book: %w", err)
+		}
+		return nil
+	})
+	return g.Wait()
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 
@@ -16,6 +17,45 @@ import (
 func TestRunRejectsArguments(t *testing.T) {
 	if err := run(context.Background(), []string{"book", "extra"}, chassistest.Env(nil), &chassistest.LogBuffer{}); err == nil {
 		t.Error("run with an argument: got nil, want an error")
+	}
+}
+
+// TestRunRejectsBadSettings checks that each setting the book service reads is
+// refused, by name, when it makes no sense.
+func TestRunRejectsBadSettings(t *testing.T) {
+	for _, tc := range []struct{ name, value string }{
+		{"FOLIO_PEER_TIMEOUT", "0s"},
+		{"FOLIO_PEER_TIMEOUT", "-1s"},
+		{"FOLIO_BROKER_STALE_AFTER", "0s"},
+		{"FOLIO_SHUTDOWN_TIMEOUT", "0s"},
+		{"FOLIO_TRUSTED_PROXIES", "not-an-address"},
+		{"FOLIO_DISCOVERY", "dns"},
+		{"FOLIO_EVENTS_MAX_AGE", "1s"},
+	} {
+		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
+			chassistest.WantSettingRejected(t, run, "book", tc.name, tc.value)
+		})
+	}
+}
+
+// TestRunOpensNothingBeforeItsSettingsAreChecked: a rejected setting stops the
+// program before its database is created, and before it says it is starting.
+func TestRunOpensNothingBeforeItsSettingsAreChecked(t *testing.T) {
+	dir := t.TempDir()
+	logs := &chassistest.LogBuffer{}
+	vars := map[string]string{"FOLIO_DATA_DIR": dir, "FOLIO_HTTP_ADDR": "127.0.0.1:0", "FOLIO_PEER_TIMEOUT": "0s"}
+	if err := run(context.Background(), []string{"book"}, chassistest.Env(vars), logs); err == nil {
+		t.Fatal("got nil, want the setting rejected")
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 0 {
+		t.Errorf("the data directory holds %v after a rejected setting, want nothing", entries)
+	}
+	if logs.String() != "" {
+		t.Errorf("got logs %q after a rejected setting, want none", logs.String())
 	}
 }
 
@@ -82,6 +122,31 @@ func TestRunChecksTokens(t *testing.T) {
 	}
 	if len(page.Items) != 1 {
 		t.Errorf("got %d books, want only the editor's", len(page.Items))
+	}
+	p.Stop()
+}
+
+// TestRunReportsItsOutboxWhenReady checks that run serves /readyz with the relay's
+// outbox beside the database, and stops cleanly when its context ends.
+func TestRunReportsItsOutboxWhenReady(t *testing.T) {
+	vars := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0",
+		"FOLIO_NATS_URL": "nats://127.0.0.1:1", "FOLIO_JWKS_URL": authntest.New(t).JWKSURL()}
+	p := chassistest.Start(t, run, []string{"book"}, vars)
+	resp, err := http.Get(p.URL + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var ready struct {
+		Detail map[string]json.RawMessage `json:"detail"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&ready); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /readyz: got %d (%v), want 200 and JSON", resp.StatusCode, err)
+	}
+	for _, part := range []string{"outbox", "broker"} {
+		if _, ok := ready.Detail[part]; !ok {
+			t.Errorf("GET /readyz: got detail %v, want the %s in it", ready.Detail, part)
+		}
 	}
 	p.Stop()
 }
