@@ -1,43 +1,33 @@
-// Package chassis starts a Folio program as an OS process: the configuration every
-// program shares, its logger, metrics registry and migrated database, and serving
-// until the context ends.
+// Package chassis is what every Folio program runs in: the settings all share, the
+// steps of start-up that a program's run lists one by one (Check, OpenDatabase,
+// OpenDiscovery, PeerClient, NewVerifier, Consume, …), and Serve, the HTTP server
+// with health, metrics and profiler around the program's routes.
 package chassis
 
 import (
 	"context"
 	"fmt"
 	"io"
-	"io/fs"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/prometheus/client_golang/prometheus"
-	"golang.org/x/sync/errgroup"
 
 	"folio/internal/platform/authn"
 	"folio/internal/platform/broker"
 	"folio/internal/platform/clientip"
-	"folio/internal/platform/config"
 	"folio/internal/platform/discovery"
 	"folio/internal/platform/httpserver"
-	"folio/internal/platform/idempotency"
 	"folio/internal/platform/logging"
-	"folio/internal/platform/metrics"
-	"folio/internal/platform/resilient"
-	"folio/internal/platform/sqldb"
 )
 
-// ServerConfig is the configuration of a program's HTTP server and logs, which every Folio
-// program reads, the gateway included.
+// ServerConfig is the configuration of a program's HTTP server and logs, which
+// every Folio program reads, the gateway included.
 type ServerConfig struct {
 	HTTPAddr        string        `env:"FOLIO_HTTP_ADDR"`
 	LogFormat       string        `env:"FOLIO_LOG_FORMAT" envDefault:"auto"`
@@ -74,13 +64,6 @@ func (s ServerConfig) Proxies() (clientip.Proxies, error) {
 // Logger returns the program's logger, writing to stdout.
 func (s ServerConfig) Logger(stdout io.Writer, name string) *slog.Logger {
 	return logging.New(stdout, name, s.LogFormat, s.LogLevel)
-}
-
-// Serve serves mux, with the chassis around it, on HTTPAddr until ctx ends, then
-// shuts down gracefully. ready says whether the program can do its job; detail,
-// if not nil, adds what is worth watching to /readyz.
-func (s ServerConfig) Serve(ctx context.Context, log *slog.Logger, reg *prometheus.Registry, mux *http.ServeMux, openapi []byte, ready func(context.Context) error, detail func(context.Context) httpserver.Detail) error {
-	return s.serve(ctx, log, reg, mux, openapi, serving{ready: ready, detail: detail})
 }
 
 // serving is what a program adds to its HTTP server besides its routes.
@@ -160,8 +143,8 @@ func (s ServerConfig) serve(ctx context.Context, log *slog.Logger, reg *promethe
 	return srv.Serve(ctx, ln)
 }
 
-// ServiceConfig is the configuration every service with a database reads; each service
-// embeds it in its own.
+// ServiceConfig is the configuration every service with a database reads; each
+// service embeds it in its own.
 type ServiceConfig struct {
 	ServerConfig
 	DatabaseURL string `env:"FOLIO_DATABASE_URL"`
@@ -179,151 +162,6 @@ type ServiceConfig struct {
 	AuthURL string `env:"FOLIO_AUTH_URL" envDefault:"http://127.0.0.1:8083"`
 }
 
-// Process is a started service: what its run function builds the service from.
-type Process struct {
-	Name     string
-	Log      *slog.Logger
-	DB       *sqldb.DB
-	Registry *prometheus.Registry
-	// Keys are the service's idempotency keys, in its database; Serve purges the
-	// expired ones.
-	Keys *idempotency.Keys
-	// Verifier checks the callers' tokens (Verifier.Require); Serve keeps it fed
-	// with the auth service's revocations.
-	Verifier *authn.Verifier
-	// Proxies are the proxies whose X-Forwarded-For names the client
-	// (FOLIO_TRUSTED_PROXIES): Proxies.Addr(r) is the client's address.
-	Proxies clientip.Proxies
-	base    *ServiceConfig
-	ctx     context.Context // of the program's life, for the peer watches
-	disc    *discovery.Discovery
-	events  *Events // nil until OpenEvents
-}
-
-// Start loads cfg (a struct embedding ServiceConfig, passed again as base) from getenv, then
-// opens and migrates the service's database. name names the service in logs and its
-// default SQLite file; addr is its default listen address.
-func Start(ctx context.Context, name, addr string, cfg any, base *ServiceConfig, getenv func(string) string, stdout io.Writer, migrations fs.FS) (*Process, error) {
-	if err := config.Load(cfg, getenv); err != nil {
-		return nil, err
-	}
-	if base.HTTPAddr == "" {
-		base.HTTPAddr = loopbackDefault(addr)
-	}
-	if base.DatabaseURL == "" {
-		base.DatabaseURL = "sqlite:" + filepath.Join(base.DataDir, name+".db")
-	}
-	proxies, err := base.Proxies()
-	if err != nil {
-		return nil, err
-	}
-	log := base.Logger(stdout, name)
-	log.Info("starting", config.Attrs(cfg)...)
-
-	disc, err := discovery.Open(ctx, base.Discovery, nil)
-	if err != nil {
-		return nil, err
-	}
-	db, err := sqldb.Open(ctx, base.DatabaseURL)
-	if err != nil {
-		disc.Close()
-		return nil, err
-	}
-	if err := db.Migrate(ctx, migrations); err != nil {
-		db.Close()
-		disc.Close()
-		return nil, err
-	}
-	if err := idempotency.Migrate(ctx, db); err != nil {
-		db.Close()
-		disc.Close()
-		return nil, err
-	}
-	reg := metrics.NewRegistry()
-	metrics.RegisterDB(reg, db.DB, name)
-	if err := disc.RegisterMetrics(reg); err != nil {
-		db.Close()
-		disc.Close()
-		return nil, err
-	}
-	p := &Process{Name: name, Log: log, DB: db, Registry: reg, Keys: idempotency.New(db, log), Proxies: proxies, base: base, ctx: ctx, disc: disc}
-	p.Verifier = p.newVerifier()
-	return p, nil
-}
-
-// newVerifier builds the service's token verifier, fetching the JWKS from
-// FOLIO_JWKS_URL or else from the auth service.
-func (p *Process) newVerifier() *authn.Verifier {
-	cfg := p.base.Authn
-	client := &http.Client{Timeout: 5 * time.Second}
-	if cfg.JWKSURL == "" {
-		var base string
-		base, client = p.Peer("auth", p.base.AuthURL, resilient.DefaultConfig("auth"))
-		cfg.JWKSURL = base + "/.well-known/jwks.json"
-	}
-	return authn.NewVerifier(cfg, client, p.Log, p.Registry)
-}
-
-// Peer returns the base URL and HTTP client to call the peer service with, under
-// the policies of rc: in static discovery the peer is at staticURL; in nats
-// discovery each attempt goes to the next of the instances registered now.
-func (p *Process) Peer(service, staticURL string, rc resilient.Config) (baseURL string, client *http.Client) {
-	r := p.disc.Resolver
-	if p.disc.Registry == nil {
-		r = discovery.NewStatic(map[string][]string{service: {staticURL}})
-	}
-	rc.Route = discovery.NewPicker(p.ctx, r, service).RoundTripper
-	return "http://" + service, resilient.NewClient(rc, p.Registry)
-}
-
-// Serve serves mux (with the chassis around it) on the configured address until ctx
-// ends, then shuts down gracefully. Meanwhile it purges expired idempotency keys
-// and, with OpenEvents called before, runs the outbox relay and the event
-// consumers. The service is ready while its database answers.
-func (p *Process) Serve(ctx context.Context, mux *http.ServeMux, openapi []byte) error {
-	sv := serving{ready: p.DB.PingContext}
-	if reg := p.disc.Registry; reg != nil {
-		sv.announce = func(addr net.Addr) (func(context.Context) error, error) {
-			inst := discovery.Instance{Service: p.Name, ID: p.base.Discovery.InstanceID, URL: p.base.Discovery.AdvertiseURL}
-			if inst.ID == "" {
-				inst.ID = uuid.NewString()
-			}
-			if inst.URL == "" {
-				inst.URL = advertised(addr)
-			}
-			withdraw, err := reg.Register(ctx, inst, reg.TTL()/3)
-			if err != nil {
-				return nil, err
-			}
-			p.Log.Info("registered", "instance", inst.ID, "url", inst.URL, "ttl", reg.TTL())
-			return withdraw, nil
-		}
-	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { p.Keys.RunPurger(gctx, time.Hour); return nil })
-	g.Go(func() error { return p.followRevocations(gctx) })
-	sv.detail = func(ctx context.Context) httpserver.Detail {
-		d := httpserver.Detail{}
-		if p.events != nil {
-			maps.Copy(d, p.events.readyDetail(ctx))
-		}
-		if s := p.disc.Status(); s != nil {
-			d["discovery"] = s
-		}
-		return d
-	}
-	if p.events != nil {
-		g.Go(func() error { return p.events.run(gctx) })
-	}
-	g.Go(func() error {
-		if err := p.base.ServerConfig.serve(gctx, p.Log, p.Registry, mux, openapi, sv); err != nil {
-			return fmt.Errorf("%s: %w", p.Name, err)
-		}
-		return nil
-	})
-	return g.Wait()
-}
-
 // advertised is the URL peers on this machine reach a listener at.
 func advertised(addr net.Addr) string {
 	tcp, ok := addr.(*net.TCPAddr)
@@ -332,12 +170,6 @@ func advertised(addr net.Addr) string {
 		return "http://127.0.0.1:" + port
 	}
 	return "http://" + tcp.String()
-}
-
-// Close releases the database and the discovery connection.
-func (p *Process) Close() error {
-	p.disc.Close()
-	return p.DB.Close()
 }
 
 // serveMetrics serves reg on MetricsAddr, or by default on loopback at the HTTP port

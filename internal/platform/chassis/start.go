@@ -155,6 +155,10 @@ func Consume(ctx context.Context, b *broker.Broker, sub broker.Subscription, h b
 	return nil
 }
 
+// inboxRetention is how long applied event ids are remembered: longer than any
+// redelivery or republish of an event can arrive.
+const inboxRetention = 7 * 24 * time.Hour
+
 // PurgeInbox forgets, every hour until ctx ends, the events applied longer ago
 // than any redelivery or republish of them can arrive.
 func PurgeInbox(ctx context.Context, db *sqldb.DB, log *slog.Logger) {

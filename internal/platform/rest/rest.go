@@ -229,9 +229,6 @@ func WriteEncoded(w http.ResponseWriter, status int, body []byte) {
 	_, _ = w.Write(body)
 }
 
-// ValidID reports whether s is an id as Folio issues them (id.Valid).
-func ValidID(s string) bool { return id.Valid(s) }
-
 // ETag returns the entity tag of a resource at version.
 func ETag(version int) string { return `"` + strconv.Itoa(version) + `"` }
 
@@ -284,12 +281,6 @@ type Page[T any] struct {
 	NextCursor *string `json:"next_cursor"`
 }
 
-// PageRequest is paging.Request, until every caller names it so.
-type PageRequest = paging.Request
-
-// NewID returns a new id (id.New), until every caller calls that.
-func NewID() string { return id.New() }
-
 // ParsePage reads ?limit= (see ParseLimit) and ?cursor= (as issued by Cursor).
 func ParsePage(r *http.Request) (paging.Request, error) {
 	q := r.URL.Query()
@@ -334,11 +325,11 @@ func parseCursor(c string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	id, ok := strings.CutPrefix(string(b), cursorPrefix)
-	if !ok || !ValidID(id) {
+	after, ok := strings.CutPrefix(string(b), cursorPrefix)
+	if !ok || !id.Valid(after) {
 		return "", errors.New("not a cursor")
 	}
-	return id, nil
+	return after, nil
 }
 
 // PageOf is the JSON form of p, its Next as an opaque cursor.
@@ -352,19 +343,4 @@ func PageOf[T any](p paging.Page[T]) Page[T] {
 		out.NextCursor = &c
 	}
 	return out
-}
-
-// NewPage makes a page from up to limit+1 items fetched in id order: the extra item,
-// if any, only tells that another page exists.
-func NewPage[T any](items []T, limit int, id func(T) string) Page[T] {
-	p := Page[T]{Items: items}
-	if p.Items == nil {
-		p.Items = []T{}
-	}
-	if len(items) > limit {
-		p.Items = items[:limit]
-		c := Cursor(id(items[limit-1]))
-		p.NextCursor = &c
-	}
-	return p
 }

@@ -11,36 +11,38 @@ import (
 	"testing"
 
 	"folio/internal/platform/fault"
+	"folio/internal/platform/id"
+	"folio/internal/platform/paging"
 	"folio/internal/platform/rest"
 )
 
 func TestParsePage(t *testing.T) {
-	id := rest.NewID()
+	newID := id.New()
 	tests := []struct {
 		query     string
-		want      rest.PageRequest
+		want      paging.Request
 		wantField string // the field a Malformed error names; "" when valid
 	}{
-		{"", rest.PageRequest{Limit: 20}, ""},
-		{"limit=1", rest.PageRequest{Limit: 1}, ""},
-		{"limit=100", rest.PageRequest{Limit: 100}, ""},
-		{"limit=42&other=x", rest.PageRequest{Limit: 42}, ""},
-		{"cursor=" + rest.Cursor(id), rest.PageRequest{Limit: 20, After: id}, ""},
-		{"limit=5&cursor=" + rest.Cursor(id), rest.PageRequest{Limit: 5, After: id}, ""},
-		{"limit=0", rest.PageRequest{}, "limit"},
-		{"limit=101", rest.PageRequest{}, "limit"},
-		{"limit=-1", rest.PageRequest{}, "limit"},
-		{"limit=abc", rest.PageRequest{}, "limit"},
-		{"limit=", rest.PageRequest{}, "limit"},
-		{"limit", rest.PageRequest{}, "limit"},
-		{"limit=2.5", rest.PageRequest{}, "limit"},
-		{"limit=99999999999999999999", rest.PageRequest{}, "limit"},
-		{"cursor=", rest.PageRequest{}, "cursor"},
-		{"cursor=abc", rest.PageRequest{}, "cursor"},
-		{"cursor=" + id, rest.PageRequest{}, "cursor"},
-		{"cursor=" + base64.RawURLEncoding.EncodeToString([]byte("c1:"+strings.ToUpper(id))), rest.PageRequest{}, "cursor"},
-		{"cursor=" + base64.RawURLEncoding.EncodeToString([]byte("c0:"+id)), rest.PageRequest{}, "cursor"},
-		{"cursor=" + rest.Cursor(id) + "%3D", rest.PageRequest{}, "cursor"},
+		{"", paging.Request{Limit: 20}, ""},
+		{"limit=1", paging.Request{Limit: 1}, ""},
+		{"limit=100", paging.Request{Limit: 100}, ""},
+		{"limit=42&other=x", paging.Request{Limit: 42}, ""},
+		{"cursor=" + rest.Cursor(newID), paging.Request{Limit: 20, After: newID}, ""},
+		{"limit=5&cursor=" + rest.Cursor(newID), paging.Request{Limit: 5, After: newID}, ""},
+		{"limit=0", paging.Request{}, "limit"},
+		{"limit=101", paging.Request{}, "limit"},
+		{"limit=-1", paging.Request{}, "limit"},
+		{"limit=abc", paging.Request{}, "limit"},
+		{"limit=", paging.Request{}, "limit"},
+		{"limit", paging.Request{}, "limit"},
+		{"limit=2.5", paging.Request{}, "limit"},
+		{"limit=99999999999999999999", paging.Request{}, "limit"},
+		{"cursor=", paging.Request{}, "cursor"},
+		{"cursor=abc", paging.Request{}, "cursor"},
+		{"cursor=" + newID, paging.Request{}, "cursor"},
+		{"cursor=" + base64.RawURLEncoding.EncodeToString([]byte("c1:"+strings.ToUpper(newID))), paging.Request{}, "cursor"},
+		{"cursor=" + base64.RawURLEncoding.EncodeToString([]byte("c0:"+newID)), paging.Request{}, "cursor"},
+		{"cursor=" + rest.Cursor(newID) + "%3D", paging.Request{}, "cursor"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.query, func(t *testing.T) {
@@ -64,88 +66,46 @@ func TestParsePage(t *testing.T) {
 
 func TestCursorRoundTrip(t *testing.T) {
 	for range 100 {
-		id := rest.NewID()
-		c := rest.Cursor(id)
-		if strings.Contains(c, id) || strings.ContainsAny(c, "+/=") {
+		want := id.New()
+		c := rest.Cursor(want)
+		if strings.Contains(c, want) || strings.ContainsAny(c, "+/=") {
 			t.Fatalf("cursor %q shows the id or is not URL-safe", c)
 		}
 		p, err := rest.ParsePage(httptest.NewRequest(http.MethodGet, "/things?cursor="+c, nil))
-		if err != nil || p.After != id {
-			t.Fatalf("cursor of %s: got %q, %v; want the id back", id, p.After, err)
+		if err != nil || p.After != want {
+			t.Fatalf("cursor of %s: got %q, %v; want the id back", want, p.After, err)
 		}
 	}
 }
 
-func TestNewPage(t *testing.T) {
-	ids := func(n int) []string {
-		var s []string
-		for range n {
-			s = append(s, rest.NewID())
-		}
-		return s
-	}
-	id := func(s string) string { return s }
-	tests := []struct {
+// TestPageOf: the next cursor, when a page has one, points after the last item
+// shown; a page without more has none, and never a null list.
+func TestPageOf(t *testing.T) {
+	last := id.New()
+	for _, tt := range []struct {
 		name       string
-		items      []string
-		limit      int
-		wantItems  int
+		page       paging.Page[string]
 		wantCursor bool
 	}{
-		{"nil", nil, 3, 0, false},
-		{"fewer than the limit", ids(2), 3, 2, false},
-		{"exactly the limit", ids(3), 3, 3, false},
-		{"one more than the limit", ids(4), 3, 3, true},
-	}
-	for _, tt := range tests {
+		{"nil items, last page", paging.Page[string]{}, false},
+		{"a last page", paging.Page[string]{Items: []string{last}}, false},
+		{"a page with more", paging.Page[string]{Items: []string{last}, Next: last}, true},
+	} {
 		t.Run(tt.name, func(t *testing.T) {
-			p := rest.NewPage(tt.items, tt.limit, id)
-			if p.Items == nil || len(p.Items) != tt.wantItems {
-				t.Fatalf("got items %v, want %d (never nil)", p.Items, tt.wantItems)
+			p := rest.PageOf(tt.page)
+			if p.Items == nil {
+				t.Fatal("items are nil; a JSON list must be [] not null")
 			}
 			if (p.NextCursor != nil) != tt.wantCursor {
 				t.Fatalf("got cursor %v, want one: %v", p.NextCursor, tt.wantCursor)
 			}
 			if p.NextCursor != nil {
 				got, err := rest.ParsePage(httptest.NewRequest(http.MethodGet, "/?cursor="+*p.NextCursor, nil))
-				if err != nil || got.After != tt.items[tt.limit-1] {
-					t.Errorf("next cursor points after %q (%v), want the last item shown %q", got.After, err, tt.items[tt.limit-1])
+				if err != nil || got.After != last {
+					t.Errorf("next cursor points after %q (%v), want %q", got.After, err, last)
 				}
 			}
 		})
-	}
-}
-
-func TestValidID(t *testing.T) {
-	id := rest.NewID()
-	tests := []struct {
-		s    string
-		want bool
-	}{
-		{id, true},
-		{"00000000-0000-0000-0000-000000000000", true},
-		{"01890a5d-ac96-774b-bcce-b302099a8057", true},
-		{strings.ToUpper(id), false},
-		{"01890A5D-ac96-774b-bcce-b302099a8057", false},
-		{"", false},
-		{"abc", false},
-		{"../x", false},
-		{strings.ReplaceAll(id, "-", ""), false},
-		{"{" + id + "}", false},
-		{"urn:uuid:" + id, false},
-		{id + "0", false},
-		{id[:35], false},
-		{"01890a5d-ac96-774b-bcce-b302099a805g", false},
-		{"01890a5d+ac96-774b-bcce-b302099a8057", false},
-		{" " + id[1:], false},
-	}
-	for _, tt := range tests {
-		if got := rest.ValidID(tt.s); got != tt.want {
-			t.Errorf("ValidID(%q): got %v, want %v", tt.s, got, tt.want)
-		}
-	}
-	if a, b := rest.NewID(), rest.NewID(); a == b || a > b {
-		t.Errorf("NewID gave %s then %s, want increasing ids", a, b)
 	}
 }
 

@@ -22,8 +22,8 @@ func runBare(ctx context.Context, _ []string, getenv func(string) string, stdout
 	if err := config.Load(&cfg, getenv); err != nil {
 		return err
 	}
-	return cfg.Serve(ctx, cfg.Logger(stdout, "bare"), metrics.NewRegistry(), http.NewServeMux(), []byte(`{}`),
-		func(context.Context) error { return nil }, nil)
+	return chassis.Serve(ctx, cfg, cfg.Logger(stdout, "bare"), metrics.NewRegistry(), http.NewServeMux(), []byte(`{}`),
+		chassis.Health{Ready: func(context.Context) error { return nil }}, nil)
 }
 
 // TestStartReadsTheAddrFile: a program asked for port 0 writes the ports it really
