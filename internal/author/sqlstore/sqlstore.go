@@ -191,7 +191,7 @@ func (s *Store) Update(ctx context.Context, a author.Author) (author.Author, err
 		if err != nil {
 			return fmt.Errorf("update author %s: %w", a.ID, err)
 		}
-		if err := checkWritten(ctx, tx, res, a.ID); err != nil {
+		if err := sqldb.CheckVersioned(ctx, tx, res, "authors", a.ID, author.ErrNotFound, author.ErrStale); err != nil {
 			return err
 		}
 		if a.BookCount, err = bookCount(ctx, tx, a.ID); err != nil {
@@ -222,7 +222,7 @@ func (s *Store) Delete(ctx context.Context, id string, version int) error {
 		if err != nil {
 			return fmt.Errorf("delete author %s: %w", id, err)
 		}
-		if err := checkWritten(ctx, tx, res, id); err != nil {
+		if err := sqldb.CheckVersioned(ctx, tx, res, "authors", id, author.ErrNotFound, author.ErrStale); err != nil {
 			return err
 		}
 		// Counted in the transaction of the delete, which rolls back when books remain.
@@ -247,22 +247,6 @@ func plural(n int, one, many string) string {
 // deletedData is the data of a delete event: only the id, the resource being gone.
 type deletedData struct {
 	ID string `json:"id"`
-}
-
-// checkWritten tells a missing author from one whose version moved on.
-func checkWritten(ctx context.Context, tx *sql.Tx, res sql.Result, id string) error {
-	if n, err := res.RowsAffected(); err != nil || n == 1 {
-		return err
-	}
-	var one int
-	err := tx.QueryRowContext(ctx, `SELECT 1 FROM authors WHERE id = $1`, id).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return author.ErrNotFound
-	}
-	if err != nil {
-		return fmt.Errorf("check author %s: %w", id, err)
-	}
-	return author.ErrStale
 }
 
 // ApplyBookChange writes what a book event tells into author_books, in tx (the

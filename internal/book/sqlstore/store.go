@@ -143,7 +143,7 @@ func (s *Store) Update(ctx context.Context, b book.Book) error {
 		if err != nil {
 			return writeError("update book", err)
 		}
-		if err := checkWritten(ctx, tx, res, b.ID); err != nil {
+		if err := sqldb.CheckVersioned(ctx, tx, res, "books", b.ID, book.ErrNotFound, book.ErrStale); err != nil {
 			return err
 		}
 		return outbox.AddEvent(ctx, tx, book.EventBookUpdated, b.ID, b)
@@ -157,7 +157,7 @@ func (s *Store) Delete(ctx context.Context, id string, version int) error {
 		if err != nil {
 			return fmt.Errorf("delete book %s: %w", id, err)
 		}
-		if err := checkWritten(ctx, tx, res, id); err != nil {
+		if err := sqldb.CheckVersioned(ctx, tx, res, "books", id, book.ErrNotFound, book.ErrStale); err != nil {
 			return err
 		}
 		return outbox.AddEvent(ctx, tx, book.EventBookDeleted, id, deletedData{ID: id})
@@ -167,22 +167,6 @@ func (s *Store) Delete(ctx context.Context, id string, version int) error {
 // deletedData is the data of a delete event: only the id, the resource being gone.
 type deletedData struct {
 	ID string `json:"id"`
-}
-
-// checkWritten tells a missing book from one whose version moved on.
-func checkWritten(ctx context.Context, tx *sql.Tx, res sql.Result, id string) error {
-	if n, err := res.RowsAffected(); err != nil || n == 1 {
-		return err
-	}
-	var one int
-	err := tx.QueryRowContext(ctx, `SELECT 1 FROM books WHERE id = $1`, id).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return book.ErrNotFound
-	}
-	if err != nil {
-		return fmt.Errorf("check book %s: %w", id, err)
-	}
-	return book.ErrStale
 }
 
 func writeError(op string, err error) error {
