@@ -96,7 +96,7 @@ const (
 	// installedNATS is the nats-server program installed on the machine (2.9 on
 	// Debian 12): the relay publishes one message at a time, pipelined.
 	installedNATS = "installed"
-	// embeddedNATS is the server folio up embeds (internal/localnats: a newer
+	// embeddedNATS is the server folio up embeds (internal/devtools/localnats: a newer
 	// version, every write synced), run in a child process of this test binary:
 	// the relay publishes atomic batches.
 	embeddedNATS = "embedded"

@@ -93,7 +93,7 @@ type securitySystem struct {
 }
 
 // Finding 1: the embedded NATS took anyone. The permissions of each program's
-// credential are tested in internal/localnats and e2e/broker_trust_test.go
+// credential are tested in internal/devtools/localnats and e2e/broker_trust_test.go
 // (forged registry entries and events with every stolen credential); here:
 // folio up's NATS refuses a client without a credential, or with one it does
 // not know.
