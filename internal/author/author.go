@@ -158,7 +158,7 @@ func (in Input) validate(now time.Time) (Author, error) {
 		errs.Add("name", "must not contain NUL characters")
 	case !visible.Has(a.Name):
 		// Zero-width and bidi control characters pass "required" yet show nothing.
-		errs.Add("name", visibleRule)
+		errs.Add("name", visible.Rule)
 	}
 	if s := trimmed(in.Bio); s != "" {
 		switch {
@@ -178,9 +178,6 @@ func (in Input) validate(now time.Time) (Author, error) {
 	}
 	return a, errs.Err()
 }
-
-// visibleRule is what a name made only of invisible characters is told.
-const visibleRule = "must contain a visible character, not only spaces, zero-width or bidi control characters"
 
 func trimmed(s *string) string {
 	if s == nil {

@@ -112,7 +112,7 @@ func (in Input) validate(now time.Time) (Book, error) {
 		errs.Add("title", "must not contain NUL characters")
 	case !visible.Has(b.Title):
 		// Zero-width and bidi control characters pass "required" yet show nothing.
-		errs.Add("title", visibleRule)
+		errs.Add("title", visible.Rule)
 	}
 	b.AuthorID = trimmed(in.AuthorID)
 	if b.AuthorID == "" {
@@ -142,9 +142,6 @@ func (in Input) validate(now time.Time) (Book, error) {
 	}
 	return b, errs.Err()
 }
-
-// visibleRule is what a name made only of invisible characters is told.
-const visibleRule = "must contain a visible character, not only spaces, zero-width or bidi control characters"
 
 func trimmed(s *string) string {
 	if s == nil {

@@ -5,6 +5,9 @@ package visible
 
 import "unicode"
 
+// Rule is what a field made only of invisible characters is told, in a 422.
+const Rule = "must contain a visible character, not only spaces, zero-width or bidi control characters"
+
 // Has reports whether s holds at least one character a reader can see: a letter,
 // number, punctuation mark or symbol (or a space-less mark on one) that is not
 // default-ignorable. Spaces, controls, format characters (Cf: zero-width spaces and
