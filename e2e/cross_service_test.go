@@ -49,7 +49,14 @@ func TestBookAndAuthorLearnOfEachOtherFromEvents(t *testing.T) {
 	polltest.Until(t, "the author service counts the deleted book out", bookCount(gone, 0))
 	expect(t, call(t, "DELETE", author.URL()+"/authors/"+gone, nil, "Authorization", editor), http.StatusNoContent)
 
-	// From here on the book service can only answer from what the events told it.
+	// From here on the book service can only answer from what the events told it:
+	// once the author service has handed them all to the broker, it is killed.
+	polltest.Until(t, "the author service's outbox is drained", func() error {
+		if n, err := outboxPending(author); err != nil || n != 0 {
+			return fmt.Errorf("%d pending (%v)", n, err)
+		}
+		return nil
+	})
 	author.kill()
 	postBook := func(authorID string, want int) func() error {
 		return func() error {
