@@ -25,6 +25,7 @@ import (
 	"folio/internal/platform/idempotency"
 	"folio/internal/platform/metrics"
 	"folio/internal/platform/outbox"
+	"folio/internal/platform/release"
 	"folio/internal/platform/secrets"
 )
 
@@ -106,6 +107,10 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if release.IsVersionFlag(args) {
+		fmt.Fprintln(stdout, "auth", release.Get())
+		return nil
+	}
 	if len(args) > 1 {
 		return errors.New("auth takes no arguments; it is configured with FOLIO_* environment variables (see README)")
 	}

@@ -195,3 +195,5 @@ func TestSecretsKeyFile(t *testing.T) {
 		t.Errorf("a start with another secrets key: got %v, want an error saying the keys do not unseal", err)
 	}
 }
+
+func TestRunPrintsItsVersion(t *testing.T) { chassistest.WantVersion(t, run, "auth") }

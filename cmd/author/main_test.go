@@ -229,3 +229,5 @@ func doJSON(t *testing.T, req *http.Request, v any) int {
 	_ = json.NewDecoder(resp.Body).Decode(v)
 	return resp.StatusCode
 }
+
+func TestRunPrintsItsVersion(t *testing.T) { chassistest.WantVersion(t, run, "author") }

@@ -26,6 +26,7 @@ import (
 	"folio/internal/platform/inbox"
 	"folio/internal/platform/metrics"
 	"folio/internal/platform/outbox"
+	"folio/internal/platform/release"
 	"folio/internal/platform/resilient"
 )
 
@@ -61,6 +62,10 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if release.IsVersionFlag(args) {
+		fmt.Fprintln(stdout, "book", release.Get())
+		return nil
+	}
 	if len(args) > 1 {
 		return errors.New("book takes no arguments; it is configured with FOLIO_* environment variables (see README)")
 	}

@@ -150,3 +150,5 @@ func TestRunReportsItsOutboxWhenReady(t *testing.T) {
 	}
 	p.Stop()
 }
+
+func TestRunPrintsItsVersion(t *testing.T) { chassistest.WantVersion(t, run, "book") }

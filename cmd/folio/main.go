@@ -15,6 +15,7 @@ import (
 	"syscall"
 
 	"folio/internal/devtools/loadbench"
+	"folio/internal/platform/release"
 )
 
 func main() {
@@ -49,6 +50,11 @@ func commands() []command {
 		{name: "nats", summary: "print the authorization block of a nats-server.conf giving each program its own nkey (seeds created in --keys-dir) and only the permissions it needs, for running Folio on your own NATS; `folio nats serve` is the NATS server folio up runs as a child process",
 			flags: func() *flag.FlagSet { fs, _ := natsFlags(); return fs },
 			run:   natsServerConfig},
+		{name: "version", summary: "print the version, git revision and Go version of this build",
+			run: func(_ context.Context, _ []string, _ func(string) string, stdout io.Writer) error {
+				fmt.Fprintln(stdout, "folio", release.Get())
+				return nil
+			}},
 		{name: "help", summary: "show this help, or one command's flags: folio help <command>"},
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"folio/internal/platform/chassis/chassistest"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/polltest"
+	"folio/internal/platform/release"
 )
 
 func noEnv(string) string { return "" }
@@ -608,4 +609,14 @@ func listRequests(t *testing.T, base string) int {
 		}
 	}
 	return total
+}
+
+func TestVersion(t *testing.T) {
+	var out chassistest.LogBuffer
+	if err := run(context.Background(), []string{"folio", "version"}, chassistest.Env(nil), &out); err != nil {
+		t.Fatal(err)
+	}
+	if want := "folio " + release.Get().String() + "\n"; out.String() != want {
+		t.Errorf("folio version printed %q, want %q", out.String(), want)
+	}
 }

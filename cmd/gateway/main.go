@@ -24,6 +24,7 @@ import (
 	"folio/internal/platform/discovery"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/metrics"
+	"folio/internal/platform/release"
 )
 
 // settings is the gateway's configuration. It has no database, so it embeds only
@@ -124,6 +125,10 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if release.IsVersionFlag(args) {
+		fmt.Fprintln(stdout, "gateway", release.Get())
+		return nil
+	}
 	if len(args) > 1 {
 		return errors.New("gateway takes no arguments; it is configured with FOLIO_* environment variables (see README)")
 	}

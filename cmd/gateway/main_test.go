@@ -166,3 +166,5 @@ func TestRunFollowsRevocations(t *testing.T) {
 		return nil
 	})
 }
+
+func TestRunPrintsItsVersion(t *testing.T) { chassistest.WantVersion(t, run, "gateway") }

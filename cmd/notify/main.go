@@ -29,6 +29,7 @@ import (
 	"folio/internal/platform/inbox"
 	"folio/internal/platform/metrics"
 	"folio/internal/platform/outbox"
+	"folio/internal/platform/release"
 	"folio/internal/platform/secrets"
 )
 
@@ -86,6 +87,10 @@ func main() {
 }
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if release.IsVersionFlag(args) {
+		fmt.Fprintln(stdout, "notify", release.Get())
+		return nil
+	}
 	if len(args) > 1 {
 		return errors.New("notify takes no arguments; it is configured with FOLIO_* environment variables (see README)")
 	}

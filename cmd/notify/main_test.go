@@ -276,3 +276,5 @@ func TestEventsReachSubscribers(t *testing.T) {
 		t.Fatal("the event did not reach the subscriber")
 	}
 }
+
+func TestRunPrintsItsVersion(t *testing.T) { chassistest.WantVersion(t, run, "notify") }

@@ -9,15 +9,29 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"folio/internal/platform/release"
 )
 
-// NewRegistry returns a registry with the runtime and process collectors registered.
-// Each service builds its own rather than using the global default, so that tests can
-// run several services in one process.
+// NewRegistry returns a registry with the runtime and process collectors and
+// folio_build_info registered. Each service builds its own rather than using the
+// global default, so that tests can run several services in one process.
 func NewRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), buildInfo())
 	return reg
+}
+
+// buildInfo is folio_build_info: always 1, its labels say which build runs, so
+// that a dashboard shows a rollout's progress and which revision a fault began in.
+func buildInfo() prometheus.Collector {
+	info := release.Get()
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "folio_build_info", Help: "Which build of Folio runs: 1, with its version, git revision and Go version as labels.",
+		ConstLabels: prometheus.Labels{"version": info.Version, "revision": info.Revision, "goversion": info.GoVersion},
+	})
+	g.Set(1)
+	return g
 }
 
 // RegisterDB exports the connection pool statistics of db under the name given.

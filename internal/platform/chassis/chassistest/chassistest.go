@@ -17,6 +17,7 @@ import (
 
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/polltest"
+	"folio/internal/platform/release"
 )
 
 // LogBuffer collects what a program writes while it runs; the test may read it at
@@ -48,6 +49,20 @@ func Env(vars map[string]string) func(string) string {
 
 // Run is a program's run function, as its main calls it.
 type Run func(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error
+
+// WantVersion runs program with --version and no environment, and fails t unless
+// it prints one line naming itself and this build (release.Get) and returns nil,
+// having opened nothing.
+func WantVersion(t testing.TB, run Run, program string) {
+	t.Helper()
+	var out LogBuffer
+	if err := run(context.Background(), []string{program, "--version"}, Env(nil), &out); err != nil {
+		t.Fatalf("%s --version: %v", program, err)
+	}
+	if want := program + " " + release.Get().String() + "\n"; out.String() != want {
+		t.Errorf("%s --version printed %q, want %q", program, out.String(), want)
+	}
+}
 
 // WantSettingRejected runs program with the setting name=value, a new data directory
 // and any free port, and fails t unless run returns an error that names the setting.
