@@ -8,6 +8,9 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strings"
+
+	// The container images hold no zoneinfo: every program carries its own.
+	_ "time/tzdata"
 )
 
 // version is set by a release build:
