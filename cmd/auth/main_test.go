@@ -59,21 +59,14 @@ func TestRunRejectsBadSettingBeforeOpeningAnything(t *testing.T) {
 		{"FOLIO_ADMIN_EMAIL", "not an email", ""},
 	} {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
-			dir := t.TempDir()
-			vars := map[string]string{"FOLIO_DATA_DIR": dir, "FOLIO_HTTP_ADDR": "127.0.0.1:0", tc.name: tc.value}
+			vars := map[string]string{tc.name: tc.value}
 			switch {
 			case tc.email != "":
 				vars["FOLIO_ADMIN_EMAIL"] = tc.email
 			case tc.name == "FOLIO_ADMIN_EMAIL":
 				vars["FOLIO_ADMIN_PASSWORD"] = "a long enough password"
 			}
-			err := run(context.Background(), []string{"auth"}, chassistest.Env(vars), &chassistest.LogBuffer{})
-			if err == nil || !strings.Contains(err.Error(), tc.name) {
-				t.Fatalf("got %v, want an error naming %s", err, tc.name)
-			}
-			if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
-				t.Errorf("the data directory holds %v (%v) after the refusal, want nothing", entries, err)
-			}
+			chassistest.WantRefusedBeforeOpening(t, run, "auth", vars, tc.name)
 		})
 	}
 }

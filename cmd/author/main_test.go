@@ -51,15 +51,7 @@ func TestRunRejectsBadSettingBeforeOpeningAnything(t *testing.T) {
 		{"FOLIO_BROKER_STALE_AFTER", "0s"},
 	} {
 		t.Run(tc.name+"="+tc.value, func(t *testing.T) {
-			dir := t.TempDir()
-			vars := map[string]string{"FOLIO_DATA_DIR": dir, "FOLIO_HTTP_ADDR": "127.0.0.1:0", tc.name: tc.value}
-			err := run(context.Background(), []string{"author"}, chassistest.Env(vars), &chassistest.LogBuffer{})
-			if err == nil || !strings.Contains(err.Error(), tc.name) {
-				t.Fatalf("got %v, want an error naming %s", err, tc.name)
-			}
-			if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
-				t.Errorf("the data directory holds %v (%v) after the refusal, want nothing", entries, err)
-			}
+			chassistest.WantRefusedBeforeOpening(t, run, "author", map[string]string{tc.name: tc.value}, tc.name)
 		})
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 
@@ -41,21 +40,9 @@ func TestRunRejectsBadSettings(t *testing.T) {
 // TestRunOpensNothingBeforeItsSettingsAreChecked: a rejected setting stops the
 // program before its database is created, and before it says it is starting.
 func TestRunOpensNothingBeforeItsSettingsAreChecked(t *testing.T) {
-	dir := t.TempDir()
-	logs := &chassistest.LogBuffer{}
-	vars := map[string]string{"FOLIO_DATA_DIR": dir, "FOLIO_HTTP_ADDR": "127.0.0.1:0", "FOLIO_PEER_TIMEOUT": "0s"}
-	if err := run(context.Background(), []string{"book"}, chassistest.Env(vars), logs); err == nil {
-		t.Fatal("got nil, want the setting rejected")
-	}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(entries) != 0 {
-		t.Errorf("the data directory holds %v after a rejected setting, want nothing", entries)
-	}
-	if logs.String() != "" {
-		t.Errorf("got logs %q after a rejected setting, want none", logs.String())
+	logs := chassistest.WantRefusedBeforeOpening(t, run, "book", map[string]string{"FOLIO_PEER_TIMEOUT": "0s"}, "FOLIO_PEER_TIMEOUT")
+	if logs != "" {
+		t.Errorf("got logs %q after a rejected setting, want none", logs)
 	}
 }
 

@@ -194,18 +194,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 // purgeDeliveries drops, every hour, finished deliveries past their retention.
 func purgeDeliveries(ctx context.Context, log *slog.Logger, svc *notify.Service, retention time.Duration) {
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
-	for {
+	chassis.Every(ctx, time.Hour, func() {
 		if n, err := svc.Purge(ctx, retention); err != nil && ctx.Err() == nil {
 			log.Warn("purge deliveries", "error", err)
 		} else if n > 0 {
 			log.Info("purged deliveries", "count", n)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	})
 }

@@ -62,18 +62,9 @@ func TestRunRejectsASettingBeforeOpeningAnything(t *testing.T) {
 		{"FOLIO_SECRETS_KEY", "not-a-key", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
-			vars := map[string]string{"FOLIO_DATA_DIR": dir, "FOLIO_HTTP_ADDR": "127.0.0.1:0",
-				"FOLIO_BROKER": "nats", "FOLIO_NATS_URL": "nats://127.0.0.1:1", tc.name: tc.value}
-			logs := &chassistest.LogBuffer{}
-			err := run(context.Background(), []string{"notify"}, chassistest.Env(vars), logs)
-			if err == nil || !strings.Contains(err.Error(), tc.name) {
-				t.Fatalf("got %v, want an error naming %s", err, tc.name)
-			}
-			if entries, err := os.ReadDir(dir); err != nil || len(entries) != 0 {
-				t.Errorf("the data directory holds %v (%v), want nothing", entries, err)
-			}
-			if !tc.logs && logs.String() != "" {
+			logs := chassistest.WantRefusedBeforeOpening(t, run, "notify",
+				map[string]string{"FOLIO_BROKER": "nats", "FOLIO_NATS_URL": "nats://127.0.0.1:1", tc.name: tc.value}, tc.name)
+			if !tc.logs && logs != "" {
 				t.Errorf("run logged before refusing: %s", logs)
 			}
 		})

@@ -162,15 +162,16 @@ const inboxRetention = 7 * 24 * time.Hour
 // PurgeInbox forgets, every hour until ctx ends, the events applied longer ago
 // than any redelivery or republish of them can arrive.
 func PurgeInbox(ctx context.Context, db *sqldb.DB, log *slog.Logger) {
-	every(ctx, time.Hour, func() {
+	Every(ctx, time.Hour, func() {
 		if _, err := inbox.Purge(ctx, db, inboxRetention); err != nil && ctx.Err() == nil {
 			log.Warn("purge the inbox", "err", err)
 		}
 	})
 }
 
-// every runs fn now and then every period until ctx ends.
-func every(ctx context.Context, period time.Duration, fn func()) {
+// Every runs fn now and then every period until ctx ends: the shape of a
+// program's periodic upkeep (purges), listed as a job in its run.
+func Every(ctx context.Context, period time.Duration, fn func()) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {

@@ -153,19 +153,22 @@ func (t roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 // join this one's; headers the caller set itself are kept.
 func carryContext(r *http.Request) {
 	ctx := r.Context()
-	id, tp := logging.RequestID(ctx), tracecontext.From(ctx)
-	set := func(name, value string) {
-		if value == "" || r.Header.Get(name) != "" {
-			return
+	cloned := false
+	for _, h := range [...][2]string{
+		{httpserver.RequestIDHeader, logging.RequestID(ctx)},
+		{tracecontext.Header, tracecontext.From(ctx)},
+	} {
+		if h[1] == "" || r.Header.Get(h[0]) != "" {
+			continue
 		}
-		if r.Header == nil {
-			r.Header = http.Header{}
+		if !cloned { // only a request that gains a header needs its own map
+			r.Header, cloned = r.Header.Clone(), true
+			if r.Header == nil {
+				r.Header = http.Header{}
+			}
 		}
-		r.Header.Set(name, value)
+		r.Header.Set(h[0], h[1])
 	}
-	r.Header = r.Header.Clone()
-	set(httpserver.RequestIDHeader, id)
-	set(tracecontext.Header, tp)
 }
 
 // isConnectError reports whether err is a failure to open a connection, which means

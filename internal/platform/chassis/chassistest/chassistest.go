@@ -75,6 +75,27 @@ func WantSettingRejected(t testing.TB, run Run, program, name, value string) {
 	}
 }
 
+// WantRefusedBeforeOpening runs program with vars, in a new data directory and on
+// any free port unless vars name them, and fails t unless run returns an error
+// naming the setting name and has created nothing in the data directory. It
+// returns what the program logged, for the caller's own checks.
+func WantRefusedBeforeOpening(t testing.TB, run Run, program string, vars map[string]string, name string) string {
+	t.Helper()
+	env := map[string]string{"FOLIO_DATA_DIR": t.TempDir(), "FOLIO_HTTP_ADDR": "127.0.0.1:0"}
+	for k, v := range vars {
+		env[k] = v
+	}
+	logs := &LogBuffer{}
+	err := run(context.Background(), []string{program}, Env(env), logs)
+	if err == nil || !strings.Contains(err.Error(), name) {
+		t.Fatalf("got %v, want an error naming %s", err, name)
+	}
+	if entries, err := os.ReadDir(env["FOLIO_DATA_DIR"]); err != nil || len(entries) != 0 {
+		t.Errorf("the data directory holds %v (%v) after the refusal, want nothing", entries, err)
+	}
+	return logs.String()
+}
+
 // Program is a program that Start has started.
 type Program struct {
 	// URL is the program's base URL, http:// and the address it serves on.
