@@ -73,6 +73,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		fmt.Fprintln(stdout, "author", release.Get())
 		return nil
 	}
+	if chassis.IsHealthcheckFlag(args) {
+		return chassis.Healthcheck(ctx, getenv, ":8082", stdout)
+	}
 	if len(args) > 1 {
 		return errors.New("author takes no arguments; it is configured with FOLIO_* environment variables (see README)")
 	}

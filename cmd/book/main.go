@@ -66,6 +66,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		fmt.Fprintln(stdout, "book", release.Get())
 		return nil
 	}
+	if chassis.IsHealthcheckFlag(args) {
+		return chassis.Healthcheck(ctx, getenv, ":8081", stdout)
+	}
 	if len(args) > 1 {
 		return errors.New("book takes no arguments; it is configured with FOLIO_* environment variables (see README)")
 	}

@@ -139,3 +139,12 @@ func TestRunReportsItsOutboxWhenReady(t *testing.T) {
 }
 
 func TestRunPrintsItsVersion(t *testing.T) { chassistest.WantVersion(t, run, "book") }
+
+// TestRunHealthcheck: --healthcheck asks the program at FOLIO_HTTP_ADDR whether it
+// is ready (chassis.Healthcheck) instead of starting one; here there is no port to ask.
+func TestRunHealthcheck(t *testing.T) {
+	err := run(context.Background(), []string{"book", "--healthcheck"}, chassistest.Env(map[string]string{"FOLIO_HTTP_ADDR": "127.0.0.1:0"}), &chassistest.LogBuffer{})
+	if err == nil || !strings.Contains(err.Error(), "healthcheck: FOLIO_HTTP_ADDR") {
+		t.Errorf("book --healthcheck with no port to ask: got %v, want the health check's error", err)
+	}
+}

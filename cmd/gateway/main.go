@@ -129,6 +129,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		fmt.Fprintln(stdout, "gateway", release.Get())
 		return nil
 	}
+	if chassis.IsHealthcheckFlag(args) {
+		return chassis.Healthcheck(ctx, getenv, "127.0.0.1:8080", stdout)
+	}
 	if len(args) > 1 {
 		return errors.New("gateway takes no arguments; it is configured with FOLIO_* environment variables (see README)")
 	}
