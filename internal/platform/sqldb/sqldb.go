@@ -179,10 +179,18 @@ func private(path string) error {
 }
 
 // Migrate applies the migrations in migrations/<dialect>/ of fsys that the database
-// does not have yet.
+// does not have yet. Instances starting together may call it at once on one
+// database: on PostgreSQL the advisory lock migrateLockID makes them take turns;
+// on SQLite an instance that loses the race to another retries (see migrate).
 func (db *DB) Migrate(ctx context.Context, fsys fs.FS) error {
-	return db.migrate(ctx, fsys)
+	return db.migrate(ctx, fsys, migrateLockID)
 }
+
+// migrateLockID is the PostgreSQL advisory lock Migrate holds while it migrates a
+// service's own tables. Advisory locks are per database, and each service has its
+// own; it differs from the locks of the platform's MigrateOwn callers (outbox,
+// inbox, idempotency), whose migrations follow the service's.
+const migrateLockID int64 = 0x666f6c696f6d69 // "foliomi"
 
 // MigrateOwn is Migrate for a platform package that keeps tables of its own in a
 // service's database (the outbox, the inbox): versionTable records its migrations
@@ -190,37 +198,69 @@ func (db *DB) Migrate(ctx context.Context, fsys fs.FS) error {
 // instances starting together from migrating it at once without waiting on the
 // service's own migrations.
 func (db *DB) MigrateOwn(ctx context.Context, fsys fs.FS, versionTable string, lockID int64) error {
-	opts := []goose.ProviderOption{goose.WithTableName(versionTable), goose.WithDisableGlobalRegistry(true)}
-	if db.Dialect == Postgres {
-		locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(lockID))
-		if err != nil {
-			return fmt.Errorf("migrate %s: %w", versionTable, err)
-		}
-		opts = append(opts, goose.WithSessionLocker(locker))
-	}
-	if err := db.migrate(ctx, fsys, opts...); err != nil {
+	if err := db.migrate(ctx, fsys, lockID, goose.WithTableName(versionTable), goose.WithDisableGlobalRegistry(true)); err != nil {
 		return fmt.Errorf("%s: %w", versionTable, err)
 	}
 	return nil
 }
 
-func (db *DB) migrate(ctx context.Context, fsys fs.FS, opts ...goose.ProviderOption) error {
+// migrate applies fsys's migrations for db's engine under the PostgreSQL advisory
+// lock lockID.
+//
+// SQLite has no such lock, and goose reads which migrations a database has before
+// it applies the first one it lacks: two instances starting together both apply
+// it, each in a transaction of its own, and the second fails (table already
+// exists) and rolls back. The loser then tries again, as long as the database's
+// version moved on since its last try: the winner applied what the loser failed
+// on. Each try either succeeds or finds the version higher, so this ends; a
+// migration that fails on its own fails again with no progress and is returned.
+// Every SQLite migration of Folio's runs in a transaction, so a failed one leaves
+// nothing behind.
+func (db *DB) migrate(ctx context.Context, fsys fs.FS, lockID int64, opts ...goose.ProviderOption) error {
 	sub, err := fs.Sub(fsys, "migrations/"+string(db.Dialect))
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	dialect := goose.DialectPostgres
-	if db.Dialect == SQLite {
-		dialect = goose.DialectSQLite3
+	dialect := goose.DialectSQLite3
+	if db.Dialect == Postgres {
+		dialect = goose.DialectPostgres
+		// goose tries the lock every second, for five minutes at most: long
+		// enough for another instance's migrations, short enough to notice one
+		// that hangs holding it.
+		locker, err := lock.NewPostgresSessionLocker(lock.WithLockID(lockID), lock.WithLockTimeout(1, 300))
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		opts = append(opts, goose.WithSessionLocker(locker))
 	}
 	p, err := goose.NewProvider(dialect, db.DB, sub, opts...)
 	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	if _, err := p.Up(ctx); err != nil {
+	if db.Dialect != SQLite {
+		if _, err := p.Up(ctx); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		return nil
+	}
+	version, err := p.GetDBVersion(ctx) // creates the version table if missing
+	if err != nil {
 		return fmt.Errorf("migrate: %w", err)
 	}
-	return nil
+	for {
+		_, err := p.Up(ctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		now, verr := p.GetDBVersion(ctx)
+		if verr != nil || now <= version {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		version = now
+	}
 }
 
 // InTx runs fn in a transaction, committing when fn returns nil. fn must do all

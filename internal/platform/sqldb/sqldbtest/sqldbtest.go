@@ -37,6 +37,16 @@ func ForEach(t *testing.T, migrations fs.FS, suite func(t *testing.T, db *sqldb.
 // skips, or fails when FOLIO_REQUIRE_INTEGRATION=1.
 func OpenPostgres(t testing.TB, migrations fs.FS) *sqldb.DB {
 	t.Helper()
+	return Open(t, PostgresDatabase(t), migrations)
+}
+
+// PostgresDatabase creates an empty database with a unique name on the server named
+// by FOLIO_TEST_POSTGRES_URL and returns its URL; the database is dropped at
+// cleanup, after the cleanups registered later (those closing its users), and with
+// FORCE, should a connection be left. Without the URL it skips, or fails when
+// FOLIO_REQUIRE_INTEGRATION=1.
+func PostgresDatabase(t testing.TB) string {
+	t.Helper()
 	base := os.Getenv("FOLIO_TEST_POSTGRES_URL")
 	if base == "" {
 		if RequireIntegration() {
@@ -60,15 +70,13 @@ func OpenPostgres(t testing.TB, migrations fs.FS) *sqldb.DB {
 	if _, err := admin.Exec("CREATE DATABASE " + name); err != nil {
 		t.Fatalf("create database: %v", err)
 	}
-	u.Path = "/" + name
-	db := Open(t, u.String(), migrations)
 	t.Cleanup(func() {
-		db.Close()
 		if _, err := admin.Exec("DROP DATABASE IF EXISTS " + name + " WITH (FORCE)"); err != nil {
 			t.Errorf("drop database %s: %v", name, err)
 		}
 	})
-	return db
+	u.Path = "/" + name
+	return u.String()
 }
 
 // Open opens and migrates the database at dsn, closing it at cleanup.
