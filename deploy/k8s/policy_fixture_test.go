@@ -481,7 +481,7 @@ func TestPolicyFailsABrokenRender(t *testing.T) {
 		{"dev claim in another namespace", "dev", func(objs []runtime.Object) []runtime.Object {
 			find[*corev1.PersistentVolumeClaim](objs, "book-data").Namespace = ""
 			return objs
-		}, "dev: Deployment/book: volumes: volume data names PersistentVolumeClaim book-data, which is not in the render"},
+		}, `dev: Deployment/book: volumes: volume data names PersistentVolumeClaim book-data, which is not in the render (it is, in namespace "" instead of "folio")`},
 		{"an unknown kind", "base", func(objs []runtime.Object) []runtime.Object {
 			return append(objs, &corev1.Pod{ObjectMeta: meta("stray", "book")})
 		}, "base: Pod/stray: kind: a kind the policy does not check"},

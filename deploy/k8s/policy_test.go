@@ -537,7 +537,13 @@ func (m *manifests) checkVolumes(w *workload) {
 		}
 		pvc, ok := m.pvcs[w.namespace+"/"+v.PersistentVolumeClaim.ClaimName]
 		if !ok {
-			m.failW(w, "volumes", "volume %s names PersistentVolumeClaim %s, which is not in the render", v.Name, v.PersistentVolumeClaim.ClaimName)
+			elsewhere := ""
+			for _, other := range m.pvcs {
+				if other.Name == v.PersistentVolumeClaim.ClaimName {
+					elsewhere = fmt.Sprintf(" (it is, in namespace %q instead of %q)", other.Namespace, w.namespace)
+				}
+			}
+			m.failW(w, "volumes", "volume %s names PersistentVolumeClaim %s, which is not in the render%s", v.Name, v.PersistentVolumeClaim.ClaimName, elsewhere)
 			continue
 		}
 		rwo := slices.Contains(pvc.Spec.AccessModes, corev1.ReadWriteOnce) || slices.Contains(pvc.Spec.AccessModes, corev1.ReadWriteOncePod)
