@@ -81,8 +81,10 @@ func Load(cfg Config, dataDir string, log *slog.Logger) (*Box, error) {
 		if err != nil {
 			return nil, err
 		}
-		if fi, err := os.Stat(cfg.KeyFile); err == nil && fi.Mode().Perm()&0o077 != 0 {
-			log.Warn("the secrets key file is readable by others than its owner", "file", cfg.KeyFile, "mode", fi.Mode().Perm().String())
+		// Group access is how Kubernetes (fsGroup) and Compose hand a secret to a
+		// program that does not run as the file's owner; the world's is a leak.
+		if fi, err := os.Stat(cfg.KeyFile); err == nil && fi.Mode().Perm()&0o007 != 0 {
+			log.Warn("the secrets key file is open to every user of the machine", "file", cfg.KeyFile, "mode", fi.Mode().Perm().String())
 		}
 		return New(key)
 	}

@@ -191,3 +191,29 @@ func TestEnsureKeyFile(t *testing.T) {
 		t.Error("EnsureKeyFile of a file holding no key: got nil, want an error")
 	}
 }
+
+// A key file any user may read is warned of; one its group may read, as a
+// Kubernetes Secret volume with fsGroup gives it, is not.
+func TestLoadWarnsOfAWorldReadableKeyFile(t *testing.T) {
+	for _, c := range []struct {
+		mode os.FileMode
+		warn bool
+	}{{0o600, false}, {0o400, false}, {0o440, false}, {0o640, false}, {0o644, true}, {0o604, true}} {
+		t.Run(c.mode.String(), func(t *testing.T) {
+			keyFile := filepath.Join(t.TempDir(), "kek")
+			if err := os.WriteFile(keyFile, []byte(secrets.GenerateKey()), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(keyFile, c.mode); err != nil {
+				t.Fatal(err)
+			}
+			var logged bytes.Buffer
+			if _, err := secrets.Load(secrets.Config{KeyFile: keyFile}, t.TempDir(), slog.New(slog.NewTextHandler(&logged, nil))); err != nil {
+				t.Fatal(err)
+			}
+			if warned := strings.Contains(logged.String(), "open to every user"); warned != c.warn {
+				t.Errorf("mode %v: warned %v, want %v (log: %s)", c.mode, warned, c.warn, logged.String())
+			}
+		})
+	}
+}
