@@ -27,6 +27,7 @@ import (
 	"folio/internal/platform/outbox"
 	"folio/internal/platform/release"
 	"folio/internal/platform/secrets"
+	"folio/internal/platform/tracing"
 )
 
 type settings struct {
@@ -132,6 +133,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	log := cfg.Logger(stdout, "auth")
 	log.Info("starting", config.Attrs(&cfg)...)
+
+	// Tracing, from the standard OTEL_* variables: off unless they name an exporter.
+	stopTracing, err := tracing.Setup(ctx, getenv, "auth", log)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer func() { _ = stopTracing(context.Background()) }()
 
 	// Database: the accounts and signing keys, then the idempotency keys and the
 	// outbox beside them. auth consumes no events: it has no inbox.

@@ -29,6 +29,7 @@ import (
 	"folio/internal/platform/outbox"
 	"folio/internal/platform/release"
 	"folio/internal/platform/resilient"
+	"folio/internal/platform/tracing"
 )
 
 type settings struct {
@@ -90,6 +91,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	log := cfg.Logger(stdout, "author")
 	log.Info("starting", config.Attrs(&cfg)...)
+
+	// Tracing, from the standard OTEL_* variables: off unless they name an exporter.
+	stopTracing, err := tracing.Setup(ctx, getenv, "author", log)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer func() { _ = stopTracing(context.Background()) }()
 
 	// Database: the authors and the book projection, then the idempotency keys,
 	// outbox and inbox beside them.

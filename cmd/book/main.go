@@ -28,6 +28,7 @@ import (
 	"folio/internal/platform/outbox"
 	"folio/internal/platform/release"
 	"folio/internal/platform/resilient"
+	"folio/internal/platform/tracing"
 )
 
 // settings is the book service's configuration: what every service reads, and how
@@ -83,6 +84,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	log := cfg.Logger(stdout, "book")
 	log.Info("starting", config.Attrs(&cfg)...)
+
+	// Tracing, from the standard OTEL_* variables: off unless they name an exporter.
+	stopTracing, err := tracing.Setup(ctx, getenv, "book", log)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer func() { _ = stopTracing(context.Background()) }()
 
 	// Database: the books and known authors, then the idempotency keys, the outbox
 	// and the inbox beside them.

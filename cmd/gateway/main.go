@@ -25,6 +25,7 @@ import (
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/metrics"
 	"folio/internal/platform/release"
+	"folio/internal/platform/tracing"
 )
 
 // settings is the gateway's configuration. It has no database, so it embeds only
@@ -151,6 +152,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	log := cfg.Logger(stdout, "gateway")
 	log.Info("starting", config.Attrs(&cfg)...)
+
+	// Tracing, from the standard OTEL_* variables: off unless they name an exporter.
+	stopTracing, err := tracing.Setup(ctx, getenv, "gateway", log)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer func() { _ = stopTracing(context.Background()) }()
+	// Clients outside Folio do not choose the trace the services log under.
+	cfg.Public = true
 
 	// Discovery and metrics. In nats discovery the instance lists come from the
 	// registry, else from the FOLIO_*_URLS.

@@ -31,6 +31,7 @@ import (
 	"folio/internal/platform/outbox"
 	"folio/internal/platform/release"
 	"folio/internal/platform/secrets"
+	"folio/internal/platform/tracing"
 )
 
 // settings is the notify service's configuration.
@@ -108,6 +109,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	log := cfg.Logger(stdout, "notify")
 	log.Info("starting", config.Attrs(&cfg)...)
+
+	// Tracing, from the standard OTEL_* variables: off unless they name an exporter.
+	stopTracing, err := tracing.Setup(ctx, getenv, "notify", log)
+	if err != nil {
+		return fmt.Errorf("tracing: %w", err)
+	}
+	defer func() { _ = stopTracing(context.Background()) }()
 	if cfg.WebhookAllowPrivate {
 		log.Warn("FOLIO_WEBHOOK_ALLOW_PRIVATE is set: webhooks may go to loopback and private addresses; never do this on a shared network")
 	}

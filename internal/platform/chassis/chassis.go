@@ -50,6 +50,9 @@ type ServerConfig struct {
 	// (httpserver.Addrs, as JSON) once its listeners are open: a starter that asks
 	// for port 0 reads the real ports there rather than guessing a free one.
 	AddrFile string `env:"FOLIO_ADDR_FILE"`
+	// Public is set by a program that faces clients outside Folio (the gateway):
+	// the trace context they send is not continued (httpserver.Config.Public).
+	Public bool
 }
 
 // Proxies returns the trusted proxies of TrustedProxies; the error names the setting.
@@ -138,7 +141,7 @@ func (s ServerConfig) serve(ctx context.Context, log *slog.Logger, reg *promethe
 	}
 	srv := httpserver.New(httpserver.Config{
 		ShutdownDelay: s.ShutdownDelay, ShutdownTimeout: s.ShutdownTimeout, AccessLog: s.AccessLog, ReadyDetail: sv.detail,
-		BeforeClose: beforeClose,
+		BeforeClose: beforeClose, Public: s.Public,
 	}, log, reg, mux, openapi, sv.ready)
 	return srv.Serve(ctx, ln)
 }

@@ -9,10 +9,15 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"folio/internal/platform/authn"
 	"folio/internal/platform/broker"
@@ -23,7 +28,7 @@ import (
 	"folio/internal/platform/outbox"
 	"folio/internal/platform/resilient"
 	"folio/internal/platform/sqldb"
-	"folio/internal/platform/tracecontext"
+	"folio/internal/platform/tracing"
 )
 
 // Check fills in the defaults that depend on the program, its listen address (on
@@ -131,28 +136,48 @@ func FollowRevocations(ctx context.Context, v *authn.Verifier, b *broker.Broker,
 }
 
 // Consume applies h to the messages of sub until ctx ends. The handler's context
-// carries the request id and traceparent the event was written under, so that its
-// logs join those of the request; a failure is logged and left to the broker's
+// carries the request id the event was written under, so that its logs join
+// those of the request, and the span of its handling, which continues the trace
+// of the event's publication; a failure is logged and left to the broker's
 // retries.
 func Consume(ctx context.Context, b *broker.Broker, sub broker.Subscription, h broker.Handler, log *slog.Logger) error {
 	err := b.Consume(ctx, sub, func(ctx context.Context, m broker.Message) error {
 		if id := m.Header[broker.HeaderRequestID]; id != "" {
 			ctx = logging.WithRequestID(ctx, id)
 		}
-		if tp, ok := tracecontext.Parse(m.Header[broker.HeaderTraceparent]); ok {
-			ctx = tracecontext.With(ctx, tp)
-		}
+		ctx, span := startProcess(ctx, sub.Name, m)
 		err := h(ctx, m)
 		if err != nil {
 			log.WarnContext(ctx, "event not applied; it will be retried", "subscription", sub.Name,
 				"subject", m.Subject, "event_id", m.ID, "attempt", m.Header[broker.HeaderAttempts], "err", err)
+			span.SetStatus(codes.Error, err.Error())
 		}
+		span.End()
 		return err
 	})
 	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("consume %s: %w", sub.Name, err)
 	}
 	return nil
+}
+
+// startProcess starts the consumer span of m's handling by the subscription:
+// a child of the span that published it, and linked to it as OpenTelemetry's
+// messaging conventions ask, so that the event's trace goes on from the write
+// through the broker into every consumer. A message published outside any trace
+// starts none.
+func startProcess(ctx context.Context, subscription string, m broker.Message) (context.Context, trace.Span) {
+	ctx = tracing.Extract(ctx, m.Header)
+	sent := trace.SpanContextFromContext(ctx)
+	if !sent.IsValid() {
+		return ctx, trace.SpanFromContext(ctx)
+	}
+	attempt, _ := strconv.Atoi(m.Header[broker.HeaderAttempts])
+	return tracing.Tracer().Start(ctx, "process "+m.Subject, trace.WithSpanKind(trace.SpanKindConsumer),
+		trace.WithLinks(trace.Link{SpanContext: sent}),
+		trace.WithAttributes(semconv.MessagingOperationTypeProcess, semconv.MessagingOperationName("process"),
+			semconv.MessagingDestinationName(m.Subject), semconv.MessagingConsumerGroupName(subscription),
+			semconv.MessagingMessageID(m.ID), attribute.Int("folio.event.attempt", attempt)))
 }
 
 // inboxRetention is how long applied event ids are remembered: longer than any

@@ -1,6 +1,7 @@
 package httpserver
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -11,10 +12,10 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"folio/internal/platform/logging"
 	"folio/internal/platform/problem"
-	"folio/internal/platform/tracecontext"
 )
 
 // MaxBodyBytes is the largest request body any service reads (1 MiB).
@@ -115,14 +116,8 @@ func wrap(next http.Handler, log *slog.Logger, in *instruments, accessLog bool) 
 			r.Header.Set(RequestIDHeader, id)
 		}
 		w.Header().Set(RequestIDHeader, id)
-		// A request that starts a trace gets one here, so that every call and event
-		// it causes carries the same trace id.
-		tp, ok := tracecontext.Parse(r.Header.Get(tracecontext.Header))
-		if !ok {
-			tp = tracecontext.New()
-			r.Header.Set(tracecontext.Header, tp)
-		}
-		ctx := tracecontext.With(logging.WithRequestID(logging.WithLogger(r.Context(), log), id), tp)
+		ctx := logging.WithRequestID(logging.WithLogger(r.Context(), log), id)
+		outer := r
 		r = r.WithContext(ctx)
 		sw := &statusWriter{ResponseWriter: w, r: r}
 		in.inflight.Inc()
@@ -139,6 +134,9 @@ func wrap(next http.Handler, log *slog.Logger, in *instruments, accessLog bool) 
 						Detail: "the server could not complete the request; it has been logged"})
 				}
 			}
+			// The router sets the pattern on the request it was given; the span
+			// around the chassis reads it from the one it passed in.
+			outer.Pattern = r.Pattern
 			route := r.Pattern
 			if route == "" {
 				route = "unmatched"
@@ -148,7 +146,7 @@ func wrap(next http.Handler, log *slog.Logger, in *instruments, accessLog bool) 
 			}
 			elapsed := time.Since(start)
 			in.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.status)).Inc()
-			in.duration.WithLabelValues(route, r.Method).Observe(elapsed.Seconds())
+			observe(in.duration.WithLabelValues(route, r.Method), elapsed.Seconds(), ctx)
 			if accessLog {
 				log.LogAttrs(ctx, slog.LevelInfo, "request", slog.String("method", r.Method),
 					slog.String("path", r.URL.Path), slog.Int("status", sw.status),
@@ -171,6 +169,18 @@ func wrap(next http.Handler, log *slog.Logger, in *instruments, accessLog bool) 
 		}
 		next.ServeHTTP(sw, r)
 	})
+}
+
+// observe records a request's duration, with the trace id as an exemplar when the
+// request's span is sampled, so that a slow bucket on a dashboard leads to a trace.
+func observe(o prometheus.Observer, seconds float64, ctx context.Context) {
+	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
+		if e, ok := o.(prometheus.ExemplarObserver); ok {
+			e.ObserveWithExemplar(seconds, prometheus.Labels{"trace_id": sc.TraceID().String()})
+			return
+		}
+	}
+	o.Observe(seconds)
 }
 
 // validRequestID accepts ids a client sent if they are short printable ASCII, so a

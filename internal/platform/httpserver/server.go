@@ -35,6 +35,9 @@ type Config struct {
 	// ReadyDetail, if set, adds facts worth watching to the /readyz answer that
 	// do not make the service unready (an outbox's lag, say).
 	ReadyDetail func(context.Context) Detail
+	// Public says that the server faces clients outside Folio (the gateway): the
+	// trace context they send is not continued.
+	Public bool
 	// BeforeClose, if set, runs when shutdown begins, alongside ShutdownDelay: the
 	// listener closes once both are over, and the server answers meanwhile. A
 	// program announced in discovery withdraws there and waits until its peers have
@@ -67,7 +70,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry, mux *http.Serve
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi)
 	})
-	s.handler = wrap(mux, log, newInstruments(reg), cfg.AccessLog)
+	s.handler = traced(wrap(mux, log, newInstruments(reg), cfg.AccessLog), cfg.Public)
 	return s
 }
 

@@ -1,6 +1,6 @@
 // Package logging builds the slog logger every Folio service uses: JSON lines (or
 // text on a terminal) that carry the service name and, for the lines logged while
-// serving a request, that request's id.
+// serving a request, that request's id and trace.
 package logging
 
 import (
@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/term"
 )
 
@@ -65,13 +66,17 @@ func New(w io.Writer, service, format, level string) *slog.Logger {
 	return slog.New(contextHandler{h}).With("service", service)
 }
 
-// contextHandler adds the request id from the context to every record, so handlers
-// need only log with the request's context for the id to appear.
+// contextHandler adds the request id and the current span's trace and span ids
+// from the context to every record, so handlers need only log with the request's
+// context for a line to lead to its request and trace.
 type contextHandler struct{ slog.Handler }
 
 func (h contextHandler) Handle(ctx context.Context, r slog.Record) error {
 	if id := RequestID(ctx); id != "" {
 		r.AddAttrs(slog.String("request_id", id))
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
 	}
 	return h.Handler.Handle(ctx, r)
 }

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"folio/internal/platform/logging"
 )
 
@@ -100,5 +102,24 @@ func TestFormatsAndLevels(t *testing.T) {
 				t.Errorf("JSON: got %v, want %v: %q", got, tt.json, out)
 			}
 		})
+	}
+}
+
+func TestTraceAndSpanIDsInLines(t *testing.T) {
+	var buf bytes.Buffer
+	log := logging.New(&buf, "book", "json", "info")
+	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
+	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
+	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid}))
+
+	log.InfoContext(ctx, "in a span")
+	log.InfoContext(context.Background(), "outside any span")
+
+	recs := lines(t, buf.String())
+	if recs[0]["trace_id"] != tid.String() || recs[0]["span_id"] != sid.String() {
+		t.Errorf("line in a span: trace_id %v, span_id %v; want %s, %s", recs[0]["trace_id"], recs[0]["span_id"], tid, sid)
+	}
+	if _, ok := recs[1]["trace_id"]; ok {
+		t.Errorf("line outside any span has a trace id: %v", recs[1])
 	}
 }

@@ -39,7 +39,9 @@ func RegisterDB(reg prometheus.Registerer, db *sql.DB, name string) {
 	reg.MustRegister(collectors.NewDBStatsCollector(db, name))
 }
 
-// Handler serves reg in the Prometheus text format.
+// Handler serves reg in the Prometheus text format, or in OpenMetrics to a
+// scraper that asks for it, which is the format that carries the exemplars
+// (trace ids) of the latency histograms.
 func Handler(reg *prometheus.Registry) http.Handler {
-	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg, EnableOpenMetrics: true})
 }

@@ -17,7 +17,7 @@ import (
 	"folio/internal/platform/broker"
 	"folio/internal/platform/logging"
 	"folio/internal/platform/sqldb"
-	"folio/internal/platform/tracecontext"
+	"folio/internal/platform/tracing"
 )
 
 //go:embed migrations
@@ -53,8 +53,8 @@ type Event struct {
 }
 
 // Add writes e into the outbox inside tx and returns the new event's id. The event
-// exists if and only if tx commits. The request id and traceparent carried by ctx
-// travel with it as message headers.
+// exists if and only if tx commits. The request id and trace context (the
+// current span) carried by ctx travel with it as message headers.
 func Add(ctx context.Context, tx *sql.Tx, e Event) (id string, err error) {
 	if e.Type == "" {
 		return "", errors.New("outbox add: event type is required")
@@ -77,9 +77,7 @@ func Add(ctx context.Context, tx *sql.Tx, e Event) (id string, err error) {
 	if rid := logging.RequestID(ctx); rid != "" {
 		header[broker.HeaderRequestID] = rid
 	}
-	if tp := tracecontext.From(ctx); tp != "" {
-		header[broker.HeaderTraceparent] = tp
-	}
+	tracing.Inject(ctx, header)
 	headers, err := json.Marshal(header)
 	if err != nil {
 		return "", fmt.Errorf("outbox add %s: headers: %w", e.Type, err)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"folio/internal/platform/broker"
 	"folio/internal/platform/logging"
@@ -20,7 +22,8 @@ import (
 	"folio/internal/platform/polltest"
 	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
-	"folio/internal/platform/tracecontext"
+	"folio/internal/platform/tracing"
+	"folio/internal/platform/tracing/tracingtest"
 )
 
 // service stands for a service's own migrations, which the outbox's are applied
@@ -240,8 +243,9 @@ func equal(a, b []string) bool {
 
 func TestAddIsAtomic(t *testing.T) {
 	open(t, func(t *testing.T, db *sqldb.DB) {
-		tp := tracecontext.New()
-		ctx := tracecontext.With(logging.WithRequestID(context.Background(), "req-1"), tp)
+		// Tracing off: the trace context of the write goes out as it came.
+		const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+		ctx := tracing.Extract(logging.WithRequestID(context.Background(), "req-1"), map[string]string{"traceparent": tp})
 		boom := errors.New("boom")
 
 		err := db.InTx(ctx, func(tx *sql.Tx) error {
@@ -649,6 +653,55 @@ func TestRelaysShareADatabase(t *testing.T) {
 		polltest.Until(t, "every event to be published", polltest.Holds(func() bool { return len(pub.received()) >= len(want) }))
 		if got := ids(pub.received()); !equal(got, want) {
 			t.Fatalf("published\n%v\nwant\n%v", got, want)
+		}
+	})
+}
+
+// With tracing on, each publication is a producer span, child of the write's span,
+// and the message carries the producer span's context for consumers to continue;
+// both publishers (one at a time, pipelined) do it.
+func TestPublishingContinuesTheWritesTrace(t *testing.T) {
+	spans := tracingtest.Record(t)
+	open(t, func(t *testing.T, db *sqldb.DB) {
+		for name, pub := range map[string]interface {
+			broker.Publisher
+			received() []broker.Message
+		}{"one at a time": &publisher{}, "pipelined": &batchPublisher{}} {
+			t.Run(name, func(t *testing.T) {
+				ctx, writing := tracing.Tracer().Start(context.Background(), "POST /books")
+				id := write(t, ctx, db, "book.created", "b1")
+				writing.End()
+				untraced := write(t, context.Background(), db, "book.created", "b2")
+				stop := run(t, newRelay(t, db, pub, nil))
+				polltest.Until(t, "the events to be published", polltest.Holds(func() bool { return len(pub.received()) >= 2 }))
+				stop()
+
+				var send sdktrace.ReadOnlySpan
+				for _, s := range spans.Ended() {
+					if s.SpanKind() == trace.SpanKindProducer && s.Parent().SpanID() == writing.SpanContext().SpanID() {
+						send = s
+					}
+				}
+				if send == nil {
+					t.Fatal("no producer span under the write's span")
+				}
+				if send.Name() != "send folio.book.created" || send.SpanContext().TraceID() != writing.SpanContext().TraceID() {
+					t.Errorf("producer span %q in trace %s, want \"send folio.book.created\" in the write's", send.Name(), send.SpanContext().TraceID())
+				}
+				for _, m := range pub.received() {
+					carried := trace.SpanContextFromContext(tracing.Extract(context.Background(), m.Header))
+					switch m.ID {
+					case id:
+						if carried.SpanID() != send.SpanContext().SpanID() {
+							t.Errorf("message carries span %s, want the producer span %s", carried.SpanID(), send.SpanContext().SpanID())
+						}
+					case untraced:
+						if carried.IsValid() {
+							t.Errorf("an event written outside any trace went out in trace %s", carried.TraceID())
+						}
+					}
+				}
+			})
 		}
 	})
 }

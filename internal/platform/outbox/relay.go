@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -12,9 +13,13 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/codes"
+	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
+	"go.opentelemetry.io/otel/trace"
 
 	"folio/internal/platform/broker"
 	"folio/internal/platform/sqldb"
+	"folio/internal/platform/tracing"
 )
 
 // Backoff bounds after a failed publish.
@@ -376,9 +381,11 @@ func (r *Relay) publish(ctx context.Context, rows []row, until time.Time) (sent 
 			return sent, errLeaseExpired
 		}
 		msg := r.message(ctx, w)
+		span := startSend(msg)
 		pctx, cancel := publishContext(ctx, until)
 		err := r.pub.Publish(pctx, msg)
 		cancel()
+		endSend(span, err)
 		if err != nil {
 			if ctx.Err() == nil {
 				r.errors.Inc()
@@ -404,17 +411,29 @@ func (r *Relay) publishPipelined(ctx context.Context, bp broker.BatchPublisher, 
 		return nil, err
 	}
 	msgs := make([]broker.Message, len(rows))
+	spans := make([]trace.Span, len(rows))
 	for i, w := range rows {
 		msgs[i] = r.message(ctx, w)
+		spans[i] = startSend(msgs[i])
 	}
 	// As late as can be: the relay may have been stopped since it renewed.
 	if expired(until) {
+		for _, span := range spans {
+			endSend(span, errLeaseExpired)
+		}
 		return nil, errLeaseExpired
 	}
 	pctx, cancel := publishContext(ctx, until)
 	acked, err := bp.PublishBatch(pctx, msgs)
 	cancel()
 	acked = min(max(acked, 0), len(rows))
+	for i, span := range spans {
+		if i < acked {
+			endSend(span, nil)
+		} else {
+			endSend(span, cmp.Or(err, errNotAcknowledged))
+		}
+	}
 	for _, w := range rows[:acked] {
 		sent = append(sent, w.seq)
 	}
@@ -445,6 +464,37 @@ func (r *Relay) message(ctx context.Context, w row) broker.Message {
 		r.log.ErrorContext(ctx, "outbox relay: unreadable headers, publishing without them", "event_id", w.id, "err", err)
 	}
 	return broker.Message{Subject: r.prefix + "." + w.typ, ID: w.id, Body: []byte(w.body), Header: header}
+}
+
+// errNotAcknowledged marks the send spans of a batch's messages that the broker
+// did not acknowledge, though it reported no error.
+var errNotAcknowledged = errors.New("not acknowledged")
+
+// startSend starts the producer span of msg's publication, as a child of the
+// write that added the event (the trace context its headers carry), and puts the
+// span's own context in the headers for the consumers to continue. An event
+// written outside any trace gets none: the relay starts no traces of its own.
+func startSend(msg broker.Message) trace.Span {
+	parent := tracing.Extract(context.Background(), msg.Header)
+	if !trace.SpanContextFromContext(parent).IsValid() {
+		return nil
+	}
+	ctx, span := tracing.Tracer().Start(parent, "send "+msg.Subject, trace.WithSpanKind(trace.SpanKindProducer),
+		trace.WithAttributes(semconv.MessagingOperationTypeSend, semconv.MessagingOperationName("send"),
+			semconv.MessagingDestinationName(msg.Subject), semconv.MessagingMessageID(msg.ID)))
+	tracing.Inject(ctx, msg.Header)
+	return span
+}
+
+// endSend ends a span startSend started, if any, with the publication's outcome.
+func endSend(span trace.Span, err error) {
+	if span == nil {
+		return
+	}
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }
 
 // markSentChunk bounds the parameters of one UPDATE, well under any driver's limit.

@@ -9,6 +9,7 @@ package resilient
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"strconv"
@@ -21,11 +22,14 @@ import (
 	"github.com/failsafe-go/failsafe-go/retrypolicy"
 	"github.com/failsafe-go/failsafe-go/timeout"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"folio/internal/platform/discovery"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/logging"
-	"folio/internal/platform/tracecontext"
+	"folio/internal/platform/tracing"
 )
 
 // Config tunes the policies around calls to one peer.
@@ -71,6 +75,14 @@ func NewClient(cfg Config, reg prometheus.Registerer) *http.Client {
 	reg.MustRegister(state, transitions, retries)
 	countRetry := func(e failsafe.ExecutionEvent[*http.Response]) {
 		retries.WithLabelValues(failureReason(e.LastResult(), e.LastError())).Inc()
+		// failsafe-go drops the failed attempt's response without closing it: its
+		// connection would stay busy, never reused nor closed (and its client span
+		// never end). A little of the body is read so that the connection can
+		// serve again.
+		if resp := e.LastResult(); resp != nil && resp.Body != nil {
+			_, _ = io.CopyN(io.Discard, resp.Body, 4<<10)
+			resp.Body.Close()
+		}
 	}
 
 	failed := func(resp *http.Response, err error) bool {
@@ -122,6 +134,13 @@ func NewClient(cfg Config, reg prometheus.Registerer) *http.Client {
 	if cfg.Route != nil {
 		base = cfg.Route(transport)
 	}
+	if tracing.Recording() {
+		// Under the policies, so that each attempt is a client span of its own and
+		// a retry shows as one.
+		base = otelhttp.NewTransport(base, otelhttp.WithPropagators(tracing.Propagator), otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
+			return r.Method + " " + cfg.Peer
+		}))
+	}
 	// failsafehttp keeps the request's body and gives each attempt a fresh reader of
 	// it, so a refused POST is sent again whole.
 	refused := failsafehttp.NewRoundTripper(base, retryRefused, breaker, limit, attempt)
@@ -150,24 +169,26 @@ func (t roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // carryContext sets on r (a copy the caller does not see) the request id and
 // trace context of the request being served, so that the peer's logs and traces
-// join this one's; headers the caller set itself are kept.
+// join this one's; a request id the caller set itself is kept. When spans are
+// recorded, each attempt's client span sets the trace context again, as its own.
 func carryContext(r *http.Request) {
 	ctx := r.Context()
-	cloned := false
-	for _, h := range [...][2]string{
-		{httpserver.RequestIDHeader, logging.RequestID(ctx)},
-		{tracecontext.Header, tracecontext.From(ctx)},
-	} {
-		if h[1] == "" || r.Header.Get(h[0]) != "" {
-			continue
-		}
-		if !cloned { // only a request that gains a header needs its own map
-			r.Header, cloned = r.Header.Clone(), true
-			if r.Header == nil {
-				r.Header = http.Header{}
-			}
-		}
-		r.Header.Set(h[0], h[1])
+	id := logging.RequestID(ctx)
+	needID := id != "" && r.Header.Get(httpserver.RequestIDHeader) == ""
+	traced := trace.SpanContextFromContext(ctx).IsValid()
+	if !needID && !traced {
+		return
+	}
+	// Only a request that gains a header needs its own map.
+	r.Header = r.Header.Clone()
+	if r.Header == nil {
+		r.Header = http.Header{}
+	}
+	if needID {
+		r.Header.Set(httpserver.RequestIDHeader, id)
+	}
+	if traced {
+		tracing.Propagator.Inject(ctx, propagation.HeaderCarrier(r.Header))
 	}
 }
 

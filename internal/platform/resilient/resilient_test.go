@@ -13,11 +13,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/codes"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"folio/internal/platform/logging"
 	"folio/internal/platform/polltest"
 	"folio/internal/platform/resilient"
-	"folio/internal/platform/tracecontext"
+	"folio/internal/platform/tracing"
+	"folio/internal/platform/tracing/tracingtest"
 )
 
 // peer answers 500 to its first failFirst requests, or to every request while down,
@@ -248,8 +252,9 @@ func TestCallsCarryTheRequestIDAndTraceContext(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got <- r.Header.Clone() }))
 	defer srv.Close()
 	c := resilient.NewClient(resilient.DefaultConfig("peer"), prometheus.NewRegistry())
-	tp := tracecontext.New()
-	ctx := tracecontext.With(logging.WithRequestID(context.Background(), "req-7"), tp)
+	// Tracing off: the trace context of the request being served goes on as it came.
+	const tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	ctx := tracing.Extract(logging.WithRequestID(context.Background(), "req-7"), map[string]string{"traceparent": tp})
 
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
 	resp, err := c.Do(req)
@@ -275,4 +280,75 @@ func TestCallsCarryTheRequestIDAndTraceContext(t *testing.T) {
 	if h := <-got; h.Get("X-Request-ID") != "own" {
 		t.Errorf("peer got X-Request-ID %q, want the caller's own", h.Get("X-Request-ID"))
 	}
+}
+
+func TestEachAttemptIsAClientSpan(t *testing.T) {
+	spans := tracingtest.Record(t)
+	p := newPeer(t, 1) // the first attempt fails, the retry succeeds
+	c := resilient.NewClient(resilient.DefaultConfig("peer"), prometheus.NewRegistry())
+	ctx, parent := tracing.Tracer().Start(context.Background(), "serving")
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, p.URL, nil)
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	parent.End()
+
+	var attempts []sdktrace.ReadOnlySpan
+	for _, s := range spans.Ended() {
+		if s.SpanKind() == trace.SpanKindClient {
+			attempts = append(attempts, s)
+		}
+	}
+	if len(attempts) != 2 {
+		t.Fatalf("%d client spans, want one per attempt (2)", len(attempts))
+	}
+	for _, s := range attempts {
+		if s.Name() != "GET peer" || s.Parent().SpanID() != parent.SpanContext().SpanID() ||
+			s.SpanContext().TraceID() != parent.SpanContext().TraceID() {
+			t.Errorf("span %q (parent %s, trace %s), want \"GET peer\" under the caller's span", s.Name(), s.Parent().SpanID(), s.SpanContext().TraceID())
+		}
+	}
+	if attempts[0].Status().Code != codes.Error || attempts[1].Status().Code == codes.Error {
+		t.Errorf("statuses %v, %v: want the failed attempt marked an error and the retry not", attempts[0].Status(), attempts[1].Status())
+	}
+}
+
+// closeCounter counts the response bodies closed of the responses through it.
+type closeCounter struct {
+	next   http.RoundTripper
+	closed *atomic.Int32
+}
+
+func (c closeCounter) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := c.next.RoundTrip(r)
+	if resp != nil {
+		resp.Body = countedBody{resp.Body, c.closed}
+	}
+	return resp, err
+}
+
+type countedBody struct {
+	io.ReadCloser
+	closed *atomic.Int32
+}
+
+func (b countedBody) Close() error { b.closed.Add(1); return b.ReadCloser.Close() }
+
+// A failed attempt's response, which the retry replaces, is closed: left open, its
+// connection stayed busy for good.
+func TestRetriedResponsesAreClosed(t *testing.T) {
+	p := newPeer(t, 2)
+	var closed atomic.Int32
+	cfg := resilient.DefaultConfig("peer")
+	cfg.Route = func(next http.RoundTripper) http.RoundTripper { return closeCounter{next, &closed} }
+	resp, err := resilient.NewClient(cfg, prometheus.NewRegistry()).Get(p.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := closed.Load(); got != 2 {
+		t.Errorf("%d of the 2 failed attempts' responses closed before the answer", got)
+	}
+	resp.Body.Close()
 }

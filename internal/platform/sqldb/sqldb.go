@@ -59,7 +59,9 @@ func (db *DB) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 }
 
 // QueryContext runs a query with a prepared statement.
-func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error) {
+func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (rows *sql.Rows, err error) {
+	ctx, span := db.startSpan(ctx, statementKind(query))
+	defer func() { endSpan(span, err) }()
 	st, err := db.prepared(ctx, query)
 	if err != nil {
 		return nil, err
@@ -70,6 +72,8 @@ func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (*sql
 // QueryRowContext runs a query expected to return at most one row with a prepared
 // statement. A statement that fails to prepare reports its error from Scan.
 func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
+	ctx, span := db.startSpan(ctx, statementKind(query))
+	defer endSpan(span, nil)
 	st, err := db.prepared(ctx, query)
 	if err != nil {
 		return db.DB.QueryRowContext(ctx, query, args...)
@@ -78,7 +82,9 @@ func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *s
 }
 
 // ExecContext runs a statement with a prepared statement.
-func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error) {
+func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (res sql.Result, err error) {
+	ctx, span := db.startSpan(ctx, statementKind(query))
+	defer func() { endSpan(span, err) }()
 	st, err := db.prepared(ctx, query)
 	if err != nil {
 		return nil, err
@@ -272,7 +278,9 @@ func (db *DB) migrate(ctx context.Context, fsys fs.FS, lockID int64, opts ...goo
 // writer at a time and syncs on every commit; without this, concurrent writers
 // queue on the write lock (sleeping in its busy handler) and each pays a sync.
 // fn runs on another goroutine then; a panic in it is raised again in the caller.
-func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) error {
+func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
+	ctx, span := db.startSpan(ctx, "transaction")
+	defer func() { endSpan(span, err) }()
 	if db.Dialect == SQLite {
 		return db.group.run(db, ctx, fn)
 	}
