@@ -13,6 +13,7 @@ import (
 	"folio/internal/notify"
 	"folio/internal/platform/broker"
 	"folio/internal/platform/inbox"
+	"folio/internal/platform/tracing"
 )
 
 // Consumer names the service's durable consumer and its inbox.
@@ -21,9 +22,9 @@ const Consumer = "notify"
 // Deliveries is where the intake records deliveries (sqlstore.Store).
 type Deliveries interface {
 	// AddDeliveries records, in tx, one pending delivery of the event, body as
-	// received, to each subscription that asks for its type, due at now, and
-	// returns how many it added.
-	AddDeliveries(ctx context.Context, tx *sql.Tx, eventID, eventType string, body []byte, now time.Time) (int, error)
+	// received, to each subscription that asks for its type, due at now, with
+	// traceContext for its attempts to continue, and returns how many it added.
+	AddDeliveries(ctx context.Context, tx *sql.Tx, eventID, eventType string, body []byte, traceContext map[string]string, now time.Time) (int, error)
 }
 
 // NewIntake returns the consumer of the events subscriptions may ask for: it adds
@@ -47,7 +48,11 @@ func NewIntake(store Deliveries, now func() time.Time, wake func()) inbox.Consum
 			if !notify.SignableEventID(env.ID) {
 				return fmt.Errorf("event id %q cannot be a webhook-id", env.ID)
 			}
-			n, err := store.AddDeliveries(ctx, tx, env.ID, env.Type, env.Body, now())
+			// The webhooks go out later, from the worker: they continue the trace
+			// of the span handling the event (the consumer's) through the rows.
+			tc := map[string]string{}
+			tracing.Inject(ctx, tc)
+			n, err := store.AddDeliveries(ctx, tx, env.ID, env.Type, env.Body, tc, now())
 			if err == nil && n > 0 {
 				added.Store(env.ID, true)
 			}

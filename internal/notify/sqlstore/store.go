@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -216,10 +217,12 @@ func (s *Store) ListDeliveries(ctx context.Context, subscriptionID string, page 
 }
 
 // AddDeliveries records, in tx, one pending delivery of the event (with its body as
-// received) to each subscription that asks for its type, due at now. It returns how
-// many it added; a subscription that already has the event gets nothing new. It is
-// the projection of the events package's intake, run in the inbox's transaction.
-func (s *Store) AddDeliveries(ctx context.Context, tx *sql.Tx, eventID, eventType string, body []byte, now time.Time) (int, error) {
+// received) to each subscription that asks for its type, due at now, with
+// traceContext (the propagator's fields of the span that handled the event; none
+// stores NULL). It returns how many it added; a subscription that already has the
+// event gets nothing new. It is the projection of the events package's intake, run
+// in the inbox's transaction.
+func (s *Store) AddDeliveries(ctx context.Context, tx *sql.Tx, eventID, eventType string, body []byte, traceContext map[string]string, now time.Time) (int, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT subscription_id FROM subscription_events WHERE event_type = $1`, eventType)
 	if err != nil {
 		return 0, fmt.Errorf("find subscribers: %w", err)
@@ -240,6 +243,14 @@ func (s *Store) AddDeliveries(ctx context.Context, tx *sql.Tx, eventID, eventTyp
 	if len(subs) == 0 {
 		return 0, nil // nobody listens: keep no copy of the event
 	}
+	var tc sql.NullString
+	if len(traceContext) > 0 {
+		b, err := json.Marshal(traceContext)
+		if err != nil {
+			return 0, fmt.Errorf("trace context of %s: %w", eventID, err)
+		}
+		tc = sql.NullString{String: string(b), Valid: true}
+	}
 	ms := now.UnixMilli()
 	if _, err := tx.ExecContext(ctx, `INSERT INTO events (id, type, body, received_at) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (id) DO NOTHING`, eventID, eventType, body, ms); err != nil {
@@ -247,9 +258,9 @@ func (s *Store) AddDeliveries(ctx context.Context, tx *sql.Tx, eventID, eventTyp
 	}
 	added := 0
 	for _, sub := range subs {
-		res, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, subscription_id, event_id, status, attempts, next_attempt_at, updated_at)
-			VALUES ($1, $2, $3, 'pending', 0, $4, $4) ON CONFLICT (subscription_id, event_id) DO NOTHING`,
-			id.New(), sub, eventID, ms)
+		res, err := tx.ExecContext(ctx, `INSERT INTO deliveries (id, subscription_id, event_id, status, attempts, next_attempt_at, updated_at, trace_context)
+			VALUES ($1, $2, $3, 'pending', 0, $4, $4, $5) ON CONFLICT (subscription_id, event_id) DO NOTHING`,
+			id.New(), sub, eventID, ms, tc)
 		if err != nil {
 			return 0, fmt.Errorf("add delivery of %s: %w", eventID, err)
 		}
@@ -293,9 +304,10 @@ func (s *Store) Claim(ctx context.Context, now time.Time, lease time.Duration, l
 	for _, id := range ids {
 		c := notify.Claim{ID: id}
 		var first sql.NullInt64
-		err := s.db.QueryRowContext(ctx, `SELECT d.subscription_id, d.event_id, e.type, e.body, s.url, s.secret, d.attempts, d.first_attempt_at
+		var tc sql.NullString
+		err := s.db.QueryRowContext(ctx, `SELECT d.subscription_id, d.event_id, e.type, e.body, s.url, s.secret, d.attempts, d.first_attempt_at, d.trace_context
 			FROM deliveries d JOIN events e ON e.id = d.event_id JOIN subscriptions s ON s.id = d.subscription_id
-			WHERE d.id = $1`, id).Scan(&c.SubscriptionID, &c.EventID, &c.EventType, &c.Body, &c.URL, &c.Secret, &c.Attempts, &first)
+			WHERE d.id = $1`, id).Scan(&c.SubscriptionID, &c.EventID, &c.EventType, &c.Body, &c.URL, &c.Secret, &c.Attempts, &first, &tc)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue // its subscription was deleted meanwhile
 		}
@@ -305,6 +317,13 @@ func (s *Store) Claim(ctx context.Context, now time.Time, lease time.Duration, l
 		if first.Valid {
 			t := time.UnixMilli(first.Int64)
 			c.FirstAttemptAt = &t
+		}
+		if tc.Valid {
+			// A trace context that does not read is only lost telemetry: the
+			// delivery goes out all the same, in a trace of its own.
+			if err := json.Unmarshal([]byte(tc.String), &c.TraceContext); err != nil {
+				c.TraceContext = nil
+			}
 		}
 		claims = append(claims, c)
 	}

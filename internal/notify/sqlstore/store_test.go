@@ -34,7 +34,7 @@ func addEvent(t *testing.T, db *sqldb.DB, st *sqlstore.Store, id, typ string, no
 	t.Helper()
 	added := 0
 	_, err := inbox.Apply(context.Background(), db, events.Consumer, id, func(tx *sql.Tx) error {
-		n, err := st.AddDeliveries(context.Background(), tx, id, typ, []byte(`{"id":"`+id+`"}`), now)
+		n, err := st.AddDeliveries(context.Background(), tx, id, typ, []byte(`{"id":"`+id+`"}`), nil, now)
 		added = n
 		return err
 	})
@@ -308,7 +308,7 @@ func TestStoreRollsBackWithTheInbox(t *testing.T) {
 		}
 		boom := errors.New("boom")
 		_, err := inbox.Apply(ctx, db, events.Consumer, "e1", func(tx *sql.Tx) error {
-			if _, err := st.AddDeliveries(ctx, tx, "e1", "book.created", []byte(`{}`), time.Now()); err != nil {
+			if _, err := st.AddDeliveries(ctx, tx, "e1", "book.created", []byte(`{}`), nil, time.Now()); err != nil {
 				return err
 			}
 			return boom

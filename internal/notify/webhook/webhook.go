@@ -59,7 +59,8 @@ type Config struct {
 	// checked when a subscription is made and again at every dial.
 	Egress egress.Policy
 	// Client sends the webhooks; nil means Egress's client, which checks every
-	// address it dials, takes no proxy and follows no redirect.
+	// address it dials, takes no proxy and follows no redirect. Its transport is
+	// wrapped, not replaced, to trace each POST.
 	Client *http.Client
 }
 
@@ -73,13 +74,19 @@ var _ notify.Webhooks = (*Sender)(nil)
 
 // New returns the sender of cfg.
 func New(cfg Config) *Sender {
-	s := &Sender{egress: cfg.Egress, client: cfg.Client}
-	if s.client == nil {
+	client := cfg.Client
+	if client == nil {
 		// A redirect is not a 2xx: the subscriber should fix its URL, and following
 		// it could lead to an address the check never saw.
-		s.client = cfg.Egress.Client()
+		client = cfg.Egress.Client()
 	}
-	return s
+	c := *client // the caller's client stays as it was
+	next := c.Transport
+	if next == nil {
+		next = http.DefaultTransport
+	}
+	c.Transport = traced{next: next}
+	return &Sender{egress: cfg.Egress, client: &c}
 }
 
 // CheckURL implements notify.Webhooks: the egress policy's check, its refusal of
@@ -126,7 +133,7 @@ func (s *Sender) Send(ctx context.Context, w notify.Webhook) error {
 	resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		st := statusError(resp.StatusCode)
-		return &notify.SendError{Reason: st.Error(), Err: st}
+		return &notify.SendError{Reason: st.Error(), Err: st, StatusCode: resp.StatusCode}
 	}
 	return nil
 }
