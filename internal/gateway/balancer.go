@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"folio/internal/platform/discovery"
 )
 
@@ -163,6 +165,9 @@ func (b *balancer) RoundTrip(r *http.Request) (*http.Response, error) {
 		return nil, err
 	}
 	b.pool.metrics.retries.WithLabelValues(b.pool.service, reason).Inc()
+	if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+		span.SetAttributes(attrRetry.String(reason))
+	}
 	return b.attempt(r, second, 0)
 }
 

@@ -6,6 +6,9 @@ import (
 	"strconv"
 	"strings"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"folio/internal/platform/authn"
 	"folio/internal/platform/problem"
 )
@@ -17,6 +20,12 @@ func (g *Gateway) handleProxy(svc *service) http.Handler {
 	var h http.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		need := required(r.Method, r.URL.Path)
 		ip := g.clientIP(r)
+		// The chassis' server span, which takes the gateway's decisions below.
+		span := trace.SpanFromContext(r.Context())
+		recording := span.IsRecording()
+		if recording {
+			span.SetAttributes(svc.attr, accessAttr(need))
+		}
 
 		var id *authn.Identity
 		var authErr error
@@ -33,7 +42,7 @@ func (g *Gateway) handleProxy(svc *service) http.Handler {
 			// client: a token it has not verified yet is paid for from the client
 			// address's budget first, so that a flood of forged tokens is refused
 			// before any of them is checked.
-			if !g.allow(w, r, "verify:"+ip) {
+			if !g.allow(w, r, budgetVerify, "verify:"+ip) {
 				return
 			}
 			ident, err := g.verifier.Verify(r.Context(), token)
@@ -44,14 +53,21 @@ func (g *Gateway) handleProxy(svc *service) http.Handler {
 			}
 		}
 
-		key := "ip:" + ip
+		key, budget := "ip:"+ip, budgetIP
 		if id != nil {
-			key = "sub:" + id.Subject
+			key, budget = "sub:"+id.Subject, budgetSubject
+			if recording {
+				span.SetAttributes(attrSubject.String(id.Subject))
+			}
 		}
-		if !g.allow(w, r, key) {
+		if !g.allow(w, r, budget, key) {
 			return
 		}
-		if !g.verifier.Authorize(w, r, need, id, authErr) {
+		ok := g.verifier.Authorize(w, r, need, id, authErr)
+		if recording {
+			span.SetAttributes(authAttrs(ok, id, authErr)...)
+		}
+		if !ok {
 			return
 		}
 
@@ -73,9 +89,13 @@ func (g *Gateway) handleProxy(svc *service) http.Handler {
 }
 
 // allow takes one request from key's budget, or answers 429 and returns false.
-func (g *Gateway) allow(w http.ResponseWriter, r *http.Request, key string) bool {
-	ok, wait := g.limiter.allow(r.Context(), key)
-	if ok {
+// budget names the kind of key on the request's span.
+func (g *Gateway) allow(w http.ResponseWriter, r *http.Request, budget attribute.KeyValue, key string) bool {
+	v, wait := g.limiter.allow(r.Context(), key)
+	if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+		span.SetAttributes(verdictAttrs[v], budget)
+	}
+	if v != refused {
 		return true
 	}
 	g.metrics.rateLimited.Inc()

@@ -58,6 +58,8 @@ func closedURL(testing.TB) string { return "http://127.0.0.1:1" }
 type claims = authntest.Claims
 
 // harness is a gateway in the chassis, served on loopback, in front of echo upstreams.
+// Spans are recorded when the test installed a recording tracer provider
+// (tracingtest.Record) before newHarness.
 type harness struct {
 	t   testing.TB
 	url string
@@ -95,7 +97,8 @@ func newHarness(t testing.TB, mutate func(*Config)) *harness {
 	h.gw, h.reg = gw, reg
 	mux := http.NewServeMux()
 	gw.Routes(mux)
-	srv := httptest.NewServer(httpserver.New(httpserver.Config{ShutdownTimeout: time.Second}, log, reg, mux,
+	// Public, as cmd/gateway serves it: the chassis continues no client's trace.
+	srv := httptest.NewServer(httpserver.New(httpserver.Config{ShutdownTimeout: time.Second, Public: true}, log, reg, mux,
 		OpenAPI, func(context.Context) error { return nil }).Handler())
 	t.Cleanup(srv.Close)
 	h.url = srv.URL

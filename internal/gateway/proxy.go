@@ -12,10 +12,13 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+
 	"folio/internal/platform/authn"
 	"folio/internal/platform/clientip"
 	"folio/internal/platform/httpserver"
 	"folio/internal/platform/problem"
+	"folio/internal/platform/tracing"
 )
 
 // Problem types the gateway adds to the chassis' ones.
@@ -30,6 +33,7 @@ const (
 // service is one backend service: its instances and the reverse proxy in front of them.
 type service struct {
 	name  string
+	attr  attribute.KeyValue // folio.gateway.upstream, built once
 	pool  *pool
 	proxy *httputil.ReverseProxy
 }
@@ -43,7 +47,14 @@ func newService(name string, raw []string, cfg Config, log *slog.Logger, m *inst
 		}
 		urls = append(urls, u)
 	}
-	s := &service{name: name, pool: newPool(name, urls, cfg, m)}
+	s := &service{name: name, attr: attrUpstream.String(name), pool: newPool(name, urls, cfg, m)}
+	var base http.RoundTripper = newTransport(longestTimeout(cfg))
+	if tracing.Recording() {
+		// Under the balancer, so that a retry on another instance is a span of its
+		// own. Without a recorded span the gateway has no trace context to send (the
+		// chassis continues no client's), and otelhttp would only cost allocations.
+		base = tracedTransport(name, base)
+	}
 	s.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			// Method, path, query, body and headers are kept; the balancer fills in the
@@ -59,6 +70,13 @@ func newService(name string, raw []string, cfg Config, log *slog.Logger, m *inst
 				if peer, ok := clientip.Peer(pr.In); ok && cfg.Proxies.Trusts(peer) {
 					pr.Out.Header.Set("X-Forwarded-For", strings.Join(chain, ", ")+", "+peer.String())
 				}
+			}
+			// The services continue the gateway's trace, whose context the transport
+			// sets for each attempt, not one a client sent: an outside caller must not
+			// choose the trace id the services log under, force them to sample, or
+			// push baggage into them. Dropped with tracing off too.
+			for _, k := range [...]string{"Traceparent", "Tracestate", "Baggage"} {
+				pr.Out.Header.Del(k)
 			}
 			if pr.Out.Body != nil {
 				pr.Out.Body = &requestBody{ReadCloser: pr.Out.Body}
@@ -77,7 +95,7 @@ func newService(name string, raw []string, cfg Config, log *slog.Logger, m *inst
 			resp.Header.Del(httpserver.RequestIDHeader)
 			return nil
 		},
-		Transport: &balancer{pool: s.pool, base: newTransport(longestTimeout(cfg)), tryTimeout: cfg.tryTimeout(name)},
+		Transport: &balancer{pool: s.pool, base: base, tryTimeout: cfg.tryTimeout(name)},
 		// Without a pool the proxy allocates a 32 KiB copy buffer per request: three
 		// quarters of the gateway's allocations, and so of its GC work.
 		BufferPool:   copyBuffers,

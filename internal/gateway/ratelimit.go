@@ -23,6 +23,15 @@ type limiter struct {
 	clients map[string]*bucket
 }
 
+// verdict is a rate limiter's answer to one request.
+type verdict uint8
+
+const (
+	admitted  verdict = iota // within the client's budget
+	refused                  // over it: the client gets 429
+	unchecked                // let through because the shared limiter could not be asked
+)
+
 type bucket struct {
 	lim  *rate.Limiter
 	seen time.Time // guarded by limiter.mu
@@ -35,9 +44,9 @@ func newLimiter(perSecond float64, burst, maxClients int, now func() time.Time) 
 		clients: make(map[string]*bucket)}
 }
 
-// allow takes one token from key's bucket. When there is none it returns false and
+// allow takes one token from key's bucket. When there is none it refuses, with
 // how long until there will be.
-func (l *limiter) allow(_ context.Context, key string) (bool, time.Duration) {
+func (l *limiter) allow(_ context.Context, key string) (verdict, time.Duration) {
 	now := l.now()
 	l.mu.Lock()
 	b := l.clients[key]
@@ -53,14 +62,14 @@ func (l *limiter) allow(_ context.Context, key string) (bool, time.Duration) {
 
 	r := b.lim.ReserveN(now, 1)
 	if !r.OK() {
-		return false, time.Second
+		return refused, time.Second
 	}
 	d := r.DelayFrom(now)
 	if d <= 0 {
-		return true, 0
+		return admitted, 0
 	}
 	r.CancelAt(now)
-	return false, d
+	return refused, d
 }
 
 // sweep forgets idle clients.

@@ -12,9 +12,9 @@ import (
 )
 
 // rateLimiter gives each client a budget of requests. allow takes one request from
-// key's budget; when there is none it returns false and how long until there will be.
+// key's budget; when there is none it refuses, with how long until there will be.
 type rateLimiter interface {
-	allow(ctx context.Context, key string) (bool, time.Duration)
+	allow(ctx context.Context, key string) (verdict, time.Duration)
 	sweep()
 }
 
@@ -48,17 +48,17 @@ func newRedisLimiter(url, prefix string, perSecond float64, burst int, log *slog
 // services from one client's excess, and an outage of Redis should not become an
 // outage of the whole API. Such requests are counted in
 // gateway_rate_limiter_errors_total.
-func (l *redisLimiter) allow(ctx context.Context, key string) (bool, time.Duration) {
+func (l *redisLimiter) allow(ctx context.Context, key string) (verdict, time.Duration) {
 	res, err := l.lim.Allow(ctx, l.prefix+key, l.limit)
 	if err != nil {
 		l.m.limiterErrors.Inc()
 		l.log.WarnContext(ctx, "rate limiter unavailable; request let through", "err", err)
-		return true, 0
+		return unchecked, 0
 	}
 	if res.Allowed > 0 {
-		return true, 0
+		return admitted, 0
 	}
-	return false, res.RetryAfter
+	return refused, res.RetryAfter
 }
 
 // sweep has nothing to do: Redis expires idle budgets itself.
