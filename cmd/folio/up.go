@@ -169,14 +169,19 @@ func planServices(cfg *upConfig) ([]*service, error) {
 		{name: "notify", port: cfg.notifyPort, flag: "--notify-port", db: cfg.notifyDB},
 		{name: "gateway", port: cfg.gatewayPort, flag: "--gateway-port", noDB: true},
 	}
-	for _, s := range services {
+	nats := &service{name: "NATS", port: cfg.natsPort, flag: "--nats-port"}
+	// Every flag is checked before the machine is: a mistyped port is the
+	// user's to fix whatever else runs here.
+	for _, s := range append(services, nats) {
+		if s.port < 1 || s.port > 65535 {
+			return nil, fmt.Errorf("%s %d is not a port; pick one from 1 to 65535", s.flag, s.port)
+		}
+	}
+	for _, s := range append(services, nats) {
 		s.url = serviceURL(cfg, s.port)
 		if err := checkPort(cfg.host, s); err != nil {
 			return nil, err
 		}
-	}
-	if err := checkPort(cfg.host, &service{name: "NATS", port: cfg.natsPort, flag: "--nats-port"}); err != nil {
-		return nil, err
 	}
 	return scaleOut(services, cfg.scale), nil
 }
@@ -433,9 +438,6 @@ func connectHost(host string) string {
 
 // checkPort fails with a one-line message when s's port cannot be listened on.
 func checkPort(host string, s *service) error {
-	if s.port < 1 || s.port > 65535 {
-		return fmt.Errorf("%s %d is not a port; pick one from 1 to 65535", s.flag, s.port)
-	}
 	ln, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(s.port)))
 	if errors.Is(err, syscall.EADDRINUSE) {
 		return fmt.Errorf("port %d (%s) is already in use; pick another with %s", s.port, s.name, s.flag)
