@@ -38,6 +38,11 @@ func newInstruments(reg prometheus.Registerer) *instruments {
 	}
 	m.authFailures = register(reg, m.authFailures)
 	m.jwksFetches = register(reg, m.jwksFetches)
+	// Both outcomes exist from the start, so that increase() sees the first
+	// failure after a restart (an alert on a series born with its first error
+	// would never fire).
+	m.jwksFetches.WithLabelValues("ok")
+	m.jwksFetches.WithLabelValues("error")
 	m.verifications = register(reg, m.verifications)
 	m.revocations = register(reg, m.revocations)
 	return m

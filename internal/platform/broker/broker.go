@@ -16,6 +16,9 @@ const (
 	// HeaderAttempts is set by the broker adapters on delivery: the 1-based number
 	// of times this message has been handed to a handler.
 	HeaderAttempts = "Folio-Attempts"
+	// HeaderWrittenAt is when the event was written to its service's outbox
+	// (RFC 3339, UTC): consumers report their lag from it.
+	HeaderWrittenAt = "Folio-Written-At"
 )
 
 // Message is one event on the wire. Subject is the full subject or routing key

@@ -298,6 +298,7 @@ func TestPublishConsume(t *testing.T) {
 		h, got := recorder()
 		e.consume(t, b, Subscription{Name: "books", Subjects: []string{e.subject("book.>")}}, h)
 
+		written := time.Now().Add(-90 * time.Second).UTC() // as if it had waited in an outbox
 		sent := Message{
 			Subject: e.subject("book.created"),
 			ID:      "evt-1",
@@ -305,6 +306,7 @@ func TestPublishConsume(t *testing.T) {
 			Header: map[string]string{
 				HeaderRequestID:   "req-42",
 				HeaderTraceparent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+				HeaderWrittenAt:   written.Format(time.RFC3339Nano),
 			},
 		}
 		publish(t, b, sent)
@@ -319,6 +321,14 @@ func TestPublishConsume(t *testing.T) {
 		}
 		if fmt.Sprint(m.Header) != fmt.Sprint(want) {
 			t.Errorf("headers %v, want %v", m.Header, want)
+		}
+		// The consumer's lag is the event's age when handled: at least the 90 s
+		// it was made to wait.
+		if lag := testutil.ToFloat64(b.metrics.consumerLag.WithLabelValues("books")); lag < 90 || lag > 90+60 {
+			t.Errorf("consumer lag %.1f s, want the event's age (90 s and the test's time)", lag)
+		}
+		if n := testutil.CollectAndCount(b.metrics.deadLetteredTotal); n != 1 {
+			t.Errorf("%d dead-letter series, want the subscription's, at zero, from the start", n)
 		}
 	})
 }

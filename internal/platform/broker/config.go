@@ -283,7 +283,9 @@ func (b *Broker) Consume(ctx context.Context, s Subscription, h Handler) error {
 	if err != nil {
 		return err
 	}
+	b.metrics.subscribed(s.Name)
 	return b.t.consume(ctx, s, func(ctx context.Context, m Message, attempt int) verdict {
+		b.metrics.handling(s.Name, m)
 		return b.deliver(ctx, s, h, m, attempt)
 	})
 }

@@ -73,7 +73,7 @@ func Add(ctx context.Context, tx *sql.Tx, e Event) (id string, err error) {
 	if err != nil {
 		return "", fmt.Errorf("outbox add %s: %w", e.Type, err)
 	}
-	header := map[string]string{}
+	header := map[string]string{broker.HeaderWrittenAt: now.Format(time.RFC3339Nano)}
 	if rid := logging.RequestID(ctx); rid != "" {
 		header[broker.HeaderRequestID] = rid
 	}

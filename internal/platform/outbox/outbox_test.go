@@ -317,9 +317,13 @@ func TestAddIsAtomic(t *testing.T) {
 			if string(env.Data) != wantData {
 				t.Errorf("message %d data %s, want %s", i, env.Data, wantData)
 			}
+			written, err := time.Parse(time.RFC3339Nano, m.Header[broker.HeaderWrittenAt])
+			if err != nil || !written.Equal(env.OccurredAt) {
+				t.Errorf("message %d written at %q (%v), want its occurred_at %v", i, m.Header[broker.HeaderWrittenAt], err, env.OccurredAt)
+			}
 			if m.ID == plain {
-				if len(m.Header) != 0 {
-					t.Errorf("message without request context has headers %v", m.Header)
+				if len(m.Header) != 1 {
+					t.Errorf("message without request context has headers %v, want only %s", m.Header, broker.HeaderWrittenAt)
 				}
 				continue
 			}
