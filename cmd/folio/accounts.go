@@ -248,7 +248,7 @@ func postJSON(ctx context.Context, hc *http.Client, method, u, bearer string, bo
 // banner is what `folio up` prints once everything is ready: the gateway first, then
 // each service, then how to get a token for the demo editor. The passwords appear
 // only on the run that created the accounts; later runs point at the file.
-func banner(gatewayURL, natsURL string, services []*service, dataDir string, c credentials, firstRun bool) string {
+func banner(gatewayURL, natsURL string, services []*service, dataDir, otlp string, c credentials, firstRun bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Folio is up:\n  %-16s%s  (the public entry point; the only URL you need)\n", "gateway", gatewayURL)
 	for _, s := range services {
@@ -257,6 +257,12 @@ func banner(gatewayURL, natsURL string, services []*service, dataDir string, c c
 		}
 	}
 	fmt.Fprintf(&b, "  %-16s%s  (events and discovery)\n", "NATS", natsURL)
+	if otlp != "" {
+		fmt.Fprintf(&b, "  %-16sexported to %s  (open its UI, e.g. Jaeger's on :16686, and pick a service)\n", "traces", otlp)
+	} else {
+		fmt.Fprintf(&b, "  %-16snot recorded; to see them, run Jaeger all-in-one (OTLP on :4318) and start with --otlp http://127.0.0.1:4318\n", "traces")
+	}
+	fmt.Fprintf(&b, "  %-16sprometheus --config.file=deploy/monitoring/prometheus.yml  (scrapes every program, with Folio's alerts)\n", "metrics")
 	fmt.Fprintf(&b, "  try: curl '%s/authors/books?genre=science-fiction'\n", gatewayURL)
 	path := filepath.Join(dataDir, credentialsName)
 	tokenURL := gatewayURL + "/auth/token"

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -89,6 +90,7 @@ func TestRunRejectsBadInvocations(t *testing.T) {
 		{[]string{"folio", "up", "--scale", "book=0"}, `up: invalid value "book=0" for flag -scale: book=0: the number of instances must be 1 to 16`},
 		{[]string{"folio", "up", "--scale", "book"}, `up: invalid value "book" for flag -scale: "book" is not service=N`},
 		{[]string{"folio", "up", "--ready-timeout", "0s"}, "--ready-timeout must be positive"},
+		{[]string{"folio", "up", "--otlp", "127.0.0.1:4318"}, "--otlp 127.0.0.1:4318 is not an http(s) URL"},
 	}
 	for _, tt := range tests {
 		args := tt.args
@@ -618,5 +620,43 @@ func TestVersion(t *testing.T) {
 	}
 	if want := "folio " + release.Get().String() + "\n"; out.String() != want {
 		t.Errorf("folio version printed %q, want %q", out.String(), want)
+	}
+}
+
+// --otlp (or the standard variable) sends every program's traces to the
+// collector named, each under its own service name.
+func TestUpExportsTracesWhereAsked(t *testing.T) {
+	for name, tc := range map[string]struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		"flag":     {[]string{"--otlp", "http://127.0.0.1:4318"}, nil, "http://127.0.0.1:4318"},
+		"variable": {nil, map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}, "http://collector:4318"},
+		"neither":  {nil, nil, ""},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg, err := parseUp(append([]string{"--data-dir", t.TempDir()}, tc.args...), func(k string) string { return tc.env[k] }, &bytes.Buffer{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			env := serviceEnv(cfg, &service{name: "book", program: "book", port: 8081}, "json")
+			got := ""
+			for _, kv := range env {
+				if v, ok := strings.CutPrefix(kv, "OTEL_EXPORTER_OTLP_ENDPOINT="); ok {
+					got = v
+				}
+			}
+			if tc.want != "" && got != tc.want {
+				t.Errorf("the program exports to %q, want %q", got, tc.want)
+			}
+			if !slices.Contains(env, "OTEL_SERVICE_NAME=") {
+				t.Error("a service name from folio's environment would name every program")
+			}
+			if b := banner("http://gw", "nats://n", nil, cfg.dataDir, cfg.otlp, credentials{}, false); !strings.Contains(b, "traces") ||
+				(tc.want != "" && !strings.Contains(b, tc.want)) || (tc.want == "" && !strings.Contains(b, "--otlp")) {
+				t.Errorf("the banner does not say where the traces are, or how to see them:\n%s", b)
+			}
+		})
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -45,6 +46,8 @@ type upConfig struct {
 	notifyDB     string
 	noDemo       bool
 	readyTimeout time.Duration
+	// otlp is where the programs export their traces (OTLP over HTTP), or "".
+	otlp string
 }
 
 // upFlags returns the flag set of `folio up` and the configuration it fills.
@@ -71,6 +74,7 @@ func upFlags() (*flag.FlagSet, *upConfig) {
 		"database `URL` of the notify service (default $FOLIO_DATABASE_URL_NOTIFY, else SQLite in the data directory)")
 	fs.BoolVar(&cfg.noDemo, "no-demo", false, "do not load the demo catalogue")
 	fs.DurationVar(&cfg.readyTimeout, "ready-timeout", 60*time.Second, "how long each service may take to become ready")
+	fs.StringVar(&cfg.otlp, "otlp", "", "`URL` of an OpenTelemetry collector or Jaeger (OTLP over HTTP, e.g. http://127.0.0.1:4318) the programs export their traces to (default $OTEL_EXPORTER_OTLP_ENDPOINT; none: traces are not recorded)")
 	return fs, cfg
 }
 
@@ -147,7 +151,7 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 		}
 	}
 	sup.Logf("started in %s", since(begin))
-	sup.Output().Print(banner(serviceURL(cfg, cfg.gatewayPort), nats.url(), services, cfg.dataDir, creds, firstRun))
+	sup.Output().Print(banner(serviceURL(cfg, cfg.gatewayPort), nats.url(), services, cfg.dataDir, cfg.otlp, creds, firstRun))
 
 	<-ctx.Done()
 	return nil
@@ -318,6 +322,11 @@ func parseUp(args []string, getenv func(string) string, stdout io.Writer) (*upCo
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	cfg.dataDir = dir
+	if cfg.otlp == "" {
+		cfg.otlp = getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+	} else if u, err := url.Parse(cfg.otlp); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("--otlp %s is not an http(s) URL, e.g. http://127.0.0.1:4318", cfg.otlp)
+	}
 	switch {
 	case cfg.readyTimeout <= 0:
 		return nil, errors.New("--ready-timeout must be positive")
@@ -390,7 +399,13 @@ func serviceEnv(cfg *upConfig, s *service, logFormat string) []string {
 		// every instance would want.
 		"FOLIO_METRICS_ADDR=",
 		"FOLIO_ADDR_FILE="+s.addrFile,
+		// Each program names itself in its spans; one name from folio's
+		// environment would give them all the same.
+		"OTEL_SERVICE_NAME=",
 	)
+	if cfg.otlp != "" {
+		env = append(env, "OTEL_EXPORTER_OTLP_ENDPOINT="+cfg.otlp)
+	}
 	if s.program != "gateway" {
 		// The services see requests through the gateway on loopback, and take the
 		// client address it appends to X-Forwarded-For. The gateway itself trusts
