@@ -56,7 +56,8 @@ func load(t *testing.T, composeYAML []byte) system {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	opts, err := cli.NewProjectOptions([]string{filepath.Join(dir, "compose.yaml")},
-		cli.WithWorkingDirectory(dir), cli.WithEnv(nil), cli.WithConsistency(true), cli.WithNormalization(true))
+		cli.WithWorkingDirectory(dir), cli.WithEnv(nil), cli.WithConsistency(true), cli.WithNormalization(true),
+		cli.WithProfiles([]string{"observability"}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +148,8 @@ func TestComposePolicyCatchesBreaches(t *testing.T) {
 		{"NATS on the image's configuration, with no authorization", "      - ./nats.conf:/etc/nats/nats.conf:ro\n", "", "nats: no configuration mounted"},
 		{"a role PostgreSQL cannot make", "book.pgpass, author.pgpass, auth.pgpass, notify.pgpass]", "book.pgpass, author.pgpass, auth.pgpass]",
 			"PostgreSQL is not given notify.pgpass"},
+		{"Jaeger's UI on every interface", `      - "127.0.0.1:16686:16686"`, `      - "16686:16686"`, "jaeger: publishes 16686"},
+		{"Prometheus as root", "    user: \"65534:65534\"\n", "", "prometheus: not read-only, non-root"},
 		{"another program's nkey", "FOLIO_NATS_NKEY_FILE: /run/secrets/gateway.nk", "FOLIO_NATS_NKEY_FILE: /run/secrets/book.nk", "gateway: FOLIO_NATS_NKEY_FILE"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -181,16 +184,29 @@ func (s system) check(t *testing.T) []string {
 				fail("%s: depends on %s, which is not a service", name, target)
 			}
 		}
-		if len(svc.Ports) > 0 && name != "gateway" {
+		// The observability profile's UIs (Jaeger, Prometheus) are published too,
+		// on loopback only: they ask for no login.
+		observability := slices.Contains(svc.Profiles, "observability")
+		if len(svc.Ports) > 0 && name != "gateway" && !observability {
 			fail("%s: publishes ports %v; only the gateway may", name, svc.Ports)
 		}
+		for _, p := range svc.Ports {
+			if observability && p.HostIP != "127.0.0.1" {
+				fail("%s: publishes %d on %q, not on loopback", name, p.Target, p.HostIP)
+			}
+		}
 		for _, n := range slices.Sorted(maps.Keys(svc.Networks)) {
-			if !s.Networks[n].Internal && name != "gateway" && name != "notify" {
+			if !s.Networks[n].Internal && name != "gateway" && name != "notify" && !observability {
 				fail("%s: on network %s, which is not internal; only the gateway and notify (webhooks) reach out", name, n)
 			}
 		}
-		switch name {
-		case "postgres", "nats":
+		switch {
+		case name == "postgres", name == "nats":
+			continue
+		case observability:
+			if !svc.ReadOnly || !slices.Contains(svc.CapDrop, "ALL") || svc.User == "" || strings.HasPrefix(svc.User, "0") {
+				fail("%s: not read-only, non-root and without capabilities", name)
+			}
 			continue
 		}
 		if svc.Build == nil || svc.Build.Dockerfile != "Containerfile" || svc.Build.Args["PROGRAM"] == nil {

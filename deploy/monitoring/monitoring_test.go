@@ -52,6 +52,9 @@ func TestPromtool(t *testing.T) {
 		t.Fatal("no rules/*_test.yml")
 	}
 	t.Run("check config", func(t *testing.T) { runPromtool(t, bin, "check", "config", ConfigFile) })
+	// The configuration of the Compose file's Prometheus (deploy/compose, profile
+	// observability) loads the same rules.
+	t.Run("check compose config", func(t *testing.T) { runPromtool(t, bin, "check", "config", "compose.yml") })
 	t.Run("check rules", func(t *testing.T) { runPromtool(t, bin, append([]string{"check", "rules"}, rulesFiles...)...) })
 	for _, f := range tests {
 		t.Run("test rules "+f, func(t *testing.T) { runPromtool(t, bin, "test", "rules", f) })
