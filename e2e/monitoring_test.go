@@ -108,6 +108,15 @@ func TestMonitoringScrapesFolioUp(t *testing.T) {
 		polltest.Until(t, "every rule loaded, evaluated on the traffic's data and healthy", func() error {
 			return prom.rulesHealthy(rules, scraped)
 		})
+		// Evaluated on the same data: a healthy system raises no alert, not even a
+		// pending one.
+		alerts, err := prom.alerts()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(alerts) > 0 {
+			t.Errorf("alerts on a healthy folio up: %v", alerts)
+		}
 	})
 
 	t.Run("recording rules have data", func(t *testing.T) {
@@ -162,7 +171,7 @@ func TestMonitoringScrapesFolioUp(t *testing.T) {
 
 	// Reads and writes that time out at the gateway (504) while book is frozen:
 	// 5xx of both classes, and an instance ejected after three failures in a row.
-	monitoringGatewayTimeouts(t, u, tr)
+	monitoringGatewayTimeouts(t, u, prom, tr)
 	scraped = prom.waitScrapedSince(t, time.Now())
 
 	t.Run("SLO error ratios have data after 5xx", func(t *testing.T) {
@@ -620,6 +629,25 @@ func (p *promServer) rulesHealthy(want []monitoring.Rule, since time.Time) error
 	return nil
 }
 
+// promAlert is an alert Prometheus holds, pending or firing.
+type promAlert struct {
+	Labels   map[string]string `json:"labels"`
+	State    string            `json:"state"`
+	ActiveAt time.Time         `json:"activeAt"`
+}
+
+func (a promAlert) String() string {
+	return fmt.Sprintf("%s since %s %v", a.State, a.ActiveAt.Format(time.RFC3339Nano), a.Labels)
+}
+
+func (p *promServer) alerts() ([]promAlert, error) {
+	var data struct {
+		Alerts []promAlert `json:"alerts"`
+	}
+	err := p.api("/api/v1/alerts", nil, &data)
+	return data.Alerts, err
+}
+
 // promSample is one element of an instant vector.
 type promSample struct {
 	Metric map[string]string
@@ -743,8 +771,9 @@ func monitoringTraffic(t *testing.T, u *upSystem) monitoringWrites {
 // gateway's upstream timeout (10 s under folio up) and is answered 504, which gives
 // 5xx of both SLO classes, and the failures in a row eject the instance
 // (gateway_instance_ejections_total). Book is then resumed and the test waits until
-// the gateway reaches it again.
-func monitoringGatewayTimeouts(t *testing.T, u *upSystem, w monitoringWrites) {
+// the gateway reaches it again. While book is frozen its scrapes fail, and
+// FolioInstanceDown must go pending for it.
+func monitoringGatewayTimeouts(t *testing.T, u *upSystem, prom *promServer, w monitoringWrites) {
 	t.Helper()
 	pid := u.pids()["book"]
 	if pid == 0 {
@@ -759,6 +788,7 @@ func monitoringGatewayTimeouts(t *testing.T, u *upSystem, w monitoringWrites) {
 	// would not stop when folio up asks it to.
 	t.Cleanup(resume)
 	book := &service{t: t, name: "book", cmd: &exec.Cmd{Process: proc}}
+	frozen := time.Now()
 	book.signal(syscall.SIGSTOP)
 
 	g := u.URL("gateway")
@@ -771,6 +801,8 @@ func monitoringGatewayTimeouts(t *testing.T, u *upSystem, w monitoringWrites) {
 		{"POST", g + "/books", fmt.Sprintf(`{"title":"Frozen","author_id":%q,"genre":"utopia"}`, w.authorID)},
 		{"POST", g + "/books", fmt.Sprintf(`{"title":"Frozen too","author_id":%q,"genre":"utopia"}`, w.authorID)},
 	}
+	// Longer than the gateway's upstream timeout, which is what answers them.
+	patient := &http.Client{Timeout: 2 * time.Minute}
 	results := make([]string, len(reqs))
 	var failed []string
 	var wg sync.WaitGroup
@@ -785,7 +817,7 @@ func monitoringGatewayTimeouts(t *testing.T, u *upSystem, w monitoringWrites) {
 				hr.Header.Set("Content-Type", "application/json")
 				hr.Header.Set("Authorization", w.editor)
 			}
-			resp, err := client.Do(hr)
+			resp, err := patient.Do(hr)
 			if err != nil {
 				results[i] = err.Error()
 				return
@@ -795,6 +827,19 @@ func monitoringGatewayTimeouts(t *testing.T, u *upSystem, w monitoringWrites) {
 			results[i] = strconv.Itoa(resp.StatusCode)
 		})
 	}
+	polltest.Until(t, "FolioInstanceDown pending for book since it was frozen", func() error {
+		alerts, err := prom.alerts()
+		if err != nil {
+			return err
+		}
+		for _, a := range alerts {
+			// Since the freeze: not an alert that was there already.
+			if a.Labels["alertname"] == "FolioInstanceDown" && a.Labels["job"] == "book" && a.State == "pending" && a.ActiveAt.After(frozen) {
+				return nil
+			}
+		}
+		return fmt.Errorf("alerts: %v", alerts)
+	})
 	wg.Wait()
 	resume()
 	for i, res := range results {
