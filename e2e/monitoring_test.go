@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -80,6 +81,9 @@ func TestMonitoringScrapesFolioUp(t *testing.T) {
 	promBin := requirePrometheus(t)
 	u := startFolioUp(t)
 
+	// The copy below scrapes where this folio up's programs listen; the shipped
+	// targets must be where a folio up on its default ports has them listen.
+	checkShippedTargets(t, upPrograms(t)["folio"])
 	jobs := monitoringJobTargets(t, u.dataDir)
 	cfgPath := writeMonitoringConfig(t, jobs)
 	prom := startPrometheus(t, promBin, cfgPath)
@@ -297,15 +301,51 @@ func monitoringJobTargets(t *testing.T, dataDir string) map[string][]string {
 				filepath.Join(dataDir, "addr", job+".json"))
 		}
 	}
+	var unscraped []string
 	for _, f := range files {
 		if !claimed[f] {
-			t.Errorf("folio up ran %s, which no job of %s scrapes", strings.TrimSuffix(filepath.Base(f), ".json"), monitoring.ConfigFile)
+			unscraped = append(unscraped, strings.TrimSuffix(filepath.Base(f), ".json"))
 		}
 	}
-	if t.Failed() {
-		t.FailNow()
+	if len(unscraped) > 0 {
+		t.Fatalf("folio up ran %v, which no job of %s scrapes", unscraped, monitoring.ConfigFile)
 	}
 	return jobs
+}
+
+// checkShippedTargets checks that each job of the shipped configuration scrapes the
+// default metrics address of its program under `folio up` (the chassis' rule:
+// loopback, at the HTTP port + 1000), reading the default ports from folio up's
+// own usage text.
+func checkShippedTargets(t *testing.T, folio string) {
+	t.Helper()
+	out, err := exec.Command(folio, "up", "-h").CombinedOutput()
+	if err != nil {
+		t.Fatalf("folio up -h: %v\n%s", err, out)
+	}
+	for _, sc := range shippedPrometheusConfig(t).scrapeConfigs(t) {
+		job := sc["job_name"].(string)
+		m := regexp.MustCompile(`--` + regexp.QuoteMeta(job) + `-port int\s*\n[^\n]*\(default (\d+)\)`).FindSubmatch(out)
+		if m == nil {
+			t.Errorf("%s: job %s: folio up -h names no --%s-port with a default", monitoring.ConfigFile, job, job)
+			continue
+		}
+		port, _ := strconv.Atoi(string(m[1]))
+		want := []any{"127.0.0.1:" + strconv.Itoa(port+1000)}
+		var got []any
+		if statics, ok := sc["static_configs"].([]any); ok {
+			for _, st := range statics {
+				if st, ok := st.(map[string]any); ok {
+					if ts, ok := st["targets"].([]any); ok {
+						got = append(got, ts...)
+					}
+				}
+			}
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: job %s scrapes %v; folio up's %s listens on port %d by default, so its metrics on %v", monitoring.ConfigFile, job, got, job, port, want)
+		}
+	}
 }
 
 func isNumber(s string) bool {
