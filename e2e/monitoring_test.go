@@ -472,23 +472,30 @@ func startPrometheus(t *testing.T, bin, cfgPath string) *promServer {
 	var p *promServer
 	retryOnCollision(t, "prometheus", func() error {
 		addr := freeAddr(t)
-		p = &promServer{base: "http://" + addr, log: &upOutput{}, done: make(chan struct{})}
-		p.cmd = exec.Command(bin, "--config.file="+cfgPath, "--storage.tsdb.path="+t.TempDir(),
+		try := &promServer{base: "http://" + addr, log: &upOutput{}, done: make(chan struct{})}
+		try.cmd = exec.Command(bin, "--config.file="+cfgPath, "--storage.tsdb.path="+t.TempDir(),
 			"--web.listen-address="+addr)
-		p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
-		if err := p.cmd.Start(); err != nil {
+		try.cmd.Stdout, try.cmd.Stderr = try.log, try.log
+		if err := try.cmd.Start(); err != nil {
 			t.Fatalf("start prometheus: %v", err)
 		}
-		go func() { _ = p.cmd.Wait(); close(p.done) }()
+		go func() { _ = try.cmd.Wait(); close(try.done) }()
+		t.Cleanup(func() {
+			_ = try.cmd.Process.Kill()
+			<-try.done
+			if t.Failed() {
+				t.Logf("prometheus log (%s):\n%s", addr, try.log.String())
+			}
+		})
 		exited := false
 		polltest.Until(t, "prometheus is ready", func() error {
 			select {
-			case <-p.done:
+			case <-try.done:
 				exited = true
 				return nil
 			default:
 			}
-			resp, err := http.Get(p.base + "/-/ready")
+			resp, err := http.Get(try.base + "/-/ready")
 			if err != nil {
 				return err
 			}
@@ -499,19 +506,13 @@ func startPrometheus(t *testing.T, bin, cfgPath string) *promServer {
 			return nil
 		})
 		if exited {
-			if strings.Contains(p.log.String(), "address already in use") {
+			if strings.Contains(try.log.String(), "address already in use") {
 				return fmt.Errorf("prometheus on %s: %w", addr, errAddrInUse)
 			}
-			t.Fatalf("prometheus exited before it was ready (%v):\n%s", p.cmd.ProcessState, p.log.String())
+			t.Fatalf("prometheus exited before it was ready (%v)", try.cmd.ProcessState)
 		}
+		p = try
 		return nil
-	})
-	t.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		if t.Failed() {
-			t.Logf("prometheus log:\n%s", p.log.String())
-		}
 	})
 	return p
 }
