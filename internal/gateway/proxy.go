@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"folio/internal/platform/authn"
 	"folio/internal/platform/clientip"
@@ -53,7 +55,7 @@ func newService(name string, raw []string, cfg Config, log *slog.Logger, m *inst
 		// Under the balancer, so that a retry on another instance is a span of its
 		// own. Without a recorded span the gateway has no trace context to send (the
 		// chassis continues no client's), and otelhttp would only cost allocations.
-		base = tracedTransport(name, base)
+		base = tracing.RecordedOnly(tracedTransport(name, base), base)
 	}
 	s.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -77,6 +79,11 @@ func newService(name string, raw []string, cfg Config, log *slog.Logger, m *inst
 			// push baggage into them. Dropped with tracing off too.
 			for _, k := range [...]string{"Traceparent", "Tracestate", "Baggage"} {
 				pr.Out.Header.Del(k)
+			}
+			// A span that is not recorded (sampled out) makes no client span; its
+			// context goes on from here, so that the services drop the trace too.
+			if sc := trace.SpanContextFromContext(pr.In.Context()); sc.IsValid() && !trace.SpanFromContext(pr.In.Context()).IsRecording() {
+				upstreamPropagator.Inject(pr.In.Context(), propagation.HeaderCarrier(pr.Out.Header))
 			}
 			if pr.Out.Body != nil {
 				pr.Out.Body = &requestBody{ReadCloser: pr.Out.Body}

@@ -104,10 +104,10 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// wrap puts the chassis around a service's routes: request id, safe response
-// headers, panic recovery, body limit, metrics per route and an access log line per
-// request.
-func wrap(next http.Handler, log *slog.Logger, in *instruments, accessLog bool) http.Handler {
+// wrap puts the chassis around a service's routes: request id, the request's
+// span, safe response headers, panic recovery, body limit, metrics per route and
+// an access log line per request.
+func wrap(next http.Handler, log *slog.Logger, in *instruments, accessLog bool, spans serverSpans) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		id := r.Header.Get(RequestIDHeader)
@@ -116,8 +116,8 @@ func wrap(next http.Handler, log *slog.Logger, in *instruments, accessLog bool) 
 			r.Header.Set(RequestIDHeader, id)
 		}
 		w.Header().Set(RequestIDHeader, id)
-		ctx := logging.WithRequestID(logging.WithLogger(r.Context(), log), id)
-		outer := r
+		ctx, span := spans.start(r)
+		ctx = logging.WithRequestID(logging.WithLogger(ctx, log), id)
 		r = r.WithContext(ctx)
 		sw := &statusWriter{ResponseWriter: w, r: r}
 		in.inflight.Inc()
@@ -126,6 +126,7 @@ func wrap(next http.Handler, log *slog.Logger, in *instruments, accessLog bool) 
 			in.inflight.Dec()
 			if v := recover(); v != nil {
 				if v == http.ErrAbortHandler {
+					spans.end(span, r, sw.status)
 					panic(v)
 				}
 				log.ErrorContext(ctx, "panic serving request", "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
@@ -134,9 +135,6 @@ func wrap(next http.Handler, log *slog.Logger, in *instruments, accessLog bool) 
 						Detail: "the server could not complete the request; it has been logged"})
 				}
 			}
-			// The router sets the pattern on the request it was given; the span
-			// around the chassis reads it from the one it passed in.
-			outer.Pattern = r.Pattern
 			route := r.Pattern
 			if route == "" {
 				route = "unmatched"
@@ -144,6 +142,7 @@ func wrap(next http.Handler, log *slog.Logger, in *instruments, accessLog bool) 
 			if sw.status == 0 {
 				sw.status = http.StatusOK
 			}
+			spans.end(span, r, sw.status)
 			elapsed := time.Since(start)
 			in.requests.WithLabelValues(route, r.Method, strconv.Itoa(sw.status)).Inc()
 			observe(in.duration.WithLabelValues(route, r.Method), elapsed.Seconds(), ctx)

@@ -21,6 +21,7 @@ import (
 
 	"folio/internal/platform/metrics"
 	"folio/internal/platform/problem"
+	"folio/internal/platform/tracing"
 )
 
 // Config is the part of a service's configuration that concerns its HTTP server.
@@ -70,7 +71,7 @@ func New(cfg Config, log *slog.Logger, reg *prometheus.Registry, mux *http.Serve
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(openapi)
 	})
-	s.handler = traced(wrap(mux, log, newInstruments(reg), cfg.AccessLog), cfg.Public)
+	s.handler = wrap(mux, log, newInstruments(reg), cfg.AccessLog, serverSpans{record: tracing.Recording(), public: cfg.Public})
 	return s
 }
 

@@ -136,10 +136,10 @@ func NewClient(cfg Config, reg prometheus.Registerer) *http.Client {
 	}
 	if tracing.Recording() {
 		// Under the policies, so that each attempt is a client span of its own and
-		// a retry shows as one.
-		base = otelhttp.NewTransport(base, otelhttp.WithPropagators(tracing.Propagator), otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string {
-			return r.Method + " " + cfg.Peer
-		}))
+		// a retry shows as one. carryContext has put the caller's trace context on
+		// the request for the attempts that make no span.
+		base = tracing.RecordedOnly(otelhttp.NewTransport(base, otelhttp.WithPropagators(tracing.Propagator),
+			otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + cfg.Peer })), base)
 	}
 	// failsafehttp keeps the request's body and gives each attempt a fresh reader of
 	// it, so a refused POST is sent again whole.
