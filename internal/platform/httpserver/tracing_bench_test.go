@@ -16,8 +16,8 @@ import (
 	"folio/internal/platform/metrics"
 )
 
-// BenchmarkTracing measures what tracing adds to a request in the chassis, with
-// spans exported over OTLP/HTTP to a receiver that discards them: off (no
+// BenchmarkTracing measures what tracing adds to a request in the chassis (its
+// access log line included), with spans exported over OTLP/HTTP to a receiver that discards them: off (no
 // provider), on at 1 % and at 100 % (parent-based). It reports numbers only:
 //
 //	go test -run '^$' -bench Tracing -benchmem ./internal/platform/httpserver/
@@ -50,7 +50,7 @@ func BenchmarkTracing(b *testing.B) {
 				w.Header().Set("Content-Type", "application/json")
 				_, _ = io.WriteString(w, `{"id":"`+r.PathValue("id")+`","title":"The Dispossessed"}`)
 			})
-			h := httpserver.New(httpserver.Config{}, logging.New(io.Discard, "bench", "json", "info"), metrics.NewRegistry(),
+			h := httpserver.New(httpserver.Config{AccessLog: true}, logging.New(io.Discard, "bench", "json", "info"), metrics.NewRegistry(),
 				mux, nil, func(context.Context) error { return nil }).Handler()
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {

@@ -66,8 +66,8 @@ func New(w io.Writer, service, format, level string) *slog.Logger {
 	return slog.New(contextHandler{h}).With("service", service)
 }
 
-// contextHandler adds the request id and the current span's trace and span ids
-// from the context to every record, so handlers need only log with the request's
+// contextHandler adds the request id and the current sampled span's trace and
+// span ids from the context to every record, so handlers need only log with the request's
 // context for a line to lead to its request and trace.
 type contextHandler struct{ slog.Handler }
 
@@ -75,7 +75,10 @@ func (h contextHandler) Handle(ctx context.Context, r slog.Record) error {
 	if id := RequestID(ctx); id != "" {
 		r.AddAttrs(slog.String("request_id", id))
 	}
-	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+	// Only a sampled span's ids: they lead to a trace someone can open. A trace
+	// sampled out has none to open (the request id still joins the lines), and
+	// the ids cost two hex encodings on every line of every request.
+	if sc := trace.SpanContextFromContext(ctx); sc.IsSampled() {
 		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()), slog.String("span_id", sc.SpanID().String()))
 	}
 	return h.Handler.Handle(ctx, r)

@@ -110,16 +110,21 @@ func TestTraceAndSpanIDsInLines(t *testing.T) {
 	log := logging.New(&buf, "book", "json", "info")
 	tid, _ := trace.TraceIDFromHex("4bf92f3577b34da6a3ce929d0e0e4736")
 	sid, _ := trace.SpanIDFromHex("00f067aa0ba902b7")
-	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid}))
+	ctx := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{
+		TraceID: tid, SpanID: sid, TraceFlags: trace.FlagsSampled}))
+	sampledOut := trace.ContextWithSpanContext(context.Background(), trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, SpanID: sid}))
 
 	log.InfoContext(ctx, "in a span")
 	log.InfoContext(context.Background(), "outside any span")
+	log.InfoContext(sampledOut, "in a span sampled out")
 
 	recs := lines(t, buf.String())
 	if recs[0]["trace_id"] != tid.String() || recs[0]["span_id"] != sid.String() {
 		t.Errorf("line in a span: trace_id %v, span_id %v; want %s, %s", recs[0]["trace_id"], recs[0]["span_id"], tid, sid)
 	}
-	if _, ok := recs[1]["trace_id"]; ok {
-		t.Errorf("line outside any span has a trace id: %v", recs[1])
+	for _, rec := range recs[1:] {
+		if _, ok := rec["trace_id"]; ok {
+			t.Errorf("line %q has a trace id", rec["msg"])
+		}
 	}
 }
