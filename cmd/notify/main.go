@@ -166,6 +166,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		MaxSubscriptions: cfg.MaxSubscriptions,
 		Secrets:          box,
 		Metrics:          webhook.NewMetrics(reg),
+		Tracer:           webhook.AttemptSpans{},
 	}, log)
 	if err != nil {
 		return err

@@ -105,6 +105,9 @@ type Config struct {
 	Secrets Sealer
 	// Metrics, when set, hears of every attempt.
 	Metrics Metrics
+	// Tracer, when set, follows every attempt (webhook.AttemptSpans: a span in
+	// the trace of the delivery's event).
+	Tracer Tracer
 	// Now is the clock; nil means time.Now. Tests set it to move through hours.
 	Now func() time.Time
 }
@@ -153,10 +156,28 @@ func (c Config) withDefaults() Config {
 	if c.Metrics == nil {
 		c.Metrics = noMetrics{}
 	}
+	if c.Tracer == nil {
+		c.Tracer = noTracer{}
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
 	return c
+}
+
+// Tracer follows each attempt to send a delivery.
+type Tracer interface {
+	// Attempt starts following an attempt to send c, and returns the context to
+	// send it in and what ends it: with what became of the delivery (delivered,
+	// retry, failed, or released: cut short by a shutdown) and, for a failed
+	// attempt, its reason and the subscriber's status code (0 if none).
+	Attempt(ctx context.Context, c Claim) (context.Context, func(result, reason string, status int))
+}
+
+type noTracer struct{}
+
+func (noTracer) Attempt(ctx context.Context, _ Claim) (context.Context, func(string, string, int)) {
+	return ctx, func(string, string, int) {}
 }
 
 type noMetrics struct{}

@@ -10,12 +10,6 @@ import (
 
 	"github.com/failsafe-go/failsafe-go"
 	"github.com/failsafe-go/failsafe-go/retrypolicy"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
-	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
-	"go.opentelemetry.io/otel/trace"
-
-	"folio/internal/platform/tracing"
 )
 
 // Claim is a delivery reserved to this instance until its lease ends, with what
@@ -131,8 +125,7 @@ func (s *Service) claim(ctx context.Context, n int) []Claim {
 // deliver makes one attempt to send c, leased to this instance until leaseEnd,
 // and records its outcome.
 func (s *Service) deliver(ctx context.Context, c Claim, leaseEnd time.Time) {
-	ctx, span := startAttempt(ctx, c)
-	defer span.End()
+	ctx, end := s.cfg.Tracer.Attempt(ctx, c)
 	started, timer := s.cfg.Now(), time.Now()
 	err := s.send(ctx, c)
 	s.cfg.Metrics.Attempted(time.Since(timer))
@@ -145,14 +138,15 @@ func (s *Service) deliver(ctx context.Context, c Claim, leaseEnd time.Time) {
 	if err != nil && ctx.Err() != nil {
 		// Shutting down: the attempt was cut short by us, not failed by the
 		// subscriber. Hand the delivery back without counting it.
-		span.SetAttributes(attrOutcome.String("released"))
+		end("released", "", 0)
 		if err := s.store.Release(rctx, c); err != nil {
 			s.log.Warn("release delivery", "delivery", c.ID, "error", err)
 		}
 		return
 	}
 	o := s.outcome(c, started, err)
-	endAttempt(span, o, err)
+	reason, status := failure(err)
+	end(result(o), reason, status)
 	if err := s.record(rctx, c, o); err != nil {
 		s.log.Error("record delivery", "delivery", c.ID, "event_id", c.EventID, "error", err)
 		return
@@ -169,45 +163,17 @@ func (s *Service) deliver(ctx context.Context, c Claim, leaseEnd time.Time) {
 	}
 }
 
-// Attributes of an attempt's span, beside the event's.
-const (
-	attrSubscription = attribute.Key("folio.notify.subscription.id")
-	attrDelivery     = attribute.Key("folio.notify.delivery.id")
-	attrAttempt      = attribute.Key("folio.notify.attempt") // 1 for the first
-	// attrOutcome is what became of the delivery: delivered, retry, failed, or
-	// released (cut short by a shutdown, not counted).
-	attrOutcome   = attribute.Key("folio.notify.outcome")
-	attrEventID   = attribute.Key("folio.event.id")
-	attrEventType = attribute.Key("folio.event.type")
-)
-
-// startAttempt starts the span of one attempt to send c, a child of the span that
-// handled its event, whose context the delivery's row kept: the webhook shows in
-// the trace of the write that caused it, however late it goes out and from
-// whichever instance. A row kept without one starts a trace of its own.
-func startAttempt(ctx context.Context, c Claim) (context.Context, trace.Span) {
-	// Only the stored context may be the parent, not whatever span Run's caller
-	// had: a delivery belongs to its event's trace or to none.
-	ctx = tracing.Extract(trace.ContextWithSpanContext(ctx, trace.SpanContext{}), c.TraceContext)
-	return tracing.Tracer().Start(ctx, "deliver "+c.EventType, trace.WithSpanKind(trace.SpanKindInternal),
-		trace.WithAttributes(attrSubscription.String(c.SubscriptionID), attrDelivery.String(c.ID),
-			attrEventID.String(c.EventID), attrEventType.String(c.EventType), attrAttempt.Int(c.Attempts+1)))
-}
-
-// endAttempt records on an attempt's span its outcome o and the error err it
-// failed with. The error shows only as its Reason, words of the service's own:
-// err's text may hold the subscriber's URL, whose query or path can be a secret.
-func endAttempt(span trace.Span, o Outcome, err error) {
-	span.SetAttributes(attrOutcome.String(result(o)))
+// failure is what a tracer may say of a failed attempt: its reason, in the
+// service's own words (err's text may hold the subscriber's URL, whose query or
+// path can be a secret), and the subscriber's status code when it answered.
+func failure(err error) (reason string, status int) {
 	if err == nil {
-		return
+		return "", 0
 	}
-	reason := lastError(err)
-	span.SetAttributes(semconv.ErrorTypeKey.String(reason))
-	if se, ok := errors.AsType[*SendError](err); ok && se.StatusCode != 0 {
-		span.SetAttributes(semconv.HTTPResponseStatusCode(se.StatusCode))
+	if se, ok := errors.AsType[*SendError](err); ok {
+		status = se.StatusCode
 	}
-	span.SetStatus(codes.Error, reason)
+	return lastError(err), status
 }
 
 // result names what o makes of its delivery: delivered, retry (it failed and will

@@ -138,6 +138,9 @@ func New(tb testing.TB, db *sqldb.DB, opt Options) *Service {
 		opt.Egress.Resolver = Resolver{}
 	}
 	store := sqlstore.New(db)
+	if opt.Tracer == nil {
+		opt.Tracer = webhook.AttemptSpans{}
+	}
 	svc, err := notify.NewService(store, webhook.New(webhook.Config{Egress: opt.Egress}), opt.Config, Quiet)
 	if err != nil {
 		tb.Fatal(err)

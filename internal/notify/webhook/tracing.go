@@ -1,16 +1,19 @@
 package webhook
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"strconv"
 	"sync"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
+	"folio/internal/notify"
 	"folio/internal/platform/egress"
 	"folio/internal/platform/tracing"
 )
@@ -86,4 +89,44 @@ func (b *endOnClose) Close() error {
 	err := b.ReadCloser.Close()
 	b.once.Do(func() { b.span.End() })
 	return err
+}
+
+// Attributes of a delivery attempt's span, beside the event's.
+const (
+	attrSubscription = attribute.Key("folio.notify.subscription.id")
+	attrDelivery     = attribute.Key("folio.notify.delivery.id")
+	attrAttempt      = attribute.Key("folio.notify.attempt") // 1 for the first
+	// attrOutcome is what became of the delivery: delivered, retry, failed, or
+	// released (cut short by a shutdown, not counted).
+	attrOutcome   = attribute.Key("folio.notify.outcome")
+	attrEventID   = attribute.Key("folio.event.id")
+	attrEventType = attribute.Key("folio.event.type")
+)
+
+// AttemptSpans is the notify service's Tracer: each attempt to send a delivery
+// is a span, "deliver <type>", child of the span that handled its event, whose
+// context the delivery's row kept, so that the webhook shows in the trace of the
+// write that caused it, however late it goes out and from whichever instance. A
+// row kept without one starts a trace of its own.
+type AttemptSpans struct{}
+
+// Attempt implements notify.Tracer.
+func (AttemptSpans) Attempt(ctx context.Context, c notify.Claim) (context.Context, func(result, reason string, status int)) {
+	// Only the stored context may be the parent, not whatever span Run's caller
+	// had: a delivery belongs to its event's trace or to none.
+	ctx = tracing.Extract(trace.ContextWithSpanContext(ctx, trace.SpanContext{}), c.TraceContext)
+	ctx, span := tracing.Tracer().Start(ctx, "deliver "+c.EventType, trace.WithSpanKind(trace.SpanKindInternal),
+		trace.WithAttributes(attrSubscription.String(c.SubscriptionID), attrDelivery.String(c.ID),
+			attrEventID.String(c.EventID), attrEventType.String(c.EventType), attrAttempt.Int(c.Attempts+1)))
+	return ctx, func(result, reason string, status int) {
+		span.SetAttributes(attrOutcome.String(result))
+		if reason != "" {
+			span.SetAttributes(semconv.ErrorTypeKey.String(reason))
+			if status != 0 {
+				span.SetAttributes(semconv.HTTPResponseStatusCode(status))
+			}
+			span.SetStatus(codes.Error, reason)
+		}
+		span.End()
+	}
 }
