@@ -262,7 +262,7 @@ func banner(gatewayURL, natsURL string, services []*service, dataDir, otlp strin
 	} else {
 		fmt.Fprintf(&b, "  %-16snot recorded; to see them, run Jaeger all-in-one (OTLP on :4318) and start with --otlp http://127.0.0.1:4318\n", "traces")
 	}
-	fmt.Fprintf(&b, "  %-16sprometheus --config.file=deploy/monitoring/prometheus.yml  (scrapes every program, with Folio's alerts)\n", "metrics")
+	fmt.Fprintf(&b, "  %-16sprometheus --config.file=deploy/monitoring/prometheus.yml  (every program on the default ports, with Folio's alerts)\n", "metrics")
 	fmt.Fprintf(&b, "  try: curl '%s/authors/books?genre=science-fiction'\n", gatewayURL)
 	path := filepath.Join(dataDir, credentialsName)
 	tokenURL := gatewayURL + "/auth/token"
