@@ -27,16 +27,8 @@ import (
 // The tests here change OpenTelemetry's global provider and propagator: none of
 // them may run in parallel.
 
-// recordSpans installs, for the rest of t, a tracer provider that records every
-// span and the propagators tracing.Setup installs. Call it before newHarness: the
-// chassis and the transports look at the provider when they are built.
-func recordSpans(t *testing.T) *tracetest.SpanRecorder {
-	t.Helper()
-	sr := tracingtest.Record(t)
-	setPropagator(t)
-	return sr
-}
-
+// setPropagator installs the propagators tracing.Setup installs even when
+// tracing is off (tracingtest.Record installs them with its provider).
 func setPropagator(t *testing.T) {
 	prev := otel.GetTextMapPropagator()
 	otel.SetTextMapPropagator(tracing.Propagator)
@@ -95,7 +87,7 @@ var attack = map[string]string{
 // upstream continues the gateway's trace, through the attempt's client span, and
 // gets neither the client's trace id nor its trace state nor its baggage.
 func TestClientTraceContextStopsAtGateway(t *testing.T) {
-	sr := recordSpans(t)
+	sr := tracingtest.Record(t)
 	h := newHarness(t, nil)
 	e := h.do("GET", "/books/1", "", "", attack).echo(t)
 
@@ -179,7 +171,7 @@ func TestClientTraceContextStopsAtGatewayUntraced(t *testing.T) {
 // span for that instance and a second one for the instance that answered; the
 // upstream continues the second.
 func TestRetryIsASpanOfItsOwn(t *testing.T) {
-	sr := recordSpans(t)
+	sr := tracingtest.Record(t)
 	var live atomic.Int64
 	echo := newEcho(t, ServiceBook, "live", &live)
 	h := newHarness(t, func(c *Config) {
@@ -266,7 +258,7 @@ func mustPort(t *testing.T, raw string) string {
 // TestQueryIsNotRecorded: the attempt's url.full leaves out the client's query
 // string, and the request still carries it.
 func TestQueryIsNotRecorded(t *testing.T) {
-	sr := recordSpans(t)
+	sr := tracingtest.Record(t)
 	h := newHarness(t, nil)
 	e := h.do("GET", "/authors/books?genre=sf&access_token=s3cret", "", "", nil).echo(t)
 	if e.Query != "genre=sf&access_token=s3cret" {
@@ -296,7 +288,7 @@ func noSpanHas(t *testing.T, sr *tracetest.SpanRecorder, secret string) {
 // leads to, what it asks of the caller, the authorisation decision with the
 // verified subject (never a token), and the rate limiter's verdict.
 func TestDecisionAttributes(t *testing.T) {
-	sr := recordSpans(t)
+	sr := tracingtest.Record(t)
 	h := newHarness(t, nil)
 	reader := h.token("reader-1", []string{authn.RoleReader})
 	forged := h.iss.Impostor().Token("admin-1", authn.RoleAdmin)
@@ -349,7 +341,7 @@ func bearer(token string) map[string]string {
 // TestRateLimitAttributes: a request the limiter refuses says so, and which
 // budget refused it; its authorisation was never decided.
 func TestRateLimitAttributes(t *testing.T) {
-	sr := recordSpans(t)
+	sr := tracingtest.Record(t)
 	h := newHarness(t, func(c *Config) { c.RateLimit, c.RateBurst = 0.001, 1 })
 	steps := []struct {
 		name   string
@@ -383,7 +375,7 @@ func TestRateLimitAttributes(t *testing.T) {
 // TestRateLimitUncheckedAttribute: a request let through because the shared
 // limiter did not answer is marked unchecked, not allowed.
 func TestRateLimitUncheckedAttribute(t *testing.T) {
-	sr := recordSpans(t)
+	sr := tracingtest.Record(t)
 	dead := "redis://" + strings.TrimPrefix(closedURL(t), "http://") + "/0"
 	h := newHarness(t, func(c *Config) { c.RedisURL = dead })
 	if r := h.do("GET", "/books", "", "", nil); r.status != http.StatusOK {

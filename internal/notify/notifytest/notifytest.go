@@ -17,11 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"go.opentelemetry.io/otel"
-	"go.opentelemetry.io/otel/propagation"
-	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/sdk/trace/tracetest"
-
 	"folio/internal/notify"
 	"folio/internal/notify/events"
 	"folio/internal/notify/sqlstore"
@@ -290,22 +285,4 @@ func (rc *Receiver) Got() []Received {
 	rc.mu.Lock()
 	defer rc.mu.Unlock()
 	return append([]Received(nil), rc.requests...)
-}
-
-// RecordSpans installs, until the test ends, a tracer provider that records every
-// span in the returned recorder, and the propagators tracing.Setup installs (trace
-// context and baggage). The providers are global: a test that calls it must not
-// run in parallel with another.
-func RecordSpans(tb testing.TB) *tracetest.SpanRecorder {
-	tb.Helper()
-	sr := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(sr))
-	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
-	otel.SetTracerProvider(tp)
-	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
-	tb.Cleanup(func() {
-		otel.SetTracerProvider(prevTP)
-		otel.SetTextMapPropagator(prevProp)
-	})
-	return sr
 }

@@ -24,6 +24,7 @@ import (
 	"folio/internal/platform/id"
 	"folio/internal/platform/polltest"
 	"folio/internal/platform/sqldb"
+	"folio/internal/platform/tracing/tracingtest"
 )
 
 // The parts of a subscriber's URL that may be its secret, which no span may show.
@@ -102,7 +103,7 @@ func delivered(t *testing.T, s *notifytest.Service, subID string) notify.Deliver
 
 func TestWebhookContinuesTheTraceOfItsEvent(t *testing.T) {
 	notifytest.ForEach(t, func(t *testing.T, db *sqldb.DB) {
-		sr := notifytest.RecordSpans(t)
+		sr := tracingtest.Record(t)
 		rc := notifytest.Answering(t, http.StatusNoContent)
 		s := notifytest.New(t, db, notifytest.Fast())
 		sub := s.Subscribe(t, rc.URL+"/hook/"+pathSecret+"?token="+querySecret, secret, "book.updated")
@@ -207,7 +208,7 @@ func TestWebhookContinuesTheTraceOfItsEvent(t *testing.T) {
 
 func TestEachAttemptOfAWebhookIsASpanInItsEventsTrace(t *testing.T) {
 	notifytest.ForEach(t, func(t *testing.T, db *sqldb.DB) {
-		sr := notifytest.RecordSpans(t)
+		sr := tracingtest.Record(t)
 		rc := notifytest.NewReceiver(t, func(n int, _ *http.Request) int {
 			if n == 1 {
 				return http.StatusServiceUnavailable
@@ -261,7 +262,7 @@ func TestEachAttemptOfAWebhookIsASpanInItsEventsTrace(t *testing.T) {
 
 func TestWebhookStoredWithoutTraceContextStartsATrace(t *testing.T) {
 	notifytest.ForEach(t, func(t *testing.T, db *sqldb.DB) {
-		sr := notifytest.RecordSpans(t)
+		sr := tracingtest.Record(t)
 		s := notifytest.New(t, db, notifytest.Fast())
 		// A row from before the column (NULL), and one whose context does not read.
 		stored := map[string]string{"": "NULL", "garbled": "'{not json'"}

@@ -15,7 +15,6 @@ import (
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
@@ -150,9 +149,8 @@ func Consume(ctx context.Context, b *broker.Broker, sub broker.Subscription, h b
 		if err != nil {
 			log.WarnContext(ctx, "event not applied; it will be retried", "subscription", sub.Name,
 				"subject", m.Subject, "event_id", m.ID, "attempt", m.Header[broker.HeaderAttempts], "err", err)
-			span.SetStatus(codes.Error, err.Error())
 		}
-		span.End()
+		tracing.End(span, err)
 		return err
 	})
 	if err != nil && ctx.Err() == nil {

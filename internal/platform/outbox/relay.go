@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
@@ -385,7 +384,7 @@ func (r *Relay) publish(ctx context.Context, rows []row, until time.Time) (sent 
 		pctx, cancel := publishContext(ctx, until)
 		err := r.pub.Publish(pctx, msg)
 		cancel()
-		endSend(span, err)
+		tracing.End(span, err)
 		if err != nil {
 			if ctx.Err() == nil {
 				r.errors.Inc()
@@ -419,7 +418,7 @@ func (r *Relay) publishPipelined(ctx context.Context, bp broker.BatchPublisher, 
 	// As late as can be: the relay may have been stopped since it renewed.
 	if expired(until) {
 		for _, span := range spans {
-			endSend(span, errLeaseExpired)
+			tracing.End(span, errLeaseExpired)
 		}
 		return nil, errLeaseExpired
 	}
@@ -429,9 +428,9 @@ func (r *Relay) publishPipelined(ctx context.Context, bp broker.BatchPublisher, 
 	acked = min(max(acked, 0), len(rows))
 	for i, span := range spans {
 		if i < acked {
-			endSend(span, nil)
+			tracing.End(span, nil)
 		} else {
-			endSend(span, cmp.Or(err, errNotAcknowledged))
+			tracing.End(span, cmp.Or(err, errNotAcknowledged))
 		}
 	}
 	for _, w := range rows[:acked] {
@@ -484,17 +483,6 @@ func startSend(msg broker.Message) trace.Span {
 			semconv.MessagingDestinationName(msg.Subject), semconv.MessagingMessageID(msg.ID)))
 	tracing.Inject(ctx, msg.Header)
 	return span
-}
-
-// endSend ends a span startSend started, if any, with the publication's outcome.
-func endSend(span trace.Span, err error) {
-	if span == nil {
-		return
-	}
-	if err != nil {
-		span.SetStatus(codes.Error, err.Error())
-	}
-	span.End()
 }
 
 // markSentChunk bounds the parameters of one UPDATE, well under any driver's limit.

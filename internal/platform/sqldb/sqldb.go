@@ -21,6 +21,8 @@ import (
 	"github.com/pressly/goose/v3/lock"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"folio/internal/platform/tracing"
 )
 
 // Dialect names the SQL engine behind a DB.
@@ -60,8 +62,8 @@ func (db *DB) prepared(ctx context.Context, query string) (*sql.Stmt, error) {
 
 // QueryContext runs a query with a prepared statement.
 func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (rows *sql.Rows, err error) {
-	ctx, span := db.startSpan(ctx, statementKind(query))
-	defer func() { endSpan(span, err) }()
+	ctx, span := db.startStatement(ctx, query)
+	defer func() { tracing.End(span, err) }()
 	st, err := db.prepared(ctx, query)
 	if err != nil {
 		return nil, err
@@ -72,8 +74,8 @@ func (db *DB) QueryContext(ctx context.Context, query string, args ...any) (rows
 // QueryRowContext runs a query expected to return at most one row with a prepared
 // statement. A statement that fails to prepare reports its error from Scan.
 func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row {
-	ctx, span := db.startSpan(ctx, statementKind(query))
-	defer endSpan(span, nil)
+	ctx, span := db.startStatement(ctx, query)
+	defer tracing.End(span, nil)
 	st, err := db.prepared(ctx, query)
 	if err != nil {
 		return db.DB.QueryRowContext(ctx, query, args...)
@@ -83,8 +85,8 @@ func (db *DB) QueryRowContext(ctx context.Context, query string, args ...any) *s
 
 // ExecContext runs a statement with a prepared statement.
 func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (res sql.Result, err error) {
-	ctx, span := db.startSpan(ctx, statementKind(query))
-	defer func() { endSpan(span, err) }()
+	ctx, span := db.startStatement(ctx, query)
+	defer func() { tracing.End(span, err) }()
 	st, err := db.prepared(ctx, query)
 	if err != nil {
 		return nil, err
@@ -280,7 +282,7 @@ func (db *DB) migrate(ctx context.Context, fsys fs.FS, lockID int64, opts ...goo
 // fn runs on another goroutine then; a panic in it is raised again in the caller.
 func (db *DB) InTx(ctx context.Context, fn func(*sql.Tx) error) (err error) {
 	ctx, span := db.startSpan(ctx, "transaction")
-	defer func() { endSpan(span, err) }()
+	defer func() { tracing.End(span, err) }()
 	if db.Dialect == SQLite {
 		return db.group.run(db, ctx, fn)
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"strings"
 
-	"go.opentelemetry.io/otel/codes"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
 	"go.opentelemetry.io/otel/trace"
 
@@ -28,15 +27,13 @@ func (db *DB) startSpan(ctx context.Context, operation string) (context.Context,
 		trace.WithAttributes(system, semconv.DBOperationName(operation)))
 }
 
-// endSpan ends a span startSpan started, if any, marking it failed by err.
-func endSpan(span trace.Span, err error) {
-	if span == nil {
-		return
+// startStatement is startSpan for query, named by its kind, which is worked out
+// only for a span that records.
+func (db *DB) startStatement(ctx context.Context, query string) (context.Context, trace.Span) {
+	if !trace.SpanFromContext(ctx).IsRecording() {
+		return ctx, nil
 	}
-	if err != nil {
-		span.SetStatus(codes.Error, err.Error())
-	}
-	span.End()
+	return db.startSpan(ctx, statementKind(query))
 }
 
 // statementKind is a statement's first keyword (SELECT, INSERT, …): what a span

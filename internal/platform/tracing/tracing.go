@@ -14,6 +14,7 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -107,13 +108,13 @@ func protocol(getenv func(string) string) string {
 // timeout and TLS settings from the process's OTEL_EXPORTER_OTLP_* variables
 // themselves.
 func newExporter(ctx context.Context, protocol string) (*otlptrace.Exporter, error) {
-	switch p := protocol; p {
+	switch protocol {
 	case "http/protobuf":
 		return otlptracehttp.New(ctx)
 	case "grpc":
 		return otlptracegrpc.New(ctx)
 	default:
-		return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL=%s: use http/protobuf or grpc", p)
+		return nil, fmt.Errorf("OTEL_EXPORTER_OTLP_PROTOCOL=%s: use http/protobuf or grpc", protocol)
 	}
 }
 
@@ -162,6 +163,17 @@ func Extract(ctx context.Context, header map[string]string) context.Context {
 func Recording() bool {
 	_, ok := otel.GetTracerProvider().(*sdktrace.TracerProvider)
 	return ok
+}
+
+// End ends span, if there is one, marked failed by err when err is not nil.
+func End(span trace.Span, err error) {
+	if span == nil {
+		return
+	}
+	if err != nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
+	span.End()
 }
 
 // RecordedOnly sends a request made within a recorded span through traced (a
