@@ -119,3 +119,21 @@ func grep(s, what string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// A server span records the path, never the query: it is whatever the caller
+// sent, and a trace store is no place for it.
+func TestServerSpanLeavesTheQueryOut(t *testing.T) {
+	spans := tracingtest.Record(t)
+	c := newChassis(t)
+	c.do(t, httptest.NewRequest(http.MethodGet, "/trace/7?token=s3cret", nil))
+	for _, s := range spans.Ended() {
+		for _, a := range s.Attributes() {
+			if strings.Contains(a.Value.Emit(), "s3cret") {
+				t.Errorf("span %q attribute %s=%q holds the query", s.Name(), a.Key, a.Value.Emit())
+			}
+		}
+	}
+	if len(spans.Ended()) != 1 {
+		t.Errorf("%d spans, want the request's", len(spans.Ended()))
+	}
+}
