@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -22,6 +23,10 @@ import (
 // arguments and CeilingEnv set to the loopback address to serve on.
 const CeilingEnv = "FOLIO_BENCH_CEILING_ADDR"
 
+// wrkConnections is how many connections wrk opens when -workers is not given: the
+// load that Folio's figures are quoted at (2 threads, 32 connections).
+const wrkConnections = 32
+
 // settings are the flags of Run.
 type settings struct {
 	duration time.Duration
@@ -30,6 +35,10 @@ type settings struct {
 	authors  int
 	books    int
 	keep     bool
+
+	load       string // loadVegeta or loadWrk
+	wrk        string // the wrk program, with -load wrk
+	wrkThreads int
 
 	only           string // "", "endpoints" or "events"
 	events         bool
@@ -45,7 +54,9 @@ type settings struct {
 //
 //	-duration  how long each endpoint is measured (10s)
 //	-warmup    how long each endpoint is driven, unmeasured, before that (2s)
-//	-workers   concurrent connections of the load generator (64)
+//	-load      the endpoints' load generator: vegeta (in this process; the default) or wrk
+//	-workers   concurrent connections of the load generator (64; 32 with -load wrk)
+//	-wrk-threads  wrk's threads (2)
 //	-authors   authors to seed (200)
 //	-books     books to seed, spread over 20 genres (5000)
 //	-keep      keep the temporary directory with the databases and the logs
@@ -70,7 +81,10 @@ type settings struct {
 // admin through the gateway, seeds the services through their HTTP APIs with that
 // token, then measures,
 // one at a time and in closed loop (each worker sends its next request when the
-// previous one is answered): the ceiling, GET /books/{id} directly, directly with the
+// previous one is answered), with vegeta inside this process or, with -load wrk,
+// with wrk, a program of its own started for each endpoint (measured from outside,
+// as a user would; the CPU reported for the load generator is then wrk's), each
+// endpoint's requests rotating over every book id or every genre: the ceiling, GET /books/{id} directly, directly with the
 // admin's bearer token (which the book service verifies), through the gateway with
 // the token and through nginx, GET
 // /books?genre=X&limit=20, GET /authors/books?genre=X directly and through the
@@ -120,6 +134,8 @@ func parseFlags(args []string, out io.Writer) (settings, error) {
 	fs.IntVar(&s.workers, "workers", 64, "concurrent connections of the load generator (closed loop)")
 	fs.IntVar(&s.authors, "authors", 200, "authors to seed")
 	fs.IntVar(&s.books, "books", 5000, "books to seed, spread evenly over 20 genres")
+	fs.StringVar(&s.load, "load", loadVegeta, "the load generator of the endpoints: `vegeta` (in this process) or wrk (a separate process, from PATH)")
+	fs.IntVar(&s.wrkThreads, "wrk-threads", 2, "with -load wrk: wrk's threads")
 	fs.BoolVar(&s.keep, "keep", false, "keep the temporary directory with the databases and the service logs")
 	fs.StringVar(&s.only, "only", "", "measure only `part`: endpoints, or events")
 	fs.BoolVar(&s.events, "events", true, "measure events through outbox, broker and consumer (book.created to the author's book_count)")
@@ -136,6 +152,10 @@ func parseFlags(args []string, out io.Writer) (settings, error) {
 		return s, err
 	}
 	switch {
+	case s.load != loadVegeta && s.load != loadWrk:
+		return s, fmt.Errorf("-load must be vegeta or wrk, not %q", s.load)
+	case s.wrkThreads < 1:
+		return s, errors.New("-wrk-threads must be at least 1")
 	case fs.NArg() > 0:
 		return s, fmt.Errorf("bench takes flags only, not %q", fs.Args())
 	case s.duration <= 0:
@@ -161,6 +181,21 @@ func parseFlags(args []string, out io.Writer) (settings, error) {
 	case s.eventsDuration <= 0:
 		return s, errors.New("-events-duration must be positive")
 	}
+	if s.load == loadWrk {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["workers"] {
+			s.workers = wrkConnections
+		}
+		if s.wrkThreads > s.workers {
+			return s, errors.New("-wrk-threads must not exceed -workers, the connections wrk opens")
+		}
+		path, err := exec.LookPath("wrk")
+		if err != nil {
+			return s, errors.New("-load wrk needs the wrk program on PATH (Debian: apt-get install wrk; scripts/bench-wrk installs it)")
+		}
+		s.wrk = path
+	}
 	return s, nil
 }
 
@@ -184,8 +219,12 @@ func run(ctx context.Context, s settings, stdout io.Writer) (err error) {
 	fmt.Fprintf(stdout, "command:  %s\n", commandLine())
 	fmt.Fprintf(stdout, "machine:  %s\n", describeMachine())
 	if s.only != "events" {
-		fmt.Fprintf(stdout, "settings: %d workers (closed loop, max rate), %s per endpoint after %s warm-up; %d authors, %d books\n",
-			s.workers, s.duration, s.warmup, s.authors, s.books)
+		gen := fmt.Sprintf("vegeta in this process, %d workers", s.workers)
+		if s.load == loadWrk {
+			gen = fmt.Sprintf("%s (a separate process), %d threads, %d connections", wrkVersion(s.wrk), s.wrkThreads, s.workers)
+		}
+		fmt.Fprintf(stdout, "settings: %s (closed loop, max rate), %s per endpoint after %s warm-up; %d authors, %d books\n",
+			gen, s.duration, s.warmup, s.authors, s.books)
 	}
 	if s.events && s.only != "endpoints" {
 		fmt.Fprintf(stdout, "events:   %d books at full speed (%d workers) then %d more for the drain, over %d authors; %d writes/s for %s\n",
@@ -236,7 +275,8 @@ func runEndpoints(ctx context.Context, s settings, dir string, progs map[string]
 		return fmt.Errorf("bench: seed: %w", err)
 	}
 	fmt.Fprintf(stdout, "seeding:  %s\n", data.summary())
-	fmt.Fprintf(stdout, "genre X:  %q, which holds %d books\n", data.hotGenre, data.hotCount)
+	fmt.Fprintf(stdout, "genres:   %d, rotated over by the genre endpoints (X in their labels), about %d books each; reads by id rotate over every book\n",
+		len(genres), data.perGenre)
 	fmt.Fprintf(stdout, "gateway:  logged in as %s through the gateway (POST /auth/token); rate limit %s/s, burst %s\n",
 		benchAdminEmail, gatewayRateLimit, gatewayRateBurst)
 	if sys.nginxURL == "" {
@@ -245,7 +285,7 @@ func runEndpoints(ctx context.Context, s settings, dir string, progs map[string]
 		fmt.Fprintf(stdout, "nginx:    %s\n", nginxVersion())
 	}
 
-	results, err := measureAll(ctx, s, sys, data, token, stdout)
+	results, err := measureAll(ctx, s, dir, sys, data, token, stdout)
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}

@@ -471,7 +471,8 @@ func startNginx(ctx context.Context, dir, nginx, bookAddr string) (*proc, string
 
 // writeNginxConf writes dir/nginx.conf: nginx as a plain reverse proxy on addr in
 // front of the book service at bookAddr, and returns its path. The master process
-// runs in the foreground (daemon off) with one worker per CPU; the error log, the
+// runs in the foreground (daemon off) with one worker (on a machine whose few cores
+// the load generator and the book service share, more workers only contend); the error log, the
 // pid file and the temporary directories are under dir (the -p prefix); the access
 // log is off, as the comparison is with the proxying alone.
 func writeNginxConf(dir, addr, bookAddr, errLog, mark string) (string, error) {
@@ -483,7 +484,7 @@ func writeNginxConf(dir, addr, bookAddr, errLog, mark string) (string, error) {
 	conf := fmt.Sprintf(`# Written by folio bench: nginx as a plain reverse proxy to the book service.
 %sdaemon off;
 master_process on;
-worker_processes auto;
+worker_processes 1;
 error_log %s warn;
 pid %s;
 
