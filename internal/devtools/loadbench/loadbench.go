@@ -39,6 +39,7 @@ type settings struct {
 	load       string // loadVegeta or loadWrk
 	wrk        string // the wrk program, with -load wrk
 	wrkThreads int
+	profile    string // directory for CPU profiles of each endpoint; "" for none
 
 	only           string // "", "endpoints" or "events"
 	events         bool
@@ -57,6 +58,7 @@ type settings struct {
 //	-load      the endpoints' load generator: vegeta (in this process; the default) or wrk
 //	-workers   concurrent connections of the load generator (64; 32 with -load wrk)
 //	-wrk-threads  wrk's threads (2)
+//	-profile   a directory: CPU profiles of book, author and the gateway for each endpoint, and their top functions in the report
 //	-authors   authors to seed (200)
 //	-books     books to seed, spread over 20 genres (5000)
 //	-keep      keep the temporary directory with the databases and the logs
@@ -136,6 +138,7 @@ func parseFlags(args []string, out io.Writer) (settings, error) {
 	fs.IntVar(&s.books, "books", 5000, "books to seed, spread evenly over 20 genres")
 	fs.StringVar(&s.load, "load", loadVegeta, "the load generator of the endpoints: `vegeta` (in this process) or wrk (a separate process, from PATH)")
 	fs.IntVar(&s.wrkThreads, "wrk-threads", 2, "with -load wrk: wrk's threads")
+	fs.StringVar(&s.profile, "profile", "", "write a CPU profile of book, author and the gateway while each endpoint is measured to `dir`, and report their top functions")
 	fs.BoolVar(&s.keep, "keep", false, "keep the temporary directory with the databases and the service logs")
 	fs.StringVar(&s.only, "only", "", "measure only `part`: endpoints, or events")
 	fs.BoolVar(&s.events, "events", true, "measure events through outbox, broker and consumer (book.created to the author's book_count)")
@@ -255,7 +258,7 @@ func runEndpoints(ctx context.Context, s settings, dir string, progs map[string]
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
-	sys, err := startSystem(ctx, dir, progs, b)
+	sys, err := startSystem(ctx, dir, progs, b, s.profile != "")
 	if err != nil {
 		_ = b.stop()
 		return fmt.Errorf("bench: %w", err)
@@ -290,6 +293,7 @@ func runEndpoints(ctx context.Context, s settings, dir string, progs map[string]
 		return fmt.Errorf("bench: %w", err)
 	}
 	report(stdout, results, sys)
+	reportProfiles(stdout, results)
 	return nil
 }
 

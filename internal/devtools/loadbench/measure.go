@@ -98,6 +98,7 @@ type result struct {
 	okPerSec float64 // 2xx answers per second
 	ratio    float64 // okPerSec as a fraction of the ceiling's
 	cpu      cpuUse  // CPU used while measuring, by each of watchedNames
+	profiles []profileFile
 }
 
 // measureAll drives each endpoint in turn, warm-up first, with the load generator
@@ -192,13 +193,14 @@ func measure(ctx context.Context, s settings, sys *system, client *http.Client, 
 		}
 	}
 	before := sampleCPU(sys.watched())
+	prof := startProfiles(ctx, s, sys, e.label, s.duration)
 	m, err := attack(ctx, client, e.label, e.targeter(d), s.workers, s.duration)
 	if err != nil {
 		return result{}, err
 	}
 	used := cpuBetween(before, sampleCPU(sys.watched()))
 	client.CloseIdleConnections()
-	r := result{label: e.label, m: m, cpu: used}
+	r := result{label: e.label, m: m, cpu: used, profiles: prof.wait()}
 	for code, n := range m.StatusCodes {
 		if c, _ := strconv.Atoi(code); c >= 200 && c <= 299 {
 			r.ok += uint64(n)

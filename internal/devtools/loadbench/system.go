@@ -310,6 +310,10 @@ type system struct {
 	book, author, ceiling          *proc
 	auth, gateway, nginx           *proc
 	broker                         *brokerSetup // the services' broker, stopped (NATS) or cleaned (RabbitMQ) last
+
+	// profilers are the profilers' URLs of book, author and the gateway, by name,
+	// when the system was started to be profiled.
+	profilers map[string]string
 }
 
 // startSystem starts book, author and auth, each with a fresh database under dir,
@@ -318,8 +322,14 @@ type system struct {
 // and consume their events through b, which sys.stop stops or cleans up. Every
 // program but nginx listens on a port the system picks and reports it in its addr
 // file; the URLs come from there.
-func startSystem(ctx context.Context, dir string, progs map[string]string, b *brokerSetup) (sys *system, err error) {
+//
+// With profiled, book, author and the gateway serve Go's profiler on a port of
+// their own, which sys.profilers names.
+func startSystem(ctx context.Context, dir string, progs map[string]string, b *brokerSetup, profiled bool) (sys *system, err error) {
 	sys = &system{broker: b}
+	if profiled {
+		sys.profilers = map[string]string{}
+	}
 	defer func() {
 		if err != nil {
 			_ = sys.stop()
@@ -359,19 +369,21 @@ func (sys *system) startBookAndAuthor(ctx context.Context, dir string, progs map
 				"FOLIO_HTTP_ADDR=" + anyPort,
 				"FOLIO_DATA_DIR=" + filepath.Join(dir, "book-data"),
 				"FOLIO_AUTHOR_URL=" + authorURL,
-			}, trust, b.env()))
+			}, trust, b.env(), sys.profilerEnv()))
 		},
 		func(attempt int, addr, bookURL string) (*proc, httpserver.Addrs, error) {
 			return startReporting(ctx, dir, attemptName("author", attempt), progs["author"], nil, slices.Concat([]string{
 				"FOLIO_HTTP_ADDR=" + addr,
 				"FOLIO_DATA_DIR=" + filepath.Join(dir, "author-data"),
 				"FOLIO_BOOK_URL=" + bookURL,
-			}, trust, b.env()))
+			}, trust, b.env(), sys.profilerEnv()))
 		})
 	sys.book, sys.author = bookProc, authorProc
 	if err != nil {
 		return "", err
 	}
+	sys.noteProfiler("book", bookAddrs)
+	sys.noteProfiler("author", authorAddrs)
 	sys.bookURL, sys.authorURL = "http://"+bookAddrs.HTTP, "http://"+authorAddrs.HTTP
 	return bookAddrs.HTTP, nil
 }
@@ -387,13 +399,30 @@ func (sys *system) startGateway(ctx context.Context, dir string, progs map[strin
 		"FOLIO_NOTIFY_URLS=" + noServer,
 		"FOLIO_RATE_LIMIT=" + gatewayRateLimit,
 		"FOLIO_RATE_BURST=" + gatewayRateBurst,
-	}, tokenEnv(sys.authURL), sys.broker.env()))
+	}, tokenEnv(sys.authURL), sys.broker.env(), sys.profilerEnv()))
 	sys.gateway = gateway
 	if err != nil {
 		return err
 	}
+	sys.noteProfiler("gateway", addrs)
 	sys.gatewayURL = "http://" + addrs.HTTP
 	return nil
+}
+
+// profilerEnv is the environment that makes a program serve its profiler on a port
+// of its own, when the system is profiled.
+func (sys *system) profilerEnv() []string {
+	if sys.profilers == nil {
+		return nil
+	}
+	return []string{"FOLIO_PPROF_ADDR=127.0.0.1:0"}
+}
+
+// noteProfiler records the profiler's URL of the program name started with addrs.
+func (sys *system) noteProfiler(name string, addrs httpserver.Addrs) {
+	if sys.profilers != nil && addrs.Pprof != "" {
+		sys.profilers[name] = "http://" + addrs.Pprof
+	}
 }
 
 // startCeiling starts the ceiling: this very program, with CeilingEnv set.

@@ -52,6 +52,7 @@ func measureWrk(ctx context.Context, s settings, dir string, sys *system, e endp
 		return result{}, err
 	}
 	before := sampleCPU(sys.watched())
+	prof := startProfiles(ctx, s, sys, e.label, s.duration)
 	run, err := runWrk(ctx, s, script, e, s.duration)
 	if err != nil {
 		return result{}, err
@@ -60,7 +61,7 @@ func measureWrk(ctx context.Context, s settings, dir string, sys *system, e endp
 	if used.ok && run.wall > 0 {
 		used.procs[0] = run.cpu.Seconds() / run.wall.Seconds()
 	}
-	r := result{label: e.label, m: run.metrics(), cpu: used}
+	r := result{label: e.label, m: run.metrics(), cpu: used, profiles: prof.wait()}
 	r.ok = run.requests - run.statusErrors
 	if secs := run.duration.Seconds(); secs > 0 {
 		r.okPerSec = float64(r.ok) / secs

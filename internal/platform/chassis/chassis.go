@@ -94,8 +94,9 @@ func (s ServerConfig) serve(ctx context.Context, log *slog.Logger, reg *promethe
 	if err != nil {
 		return err
 	}
+	var pprofAddr string
 	if s.PprofAddr != "" {
-		if err := servePprof(ctx, s.PprofAddr, log); err != nil {
+		if pprofAddr, err = servePprof(ctx, s.PprofAddr, log); err != nil {
 			ln.Close()
 			return err
 		}
@@ -134,7 +135,7 @@ func (s ServerConfig) serve(ctx context.Context, log *slog.Logger, reg *promethe
 	if s.AddrFile != "" {
 		// Connections that arrive before srv.Serve below wait in the listener's
 		// backlog, so the file may name the ports as soon as they are bound.
-		if err := httpserver.WriteAddrFile(s.AddrFile, httpserver.Addrs{HTTP: ln.Addr().String(), Metrics: metricsAddr}); err != nil {
+		if err := httpserver.WriteAddrFile(s.AddrFile, httpserver.Addrs{HTTP: ln.Addr().String(), Metrics: metricsAddr, Pprof: pprofAddr}); err != nil {
 			ln.Close()
 			return fmt.Errorf("FOLIO_ADDR_FILE: %w", err)
 		}
@@ -223,11 +224,12 @@ func loopbackDefault(addr string) string {
 	return addr
 }
 
-// servePprof serves the profiler on addr until ctx ends.
-func servePprof(ctx context.Context, addr string, log *slog.Logger) error {
+// servePprof serves the profiler on addr until ctx ends, and returns the address it
+// bound.
+func servePprof(ctx context.Context, addr string, log *slog.Logger) (string, error) {
 	ln, err := httpserver.Listen(addr)
 	if err != nil {
-		return fmt.Errorf("profiler: %w", err)
+		return "", fmt.Errorf("profiler: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -239,5 +241,5 @@ func servePprof(ctx context.Context, addr string, log *slog.Logger) error {
 	go func() { _ = srv.Serve(ln) }()
 	context.AfterFunc(ctx, func() { _ = srv.Close() })
 	log.Info("profiler listening", "addr", ln.Addr().String())
-	return nil
+	return ln.Addr().String(), nil
 }

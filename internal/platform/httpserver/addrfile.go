@@ -14,6 +14,8 @@ type Addrs struct {
 	HTTP string `json:"http"`
 	// Metrics is "" when the program serves no metrics.
 	Metrics string `json:"metrics"`
+	// Pprof is the profiler's address, "" when the program serves none.
+	Pprof string `json:"pprof,omitempty"`
 }
 
 // WriteAddrFile writes a to path, readable by the owner only. It writes a temporary
