@@ -66,6 +66,10 @@ type Store interface {
 	Update(ctx context.Context, b Book) error
 	// Delete removes the book if it is still at version.
 	Delete(ctx context.Context, id string, version int) error
+	// GenreVersion returns a number that every committed write raises which creates,
+	// changes or deletes a book of the genre, or moves one into or out of it; 0 for
+	// a genre that never had a book.
+	GenreVersion(ctx context.Context, genre string) (int64, error)
 }
 
 // Authors answers whether an author exists. It returns a fault Unavailable error when

@@ -70,6 +70,18 @@ func (s *Service) List(ctx context.Context, f Filter, page paging.Request) (pagi
 	return paging.Of(page, books, func(b Book) string { return b.ID }), nil
 }
 
+// GenreVersion returns the version of the genre's books: as long as it stays the
+// same, so does every listing narrowed to the genre, all its pages. Read it before
+// the listing it vouches for, so that the listing is at least as new. Errors:
+// Malformed when the genre is not a genre slug.
+func (s *Service) GenreVersion(ctx context.Context, genre string) (int64, error) {
+	if !genreSlug.MatchString(genre) {
+		return 0, &fault.Error{Kind: fault.Malformed, Message: "a filter is not valid",
+			Fields: fault.Fields{{Field: "genre", Message: "must be a genre slug"}}}
+	}
+	return s.store.GenreVersion(ctx, genre)
+}
+
 // Replace sets every writable field of the book from in. check vets the current
 // version (If-Match). Errors: NotFound, PreconditionFailed, Invalid, Conflict, Unavailable.
 func (s *Service) Replace(ctx context.Context, bookID string, in Input, check func(version int) error) (Book, error) {

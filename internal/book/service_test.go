@@ -18,9 +18,14 @@ type memStore struct {
 	books map[string]book.Book
 	// interfere, if set, changes the stored book just before the next Update.
 	interfere func(b *book.Book)
+	genres    map[string]int64 // genre versions
 }
 
-func (m *memStore) Create(_ context.Context, b book.Book) error { m.books[b.ID] = b; return nil }
+func (m *memStore) Create(_ context.Context, b book.Book) error {
+	m.books[b.ID] = b
+	m.raise(b.Genre)
+	return nil
+}
 
 func (m *memStore) Get(_ context.Context, id string) (book.Book, error) {
 	b, ok := m.books[id]
@@ -51,6 +56,7 @@ func (m *memStore) Update(_ context.Context, b book.Book) error {
 	if m.books[b.ID].Version != b.Version-1 {
 		return book.ErrStale
 	}
+	m.raise(m.books[b.ID].Genre, b.Genre)
 	m.books[b.ID] = b
 	return nil
 }
@@ -59,8 +65,23 @@ func (m *memStore) Delete(_ context.Context, id string, version int) error {
 	if m.books[id].Version != version {
 		return book.ErrStale
 	}
+	m.raise(m.books[id].Genre)
 	delete(m.books, id)
 	return nil
+}
+
+func (m *memStore) GenreVersion(_ context.Context, genre string) (int64, error) {
+	return m.genres[genre], nil
+}
+
+// raise raises the version of each genre.
+func (m *memStore) raise(genres ...string) {
+	if m.genres == nil {
+		m.genres = map[string]int64{}
+	}
+	for _, g := range genres {
+		m.genres[g]++
+	}
 }
 
 func newService(t *testing.T) (*book.Service, *memStore) {

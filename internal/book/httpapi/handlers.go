@@ -1,7 +1,11 @@
 package httpapi
 
 import (
+	"hash/fnv"
 	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
 
 	"folio/internal/book"
 	"folio/internal/platform/idempotency"
@@ -15,7 +19,10 @@ func writeBook(w http.ResponseWriter, status int, b book.Book) {
 	_ = rest.WriteJSON(w, status, b)
 }
 
-// handleBookList serves GET /books.
+// handleBookList serves GET /books. A listing narrowed to a genre carries an ETag
+// and answers 304 to an If-None-Match that names it, without reading a book: the
+// tag is the genre's version (book.Service.GenreVersion) and a digest of the
+// query, so it changes whenever any book of the genre does, on every page.
 func handleBookList(svc *book.Service) problem.Handler {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		page, err := rest.ParsePage(r)
@@ -23,13 +30,51 @@ func handleBookList(svc *book.Service) problem.Handler {
 			return err
 		}
 		q := r.URL.Query()
-		books, err := svc.List(r.Context(), book.Filter{Genre: q.Get("genre"), AuthorID: q.Get("author_id")}, page)
+		f := book.Filter{Genre: q.Get("genre"), AuthorID: q.Get("author_id")}
+		if f.Genre != "" {
+			// Read before the listing, so that the listing is at least as new as its tag.
+			v, err := svc.GenreVersion(r.Context(), f.Genre)
+			if err != nil {
+				return err
+			}
+			tag := genreListingTag(v, q)
+			w.Header().Set("ETag", tag)
+			if matchesTag(r.Header.Get("If-None-Match"), tag) {
+				w.WriteHeader(http.StatusNotModified)
+				return nil
+			}
+		}
+		books, err := svc.List(r.Context(), f, page)
 		if err != nil {
 			return err
 		}
 		_ = rest.WriteJSON(w, http.StatusOK, rest.PageOf(books))
 		return nil
 	}
+}
+
+// genreListingTag is the ETag of a listing narrowed to a genre at version v: weak,
+// as the same books may be encoded differently by another release.
+func genreListingTag(v int64, q url.Values) string {
+	h := fnv.New64a()
+	for _, k := range []string{"genre", "author_id", "limit", "cursor"} {
+		h.Write([]byte(q.Get(k)))
+		h.Write([]byte{0})
+	}
+	return `W/"g` + strconv.FormatInt(v, 36) + "-" + strconv.FormatUint(h.Sum64(), 36) + `"`
+}
+
+// matchesTag reports whether an If-None-Match header names tag, by weak comparison
+// (RFC 9110, 13.1.2).
+func matchesTag(inm, tag string) bool {
+	tag = strings.TrimPrefix(tag, "W/")
+	for _, t := range strings.Split(inm, ",") {
+		t = strings.TrimSpace(t)
+		if t == "*" || strings.TrimPrefix(t, "W/") == tag {
+			return true
+		}
+	}
+	return false
 }
 
 // handleBookCreate serves POST /books.

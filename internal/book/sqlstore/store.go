@@ -71,6 +71,9 @@ func (s *Store) Create(ctx context.Context, b book.Book) error {
 		if err != nil {
 			return writeError("create book", err)
 		}
+		if err := raiseGenreVersion(ctx, tx, b.Genre, b.UpdatedAt); err != nil {
+			return err
+		}
 		if err := outbox.AddEvent(ctx, tx, book.EventBookCreated, b.ID, b); err != nil {
 			return err
 		}
@@ -137,6 +140,10 @@ func (s *Store) List(ctx context.Context, f book.Filter, page paging.Request) ([
 // Update writes b if the stored book is at b.Version-1. Errors: NotFound, book.ErrStale, Conflict.
 func (s *Store) Update(ctx context.Context, b book.Book) error {
 	return s.w.Write(ctx, func(tx *sql.Tx) error {
+		// The genre the book leaves, if it moves, changes as much as the one it is in.
+		if err := raiseOldGenreVersion(ctx, tx, b.ID, b.UpdatedAt); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `UPDATE books SET title = $1, author_id = $2, genre = $3, isbn = $4,
 			published_year = $5, version = $6, updated_at = $7 WHERE id = $8 AND version = $9`,
 			b.Title, b.AuthorID, b.Genre, b.ISBN, b.PublishedYear, b.Version, b.UpdatedAt, b.ID, b.Version-1)
@@ -146,6 +153,9 @@ func (s *Store) Update(ctx context.Context, b book.Book) error {
 		if err := sqldb.CheckVersioned(ctx, tx, res, "books", b.ID, book.ErrNotFound, book.ErrStale); err != nil {
 			return err
 		}
+		if err := raiseGenreVersion(ctx, tx, b.Genre, b.UpdatedAt); err != nil {
+			return err
+		}
 		return outbox.AddEvent(ctx, tx, book.EventBookUpdated, b.ID, b)
 	})
 }
@@ -153,6 +163,9 @@ func (s *Store) Update(ctx context.Context, b book.Book) error {
 // Delete removes the book if it is at version. Errors: NotFound, book.ErrStale.
 func (s *Store) Delete(ctx context.Context, id string, version int) error {
 	return s.w.Write(ctx, func(tx *sql.Tx) error {
+		if err := raiseOldGenreVersion(ctx, tx, id, time.Now()); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM books WHERE id = $1 AND version = $2`, id, version)
 		if err != nil {
 			return fmt.Errorf("delete book %s: %w", id, err)
@@ -162,6 +175,45 @@ func (s *Store) Delete(ctx context.Context, id string, version int) error {
 		}
 		return outbox.AddEvent(ctx, tx, book.EventBookDeleted, id, deletedData{ID: id})
 	})
+}
+
+// GenreVersion returns the version of the genre's books (see the genre_versions
+// migration), 0 for a genre that never had one.
+func (s *Store) GenreVersion(ctx context.Context, genre string) (int64, error) {
+	var v int64
+	err := s.db.QueryRowContext(ctx, `SELECT version FROM genre_versions WHERE genre = $1`, genre).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("version of genre %s: %w", genre, err)
+	}
+	return v, nil
+}
+
+// raiseGenreVersion raises the version of genre in tx, to the larger of its last
+// version plus one and the time at in microseconds.
+func raiseGenreVersion(ctx context.Context, tx *sql.Tx, genre string, at time.Time) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO genre_versions (genre, version) VALUES ($1, $2)
+		ON CONFLICT (genre) DO UPDATE SET version = CASE WHEN genre_versions.version >= excluded.version
+			THEN genre_versions.version + 1 ELSE excluded.version END`, genre, at.UnixMicro())
+	if err != nil {
+		return fmt.Errorf("raise the version of genre %s: %w", genre, err)
+	}
+	return nil
+}
+
+// raiseOldGenreVersion raises, in tx, the version of the genre the book with id is
+// in before tx changes it; nothing when there is no such book (the write then fails
+// and tx rolls back).
+func raiseOldGenreVersion(ctx context.Context, tx *sql.Tx, id string, at time.Time) error {
+	_, err := tx.ExecContext(ctx, `UPDATE genre_versions SET version = CASE WHEN version >= $2
+			THEN version + 1 ELSE $2 END
+		WHERE genre = (SELECT genre FROM books WHERE id = $1)`, id, at.UnixMicro())
+	if err != nil {
+		return fmt.Errorf("raise the version of the genre of book %s: %w", id, err)
+	}
+	return nil
 }
 
 // deletedData is the data of a delete event: only the id, the resource being gone.

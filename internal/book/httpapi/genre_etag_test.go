@@ -1,0 +1,105 @@
+package httpapi_test
+
+import (
+	"net/http"
+	"testing"
+)
+
+// TestGenreListingETag: a listing narrowed to a genre carries an ETag that answers
+// 304 while nothing in the genre changed, and changes with every write that touches
+// the genre (a create, an edit, a move in or out, a delete), on every page, and not
+// with writes to other genres. The author service's genre call relies on this.
+func TestGenreListingETag(t *testing.T) {
+	forEachServer(t, func(t *testing.T, s *server) {
+		first := s.create(t, fields("etag-x"))
+		s.create(t, fields("etag-x"))
+		other := s.create(t, fields("etag-y"))
+
+		const page1, page2 = "/books?genre=etag-x&limit=1", "/books?genre=etag-x&limit=1&cursor="
+		tagOf := func(target string) string {
+			t.Helper()
+			resp := s.do(t, http.MethodGet, target, "")
+			tag := resp.Header.Get("ETag")
+			if resp.Status != http.StatusOK || tag == "" {
+				t.Fatalf("GET %s: got %d with ETag %q, want 200 with one", target, resp.Status, tag)
+			}
+			return tag
+		}
+		notModified := func(target, tag string) bool {
+			t.Helper()
+			resp := s.do(t, http.MethodGet, target, "", "If-None-Match", tag)
+			switch resp.Status {
+			case http.StatusNotModified:
+				if len(resp.Body) != 0 || resp.Header.Get("ETag") != tag {
+					t.Fatalf("304 with body %q and ETag %q, want no body and %q", resp.Body, resp.Header.Get("ETag"), tag)
+				}
+				return true
+			case http.StatusOK:
+				return false
+			}
+			t.Fatalf("GET %s: got %d %s", target, resp.Status, resp.Body)
+			return false
+		}
+
+		tag := tagOf(page1)
+		if !notModified(page1, tag) {
+			t.Fatal("the listing's own ETag did not answer 304")
+		}
+		if got := tagOf("/books?genre=etag-x&limit=2"); got == tag {
+			t.Errorf("another limit gave the same ETag %s", got)
+		}
+		if tagOf("/books?genre=etag-y") == "" || !notModified(page1, tag) {
+			t.Fatal("reading another genre changed the tag")
+		}
+		if got := s.do(t, http.MethodGet, "/books", "").Header.Get("ETag"); got != "" {
+			t.Errorf("a listing of every genre has ETag %q, want none", got)
+		}
+
+		// Each write below must change the tag of genre etag-x, page 1 and page 2 alike.
+		cursor := s.do(t, http.MethodGet, page1, "").page(t).NextCursor
+		if cursor == nil {
+			t.Fatal("page 1 of two books has no next cursor")
+		}
+		tag2 := tagOf(page2 + *cursor)
+		writes := []struct {
+			name  string
+			write func()
+		}{
+			{"create in the genre", func() { s.create(t, fields("etag-x")) }},
+			{"edit in the genre", func() {
+				doc := fields("etag-x", "title", "Edited")
+				if r := s.do(t, http.MethodPut, "/books/"+first.ID, mustJSON(t, doc)); r.Status != http.StatusOK {
+					t.Fatalf("PUT: %d %s", r.Status, r.Body)
+				}
+			}},
+			{"move into the genre", func() {
+				if r := s.do(t, http.MethodPut, "/books/"+other.ID, mustJSON(t, fields("etag-x"))); r.Status != http.StatusOK {
+					t.Fatalf("PUT: %d %s", r.Status, r.Body)
+				}
+			}},
+			{"move out of the genre", func() {
+				if r := s.do(t, http.MethodPut, "/books/"+other.ID, mustJSON(t, fields("etag-y"))); r.Status != http.StatusOK {
+					t.Fatalf("PUT: %d %s", r.Status, r.Body)
+				}
+			}},
+			{"delete in the genre", func() {
+				if r := s.do(t, http.MethodDelete, "/books/"+first.ID, ""); r.Status != http.StatusNoContent {
+					t.Fatalf("DELETE: %d %s", r.Status, r.Body)
+				}
+			}},
+		}
+		for _, w := range writes {
+			w.write()
+			if notModified(page1, tag) || notModified(page2+*cursor, tag2) {
+				t.Fatalf("%s: the genre's listing still answers 304 to its old ETag", w.name)
+			}
+			tag, tag2 = tagOf(page1), tagOf(page2+*cursor)
+		}
+
+		before := tagOf(page1)
+		s.create(t, fields("etag-z"))
+		if !notModified(page1, before) {
+			t.Error("a create in another genre changed the tag")
+		}
+	})
+}
