@@ -65,6 +65,10 @@ type Store interface {
 	Update(ctx context.Context, a Author) (Author, error)
 	// Delete removes the author if it is still at version and has no books.
 	Delete(ctx context.Context, id string, version int) error
+	// Generation returns a number that every committed change to an author, or to
+	// the books applied from book events, raises: while it stays, so do the authors
+	// and their book counts, across every replica that shares the store.
+	Generation(ctx context.Context) (int64, error)
 }
 
 // Books lists books of the book service. It returns a fault Unavailable error when
@@ -93,12 +97,20 @@ type BookSearch struct {
 	AuthorID string
 	Limit    int
 	Cursor   string // the NextCursor of the previous listing
+	// IfNoneMatch, when set, is the ETag of an earlier listing of the same search:
+	// the book service then answers NotModified while it still holds.
+	IfNoneMatch string
 }
 
 // BookListing is one page of the book service's books. NextCursor is nil on the last.
 type BookListing struct {
 	Items      []Book  `json:"items"`
 	NextCursor *string `json:"next_cursor"`
+	// ETag is the book service's tag of the listing ("" when it sent none); a
+	// listing narrowed to a genre has one that vouches for every page of it.
+	ETag string `json:"-"`
+	// NotModified is true when the search's IfNoneMatch still holds: no Items then.
+	NotModified bool `json:"-"`
 }
 
 // BookChange is what an event of the book service tells the author service: a book,
@@ -356,18 +368,50 @@ type GenreBooks struct {
 	Truncated bool `json:"truncated"`
 }
 
+// GenreStamp says what an answer of GenreBooksSince was built from: the store's
+// generation and the book service's ETag of the genre's first page. The zero
+// GenreStamp matches no answer.
+type GenreStamp struct {
+	generation int64
+	bookTag    string
+}
+
 // GenreBooks fetches up to MaxBooks books of the genre from the book service and
 // groups them by author; books whose author this service does not know are left out.
 // Authors come ordered by name then id, each one's books by id. Errors: Malformed (no
 // genre, or not a genre slug), Unavailable (the book service cannot answer in time;
 // never a partial answer).
 func (s *Service) GenreBooks(ctx context.Context, genre string) (GenreBooks, error) {
+	res, _, _, err := s.GenreBooksSince(ctx, genre, GenreStamp{})
+	return res, err
+}
+
+// GenreBooksSince is GenreBooks for a caller that keeps the answer it built at
+// stamp: it reports unchanged, with no answer, when that answer is still the one
+// GenreBooks would give, and otherwise the new answer and its stamp. Either way it
+// asks the book service, so that the answer is as current as the book service's
+// books and this store's authors when it is called, and an unreachable book service
+// is Unavailable as it is for GenreBooks: one request for the first page, which
+// answers 304 while neither the genre's books nor (the generation) any author
+// changed. The generation is read before anything it vouches for.
+func (s *Service) GenreBooksSince(ctx context.Context, genre string, stamp GenreStamp) (res GenreBooks, next GenreStamp, unchanged bool, err error) {
 	if err := checkGenre(genre, true); err != nil {
-		return GenreBooks{}, err
+		return GenreBooks{}, GenreStamp{}, false, err
 	}
-	books, truncated, err := s.genreBooks(ctx, genre)
+	gen, err := s.store.Generation(ctx)
 	if err != nil {
-		return GenreBooks{}, err
+		return GenreBooks{}, GenreStamp{}, false, err
+	}
+	ifNoneMatch := ""
+	if stamp.bookTag != "" && stamp.generation == gen {
+		ifNoneMatch = stamp.bookTag
+	}
+	books, truncated, tag, err := s.genreBooks(ctx, genre, ifNoneMatch)
+	if errors.Is(err, errNotModified) {
+		return GenreBooks{}, stamp, true, nil
+	}
+	if err != nil {
+		return GenreBooks{}, GenreStamp{}, false, err
 	}
 
 	byAuthor := map[string][]Book{}
@@ -383,7 +427,7 @@ func (s *Service) GenreBooks(ctx context.Context, genre string) (GenreBooks, err
 	}
 	authors, err := s.store.GetMany(ctx, ids)
 	if err != nil {
-		return GenreBooks{}, err
+		return GenreBooks{}, GenreStamp{}, false, err
 	}
 	out := GenreBooks{Genre: genre, Authors: make([]WithBooks, 0, len(authors)), Truncated: truncated}
 	for _, aid := range ids {
@@ -398,37 +442,54 @@ func (s *Service) GenreBooks(ctx context.Context, genre string) (GenreBooks, err
 	slices.SortFunc(out.Authors, func(x, y WithBooks) int {
 		return cmp.Or(strings.Compare(x.Name, y.Name), strings.Compare(x.ID, y.ID))
 	})
-	return out, nil
+	return out, GenreStamp{generation: gen, bookTag: tag}, false, nil
 }
 
+// errNotModified is genreBooks' answer when the first page still has the ETag asked about.
+var errNotModified = errors.New("the genre's books did not change")
+
 // genreBooks reads the genre's books page by page, within the upstream budget, and
-// reports whether more than MaxBooks existed.
-func (s *Service) genreBooks(ctx context.Context, genre string) ([]Book, bool, error) {
+// reports whether more than MaxBooks existed, with the ETag of the first page. With
+// ifNoneMatch, a first page the book service answers NotModified ends it with
+// errNotModified.
+func (s *Service) genreBooks(ctx context.Context, genre, ifNoneMatch string) (books []Book, truncated bool, tag string, err error) {
 	uctx, cancel := context.WithTimeout(ctx, s.budget)
 	defer cancel()
-	var books []Book
 	cursor := ""
 	for {
-		page, err := s.books.ListBooks(uctx, BookSearch{Genre: genre, Limit: genrePageSize, Cursor: cursor})
+		search := BookSearch{Genre: genre, Limit: genrePageSize, Cursor: cursor}
+		if cursor == "" {
+			search.IfNoneMatch = ifNoneMatch
+		}
+		page, err := s.books.ListBooks(uctx, search)
 		if fault.KindOf(err) == fault.Malformed {
 			// Every parameter was checked here or is the book service's own cursor, so
 			// the client can do nothing about a rejection: the book service is failing.
 			err = fault.Wrap(fault.Unavailable, err, "the book service cannot answer right now")
 		}
 		if err != nil {
-			return nil, false, fmt.Errorf("books of genre %s: %w", genre, err)
+			return nil, false, "", fmt.Errorf("books of genre %s: %w", genre, err)
+		}
+		switch {
+		case page.NotModified && (cursor != "" || ifNoneMatch == ""):
+			return nil, false, "", fault.Wrap(fault.Unavailable, errors.New("book service answered 304 to a request without If-None-Match"),
+				"the book service gave an unusable answer")
+		case page.NotModified:
+			return nil, false, "", errNotModified
+		case cursor == "":
+			tag = page.ETag
 		}
 		books = append(books, page.Items...)
 		switch {
 		case len(books) > MaxBooks:
-			return books[:MaxBooks], true, nil
+			return books[:MaxBooks], true, tag, nil
 		case page.NextCursor == nil:
-			return books, false, nil
+			return books, false, tag, nil
 		case len(books) == MaxBooks:
-			return books, true, nil
+			return books, true, tag, nil
 		case len(page.Items) == 0:
 			// A page that is empty yet promises more would make this loop forever.
-			return nil, false, fault.Wrap(fault.Unavailable, errors.New("book service sent an empty page with a next cursor"),
+			return nil, false, "", fault.Wrap(fault.Unavailable, errors.New("book service sent an empty page with a next cursor"),
 				"the book service gave an unusable answer")
 		}
 		cursor = *page.NextCursor

@@ -19,9 +19,16 @@ import (
 // memStore keeps authors in memory, with the Store's version rules. stale makes the
 // next that many Updates fail with ErrStale, as if another writer had won.
 type memStore struct {
-	mu      sync.Mutex
-	authors map[string]author.Author
-	stale   int
+	mu         sync.Mutex
+	authors    map[string]author.Author
+	stale      int
+	generation int64 // raised by every write that succeeds
+}
+
+func (m *memStore) Generation(context.Context) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.generation, nil
 }
 
 func newMemStore() *memStore { return &memStore{authors: map[string]author.Author{}} }
@@ -30,6 +37,7 @@ func (m *memStore) Create(_ context.Context, a author.Author) (author.Author, er
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.authors[a.ID] = a
+	m.generation++
 	return a, nil
 }
 
@@ -83,6 +91,7 @@ func (m *memStore) Update(_ context.Context, a author.Author) (author.Author, er
 		return author.Author{}, author.ErrStale
 	}
 	m.authors[a.ID] = a
+	m.generation++
 	return a, nil
 }
 
@@ -97,6 +106,7 @@ func (m *memStore) Delete(_ context.Context, authorID string, version int) error
 		return author.ErrStale
 	}
 	delete(m.authors, authorID)
+	m.generation++
 	return nil
 }
 

@@ -84,14 +84,18 @@ func EnvelopeMessage(env broker.Envelope) broker.Message {
 }
 
 // BookService stands in for the book service's GET /books with its rules: filters
-// by genre and author, in id order, a page at a time with its cursors, and 400
-// naming the parameter it rejects. It records the request id and limit of every
-// request.
+// by genre and author, in id order, a page at a time with its cursors, 400 naming
+// the parameter it rejects, and on a listing narrowed to a genre an ETag that
+// changes with every book stored in or moved out of the genre, and a 304 to an
+// If-None-Match naming it. It records the request id and limit of every request,
+// and counts its 304s.
 type BookService struct {
-	mu         sync.Mutex
-	books      []author.Book // by id
-	requestIDs []string
-	limits     []string
+	mu           sync.Mutex
+	books        []author.Book // by id
+	genres       map[string]int
+	requestIDs   []string
+	limits       []string
+	notModifieds int
 }
 
 // StartBookService serves a new, empty book service until the test ends and returns
@@ -124,12 +128,24 @@ func (s *BookService) Put(b author.Book) {
 }
 
 func (s *BookService) insert(b author.Book) {
+	if s.genres == nil {
+		s.genres = map[string]int{}
+	}
+	s.genres[b.Genre]++
 	i, found := slices.BinarySearchFunc(s.books, b.ID, func(x author.Book, id string) int { return strings.Compare(x.ID, id) })
 	if found {
+		s.genres[s.books[i].Genre]++
 		s.books[i] = b
 		return
 	}
 	s.books = slices.Insert(s.books, i, b)
+}
+
+// NotModifieds returns how many requests it answered 304.
+func (s *BookService) NotModifieds() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.notModifieds
 }
 
 // Requests returns the request id and the limit parameter of every request so far.
@@ -170,6 +186,17 @@ func (s *BookService) list(w http.ResponseWriter, r *http.Request) error {
 		return &fault.Error{Kind: fault.Malformed, Message: "a filter is not valid", Fields: errs}
 	}
 	s.mu.Lock()
+	if genre != "" {
+		q := r.URL.Query()
+		tag := fmt.Sprintf(`W/"%d-%s-%s-%s-%s"`, s.genres[genre], genre, q.Get("author_id"), q.Get("limit"), q.Get("cursor"))
+		w.Header().Set("ETag", tag)
+		if r.Header.Get("If-None-Match") == tag {
+			s.notModifieds++
+			s.mu.Unlock()
+			w.WriteHeader(http.StatusNotModified)
+			return nil
+		}
+	}
 	var out []author.Book
 	for _, b := range s.books {
 		if b.ID > page.After && (genre == "" || b.Genre == genre) && (authorID == "" || b.AuthorID == authorID) && len(out) < page.Fetch() {

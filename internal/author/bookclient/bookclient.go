@@ -40,7 +40,8 @@ func New(baseURL string, hc *http.Client) *Client {
 }
 
 // ListBooks returns one page of books (GET /books); empty fields of p are left out of
-// the request. Errors: Malformed, carrying the
+// the request, and p.IfNoneMatch is sent as If-None-Match, a 304 to which is a
+// listing NotModified. Errors: Malformed, carrying the
 // book service's detail and field errors, when the book service rejects the request
 // as malformed (400: a bad filter, limit or cursor); Unavailable when it cannot
 // answer (refused, timed out, circuit open, 5xx) or answers in a way the client cannot
@@ -68,11 +69,17 @@ func (c *Client) ListBooks(ctx context.Context, p author.BookSearch) (author.Boo
 		return author.BookListing{}, fmt.Errorf("list books: %w", err)
 	}
 	req.Header.Set("Accept", "application/json")
+	if p.IfNoneMatch != "" {
+		req.Header.Set("If-None-Match", p.IfNoneMatch)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return author.BookListing{}, unavailable(err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotModified && p.IfNoneMatch != "" {
+		return author.BookListing{Items: []author.Book{}, ETag: resp.Header.Get("ETag"), NotModified: true}, nil
+	}
 	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
 	if err != nil {
 		return author.BookListing{}, unavailable(fmt.Errorf("read book service answer: %w", err))
@@ -92,6 +99,7 @@ func (c *Client) ListBooks(ctx context.Context, p author.BookSearch) (author.Boo
 		if page.Items == nil {
 			page.Items = []author.Book{}
 		}
+		page.ETag = resp.Header.Get("ETag")
 		return page, nil
 	case resp.StatusCode == http.StatusBadRequest:
 		return author.BookListing{}, malformed(resp, body)

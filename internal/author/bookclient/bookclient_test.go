@@ -337,3 +337,34 @@ func TestListBooksUnavailable(t *testing.T) {
 		}
 	})
 }
+
+// TestListBooksRevalidates: an IfNoneMatch is sent as If-None-Match, and the 304 it
+// earns is a listing NotModified with the tag; the tag of a 200 is kept; a 304 to a
+// request that named no tag is a book service that cannot be used.
+func TestListBooksRevalidates(t *testing.T) {
+	const tag = `W/"g1-abc"`
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("ETag", tag)
+		if r.Header.Get("If-None-Match") == tag || r.URL.Query().Get("genre") == "broken" {
+			w.WriteHeader(http.StatusNotModified)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"items":[],"next_cursor":null}`)
+	}))
+	defer ts.Close()
+	client := bookclient.New(ts.URL, ts.Client())
+	ctx := context.Background()
+
+	page, err := client.ListBooks(ctx, author.BookSearch{Genre: "fantasy"})
+	if err != nil || page.NotModified || page.ETag != tag {
+		t.Fatalf("first listing: %+v, %v; want a listing with ETag %s", page, err, tag)
+	}
+	page, err = client.ListBooks(ctx, author.BookSearch{Genre: "fantasy", IfNoneMatch: tag})
+	if err != nil || !page.NotModified || page.ETag != tag || len(page.Items) != 0 {
+		t.Fatalf("revalidation: %+v, %v; want NotModified with ETag %s", page, err, tag)
+	}
+	if _, err := client.ListBooks(ctx, author.BookSearch{Genre: "broken"}); fault.KindOf(err) != fault.Unavailable {
+		t.Fatalf("a 304 to a request without If-None-Match: got %v, want Unavailable", err)
+	}
+}

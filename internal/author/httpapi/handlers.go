@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"sync"
 
 	"golang.org/x/sync/singleflight"
 
@@ -147,24 +148,38 @@ func handleAuthorBooksGet(svc *author.Service) problem.Handler {
 }
 
 // handleGenreBooksGet serves GET /authors/books?genre=: the genre's books, asked of
-// the book service, grouped by author. Requests for a genre that arrive while another
-// request for it is being answered share that answer: one round of calls to the book
-// service and one encoding serve them all, so a popular genre under load costs
-// little more than a single request. A request that joins a round already under way
-// can miss a book committed in the milliseconds between that round's start and its
-// own arrival; it never sees an answer from a round that had ended.
+// the book service, grouped by author. It keeps the encoded answer of each genre it
+// served (up to maxGenreAnswers) and asks the book service, with that answer's
+// ETag, whether the genre's books changed (author.Service.GenreBooksSince): while
+// neither they nor any author did, the kept bytes are the answer, and the call costs
+// one 304. Requests for a genre that arrive while another request for it is being
+// answered share that answer, so a popular genre under load costs little more than a
+// single request. A request that joins a round already under way can miss a book
+// committed in the milliseconds between that round's start and its own arrival; it
+// never sees an answer from a round that had ended.
 func handleGenreBooksGet(svc *author.Service) problem.Handler {
 	var flights singleflight.Group
+	answers := newGenreAnswers(maxGenreAnswers)
 	return func(w http.ResponseWriter, r *http.Request) error {
 		genre := r.URL.Query().Get("genre")
 		answer := flights.DoChan(genre, func() (any, error) {
 			// The shared work must not stop because the client that started it hung
-			// up; the upstream budget inside GenreBooks still bounds it.
-			res, err := svc.GenreBooks(context.WithoutCancel(r.Context()), genre)
+			// up; the upstream budget inside GenreBooksSince still bounds it.
+			ctx := context.WithoutCancel(r.Context())
+			kept, ok := answers.get(genre)
+			res, stamp, unchanged, err := svc.GenreBooksSince(ctx, genre, kept.stamp)
 			if err != nil {
 				return nil, err
 			}
-			return json.Marshal(res)
+			if ok && unchanged {
+				return kept.body, nil
+			}
+			body, err := json.Marshal(res)
+			if err != nil {
+				return nil, err
+			}
+			answers.put(genre, genreAnswer{stamp: stamp, body: body})
+			return body, nil
 		})
 		select {
 		case <-r.Context().Done():
@@ -177,6 +192,47 @@ func handleGenreBooksGet(svc *author.Service) problem.Handler {
 			return nil
 		}
 	}
+}
+
+// maxGenreAnswers bounds the answers kept: genres are whatever slugs clients send,
+// and each answer may hold up to a thousand books.
+const maxGenreAnswers = 256
+
+// genreAnswer is an encoded answer of GET /authors/books and what it was built from.
+type genreAnswer struct {
+	stamp author.GenreStamp
+	body  []byte
+}
+
+// genreAnswers keeps up to max answers by genre; when full, a new genre takes the
+// place of one chosen at random, which costs its next request a rebuild.
+type genreAnswers struct {
+	mu  sync.Mutex
+	max int
+	m   map[string]genreAnswer
+}
+
+func newGenreAnswers(max int) *genreAnswers {
+	return &genreAnswers{max: max, m: make(map[string]genreAnswer)}
+}
+
+func (g *genreAnswers) get(genre string) (genreAnswer, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	a, ok := g.m[genre]
+	return a, ok
+}
+
+func (g *genreAnswers) put(genre string, a genreAnswer) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.m[genre]; !ok && len(g.m) >= g.max {
+		for k := range g.m { // map iteration starts at random
+			delete(g.m, k)
+			break
+		}
+	}
+	g.m[genre] = a
 }
 
 var errBadCursor = &fault.Error{Kind: fault.Malformed, Message: "cursor was not issued by this service",

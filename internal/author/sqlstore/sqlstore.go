@@ -9,6 +9,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strconv"
 	"strings"
@@ -93,6 +94,9 @@ func (s *Store) Create(ctx context.Context, a author.Author) (author.Author, err
 		// Always 0 in practice, since a book needs its author first; counted all the
 		// same so that the answer and the event say what a GET would.
 		if a.BookCount, err = bookCount(ctx, tx, a.ID); err != nil {
+			return err
+		}
+		if err := countChange(ctx, tx, a.ID); err != nil {
 			return err
 		}
 		if err := outbox.AddEvent(ctx, tx, author.EventAuthorCreated, a.ID, a); err != nil {
@@ -197,6 +201,9 @@ func (s *Store) Update(ctx context.Context, a author.Author) (author.Author, err
 		if a.BookCount, err = bookCount(ctx, tx, a.ID); err != nil {
 			return err
 		}
+		if err := countChange(ctx, tx, a.ID); err != nil {
+			return err
+		}
 		return outbox.AddEvent(ctx, tx, author.EventAuthorUpdated, a.ID, a)
 	})
 	if err != nil {
@@ -232,6 +239,9 @@ func (s *Store) Delete(ctx context.Context, id string, version int) error {
 		}
 		if n > 0 {
 			return fault.New(fault.Conflict, "the author still has %d %s; delete them or give them another author first", n, plural(n, "book", "books"))
+		}
+		if err := countChange(ctx, tx, id); err != nil {
+			return err
 		}
 		return outbox.AddEvent(ctx, tx, author.EventAuthorDeleted, id, deletedData{ID: id})
 	})
@@ -270,5 +280,30 @@ func (s *Store) ApplyBookChange(ctx context.Context, tx *sql.Tx, c author.BookCh
 	if err != nil {
 		return fmt.Errorf("book %s: %w", c.BookID, err)
 	}
+	// Counted even when the event changed nothing (a duplicate, an overtaken version):
+	// telling those apart costs more than the extra rebuild of a cached answer.
+	return countChange(ctx, tx, c.BookID)
+}
+
+// changeSlots is how many change counters there are (the change_counters migration).
+const changeSlots = 16
+
+// countChange raises, in tx, the change counter that key picks.
+func countChange(ctx context.Context, tx *sql.Tx, key string) error {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	if _, err := tx.ExecContext(ctx, `UPDATE change_counters SET n = n + 1 WHERE slot = $1`, h.Sum32()%changeSlots); err != nil {
+		return fmt.Errorf("count the change: %w", err)
+	}
 	return nil
+}
+
+// Generation returns the sum of the change counters, which every committed change
+// to an author or to the books applied from events raises.
+func (s *Store) Generation(ctx context.Context) (int64, error) {
+	var n int64
+	if err := s.db.QueryRowContext(ctx, `SELECT SUM(n) FROM change_counters`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("read the change counters: %w", err)
+	}
+	return n, nil
 }
