@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
-	"sync"
 
+	lru "github.com/hashicorp/golang-lru/v2"
 	"golang.org/x/sync/singleflight"
 
 	"folio/internal/author"
@@ -149,7 +149,7 @@ func handleAuthorBooksGet(svc *author.Service) problem.Handler {
 
 // handleGenreBooksGet serves GET /authors/books?genre=: the genre's books, asked of
 // the book service, grouped by author. It keeps the encoded answer of each genre it
-// served (up to maxGenreAnswers) and asks the book service, with that answer's
+// served (the maxGenreAnswers most recently used) and asks the book service, with that answer's
 // ETag, whether the genre's books changed (author.Service.GenreBooksSince): while
 // neither they nor any author did, the kept bytes are the answer, and the call costs
 // one 304. Requests for a genre that arrive while another request for it is being
@@ -159,14 +159,14 @@ func handleAuthorBooksGet(svc *author.Service) problem.Handler {
 // never sees an answer from a round that had ended.
 func handleGenreBooksGet(svc *author.Service) problem.Handler {
 	var flights singleflight.Group
-	answers := newGenreAnswers(maxGenreAnswers)
+	answers, _ := lru.New[string, genreAnswer](maxGenreAnswers) // errs only on a size below 1
 	return func(w http.ResponseWriter, r *http.Request) error {
 		genre := r.URL.Query().Get("genre")
 		answer := flights.DoChan(genre, func() (any, error) {
 			// The shared work must not stop because the client that started it hung
 			// up; the upstream budget inside GenreBooksSince still bounds it.
 			ctx := context.WithoutCancel(r.Context())
-			kept, ok := answers.get(genre)
+			kept, ok := answers.Get(genre)
 			res, stamp, unchanged, err := svc.GenreBooksSince(ctx, genre, kept.stamp)
 			if err != nil {
 				return nil, err
@@ -178,7 +178,7 @@ func handleGenreBooksGet(svc *author.Service) problem.Handler {
 			if err != nil {
 				return nil, err
 			}
-			answers.put(genre, genreAnswer{stamp: stamp, body: body})
+			answers.Add(genre, genreAnswer{stamp: stamp, body: body})
 			return body, nil
 		})
 		select {
@@ -202,37 +202,6 @@ const maxGenreAnswers = 256
 type genreAnswer struct {
 	stamp author.GenreStamp
 	body  []byte
-}
-
-// genreAnswers keeps up to max answers by genre; when full, a new genre takes the
-// place of one chosen at random, which costs its next request a rebuild.
-type genreAnswers struct {
-	mu  sync.Mutex
-	max int
-	m   map[string]genreAnswer
-}
-
-func newGenreAnswers(max int) *genreAnswers {
-	return &genreAnswers{max: max, m: make(map[string]genreAnswer)}
-}
-
-func (g *genreAnswers) get(genre string) (genreAnswer, bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	a, ok := g.m[genre]
-	return a, ok
-}
-
-func (g *genreAnswers) put(genre string, a genreAnswer) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if _, ok := g.m[genre]; !ok && len(g.m) >= g.max {
-		for k := range g.m { // map iteration starts at random
-			delete(g.m, k)
-			break
-		}
-	}
-	g.m[genre] = a
 }
 
 var errBadCursor = &fault.Error{Kind: fault.Malformed, Message: "cursor was not issued by this service",

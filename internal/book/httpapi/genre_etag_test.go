@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -100,6 +101,48 @@ func TestGenreListingETag(t *testing.T) {
 		s.create(t, fields("etag-z"))
 		if !notModified(page1, before) {
 			t.Error("a create in another genre changed the tag")
+		}
+	})
+}
+
+// TestKeptListingsShowEveryWrite: the book service keeps encoded listings of a
+// genre, and the next listing after any write to the genre shows it.
+func TestKeptListingsShowEveryWrite(t *testing.T) {
+	forEachServer(t, func(t *testing.T, s *server) {
+		const target = "/books?genre=kept&limit=100"
+		list := func() string {
+			t.Helper()
+			resp := s.do(t, http.MethodGet, target, "")
+			if resp.Status != http.StatusOK {
+				t.Fatalf("GET %s: %d %s", target, resp.Status, resp.Body)
+			}
+			return string(resp.Body)
+		}
+		a := s.create(t, fields("kept"))
+		if body := list(); !strings.Contains(body, a.ID) || list() != body {
+			t.Fatalf("listing %s does not hold the book, or changed when nothing did", body)
+		}
+		b := s.create(t, fields("kept"))
+		if !strings.Contains(list(), b.ID) {
+			t.Fatal("a created book is missing from the next listing")
+		}
+		if r := s.do(t, http.MethodPut, "/books/"+a.ID, mustJSON(t, fields("kept", "title", "Retitled"))); r.Status != http.StatusOK {
+			t.Fatalf("PUT: %d %s", r.Status, r.Body)
+		}
+		if !strings.Contains(list(), `"title":"Retitled"`) {
+			t.Fatal("an edit is missing from the next listing")
+		}
+		if r := s.do(t, http.MethodPut, "/books/"+a.ID, mustJSON(t, fields("elsewhere"))); r.Status != http.StatusOK {
+			t.Fatalf("PUT: %d %s", r.Status, r.Body)
+		}
+		if strings.Contains(list(), a.ID) {
+			t.Fatal("a book moved out of the genre is still in the next listing")
+		}
+		if r := s.do(t, http.MethodDelete, "/books/"+b.ID, ""); r.Status != http.StatusNoContent {
+			t.Fatalf("DELETE: %d %s", r.Status, r.Body)
+		}
+		if strings.Contains(list(), b.ID) {
+			t.Fatal("a deleted book is still in the next listing")
 		}
 	})
 }

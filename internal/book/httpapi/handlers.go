@@ -1,11 +1,14 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"hash/fnv"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+
+	lru "github.com/hashicorp/golang-lru/v2"
 
 	"folio/internal/book"
 	"folio/internal/platform/idempotency"
@@ -22,8 +25,13 @@ func writeBook(w http.ResponseWriter, status int, b book.Book) {
 // handleBookList serves GET /books. A listing narrowed to a genre carries an ETag
 // and answers 304 to an If-None-Match that names it, without reading a book: the
 // tag is the genre's version (book.Service.GenreVersion) and a digest of the
-// query, so it changes whenever any book of the genre does, on every page.
+// query, so it changes whenever any book of the genre does, on every page. The
+// encoded listings of the maxKeptListings queries narrowed to a genre most recently
+// asked are kept with the version they were read at, and served again while the
+// genre's version stays: one read of the version instead of the books, every
+// replica checking the version all replicas raise.
 func handleBookList(svc *book.Service) problem.Handler {
+	kept, _ := lru.New[string, keptListing](maxKeptListings) // errs only on a size below 1
 	return func(w http.ResponseWriter, r *http.Request) error {
 		page, err := rest.ParsePage(r)
 		if err != nil {
@@ -31,26 +39,55 @@ func handleBookList(svc *book.Service) problem.Handler {
 		}
 		q := r.URL.Query()
 		f := book.Filter{Genre: q.Get("genre"), AuthorID: q.Get("author_id")}
-		if f.Genre != "" {
-			// Read before the listing, so that the listing is at least as new as its tag.
-			v, err := svc.GenreVersion(r.Context(), f.Genre)
+		if f.Genre == "" {
+			books, err := svc.List(r.Context(), f, page)
 			if err != nil {
 				return err
 			}
-			tag := genreListingTag(v, q)
-			w.Header().Set("ETag", tag)
-			if matchesTag(r.Header.Get("If-None-Match"), tag) {
-				w.WriteHeader(http.StatusNotModified)
-				return nil
-			}
+			return rest.WriteJSON(w, http.StatusOK, rest.PageOf(books))
+		}
+		// Read before the listing, so that the listing is at least as new as its tag.
+		v, err := svc.GenreVersion(r.Context(), f.Genre)
+		if err != nil {
+			return err
+		}
+		w.Header().Set("ETag", genreListingTag(v, q))
+		if matchesTag(r.Header.Get("If-None-Match"), w.Header().Get("ETag")) {
+			w.WriteHeader(http.StatusNotModified)
+			return nil
+		}
+		key := listingKey(q)
+		if l, ok := kept.Get(key); ok && l.version == v {
+			rest.WriteEncoded(w, http.StatusOK, l.body)
+			return nil
 		}
 		books, err := svc.List(r.Context(), f, page)
 		if err != nil {
 			return err
 		}
-		_ = rest.WriteJSON(w, http.StatusOK, rest.PageOf(books))
+		body, err := json.Marshal(rest.PageOf(books))
+		if err != nil {
+			return err
+		}
+		kept.Add(key, keptListing{version: v, body: body})
+		rest.WriteEncoded(w, http.StatusOK, body)
 		return nil
 	}
+}
+
+// maxKeptListings bounds the listings kept: up to 100 books each.
+const maxKeptListings = 512
+
+// keptListing is an encoded listing narrowed to a genre, read at the genre's version.
+type keptListing struct {
+	version int64
+	body    []byte
+}
+
+// listingKey is the query of a listing narrowed to a genre, in full: what it shows
+// depends on nothing else.
+func listingKey(q url.Values) string {
+	return strings.Join([]string{q.Get("genre"), q.Get("author_id"), q.Get("limit"), q.Get("cursor")}, "\x00")
 }
 
 // genreListingTag is the ETag of a listing narrowed to a genre at version v: weak,
