@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -40,6 +41,7 @@ type settings struct {
 	wrk        string // the wrk program, with -load wrk
 	wrkThreads int
 	profile    string // directory for CPU profiles of each endpoint; "" for none
+	match      *regexp.Regexp
 
 	only           string // "", "endpoints" or "events"
 	events         bool
@@ -58,6 +60,7 @@ type settings struct {
 //	-load      the endpoints' load generator: vegeta (in this process; the default) or wrk
 //	-workers   concurrent connections of the load generator (64; 32 with -load wrk)
 //	-wrk-threads  wrk's threads (2)
+//	-match     a regexp: measure only the endpoints whose labels match it, and the ceiling
 //	-profile   a directory: CPU profiles of book, author and the gateway for each endpoint, and their top functions in the report
 //	-authors   authors to seed (200)
 //	-books     books to seed, spread over 20 genres (5000)
@@ -139,6 +142,8 @@ func parseFlags(args []string, out io.Writer) (settings, error) {
 	fs.StringVar(&s.load, "load", loadVegeta, "the load generator of the endpoints: `vegeta` (in this process) or wrk (a separate process, from PATH)")
 	fs.IntVar(&s.wrkThreads, "wrk-threads", 2, "with -load wrk: wrk's threads")
 	fs.StringVar(&s.profile, "profile", "", "write a CPU profile of book, author and the gateway while each endpoint is measured to `dir`, and report their top functions")
+	var match string
+	fs.StringVar(&match, "match", "", "measure only the endpoints whose labels match this `regexp` (the ceiling is always measured)")
 	fs.BoolVar(&s.keep, "keep", false, "keep the temporary directory with the databases and the service logs")
 	fs.StringVar(&s.only, "only", "", "measure only `part`: endpoints, or events")
 	fs.BoolVar(&s.events, "events", true, "measure events through outbox, broker and consumer (book.created to the author's book_count)")
@@ -153,6 +158,14 @@ func parseFlags(args []string, out io.Writer) (settings, error) {
 	}
 	if err := fs.Parse(args); err != nil {
 		return s, err
+	}
+	switch {
+	case match != "":
+		re, err := regexp.Compile(match)
+		if err != nil {
+			return s, fmt.Errorf("-match: %w", err)
+		}
+		s.match = re
 	}
 	switch {
 	case s.load != loadVegeta && s.load != loadWrk:

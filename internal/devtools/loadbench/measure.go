@@ -120,6 +120,9 @@ func measureAll(ctx context.Context, s settings, dir string, sys *system, d *dat
 
 	var results []result
 	for _, e := range endpoints(sys, d, token) {
+		if s.match != nil && e.label != labelCeiling && !s.match.MatchString(e.label) {
+			continue
+		}
 		fmt.Fprintf(progress, "measuring %s ...\n", e.label)
 		var r result
 		var err error
