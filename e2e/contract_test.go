@@ -190,6 +190,27 @@ func contractGenreGrouping(t *testing.T, sys *system) {
 		t.Errorf("books not grouped by author in id order: %s", r.body)
 	}
 	expect(t, call(t, "GET", authors+"/authors/books", nil), http.StatusBadRequest)
+
+	// The author service keeps the answer, yet a book created since, and an author
+	// renamed since, show in the very next one: it asks the book service each time,
+	// and its own change counters move with every author write.
+	z2 := createBook(t, sys, "L'Assommoir", zola, "grouping")
+	if r := call(t, "GET", authors+"/authors/books?genre=grouping", nil); !strings.Contains(string(r.body), z2) {
+		t.Errorf("a book created before the call is missing from its answer: %s", r.body)
+	}
+	expect(t, call(t, "PATCH", authors+"/authors/"+zola, map[string]any{"name": "Émile Zola"},
+		"Authorization", editorAuth(t), "Content-Type", "application/merge-patch+json"), http.StatusOK)
+	if r := call(t, "GET", authors+"/authors/books?genre=grouping", nil); !strings.Contains(string(r.body), `"name":"Émile Zola"`) {
+		t.Errorf("an author renamed before the call keeps the old name in its answer: %s", r.body)
+	}
+	// book_count comes from book events: it shows once they are applied.
+	polltest.Until(t, "the genre answer shows the book count of Zola's three books", func() error {
+		r := call(t, "GET", authors+"/authors/books?genre=grouping", nil)
+		if !strings.Contains(string(r.body), `"name":"Émile Zola","bio":null,"birth_year":null,"book_count":3`) {
+			return fmt.Errorf("%s", r.body)
+		}
+		return nil
+	})
 }
 
 // contractBadInput: malformed, invalid and oversized input is answered with the
@@ -272,6 +293,8 @@ func contractBookServiceDown(t *testing.T, sys *system) {
 	editor := editorAuth(t)
 	aid := createAuthor(t, sys, "Resilient Author")
 	createBook(t, sys, "Still Here", aid, "resilience")
+	// A kept answer is no answer while the book service cannot confirm it.
+	expect(t, call(t, "GET", authors+"/authors/books?genre=resilience", nil), http.StatusOK)
 
 	checkUnavailable := func(t *testing.T, why string) {
 		t.Helper()
