@@ -148,11 +148,11 @@ func handleAuthorBooksGet(svc *author.Service) problem.Handler {
 }
 
 // handleGenreBooksGet serves GET /authors/books?genre=: the genre's books, asked of
-// the book service, grouped by author. It keeps the encoded answer of each genre it
-// served (the maxGenreAnswers most recently used) and asks the book service, with that answer's
-// ETag, whether the genre's books changed (author.Service.GenreBooksSince): while
-// neither they nor any author did, the kept bytes are the answer, and the call costs
-// one 304. Requests for a genre that arrive while another request for it is being
+// the book service, grouped by author. It keeps the encoded answers of the
+// maxGenreAnswers genres most recently asked for, and asks the book service, with
+// the kept answer's ETag, whether the genre's books changed
+// (author.Service.GenreBooksSince): while neither they nor any author did, the kept
+// bytes are the answer, and the call costs one 304 (decision 26). Requests for a genre that arrive while another request for it is being
 // answered share that answer, so a popular genre under load costs little more than a
 // single request. A request that joins a round already under way can miss a book
 // committed in the milliseconds between that round's start and its own arrival; it
