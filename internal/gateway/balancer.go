@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
 	"folio/internal/platform/discovery"
@@ -30,6 +31,10 @@ type pool struct {
 	ejectFor   time.Duration
 	now        func() time.Time
 	metrics    *instruments
+	// statusOutcomes holds the upstream counters of the outcomes 1xx–5xx, each
+	// looked up on first use (a series appears when it is first counted, as
+	// before) rather than hashed from its labels on every attempt.
+	statusOutcomes [6]atomic.Pointer[prometheus.Counter]
 }
 
 type instance struct {
@@ -236,6 +241,10 @@ func (b *balancer) attempt(r *http.Request, in *instance, try time.Duration) (*h
 	switch {
 	case err == nil:
 		b.pool.succeeded(in)
+		if c := b.pool.statusCounter(resp.StatusCode); c != nil {
+			c.Inc()
+			return resp, nil
+		}
 		outcome = strconv.Itoa(resp.StatusCode/100) + "xx"
 	case isConnectError(err):
 		b.pool.failed(in, "connect_error")
@@ -253,6 +262,21 @@ func (b *balancer) attempt(r *http.Request, in *instance, try time.Duration) (*h
 	}
 	b.pool.metrics.upstream.WithLabelValues(b.pool.service, outcome).Inc()
 	return resp, err
+}
+
+// statusCounter is the upstream counter of an answer with status code, or nil
+// for a code outside 100–599.
+func (p *pool) statusCounter(code int) prometheus.Counter {
+	class := code / 100
+	if class < 1 || class >= len(p.statusOutcomes) {
+		return nil
+	}
+	if c := p.statusOutcomes[class].Load(); c != nil {
+		return *c
+	}
+	c := p.metrics.upstream.WithLabelValues(p.service, strconv.Itoa(class)+"xx")
+	p.statusOutcomes[class].Store(&c)
+	return c
 }
 
 // cancelOnClose releases an attempt's context once its answer has been read.

@@ -77,8 +77,9 @@ func newService(name string, raw []string, cfg Config, log *slog.Logger, m *inst
 			// sets for each attempt, not one a client sent: an outside caller must not
 			// choose the trace id the services log under, force them to sample, or
 			// push baggage into them. Dropped with tracing off too.
+			// (The keys are canonical, as Header.Del would make them.)
 			for _, k := range [...]string{"Traceparent", "Tracestate", "Baggage"} {
-				pr.Out.Header.Del(k)
+				delete(pr.Out.Header, k)
 			}
 			// A span that is not recorded (sampled out) makes no client span; its
 			// context goes on from here, so that the services drop the trace too.
@@ -93,13 +94,17 @@ func newService(name string, raw []string, cfg Config, log *slog.Logger, m *inst
 			// "Connection: Authorization" cannot strip it; only the value the gateway
 			// verified goes.
 			if a := pr.In.Header.Get("Authorization"); a != "" {
-				pr.Out.Header.Set("Authorization", a)
+				// Usually the copy already holds exactly that value: kept as it is, it
+				// costs no new slice.
+				if v := pr.Out.Header["Authorization"]; len(v) != 1 || v[0] != a {
+					pr.Out.Header["Authorization"] = []string{a}
+				}
 			}
 		},
 		// The chassis has already set the response's X-Request-ID; the service echoes the
 		// same id, which would otherwise arrive twice.
 		ModifyResponse: func(resp *http.Response) error {
-			resp.Header.Del(httpserver.RequestIDHeader)
+			delete(resp.Header, requestIDKey)
 			return nil
 		},
 		Transport: &balancer{pool: s.pool, base: base, tryTimeout: cfg.tryTimeout(name)},
@@ -111,6 +116,9 @@ func newService(name string, raw []string, cfg Config, log *slog.Logger, m *inst
 	}
 	return s, nil
 }
+
+// requestIDKey is the request id header as http.Header keys it.
+var requestIDKey = http.CanonicalHeaderKey(httpserver.RequestIDHeader)
 
 // proxyError answers a request that could not be proxied with a problem: 413 or 400
 // when the client's own body could not be read (over the limit, malformed), 503 when
