@@ -110,6 +110,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// Metrics, discovery, the book service and token verification.
 	reg := metrics.NewRegistry()
 	metrics.RegisterDB(reg, db.DB, "author")
+	if err := db.RegisterMetrics(reg); err != nil {
+		return err
+	}
 	disc, err := chassis.OpenDiscovery(ctx, cfg.Discovery, reg)
 	if err != nil {
 		return err

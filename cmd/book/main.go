@@ -103,6 +103,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// Metrics, discovery, the author service and the verifier of the callers' tokens.
 	reg := metrics.NewRegistry()
 	metrics.RegisterDB(reg, db.DB, "book")
+	if err := db.RegisterMetrics(reg); err != nil {
+		return err
+	}
 	disc, err := chassis.OpenDiscovery(ctx, cfg.Discovery, reg)
 	if err != nil {
 		return err

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"folio/internal/platform/fault"
 )
 
@@ -18,6 +20,17 @@ type groupCommit struct {
 	mu    sync.Mutex
 	queue []*member
 	busy  bool
+	// size observes the calls of each group that ran: the writes that shared one
+	// commit, and so one sync of the disk.
+	size prometheus.Histogram
+}
+
+func newGroupSize() prometheus.Histogram {
+	return prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "folio_db_commit_group_writes",
+		Help:    "Writes (InTx calls) per transaction of SQLite's group commit, each of which syncs the disk once: the mean is the writes per sync.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, maxGroup},
+	})
 }
 
 type member struct {
@@ -94,6 +107,7 @@ func (db *DB) commitGroup(batch []*member) {
 		}
 		return
 	}
+	db.group.size.Observe(float64(len(batch)))
 	ran := 0
 	for i, m := range batch {
 		if err := m.ctx.Err(); err != nil {

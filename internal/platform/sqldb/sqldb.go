@@ -19,6 +19,7 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
+	"github.com/prometheus/client_golang/prometheus"
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
@@ -94,6 +95,18 @@ func (db *DB) ExecContext(ctx context.Context, query string, args ...any) (res s
 	return st.ExecContext(ctx, args...)
 }
 
+// RegisterMetrics registers the database's metrics (group commit's writes per
+// sync, on SQLite) in reg.
+func (db *DB) RegisterMetrics(reg prometheus.Registerer) error {
+	if db.Dialect != SQLite {
+		return nil
+	}
+	if err := reg.Register(db.group.size); err != nil {
+		return fmt.Errorf("sqldb metrics: %w", err)
+	}
+	return nil
+}
+
 // Close closes the prepared statements and the database.
 func (db *DB) Close() error {
 	db.stmts.Range(func(_, st any) bool {
@@ -135,14 +148,12 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 			q.Add("_pragma", p)
 		}
 		q.Set("_txlock", "immediate")
-		sdb, err := sql.Open("sqlite", "file:"+path+"?"+q.Encode())
-		if err != nil {
-			return nil, fmt.Errorf("open sqlite: %w", err)
-		}
+		sdb := sql.OpenDB(stmtCachingConnector{dsn: "file:" + path + "?" + q.Encode(), driver: sqliteDriver()})
 		sdb.SetMaxOpenConns(8)
 		sdb.SetMaxIdleConns(8)
 		db = &DB{DB: sdb, Dialect: SQLite}
 	}
+	db.group.size = newGroupSize()
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := db.PingContext(pctx); err != nil {
@@ -309,6 +320,10 @@ func (db *DB) inOwnTx(ctx context.Context, fn func(*sql.Tx) error) error {
 	}
 	return nil
 }
+
+// errSQLiteConn means the SQLite driver's connections no longer offer what
+// database/sql uses of them (an upgrade of the driver changed them).
+var errSQLiteConn = errors.New("open sqlite: the driver's connection lacks a method database/sql uses")
 
 // IsUniqueViolation reports whether err is a unique-constraint failure on either engine.
 func IsUniqueViolation(err error) bool {
