@@ -148,7 +148,11 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 			q.Add("_pragma", p)
 		}
 		q.Set("_txlock", "immediate")
-		sdb := sql.OpenDB(stmtCachingConnector{dsn: "file:" + path + "?" + q.Encode(), driver: sqliteDriver()})
+		connector, err := sqlite.NewConnector("file:" + path + "?" + q.Encode())
+		if err != nil {
+			return nil, fmt.Errorf("open sqlite: %w", err)
+		}
+		sdb := sql.OpenDB(stmtCachingConnector{connector})
 		sdb.SetMaxOpenConns(8)
 		sdb.SetMaxIdleConns(8)
 		db = &DB{DB: sdb, Dialect: SQLite}
