@@ -53,15 +53,8 @@ func (s *Service) Get(ctx context.Context, bookID string) (Book, error) {
 // List returns the page of books matching f that page asks for. Errors: Malformed
 // when a filter is not valid.
 func (s *Service) List(ctx context.Context, f Filter, page paging.Request) (paging.Page[Book], error) {
-	var errs fault.Fields
-	if f.Genre != "" && !genreSlug.MatchString(f.Genre) {
-		errs.Add("genre", "must be a genre slug")
-	}
-	if f.AuthorID != "" && !id.Valid(f.AuthorID) {
-		errs.Add("author_id", "must be an author id")
-	}
-	if len(errs) > 0 {
-		return paging.Page[Book]{}, &fault.Error{Kind: fault.Malformed, Message: "a filter is not valid", Fields: errs}
+	if err := f.check(); err != nil {
+		return paging.Page[Book]{}, err
 	}
 	books, err := s.store.List(ctx, f, page)
 	if err != nil {
@@ -73,13 +66,27 @@ func (s *Service) List(ctx context.Context, f Filter, page paging.Request) (pagi
 // GenreVersion returns the version of the genre's books: as long as it stays the
 // same, so does every listing narrowed to the genre, all its pages. Read it before
 // the listing it vouches for, so that the listing is at least as new. Errors:
-// Malformed when the genre is not a genre slug.
+// Malformed when a genre is given and is not a genre slug.
 func (s *Service) GenreVersion(ctx context.Context, genre string) (int64, error) {
-	if !genreSlug.MatchString(genre) {
-		return 0, &fault.Error{Kind: fault.Malformed, Message: "a filter is not valid",
-			Fields: fault.Fields{{Field: "genre", Message: "must be a genre slug"}}}
+	if err := (Filter{Genre: genre}).check(); err != nil {
+		return 0, err
 	}
 	return s.store.GenreVersion(ctx, genre)
+}
+
+// check returns a Malformed error naming each filter that is not valid.
+func (f Filter) check() error {
+	var errs fault.Fields
+	if f.Genre != "" && !genreSlug.MatchString(f.Genre) {
+		errs.Add("genre", "must be a genre slug")
+	}
+	if f.AuthorID != "" && !id.Valid(f.AuthorID) {
+		errs.Add("author_id", "must be an author id")
+	}
+	if len(errs) > 0 {
+		return &fault.Error{Kind: fault.Malformed, Message: "a filter is not valid", Fields: errs}
+	}
+	return nil
 }
 
 // Replace sets every writable field of the book from in. check vets the current

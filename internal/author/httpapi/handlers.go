@@ -152,9 +152,9 @@ func handleAuthorBooksGet(svc *author.Service) problem.Handler {
 // maxGenreAnswers genres most recently asked for, and asks the book service, with
 // the kept answer's ETag, whether the genre's books changed
 // (author.Service.GenreBooksSince): while neither they nor any author did, the kept
-// bytes are the answer, and the call costs one 304 (decision 26). Requests for a genre that arrive while another request for it is being
-// answered share that answer, so a popular genre under load costs little more than a
-// single request. A request that joins a round already under way can miss a book
+// bytes are the answer, and the call costs one 304 (decision 26). Requests for a
+// genre that arrive while another request for it is being answered share that
+// answer, so a popular genre under load costs little more than a single request. A request that joins a round already under way can miss a book
 // committed in the milliseconds between that round's start and its own arrival; it
 // never sees an answer from a round that had ended.
 func handleGenreBooksGet(svc *author.Service) problem.Handler {

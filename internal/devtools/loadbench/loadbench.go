@@ -89,15 +89,16 @@ type settings struct {
 // previous one is answered), with vegeta inside this process or, with -load wrk,
 // with wrk, a program of its own started for each endpoint (measured from outside,
 // as a user would; the CPU reported for the load generator is then wrk's), each
-// endpoint's requests rotating over every book id or every genre: the ceiling, GET /books/{id} directly, directly with the
-// admin's bearer token (which the book service verifies), through the gateway with
-// the token and through nginx, GET
-// /books?genre=X&limit=20, GET /authors/books?genre=X directly and through the
-// gateway with the token, and POST /books directly with the token. It reports the proxies' cost as
-// throughput through them as a fraction of direct and the p50 and p99 latency
-// added, and the cost of the book service's token verification as the difference
-// between the reads with and without the token. The processes are stopped before
-// Run returns, on error and when ctx ends too. Targets are reported as met or not; a missed target is not an error.
+// endpoint's requests rotating over every book id or every genre: the ceiling,
+// GET /books/{id} directly, directly with the admin's bearer token (which the book
+// service verifies), through the gateway with the token and through nginx,
+// GET /books?genre=X&limit=20, GET /authors/books?genre=X directly and through the
+// gateway with the token, and POST /books directly with the token. It reports the
+// proxies' cost as throughput through them as a fraction of direct and the p50 and
+// p99 latency added, and the cost of the book service's token verification as the
+// difference between the reads with and without the token. The processes are
+// stopped before Run returns, on error and when ctx ends too. Targets are reported
+// as met or not; a missed target is not an error.
 //
 // The ceiling is a minimal net/http server that answers every request with one
 // fixed book-sized JSON document. So that it runs as a separate process, as the
@@ -159,8 +160,7 @@ func parseFlags(args []string, out io.Writer) (settings, error) {
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
-	switch {
-	case match != "":
+	if match != "" {
 		re, err := regexp.Compile(match)
 		if err != nil {
 			return s, fmt.Errorf("-match: %w", err)

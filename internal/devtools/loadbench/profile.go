@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -39,13 +40,7 @@ func startProfiles(ctx context.Context, s settings, sys *system, label string, d
 	}
 	secs := max(1, int(d.Seconds()))
 	p.files = make([]profileFile, 0, len(sys.profilers))
-	for _, name := range slices.Sorted(func(yield func(string) bool) {
-		for k := range sys.profilers {
-			if !yield(k) {
-				return
-			}
-		}
-	}) {
+	for _, name := range slices.Sorted(maps.Keys(sys.profilers)) {
 		p.files = append(p.files, profileFile{program: name,
 			path: filepath.Join(s.profile, scriptName(label)+"."+name+".pprof")})
 	}
@@ -95,11 +90,7 @@ func fetchProfile(ctx context.Context, url, path string) error {
 // program that used a tenth of a core or more while it was measured, as `go tool
 // pprof -top` shows them (flat: in the function itself; cum: with what it calls).
 func reportProfiles(w io.Writer, results []result) {
-	var any bool
-	for _, r := range results {
-		any = any || len(r.profiles) > 0
-	}
-	if !any {
+	if !slices.ContainsFunc(results, func(r result) bool { return len(r.profiles) > 0 }) {
 		return
 	}
 	goTool, lookErr := exec.LookPath("go")

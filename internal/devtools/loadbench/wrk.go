@@ -38,22 +38,18 @@ const wrkMark = "folio-wrk"
 // s.wrkThreads threads and s.workers connections, and returns what it measured but
 // the ratio to the ceiling. The CPU column of the load generator is wrk's own.
 func measureWrk(ctx context.Context, s settings, dir string, sys *system, e endpoint, d *dataset) (result, error) {
-	if s.warmup > 0 {
-		script, err := writeWrkScript(dir, e, d, s.wrkThreads)
-		if err != nil {
-			return result{}, err
-		}
-		if _, err := runWrk(ctx, s, script, e, s.warmup); err != nil {
-			return result{}, err
-		}
-	}
-	script, err := writeWrkScript(dir, e, d, s.wrkThreads)
+	script, err := writeWrkScript(dir, e, d)
 	if err != nil {
 		return result{}, err
 	}
+	if s.warmup > 0 {
+		if _, err := runWrk(ctx, s, script, e, d, s.warmup); err != nil {
+			return result{}, err
+		}
+	}
 	before := sampleCPU(sys.watched())
 	prof := startProfiles(ctx, s, sys, e.label, s.duration)
-	run, err := runWrk(ctx, s, script, e, s.duration)
+	run, err := runWrk(ctx, s, script, e, d, s.duration)
 	if err != nil {
 		return result{}, err
 	}
@@ -101,12 +97,18 @@ func (run wrkRun) metrics() vegeta.Metrics {
 	return m
 }
 
-// runWrk runs wrk with script against e for d and reads what the script's done
-// function printed.
-func runWrk(ctx context.Context, s settings, script string, e endpoint, d time.Duration) (wrkRun, error) {
-	secs := max(1, int(math.Ceil(d.Seconds())))
+// runWrk runs wrk with script against e for dur and reads what the script's done
+// function printed. For POST /books, the script is given the first ISBN serial of
+// the run: every run gets serials no run of d used before, each thread a range of
+// its own.
+func runWrk(ctx context.Context, s settings, script string, e endpoint, d *dataset, dur time.Duration) (wrkRun, error) {
+	secs := max(1, int(math.Ceil(dur.Seconds())))
 	args := []string{"-t", strconv.Itoa(s.wrkThreads), "-c", strconv.Itoa(s.workers), "-d", strconv.Itoa(secs) + "s",
 		"--timeout", strconv.Itoa(int(requestTimeout.Seconds())) + "s", "-s", script, e.base + e.paths[0]}
+	if e.create {
+		serials := uint64(s.wrkThreads * wrkSerialsPerThread)
+		args = append(args, "--", strconv.FormatUint(d.isbns.Add(serials)-serials+1, 10))
+	}
 	cmd := exec.CommandContext(ctx, s.wrk, args...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -159,9 +161,10 @@ func parseWrk(out string) (wrkRun, error) {
 
 // writeWrkScript writes the Lua script that makes wrk send e's requests: each
 // thread takes e's paths in turn from its own starting point, or, for POST /books,
-// sends a new book per request with an ISBN of its own range of serials; its done
-// function prints wrk's summary for parseWrk.
-func writeWrkScript(dir string, e endpoint, d *dataset, threads int) (string, error) {
+// sends a new book per request with an ISBN of its own range of serials (from the
+// first serial runWrk passes it); its done function prints wrk's summary for
+// parseWrk.
+func writeWrkScript(dir string, e endpoint, d *dataset) (string, error) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "-- Written by folio bench: %s, for wrk.\n", e.label)
 	b.WriteString("local paths = {\n")
@@ -174,8 +177,6 @@ func writeWrkScript(dir string, e endpoint, d *dataset, threads int) (string, er
 	}
 	b.WriteString("}\n")
 	if e.create {
-		// Every run gets serials no run used before, and each thread a range of its own.
-		first := d.isbns.Add(uint64(threads*wrkSerialsPerThread)) - uint64(threads*wrkSerialsPerThread) + 1
 		b.WriteString("local authors = {\n")
 		for _, id := range d.authorIDs {
 			fmt.Fprintf(&b, "  %s,\n", luaString(id))
@@ -184,7 +185,7 @@ func writeWrkScript(dir string, e endpoint, d *dataset, threads int) (string, er
 		for _, g := range genres {
 			fmt.Fprintf(&b, "  %s,\n", luaString(g))
 		}
-		fmt.Fprintf(&b, "}\nlocal first_serial = %d\nlocal serials_per_thread = %d\n", first, wrkSerialsPerThread)
+		fmt.Fprintf(&b, "}\nlocal serials_per_thread = %d\n", wrkSerialsPerThread)
 		b.WriteString(wrkCreateLua)
 	} else {
 		b.WriteString(wrkReadLua)
@@ -228,6 +229,7 @@ end
 // and genre, and an ISBN-13 made from a serial of the thread's own range.
 const wrkCreateLua = wrkThreadsLua + `
 local n = 0
+local first_serial = 0
 local function isbn13(serial)
   local s = string.format("979%09d", serial % 1000000000)
   local sum = 0
@@ -239,6 +241,7 @@ local function isbn13(serial)
   return s .. tostring((10 - sum % 10) % 10)
 end
 function init(args)
+  first_serial = tonumber(args[1])
   math.randomseed(os.time() + tid)
 end
 function request()

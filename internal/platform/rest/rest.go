@@ -240,12 +240,16 @@ var contentTypeJSON = []string{MediaJSON}[:1:1]
 func ETag(version int) string { return `"` + strconv.Itoa(version) + `"` }
 
 // NotModified reports whether If-None-Match names the current version.
-func NotModified(r *http.Request, version int) bool {
+func NotModified(r *http.Request, version int) bool { return NoneMatch(r, ETag(version)) }
+
+// NoneMatch reports whether the request's If-None-Match names etag (or is "*"), by
+// weak comparison (RFC 9110, 13.1.2): a weak tag matches its strong twin.
+func NoneMatch(r *http.Request, etag string) bool {
 	inm := r.Header.Get("If-None-Match")
 	if inm == "" {
 		return false
 	}
-	want := ETag(version)
+	want := strings.TrimPrefix(etag, "W/")
 	for _, tag := range strings.Split(inm, ",") {
 		tag = strings.TrimPrefix(strings.TrimSpace(tag), "W/")
 		if tag == "*" || tag == want {
