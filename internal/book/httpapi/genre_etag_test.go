@@ -146,3 +146,33 @@ func TestKeptListingsShowEveryWrite(t *testing.T) {
 		}
 	})
 }
+
+// TestKeptListingsAreKeptPerQuery: a listing kept for one query of a genre is never
+// the answer to another (a smaller limit, another author, another page), whatever
+// the client sends, If-None-Match included.
+func TestKeptListingsAreKeptPerQuery(t *testing.T) {
+	forEachServer(t, func(t *testing.T, s *server) {
+		a := s.create(t, fields("per-query"))
+		b := s.create(t, fields("per-query", "author_id", authorB))
+		full := s.do(t, http.MethodGet, "/books?genre=per-query&limit=100", "")
+		if got := ids(full.page(t).Items); len(got) != 2 {
+			t.Fatalf("the genre's listing holds %v, want both books", got)
+		}
+		for _, c := range []struct {
+			target string
+			want   []string
+		}{
+			{"/books?genre=per-query&limit=1", []string{a.ID}},
+			{"/books?genre=per-query&author_id=" + authorB, []string{b.ID}},
+			{"/books?genre=per-query&limit=1&cursor=" + *s.do(t, http.MethodGet, "/books?genre=per-query&limit=1", "").page(t).NextCursor, []string{b.ID}},
+		} {
+			resp := s.do(t, http.MethodGet, c.target, "", "If-None-Match", full.Header.Get("ETag"))
+			if resp.Status != http.StatusOK {
+				t.Fatalf("GET %s with the full listing's ETag: got %d, want 200", c.target, resp.Status)
+			}
+			if got := ids(resp.page(t).Items); len(got) != len(c.want) || got[0] != c.want[0] {
+				t.Errorf("GET %s: got %v, want %v", c.target, got, c.want)
+			}
+		}
+	})
+}
