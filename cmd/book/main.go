@@ -18,6 +18,7 @@ import (
 	"folio/internal/book/authorclient"
 	"folio/internal/book/events"
 	"folio/internal/book/httpapi"
+	"folio/internal/book/rpcapi"
 	"folio/internal/book/sqlstore"
 	"folio/internal/platform/broker"
 	"folio/internal/platform/chassis"
@@ -125,13 +126,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer bk.Close()
 	relay := outbox.NewRelay(db, bk, cfg.Broker.Prefix, log, reg)
 
-	// The service and its routes. Authors are looked up in the book database first,
+	// The service and its routes, REST and RPC. Authors are looked up in the book database first,
 	// and only those it does not know are asked of the author service.
 	store := sqlstore.New(outbox.NewWriter(db, relay.Notify))
 	svc := book.NewService(store, book.NewAuthorDirectory(store, authors, log))
 	keys := idempotency.New(db, log)
 	mux := http.NewServeMux()
 	httpapi.Routes(mux, svc, keys, verifier)
+	rpcapi.Routes(mux, svc, keys, verifier, db.PingContext)
 
 	// Background jobs, beside the server until ctx ends: the relay, the author
 	// events that keep the known authors, the upkeep of the inbox and of the

@@ -3,6 +3,8 @@ package book
 import (
 	"context"
 	"errors"
+	"hash/fnv"
+	"strconv"
 	"time"
 
 	"folio/internal/platform/fault"
@@ -72,6 +74,22 @@ func (s *Service) GenreVersion(ctx context.Context, genre string) (int64, error)
 		return 0, err
 	}
 	return s.store.GenreVersion(ctx, genre)
+}
+
+// ListingKey is the query of a listing, in full: what the listing shows depends on
+// nothing else. It names the listings kept by version, and is digested into their tag.
+func ListingKey(f Filter, page paging.Request) string {
+	return f.Genre + "\x00" + f.AuthorID + "\x00" + strconv.Itoa(page.Limit) + "\x00" + page.After
+}
+
+// GenreListingTag is the entity tag of the listing narrowed to a genre with key
+// (ListingKey) at the genre's version v (GenreVersion): it changes whenever the
+// genre's version does, on every page, and differs between queries. Weak, as the
+// same books may be encoded differently by another release or transport.
+func GenreListingTag(v int64, key string) string {
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	return `W/"g` + strconv.FormatInt(v, 36) + "-" + strconv.FormatUint(h.Sum64(), 36) + `"`
 }
 
 // check returns a Malformed error naming each filter that is not valid.

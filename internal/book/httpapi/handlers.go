@@ -2,11 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
-	"hash/fnv"
 	"net/http"
-	"net/url"
-	"strconv"
-	"strings"
 
 	lru "github.com/hashicorp/golang-lru/v2"
 
@@ -51,8 +47,8 @@ func handleBookList(svc *book.Service) problem.Handler {
 		if err != nil {
 			return err
 		}
-		key := listingKey(q)
-		tag := genreListingTag(v, key)
+		key := book.ListingKey(f, page)
+		tag := book.GenreListingTag(v, key)
 		w.Header().Set("ETag", tag)
 		if rest.NoneMatch(r, tag) {
 			w.WriteHeader(http.StatusNotModified)
@@ -83,20 +79,6 @@ const maxKeptListings = 512
 type keptListing struct {
 	version int64
 	body    []byte
-}
-
-// listingKey is the query of a listing narrowed to a genre, in full: what it shows
-// depends on nothing else.
-func listingKey(q url.Values) string {
-	return strings.Join([]string{q.Get("genre"), q.Get("author_id"), q.Get("limit"), q.Get("cursor")}, "\x00")
-}
-
-// genreListingTag is the ETag of the listing with key (listingKey) at the genre's
-// version v: weak, as the same books may be encoded differently by another release.
-func genreListingTag(v int64, key string) string {
-	h := fnv.New64a()
-	h.Write([]byte(key))
-	return `W/"g` + strconv.FormatInt(v, 36) + "-" + strconv.FormatUint(h.Sum64(), 36) + `"`
 }
 
 // handleBookCreate serves POST /books.

@@ -1,6 +1,7 @@
 package authn
 
 import (
+	"context"
 	"net/http"
 	"strings"
 
@@ -16,7 +17,10 @@ const (
 // Bearer returns the token of an Authorization: Bearer header, whether the header
 // was present, and whether it had the Bearer form.
 func Bearer(r *http.Request) (token string, present, ok bool) {
-	h := r.Header.Get("Authorization")
+	return bearer(r.Header.Get("Authorization"))
+}
+
+func bearer(h string) (token string, present, ok bool) {
 	if h == "" {
 		return "", false, false
 	}
@@ -32,14 +36,18 @@ func Bearer(r *http.Request) (token string, present, ok bool) {
 // carries no Authorization header, and an error when the header is not a bearer
 // token or the token is not valid.
 func (v *Verifier) Authenticate(r *http.Request) (*Identity, error) {
-	token, present, ok := Bearer(r)
+	return v.authenticate(r.Context(), r.Header.Get("Authorization"))
+}
+
+func (v *Verifier) authenticate(ctx context.Context, authorization string) (*Identity, error) {
+	token, present, ok := bearer(authorization)
 	switch {
 	case !present:
 		return nil, nil
 	case !ok:
 		return nil, ErrNotBearer
 	}
-	id, err := v.Verify(r.Context(), token)
+	id, err := v.Verify(ctx, token)
 	if err != nil {
 		return nil, err
 	}

@@ -142,6 +142,16 @@ func Listen(addr string) (net.Listener, error) {
 	return ln, nil
 }
 
+// protocols are HTTP/1.1 and HTTP/2 without TLS (h2c, with prior knowledge): gRPC
+// clients speak HTTP/2 only, and Folio's services talk plaintext inside the
+// cluster (TLS ends at the ingress or in a mesh).
+func protocols() *http.Protocols {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return &p
+}
+
 // Serve serves on ln until ctx ends, then shuts down gracefully: /readyz turns 503,
 // after ShutdownDelay and BeforeClose the listener closes, and in-flight requests get
 // ShutdownTimeout to finish.
@@ -154,6 +164,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		Protocols:         protocols(),
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -176,15 +176,8 @@ func (k *Keys) Wrap(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		if len(key) > MaxKeyLength {
-			problem.WriteError(w, r, k.log, &fault.Error{Kind: fault.Malformed, Message: "Idempotency-Key is longer than 200 characters",
-				Fields: []fault.FieldError{{Field: Header, Message: "must be at most 200 characters"}}})
-			return
-		}
-		if !utf8.ValidString(key) || strings.ContainsRune(key, 0) {
-			// The key is stored as text, which PostgreSQL refuses when it is not UTF-8.
-			problem.WriteError(w, r, k.log, &fault.Error{Kind: fault.Malformed, Message: "Idempotency-Key is not UTF-8 text",
-				Fields: []fault.FieldError{{Field: Header, Message: "must be UTF-8 text"}}})
+		if err := checkKey(key, Header); err != nil {
+			problem.WriteError(w, r, k.log, err)
 			return
 		}
 		body, err := rest.ReadBody(r)
@@ -247,6 +240,76 @@ func (k *Keys) Wrap(next http.Handler) http.Handler {
 		}
 		rec.writeTo(w)
 	})
+}
+
+// checkKey refuses a key that cannot be stored, naming field as where it came from.
+func checkKey(key, field string) error {
+	if len(key) > MaxKeyLength {
+		return &fault.Error{Kind: fault.Malformed, Message: field + " is longer than 200 characters",
+			Fields: []fault.FieldError{{Field: field, Message: "must be at most 200 characters"}}}
+	}
+	if !utf8.ValidString(key) || strings.ContainsRune(key, 0) {
+		// The key is stored as text, which PostgreSQL refuses when it is not UTF-8.
+		return &fault.Error{Kind: fault.Malformed, Message: field + " is not UTF-8 text",
+			Fields: []fault.FieldError{{Field: field, Message: "must be UTF-8 text"}}}
+	}
+	return nil
+}
+
+// Do is Wrap for a create that is not an HTTP handler (an RPC): it runs create
+// once per key and caller, where the caller is the verified identity in ctx and
+// operation names what create does ("folio.book.v1.BookService/CreateBook"), so
+// that the keys of two operations never meet. request is the request's canonical
+// encoding, compared with a repeat's; field names the key in errors. As behind
+// Wrap, create must run its create under WithAnswer and call Save in its
+// transaction. When the key was answered before for the same request, Do returns
+// the body of the stored answer, which that answer function wrote, without
+// running create; otherwise it returns create's error, and nil after a create.
+func (k *Keys) Do(ctx context.Context, operation, key, field string, request []byte, create func(context.Context) error) (replayed []byte, err error) {
+	if err := checkKey(key, field); err != nil {
+		return nil, err
+	}
+	caller, _ := authn.FromContext(ctx)
+	id := keyID{scope: operation + " " + caller.Subject, key: key}
+	hash := hex.EncodeToString(k.Fingerprint(key, append([]byte(operation+"\n"), request...)))
+	answer := func(prev *record) ([]byte, error) {
+		if prev.hash != hash {
+			return nil, &fault.Error{Kind: fault.Invalid, Message: "this idempotency key was used with a different request",
+				Fields: []fault.FieldError{{Field: field, Message: "was used with a different request"}}}
+		}
+		return []byte(prev.body), nil
+	}
+	prev, err := k.lookup(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if prev != nil {
+		return answer(prev)
+	}
+	if err := k.start(id, hash); err != nil {
+		return nil, err
+	}
+	defer k.finish(id)
+	p := &pending{keys: k, id: id, hash: hash}
+	err = create(context.WithValue(ctx, pendingKey{}, p))
+	p.mu.Lock()
+	saved, lost := p.saved, p.lost
+	p.mu.Unlock()
+	switch {
+	case lost || err != nil:
+		// As in Wrap: another request's stored answer is the answer.
+		prev, lerr := k.lookup(context.WithoutCancel(ctx), id)
+		if lerr != nil {
+			k.log.ErrorContext(ctx, "look up idempotent response", "err", lerr)
+		}
+		if prev != nil {
+			return answer(prev)
+		}
+		return nil, err
+	case !saved:
+		return nil, fmt.Errorf("idempotency: the create of %s did not store its answer in its transaction", operation)
+	}
+	return nil, nil
 }
 
 // answerWith replays prev to a request with this hash, or refuses a request with

@@ -3,6 +3,14 @@
 // is, a page says where the next one starts.
 package paging
 
+import (
+	"encoding/base64"
+	"errors"
+	"strings"
+
+	"folio/internal/platform/id"
+)
+
 // Request is the paging part of a list request.
 type Request struct {
 	Limit int    // how many items at most; from 1 to 100 once parsed
@@ -31,4 +39,26 @@ func Of[T any](r Request, items []T, id func(T) string) Page[T] {
 		p.Next = id(items[r.Limit-1])
 	}
 	return p
+}
+
+const cursorPrefix = "c1:"
+
+// Cursor returns the opaque cursor of the page that starts after id: the REST
+// API's next_cursor and the RPC API's next_page_token alike.
+func Cursor(id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + id))
+}
+
+// ParseCursor returns the id after which the page of cursor c starts, or an error
+// when c was not issued by Cursor.
+func ParseCursor(c string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil {
+		return "", err
+	}
+	after, ok := strings.CutPrefix(string(b), cursorPrefix)
+	if !ok || !id.Valid(after) {
+		return "", errors.New("not a cursor")
+	}
+	return after, nil
 }

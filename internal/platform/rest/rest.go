@@ -4,7 +4,6 @@ package rest
 
 import (
 	"bytes"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,7 +19,6 @@ import (
 	jsonpatch "github.com/evanphx/json-patch/v5"
 
 	"folio/internal/platform/fault"
-	"folio/internal/platform/id"
 	"folio/internal/platform/paging"
 )
 
@@ -301,7 +299,7 @@ func ParsePage(r *http.Request) (paging.Request, error) {
 	}
 	p := paging.Request{Limit: limit}
 	if c := q.Get("cursor"); c != "" || q.Has("cursor") {
-		id, err := parseCursor(c)
+		id, err := paging.ParseCursor(c)
 		if err != nil {
 			return p, &fault.Error{Kind: fault.Malformed, Message: "cursor was not issued by this service",
 				Fields: []fault.FieldError{{Field: "cursor", Message: "was not issued by this service"}}}
@@ -324,24 +322,8 @@ func ParseLimit(q url.Values) (int, error) {
 	return n, nil
 }
 
-const cursorPrefix = "c1:"
-
-// Cursor returns the opaque cursor of the page that starts after id.
-func Cursor(id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(cursorPrefix + id))
-}
-
-func parseCursor(c string) (string, error) {
-	b, err := base64.RawURLEncoding.DecodeString(c)
-	if err != nil {
-		return "", err
-	}
-	after, ok := strings.CutPrefix(string(b), cursorPrefix)
-	if !ok || !id.Valid(after) {
-		return "", errors.New("not a cursor")
-	}
-	return after, nil
-}
+// Cursor returns the opaque cursor of the page that starts after id (paging.Cursor).
+func Cursor(id string) string { return paging.Cursor(id) }
 
 // PageOf is the JSON form of p, its Next as an opaque cursor.
 func PageOf[T any](p paging.Page[T]) Page[T] {

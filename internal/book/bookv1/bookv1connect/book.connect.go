@@ -51,19 +51,19 @@ const (
 // BookServiceClient is a client for the folio.book.v1.BookService service.
 type BookServiceClient interface {
 	// GetBook returns one book.
-	GetBook(context.Context, *connect.Request[bookv1.GetBookRequest]) (*connect.Response[bookv1.GetBookResponse], error)
+	GetBook(context.Context, *bookv1.GetBookRequest) (*bookv1.GetBookResponse, error)
 	// ListBooks returns a page of books by id, narrowed by genre and author. The
 	// author service reads a genre's books with it: a listing narrowed to a genre
 	// carries an etag, and a request whose if_none_match names the current one is
 	// answered not_modified, without books.
-	ListBooks(context.Context, *connect.Request[bookv1.ListBooksRequest]) (*connect.Response[bookv1.ListBooksResponse], error)
+	ListBooks(context.Context, *bookv1.ListBooksRequest) (*bookv1.ListBooksResponse, error)
 	// CreateBook stores a new book. A request with an idempotency_key that was
 	// answered before (same caller, same request) gets that answer again.
-	CreateBook(context.Context, *connect.Request[bookv1.CreateBookRequest]) (*connect.Response[bookv1.CreateBookResponse], error)
+	CreateBook(context.Context, *bookv1.CreateBookRequest) (*bookv1.CreateBookResponse, error)
 	// UpdateBook changes a book: every writable field, or those of update_mask.
-	UpdateBook(context.Context, *connect.Request[bookv1.UpdateBookRequest]) (*connect.Response[bookv1.UpdateBookResponse], error)
+	UpdateBook(context.Context, *bookv1.UpdateBookRequest) (*bookv1.UpdateBookResponse, error)
 	// DeleteBook removes a book.
-	DeleteBook(context.Context, *connect.Request[bookv1.DeleteBookRequest]) (*connect.Response[bookv1.DeleteBookResponse], error)
+	DeleteBook(context.Context, *bookv1.DeleteBookRequest) (*bookv1.DeleteBookResponse, error)
 }
 
 // NewBookServiceClient constructs a client for the folio.book.v1.BookService service. By default,
@@ -122,46 +122,66 @@ type bookServiceClient struct {
 }
 
 // GetBook calls folio.book.v1.BookService.GetBook.
-func (c *bookServiceClient) GetBook(ctx context.Context, req *connect.Request[bookv1.GetBookRequest]) (*connect.Response[bookv1.GetBookResponse], error) {
-	return c.getBook.CallUnary(ctx, req)
+func (c *bookServiceClient) GetBook(ctx context.Context, req *bookv1.GetBookRequest) (*bookv1.GetBookResponse, error) {
+	response, err := c.getBook.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
 }
 
 // ListBooks calls folio.book.v1.BookService.ListBooks.
-func (c *bookServiceClient) ListBooks(ctx context.Context, req *connect.Request[bookv1.ListBooksRequest]) (*connect.Response[bookv1.ListBooksResponse], error) {
-	return c.listBooks.CallUnary(ctx, req)
+func (c *bookServiceClient) ListBooks(ctx context.Context, req *bookv1.ListBooksRequest) (*bookv1.ListBooksResponse, error) {
+	response, err := c.listBooks.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
 }
 
 // CreateBook calls folio.book.v1.BookService.CreateBook.
-func (c *bookServiceClient) CreateBook(ctx context.Context, req *connect.Request[bookv1.CreateBookRequest]) (*connect.Response[bookv1.CreateBookResponse], error) {
-	return c.createBook.CallUnary(ctx, req)
+func (c *bookServiceClient) CreateBook(ctx context.Context, req *bookv1.CreateBookRequest) (*bookv1.CreateBookResponse, error) {
+	response, err := c.createBook.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
 }
 
 // UpdateBook calls folio.book.v1.BookService.UpdateBook.
-func (c *bookServiceClient) UpdateBook(ctx context.Context, req *connect.Request[bookv1.UpdateBookRequest]) (*connect.Response[bookv1.UpdateBookResponse], error) {
-	return c.updateBook.CallUnary(ctx, req)
+func (c *bookServiceClient) UpdateBook(ctx context.Context, req *bookv1.UpdateBookRequest) (*bookv1.UpdateBookResponse, error) {
+	response, err := c.updateBook.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
 }
 
 // DeleteBook calls folio.book.v1.BookService.DeleteBook.
-func (c *bookServiceClient) DeleteBook(ctx context.Context, req *connect.Request[bookv1.DeleteBookRequest]) (*connect.Response[bookv1.DeleteBookResponse], error) {
-	return c.deleteBook.CallUnary(ctx, req)
+func (c *bookServiceClient) DeleteBook(ctx context.Context, req *bookv1.DeleteBookRequest) (*bookv1.DeleteBookResponse, error) {
+	response, err := c.deleteBook.CallUnary(ctx, connect.NewRequest(req))
+	if response != nil {
+		return response.Msg, err
+	}
+	return nil, err
 }
 
 // BookServiceHandler is an implementation of the folio.book.v1.BookService service.
 type BookServiceHandler interface {
 	// GetBook returns one book.
-	GetBook(context.Context, *connect.Request[bookv1.GetBookRequest]) (*connect.Response[bookv1.GetBookResponse], error)
+	GetBook(context.Context, *bookv1.GetBookRequest) (*bookv1.GetBookResponse, error)
 	// ListBooks returns a page of books by id, narrowed by genre and author. The
 	// author service reads a genre's books with it: a listing narrowed to a genre
 	// carries an etag, and a request whose if_none_match names the current one is
 	// answered not_modified, without books.
-	ListBooks(context.Context, *connect.Request[bookv1.ListBooksRequest]) (*connect.Response[bookv1.ListBooksResponse], error)
+	ListBooks(context.Context, *bookv1.ListBooksRequest) (*bookv1.ListBooksResponse, error)
 	// CreateBook stores a new book. A request with an idempotency_key that was
 	// answered before (same caller, same request) gets that answer again.
-	CreateBook(context.Context, *connect.Request[bookv1.CreateBookRequest]) (*connect.Response[bookv1.CreateBookResponse], error)
+	CreateBook(context.Context, *bookv1.CreateBookRequest) (*bookv1.CreateBookResponse, error)
 	// UpdateBook changes a book: every writable field, or those of update_mask.
-	UpdateBook(context.Context, *connect.Request[bookv1.UpdateBookRequest]) (*connect.Response[bookv1.UpdateBookResponse], error)
+	UpdateBook(context.Context, *bookv1.UpdateBookRequest) (*bookv1.UpdateBookResponse, error)
 	// DeleteBook removes a book.
-	DeleteBook(context.Context, *connect.Request[bookv1.DeleteBookRequest]) (*connect.Response[bookv1.DeleteBookResponse], error)
+	DeleteBook(context.Context, *bookv1.DeleteBookRequest) (*bookv1.DeleteBookResponse, error)
 }
 
 // NewBookServiceHandler builds an HTTP handler from the service implementation. It returns the path
@@ -171,33 +191,33 @@ type BookServiceHandler interface {
 // and JSON codecs. They also support gzip compression.
 func NewBookServiceHandler(svc BookServiceHandler, opts ...connect.HandlerOption) (string, http.Handler) {
 	bookServiceMethods := bookv1.File_folio_book_v1_book_proto.Services().ByName("BookService").Methods()
-	bookServiceGetBookHandler := connect.NewUnaryHandler(
+	bookServiceGetBookHandler := connect.NewUnaryHandlerSimple(
 		BookServiceGetBookProcedure,
 		svc.GetBook,
 		connect.WithSchema(bookServiceMethods.ByName("GetBook")),
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
-	bookServiceListBooksHandler := connect.NewUnaryHandler(
+	bookServiceListBooksHandler := connect.NewUnaryHandlerSimple(
 		BookServiceListBooksProcedure,
 		svc.ListBooks,
 		connect.WithSchema(bookServiceMethods.ByName("ListBooks")),
 		connect.WithIdempotency(connect.IdempotencyNoSideEffects),
 		connect.WithHandlerOptions(opts...),
 	)
-	bookServiceCreateBookHandler := connect.NewUnaryHandler(
+	bookServiceCreateBookHandler := connect.NewUnaryHandlerSimple(
 		BookServiceCreateBookProcedure,
 		svc.CreateBook,
 		connect.WithSchema(bookServiceMethods.ByName("CreateBook")),
 		connect.WithHandlerOptions(opts...),
 	)
-	bookServiceUpdateBookHandler := connect.NewUnaryHandler(
+	bookServiceUpdateBookHandler := connect.NewUnaryHandlerSimple(
 		BookServiceUpdateBookProcedure,
 		svc.UpdateBook,
 		connect.WithSchema(bookServiceMethods.ByName("UpdateBook")),
 		connect.WithHandlerOptions(opts...),
 	)
-	bookServiceDeleteBookHandler := connect.NewUnaryHandler(
+	bookServiceDeleteBookHandler := connect.NewUnaryHandlerSimple(
 		BookServiceDeleteBookProcedure,
 		svc.DeleteBook,
 		connect.WithSchema(bookServiceMethods.ByName("DeleteBook")),
@@ -224,22 +244,22 @@ func NewBookServiceHandler(svc BookServiceHandler, opts ...connect.HandlerOption
 // UnimplementedBookServiceHandler returns CodeUnimplemented from all methods.
 type UnimplementedBookServiceHandler struct{}
 
-func (UnimplementedBookServiceHandler) GetBook(context.Context, *connect.Request[bookv1.GetBookRequest]) (*connect.Response[bookv1.GetBookResponse], error) {
+func (UnimplementedBookServiceHandler) GetBook(context.Context, *bookv1.GetBookRequest) (*bookv1.GetBookResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("folio.book.v1.BookService.GetBook is not implemented"))
 }
 
-func (UnimplementedBookServiceHandler) ListBooks(context.Context, *connect.Request[bookv1.ListBooksRequest]) (*connect.Response[bookv1.ListBooksResponse], error) {
+func (UnimplementedBookServiceHandler) ListBooks(context.Context, *bookv1.ListBooksRequest) (*bookv1.ListBooksResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("folio.book.v1.BookService.ListBooks is not implemented"))
 }
 
-func (UnimplementedBookServiceHandler) CreateBook(context.Context, *connect.Request[bookv1.CreateBookRequest]) (*connect.Response[bookv1.CreateBookResponse], error) {
+func (UnimplementedBookServiceHandler) CreateBook(context.Context, *bookv1.CreateBookRequest) (*bookv1.CreateBookResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("folio.book.v1.BookService.CreateBook is not implemented"))
 }
 
-func (UnimplementedBookServiceHandler) UpdateBook(context.Context, *connect.Request[bookv1.UpdateBookRequest]) (*connect.Response[bookv1.UpdateBookResponse], error) {
+func (UnimplementedBookServiceHandler) UpdateBook(context.Context, *bookv1.UpdateBookRequest) (*bookv1.UpdateBookResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("folio.book.v1.BookService.UpdateBook is not implemented"))
 }
 
-func (UnimplementedBookServiceHandler) DeleteBook(context.Context, *connect.Request[bookv1.DeleteBookRequest]) (*connect.Response[bookv1.DeleteBookResponse], error) {
+func (UnimplementedBookServiceHandler) DeleteBook(context.Context, *bookv1.DeleteBookRequest) (*bookv1.DeleteBookResponse, error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("folio.book.v1.BookService.DeleteBook is not implemented"))
 }
