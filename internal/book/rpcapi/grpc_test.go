@@ -10,8 +10,8 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
-	"folio/internal/book/bookv1"
-	"folio/internal/book/bookv1/bookv1connect"
+	"folio/internal/genproto/bookv1"
+	"folio/internal/genproto/bookv1/bookv1connect"
 	"folio/internal/book/sqlstore"
 	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"

@@ -21,8 +21,8 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"folio/internal/book"
-	"folio/internal/book/bookv1"
-	"folio/internal/book/bookv1/bookv1connect"
+	"folio/internal/genproto/bookv1"
+	"folio/internal/genproto/bookv1/bookv1connect"
 	"folio/internal/platform/authn"
 	"folio/internal/platform/fault"
 	"folio/internal/platform/httpserver"

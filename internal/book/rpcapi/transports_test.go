@@ -20,8 +20,8 @@ import (
 
 	"folio/internal/book"
 	"folio/internal/book/booktest"
-	"folio/internal/book/bookv1"
-	"folio/internal/book/bookv1/bookv1connect"
+	"folio/internal/genproto/bookv1"
+	"folio/internal/genproto/bookv1/bookv1connect"
 	"folio/internal/book/httpapi"
 	"folio/internal/book/rpcapi"
 	"folio/internal/book/sqlstore"

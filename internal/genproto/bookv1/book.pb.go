@@ -827,7 +827,7 @@ const file_folio_book_v1_book_proto_rawDesc = "" +
 	"\n" +
 	"UpdateBook\x12 .folio.book.v1.UpdateBookRequest\x1a!.folio.book.v1.UpdateBookResponse\x12Q\n" +
 	"\n" +
-	"DeleteBook\x12 .folio.book.v1.DeleteBookRequest\x1a!.folio.book.v1.DeleteBookResponseB#Z!folio/internal/book/bookv1;bookv1b\x06proto3"
+	"DeleteBook\x12 .folio.book.v1.DeleteBookRequest\x1a!.folio.book.v1.DeleteBookResponseB'Z%folio/internal/genproto/bookv1;bookv1b\x06proto3"
 
 var (
 	file_folio_book_v1_book_proto_rawDescOnce sync.Once

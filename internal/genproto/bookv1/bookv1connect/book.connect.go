@@ -11,7 +11,7 @@ import (
 	connect "connectrpc.com/connect"
 	context "context"
 	errors "errors"
-	bookv1 "folio/internal/book/bookv1"
+	bookv1 "folio/internal/genproto/bookv1"
 	http "net/http"
 	strings "strings"
 )
