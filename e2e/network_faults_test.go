@@ -31,12 +31,12 @@ const hangBound = 10 * time.Second
 // startPairThroughProxy is startPair with a fault proxy on the author service's path
 // to the book service: FOLIO_BOOK_URL names the proxy, whose upstream is the book
 // service's address. The book service reaches the author service directly.
-func startPairThroughProxy(t *testing.T) (author, book *service, proxy *faultproxy.Proxy) {
+func startPairThroughProxy(t *testing.T, env ...string) (author, book *service, proxy *faultproxy.Proxy) {
 	t.Helper()
 	retryOnCollision(t, "author and book, with a proxy between them", func() error {
 		bookAddr := freeAddr(t)
 		p := faultproxy.New(t, bookAddr)
-		a, err := tryStartService(t, "author", anyAddr, "FOLIO_BOOK_URL=http://"+p.Addr())
+		a, err := tryStartService(t, "author", anyAddr, append([]string{"FOLIO_BOOK_URL=http://" + p.Addr()}, env...)...)
 		if err != nil {
 			return err
 		}
@@ -108,15 +108,22 @@ func genreAnswerMismatch(body []byte, genre string, want map[string]string) stri
 // complete), connections reset, a black hole and connections refused (each answered
 // 503 problem+json upstream-unavailable (in the 1.5 s budget: the times are logged), the author
 // service serving the rest meanwhile, and 200 again once the path is healed, with
-// no restart).
+// no restart). It does so with the author service calling the book service's HTTP
+// API, and again calling it over gRPC (FOLIO_BOOK_TRANSPORT).
 func TestNetworkFaultsAuthorToBook(t *testing.T) {
 	if testing.Short() {
 		t.Skip("end-to-end test skipped in -short mode")
 	}
-	author, book, proxy := startPairThroughProxy(t)
+	for _, transport := range []string{"http", "grpc"} {
+		t.Run(transport, func(t *testing.T) { testNetworkFaultsAuthorToBook(t, transport) })
+	}
+}
+
+func testNetworkFaultsAuthorToBook(t *testing.T, transport string) {
+	author, book, proxy := startPairThroughProxy(t, "FOLIO_BOOK_TRANSPORT="+transport)
 	sys := &system{book: book, author: author}
 
-	const genre = "network-faults"
+	genre := "network-faults-" + transport
 	want := map[string]string{} // book id → author id
 	var authorIDs []string
 	for i := range 2 {

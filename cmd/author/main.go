@@ -34,8 +34,10 @@ import (
 
 type settings struct {
 	chassis.ServiceConfig
-	BookURL     string        `env:"FOLIO_BOOK_URL" envDefault:"http://127.0.0.1:8081"`
-	PeerTimeout time.Duration `env:"FOLIO_PEER_TIMEOUT" envDefault:"1s"`
+	BookURL string `env:"FOLIO_BOOK_URL" envDefault:"http://127.0.0.1:8081"`
+	// BookTransport is how the book service is called: its HTTP API or gRPC.
+	BookTransport string        `env:"FOLIO_BOOK_TRANSPORT" envDefault:"http"`
+	PeerTimeout   time.Duration `env:"FOLIO_PEER_TIMEOUT" envDefault:"1s"`
 	// UpstreamBudget bounds all calls to the book service for one request, retries
 	// included, so that the request is answered within 2 s even when the book
 	// service is slow.
@@ -50,6 +52,9 @@ func (c *settings) check() error {
 	u, err := url.Parse(c.BookURL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("FOLIO_BOOK_URL %q is not an http or https URL", c.BookURL)
+	}
+	if c.BookTransport != "http" && c.BookTransport != "grpc" {
+		return fmt.Errorf("FOLIO_BOOK_TRANSPORT must be http or grpc, not %q", c.BookTransport)
 	}
 	if c.PeerTimeout <= 0 {
 		return fmt.Errorf("FOLIO_PEER_TIMEOUT must be positive, not %s", c.PeerTimeout)
@@ -121,7 +126,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	verifier := chassis.NewVerifier(ctx, cfg.ServiceConfig, disc, log, reg)
 	peer := resilient.DefaultConfig("book")
 	peer.AttemptTimeout = cfg.PeerTimeout
-	books := bookclient.New(chassis.PeerClient(ctx, disc, reg, "book", cfg.BookURL, peer))
+	var books author.Books
+	if cfg.BookTransport == "grpc" {
+		peer.HTTP2 = true
+		books = bookclient.NewRPC(chassis.PeerClient(ctx, disc, reg, "book", cfg.BookURL, peer))
+	} else {
+		books = bookclient.New(chassis.PeerClient(ctx, disc, reg, "book", cfg.BookURL, peer))
+	}
 
 	// Events: the broker (connected in the background: the service takes writes
 	// while it is down, its outbox keeping the events), the relay of the outbox.

@@ -1,6 +1,7 @@
-// Package bookclient is the author service's client of the book service's HTTP API
-// (its OpenAPI document is served at the book service's /openapi.json): the
-// author.Books the domain lists books with.
+// Package bookclient is the author service's client of the book service: the
+// author.Books the domain lists books with, over the book service's HTTP API (its
+// OpenAPI document is served at the book service's /openapi.json) or over gRPC
+// (proto/folio/book/v1), the same answers either way.
 package bookclient
 
 import (

@@ -13,7 +13,6 @@ import (
 	"folio/internal/genproto/bookv1"
 	"folio/internal/genproto/bookv1/bookv1connect"
 	"folio/internal/book/sqlstore"
-	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
 )
 

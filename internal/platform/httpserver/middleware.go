@@ -133,6 +133,17 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 
 func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// Flush sends what was written so far: Connect writes the messages of a stream
+// (gRPC reflection's, say) through http.Flusher.
+func (w *statusWriter) Flush() {
+	if !w.wroteHeader {
+		w.WriteHeader(http.StatusOK)
+	}
+	if !w.swallow {
+		_ = http.NewResponseController(w.ResponseWriter).Flush()
+	}
+}
+
 // wrap puts the chassis around a service's routes: request id, the request's
 // span, safe response headers, panic recovery, body limit, metrics per route and
 // an access log line per request.

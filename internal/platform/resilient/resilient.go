@@ -7,12 +7,15 @@
 package resilient
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/failsafe-go/failsafe-go"
@@ -43,6 +46,9 @@ type Config struct {
 	// Route, when set, wraps the connection pool with what chooses the instance of
 	// each attempt (a discovery.Picker), so that a retry goes to another instance.
 	Route func(http.RoundTripper) http.RoundTripper
+	// HTTP2 calls the peer with HTTP/2 only, as gRPC needs: over TLS for https
+	// URLs, without (h2c, prior knowledge) for http URLs. Otherwise HTTP/1.1.
+	HTTP2 bool
 }
 
 // DefaultConfig suits calls between Folio services on one network.
@@ -69,7 +75,7 @@ func NewClient(cfg Config, reg prometheus.Registerer) *http.Client {
 		ConstLabels: prometheus.Labels{"peer": cfg.Peer},
 	}, []string{"state"})
 	retries := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "peer_retries_total", Help: "Calls sent again, by the reason of the failed attempt: connect_error (nothing was sent; any method), timeout, error, 4xx (429) or 5xx (GET, HEAD and OPTIONS only).",
+		Name: "peer_retries_total", Help: "Calls sent again, by the reason of the failed attempt: connect_error (nothing was sent; any method), timeout, error, 4xx (429), 5xx or grpc (a gRPC status a server sends when it cannot serve) (GET, HEAD, OPTIONS and Repeatable calls only).",
 		ConstLabels: prometheus.Labels{"peer": cfg.Peer},
 	}, []string{"reason"})
 	reg.MustRegister(state, transitions, retries)
@@ -86,7 +92,7 @@ func NewClient(cfg Config, reg prometheus.Registerer) *http.Client {
 	}
 
 	failed := func(resp *http.Response, err error) bool {
-		return err != nil || resp.StatusCode >= 500
+		return err != nil || resp.StatusCode >= 500 || grpcFailure(resp)
 	}
 	breaker := circuitbreaker.NewBuilder[*http.Response]().
 		HandleIf(failed).
@@ -110,6 +116,7 @@ func NewClient(cfg Config, reg prometheus.Registerer) *http.Client {
 		WithMaxRetries(cfg.Retries).
 		WithBackoff(25*time.Millisecond, 250*time.Millisecond).
 		WithJitterFactor(0.5).
+		HandleIf(func(resp *http.Response, _ error) bool { return grpcFailure(resp) }).
 		ReturnLastFailure().
 		OnRetry(countRetry).
 		Build()
@@ -130,7 +137,12 @@ func NewClient(cfg Config, reg prometheus.Registerer) *http.Client {
 		MaxIdleConnsPerHost: 256, // the default of 2 would open a connection per call under load
 		IdleConnTimeout:     90 * time.Second,
 	}
-	var base http.RoundTripper = transport
+	if cfg.HTTP2 {
+		transport.Protocols = new(http.Protocols)
+		transport.Protocols.SetHTTP2(true)
+		transport.Protocols.SetUnencryptedHTTP2(true)
+	}
+	var base http.RoundTripper = grpcAnswers{next: transport}
 	if cfg.Route != nil {
 		base = cfg.Route(transport)
 	}
@@ -154,7 +166,7 @@ type roundTripper struct{ refused, retried http.RoundTripper }
 
 func (t roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	rt := t.refused
-	if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead || r.Method == http.MethodOptions || r.Context().Value(repeatableKey{}) != nil {
 		rt = t.retried
 	}
 	// The route sends each retry to an instance the call has not tried.
@@ -164,6 +176,61 @@ func (t roundTripper) RoundTrip(r *http.Request) (*http.Response, error) {
 	if err != nil {
 		return nil, errors.Join(ErrUnavailable, err)
 	}
+	return resp, nil
+}
+
+type repeatableKey struct{}
+
+// Repeatable marks the calls made with ctx as safe to repeat although they are not
+// GETs: reads sent as POST, as every gRPC call is. They are retried as GETs are.
+func Repeatable(ctx context.Context) context.Context {
+	return context.WithValue(ctx, repeatableKey{}, true)
+}
+
+// grpcFailure reports whether resp is a gRPC answer that failed the way a 5xx
+// does: gRPC answers HTTP 200 and sends its status as grpc-status, in the trailers
+// (grpcAnswers has read them) or, in a trailers-only answer, the headers.
+// UNKNOWN, DEADLINE_EXCEEDED, INTERNAL and UNAVAILABLE count; codes about the
+// request itself (NOT_FOUND, INVALID_ARGUMENT...) do not.
+func grpcFailure(resp *http.Response) bool {
+	if resp == nil {
+		return false
+	}
+	status := resp.Header.Get("Grpc-Status")
+	if status == "" {
+		status = resp.Trailer.Get("Grpc-Status")
+	}
+	switch status {
+	case "2", "4", "13", "14":
+		return true
+	}
+	return false
+}
+
+// maxGRPCAnswer bounds a gRPC answer grpcAnswers reads.
+const maxGRPCAnswer = 8 << 20
+
+// grpcAnswers reads each gRPC answer whole before the policies judge it, so that
+// its status, sent in trailers after the message, counts for the breaker and the
+// retries as an HTTP status does. Calls between Folio services are unary: their
+// answer is one message, read within the attempt's timeout. (A streaming call
+// would be held until its end: it is not what this client is for.)
+type grpcAnswers struct{ next http.RoundTripper }
+
+func (g grpcAnswers) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := g.next.RoundTrip(r)
+	if err != nil || !strings.HasPrefix(resp.Header.Get("Content-Type"), "application/grpc") {
+		return resp, err
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxGRPCAnswer+1))
+	resp.Body.Close()
+	if err != nil {
+		return nil, fmt.Errorf("read the gRPC answer: %w", err)
+	}
+	if len(body) > maxGRPCAnswer {
+		return nil, fmt.Errorf("the gRPC answer is over %d bytes", maxGRPCAnswer)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
 	return resp, nil
 }
 
@@ -202,6 +269,8 @@ func isConnectError(err error) bool {
 // failureReason names a failed attempt for the retries metric.
 func failureReason(resp *http.Response, err error) string {
 	switch {
+	case err == nil && grpcFailure(resp):
+		return "grpc"
 	case err == nil && resp != nil:
 		return strconv.Itoa(resp.StatusCode/100) + "xx"
 	case isConnectError(err):
