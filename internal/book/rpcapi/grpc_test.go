@@ -10,9 +10,9 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
+	"folio/internal/book/sqlstore"
 	"folio/internal/genproto/bookv1"
 	"folio/internal/genproto/bookv1/bookv1connect"
-	"folio/internal/book/sqlstore"
 	"folio/internal/platform/sqldb/sqldbtest"
 )
 

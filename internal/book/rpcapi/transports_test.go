@@ -20,11 +20,11 @@ import (
 
 	"folio/internal/book"
 	"folio/internal/book/booktest"
-	"folio/internal/genproto/bookv1"
-	"folio/internal/genproto/bookv1/bookv1connect"
 	"folio/internal/book/httpapi"
 	"folio/internal/book/rpcapi"
 	"folio/internal/book/sqlstore"
+	"folio/internal/genproto/bookv1"
+	"folio/internal/genproto/bookv1/bookv1connect"
 	"folio/internal/platform/authn"
 	"folio/internal/platform/authn/authntest"
 	"folio/internal/platform/fault"
