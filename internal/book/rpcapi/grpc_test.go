@@ -10,6 +10,7 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
+	"folio/internal/book/rpcapi"
 	"folio/internal/book/sqlstore"
 	"folio/internal/genproto/bookv1"
 	"folio/internal/genproto/bookv1/bookv1connect"
@@ -71,5 +72,20 @@ func TestGRPCClients(t *testing.T) {
 	err = conn.Invoke(ctx, bookv1connect.BookServiceGetBookProcedure, &bookv1.GetBookRequest{Id: "01ARZ3NDEKTSV4RRFFQ69G5FAV"}, &reply)
 	if status.Code(err).String() != "NotFound" {
 		t.Errorf("GetBook of a missing book: %v, want NotFound", err)
+	}
+}
+
+// TestEveryProcedureHasAnAccessRule: a procedure added to the contract without a
+// rule would be neither routed nor open; this names it.
+func TestEveryProcedureHasAnAccessRule(t *testing.T) {
+	methods := bookv1.File_folio_book_v1_book_proto.Services().ByName("BookService").Methods()
+	for i := range methods.Len() {
+		procedure := "/" + bookv1connect.BookServiceName + "/" + string(methods.Get(i).Name())
+		if _, ok := rpcapi.Access[procedure]; !ok {
+			t.Errorf("%s has no entry in rpcapi.Access", procedure)
+		}
+	}
+	if len(rpcapi.Access) != methods.Len() {
+		t.Errorf("rpcapi.Access has %d entries for %d procedures", len(rpcapi.Access), methods.Len())
 	}
 }

@@ -47,9 +47,14 @@ var Access = map[string]authn.Access{
 // as the REST routes are.
 func Routes(mux *http.ServeMux, svc *book.Service, keys *idempotency.Keys, v *authn.Verifier, ready func(context.Context) error) {
 	kept, _ := lru.New[string, *bookv1.ListBooksResponse](maxKeptListings) // errs only on a size below 1
-	mux.Handle(bookv1connect.NewBookServiceHandler(&server{svc: svc, keys: keys, kept: kept},
+	_, h := bookv1connect.NewBookServiceHandler(&server{svc: svc, keys: keys, kept: kept},
 		connect.WithInterceptors(v.Interceptor(Access)),
-		connect.WithReadMaxBytes(httpserver.MaxBodyBytes)))
+		connect.WithReadMaxBytes(httpserver.MaxBodyBytes))
+	// A pattern per procedure, so that metrics, logs and traces name each one;
+	// another path under the service is the mux's 404.
+	for procedure := range Access {
+		mux.Handle(procedure, h)
+	}
 	mux.Handle(grpchealth.NewHandler(readiness(ready)))
 	reflector := grpcreflect.NewStaticReflector(bookv1connect.BookServiceName, grpchealth.HealthV1ServiceName)
 	mux.Handle(grpcreflect.NewHandlerV1(reflector))
