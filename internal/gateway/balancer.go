@@ -348,3 +348,19 @@ func newTransport(timeout time.Duration) *http.Transport {
 		ExpectContinueTimeout: time.Second,
 	}
 }
+
+// newH2CTransport is newTransport speaking HTTP/2 without TLS, with prior
+// knowledge, as the services' chassis serves it: gRPC needs HTTP/2 and its
+// trailers end to end. The calls to an instance share its connection (another is
+// opened when the instance's concurrent streams run out).
+func newH2CTransport(timeout time.Duration) *http.Transport {
+	t := newTransport(timeout)
+	var p http.Protocols
+	p.SetUnencryptedHTTP2(true)
+	t.Protocols = &p
+	// Every call to an instance rides one connection: one that stops answering
+	// (the instance frozen, or cut off) is found by a ping and closed, rather
+	// than holding each of those calls until its deadline.
+	t.HTTP2 = &http.HTTP2Config{SendPingTimeout: 15 * time.Second, PingTimeout: 5 * time.Second}
+	return t
+}

@@ -184,6 +184,7 @@ type Gateway struct {
 	limiter  rateLimiter
 	services map[string]*service
 	cors     *cors.Cors
+	rpcCORS  *cors.Cors // the RPC routes' CORS (newRPCCORS), nil as cors is
 }
 
 // New builds a gateway from cfg, registering its metrics on reg. It returns an error
@@ -238,6 +239,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Gateway, err
 			MaxAge:         600,
 		})
 	}
+	g.rpcCORS = newRPCCORS(cfg.CORSOrigins)
 	return g, nil
 }
 

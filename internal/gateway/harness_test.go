@@ -98,8 +98,11 @@ func newHarness(t testing.TB, mutate func(*Config)) *harness {
 	mux := http.NewServeMux()
 	gw.Routes(mux)
 	// Public, as cmd/gateway serves it: the chassis continues no client's trace.
-	srv := httptest.NewServer(httpserver.New(httpserver.Config{ShutdownTimeout: time.Second, Public: true}, log, reg, mux,
+	// HTTP/1.1 and h2c, as the chassis serves (gRPC clients speak HTTP/2 only).
+	srv := httptest.NewUnstartedServer(httpserver.New(httpserver.Config{ShutdownTimeout: time.Second, Public: true}, log, reg, mux,
 		OpenAPI, func(context.Context) error { return nil }).Handler())
+	srv.Config.Protocols = h2cProtocols()
+	srv.Start()
 	t.Cleanup(srv.Close)
 	h.url = srv.URL
 	return h
@@ -171,4 +174,13 @@ func wantProblem(t testing.TB, r response, status int) {
 	if err := json.Unmarshal(r.body, &p); err != nil || p.Status != status {
 		t.Fatalf("problem body %s: status %d, err %v", r.body, p.Status, err)
 	}
+}
+
+// h2cProtocols are HTTP/1.1 and HTTP/2 without TLS (prior knowledge), as the
+// chassis serves.
+func h2cProtocols() *http.Protocols {
+	var p http.Protocols
+	p.SetHTTP1(true)
+	p.SetUnencryptedHTTP2(true)
+	return &p
 }

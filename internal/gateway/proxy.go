@@ -32,12 +32,17 @@ const (
 	TypeTimeout      = "/problems/upstream-timeout"
 )
 
-// service is one backend service: its instances and the reverse proxy in front of them.
+// service is one backend service: its instances and the reverse proxies in front
+// of them, one for its REST routes and one for its RPC procedures.
 type service struct {
 	name  string
 	attr  attribute.KeyValue // folio.gateway.upstream, built once
 	pool  *pool
 	proxy *httputil.ReverseProxy
+	// rpc forwards gRPC, gRPC-Web and Connect calls over HTTP/2 without TLS
+	// (h2c), which gRPC needs end to end, streaming each message and the
+	// trailers; its refusals are in the caller's protocol (rpcProxyError).
+	rpc *httputil.ReverseProxy
 }
 
 func newService(name string, raw []string, cfg Config, log *slog.Logger, m *instruments) (*service, error) {
@@ -50,71 +55,97 @@ func newService(name string, raw []string, cfg Config, log *slog.Logger, m *inst
 		urls = append(urls, u)
 	}
 	s := &service{name: name, attr: attrUpstream.String(name), pool: newPool(name, urls, cfg, m)}
-	var base http.RoundTripper = newTransport(longestTimeout(cfg))
-	if tracing.Recording() {
-		// Under the balancer, so that a retry on another instance is a span of its
-		// own. Without a recorded span the gateway has no trace context to send (the
-		// chassis continues no client's), and otelhttp would only cost allocations.
-		base = tracing.RecordedOnly(tracedTransport(name, base), base)
-	}
 	s.proxy = &httputil.ReverseProxy{
-		Rewrite: func(pr *httputil.ProxyRequest) {
-			// Method, path, query, body and headers are kept; the balancer fills in the
-			// instance. The upstream sees its own host; X-Forwarded-Host keeps ours.
-			pr.Out.URL.Scheme = "http"
-			pr.Out.URL.Host = name
-			pr.Out.Host = ""
-			pr.SetXForwarded()
-			// SetXForwarded starts X-Forwarded-For afresh with the peer, so that a client
-			// cannot choose the address the services see; a trusted proxy's chain is
-			// kept, with the proxy appended.
-			if chain := pr.In.Header.Values("X-Forwarded-For"); len(chain) > 0 {
-				if peer, ok := clientip.Peer(pr.In); ok && cfg.Proxies.Trusts(peer) {
-					pr.Out.Header.Set("X-Forwarded-For", strings.Join(chain, ", ")+", "+peer.String())
-				}
-			}
-			// The services continue the gateway's trace, whose context the transport
-			// sets for each attempt, not one a client sent: an outside caller must not
-			// choose the trace id the services log under, force them to sample, or
-			// push baggage into them. Dropped with tracing off too.
-			// (The keys are canonical, as Header.Del would make them.)
-			for _, k := range [...]string{"Traceparent", "Tracestate", "Baggage"} {
-				delete(pr.Out.Header, k)
-			}
-			// A span that is not recorded (sampled out) makes no client span; its
-			// context goes on from here, so that the services drop the trace too.
-			if sc := trace.SpanContextFromContext(pr.In.Context()); sc.IsValid() && !trace.SpanFromContext(pr.In.Context()).IsRecording() {
-				upstreamPropagator.Inject(pr.In.Context(), propagation.HeaderCarrier(pr.Out.Header))
-			}
-			if pr.Out.Body != nil {
-				pr.Out.Body = &requestBody{ReadCloser: pr.Out.Body}
-			}
-			// The client's token goes on to the service, which verifies it again. It is
-			// set here, after the hop-by-hop headers are gone, so that a client's
-			// "Connection: Authorization" cannot strip it; only the value the gateway
-			// verified goes.
-			if a := pr.In.Header.Get("Authorization"); a != "" {
-				// Usually the copy already holds exactly that value: kept as it is, it
-				// costs no new slice.
-				if v := pr.Out.Header["Authorization"]; len(v) != 1 || v[0] != a {
-					pr.Out.Header["Authorization"] = []string{a}
-				}
-			}
-		},
+		Rewrite: rewrite(name, cfg),
 		// The chassis has already set the response's X-Request-ID; the service echoes the
 		// same id, which would otherwise arrive twice.
-		ModifyResponse: func(resp *http.Response) error {
-			delete(resp.Header, requestIDKey)
-			return nil
-		},
-		Transport: &balancer{pool: s.pool, base: base, tryTimeout: cfg.tryTimeout(name)},
+		ModifyResponse: dropRequestID,
+		Transport:      s.balancer(newTransport(longestTimeout(cfg)), cfg),
 		// Without a pool the proxy allocates a 32 KiB copy buffer per request: three
 		// quarters of the gateway's allocations, and so of its GC work.
 		BufferPool:   copyBuffers,
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		ErrorHandler: proxyError(name, log),
 	}
+	s.rpc = &httputil.ReverseProxy{
+		Rewrite:        rewrite(name, cfg),
+		ModifyResponse: dropRequestID,
+		Transport:      s.balancer(newH2CTransport(longestTimeout(cfg)), cfg),
+		// Each message of a stream (reflection's is both ways) goes on as it comes.
+		FlushInterval: -1,
+		BufferPool:    copyBuffers,
+		ErrorLog:      slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorHandler:  rpcProxyError(name, log),
+	}
 	return s, nil
+}
+
+// balancer is the round tripper that spreads the service's requests over its pool
+// through base.
+func (s *service) balancer(base http.RoundTripper, cfg Config) *balancer {
+	if tracing.Recording() {
+		// Under the balancer, so that a retry on another instance is a span of its
+		// own. Without a recorded span the gateway has no trace context to send (the
+		// chassis continues no client's), and otelhttp would only cost allocations.
+		base = tracing.RecordedOnly(tracedTransport(s.name, base), base)
+	}
+	return &balancer{pool: s.pool, base: base, tryTimeout: cfg.tryTimeout(s.name)}
+}
+
+// dropRequestID removes the service's X-Request-ID from its answer: the chassis
+// has set the same id on the gateway's.
+func dropRequestID(resp *http.Response) error {
+	delete(resp.Header, requestIDKey)
+	return nil
+}
+
+// rewrite makes the request a proxy sends to the service name: the client's
+// method, path, query, body and headers, less what the gateway does not let a
+// client choose.
+func rewrite(name string, cfg Config) func(*httputil.ProxyRequest) {
+	return func(pr *httputil.ProxyRequest) {
+		// Method, path, query, body and headers are kept; the balancer fills in the
+		// instance. The upstream sees its own host; X-Forwarded-Host keeps ours.
+		pr.Out.URL.Scheme = "http"
+		pr.Out.URL.Host = name
+		pr.Out.Host = ""
+		pr.SetXForwarded()
+		// SetXForwarded starts X-Forwarded-For afresh with the peer, so that a client
+		// cannot choose the address the services see; a trusted proxy's chain is
+		// kept, with the proxy appended.
+		if chain := pr.In.Header.Values("X-Forwarded-For"); len(chain) > 0 {
+			if peer, ok := clientip.Peer(pr.In); ok && cfg.Proxies.Trusts(peer) {
+				pr.Out.Header.Set("X-Forwarded-For", strings.Join(chain, ", ")+", "+peer.String())
+			}
+		}
+		// The services continue the gateway's trace, whose context the transport
+		// sets for each attempt, not one a client sent: an outside caller must not
+		// choose the trace id the services log under, force them to sample, or
+		// push baggage into them. Dropped with tracing off too.
+		// (The keys are canonical, as Header.Del would make them.)
+		for _, k := range [...]string{"Traceparent", "Tracestate", "Baggage"} {
+			delete(pr.Out.Header, k)
+		}
+		// A span that is not recorded (sampled out) makes no client span; its
+		// context goes on from here, so that the services drop the trace too.
+		if sc := trace.SpanContextFromContext(pr.In.Context()); sc.IsValid() && !trace.SpanFromContext(pr.In.Context()).IsRecording() {
+			upstreamPropagator.Inject(pr.In.Context(), propagation.HeaderCarrier(pr.Out.Header))
+		}
+		if pr.Out.Body != nil {
+			pr.Out.Body = &requestBody{ReadCloser: pr.Out.Body}
+		}
+		// The client's token goes on to the service, which verifies it again. It is
+		// set here, after the hop-by-hop headers are gone, so that a client's
+		// "Connection: Authorization" cannot strip it; only the value the gateway
+		// verified goes.
+		if a := pr.In.Header.Get("Authorization"); a != "" {
+			// Usually the copy already holds exactly that value: kept as it is, it
+			// costs no new slice.
+			if v := pr.Out.Header["Authorization"]; len(v) != 1 || v[0] != a {
+				pr.Out.Header["Authorization"] = []string{a}
+			}
+		}
+	}
 }
 
 // requestIDKey is the request id header as http.Header keys it.

@@ -2,13 +2,14 @@ package gateway
 
 import "net/http"
 
-// Routes registers every proxied path of the public contract, and the API
-// documentation at /docs, on mux. Paths that are not listed get the chassis' 404
+// Routes registers every proxied path of the public contract, the RPC procedures
+// (rpcRoutes), and the API documentation at /docs, on mux. Paths that are not listed get the chassis' 404
 // problem.
 func (g *Gateway) Routes(mux *http.ServeMux) {
 	for _, r := range routeTable {
 		mux.Handle(r.pattern, g.handleProxy(g.services[r.service]))
 	}
+	g.rpcRoutes(mux)
 	g.docsRoutes(mux)
 }
 
