@@ -45,14 +45,17 @@ type adapter struct {
 	// deadLetters counts the messages kept for subscription name's dead letters.
 	deadLetters func(t *testing.T, e *env, name string) int
 	// drop cuts the broker's connection as a network failure would.
-	drop func(t *testing.T, b *Broker)
+	drop func(t *testing.T, e *env, b *Broker)
+	// unreachable is an address of this kind where no broker listens, for
+	// TestUnreachable; empty for a variant of an adapter tested there already.
+	unreachable string
 }
 
 var adapters = []adapter{
-	natsAdapter("nats", "FOLIO_TEST_NATS_URL", nil),
+	natsAdapter("nats", "FOLIO_TEST_NATS_URL", nil, "nats://127.0.0.1:1"),
 	// The server folio up embeds, newer than the machine's, takes atomic
 	// batches: the same suite runs on that path of the adapter too.
-	natsAdapter("nats-embedded", "", embeddedNATS),
+	natsAdapter("nats-embedded", "", embeddedNATS, ""),
 	{
 		name:        "rabbitmq",
 		kind:        "rabbitmq",
@@ -61,7 +64,8 @@ var adapters = []adapter{
 		ready:       rabbitReady,
 		cleanup:     rabbitCleanup,
 		deadLetters: rabbitDeadLetters,
-		drop: func(t *testing.T, b *Broker) {
+		unreachable: "amqp://guest:guest@127.0.0.1:1/",
+		drop: func(t *testing.T, _ *env, b *Broker) {
 			rt := b.t.(*rabbitTransport)
 			rt.mu.Lock()
 			conn := rt.conn
@@ -72,19 +76,21 @@ var adapters = []adapter{
 			_ = conn.Close()
 		},
 	},
+	kafkaAdapter(),
 }
 
-func natsAdapter(name, env string, serve func(t *testing.T) string) adapter {
+func natsAdapter(name, urlEnv string, serve func(t *testing.T) string, unreachable string) adapter {
 	return adapter{
 		name:        name,
 		kind:        "nats",
-		env:         env,
+		env:         urlEnv,
 		serve:       serve,
 		config:      func(cfg Config, url string) Config { cfg.NATSURL = url; return cfg },
 		ready:       natsReady,
 		cleanup:     natsCleanup,
 		deadLetters: natsDeadLetters,
-		drop: func(t *testing.T, b *Broker) {
+		unreachable: unreachable,
+		drop: func(t *testing.T, _ *env, b *Broker) {
 			if err := b.t.(*natsTransport).nc.ForceReconnect(); err != nil {
 				t.Fatal(err)
 			}
@@ -633,7 +639,7 @@ func TestReconnect(t *testing.T) {
 		publish(t, b, Message{Subject: e.subject("book.created"), ID: "before"})
 		receive(t, got, "message before the drop")
 
-		e.a.drop(t, b)
+		e.a.drop(t, e, b)
 		// Publish fails until the connection is back, then succeeds.
 		polltest.Until(t, "publish after reconnect", polltest.Holds(func() bool {
 			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
@@ -789,14 +795,11 @@ func newMetricsOn(t *testing.T, reg prometheus.Registerer) *metrics {
 // TestUnreachable needs no server: nothing listens on port 1.
 func TestUnreachable(t *testing.T) {
 	for _, a := range adapters {
-		if a.serve != nil {
-			continue // the same adapter as one above
+		if a.unreachable == "" {
+			continue // the same adapter as one tested
 		}
 		t.Run(a.kind, func(t *testing.T) {
-			cfg := a.config(Config{Kind: a.kind, Stream: "FOLIO_TEST_UNREACHABLE", Prefix: "unreachable"}, map[string]string{
-				"nats":     "nats://127.0.0.1:1",
-				"rabbitmq": "amqp://guest:guest@127.0.0.1:1/",
-			}[a.kind])
+			cfg := a.config(Config{Kind: a.kind, Stream: "FOLIO_TEST_UNREACHABLE", Prefix: "unreachable"}, a.unreachable)
 			ctx, cancel := context.WithTimeout(t.Context(), wait)
 			defer cancel()
 			b, err := Open(ctx, cfg, nil, prometheus.NewRegistry())
@@ -847,7 +850,7 @@ func TestUnreachable(t *testing.T) {
 
 func TestOpenRejects(t *testing.T) {
 	for _, cfg := range []Config{
-		{Kind: "kafka", Stream: "S", Prefix: "p"},
+		{Kind: "pulsar", Stream: "S", Prefix: "p"},
 		{Kind: "nats", Stream: "", Prefix: "p"},
 		{Kind: "nats", Stream: "S", Prefix: "a.b"},
 	} {

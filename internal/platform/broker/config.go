@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -19,23 +20,28 @@ import (
 
 // Config selects and locates the broker.
 type Config struct {
-	Kind        string `env:"FOLIO_BROKER" envDefault:"nats"` // "nats" or "rabbitmq"
+	Kind        string `env:"FOLIO_BROKER" envDefault:"nats"` // "nats", "rabbitmq" or "kafka"
 	NATSURL     string `env:"FOLIO_NATS_URL" envDefault:"nats://127.0.0.1:4222"`
 	RabbitMQURL string `env:"FOLIO_RABBITMQ_URL" envDefault:"amqp://guest:guest@127.0.0.1:5672/" mask:"true"`
 	// RabbitMQCA is a PEM file of the CA that signed the server's certificate,
 	// for amqps:// URLs (without it, the system's roots).
 	RabbitMQCA string `env:"FOLIO_RABBITMQ_CA"`
+	// KafkaBrokers are the Kafka seed brokers, host:port, comma-separated: the
+	// client learns the rest of the cluster from them.
+	KafkaBrokers string `env:"FOLIO_KAFKA_BROKERS" envDefault:"127.0.0.1:9092"`
 	// NATS is the program's NATS credential and TLS settings, shared with its
 	// discovery connection.
 	NATS natsconn.Config
-	// Stream is the JetStream stream name, or the RabbitMQ topic exchange name.
+	// Stream is the JetStream stream name, the RabbitMQ topic exchange name, or
+	// the Kafka topic name.
 	Stream string `env:"FOLIO_EVENTS_STREAM" envDefault:"FOLIO_EVENTS"`
 	// Prefix is the first subject token: events are <prefix>.book.created etc.
 	Prefix string `env:"FOLIO_EVENTS_PREFIX" envDefault:"folio"`
-	// MaxAge and MaxBytes bound the JetStream stream (the oldest events are
-	// discarded first). Unset, a stream Folio creates gets DefaultMaxAge and
-	// DefaultMaxBytes, and an existing stream keeps its own limits; set, they are
-	// applied to an existing stream too. 0 is no limit. See decision 19.
+	// MaxAge and MaxBytes bound the JetStream stream, or the Kafka topic's
+	// retention (the oldest events are discarded first). Unset, a stream or topic
+	// Folio creates gets DefaultMaxAge and DefaultMaxBytes, and an existing one
+	// keeps its own limits; set, they are applied to an existing one too. 0 is
+	// no limit. See decision 19.
 	MaxAge   StreamAge   `env:"FOLIO_EVENTS_MAX_AGE"`
 	MaxBytes StreamBytes `env:"FOLIO_EVENTS_MAX_BYTES"`
 }
@@ -150,8 +156,9 @@ var (
 	_ Subscriber     = (*Broker)(nil)
 )
 
-// transport is what differs between NATS JetStream and RabbitMQ; the Broker keeps
-// validation, the retry decision, dead-lettering and metrics in one place.
+// transport is what differs between NATS JetStream, RabbitMQ and Kafka; the
+// Broker keeps validation, the retry decision, dead-lettering and metrics in one
+// place.
 type transport interface {
 	publish(ctx context.Context, m Message) error
 	// publishBatch sends ms in order from the calling goroutine, then waits for
@@ -172,8 +179,8 @@ type deliverFunc func(ctx context.Context, m Message, attempt int) verdict
 // Validate checks the settings without connecting, so that a program can refuse
 // a bad one before it opens anything.
 func (cfg Config) Validate() error {
-	if cfg.Kind != "nats" && cfg.Kind != "rabbitmq" {
-		return fmt.Errorf("broker: unknown kind %q (want nats or rabbitmq)", cfg.Kind)
+	if cfg.Kind != "nats" && cfg.Kind != "rabbitmq" && cfg.Kind != "kafka" {
+		return fmt.Errorf("broker: FOLIO_BROKER: unknown kind %q (want nats, rabbitmq or kafka)", cfg.Kind)
 	}
 	if !token.MatchString(cfg.Stream) || !token.MatchString(cfg.Prefix) {
 		return fmt.Errorf("broker: stream %q and prefix %q must be non-empty and contain only letters, digits, '-' or '_'", cfg.Stream, cfg.Prefix)
@@ -184,7 +191,36 @@ func (cfg Config) Validate() error {
 	if cfg.MaxBytes.Set && cfg.MaxBytes.Value < 0 {
 		return fmt.Errorf("broker: FOLIO_EVENTS_MAX_BYTES %d: want 0 (no limit) or more", cfg.MaxBytes.Value)
 	}
+	if cfg.Kind == "kafka" {
+		if len(cfg.Stream) > kafkaMaxTopicLen {
+			return fmt.Errorf("broker: FOLIO_EVENTS_STREAM %q: a Kafka topic name has at most %d characters", cfg.Stream, kafkaMaxTopicLen)
+		}
+		if _, err := kafkaSeeds(cfg.KafkaBrokers); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// kafkaSeeds reads FOLIO_KAFKA_BROKERS: host:port pairs, comma-separated.
+func kafkaSeeds(list string) ([]string, error) {
+	var seeds []string
+	for _, s := range strings.Split(list, ",") {
+		s = strings.TrimSpace(s)
+		host, port, err := net.SplitHostPort(s)
+		if err == nil {
+			var n int
+			n, err = strconv.Atoi(port)
+			if err == nil && (host == "" || n < 1 || n > 65535) {
+				err = errors.New("want host:port")
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("broker: FOLIO_KAFKA_BROKERS: %q is not a host:port (%v)", s, err)
+		}
+		seeds = append(seeds, s)
+	}
+	return seeds, nil
 }
 
 // Open connects to the broker cfg.Kind names. It succeeds even when the broker is
@@ -213,8 +249,10 @@ func Open(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regi
 			b.log.Warn("FOLIO_EVENTS_MAX_AGE and FOLIO_EVENTS_MAX_BYTES bound a JetStream stream; RabbitMQ's queues are not limited")
 		}
 		b.t, err = openRabbitMQ(ctx, cfg, b.log)
+	case "kafka":
+		b.t, err = openKafka(ctx, cfg, b.log)
 	default:
-		return nil, fmt.Errorf("broker: unknown kind %q (want nats or rabbitmq)", cfg.Kind)
+		return nil, fmt.Errorf("broker: unknown kind %q (want nats, rabbitmq or kafka)", cfg.Kind)
 	}
 	if err != nil {
 		return nil, err
