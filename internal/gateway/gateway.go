@@ -1,7 +1,9 @@
 // Package gateway is Folio's public entry point: a reverse proxy that routes each
 // request to the service that owns its path, verifies JWTs locally from the auth
 // service's JWKS, enforces roles, limits each client's request rate, and balances
-// load over every healthy instance of a service.
+// load over every healthy instance of a service. The same holds for the calls of
+// the services' RPC APIs (gRPC, gRPC-Web and Connect; rpc.go), which go on over
+// h2c and are refused, when they are, in the caller's protocol.
 package gateway
 
 import (
