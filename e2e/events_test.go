@@ -35,6 +35,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/twmb/franz-go/pkg/kfake"
 
 	"folio/internal/platform/broker"
 	"folio/internal/platform/polltest"
@@ -1309,6 +1310,57 @@ func TestEventsRabbitMQ(t *testing.T) {
 	s.checkFailures()
 	took := s.waitConsistent("projections over RabbitMQ")
 	t.Logf("rabbitmq: %d events written and projected in %s (%s after the last write)",
+		s.nevents, time.Since(start).Round(time.Millisecond), took.Round(time.Millisecond))
+	s.checkExactlyOnce()
+
+	// The consumer killed mid-burst.
+	consumerKilled(t, s)
+}
+
+// ---------------------------------------------------------------------------
+// 4b. The same against Kafka: franz-go's in-process cluster (kfake), which the
+// service processes reach over TCP as they would a Kafka of yours.
+
+func TestEventsKafka(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end test skipped in -short mode")
+	}
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cluster.Close)
+	tag := randomTag()
+	env := []string{"FOLIO_BROKER=kafka", "FOLIO_KAFKA_BROKERS=" + strings.Join(cluster.ListenAddrs(), ","),
+		"FOLIO_EVENTS_STREAM=FOLIO_" + strings.ToUpper(tag), "FOLIO_EVENTS_PREFIX=" + tag}
+	s := startScenario(t, env, true)
+
+	start := time.Now()
+	authors := make([]string, 10)
+	s.parallel(4, len(authors), func(i int) (err error) {
+		authors[i], err = s.createAuthor()
+		return err
+	})
+	books := make([]string, 100)
+	s.parallel(4, len(books), func(i int) (err error) {
+		books[i], err = s.createBook(authors[i%len(authors)])
+		return err
+	})
+	s.checkFailures()
+	s.parallel(4, 20, func(i int) error {
+		if i < 10 {
+			return s.deleteBook(books[i*10])
+		}
+		return s.updateBook(books[(i-10)*10+5], authors[(i+3)%len(authors)])
+	})
+	for _, a := range authors[:2] {
+		if err := s.updateAuthor(a); err != nil {
+			s.fail(err)
+		}
+	}
+	s.checkFailures()
+	took := s.waitConsistent("projections over Kafka")
+	t.Logf("kafka: %d events written and projected in %s (%s after the last write)",
 		s.nevents, time.Since(start).Round(time.Millisecond), took.Round(time.Millisecond))
 	s.checkExactlyOnce()
 

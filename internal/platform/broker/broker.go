@@ -1,5 +1,5 @@
 // Package broker is the small interface through which Folio services publish and
-// consume events, whatever the broker behind it (NATS JetStream or RabbitMQ): the
+// consume events, whatever the broker behind it (NATS JetStream, RabbitMQ or Kafka): the
 // services' code never knows which one it talks to.
 package broker
 
@@ -32,7 +32,8 @@ type Message struct {
 }
 
 // Publisher sends messages to the broker. Publish returns only once the broker has
-// durably accepted the message (JetStream ack, RabbitMQ publisher confirm).
+// durably accepted the message (JetStream ack, RabbitMQ publisher confirm, Kafka
+// acks=all).
 type Publisher interface {
 	Publish(ctx context.Context, m Message) error
 	Close() error
@@ -57,11 +58,13 @@ type Handler func(ctx context.Context, m Message) error
 
 // Subscription describes a durable consumer.
 type Subscription struct {
-	// Name is the durable consumer (NATS) or queue (RabbitMQ) name; it survives
+	// Name is the durable consumer (NATS), queue (RabbitMQ) or consumer group
+	// (Kafka, with the prefix) name; it survives
 	// restarts of the consuming process.
 	Name string
 	// Subjects are the subject filters it receives, with "*" for one token and ">"
-	// for the rest (for example "folio.book.>"); RabbitMQ binds them as "*" and "#".
+	// for the rest (for example "folio.book.>"); RabbitMQ binds them as "*" and "#",
+	// Kafka's consumers match them against each record's key.
 	Subjects []string
 	// MaxAttempts bounds delivery attempts before dead-lettering (default 5).
 	MaxAttempts int

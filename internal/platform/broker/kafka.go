@@ -428,6 +428,11 @@ func newKafkaConsumer(t *kafkaTransport, s Subscription, deliver deliverFunc) (*
 		kgo.ConsumeStartOffset(kgo.NewOffset().AtStart()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
+		// A member that crashed holds its partition until its session times
+		// out; with the stream on one partition that stops the subscription,
+		// so 10 s rather than Kafka's 45 s (brokers accept 6 s and more).
+		kgo.SessionTimeout(10*time.Second),
+		kgo.HeartbeatInterval(time.Second),
 		// Rebalancing waits while a poll's records are being tracked, so that
 		// no record of a partition revoked meanwhile is tracked again.
 		kgo.BlockRebalanceOnPoll(),

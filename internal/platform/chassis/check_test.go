@@ -37,7 +37,7 @@ func TestCheck(t *testing.T) {
 		{"FOLIO_BROKER_STALE_AFTER", "0s", "FOLIO_BROKER_STALE_AFTER"},
 		{"FOLIO_SHUTDOWN_TIMEOUT", "0s", "FOLIO_SHUTDOWN_TIMEOUT"},
 		{"FOLIO_DISCOVERY", "consul", "FOLIO_DISCOVERY"},
-		{"FOLIO_BROKER", "kafka", "kafka"},
+		{"FOLIO_BROKER", "pulsar", "FOLIO_BROKER"},
 		{"FOLIO_EVENTS_PREFIX", "folio.events", "prefix"},
 		{"FOLIO_EVENTS_MAX_AGE", "1s", "FOLIO_EVENTS_MAX_AGE"},
 	} {
