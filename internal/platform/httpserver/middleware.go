@@ -2,14 +2,17 @@ package httpserver
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/google/uuid"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
@@ -200,6 +203,10 @@ func wrap(next http.Handler, log *slog.Logger, in *instruments, accessLog bool, 
 		}()
 
 		if r.ContentLength > MaxBodyBytes {
+			if isRPC(r) {
+				_ = rpcErrors.Write(sw, r, connect.NewError(connect.CodeResourceExhausted, errors.New("request bodies are limited to 1 MiB")))
+				return
+			}
 			problem.Write(sw, r, problem.Problem{Type: problem.TypeTooLarge, Status: http.StatusRequestEntityTooLarge,
 				Detail: "request bodies are limited to 1 MiB"})
 			return
@@ -214,6 +221,18 @@ func wrap(next http.Handler, log *slog.Logger, in *instruments, accessLog bool, 
 		}
 		next.ServeHTTP(sw, r)
 	})
+}
+
+// rpcErrors writes an error in the protocol of an RPC call (gRPC, gRPC-Web,
+// Connect), which a client of it reads where it could not read a problem.
+var rpcErrors = connect.NewErrorWriter()
+
+// isRPC reports whether r is an RPC call: a procedure's path ("/pkg.Service/Method",
+// which no REST route has) in a protocol Connect speaks.
+func isRPC(r *http.Request) bool {
+	service, method, ok := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	return ok && method != "" && !strings.Contains(method, "/") &&
+		strings.Contains(service, ".") && !strings.HasPrefix(service, ".") && rpcErrors.IsSupported(r)
 }
 
 // accessLine logs the request's access log line. It is what log.LogAttrs would

@@ -290,6 +290,32 @@ func TestBodyLimit(t *testing.T) {
 	}
 }
 
+// TestBodyLimitOfAnRPC: an RPC call over the limit is refused in its own protocol
+// (a Connect client reads a problem as UNKNOWN), while a REST request with the same
+// content type still gets the problem.
+func TestBodyLimitOfAnRPC(t *testing.T) {
+	c := newChassis(t)
+	big := strings.Repeat("x", httpserver.MaxBodyBytes+1)
+	for _, tc := range []struct {
+		path, contentType string
+		status            int
+		wantRPC           bool
+	}{
+		{"/folio.book.v1.BookService/CreateBook", "application/json", http.StatusTooManyRequests, true}, // Connect: RESOURCE_EXHAUSTED is 429
+		{"/folio.book.v1.BookService/CreateBook", "application/proto", http.StatusTooManyRequests, true},
+		{"/echo", "application/json", http.StatusRequestEntityTooLarge, false},
+		{"/.well-known/x/y", "application/json", http.StatusRequestEntityTooLarge, false},
+	} {
+		req := httptest.NewRequest(http.MethodPost, tc.path, strings.NewReader(big))
+		req.Header.Set("Content-Type", tc.contentType)
+		resp := c.do(t, req)
+		b := body(t, resp)
+		if resp.StatusCode != tc.status || tc.wantRPC != strings.Contains(string(b), `"code":"resource_exhausted"`) {
+			t.Errorf("%s %s: %d %s, want %d (an RPC error: %v)", tc.path, tc.contentType, resp.StatusCode, b, tc.status, tc.wantRPC)
+		}
+	}
+}
+
 func TestOperationalEndpoints(t *testing.T) {
 	c := newChassis(t)
 	for _, path := range []string{"/healthz", "/readyz", "/openapi.json"} {
