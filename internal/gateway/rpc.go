@@ -1,9 +1,7 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"log/slog"
 	"maps"
@@ -193,44 +191,23 @@ func (rpcRefusals) rateLimited(w http.ResponseWriter, r *http.Request, wait time
 		errors.New("too many requests; retry after the time in Retry-After")))
 }
 
-// authorize lets authn.Verifier.Authorize decide (and count the failure in its
-// metrics) into a kept answer, then answers its 401 or 403 as UNAUTHENTICATED or
-// PERMISSION_DENIED, with the same message and WWW-Authenticate.
+// authorize answers authn's refusal as UNAUTHENTICATED or PERMISSION_DENIED, with
+// the REST answer's message and WWW-Authenticate.
 func (rpcRefusals) authorize(w http.ResponseWriter, r *http.Request, v *authn.Verifier, need authn.Access, id *authn.Identity, err error) bool {
-	var kept keptAnswer
-	if v.Authorize(&kept, r, need, id, err) {
+	refusal := v.Decide(need, id, err)
+	if refusal == nil {
 		return true
 	}
-	var p problem.Problem
-	_ = json.Unmarshal(kept.body.Bytes(), &p)
 	code := connect.CodeUnauthenticated
-	if kept.status == http.StatusForbidden {
+	if refusal.Forbidden {
 		code = connect.CodePermissionDenied
+	} else {
+		// A header, not a trailer of the gRPC answer: HTTP forbids it there.
+		w.Header().Set("WWW-Authenticate", refusal.Challenge)
 	}
-	// A header, not a trailer of the gRPC answer: HTTP forbids it there.
-	if h := kept.Header().Get("WWW-Authenticate"); h != "" {
-		w.Header().Set("WWW-Authenticate", h)
-	}
-	_ = rpcErrors.Write(w, r, connect.NewError(code, errors.New(p.Detail)))
+	_ = rpcErrors.Write(w, r, connect.NewError(code, errors.New(refusal.Detail)))
 	return false
 }
-
-// keptAnswer is a ResponseWriter that keeps what it is told, to be answered again
-// in another form.
-type keptAnswer struct {
-	header http.Header
-	status int
-	body   bytes.Buffer
-}
-
-func (k *keptAnswer) Header() http.Header {
-	if k.header == nil {
-		k.header = http.Header{}
-	}
-	return k.header
-}
-func (k *keptAnswer) WriteHeader(status int)      { k.status = status }
-func (k *keptAnswer) Write(b []byte) (int, error) { return k.body.Write(b) }
 
 // rpcProxyError answers a call that could not be forwarded in the caller's
 // protocol, as proxyError answers a REST request: RESOURCE_EXHAUSTED for a request

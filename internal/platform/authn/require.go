@@ -54,37 +54,54 @@ func (v *Verifier) authenticate(ctx context.Context, authorization string) (*Ide
 	return &id, nil
 }
 
-// Authorize decides whether a request may go on, given its identity (nil when
-// anonymous) and the error its token gave. A token that was sent must be valid even
-// where none is needed, so that a client learns its token is bad rather than being
-// served as anonymous. When the request may not go on, Authorize answers it with a
-// 401 or 403 problem and returns false.
-func (v *Verifier) Authorize(w http.ResponseWriter, r *http.Request, need Access, id *Identity, err error) bool {
-	switch {
-	case err != nil:
-		v.unauthorized(w, r, err)
-		return false
-	case need != Public && id == nil:
-		v.unauthorized(w, r, errMissingToken)
-		return false
-	case id != nil && !need.Allows(id.Roles):
-		v.metrics.authFailures.WithLabelValues("forbidden").Inc()
-		problem.Write(w, r, problem.Problem{Type: TypeForbidden, Status: http.StatusForbidden,
-			Detail: "your roles do not allow this request"})
-		return false
-	}
-	return true
+// Refusal is why a request may not go on: a token whose roles do not allow it
+// (Forbidden: 403, PERMISSION_DENIED), or no valid token where one is needed (401,
+// UNAUTHENTICATED, with Challenge as its WWW-Authenticate). Detail is safe to show.
+type Refusal struct {
+	Forbidden bool
+	Detail    string
+	Challenge string
 }
 
-func (v *Verifier) unauthorized(w http.ResponseWriter, r *http.Request, err error) {
+// Decide decides whether a request may go on, given its identity (nil when
+// anonymous) and the error its token gave: nil when it may, else the refusal,
+// counted in the failure metrics. A token that was sent must be valid even where
+// none is needed, so that a client learns its token is bad rather than being
+// served as anonymous. Every transport answers the same decision its own way.
+func (v *Verifier) Decide(need Access, id *Identity, err error) *Refusal {
+	switch {
+	case err != nil:
+	case need != Public && id == nil:
+		err = errMissingToken
+	case id != nil && !need.Allows(id.Roles):
+		v.metrics.authFailures.WithLabelValues("forbidden").Inc()
+		return &Refusal{Forbidden: true, Detail: "your roles do not allow this request"}
+	default:
+		return nil
+	}
 	reason, detail := FailureReason(err)
 	v.metrics.authFailures.WithLabelValues(reason).Inc()
+	challenge := `Bearer error="invalid_token"`
 	if reason == "missing" {
-		w.Header().Set("WWW-Authenticate", "Bearer")
-	} else {
-		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		challenge = "Bearer"
 	}
-	problem.Write(w, r, problem.Problem{Type: TypeUnauthorized, Status: http.StatusUnauthorized, Detail: detail})
+	return &Refusal{Detail: detail, Challenge: challenge}
+}
+
+// Authorize answers Decide's refusal of a request with a 401 or 403 problem and
+// returns false, or returns true when the request may go on.
+func (v *Verifier) Authorize(w http.ResponseWriter, r *http.Request, need Access, id *Identity, err error) bool {
+	refusal := v.Decide(need, id, err)
+	switch {
+	case refusal == nil:
+		return true
+	case refusal.Forbidden:
+		problem.Write(w, r, problem.Problem{Type: TypeForbidden, Status: http.StatusForbidden, Detail: refusal.Detail})
+	default:
+		w.Header().Set("WWW-Authenticate", refusal.Challenge)
+		problem.Write(w, r, problem.Problem{Type: TypeUnauthorized, Status: http.StatusUnauthorized, Detail: refusal.Detail})
+	}
+	return false
 }
 
 // Require serves next only requests whose token satisfies need, with the verified

@@ -59,17 +59,12 @@ func (i *interceptor) check(ctx context.Context, procedure, authorization string
 		need = Admin
 	}
 	id, err := i.v.authenticate(ctx, authorization)
-	switch {
-	case err == nil && need != Public && id == nil:
-		err = errMissingToken
-	case err == nil && id != nil && !need.Allows(id.Roles):
-		i.v.metrics.authFailures.WithLabelValues("forbidden").Inc()
-		return ctx, connect.NewError(connect.CodePermissionDenied, errors.New("your roles do not allow this request"))
-	}
-	if err != nil {
-		reason, detail := FailureReason(err)
-		i.v.metrics.authFailures.WithLabelValues(reason).Inc()
-		return ctx, connect.NewError(connect.CodeUnauthenticated, errors.New(detail))
+	if refusal := i.v.Decide(need, id, err); refusal != nil {
+		code := connect.CodeUnauthenticated
+		if refusal.Forbidden {
+			code = connect.CodePermissionDenied
+		}
+		return ctx, connect.NewError(code, errors.New(refusal.Detail))
 	}
 	if id != nil {
 		ctx = NewContext(ctx, *id)
