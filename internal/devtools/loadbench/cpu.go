@@ -8,7 +8,7 @@ import (
 
 // watchedNames names the processes whose CPU use is reported, in the order of
 // (*system).watched.
-var watchedNames = []string{"load generator", "ceiling", "book", "author", "gateway", "nginx", "nats"}
+var watchedNames = []string{"load generator", "ceiling", "book", "author", "author-grpc", "gateway", "nginx", "nats"}
 
 // watchedProc is a process whose CPU use is reported: pid 0 is one not running;
 // with children, the CPU of its child processes is counted too (nginx's workers).

@@ -93,7 +93,11 @@ type settings struct {
 // GET /books/{id} directly, directly with the admin's bearer token (which the book
 // service verifies), through the gateway with the token and through nginx,
 // GET /books?genre=X&limit=20, GET /authors/books?genre=X directly and through the
-// gateway with the token, and POST /books directly with the token. It reports the
+// gateway with the token, and POST /books directly with the token. Beside those, it
+// measures REST against gRPC: GET /authors/books?genre=X again on a second author
+// service that calls book over gRPC (see startAuthorGRPC), and GET /books/{id}
+// against GetBook (folio.book.v1.BookService) with one load generator for both, the
+// Go load client (ClientEnv), whatever -load says, since wrk speaks no gRPC. It reports the
 // proxies' cost as throughput through them as a fraction of direct and the p50 and
 // p99 latency added, and the cost of the book service's token verification as the
 // difference between the reads with and without the token. The processes are
@@ -111,7 +115,8 @@ type settings struct {
 // learns every child's address: no port is picked for a child and released before
 // the child binds it, but for the author service's (which book must be told before
 // it starts; both start again when someone else took it) and nginx's (which cannot
-// report one; it starts again on another when its port was taken). A program that calls Run must therefore route those same
+// report one; it starts again on another when its port was taken). The Go load
+// client is started the same way, with ClientEnv set. A program that calls Run must therefore route those same
 // arguments back to Run (cmd/folio does: the child is `folio bench ...`), and a
 // test binary that calls Run must do it from TestMain.
 func Run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -120,6 +125,9 @@ func Run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	if addr := os.Getenv(NATSAddrEnv); addr != "" {
 		return serveNATS(ctx, addr, os.Getenv(NATSDirEnv), os.Getenv("FOLIO_ADDR_FILE"))
+	}
+	if spec := os.Getenv(ClientEnv); spec != "" {
+		return serveClient(ctx, spec, stdout)
 	}
 	s, err := parseFlags(args, stdout)
 	if errors.Is(err, flag.ErrHelp) {
@@ -215,6 +223,11 @@ func parseFlags(args []string, out io.Writer) (settings, error) {
 	return s, nil
 }
 
+// selects reports whether -match lets the endpoint labelled label be measured.
+func (s settings) selects(label string) bool {
+	return s.match == nil || label == labelCeiling || s.match.MatchString(label)
+}
+
 // run is Run for the benchmark proper.
 func run(ctx context.Context, s settings, stdout io.Writer) (err error) {
 	dir, err := os.MkdirTemp("", "folio-bench-")
@@ -295,6 +308,15 @@ func runEndpoints(ctx context.Context, s settings, dir string, progs map[string]
 		len(genres), data.perGenre)
 	fmt.Fprintf(stdout, "gateway:  logged in as %s through the gateway (POST /auth/token); rate limit %s/s, burst %s\n",
 		benchAdminEmail, gatewayRateLimit, gatewayRateBurst)
+	if s.selects(labelAuthorsBooksGRPC) {
+		if err := sys.startAuthorGRPC(ctx, dir, progs, data); err != nil {
+			return fmt.Errorf("bench: %w", err)
+		}
+		fmt.Fprintln(stdout, "gRPC:     a second author service with FOLIO_BOOK_TRANSPORT=grpc, on a copy of the first's database once its book counts were complete")
+	}
+	if s.selects(labelBookGetGoREST) || s.selects(labelBookGetGoGRPC) || s.selects(labelBookGetGoGzip) {
+		fmt.Fprintf(stdout, "client:   the Go load client, a separate process, %d connections (HTTP/1.1 keep-alive, or gRPC with the Connect client over h2c), reading every book id in turn\n", s.workers)
+	}
 	if sys.nginxURL == "" {
 		fmt.Fprintf(stdout, "nginx:    nginx comparison skipped: %s\n", sys.nginxSkipped)
 	} else {
@@ -306,6 +328,7 @@ func runEndpoints(ctx context.Context, s settings, dir string, progs map[string]
 		return fmt.Errorf("bench: %w", err)
 	}
 	report(stdout, results, sys)
+	reportTransports(stdout, results)
 	reportProfiles(stdout, results)
 	return nil
 }

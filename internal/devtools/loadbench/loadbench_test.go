@@ -18,11 +18,11 @@ import (
 	"folio/internal/devtools/localbuild"
 )
 
-// TestMain lets this test binary be the ceiling and the NATS server that Run starts
-// by running its own executable again with loadbench.CeilingEnv or
-// loadbench.NATSAddrEnv set.
+// TestMain lets this test binary be the ceiling, the NATS server and the Go load
+// client that Run starts by running its own executable again with
+// loadbench.CeilingEnv, loadbench.NATSAddrEnv or loadbench.ClientEnv set.
 func TestMain(m *testing.M) {
-	if os.Getenv(loadbench.CeilingEnv) != "" || os.Getenv(loadbench.NATSAddrEnv) != "" {
+	if os.Getenv(loadbench.CeilingEnv) != "" || os.Getenv(loadbench.NATSAddrEnv) != "" || os.Getenv(loadbench.ClientEnv) != "" {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		err := loadbench.Run(ctx, nil, os.Stdout)
 		stop()
@@ -70,6 +70,88 @@ func TestRunWrk(t *testing.T) {
 	}
 }
 
+// TestRunRESTVersusGRPC runs only the rows that compare REST with gRPC, with wrk
+// for the genre calls and the Go load client for the reads of one book: the second
+// author service (FOLIO_BOOK_TRANSPORT=grpc) must start with the first's authors
+// and book counts (Run fails otherwise) and answer only 2xx, GetBook must answer
+// every seeded id with its book, and the comparison must have a figure in each cell.
+func TestRunRESTVersusGRPC(t *testing.T) {
+	needServices(t)
+	if _, err := exec.LookPath("wrk"); err != nil {
+		if os.Getenv("FOLIO_REQUIRE_INTEGRATION") != "" {
+			t.Fatal("FOLIO_REQUIRE_INTEGRATION is set and wrk is not on PATH")
+		}
+		t.Skip("no wrk on PATH (Debian: apt-get install wrk)")
+	}
+	out := runBench(t, "-load", "wrk", "-only", "endpoints", "-match", `^GET /authors/books|Go client`,
+		"-duration", "1s", "-warmup", "1s", "-workers", "4", "-authors", "5", "-books", "50")
+	t.Logf("output:\n%s", out)
+	for _, label := range []string{"ceiling GET /", "GET /authors/books?genre=X", "GET /authors/books?genre=X, author→book over gRPC",
+		"GET /books/{id} (REST, Go client)", "GetBook (gRPC, Go client)", "GetBook (gRPC, gzip accepted, Go client)"} {
+		checkRow(t, out, label)
+	}
+	for _, unmatched := range []string{"GET /books/{id}  ", "gateway GET /authors/books?genre=X"} {
+		if strings.Contains(out, "\n"+unmatched) {
+			t.Errorf("-match measured %q too", unmatched)
+		}
+	}
+	_, table, ok := strings.Cut(out, "REST versus gRPC, in this run")
+	if !ok {
+		t.Fatal("the report has no REST versus gRPC table")
+	}
+	for _, call := range []struct {
+		name      string
+		hasAuthor bool
+	}{
+		{"genre call, author→book over HTTP/JSON", true},
+		{"genre call, author→book over gRPC", true},
+		{"GET /books/{id} (REST, Go client)", false},
+		{"GetBook (gRPC, Go client)", false},
+		{"GetBook (gRPC, gzip accepted, Go client)", false},
+	} {
+		row := findRow(table, call.name)
+		// call, then: 2xx/s, p50, p99, book, author, services, load generator
+		if len(row) != 7 {
+			t.Errorf("REST versus gRPC: row %q has %d columns, want 7: %q", call.name, len(row), row)
+			continue
+		}
+		for i, cell := range row {
+			if i == 4 && !call.hasAuthor {
+				if cell != "-" {
+					t.Errorf("REST versus gRPC: %s has an author figure, %s, though no author service serves it", call.name, cell)
+				}
+				continue
+			}
+			if n, err := strconv.ParseFloat(strings.TrimSuffix(cell, "ms"), 64); err != nil || n < 0 || (i == 0 && n <= 0) {
+				t.Errorf("REST versus gRPC: %s: column %d is %q, want a figure", call.name, i+1, cell)
+			}
+		}
+	}
+}
+
+// checkRow checks that the report has a row for label with a rate and only 2xx
+// answers, and returns its fields after the label.
+func checkRow(t *testing.T, out, label string) []string {
+	t.Helper()
+	row := findRow(out, label)
+	if row == nil {
+		t.Errorf("no row for %s in the report", label)
+		return nil
+	}
+	// endpoint, then: requests, req/s, p50, p99, success, vs ceiling, answer size
+	if len(row) != 7 {
+		t.Errorf("row for %s has %d columns after the label, want 7: %q", label, len(row), row)
+		return nil
+	}
+	if rate, err := strconv.ParseFloat(row[1], 64); err != nil || rate <= 0 {
+		t.Errorf("%s: req/s is %q, want a positive number", label, row[1])
+	}
+	if row[4] != "100.00%" {
+		t.Errorf("%s: success is %s, want 100.00%%", label, row[4])
+	}
+	return row
+}
+
 // needServices skips the test with -short, and where the services cannot be built.
 func needServices(t *testing.T) {
 	t.Helper()
@@ -106,6 +188,8 @@ func checkEndpoints(t *testing.T, out string) {
 	labels := []string{
 		"ceiling GET /", "GET /books/{id}", "GET /books/{id} with a bearer token", "gateway GET /books/{id}", "GET /books?genre=X&limit=20",
 		"GET /authors/books?genre=X", "gateway GET /authors/books?genre=X", "POST /books",
+		"GET /authors/books?genre=X, author→book over gRPC", "GET /books/{id} (REST, Go client)", "GetBook (gRPC, Go client)",
+		"GetBook (gRPC, gzip accepted, Go client)",
 	}
 	if _, err := exec.LookPath("nginx"); err == nil {
 		labels = append(labels, "nginx GET /books/{id}")
@@ -113,22 +197,7 @@ func checkEndpoints(t *testing.T, out string) {
 		t.Errorf("no nginx on PATH, and the report does not say the nginx comparison was skipped")
 	}
 	for _, label := range labels {
-		row := findRow(out, label)
-		if row == nil {
-			t.Errorf("no row for %s in the report", label)
-			continue
-		}
-		// endpoint, then: requests, req/s, p50, p99, success, vs ceiling, answer size
-		if len(row) != 7 {
-			t.Errorf("row for %s has %d columns after the label, want 7: %q", label, len(row), row)
-			continue
-		}
-		if rate, err := strconv.ParseFloat(row[1], 64); err != nil || rate <= 0 {
-			t.Errorf("%s: req/s is %q, want a positive number", label, row[1])
-		}
-		if row[4] != "100.00%" {
-			t.Errorf("%s: success is %s, want 100.00%%", label, row[4])
-		}
+		checkRow(t, out, label)
 	}
 	want := []string{"machine:", "command:", "seeding:", "targets", "through the gateway", "via/direct",
 		"GET /authors/books?genre=X   >= 8% of ceiling or >= 3000 2xx/s, p99 <= 50.00ms",

@@ -31,6 +31,14 @@ const (
 	labelAuthorsBooks = "GET /authors/books?genre=X"
 	labelBookCreate   = "POST /books"
 
+	// The same reads and calls over gRPC beside REST: GET /authors/books of an
+	// author service that calls book over gRPC (FOLIO_BOOK_TRANSPORT=grpc), and
+	// GET /books/{id} beside GetBook, both with the Go load client (wrk speaks no gRPC).
+	labelAuthorsBooksGRPC = "GET /authors/books?genre=X, author→book over gRPC"
+	labelBookGetGoREST    = "GET /books/{id} (REST, Go client)"
+	labelBookGetGoGRPC    = "GetBook (gRPC, Go client)"
+	labelBookGetGoGzip    = "GetBook (gRPC, gzip accepted, Go client)"
+
 	labelGatewayBookGet      = "gateway GET /books/{id}"
 	labelNginxBookGet        = "nginx GET /books/{id}"
 	labelGatewayAuthorsBooks = "gateway GET /authors/books?genre=X"
@@ -67,7 +75,8 @@ const gatewayVsNginx = 0.8
 
 // endpoint is one thing measured: requests of one method to base, each to the next
 // of paths in turn (so that caches and coalescing see the spread a real load has),
-// or, for POST /books, a new book each.
+// or, for POST /books, a new book each; or, with client set, the reads of the
+// books ids by the Go load client, whatever -load says.
 type endpoint struct {
 	label  string
 	method string
@@ -75,6 +84,9 @@ type endpoint struct {
 	paths  []string
 	header http.Header
 	create bool // POST /books: each request a new book with its own ISBN (dataset.newBook)
+
+	client string   // clientREST or clientGRPC: driven by the Go load client (goclient.go)
+	ids    []string // the book ids the Go load client reads, in turn
 }
 
 // targeter returns the requests of e for vegeta, taking paths in turn from a shuffled start.
@@ -120,15 +132,18 @@ func measureAll(ctx context.Context, s settings, dir string, sys *system, d *dat
 
 	var results []result
 	for _, e := range endpoints(sys, d, token) {
-		if s.match != nil && e.label != labelCeiling && !s.match.MatchString(e.label) {
+		if !s.selects(e.label) {
 			continue
 		}
 		fmt.Fprintf(progress, "measuring %s ...\n", e.label)
 		var r result
 		var err error
-		if s.load == loadWrk {
+		switch {
+		case e.client != "":
+			r, err = measureGoClient(ctx, s, dir, sys, e)
+		case s.load == loadWrk:
 			r, err = measureWrk(ctx, s, dir, sys, e, d)
-		} else {
+		default:
 			r, err = measure(ctx, s, sys, client, e, d)
 		}
 		if err != nil {
@@ -168,18 +183,28 @@ func endpoints(sys *system, d *dataset, token string) []endpoint {
 	get := func(label, base string, paths []string, h http.Header) endpoint {
 		return endpoint{label: label, method: http.MethodGet, base: base, paths: paths, header: h}
 	}
+	goClient := func(label, protocol string) endpoint {
+		return endpoint{label: label, base: sys.bookURL, client: protocol, ids: ids}
+	}
 	list := []endpoint{
 		get(labelCeiling, sys.ceilingURL, []string{"/"}, nil),
 		get(labelBookGet, sys.bookURL, bookPaths, nil),
+		goClient(labelBookGetGoREST, clientREST),
+		goClient(labelBookGetGoGRPC, clientGRPC),
+		goClient(labelBookGetGoGzip, clientGRPCGzip),
 		get(labelBookGetToken, sys.bookURL, bookPaths, authHeader),
 		get(labelGatewayBookGet, sys.gatewayURL, bookPaths, authHeader),
 	}
 	if sys.nginxURL != "" {
 		list = append(list, get(labelNginxBookGet, sys.nginxURL, bookPaths, nil))
 	}
-	return append(list,
+	list = append(list,
 		get(labelBookList, sys.bookURL, listPaths, nil),
-		get(labelAuthorsBooks, sys.authorURL, genrePaths, nil),
+		get(labelAuthorsBooks, sys.authorURL, genrePaths, nil))
+	if sys.authorGRPCURL != "" {
+		list = append(list, get(labelAuthorsBooksGRPC, sys.authorGRPCURL, genrePaths, nil))
+	}
+	return append(list,
 		get(labelGatewayAuthorsBooks, sys.gatewayURL, genrePaths, authHeader),
 		// Last, as it grows the database the other endpoints read.
 		endpoint{label: labelBookCreate, method: http.MethodPost, base: sys.bookURL, paths: []string{"/books"},
@@ -248,7 +273,8 @@ func report(w io.Writer, results []result, sys *system) {
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w, "\nreq/s counts every answer; success is the share of 2xx answers; vs ceiling compares 2xx answers per second;")
-	fmt.Fprintln(w, "answer size is the mean body size with vegeta, the mean bytes read per answer, headers included, with wrk.")
+	fmt.Fprintln(w, "answer size is the mean body size with vegeta, the mean bytes read per answer, headers included, with wrk;")
+	fmt.Fprintln(w, "with the Go client, the mean payload: the JSON body over REST, the protobuf message over gRPC.")
 
 	for _, r := range results {
 		if r.ok == r.m.Requests {

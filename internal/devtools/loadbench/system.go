@@ -311,8 +311,14 @@ type system struct {
 	auth, gateway, nginx           *proc
 	broker                         *brokerSetup // the services' broker, stopped (NATS) or cleaned (RabbitMQ) last
 
-	// profilers are the profilers' URLs of book, author and the gateway, by name,
-	// when the system was started to be profiled.
+	// authorGRPC is a second author service, on a copy of the first's database,
+	// that calls book over gRPC (startAuthorGRPC); nil, and its URL "", when no
+	// endpoint measured needs it.
+	authorGRPC    *proc
+	authorGRPCURL string
+
+	// profilers are the profilers' URLs of book, author, the gateway and the
+	// author over gRPC, by name, when the system was started to be profiled.
 	profilers map[string]string
 }
 
@@ -374,7 +380,7 @@ func (sys *system) startBookAndAuthor(ctx context.Context, dir string, progs map
 		func(attempt int, addr, bookURL string) (*proc, httpserver.Addrs, error) {
 			return startReporting(ctx, dir, attemptName("author", attempt), progs["author"], nil, slices.Concat([]string{
 				"FOLIO_HTTP_ADDR=" + addr,
-				"FOLIO_DATA_DIR=" + filepath.Join(dir, "author-data"),
+				"FOLIO_DATA_DIR=" + filepath.Join(dir, authorDataDir),
 				"FOLIO_BOOK_URL=" + bookURL,
 			}, trust, b.env(), sys.profilerEnv()))
 		})
@@ -560,6 +566,7 @@ func (sys *system) watched() []watchedProc {
 		{pid: pid(sys.ceiling)},
 		{pid: pid(sys.book)},
 		{pid: pid(sys.author)},
+		{pid: pid(sys.authorGRPC)},
 		{pid: pid(sys.gateway)},
 		{pid: pid(sys.nginx), children: true},
 		{pid: pid(sys.broker.natsProc())},
@@ -570,7 +577,7 @@ func (sys *system) watched() []watchedProc {
 // those that had exited by themselves before.
 func (sys *system) stop() error {
 	var errs []error
-	procs := []*proc{sys.ceiling, sys.nginx, sys.gateway, sys.auth, sys.author, sys.book}
+	procs := []*proc{sys.ceiling, sys.nginx, sys.gateway, sys.auth, sys.authorGRPC, sys.author, sys.book}
 	for _, p := range procs {
 		if p != nil {
 			errs = append(errs, p.exitedEarly())
