@@ -11,10 +11,14 @@ import (
 var watchedNames = []string{"load generator", "ceiling", "book", "author", "author-grpc", "gateway", "nginx", "nats"}
 
 // watchedProc is a process whose CPU use is reported: pid 0 is one not running;
-// with children, the CPU of its child processes is counted too (nginx's workers).
+// with children, the CPU of its child processes is counted too (nginx's workers);
+// with reaped, that of its children that have exited and been waited for (the
+// benchmark's own: the wrk or Go client run measured, whose CPU would otherwise
+// count as other programs').
 type watchedProc struct {
 	pid      int
 	children bool
+	reaped   bool
 }
 
 // busyOthers is the CPU use, in cores, by other programs above which the report
@@ -64,7 +68,7 @@ func sampleCPU(watched []watchedProc) cpuSample {
 	if entries, err := os.ReadDir("/proc"); err == nil {
 		for _, e := range entries {
 			if name := e.Name(); name[0] >= '1' && name[0] <= '9' {
-				ticks, kthread, ppid := procTicks(name)
+				ticks, _, kthread, ppid := procTicks(name)
 				if kthread {
 					s.kernel += ticks
 				} else {
@@ -78,37 +82,43 @@ func sampleCPU(watched []watchedProc) cpuSample {
 			s.procs = append(s.procs, 0)
 			continue
 		}
-		ticks, _, _ := procTicks(strconv.Itoa(w.pid))
+		ticks, reaped, _, _ := procTicks(strconv.Itoa(w.pid))
 		if w.children {
 			ticks += childTicks[w.pid]
+		}
+		if w.reaped {
+			ticks += reaped
 		}
 		s.procs = append(s.procs, ticks)
 	}
 	return s
 }
 
-// procTicks returns the user and system CPU ticks used by the process, or 0,
-// whether it is a kernel thread, and its parent's pid.
-func procTicks(pid string) (ticks uint64, kthread bool, ppid int) {
+// procTicks returns the user and system CPU ticks used by the process, or 0, those
+// of its children that have exited and been waited for, whether it is a kernel
+// thread, and its parent's pid.
+func procTicks(pid string) (ticks, reaped uint64, kthread bool, ppid int) {
 	b, err := os.ReadFile("/proc/" + pid + "/stat")
 	if err != nil {
-		return 0, false, 0
+		return 0, 0, false, 0
 	}
 	// The command name (field 2) may hold spaces; the fields after it do not.
 	_, rest, ok := strings.Cut(string(b), ") ")
 	if !ok {
-		return 0, false, 0
+		return 0, 0, false, 0
 	}
 	f := strings.Fields(rest)
-	if len(f) < 13 {
-		return 0, false, 0
+	if len(f) < 15 {
+		return 0, 0, false, 0
 	}
 	const pfKthread = 0x00200000 // PF_KTHREAD in the flags field
 	flags, _ := strconv.ParseUint(f[6], 10, 64)
 	utime, _ := strconv.ParseUint(f[11], 10, 64)
 	stime, _ := strconv.ParseUint(f[12], 10, 64)
+	cutime, _ := strconv.ParseUint(f[13], 10, 64)
+	cstime, _ := strconv.ParseUint(f[14], 10, 64)
 	ppid, _ = strconv.Atoi(f[1])
-	return utime + stime, flags&pfKthread != 0, ppid
+	return utime + stime, cutime + cstime, flags&pfKthread != 0, ppid
 }
 
 // cpuUse is how much CPU each process watched, and everything else on the machine,

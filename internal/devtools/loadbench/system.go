@@ -562,7 +562,7 @@ func (sys *system) watched() []watchedProc {
 		return p.pid
 	}
 	return []watchedProc{
-		{pid: os.Getpid()},
+		{pid: os.Getpid(), reaped: true},
 		{pid: pid(sys.ceiling)},
 		{pid: pid(sys.book)},
 		{pid: pid(sys.author)},
