@@ -2,11 +2,14 @@ package broker
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
 	"net"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -29,6 +32,26 @@ type Config struct {
 	// KafkaBrokers are the Kafka seed brokers, host:port, comma-separated: the
 	// client learns the rest of the cluster from them.
 	KafkaBrokers string `env:"FOLIO_KAFKA_BROKERS" envDefault:"127.0.0.1:9092"`
+	// KafkaTLS turns TLS on for Kafka, checking the brokers against the
+	// system's roots; KafkaCA, KafkaCert and KafkaKey turn it on too, and
+	// FOLIO_KAFKA_TLS=false does not turn it off then.
+	KafkaTLS bool `env:"FOLIO_KAFKA_TLS"`
+	// KafkaCA is a PEM file of the CA that signed the brokers' certificates
+	// (without it, the system's roots).
+	KafkaCA string `env:"FOLIO_KAFKA_CA"`
+	// KafkaCert and KafkaKey are a client certificate, for brokers that verify
+	// clients (ssl.client.auth=required).
+	KafkaCert string `env:"FOLIO_KAFKA_CERT"`
+	KafkaKey  string `env:"FOLIO_KAFKA_KEY" mask:"true"`
+	// KafkaSASL is the SASL mechanism: scram-sha-512, scram-sha-256 or plain
+	// (plain only over TLS); empty, none.
+	KafkaSASL string `env:"FOLIO_KAFKA_SASL"`
+	// KafkaUser and KafkaPassword are the SASL credential; the password may be
+	// read from KafkaPasswordFile instead, so that it need not sit in the
+	// environment (a mounted secret).
+	KafkaUser         string `env:"FOLIO_KAFKA_USER"`
+	KafkaPassword     string `env:"FOLIO_KAFKA_PASSWORD" mask:"true"`
+	KafkaPasswordFile string `env:"FOLIO_KAFKA_PASSWORD_FILE"`
 	// NATS is the program's NATS credential and TLS settings, shared with its
 	// discovery connection.
 	NATS natsconn.Config
@@ -196,6 +219,9 @@ func (cfg Config) Validate() error {
 			return fmt.Errorf("broker: FOLIO_EVENTS_STREAM %q: a Kafka topic name has at most %d characters", cfg.Stream, kafkaMaxTopicLen)
 		}
 		if _, err := kafkaSeeds(cfg.KafkaBrokers); err != nil {
+			return err
+		}
+		if err := cfg.validateKafkaSecurity(); err != nil {
 			return err
 		}
 	}
@@ -389,4 +415,36 @@ func subjectMatches(filter, subject string) bool {
 		}
 	}
 	return len(ft) == len(st)
+}
+
+// clientTLS is the TLS configuration of a broker client: it trusts the CA in the
+// PEM file ca (empty: the system's roots) and, given certFile and keyFile, shows
+// that certificate. prefix names the settings in errors (FOLIO_KAFKA: _CA, _CERT
+// and _KEY), so that a typo in a path is refused at start rather than fall back
+// to the system's roots unnoticed. The server name is left to the client, which
+// takes it from each broker's address as it dials it.
+func clientTLS(prefix, ca, certFile, keyFile string) (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12}
+	if ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("broker: %s_CA: %w", prefix, err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("broker: %s_CA %s holds no PEM certificate", prefix, ca)
+		}
+		tc.RootCAs = pool
+	}
+	if (certFile == "") != (keyFile == "") {
+		return nil, fmt.Errorf("broker: %s_CERT and %s_KEY go together", prefix, prefix)
+	}
+	if certFile != "" {
+		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("broker: %s_CERT and %s_KEY: %w", prefix, prefix, err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }

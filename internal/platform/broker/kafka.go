@@ -91,10 +91,12 @@ type kafkaTransport struct {
 	cfg   Config
 	log   *slog.Logger
 	seeds []string
-	topic string
-	pub   *kgo.Client // the producer, also used for admin requests
-	adm   *kadm.Client
-	done  chan struct{} // closed by close
+	// security are the TLS and SASL options of every client.
+	security []kgo.Opt
+	topic    string
+	pub      *kgo.Client // the producer, also used for admin requests
+	adm      *kadm.Client
+	done     chan struct{} // closed by close
 
 	mu sync.Mutex
 	// topicReady says the topic exists; cleared when a publish finds it gone.
@@ -106,7 +108,11 @@ func openKafka(ctx context.Context, cfg Config, log *slog.Logger) (*kafkaTranspo
 	if err != nil {
 		return nil, err
 	}
-	t := &kafkaTransport{cfg: cfg, log: log, seeds: seeds, topic: cfg.Stream, done: make(chan struct{})}
+	security, err := kafkaSecurityOpts(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	t := &kafkaTransport{cfg: cfg, log: log, seeds: seeds, security: security, topic: cfg.Stream, done: make(chan struct{})}
 	t.pub, err = kgo.NewClient(t.clientOpts(
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		// Every record on partition 0: the stream's one order (see the top).
@@ -131,7 +137,7 @@ func openKafka(ctx context.Context, cfg Config, log *slog.Logger) (*kafkaTranspo
 
 // clientOpts are the options of every client of the transport, with more.
 func (t *kafkaTransport) clientOpts(more ...kgo.Opt) []kgo.Opt {
-	return append([]kgo.Opt{
+	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(t.seeds...),
 		kgo.ClientID("folio"),
 		kgo.WithLogger(kafkaLogger{t.log}),
@@ -139,7 +145,8 @@ func (t *kafkaTransport) clientOpts(more ...kgo.Opt) []kgo.Opt {
 		// 5 s): a broker back from an outage is found about as fast as
 		// NATS reconnects (natsconn's ReconnectWait). Folio's clients are few.
 		kgo.MetadataMinAge(time.Second),
-	}, more...)
+	}, t.security...)
+	return append(opts, more...)
 }
 
 // ensureTopic creates the topic unless it exists: one partition, the configured
@@ -161,11 +168,33 @@ func (t *kafkaTransport) ensureTopic(ctx context.Context) error {
 		err = nil
 		t.applyLimits(ctx)
 	}
+	if kafkaDenied(err) {
+		// A credential granted only to read and write the topic may not
+		// create it (least privilege: the operator did); Kafka refuses the
+		// creation whether or not the topic exists, so it is asked.
+		if exists, xerr := t.topicExists(ctx); xerr == nil && exists {
+			err = nil
+			if t.cfg.MaxAge.Set || t.cfg.MaxBytes.Set {
+				t.applyLimits(ctx) // says so if it may not
+			}
+		} else if xerr == nil {
+			err = fmt.Errorf("%w: the credential may not create the topic, and it does not exist: create it, or grant Create on it", err)
+		}
+	}
 	if err != nil {
 		return fmt.Errorf("topic %s: %w", t.topic, err)
 	}
 	t.topicReady = true
 	return nil
+}
+
+// ensureTopicWithin is ensureTopic bounded as in Open: a consumer whose
+// cluster does not answer, or drops it at authentication, says so every few
+// seconds rather than each time franz-go's own retries give up.
+func (t *kafkaTransport) ensureTopicWithin(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, kafkaOpenWait)
+	defer cancel()
+	return t.ensureTopic(ctx)
 }
 
 // kafkaRetentionMs is retention.ms for an age limit, where 0 is none (-1).
@@ -348,7 +377,7 @@ func (t *kafkaTransport) consume(ctx context.Context, s Subscription, deliver de
 	ctx, cancel := untilClosed(ctx, t.done)
 	defer cancel()
 	for ctx.Err() == nil {
-		if err := t.ensureTopic(ctx); err != nil {
+		if err := t.ensureTopicWithin(ctx); err != nil {
 			if ctx.Err() == nil {
 				t.log.Warn("cannot create the topic yet, will retry", "subscription", s.Name, "err", err)
 				pause(ctx, retryPause)
@@ -757,7 +786,7 @@ func (t *kafkaTransport) follow(ctx context.Context, subjects []string, since ti
 	ctx, cancel := untilClosed(ctx, t.done)
 	defer cancel()
 	for ctx.Err() == nil {
-		if err := t.ensureTopic(ctx); err != nil {
+		if err := t.ensureTopicWithin(ctx); err != nil {
 			if ctx.Err() == nil {
 				t.log.Warn("cannot follow yet, will retry", "subjects", subjects, "err", err)
 				pause(ctx, retryPause)

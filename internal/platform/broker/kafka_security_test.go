@@ -1,0 +1,573 @@
+package broker
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"folio/internal/platform/config"
+	"folio/internal/platform/polltest"
+)
+
+// testCA is a certificate authority made for one test.
+type testCA struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	file string // its certificate, PEM
+}
+
+func newTestCA(t *testing.T, name string) *testCA {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "ca.pem")
+	writeFile(t, file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	return &testCA{cert: cert, key: key, file: file}
+}
+
+// issue signs a certificate for usage (server or client) and hosts (IP
+// addresses or DNS names); it returns it, and the files of it and its key.
+func (ca *testCA) issue(t *testing.T, usage x509.ExtKeyUsage, hosts ...string) (cert tls.Certificate, certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: hosts[0]},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	writeFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	writeFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, certFile, keyFile
+}
+
+func writeFile(t *testing.T, path string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// serverTLS is a broker's TLS configuration with a certificate of ca for hosts.
+func serverTLS(t *testing.T, ca *testCA, hosts ...string) *tls.Config {
+	cert, _, _ := ca.issue(t, x509.ExtKeyUsageServerAuth, hosts...)
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+}
+
+// startSecureKafka starts a kfake cluster of three brokers with opts (TLS,
+// SASL, ACLs), closed when the test ends, and returns its seeds. Three, so
+// that the clients reach brokers they learn of from the seeds' metadata, and
+// each connection must be secured, not only the first.
+func startSecureKafka(t *testing.T, opts ...kfake.Opt) string {
+	t.Helper()
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(3)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return strings.Join(c.ListenAddrs(), ",")
+}
+
+// kafkaTestConfig is a configuration on seeds with a stream and prefix of the
+// test's own.
+func kafkaTestConfig(seeds string) Config {
+	suffix := strings.ToLower(rand.Text()[:10])
+	return Config{Kind: "kafka", KafkaBrokers: seeds, Stream: "FOLIO_TEST_" + strings.ToUpper(suffix), Prefix: "t" + suffix}
+}
+
+// openLogged opens a Broker with cfg that logs to log, closed when the test
+// ends.
+func openLogged(t *testing.T, cfg Config, log *logBuffer) *Broker {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	b, err := Open(ctx, cfg, slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})), prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close() })
+	return b
+}
+
+// tryPublish publishes one event under cfg's prefix, id id.
+func tryPublish(t *testing.T, b *Broker, cfg Config, id string) error {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	return b.Publish(ctx, Message{Subject: cfg.Prefix + ".book.created", ID: id, Body: []byte(`{}`)})
+}
+
+// delivered counts what a background Consume hands its handler.
+type delivered struct {
+	n   atomic.Int64
+	ids chan string
+}
+
+// consumeInBackground runs b.Consume of subscription name on everything under
+// cfg's prefix until the test ends.
+func consumeInBackground(t *testing.T, b *Broker, cfg Config, name string) *delivered {
+	d := &delivered{ids: make(chan string, 100)}
+	ctx, cancel := context.WithCancel(context.Background())
+	var done sync.WaitGroup
+	done.Go(func() {
+		_ = b.Consume(ctx, Subscription{Name: name, Subjects: []string{cfg.Prefix + ".>"}}, func(_ context.Context, m Message) error {
+			d.n.Add(1)
+			select {
+			case d.ids <- m.ID:
+			default:
+			}
+			return nil
+		})
+	})
+	t.Cleanup(func() { cancel(); done.Wait() })
+	return d
+}
+
+// refusedTwice waits until log has at least two lines holding all of what: a
+// consumer that says twice that it was refused has tried again after the
+// events were there, so what it has not delivered by then it was not given.
+func refusedTwice(t *testing.T, log *logBuffer, what ...string) {
+	t.Helper()
+	polltest.Until(t, fmt.Sprintf("the consumer refused twice (%q)", what), func() error {
+		n := 0
+		for _, line := range strings.Split(log.String(), "\n") {
+			if !slices.ContainsFunc(what, func(w string) bool { return !strings.Contains(line, w) }) {
+				n++
+			}
+		}
+		if n < 2 {
+			return fmt.Errorf("%d times so far; log:\n%s", n, log)
+		}
+		return nil
+	})
+}
+
+// kafkaSuperAdmin is an admin client of the superuser user (SCRAM-SHA-512) on
+// seeds, with opts (TLS).
+func kafkaSuperAdmin(t *testing.T, seeds, user, password string, opts ...kgo.Opt) *kadm.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(strings.Split(seeds, ",")...),
+		kgo.SASL(scram.Auth{User: user, Pass: password}.AsSha512Mechanism())}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return kadm.NewClient(cl)
+}
+
+// With SASL required, the right credential publishes and consumes, with
+// either SCRAM.
+func TestKafkaSASL(t *testing.T) {
+	for _, tt := range []struct{ mech, kfake string }{
+		{kafkaSASLScram512, "SCRAM-SHA-512"},
+		{kafkaSASLScram256, "SCRAM-SHA-256"},
+	} {
+		t.Run(tt.mech, func(t *testing.T) {
+			cfg := kafkaTestConfig(startSecureKafka(t, kfake.EnableSASL(), kfake.User(tt.kfake, "book", "s3cret")))
+			cfg.KafkaSASL, cfg.KafkaUser, cfg.KafkaPassword = strings.ToUpper(tt.mech), "book", "s3cret" // Kafka's own spelling is read too
+			b := openLogged(t, cfg, &logBuffer{})
+			if err := tryPublish(t, b, cfg, "evt-1"); err != nil {
+				t.Fatalf("publish with the right credential: %v", err)
+			}
+			if id := receiveID(t, consumeInBackground(t, b, cfg, "books")); id != "evt-1" {
+				t.Errorf("consumed %q, want evt-1", id)
+			}
+		})
+	}
+}
+
+// With SASL required, a wrong password, an unknown user or no credential is
+// refused: its publishes fail and are not written, and its consumer keeps
+// trying without being given anything. No password shows in a log.
+func TestKafkaSASLRefused(t *testing.T) {
+	const password, wrong = "the-right-s3cret", "a-wrong-s3cret"
+	base := kafkaTestConfig(startSecureKafka(t, kfake.EnableSASL(), kfake.User("SCRAM-SHA-512", "book", password)))
+	good := base
+	good.KafkaSASL, good.KafkaUser = kafkaSASLScram512, "book"
+	// FOLIO_KAFKA_PASSWORD_FILE, as a mounted secret holds it.
+	good.KafkaPasswordFile = filepath.Join(t.TempDir(), "password")
+	writeFile(t, good.KafkaPasswordFile, []byte(password+"\n"))
+	var goodLog logBuffer
+	b := openLogged(t, good, &goodLog)
+	if err := tryPublish(t, b, base, "evt-1"); err != nil {
+		t.Fatalf("publish with the right credential: %v", err)
+	}
+	got := consumeInBackground(t, b, base, "books")
+	if id := receiveID(t, got); id != "evt-1" {
+		t.Fatalf("consumed %q, want evt-1", id)
+	}
+
+	var mu sync.Mutex
+	logs := []*logBuffer{&goodLog}
+	t.Run("refused", func(t *testing.T) {
+		for _, bad := range []struct {
+			name string
+			set  func(*Config)
+		}{
+			{"wrong password", func(c *Config) { c.KafkaSASL, c.KafkaUser, c.KafkaPassword = kafkaSASLScram512, "book", wrong }},
+			{"unknown user", func(c *Config) { c.KafkaSASL, c.KafkaUser, c.KafkaPassword = kafkaSASLScram512, "nobody", password }},
+			{"no credential", func(*Config) {}},
+		} {
+			t.Run(bad.name, func(t *testing.T) {
+				t.Parallel() // each waits for its refusals
+				var log logBuffer
+				mu.Lock()
+				logs = append(logs, &log)
+				mu.Unlock()
+				cfg := base
+				bad.set(&cfg)
+				b := openLogged(t, cfg, &log)
+				d := consumeInBackground(t, b, base, "intruder")
+				if err := tryPublish(t, b, base, "evt-forged"); err == nil {
+					t.Error("publish succeeded")
+				}
+				refusedTwice(t, &log, "will retry", "subscription=intruder")
+				if n := d.n.Load(); n != 0 {
+					t.Errorf("%d events delivered to a consumer the cluster refused", n)
+				}
+			})
+		}
+	})
+	// Nothing refused was written: the right consumer's next event is the
+	// right publisher's.
+	if err := tryPublish(t, b, base, "evt-2"); err != nil {
+		t.Fatal(err)
+	}
+	if id := receiveID(t, got); id != "evt-2" {
+		t.Errorf("after evt-1 the topic held %q, want evt-2", id)
+	}
+	for _, l := range logs {
+		if s := l.String(); strings.Contains(s, password) || strings.Contains(s, wrong) {
+			t.Errorf("a password is in the log:\n%s", s)
+		}
+	}
+}
+
+// receiveID waits for the next id d's consumer is handed.
+func receiveID(t *testing.T, d *delivered) string {
+	t.Helper()
+	select {
+	case id := <-d.ids:
+		return id
+	case <-time.After(wait):
+		t.Fatalf("nothing delivered within %s", wait)
+		return ""
+	}
+}
+
+// TLS: the adapter trusts the CA it is given, and nothing else: not the
+// system's roots in its place, not another CA, not a certificate of its CA
+// for another name than the broker's address.
+func TestKafkaTLS(t *testing.T) {
+	ca, other := newTestCA(t, "folio test CA"), newTestCA(t, "another CA")
+	seeds := startSecureKafka(t, kfake.TLS(serverTLS(t, ca, "127.0.0.1")))
+	cfg := kafkaTestConfig(seeds)
+	cfg.KafkaCA = ca.file
+	b := openLogged(t, cfg, &logBuffer{})
+	if err := tryPublish(t, b, cfg, "evt-1"); err != nil {
+		t.Fatalf("publish over TLS with the CA: %v", err)
+	}
+	if id := receiveID(t, consumeInBackground(t, b, cfg, "books")); id != "evt-1" {
+		t.Errorf("consumed %q, want evt-1", id)
+	}
+
+	misnamed := startSecureKafka(t, kfake.TLS(serverTLS(t, ca, "kafka.elsewhere.test")))
+	for _, tt := range []struct {
+		name string
+		set  func(*Config)
+	}{
+		{"system roots", func(c *Config) { c.KafkaTLS = true }},
+		{"another CA", func(c *Config) { c.KafkaCA = other.file }},
+		{"the CA's certificate for another name", func(c *Config) { c.KafkaBrokers, c.KafkaCA = misnamed, ca.file }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := kafkaTestConfig(seeds)
+			tt.set(&c)
+			var log logBuffer
+			b := openLogged(t, c, &log)
+			err := tryPublish(t, b, c, "evt-x")
+			var verify *tls.CertificateVerificationError
+			if !errors.As(err, &verify) {
+				t.Errorf("publish: %v, want it refused for the broker's certificate", err)
+			} else {
+				t.Logf("refused: %v", err)
+			}
+		})
+	}
+}
+
+// FOLIO_KAFKA_CERT and FOLIO_KAFKA_KEY: a cluster that verifies clients takes
+// the program with its certificate, and refuses it without.
+func TestKafkaClientCertificate(t *testing.T) {
+	ca := newTestCA(t, "folio test CA")
+	server := serverTLS(t, ca, "127.0.0.1")
+	server.ClientAuth, server.ClientCAs = tls.RequireAndVerifyClientCert, x509.NewCertPool()
+	server.ClientCAs.AddCert(ca.cert)
+	seeds := startSecureKafka(t, kfake.TLS(server))
+
+	cfg := kafkaTestConfig(seeds)
+	cfg.KafkaCA = ca.file
+	_, cfg.KafkaCert, cfg.KafkaKey = ca.issue(t, x509.ExtKeyUsageClientAuth, "book")
+	if err := tryPublish(t, openLogged(t, cfg, &logBuffer{}), cfg, "evt-1"); err != nil {
+		t.Errorf("publish with the client certificate: %v", err)
+	}
+	cfg.KafkaCert, cfg.KafkaKey = "", ""
+	if err := tryPublish(t, openLogged(t, cfg, &logBuffer{}), cfg, "evt-2"); err == nil {
+		t.Error("publish without a client certificate succeeded")
+	}
+}
+
+// PLAIN sends the password itself: over TLS it works, and without TLS the
+// configuration is refused before anything is sent.
+func TestKafkaPlain(t *testing.T) {
+	ca := newTestCA(t, "folio test CA")
+	seeds := startSecureKafka(t, kfake.TLS(serverTLS(t, ca, "127.0.0.1")), kfake.EnableSASL(), kfake.User("PLAIN", "book", "s3cret"))
+	cfg := kafkaTestConfig(seeds)
+	cfg.KafkaSASL, cfg.KafkaUser, cfg.KafkaPassword, cfg.KafkaCA = "plain", "book", "s3cret", ca.file
+	if err := tryPublish(t, openLogged(t, cfg, &logBuffer{}), cfg, "evt-1"); err != nil {
+		t.Errorf("PLAIN over TLS: %v", err)
+	}
+
+	cfg.KafkaCA = ""
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "FOLIO_KAFKA_SASL=plain") || !strings.Contains(err.Error(), "FOLIO_KAFKA_TLS") {
+		t.Errorf("PLAIN without TLS: %v, want an error naming FOLIO_KAFKA_SASL and FOLIO_KAFKA_TLS", err)
+	}
+	if b, err := Open(t.Context(), cfg, nil, prometheus.NewRegistry()); err == nil {
+		_ = b.Close()
+		t.Error("Open with PLAIN without TLS succeeded")
+	}
+}
+
+// The TLS and SASL settings are checked when the program starts; each error
+// names the setting and none holds the password.
+func TestKafkaSecurityConfig(t *testing.T) {
+	const password = "p4ssw0rd-never-shown"
+	load := func(vars map[string]string) (Config, error) {
+		all := map[string]string{"FOLIO_BROKER": "kafka"}
+		for k, v := range vars {
+			all[k] = v
+		}
+		var cfg Config
+		if err := config.Load(&cfg, func(k string) string { return all[k] }); err != nil {
+			return cfg, err
+		}
+		return cfg, cfg.Validate()
+	}
+	for _, tt := range []struct {
+		vars map[string]string
+		want string // in the error; empty: valid
+	}{
+		{map[string]string{}, ""},
+		{map[string]string{"FOLIO_KAFKA_SASL": "scram-sha-512", "FOLIO_KAFKA_USER": "book", "FOLIO_KAFKA_PASSWORD": password}, ""},
+		{map[string]string{"FOLIO_KAFKA_SASL": "SCRAM-SHA-256", "FOLIO_KAFKA_USER": "book", "FOLIO_KAFKA_PASSWORD_FILE": "/run/secrets/kafka"}, ""},
+		{map[string]string{"FOLIO_KAFKA_SASL": "plain", "FOLIO_KAFKA_USER": "book", "FOLIO_KAFKA_PASSWORD": password, "FOLIO_KAFKA_TLS": "true"}, ""},
+		{map[string]string{"FOLIO_KAFKA_SASL": "plain", "FOLIO_KAFKA_USER": "book", "FOLIO_KAFKA_PASSWORD": password}, "FOLIO_KAFKA_SASL=plain"},
+		{map[string]string{"FOLIO_KAFKA_SASL": "plain", "FOLIO_KAFKA_USER": "book", "FOLIO_KAFKA_PASSWORD": password, "FOLIO_KAFKA_TLS": "false"}, "FOLIO_KAFKA_SASL=plain"},
+		{map[string]string{"FOLIO_KAFKA_SASL": "gssapi", "FOLIO_KAFKA_USER": "book", "FOLIO_KAFKA_PASSWORD": password}, "FOLIO_KAFKA_SASL"},
+		{map[string]string{"FOLIO_KAFKA_SASL": "scram-sha-512", "FOLIO_KAFKA_PASSWORD": password}, "FOLIO_KAFKA_USER"},
+		{map[string]string{"FOLIO_KAFKA_SASL": "scram-sha-512", "FOLIO_KAFKA_USER": "book"}, "FOLIO_KAFKA_PASSWORD"},
+		{map[string]string{"FOLIO_KAFKA_USER": "book", "FOLIO_KAFKA_PASSWORD": password}, "FOLIO_KAFKA_SASL"},
+		{map[string]string{"FOLIO_KAFKA_SASL": "scram-sha-512", "FOLIO_KAFKA_USER": "book", "FOLIO_KAFKA_PASSWORD": password, "FOLIO_KAFKA_PASSWORD_FILE": "/run/secrets/kafka"}, "FOLIO_KAFKA_PASSWORD_FILE"},
+		{map[string]string{"FOLIO_KAFKA_CERT": "/etc/folio/cert.pem"}, "FOLIO_KAFKA_KEY"},
+		{map[string]string{"FOLIO_KAFKA_KEY": "/etc/folio/key.pem"}, "FOLIO_KAFKA_CERT"},
+		{map[string]string{"FOLIO_KAFKA_TLS": "maybe"}, "KafkaTLS"},
+	} {
+		_, err := load(tt.vars)
+		switch {
+		case tt.want == "" && err != nil:
+			t.Errorf("%v: %v", tt.vars, err)
+		case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
+			t.Errorf("%v: %v, want an error naming %s", tt.vars, err, tt.want)
+		case err != nil && strings.Contains(err.Error(), password):
+			t.Errorf("%v: the error shows the password: %v", tt.vars, err)
+		}
+	}
+	// Another kind of broker does not read them.
+	if _, err := load(map[string]string{"FOLIO_BROKER": "nats", "FOLIO_KAFKA_SASL": "plain"}); err != nil {
+		t.Errorf("Kafka's SASL checked for NATS: %v", err)
+	}
+
+	// The start-up log line shows the settings, the password masked.
+	cfg, err := load(map[string]string{"FOLIO_KAFKA_SASL": "scram-sha-512", "FOLIO_KAFKA_USER": "book", "FOLIO_KAFKA_PASSWORD": password})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var line strings.Builder
+	slog.New(slog.NewTextHandler(&line, nil)).Info("config", config.Attrs(cfg)...)
+	if strings.Contains(line.String(), password) || !strings.Contains(line.String(), "FOLIO_KAFKA_PASSWORD=***") ||
+		!strings.Contains(line.String(), "FOLIO_KAFKA_USER=book") {
+		t.Errorf("start-up line: %s", line.String())
+	}
+}
+
+// The files the settings name are read at Open: a missing or wrong one is
+// refused, naming the setting, rather than connect without.
+func TestKafkaSecurityFilesRejected(t *testing.T) {
+	dir := t.TempDir()
+	notPEM, empty := filepath.Join(dir, "not.pem"), filepath.Join(dir, "empty")
+	writeFile(t, notPEM, []byte("not a certificate"))
+	writeFile(t, empty, []byte("\n"))
+	ca := newTestCA(t, "folio test CA")
+	for _, tt := range []struct {
+		set  func(*Config)
+		want string
+	}{
+		{func(c *Config) { c.KafkaCA = filepath.Join(dir, "missing.pem") }, "FOLIO_KAFKA_CA"},
+		{func(c *Config) { c.KafkaCA = notPEM }, "FOLIO_KAFKA_CA"},
+		{func(c *Config) { c.KafkaCert, c.KafkaKey = ca.file, notPEM }, "FOLIO_KAFKA_CERT"},
+		{func(c *Config) {
+			c.KafkaSASL, c.KafkaUser, c.KafkaPasswordFile = "scram-sha-512", "book", filepath.Join(dir, "missing")
+		}, "FOLIO_KAFKA_PASSWORD_FILE"},
+		{func(c *Config) { c.KafkaSASL, c.KafkaUser, c.KafkaPasswordFile = "scram-sha-512", "book", empty }, "FOLIO_KAFKA_PASSWORD_FILE"},
+	} {
+		cfg := kafkaTestConfig("127.0.0.1:1")
+		tt.set(&cfg)
+		b, err := Open(t.Context(), cfg, nil, prometheus.NewRegistry())
+		if err == nil {
+			_ = b.Close()
+		}
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: %v, want an error naming %s", cfg, err, tt.want)
+		}
+	}
+}
+
+// With the cluster's ACLs, a credential granted its topic and its own
+// consumer group reads through that group only: another subscription's group
+// and another stream's topic are refused, and nothing is delivered through
+// them. The topic is the operator's: the credential may not create it, and
+// need not.
+func TestKafkaACLs(t *testing.T) {
+	const adminPassword, notifyPassword = "admin-s3cret", "notify-s3cret"
+	mine, theirs := kafkaTestConfig(""), kafkaTestConfig("")
+	theirs.Prefix = mine.Prefix // another deployment's stream, on the same cluster
+	allow := func(res kmsg.ACLResourceType, name string, op kmsg.ACLOperation) kfake.ACL {
+		return kfake.ACL{Resource: res, Name: name, Pattern: kmsg.ACLResourcePatternTypeLiteral, Operation: op, Allow: true}
+	}
+	seeds := startSecureKafka(t, kfake.EnableSASL(), kfake.EnableACLs(),
+		kfake.Superuser("SCRAM-SHA-512", "admin", adminPassword),
+		kfake.User("SCRAM-SHA-512", "notify", notifyPassword,
+			// What a consuming program needs (writing is for its dead letters).
+			allow(kmsg.ACLResourceTypeTopic, mine.Stream, kmsg.ACLOperationRead),
+			allow(kmsg.ACLResourceTypeTopic, mine.Stream, kmsg.ACLOperationWrite),
+			allow(kmsg.ACLResourceTypeGroup, kafkaGroup(mine.Prefix, "notify"), kmsg.ACLOperationRead),
+		))
+	mine.KafkaBrokers, theirs.KafkaBrokers = seeds, seeds
+	asAdmin := func(c Config) Config {
+		c.KafkaSASL, c.KafkaUser, c.KafkaPassword = kafkaSASLScram512, "admin", adminPassword
+		return c
+	}
+	asNotify := func(c Config) Config {
+		c.KafkaSASL, c.KafkaUser, c.KafkaPassword = kafkaSASLScram512, "notify", notifyPassword
+		return c
+	}
+	// The operator creates both topics and publishes on them.
+	for _, c := range []Config{mine, theirs} {
+		if err := tryPublish(t, openLogged(t, asAdmin(c), &logBuffer{}), c, "evt-"+c.Stream); err != nil {
+			t.Fatalf("admin publish on %s: %v", c.Stream, err)
+		}
+	}
+
+	var log logBuffer
+	b := openLogged(t, asNotify(mine), &log)
+	if err := tryPublish(t, b, mine, "evt-notify"); err != nil {
+		t.Fatalf("notify publish on its topic, created by the operator: %v\nlog:\n%s", err, log.String())
+	}
+	own := consumeInBackground(t, b, mine, "notify")
+	for _, want := range []string{"evt-" + mine.Stream, "evt-notify"} {
+		if id := receiveID(t, own); id != want {
+			t.Errorf("notify's own group got %q, want %q", id, want)
+		}
+	}
+
+	t.Run("another subscription's group", func(t *testing.T) {
+		var log logBuffer
+		b := openLogged(t, asNotify(mine), &log)
+		d := consumeInBackground(t, b, mine, "book-projection")
+		refusedTwice(t, &log, "will retry", "subscription=book-projection", "GROUP_AUTHORIZATION_FAILED")
+		if n := d.n.Load(); n != 0 {
+			t.Errorf("%d events delivered through a group the credential may not use", n)
+		}
+		committed, err := kafkaSuperAdmin(t, seeds, "admin", adminPassword).FetchOffsets(t.Context(), kafkaGroup(mine.Prefix, "book-projection"))
+		if err != nil && !errors.Is(err, kerr.GroupIDNotFound) { // not found: never joined
+			t.Fatal(err)
+		}
+		if o, ok := committed.Lookup(mine.Stream, 0); ok && o.At >= 0 {
+			t.Errorf("the other group's offset was committed: %+v", o)
+		}
+	})
+
+	t.Run("another stream's topic", func(t *testing.T) {
+		var log logBuffer
+		b := openLogged(t, asNotify(theirs), &log)
+		if err := tryPublish(t, b, theirs, "evt-forged"); err == nil {
+			t.Error("publish on another stream's topic succeeded")
+		}
+		d := consumeInBackground(t, b, theirs, "notify")
+		refusedTwice(t, &log, "will retry", "subscription=notify", "TOPIC_AUTHORIZATION_FAILED")
+		if n := d.n.Load(); n != 0 {
+			t.Errorf("%d events of another stream delivered", n)
+		}
+	})
+}
