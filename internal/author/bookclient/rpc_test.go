@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -40,6 +41,7 @@ type rpcBooks struct {
 	failNext  int // the next calls answer UNAVAILABLE
 	requests  []*bookv1.ListBooksRequest
 	requestID []string
+	accepts   []string // Grpc-Accept-Encoding of each call
 }
 
 func (s *rpcBooks) ListBooks(ctx context.Context, req *bookv1.ListBooksRequest) (*bookv1.ListBooksResponse, error) {
@@ -47,6 +49,7 @@ func (s *rpcBooks) ListBooks(ctx context.Context, req *bookv1.ListBooksRequest) 
 	s.requests = append(s.requests, req)
 	if call, ok := connect.CallInfoForHandlerContext(ctx); ok {
 		s.requestID = append(s.requestID, call.RequestHeader().Get(httpserver.RequestIDHeader))
+		s.accepts = append(s.accepts, call.RequestHeader().Get("Grpc-Accept-Encoding"))
 	}
 	fail := s.failNext > 0
 	s.failNext--
@@ -151,6 +154,11 @@ func TestRPCListBooks(t *testing.T) {
 	}
 
 	books.mu.Lock()
+	for _, enc := range books.accepts {
+		if strings.Contains(enc, "gzip") {
+			t.Errorf("a call accepts %q: answers inside the cluster come uncompressed", enc)
+		}
+	}
 	for _, id := range books.requestID {
 		if id != "req-rpc-1" {
 			t.Errorf("a call carried request id %q, want req-rpc-1", id)
