@@ -43,7 +43,7 @@ const (
 	clientGRPC = "grpc" // folio.book.v1.BookService/GetBook over gRPC, h2c, answers uncompressed
 	// clientGRPCGzip is clientGRPC accepting gzip answers, as the Connect client
 	// does by default (and grpc-go once its gzip codec is linked in): the book
-	// service's Connect handler then compresses every answer, however small.
+	// service's Connect handler then compresses answers of 4 KiB and more.
 	clientGRPCGzip = "grpc-gzip"
 )
 

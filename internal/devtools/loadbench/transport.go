@@ -234,8 +234,8 @@ func reportTransports(w io.Writer, results []result) {
 	}
 	_ = tw.Flush()
 	fmt.Fprintln(w, "genre calls: GET /authors/books?genre=X of two author services, one calling book with HTTP/JSON, one with")
-	fmt.Fprintln(w, "gRPC (FOLIO_BOOK_TRANSPORT=grpc: the Connect client, which accepts gzip, so book gzips every page it answers).")
+	fmt.Fprintln(w, "gRPC (FOLIO_BOOK_TRANSPORT=grpc: the Connect client, asking for uncompressed answers, as REST's are).")
 	fmt.Fprintln(w, "reads of one book: the same Go client, one HTTP/1.1 keep-alive or h2c connection per worker (the Connect")
-	fmt.Fprintln(w, "client, as the author's), gRPC's answers uncompressed as REST's are, or gzipped when the client accepts gzip.")
+	fmt.Fprintln(w, "client, as the author's), gRPC's answers uncompressed as REST's are, or with gzip accepted (book gzips\nanswers of 4 KiB and more: one book's is not).")
 	fmt.Fprintln(w, "services is all under test (book, author…); load generator is wrk's or the Go client's own CPU.")
 }
