@@ -1282,8 +1282,14 @@ func TestEventsRabbitMQ(t *testing.T) {
 	env := rabbitEnv(t, url)
 	s := startScenario(t, env, true)
 	waitRabbitConsumers(t, env, eventSubscriptions...)
+	flowAndKilledConsumer(t, s, "RabbitMQ")
+}
 
-	// The normal flow.
+// flowAndKilledConsumer writes authors and books, changes some, and checks that
+// every projection and webhook ends exact, each event applied once; then kills the
+// author service in the middle of a burst and checks the same after its restart.
+func flowAndKilledConsumer(t *testing.T, s *scenario, broker string) {
+	t.Helper()
 	start := time.Now()
 	authors := make([]string, 10)
 	s.parallel(4, len(authors), func(i int) (err error) {
@@ -1308,8 +1314,8 @@ func TestEventsRabbitMQ(t *testing.T) {
 		}
 	}
 	s.checkFailures()
-	took := s.waitConsistent("projections over RabbitMQ")
-	t.Logf("rabbitmq: %d events written and projected in %s (%s after the last write)",
+	took := s.waitConsistent("projections over " + broker)
+	t.Logf("%s: %d events written and projected in %s (%s after the last write)", broker,
 		s.nevents, time.Since(start).Round(time.Millisecond), took.Round(time.Millisecond))
 	s.checkExactlyOnce()
 
@@ -1334,38 +1340,7 @@ func TestEventsKafka(t *testing.T) {
 	env := []string{"FOLIO_BROKER=kafka", "FOLIO_KAFKA_BROKERS=" + strings.Join(cluster.ListenAddrs(), ","),
 		"FOLIO_EVENTS_STREAM=FOLIO_" + strings.ToUpper(tag), "FOLIO_EVENTS_PREFIX=" + tag}
 	s := startScenario(t, env, true)
-
-	start := time.Now()
-	authors := make([]string, 10)
-	s.parallel(4, len(authors), func(i int) (err error) {
-		authors[i], err = s.createAuthor()
-		return err
-	})
-	books := make([]string, 100)
-	s.parallel(4, len(books), func(i int) (err error) {
-		books[i], err = s.createBook(authors[i%len(authors)])
-		return err
-	})
-	s.checkFailures()
-	s.parallel(4, 20, func(i int) error {
-		if i < 10 {
-			return s.deleteBook(books[i*10])
-		}
-		return s.updateBook(books[(i-10)*10+5], authors[(i+3)%len(authors)])
-	})
-	for _, a := range authors[:2] {
-		if err := s.updateAuthor(a); err != nil {
-			s.fail(err)
-		}
-	}
-	s.checkFailures()
-	took := s.waitConsistent("projections over Kafka")
-	t.Logf("kafka: %d events written and projected in %s (%s after the last write)",
-		s.nevents, time.Since(start).Round(time.Millisecond), took.Round(time.Millisecond))
-	s.checkExactlyOnce()
-
-	// The consumer killed mid-burst.
-	consumerKilled(t, s)
+	flowAndKilledConsumer(t, s, "Kafka")
 }
 
 // ---------------------------------------------------------------------------
