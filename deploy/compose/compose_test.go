@@ -1,6 +1,7 @@
 // Package compose holds Folio's Docker Compose system (compose.yaml, nats.conf,
-// initdb/, secrets.sh) and the test that loads it as Compose does and checks the
-// policy it promises: only the gateway published, every program hardened and
+// initdb/, secrets.sh, and kafka.yaml, the override for a Kafka of the
+// operator's) and the test that loads it as Compose does and checks the policy it
+// promises: only the gateway published, every program hardened and
 // health-checked, each service on its own database, no secret in a variable.
 package compose
 
@@ -42,6 +43,18 @@ type system struct {
 // machine's environment.
 func load(t *testing.T, composeYAML []byte) system {
 	t.Helper()
+	s, err := prepare(t, composeYAML).load(t, nil, "compose.yaml")
+	if err != nil {
+		t.Fatalf("load compose.yaml: %v", err)
+	}
+	return s
+}
+
+// prepare copies compose.yaml, nats.conf and initdb/ to a new directory and puts
+// there the secret files secrets.sh makes; it returns the directory, whose
+// project is not loaded yet.
+func prepare(t *testing.T, composeYAML []byte) system {
+	t.Helper()
 	if _, err := exec.LookPath("bash"); err != nil {
 		t.Skip("secrets.sh needs bash:", err)
 	}
@@ -52,20 +65,30 @@ func load(t *testing.T, composeYAML []byte) system {
 		t.Fatal(err)
 	}
 	makeSecrets(t, filepath.Join(dir, "secrets"))
+	return system{dir: dir}
+}
 
+// load loads the files of s's directory, each overriding those before it as
+// `docker compose -f a -f b` does, with only env as the environment.
+func (s system) load(t *testing.T, env []string, files ...string) (system, error) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	opts, err := cli.NewProjectOptions([]string{filepath.Join(dir, "compose.yaml")},
-		cli.WithWorkingDirectory(dir), cli.WithEnv(nil), cli.WithConsistency(true), cli.WithNormalization(true),
+	paths := make([]string, len(files))
+	for i, f := range files {
+		paths[i] = filepath.Join(s.dir, f)
+	}
+	opts, err := cli.NewProjectOptions(paths,
+		cli.WithWorkingDirectory(s.dir), cli.WithEnv(env), cli.WithConsistency(true), cli.WithNormalization(true),
 		cli.WithProfiles([]string{"observability"}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	p, err := opts.LoadProject(ctx)
 	if err != nil {
-		t.Fatalf("load compose.yaml: %v", err)
+		return s, err
 	}
-	return system{Project: p, dir: dir}
+	return system{Project: p, dir: s.dir}, nil
 }
 
 // secretsMade is the directory secrets.sh made once for this test binary: making
@@ -196,7 +219,7 @@ func (s system) check(t *testing.T) []string {
 			}
 		}
 		for _, n := range slices.Sorted(maps.Keys(svc.Networks)) {
-			if !s.Networks[n].Internal && name != "gateway" && name != "notify" && !observability {
+			if !s.Networks[n].Internal && name != "gateway" && name != "notify" && !observability && !s.kafkaNetwork(name, n) {
 				fail("%s: on network %s, which is not internal; only the gateway and notify (webhooks) reach out", name, n)
 			}
 		}
@@ -391,7 +414,8 @@ func (s system) checkNATS() []string {
 		}
 		if c.Target == "/etc/nats/nats.conf" {
 			main = filepath.Join(etc, "nats.conf")
-			b = []byte(strings.ReplaceAll(string(b), "store_dir: /data", "store_dir: "+filepath.Join(s.dir, "jetstream")))
+			// Quoted: a test's directory may hold a comma, which ends an unquoted value.
+			b = []byte(strings.ReplaceAll(string(b), "store_dir: /data", fmt.Sprintf("store_dir: %q", filepath.Join(s.dir, "jetstream"))))
 		}
 		if err := os.WriteFile(filepath.Join(etc, strings.TrimPrefix(c.Target, "/etc/nats/")), b, 0o644); err != nil {
 			return append(problems, err.Error())

@@ -15,6 +15,14 @@
 #   admin.env               auth: FOLIO_ADMIN_EMAIL and FOLIO_ADMIN_PASSWORD, the
 #                           first admin account
 #
+# With --kafka (for kafka.yaml), it also checks the files kafka.yaml mounts, which
+# it cannot make: they come from your Kafka's operator, and a password made here
+# would match no user of that cluster. It names each one missing and fails.
+#
+#   kafka/ca.pem              the CA that signed the brokers' certificates (PEM)
+#   kafka/<program>.password  book, author, auth, notify, gateway: the password
+#                             of the program's SCRAM user, alone on its line
+#
 # Settings (environment): FOLIO_COMPOSE_SECRETS (the directory, default
 # deploy/compose/secrets), FOLIO_ADMIN_EMAIL (default admin@folio.local), FOLIO
 # (the folio command; default: go run ./cmd/folio in the repository).
@@ -24,6 +32,13 @@
 # PostgreSQL as its own user: the files are readable by all (0644), inside a
 # directory only you may enter (0700).
 set -euo pipefail
+kafka=false
+for arg in "$@"; do
+  case $arg in
+    --kafka) kafka=true ;;
+    *) echo "usage: $0 [--kafka]" >&2; exit 2 ;;
+  esac
+done
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 dir="${FOLIO_COMPOSE_SECRETS:-$here/secrets}"
@@ -31,6 +46,39 @@ folio=(${FOLIO:-go run "$root/cmd/folio"})
 
 mkdir -p "$dir/nats"
 chmod 0700 "$dir"
+
+# The Kafka credentials, first, so that no secret is made when one is missing:
+# checked, made readable by the programs' user as the files below are (0644 in
+# the 0700 directory), never made.
+if $kafka; then
+  missing=0
+  lack() { echo "secrets.sh: $1: $2" >&2; missing=1; }
+  ca="$dir/kafka/ca.pem"
+  if [ ! -s "$ca" ]; then
+    lack "$ca" "missing: the CA that signed your Kafka brokers' certificates (PEM)"
+  elif grep -q -- 'PRIVATE KEY-----' "$ca"; then
+    # It would be mounted in every container, and sign certificates for anyone.
+    lack "$ca" "holds a private key: only the CA's certificate belongs there"
+  elif ! grep -q -- '-----BEGIN CERTIFICATE-----' "$ca"; then
+    lack "$ca" "holds no PEM certificate"
+  fi
+  for program in book author auth notify gateway; do
+    file="$dir/kafka/$program.password"
+    if [ ! -s "$file" ]; then
+      lack "$file" "missing: the password of your Kafka's SCRAM user for $program"
+    elif [ "$(grep -c '' "$file")" -gt 1 ]; then
+      # The program drops one line ending: the rest would be part of the password.
+      lack "$file" "holds more than one line; the password alone is wanted"
+    elif [ -z "$(tr -d '\r\n' < "$file")" ]; then
+      lack "$file" "holds an empty password"
+    fi
+  done
+  if [ "$missing" = 1 ]; then
+    echo "secrets.sh: kafka.yaml needs these files from your Kafka's operator (see its header)" >&2
+    exit 1
+  fi
+  chmod 0644 "$ca" "$dir"/kafka/{book,author,auth,notify,gateway}.password
+fi
 
 # random prints n random bytes as base64 without '+', '/' or '=', which a URL, a
 # pgpass line and an env file all take as they are.
@@ -63,3 +111,4 @@ for service in auth notify; do
   made "$dir/$service-secrets.key" eval 'head -c 32 /dev/urandom | base64'
 done
 made "$dir/admin.env" eval 'printf "FOLIO_ADMIN_EMAIL=%s\nFOLIO_ADMIN_PASSWORD=%s\n" "${FOLIO_ADMIN_EMAIL:-admin@folio.local}" "$(random 18)"'
+
