@@ -56,11 +56,12 @@ type Config struct {
 	// discovery connection.
 	NATS natsconn.Config
 	// Stream is the JetStream stream name, the RabbitMQ topic exchange name, or
-	// the Kafka topic name.
+	// the first part of the Kafka topic names (<stream>.<source>, see
+	// kafka_topics.go).
 	Stream string `env:"FOLIO_EVENTS_STREAM" envDefault:"FOLIO_EVENTS"`
 	// Prefix is the first subject token: events are <prefix>.book.created etc.
 	Prefix string `env:"FOLIO_EVENTS_PREFIX" envDefault:"folio"`
-	// MaxAge and MaxBytes bound the JetStream stream, or the Kafka topic's
+	// MaxAge and MaxBytes bound the JetStream stream, or each Kafka topic's
 	// retention (the oldest events are discarded first). Unset, a stream or topic
 	// Folio creates gets DefaultMaxAge and DefaultMaxBytes, and an existing one
 	// keeps its own limits; set, they are applied to an existing one too. 0 is

@@ -2,45 +2,48 @@ package broker
 
 // The Kafka adapter, on franz-go.
 //
-// Topic layout: one topic per stream, named after FOLIO_EVENTS_STREAM (for
-// example FOLIO_EVENTS), holding every subject; the subject is the record's key
-// and consumers filter on it, client-side, with the same NATS-style wildcards as
-// the other adapters (subjectMatches). One topic per subject was the other
-// choice, and was turned down because:
+// Topic layout (kafka_topics.go): a topic per source of events,
+// <stream>.<source> ("FOLIO_EVENTS.book" holds folio.book.created), and a topic
+// per subscription for its dead letters; the subject is the record's key, and
+// consumers filter on it, client-side, with the same NATS-style wildcards as
+// the other adapters (subjectMatches). The whole stream in one topic was the
+// layout before, and was given up because Kafka grants writing a topic, not a
+// key: any credential allowed to publish (every consumer, for its dead letters)
+// could forge any subject. One topic per subject was turned down because
+// Subscription.Subjects are filters ("folio.book.>", "folio.*.deleted") that
+// name sources, and a subject first published after a subscription started
+// would need a metadata refresh before it is seen.
 //
-//   - Subscription.Subjects are filters ("folio.book.>", "folio.*.deleted"):
-//     with a topic per subject a subscription would have to list topics by
-//     pattern, and a subject first published after it started would need a
-//     metadata refresh before it is seen.
-//   - The other adapters deliver a stream in the order it was published, across
-//     subjects: a Concurrency-1 consumer sees book.created before the
-//     book.updated behind it, and the e2e tests rely on an author's delete
-//     being applied before the authors created after it. Kafka orders only
-//     within a partition, so that order needs every event in one partition of
-//     one topic.
+// Order: every record goes to partition 0 of its topic (a manual partitioner),
+// whatever the partition count of a topic that exists already; a topic the
+// adapter creates has one partition. So a source's events are delivered in the
+// order they were published, across its subjects: a Concurrency-1 consumer sees
+// book.created before the book.updated behind it, and the e2e tests rely on an
+// author's delete being applied before the authors created after it. Events
+// of different sources have no order between them, unlike on NATS and
+// RabbitMQ; no Folio consumer relies on one (each projection reads one source,
+// notify treats each event on its own), and the shared suite asks for order
+// within a source only. Keying by the event's resource id over several
+// partitions would scale further but keep only each resource's own order, which
+// is less than what consumers are promised. A topic is consumed by one member
+// of a consumer group at a time, with Subscription.Concurrency handlers in that
+// member, as with a single JetStream consumer; Folio's event volume is far
+// below what one partition takes.
 //
-// So every record goes to partition 0 (a manual partitioner), whatever the
-// partition count of a topic that exists already; a topic the adapter creates
-// has one partition. A stream is then consumed by one member of a consumer
-// group at a time, with Subscription.Concurrency handlers in that member, as
-// with a single JetStream consumer; Folio's event volume is far below what one
-// partition takes. Keying by the event's resource id over several partitions
-// would scale further but keep only each resource's own order, which is less
-// than what consumers are promised today.
-//
-// The cost: every subscription reads every record of the stream and passes over
-// those outside its filters. Dead letters are records on the dead-letter
-// subject in the same topic, as in JetStream.
+// The cost: a subscription whose filters leave the source open reads every
+// topic of the stream and passes over what they do not match, as does one
+// that takes some of a source's subjects.
 //
 // Delivery: a consumer group per subscription (named "<prefix>.<name>", as the
 // RabbitMQ queue is, since group names are cluster-wide and two deployments may
-// share a cluster). Offsets are committed only up to the first record not yet
-// settled (handled, dead-lettered, or passed over), so that a crash or a
-// rebalance redelivers everything not finished, never skips it. A failed record
-// waits out its backoff in the consumer while the records behind it are handled;
-// the attempt count is kept in memory, so a consumer restart starts it again at 1.
-// Kafka has no per-message negative acknowledgement; a retry topic would keep
-// the count across restarts but needs delayed delivery Kafka does not have.
+// share a cluster). Offsets are committed, for each partition, only up to the
+// first record not yet settled (handled, dead-lettered, or passed over), so
+// that a crash or a rebalance redelivers everything not finished, never skips
+// it. A failed record waits out its backoff in the consumer while the records
+// behind it are handled; the attempt count is kept in memory, so a consumer
+// restart starts it again at 1. Kafka has no per-message negative
+// acknowledgement; a retry topic would keep the count across restarts but
+// needs delayed delivery Kafka does not have.
 //
 // Publishing: an idempotent producer with acks=all. Kafka's idempotence drops
 // the producer's own retries of a request, not a message the outbox relay
@@ -54,7 +57,6 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -73,9 +75,10 @@ const (
 	// whose broker went away waits for the broker's return, while the outbox
 	// could be trying again.
 	kafkaPublishWait = 10 * time.Second
-	// kafkaOpenWait bounds the first attempt to create the topic, in Open: a
-	// broker that is down must not hold up a service's start.
-	kafkaOpenWait = 5 * time.Second
+	// kafkaTopicWait bounds one attempt of a consumer or follower to have its
+	// topics ready: a cluster that does not answer, or refuses the
+	// credential, is reported every few seconds.
+	kafkaTopicWait = 5 * time.Second
 	// kafkaMaxPending bounds the records a consumer has taken and not settled:
 	// one failing record holds the committed offset, and the consumer goes on
 	// with up to this many behind it (JetStream's MaxAckPending, natsMaxAckPending).
@@ -93,17 +96,18 @@ type kafkaTransport struct {
 	seeds []string
 	// security are the TLS and SASL options of every client.
 	security []kgo.Opt
-	topic    string
 	pub      *kgo.Client // the producer, also used for admin requests
 	adm      *kadm.Client
 	done     chan struct{} // closed by close
 
 	mu sync.Mutex
-	// topicReady says the topic exists; cleared when a publish finds it gone.
-	topicReady bool
+	// topics are the topics published to or read, by name.
+	topics map[string]*kafkaTopic
+	// discoverers are the clients reading every topic of the stream.
+	discoverers map[*kgo.Client]struct{}
 }
 
-func openKafka(ctx context.Context, cfg Config, log *slog.Logger) (*kafkaTransport, error) {
+func openKafka(_ context.Context, cfg Config, log *slog.Logger) (*kafkaTransport, error) {
 	seeds, err := kafkaSeeds(cfg.KafkaBrokers)
 	if err != nil {
 		return nil, err
@@ -112,10 +116,12 @@ func openKafka(ctx context.Context, cfg Config, log *slog.Logger) (*kafkaTranspo
 	if err != nil {
 		return nil, err
 	}
-	t := &kafkaTransport{cfg: cfg, log: log, seeds: seeds, security: security, topic: cfg.Stream, done: make(chan struct{})}
+	t := &kafkaTransport{cfg: cfg, log: log, seeds: seeds, security: security, done: make(chan struct{}),
+		topics: map[string]*kafkaTopic{}, discoverers: map[*kgo.Client]struct{}{}}
 	t.pub, err = kgo.NewClient(t.clientOpts(
 		kgo.RequiredAcks(kgo.AllISRAcks()),
-		// Every record on partition 0: the stream's one order (see the top).
+		// Every record on partition 0 of its topic: the source's one order
+		// (see the top).
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		// Let a publish's deadline fail records already sent to a broker that
 		// went away: the outbox publishes them again, and the consumers' inboxes
@@ -126,12 +132,9 @@ func openKafka(ctx context.Context, cfg Config, log *slog.Logger) (*kafkaTranspo
 	if err != nil {
 		return nil, fmt.Errorf("broker: kafka: %w", err)
 	}
+	// Topics are created as they are first published to or read: which
+	// sources a program publishes is its outbox's business.
 	t.adm = kadm.NewClient(t.pub)
-	octx, cancel := context.WithTimeout(ctx, kafkaOpenWait)
-	defer cancel()
-	if err := t.ensureTopic(octx); err != nil {
-		log.Warn("cannot create the topic yet, will retry", "topic", t.topic, "err", err)
-	}
 	return t, nil
 }
 
@@ -149,141 +152,6 @@ func (t *kafkaTransport) clientOpts(more ...kgo.Opt) []kgo.Opt {
 	return append(opts, more...)
 }
 
-// ensureTopic creates the topic unless it exists: one partition, the configured
-// limits as its retention (or the defaults). An existing topic keeps its own
-// settings, but for limits configured explicitly (see applyLimits).
-func (t *kafkaTransport) ensureTopic(ctx context.Context) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.topicReady {
-		return nil
-	}
-	maxAge, maxBytes := t.cfg.streamLimits()
-	_, err := t.adm.CreateTopic(ctx, 1, -1, map[string]*string{
-		"cleanup.policy":  kadm.StringPtr("delete"),
-		"retention.ms":    kadm.StringPtr(strconv.FormatInt(kafkaRetentionMs(maxAge), 10)),
-		"retention.bytes": kadm.StringPtr(strconv.FormatInt(maxBytes, 10)),
-	}, t.topic)
-	if errors.Is(err, kerr.TopicAlreadyExists) {
-		err = nil
-		t.applyLimits(ctx)
-	}
-	if kafkaDenied(err) {
-		// A credential granted only to read and write the topic may not
-		// create it (least privilege: the operator did); Kafka refuses the
-		// creation whether or not the topic exists, so it is asked.
-		if exists, xerr := t.topicExists(ctx); xerr == nil && exists {
-			err = nil
-			if t.cfg.MaxAge.Set || t.cfg.MaxBytes.Set {
-				t.applyLimits(ctx) // says so if it may not
-			}
-		} else if xerr == nil {
-			err = fmt.Errorf("%w: the credential may not create the topic, and it does not exist: create it, or grant Create on it", err)
-		}
-	}
-	if err != nil {
-		return fmt.Errorf("topic %s: %w", t.topic, err)
-	}
-	t.topicReady = true
-	return nil
-}
-
-// ensureTopicWithin is ensureTopic bounded as in Open: a consumer whose
-// cluster does not answer, or drops it at authentication, says so every few
-// seconds rather than each time franz-go's own retries give up.
-func (t *kafkaTransport) ensureTopicWithin(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, kafkaOpenWait)
-	defer cancel()
-	return t.ensureTopic(ctx)
-}
-
-// kafkaRetentionMs is retention.ms for an age limit, where 0 is none (-1).
-func kafkaRetentionMs(maxAge time.Duration) int64 {
-	if maxAge <= 0 {
-		return -1
-	}
-	return maxAge.Milliseconds()
-}
-
-// applyLimits sets on an existing topic the limits configured explicitly
-// (FOLIO_EVENTS_MAX_AGE, FOLIO_EVENTS_MAX_BYTES) that it does not have, as the
-// NATS adapter does with its stream: limits not configured are the operator's
-// and are kept; a topic with no limit at all is worth a warning; lowering one
-// deletes events, so it is a warning too. A credential that may not alter the
-// topic leaves it as it is, with a warning: publishing goes on.
-func (t *kafkaTransport) applyLimits(ctx context.Context) {
-	configs, err := t.adm.DescribeTopicConfigs(ctx, t.topic)
-	var rc kadm.ResourceConfig
-	if err == nil {
-		rc, err = configs.On(t.topic, nil)
-	}
-	if err == nil {
-		err = rc.Err
-	}
-	if err != nil {
-		t.log.Warn("cannot read the topic's limits", "topic", t.topic, "err", err)
-		return
-	}
-	current := func(key string) int64 {
-		for _, c := range rc.Configs {
-			if c.Key == key && c.Value != nil {
-				if n, err := strconv.ParseInt(*c.Value, 10, 64); err == nil {
-					return n
-				}
-			}
-		}
-		return -1 // Kafka's default for both: no limit
-	}
-	age, size := current("retention.ms"), current("retention.bytes")
-	wantAge, wantSize := age, size
-	if t.cfg.MaxAge.Set {
-		wantAge = kafkaRetentionMs(t.cfg.MaxAge.Value)
-	}
-	if t.cfg.MaxBytes.Set {
-		wantSize = -1
-		if t.cfg.MaxBytes.Value > 0 {
-			wantSize = t.cfg.MaxBytes.Value
-		}
-	}
-	if wantAge == age && wantSize == size {
-		if age <= 0 && size <= 0 {
-			t.log.Warn("the event topic has no age or size limit and grows for ever; set FOLIO_EVENTS_MAX_AGE and FOLIO_EVENTS_MAX_BYTES to bound it",
-				"topic", t.topic)
-		}
-		return
-	}
-	level := slog.LevelInfo
-	if lowers(age, wantAge) || lowers(size, wantSize) {
-		level = slog.LevelWarn // events beyond the new limits are deleted now
-	}
-	responses, err := t.adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{
-		{Op: kadm.SetConfig, Name: "retention.ms", Value: kadm.StringPtr(strconv.FormatInt(wantAge, 10))},
-		{Op: kadm.SetConfig, Name: "retention.bytes", Value: kadm.StringPtr(strconv.FormatInt(wantSize, 10))},
-	}, t.topic)
-	if err == nil {
-		var r kadm.AlterConfigsResponse
-		if r, err = responses.On(t.topic, nil); err == nil {
-			err = r.Err
-		}
-	}
-	if err != nil {
-		t.log.Warn("cannot apply the configured limits to the event topic; it keeps its own", "topic", t.topic,
-			"retention_ms", age, "retention_bytes", size, "want_retention_ms", wantAge, "want_retention_bytes", wantSize, "err", err)
-		return
-	}
-	t.log.Log(ctx, level, "event topic limits changed as configured", "topic", t.topic,
-		"retention_ms", age, "retention_bytes", size, "new_retention_ms", wantAge, "new_retention_bytes", wantSize)
-}
-
-// noticeTopicLoss has the topic created again when a publish says it is gone.
-func (t *kafkaTransport) noticeTopicLoss(err error) {
-	if errors.Is(err, kerr.UnknownTopicOrPartition) || errors.Is(err, kerr.UnknownTopicID) {
-		t.mu.Lock()
-		t.topicReady = false
-		t.mu.Unlock()
-	}
-}
-
 func (t *kafkaTransport) closed() bool {
 	select {
 	case <-t.done:
@@ -298,39 +166,50 @@ func (t *kafkaTransport) publish(ctx context.Context, m Message) error {
 	return err
 }
 
-// publishBatch produces ms together and waits for them all. They go to one
-// partition, where franz-go keeps them in order and fails every record behind
-// a failed one, so the acknowledged ones are a leading run.
+// publishBatch produces ms together and waits for them all. Each topic's
+// records go to its one partition, where franz-go keeps them in order and fails
+// every record behind a failed one. A message whose subject has no topic is not
+// sent, nor anything behind it, as Broker.PublishBatch does with an invalid one;
+// nor is anything from the first message whose topic cannot be had.
 func (t *kafkaTransport) publishBatch(ctx context.Context, ms []Message) (int, error) {
 	if t.closed() {
 		return 0, errClosed
 	}
 	ctx, cancel := context.WithTimeout(ctx, kafkaPublishWait)
 	defer cancel()
-	if err := t.ensureTopic(ctx); err != nil {
-		return 0, err
-	}
-	records := make([]*kgo.Record, len(ms))
+	records := make([]*kgo.Record, 0, len(ms))
 	index := make(map[*kgo.Record]int, len(ms))
+	var refused error
 	for i, m := range ms {
-		records[i] = kafkaRecord(t.topic, m)
-		index[records[i]] = i
+		topic, err := kafkaTopicOf(t.cfg.Stream, m.Subject)
+		if err == nil {
+			err = t.ensureTopic(ctx, topic)
+		}
+		if err != nil {
+			refused = err
+			break
+		}
+		r := kafkaRecord(topic, m)
+		records = append(records, r)
+		index[r] = i
 	}
 	// Results come in the order the promises ran, not necessarily ms's order.
-	failed := make([]error, len(ms))
-	for _, r := range t.pub.ProduceSync(ctx, records...) {
-		failed[index[r.Record]] = r.Err
+	failed := make([]error, len(records))
+	if len(records) > 0 {
+		for _, r := range t.pub.ProduceSync(ctx, records...) {
+			failed[index[r.Record]] = r.Err
+		}
 	}
 	for i, err := range failed {
 		if err != nil {
-			t.noticeTopicLoss(err)
+			t.noticeTopicLoss(records[i].Topic, err)
 			if errors.Is(err, kgo.ErrClientClosed) {
 				err = errClosed
 			}
 			return i, err
 		}
 	}
-	return len(ms), nil
+	return len(records), refused
 }
 
 // kafkaRecord is m as a record of topic: the subject as its key, the id and
@@ -346,10 +225,12 @@ func kafkaRecord(topic string, m Message) *kgo.Record {
 	return &kgo.Record{Topic: topic, Partition: 0, Key: []byte(m.Subject), Value: m.Body, Headers: headers}
 }
 
-// kafkaMessage is r as the handlers see it; false for a record that is not a
-// Folio message (no id, or a key that is no subject), which someone else wrote
-// to the topic.
-func kafkaMessage(r *kgo.Record) (Message, bool) {
+// kafkaMessage is r, read from stream's topic r.Topic, as the handlers see it;
+// or why it is not a Folio message: no id, a key that is no subject, or a
+// subject that belongs in another topic. Anyone allowed to write a topic can
+// write such records; the last kind is an attempt to forge another source's
+// events (see kafka_topics.go).
+func kafkaMessage(stream string, r *kgo.Record) (Message, error) {
 	m := Message{Subject: string(r.Key), Body: r.Value, Header: make(map[string]string, len(r.Headers))}
 	for _, h := range r.Headers {
 		if h.Key == kafkaIDHeader {
@@ -358,7 +239,17 @@ func kafkaMessage(r *kgo.Record) (Message, bool) {
 		}
 		m.Header[h.Key] = string(h.Value)
 	}
-	return m, m.ID != "" && validSubject(m.Subject)
+	if m.ID == "" {
+		return m, errors.New("not a Folio message: no id")
+	}
+	topic, err := kafkaTopicOf(stream, m.Subject)
+	if err != nil {
+		return m, fmt.Errorf("not a Folio message: %w", err)
+	}
+	if topic != r.Topic {
+		return m, fmt.Errorf("subject %s belongs in topic %s, not this one", m.Subject, topic)
+	}
+	return m, nil
 }
 
 // validSubject reports whether s is a subject a message can have: a filter's
@@ -376,15 +267,27 @@ func (t *kafkaTransport) close() error {
 func (t *kafkaTransport) consume(ctx context.Context, s Subscription, deliver deliverFunc) error {
 	ctx, cancel := untilClosed(ctx, t.done)
 	defer cancel()
+	reading := kafkaReadingOf(t.cfg.Stream, s.Subjects)
+	if len(reading.topics) == 0 && !reading.all {
+		return fmt.Errorf("broker: consumer %s: no subject of %v can be published on Kafka, where a subject is <prefix>.<source>.<event>", s.Name, s.Subjects)
+	}
+	deadLetters := kafkaDeadLetterTopic(t.cfg.Stream, s.Name)
+	if len(deadLetters) > kafkaMaxTopicLen {
+		return fmt.Errorf("broker: consumer %s: its dead-letter topic %s is longer than Kafka's %d characters", s.Name, deadLetters, kafkaMaxTopicLen)
+	}
+	// The dead-letter topic is needed before the first record: without it a
+	// record that keeps failing could not be set aside, and would hold the
+	// subscription's offset for good.
+	topics := append(slices.Clone(reading.topics), deadLetters)
 	for ctx.Err() == nil {
-		if err := t.ensureTopicWithin(ctx); err != nil {
+		if err := t.ensureTopicsWithin(ctx, topics...); err != nil {
 			if ctx.Err() == nil {
-				t.log.Warn("cannot create the topic yet, will retry", "subscription", s.Name, "err", err)
+				t.log.Warn("cannot create the topics yet, will retry", "subscription", s.Name, "err", err)
 				pause(ctx, retryPause)
 			}
 			continue
 		}
-		c, err := newKafkaConsumer(t, s, deliver)
+		c, err := newKafkaConsumer(t, s, reading, deliver)
 		if err != nil {
 			return fmt.Errorf("broker: consumer %s: %w", s.Name, err)
 		}
@@ -416,6 +319,10 @@ type kafkaConsumer struct {
 	// revocation: what is committed is for partitions still owned.
 	commitMu sync.Mutex
 	commit   chan struct{} // wakes the committer
+
+	// undiscover, for a client reading every topic of the stream, ends its
+	// registration for topicFound.
+	undiscover func()
 }
 
 type kafkaPartition struct {
@@ -439,7 +346,7 @@ type kafkaJob struct {
 	settled bool
 }
 
-func newKafkaConsumer(t *kafkaTransport, s Subscription, deliver deliverFunc) (*kafkaConsumer, error) {
+func newKafkaConsumer(t *kafkaTransport, s Subscription, reading kafkaReading, deliver deliverFunc) (*kafkaConsumer, error) {
 	c := &kafkaConsumer{
 		t: t, s: s, deliver: deliver,
 		jobs:   make(chan *kafkaJob),
@@ -447,18 +354,17 @@ func newKafkaConsumer(t *kafkaTransport, s Subscription, deliver deliverFunc) (*
 		space:  make(chan struct{}, 1),
 		commit: make(chan struct{}, 1),
 	}
-	var err error
-	c.cl, err = kgo.NewClient(t.clientOpts(
+	opts := append(reading.consumeOpts(t.cfg.Stream),
 		kgo.ConsumerGroup(kafkaGroup(t.cfg.Prefix, s.Name)),
-		kgo.ConsumeTopics(t.topic),
-		// A new group reads the stream from its start, as a new JetStream
-		// durable consumer does; and where the broker lost records, the
+		// A new group reads each topic from its start, as a new JetStream
+		// durable consumer does the stream, and so does a group finding a
+		// topic created after it started; where the broker lost records, the
 		// consumer goes back to the start rather than skip any.
 		kgo.ConsumeStartOffset(kgo.NewOffset().AtStart()),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.DisableAutoCommit(),
 		// A member that crashed holds its partition until its session times
-		// out; with the stream on one partition that stops the subscription,
+		// out; with a source on one partition that stops the subscription,
 		// so 10 s rather than Kafka's 45 s (brokers accept 6 s and more).
 		kgo.SessionTimeout(10*time.Second),
 		kgo.HeartbeatInterval(time.Second),
@@ -467,7 +373,12 @@ func newKafkaConsumer(t *kafkaTransport, s Subscription, deliver deliverFunc) (*
 		kgo.BlockRebalanceOnPoll(),
 		kgo.OnPartitionsRevoked(c.revoked),
 		kgo.OnPartitionsLost(c.lost),
-	)...)
+	)
+	var err error
+	c.cl, err = kgo.NewClient(t.clientOpts(opts...)...)
+	if err == nil && reading.all {
+		c.undiscover = t.discovering(c.cl)
+	}
 	return c, err
 }
 
@@ -500,6 +411,9 @@ func (c *kafkaConsumer) run(ctx context.Context) {
 	c.commitSettled(cctx)
 	cancel()
 	// Leaving the group runs revoked, which commits once more: nothing new.
+	if c.undiscover != nil {
+		c.undiscover()
+	}
 	c.cl.Close()
 }
 
@@ -563,13 +477,14 @@ func (c *kafkaConsumer) room(ctx context.Context) (int, bool) {
 }
 
 // track adds r to its partition's progress. The job it returns needs handling
-// unless it is outside the subscription's subjects, or not a Folio message at
-// all: those are only settled.
+// unless it is outside the subscription's subjects, or not a Folio message
+// (kafkaMessage): those are only settled.
 func (c *kafkaConsumer) track(r *kgo.Record) *kafkaJob {
-	m, folio := kafkaMessage(r)
+	m, err := kafkaMessage(c.t.cfg.Stream, r)
+	folio := err == nil
 	if !folio {
 		c.t.log.Warn("passing over a record that is not a Folio message", "subscription", c.s.Name,
-			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+			"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -780,13 +695,31 @@ func (c *kafkaConsumer) drop(pick func(kafkaPartition) bool) {
 	signal(c.space)
 }
 
-// follow reads the topic with a client of its own, outside any group, from
-// since (or its end), handing h the records under subjects.
+// follow reads the topics subjects can be on with a client of its own,
+// outside any group, from since (or now), handing h the records under
+// subjects.
 func (t *kafkaTransport) follow(ctx context.Context, subjects []string, since time.Time, h func(context.Context, Message)) error {
 	ctx, cancel := untilClosed(ctx, t.done)
 	defer cancel()
+	reading := kafkaReadingOf(t.cfg.Stream, subjects)
+	if len(reading.topics) == 0 && !reading.all {
+		return fmt.Errorf("broker: follow: no subject of %v can be published on Kafka, where a subject is <prefix>.<source>.<event>", subjects)
+	}
+	// From since, by the records' timestamps: a topic created later is read
+	// from its start. From now, the records already there (as the offsets
+	// past them, taken after now) are passed over: a timestamp alone cannot
+	// tell a record of the same millisecond published before.
+	from := since
+	if from.IsZero() {
+		from = time.Now()
+	}
+	var ends kadm.ListedOffsets
 	for ctx.Err() == nil {
-		if err := t.ensureTopicWithin(ctx); err != nil {
+		err := t.ensureTopicsWithin(ctx, reading.topics...)
+		if err == nil && since.IsZero() {
+			ends, err = t.endOffsets(ctx, reading)
+		}
+		if err != nil {
 			if ctx.Err() == nil {
 				t.log.Warn("cannot follow yet, will retry", "subjects", subjects, "err", err)
 				pause(ctx, retryPause)
@@ -798,15 +731,15 @@ func (t *kafkaTransport) follow(ctx context.Context, subjects []string, since ti
 	if ctx.Err() != nil {
 		return closedErr(t.done)
 	}
-	start := kgo.NewOffset().AtEnd()
-	if !since.IsZero() {
-		start = kgo.NewOffset().AfterMilli(since.UnixMilli())
-	}
-	cl, err := kgo.NewClient(t.clientOpts(kgo.ConsumeTopics(t.topic), kgo.ConsumeStartOffset(start))...)
+	cl, err := kgo.NewClient(t.clientOpts(append(reading.consumeOpts(t.cfg.Stream),
+		kgo.ConsumeStartOffset(kgo.NewOffset().AfterMilli(from.UnixMilli())))...)...)
 	if err != nil {
 		return fmt.Errorf("broker: follow: %w", err)
 	}
 	defer cl.Close()
+	if reading.all {
+		defer t.discovering(cl)()
+	}
 	for {
 		fetches := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
@@ -820,8 +753,16 @@ func (t *kafkaTransport) follow(ctx context.Context, subjects []string, since ti
 			}
 		})
 		fetches.EachRecord(func(r *kgo.Record) {
-			m, ok := kafkaMessage(r)
-			if ok && slices.ContainsFunc(subjects, func(f string) bool { return subjectMatches(f, m.Subject) }) {
+			if end, ok := ends.Lookup(r.Topic, r.Partition); ok && r.Offset < end.Offset {
+				return // there before the follower started
+			}
+			m, err := kafkaMessage(t.cfg.Stream, r)
+			if err != nil {
+				t.log.Warn("follower passing over a record that is not a Folio message",
+					"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+				return
+			}
+			if slices.ContainsFunc(subjects, func(f string) bool { return subjectMatches(f, m.Subject) }) {
 				h(ctx, m)
 			}
 		})
@@ -829,6 +770,27 @@ func (t *kafkaTransport) follow(ctx context.Context, subjects []string, since ti
 			pause(ctx, retryPause)
 		}
 	}
+}
+
+// endOffsets are the end offsets of the topics reading reads, as they are now.
+func (t *kafkaTransport) endOffsets(ctx context.Context, reading kafkaReading) (kadm.ListedOffsets, error) {
+	ctx, cancel := context.WithTimeout(ctx, kafkaTopicWait)
+	defer cancel()
+	topics := reading.topics
+	if reading.all {
+		var err error
+		if topics, err = t.streamTopics(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if len(topics) == 0 {
+		return nil, nil
+	}
+	ends, err := t.adm.ListEndOffsets(ctx, topics...)
+	if err == nil {
+		err = ends.Error()
+	}
+	return ends, err
 }
 
 // kafkaLogger passes franz-go's warnings and errors on to the broker's log, one

@@ -3,16 +3,13 @@ package broker
 // The Kafka adapter's TLS and SASL. A cluster that anyone who reaches it may
 // write to lets them forge every event, as decision 13 found for NATS; so the
 // adapter authenticates with SASL (SCRAM, or PLAIN over TLS only) and checks the
-// brokers' certificates, and the cluster's ACLs grant each credential its topic
-// and its own consumer groups.
-//
-// What ACLs cannot do here: every subject of a stream is one topic (see
-// kafka.go), and Kafka grants writing a topic, not a key, so a credential that
-// may publish may publish any subject of the stream. The NATS permissions
-// table (natsconn) has no Kafka counterpart yet.
+// brokers' certificates, and the cluster's ACLs grant each credential the
+// topics it writes (its own source's, its dead letters') and reads, and its own
+// consumer groups. Kafka grants writing a topic, not a key, which is why each
+// source has a topic of its own (kafka_topics.go): a credential that may
+// publish book events cannot publish an account revocation.
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -142,17 +139,4 @@ func (cfg Config) kafkaPassword(log *slog.Logger) (string, error) {
 // credential a topic, or the cluster-wide right to create topics.
 func kafkaDenied(err error) bool {
 	return errors.Is(err, kerr.TopicAuthorizationFailed) || errors.Is(err, kerr.ClusterAuthorizationFailed)
-}
-
-// topicExists reports whether the cluster describes the topic to this client.
-func (t *kafkaTransport) topicExists(ctx context.Context) (bool, error) {
-	topics, err := t.adm.ListTopics(ctx, t.topic)
-	if err != nil {
-		return false, err
-	}
-	d, ok := topics[t.topic]
-	if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
-		return false, nil
-	}
-	return d.Err == nil, d.Err
 }

@@ -166,11 +166,17 @@ type delivered struct {
 // consumeInBackground runs b.Consume of subscription name on everything under
 // cfg's prefix until the test ends.
 func consumeInBackground(t *testing.T, b *Broker, cfg Config, name string) *delivered {
+	return consumeSubjects(t, b, name, cfg.Prefix+".>")
+}
+
+// consumeSubjects runs b.Consume of subscription name on subjects until the
+// test ends.
+func consumeSubjects(t *testing.T, b *Broker, name string, subjects ...string) *delivered {
 	d := &delivered{ids: make(chan string, 100)}
 	ctx, cancel := context.WithCancel(context.Background())
 	var done sync.WaitGroup
 	done.Go(func() {
-		_ = b.Consume(ctx, Subscription{Name: name, Subjects: []string{cfg.Prefix + ".>"}}, func(_ context.Context, m Message) error {
+		_ = b.Consume(ctx, Subscription{Name: name, Subjects: subjects}, func(_ context.Context, m Message) error {
 			d.n.Add(1)
 			select {
 			case d.ids <- m.ID:
@@ -493,79 +499,188 @@ func TestKafkaSecurityFilesRejected(t *testing.T) {
 	}
 }
 
-// With the cluster's ACLs, a credential granted its topic and its own
-// consumer group reads through that group only: another subscription's group
-// and another stream's topic are refused, and nothing is delivered through
-// them. The topic is the operator's: the credential may not create it, and
-// need not.
+// With the cluster's ACLs, as an operator grants them to the book service:
+// Write on its own source's topic and its dead letters' topic, Read on the
+// topics it consumes (authors) and follows (account revocations) and on its own
+// consumer group. It publishes book events, consumes author events and follows
+// revocations; the topics are the operator's: it may not create them, and need
+// not.
+//
+// The attack replayed: with the whole stream in one topic, any credential that
+// may publish (every consumer may, for its dead letters) could publish an
+// account revocation, which makes every service refuse a user's tokens, or an
+// author's delete. Here both are refused by the cluster and nothing of them is
+// written; a record the book service writes to its own topic under an author
+// subject is passed over by the consumers; another subscription's group and
+// another stream's topics are refused.
 func TestKafkaACLs(t *testing.T) {
-	const adminPassword, notifyPassword = "admin-s3cret", "notify-s3cret"
+	const adminPassword, bookPassword = "admin-s3cret", "book-s3cret"
 	mine, theirs := kafkaTestConfig(""), kafkaTestConfig("")
 	theirs.Prefix = mine.Prefix // another deployment's stream, on the same cluster
+	source := func(c Config, name string) string { return c.Stream + "." + name }
+	subject := func(rest string) string { return mine.Prefix + "." + rest }
 	allow := func(res kmsg.ACLResourceType, name string, op kmsg.ACLOperation) kfake.ACL {
 		return kfake.ACL{Resource: res, Name: name, Pattern: kmsg.ACLResourcePatternTypeLiteral, Operation: op, Allow: true}
 	}
+	deadLetters := kafkaDeadLetterTopic(mine.Stream, "book-authors")
 	seeds := startSecureKafka(t, kfake.EnableSASL(), kfake.EnableACLs(),
 		kfake.Superuser("SCRAM-SHA-512", "admin", adminPassword),
-		kfake.User("SCRAM-SHA-512", "notify", notifyPassword,
-			// What a consuming program needs (writing is for its dead letters).
-			allow(kmsg.ACLResourceTypeTopic, mine.Stream, kmsg.ACLOperationRead),
-			allow(kmsg.ACLResourceTypeTopic, mine.Stream, kmsg.ACLOperationWrite),
-			allow(kmsg.ACLResourceTypeGroup, kafkaGroup(mine.Prefix, "notify"), kmsg.ACLOperationRead),
+		kfake.User("SCRAM-SHA-512", "book", bookPassword,
+			allow(kmsg.ACLResourceTypeTopic, source(mine, "book"), kmsg.ACLOperationWrite),
+			allow(kmsg.ACLResourceTypeTopic, deadLetters, kmsg.ACLOperationWrite),
+			allow(kmsg.ACLResourceTypeTopic, source(mine, "author"), kmsg.ACLOperationRead),
+			allow(kmsg.ACLResourceTypeGroup, kafkaGroup(mine.Prefix, "book-authors"), kmsg.ACLOperationRead),
+			allow(kmsg.ACLResourceTypeTopic, source(mine, "account"), kmsg.ACLOperationRead),
 		))
 	mine.KafkaBrokers, theirs.KafkaBrokers = seeds, seeds
 	asAdmin := func(c Config) Config {
 		c.KafkaSASL, c.KafkaUser, c.KafkaPassword = kafkaSASLScram512, "admin", adminPassword
 		return c
 	}
-	asNotify := func(c Config) Config {
-		c.KafkaSASL, c.KafkaUser, c.KafkaPassword = kafkaSASLScram512, "notify", notifyPassword
+	asBook := func(c Config) Config {
+		c.KafkaSASL, c.KafkaUser, c.KafkaPassword = kafkaSASLScram512, "book", bookPassword
 		return c
 	}
-	// The operator creates both topics and publishes on them.
-	for _, c := range []Config{mine, theirs} {
-		if err := tryPublish(t, openLogged(t, asAdmin(c), &logBuffer{}), c, "evt-"+c.Stream); err != nil {
-			t.Fatalf("admin publish on %s: %v", c.Stream, err)
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	// The operator creates the topics, publishing an event of each source.
+	admin := openLogged(t, asAdmin(mine), &logBuffer{})
+	for _, s := range []string{"book.created", "author.created", "account.revoked", "deadletter.book-authors"} {
+		if err := admin.Publish(ctx, Message{Subject: subject(s), ID: "op-" + s, Body: []byte(`{}`)}); err != nil {
+			t.Fatalf("admin publish on %s: %v", s, err)
 		}
+	}
+	if err := tryPublish(t, openLogged(t, asAdmin(theirs), &logBuffer{}), theirs, "op-theirs"); err != nil {
+		t.Fatalf("admin publish on %s: %v", theirs.Stream, err)
 	}
 
 	var log logBuffer
-	b := openLogged(t, asNotify(mine), &log)
-	if err := tryPublish(t, b, mine, "evt-notify"); err != nil {
-		t.Fatalf("notify publish on its topic, created by the operator: %v\nlog:\n%s", err, log.String())
+	b := openLogged(t, asBook(mine), &log)
+	if err := tryPublish(t, b, mine, "evt-book"); err != nil {
+		t.Fatalf("book publish on its topic, created by the operator: %v\nlog:\n%s", err, log.String())
 	}
-	own := consumeInBackground(t, b, mine, "notify")
-	for _, want := range []string{"evt-" + mine.Stream, "evt-notify"} {
-		if id := receiveID(t, own); id != want {
-			t.Errorf("notify's own group got %q, want %q", id, want)
-		}
+	authors := consumeSubjects(t, b, "book-authors", subject("author.>"))
+	if id := receiveID(t, authors); id != "op-author.created" {
+		t.Errorf("book-authors got %q, want op-author.created", id)
+	}
+	revocations := follower(t, b, []string{subject("account.revoked")}, time.Now().Add(-time.Hour))
+	if m := receive(t, revocations, "revocation"); m.ID != "op-account.revoked" {
+		t.Errorf("followed %q, want op-account.revoked", m.ID)
 	}
 
-	t.Run("another subscription's group", func(t *testing.T) {
-		var log logBuffer
-		b := openLogged(t, asNotify(mine), &log)
-		d := consumeInBackground(t, b, mine, "book-projection")
-		refusedTwice(t, &log, "will retry", "subscription=book-projection", "GROUP_AUTHORIZATION_FAILED")
-		if n := d.n.Load(); n != 0 {
-			t.Errorf("%d events delivered through a group the credential may not use", n)
+	t.Run("another source's events", func(t *testing.T) {
+		for _, s := range []string{"account.revoked", "author.deleted"} {
+			err := b.Publish(ctx, Message{Subject: subject(s), ID: "forged-" + s, Body: []byte(`{"id":"victim"}`)})
+			if !errors.Is(err, kerr.TopicAuthorizationFailed) {
+				t.Errorf("book publishing %s: %v, want TOPIC_AUTHORIZATION_FAILED", s, err)
+			}
 		}
-		committed, err := kafkaSuperAdmin(t, seeds, "admin", adminPassword).FetchOffsets(t.Context(), kafkaGroup(mine.Prefix, "book-projection"))
-		if err != nil && !errors.Is(err, kerr.GroupIDNotFound) { // not found: never joined
-			t.Fatal(err)
+		// Nothing of them was written: after the first events, each topic's
+		// next one is the operator's.
+		for _, s := range []string{"author.created", "account.revoked"} {
+			if err := admin.Publish(ctx, Message{Subject: subject(s), ID: "op2-" + s, Body: []byte(`{}`)}); err != nil {
+				t.Fatal(err)
+			}
 		}
-		if o, ok := committed.Lookup(mine.Stream, 0); ok && o.At >= 0 {
-			t.Errorf("the other group's offset was committed: %+v", o)
+		if id := receiveID(t, authors); id != "op2-author.created" {
+			t.Errorf("book-authors got %q after the forgery, want op2-author.created", id)
+		}
+		if m := receive(t, revocations, "revocation"); m.ID != "op2-account.revoked" {
+			t.Errorf("followed %q after the forgery, want op2-account.revoked", m.ID)
 		}
 	})
 
-	t.Run("another stream's topic", func(t *testing.T) {
+	t.Run("another source's subject on its own topic", func(t *testing.T) {
+		// What the credential can write: anything on its own topic.
+		cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(seeds, ",")...), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+			kgo.SASL(scram.Auth{User: "book", Pass: bookPassword}.AsSha512Mechanism()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		id := []kgo.RecordHeader{{Key: kafkaIDHeader, Value: []byte("forged-in-book")}}
+		forged := []*kgo.Record{
+			{Topic: source(mine, "book"), Key: []byte(subject("author.deleted")), Value: []byte(`{"id":"victim"}`), Headers: id},
+			{Topic: deadLetters, Key: []byte(subject("account.revoked")), Value: []byte(`{"id":"victim"}`), Headers: id},
+		}
+		if err := cl.ProduceSync(ctx, forged...).FirstErr(); err != nil {
+			t.Fatalf("book writing its own topics: %v", err)
+		}
+		// Consumers reading every topic pass them over: behind them, each
+		// topic's next events are the operator's.
+		deletions := consumeSubjects(t, admin, "deletions", subject("*.deleted"), subject("*.revoked"), subject("deadletter.book-authors"))
+		everything := follower(t, admin, []string{subject(">")}, time.Now().Add(-time.Hour))
+		want := []string{"op-account.revoked", "op2-account.revoked", "op-deadletter.book-authors"} // from before
+		for _, s := range []string{"book.deleted", "author.deleted", "account.revoked", "deadletter.book-authors"} {
+			if err := admin.Publish(ctx, Message{Subject: subject(s), ID: "op3-" + s, Body: []byte(`{}`)}); err != nil {
+				t.Fatal(err)
+			}
+			want = append(want, "op3-"+s)
+		}
+		var got []string
+		for range want {
+			got = append(got, receiveID(t, deletions))
+		}
+		slices.Sort(got)
+		slices.Sort(want)
+		if !slices.Equal(got, want) {
+			t.Errorf("a consumer of every topic got %v, want %v", got, want)
+		}
+		for seen := 0; seen < 4; {
+			m := receive(t, everything, "followed event")
+			if m.ID == "forged-in-book" {
+				t.Fatalf("the follower took the forged %s from the book service's topics", m.Subject)
+			}
+			if strings.HasPrefix(m.ID, "op3-") {
+				seen++
+			}
+		}
+	})
+
+	t.Run("another subscription's group", func(t *testing.T) {
 		var log logBuffer
-		b := openLogged(t, asNotify(theirs), &log)
+		b := openLogged(t, asBook(mine), &log)
+		d := consumeSubjects(t, b, "author-books", subject("book.>"))
+		refusedTwice(t, &log, "will retry", "subscription=author-books", "AUTHORIZATION_FAILED")
+		if n := d.n.Load(); n != 0 {
+			t.Errorf("%d events delivered through a subscription the credential may not use", n)
+		}
+		// Committing another group's offset, which would skip its events, is
+		// refused by the cluster.
+		cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(seeds, ",")...),
+			kgo.SASL(scram.Auth{User: "book", Pass: bookPassword}.AsSha512Mechanism()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		var skip kadm.Offsets
+		skip.Add(kadm.Offset{Topic: source(mine, "author"), Partition: 0, At: 100, LeaderEpoch: -1})
+		committed, err := kadm.NewClient(cl).CommitOffsets(ctx, kafkaGroup(mine.Prefix, "author-books"), skip)
+		if err == nil {
+			err = committed.Error()
+		}
+		if !errors.Is(err, kerr.GroupAuthorizationFailed) {
+			t.Errorf("committing another group's offset: %v, want GROUP_AUTHORIZATION_FAILED", err)
+		}
+		offsets, err := kafkaSuperAdmin(t, seeds, "admin", adminPassword).FetchOffsets(ctx, kafkaGroup(mine.Prefix, "author-books"))
+		if err != nil && !errors.Is(err, kerr.GroupIDNotFound) { // not found: never joined
+			t.Fatal(err)
+		}
+		offsets.Each(func(o kadm.OffsetResponse) {
+			if o.At >= 0 {
+				t.Errorf("the other group's offset was committed: %+v", o)
+			}
+		})
+	})
+
+	t.Run("another stream's topics", func(t *testing.T) {
+		var log logBuffer
+		b := openLogged(t, asBook(theirs), &log)
 		if err := tryPublish(t, b, theirs, "evt-forged"); err == nil {
 			t.Error("publish on another stream's topic succeeded")
 		}
-		d := consumeInBackground(t, b, theirs, "notify")
-		refusedTwice(t, &log, "will retry", "subscription=notify", "TOPIC_AUTHORIZATION_FAILED")
+		d := consumeSubjects(t, b, "book-authors", theirs.Prefix+".book.>")
+		refusedTwice(t, &log, "will retry", "subscription=book-authors", "TOPIC_AUTHORIZATION_FAILED")
 		if n := d.n.Load(); n != 0 {
 			t.Errorf("%d events of another stream delivered", n)
 		}

@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strings"
@@ -132,8 +133,8 @@ func kafkaAdmin(t *testing.T, seeds string) *kadm.Client {
 func kafkaReady(t *testing.T, e *env, name string) {
 	adm := kafkaAdmin(t, e.url)
 	group := kafkaGroup(e.cfg.Prefix, name)
-	// A new group reads the topic from its start, so once the member has its
-	// partition it gets whatever is published.
+	// A new group reads each topic from its start, a topic created later
+	// too, so once the member has joined it gets whatever is published.
 	polltest.Until(t, "group "+group+" stable", func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 		defer cancel()
@@ -149,12 +150,15 @@ func kafkaReady(t *testing.T, e *env, name string) {
 	})
 }
 
-// kafkaRecords reads the whole topic of e.
-func kafkaRecords(t *testing.T, e *env) []*kgo.Record {
+// kafkaSourceTopic is the topic of e's events from source ("book").
+func kafkaSourceTopic(e *env, source string) string { return e.cfg.Stream + "." + source }
+
+// kafkaRecords reads the whole of topic on e's cluster.
+func kafkaRecords(t *testing.T, e *env, topic string) []*kgo.Record {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	defer cancel()
-	ends, err := kafkaAdmin(t, e.url).ListEndOffsets(ctx, e.cfg.Stream)
+	ends, err := kafkaAdmin(t, e.url).ListEndOffsets(ctx, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +171,7 @@ func kafkaRecords(t *testing.T, e *env) []*kgo.Record {
 			want[o.Partition] = o.Offset
 		}
 	})
-	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(e.url, ",")...), kgo.ConsumeTopics(e.cfg.Stream))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(e.url, ",")...), kgo.ConsumeTopics(topic))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -190,7 +194,7 @@ func kafkaRecords(t *testing.T, e *env) []*kgo.Record {
 
 func kafkaDeadLetters(t *testing.T, e *env, name string) int {
 	n := 0
-	for _, r := range kafkaRecords(t, e) {
+	for _, r := range kafkaRecords(t, e, kafkaDeadLetterTopic(e.cfg.Stream, name)) {
 		if string(r.Key) == DeadLetterSubject(e.cfg.Prefix, name) {
 			n++
 		}
@@ -203,63 +207,152 @@ func kafkaEnv(t *testing.T, kc *kafkaCluster) *env {
 	return newEnv(t, kafkaAdapter(), kc.seeds)
 }
 
-// The stream is one topic of one partition, created with the stream's limits;
-// each record carries its subject as its key and its id and headers as headers.
+// Each source's events are a topic of their own, <stream>.<source>, and each
+// subscription's dead letters too, of one partition, created with the stream's
+// limits; each record carries its subject as its key and its id and headers as
+// headers, in the order published. There is no topic for the whole stream.
 func TestKafkaTopicLayout(t *testing.T) {
 	e := kafkaEnv(t, startKafka(t, ""))
 	b := e.open(t)
-	subjects := []string{"book.created", "author.deleted", "book.updated"}
+	subjects := []string{"book.created", "author.deleted", "book.updated", "account.revoked", "deadletter.book-authors", "book.x.y"}
 	for i, s := range subjects {
 		publish(t, b, Message{Subject: e.subject(s), ID: fmt.Sprint("l", i), Body: []byte("{}"), Header: map[string]string{HeaderRequestID: fmt.Sprint("req-", i)}})
+	}
+	want := map[string][]int{ // topic: the subjects on it, in order
+		kafkaSourceTopic(e, "book"):                        {0, 2, 5},
+		kafkaSourceTopic(e, "author"):                      {1},
+		kafkaSourceTopic(e, "account"):                     {3},
+		kafkaDeadLetterTopic(e.cfg.Stream, "book-authors"): {4},
+	}
+	if got := kafkaStreamTopics(t, e); !slices.Equal(got, slices.Sorted(maps.Keys(want))) {
+		t.Errorf("the stream's topics are %v, want %v", got, slices.Sorted(maps.Keys(want)))
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	defer cancel()
 	adm := kafkaAdmin(t, e.url)
-	topics, err := adm.ListTopics(ctx, e.cfg.Stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := len(topics[e.cfg.Stream].Partitions); got != 1 {
-		t.Errorf("topic %s has %d partitions, want 1", e.cfg.Stream, got)
-	}
-	configs, err := adm.DescribeTopicConfigs(ctx, e.cfg.Stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := configs.On(e.cfg.Stream, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for key, want := range map[string]string{"retention.ms": fmt.Sprint(DefaultMaxAge.Milliseconds()), "retention.bytes": fmt.Sprint(DefaultMaxBytes), "cleanup.policy": "delete"} {
-		i := slices.IndexFunc(cfg.Configs, func(c kadm.Config) bool { return c.Key == key })
-		if i < 0 || cfg.Configs[i].Value == nil || *cfg.Configs[i].Value != want {
-			t.Errorf("topic config %s is not %s: %+v", key, want, cfg.Configs)
+	for topic, on := range want {
+		topics, err := adm.ListTopics(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	records := kafkaRecords(t, e)
-	if len(records) != len(subjects) {
-		t.Fatalf("topic holds %d records, want %d", len(records), len(subjects))
-	}
-	for i, r := range records {
-		headers := map[string]string{}
-		for _, h := range r.Headers {
-			headers[h.Key] = string(h.Value)
+		if got := len(topics[topic].Partitions); got != 1 {
+			t.Errorf("topic %s has %d partitions, want 1", topic, got)
 		}
-		want := map[string]string{kafkaIDHeader: fmt.Sprint("l", i), HeaderRequestID: fmt.Sprint("req-", i)}
-		if string(r.Key) != e.subject(subjects[i]) || fmt.Sprint(headers) != fmt.Sprint(want) || r.Partition != 0 {
-			t.Errorf("record %d: key %s, headers %v, partition %d; want %s, %v, 0", i, r.Key, headers, r.Partition, e.subject(subjects[i]), want)
+		configs, err := adm.DescribeTopicConfigs(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := configs.On(topic, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for key, want := range map[string]string{"retention.ms": fmt.Sprint(DefaultMaxAge.Milliseconds()), "retention.bytes": fmt.Sprint(DefaultMaxBytes), "cleanup.policy": "delete"} {
+			i := slices.IndexFunc(cfg.Configs, func(c kadm.Config) bool { return c.Key == key })
+			if i < 0 || cfg.Configs[i].Value == nil || *cfg.Configs[i].Value != want {
+				t.Errorf("topic %s config %s is not %s: %+v", topic, key, want, cfg.Configs)
+			}
+		}
+		records := kafkaRecords(t, e, topic)
+		if len(records) != len(on) {
+			t.Fatalf("topic %s holds %d records, want %d", topic, len(records), len(on))
+		}
+		for k, r := range records {
+			i := on[k]
+			headers := map[string]string{}
+			for _, h := range r.Headers {
+				headers[h.Key] = string(h.Value)
+			}
+			want := map[string]string{kafkaIDHeader: fmt.Sprint("l", i), HeaderRequestID: fmt.Sprint("req-", i)}
+			if string(r.Key) != e.subject(subjects[i]) || fmt.Sprint(headers) != fmt.Sprint(want) || r.Partition != 0 {
+				t.Errorf("%s record %d: key %s, headers %v, partition %d; want %s, %v, 0", topic, k, r.Key, headers, r.Partition, e.subject(subjects[i]), want)
+			}
 		}
 	}
 }
 
-// Records someone else wrote to the topic, without a subject or an id, or with
-// a subject that is no filter's, are passed over: they neither reach a handler
-// nor stop the records behind them.
+// kafkaStreamTopics are the names of the topics of e's stream, sorted.
+func kafkaStreamTopics(t *testing.T, e *env) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	topics, err := kafkaAdmin(t, e.url).ListTopics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for name := range topics {
+		if strings.HasPrefix(name, e.cfg.Stream) {
+			names = append(names, name)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
+
+// A subject that names no topic is refused before anything is sent: one
+// without a source and an event, one whose source cannot be in a topic name, a
+// dead-letter subject that names no subscription, one whose topic name would be
+// too long. In a batch, nothing behind it is sent.
+func TestKafkaSubjectWithoutTopicRefused(t *testing.T) {
+	e := kafkaEnv(t, startKafka(t, ""))
+	b := e.open(t)
+	publish(t, b, Message{Subject: e.subject("book.created"), ID: "first"})
+	ctx, cancel := context.WithTimeout(t.Context(), wait)
+	defer cancel()
+	for _, tt := range []struct{ subject, want string }{
+		{"book", "<prefix>.<source>.<event>"},
+		{"deadletter", "<prefix>.<source>.<event>"},
+		{"bo:ok.created", "letters, digits"},
+		{"deadletter.a.b", "<prefix>.deadletter.<subscription>"},
+		{"deadletter.a:b", "<prefix>.deadletter.<subscription>"},
+		{strings.Repeat("s", kafkaMaxTopicLen) + ".created", "longer than Kafka's"},
+	} {
+		err := b.Publish(ctx, Message{Subject: e.subject(tt.subject), ID: "bad"})
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("publish on %s: %v, want an error saying %q", tt.subject, err, tt.want)
+		}
+	}
+	acked, err := b.PublishBatch(ctx, []Message{
+		{Subject: e.subject("book.updated"), ID: "v1"},
+		{Subject: e.subject("bo:ok.created"), ID: "v2"},
+		{Subject: e.subject("book.updated"), ID: "v3"},
+	})
+	if acked != 1 || err == nil {
+		t.Errorf("PublishBatch with a subject without a topic second = %d, %v; want 1 and an error", acked, err)
+	}
+	if got := kafkaStreamTopics(t, e); !slices.Equal(got, []string{kafkaSourceTopic(e, "book")}) {
+		t.Errorf("the stream's topics are %v, want only the book topic", got)
+	}
+	var ids []string
+	for _, r := range kafkaRecords(t, e, kafkaSourceTopic(e, "book")) {
+		ids = append(ids, string(r.Headers[0].Value))
+	}
+	if !slices.Equal(ids, []string{"first", "v1"}) {
+		t.Errorf("the book topic holds %v, want [first v1]", ids)
+	}
+}
+
+// Records someone else wrote to a topic, without a subject or an id, with a
+// subject that is no filter's, or with a subject of another topic, are passed
+// over: they neither reach a handler nor stop the records behind them. The
+// last is what a credential allowed to write one source's topic would do to
+// forge another's events: the book service writing "author.deleted" to the
+// book topic, or an account revocation to its dead letters.
 func TestKafkaForeignRecordsPassedOver(t *testing.T) {
 	e := kafkaEnv(t, startKafka(t, ""))
 	b := e.open(t)
 	h, got := recorder()
 	e.consume(t, b, Subscription{Name: "strict", Subjects: []string{e.subject(">")}}, h)
+	followed := follower(t, b, []string{e.subject(">")}, time.Now().Add(-time.Hour))
+	publish(t, b, Message{Subject: e.subject("book.created"), ID: "first"})
+	publish(t, b, Message{Subject: e.subject("deadletter.strict"), ID: "dead"})
+	for _, ch := range []<-chan Message{got, followed} {
+		ids := []string{receive(t, ch, "first").ID, receive(t, ch, "dead").ID}
+		slices.Sort(ids)
+		if !slices.Equal(ids, []string{"dead", "first"}) {
+			t.Fatalf("got %v, want the two published", ids)
+		}
+	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(e.url, ",")...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
@@ -268,25 +361,36 @@ func TestKafkaForeignRecordsPassedOver(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	defer cancel()
 	id := func(v string) []kgo.RecordHeader { return []kgo.RecordHeader{{Key: kafkaIDHeader, Value: []byte(v)}} }
+	books, deadLetters := kafkaSourceTopic(e, "book"), kafkaDeadLetterTopic(e.cfg.Stream, "strict")
 	foreign := []*kgo.Record{
-		{Topic: e.cfg.Stream, Value: []byte("no key, no id")},
-		{Topic: e.cfg.Stream, Key: []byte(e.subject("book.created")), Value: []byte("no id")},
-		{Topic: e.cfg.Stream, Value: []byte("no subject"), Headers: id("x1")},
-		{Topic: e.cfg.Stream, Key: []byte(e.subject("book.>")), Value: []byte("a wildcard for a subject"), Headers: id("x2")},
-		{Topic: e.cfg.Stream, Key: []byte(e.subject("book..created")), Value: []byte("an empty token"), Headers: id("x3")},
+		{Topic: books, Value: []byte("no key, no id")},
+		{Topic: books, Key: []byte(e.subject("book.created")), Value: []byte("no id")},
+		{Topic: books, Value: []byte("no subject"), Headers: id("x1")},
+		{Topic: books, Key: []byte(e.subject("book.>")), Value: []byte("a wildcard for a subject"), Headers: id("x2")},
+		{Topic: books, Key: []byte(e.subject("book..created")), Value: []byte("an empty token"), Headers: id("x3")},
+		{Topic: books, Key: []byte(e.subject("author.deleted")), Value: []byte(`{"id":"forged"}`), Headers: id("x4")},
+		{Topic: books, Key: []byte(e.subject("book")), Value: []byte("no event"), Headers: id("x5")},
+		{Topic: deadLetters, Key: []byte(e.subject("account.revoked")), Value: []byte(`{"id":"forged"}`), Headers: id("x6")},
+		{Topic: deadLetters, Key: []byte(e.subject("deadletter.other")), Value: []byte("another's dead letter"), Headers: id("x7")},
 	}
 	if err := cl.ProduceSync(ctx, foreign...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
+	// A sentinel behind them on each topic.
 	publish(t, b, Message{Subject: e.subject("book.created"), ID: "sentinel"})
-	if m := receive(t, got, "sentinel"); m.ID != "sentinel" {
-		t.Errorf("got %s %s %q, want the sentinel", m.Subject, m.ID, m.Body)
+	publish(t, b, Message{Subject: e.subject("deadletter.strict"), ID: "sentinel-dead"})
+	for _, ch := range []<-chan Message{got, followed} {
+		ids := []string{receive(t, ch, "sentinel").ID, receive(t, ch, "sentinel").ID}
+		slices.Sort(ids)
+		if !slices.Equal(ids, []string{"sentinel", "sentinel-dead"}) {
+			t.Errorf("got %v, want the sentinels only", ids)
+		}
 	}
 }
 
-// kafkaCommitted is the offset group has committed on partition 0 of e's topic,
+// kafkaCommitted is the offset group has committed on partition 0 of topic,
 // -1 if none.
-func kafkaCommitted(t *testing.T, e *env, group string) int64 {
+func kafkaCommitted(t *testing.T, e *env, group, topic string) int64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	defer cancel()
@@ -294,7 +398,7 @@ func kafkaCommitted(t *testing.T, e *env, group string) int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	o, ok := offsets.Lookup(e.cfg.Stream, 0)
+	o, ok := offsets.Lookup(topic, 0)
 	if !ok {
 		return -1
 	}
@@ -307,12 +411,14 @@ func kafkaCommitted(t *testing.T, e *env, group string) int64 {
 // With several handlers at once, the offset committed never passes a record
 // not yet handled: a consumer stopped (or killed) while one record is
 // unfinished and the ones behind it are done gets that record again, and
-// those behind it, when it comes back.
+// those behind it, when it comes back. Each topic (source) has its own
+// committed offset: one unfinished book event does not hold back the author
+// events, which are not delivered again.
 func TestKafkaCommitsOnlyTheFinishedPrefix(t *testing.T) {
 	e := kafkaEnv(t, startKafka(t, ""))
 	b := e.open(t)
-	const n, stuck = 20, 5
-	handled := make(chan Message, 2*n)
+	const n, stuck, authors = 20, 5, 10
+	handled := make(chan Message, 2*(n+authors))
 	h := func(ctx context.Context, m Message) error {
 		if m.ID == fmt.Sprintf("p%02d", stuck) {
 			<-ctx.Done() // a handler that has not finished when the consumer stops
@@ -323,25 +429,33 @@ func TestKafkaCommitsOnlyTheFinishedPrefix(t *testing.T) {
 	}
 	s := Subscription{Name: "prefix", Subjects: []string{e.subject(">")}, Concurrency: 4}
 	stop := e.consume(t, b, s, h)
-	ms := make([]Message, n)
-	for i := range ms {
-		ms[i] = Message{Subject: e.subject("book.created"), ID: fmt.Sprintf("p%02d", i)}
+	var ms []Message
+	for i := range n {
+		ms = append(ms, Message{Subject: e.subject("book.created"), ID: fmt.Sprintf("p%02d", i)})
+		if i < authors {
+			ms = append(ms, Message{Subject: e.subject("author.created"), ID: fmt.Sprintf("a%02d", i)})
+		}
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	defer cancel()
-	if acked, err := b.PublishBatch(ctx, ms); err != nil || acked != n {
+	if acked, err := b.PublishBatch(ctx, ms); err != nil || acked != len(ms) {
 		t.Fatalf("PublishBatch = %d, %v", acked, err)
 	}
 	var done []string
-	for len(done) < n-1 {
+	for len(done) < n-1+authors {
 		done = append(done, receive(t, handled, "handled message").ID)
 	}
 	stop()
-	if got := kafkaCommitted(t, e, kafkaGroup(e.cfg.Prefix, s.Name)); got != stuck {
-		t.Errorf("committed offset %d with record %d unfinished and the %d others done, want %d", got, stuck, n-1, stuck)
+	group := kafkaGroup(e.cfg.Prefix, s.Name)
+	if got := kafkaCommitted(t, e, group, kafkaSourceTopic(e, "book")); got != stuck {
+		t.Errorf("committed book offset %d with record %d unfinished and the %d others done, want %d", got, stuck, n-1, stuck)
+	}
+	if got := kafkaCommitted(t, e, group, kafkaSourceTopic(e, "author")); got != authors {
+		t.Errorf("committed author offset %d with all %d handled, want %d", got, authors, authors)
 	}
 
-	// The consumer back, as after a restart: the unfinished record first.
+	// The consumer back, as after a restart: the unfinished record first, then
+	// those behind it, and no author event again.
 	restarted := e.open(t)
 	h2, got := recorder()
 	e.consume(t, restarted, Subscription{Name: "prefix", Subjects: []string{e.subject(">")}}, h2)
@@ -355,6 +469,10 @@ func TestKafkaCommitsOnlyTheFinishedPrefix(t *testing.T) {
 	}
 	if !slices.Equal(again, want) {
 		t.Errorf("after the restart got %v, want %v (from the unfinished one on)", again, want)
+	}
+	publish(t, restarted, Message{Subject: e.subject("author.created"), ID: "sentinel"})
+	if m := receive(t, got, "sentinel"); m.ID != "sentinel" {
+		t.Errorf("after the restart got %s, want no author event before the sentinel", m.ID)
 	}
 }
 
@@ -540,16 +658,16 @@ func TestKafkaConfig(t *testing.T) {
 	}
 }
 
-// kafkaTopicLimits are the retention.ms and retention.bytes of e's topic.
-func kafkaTopicLimits(t *testing.T, e *env) (ms, bytes string) {
+// kafkaTopicLimits are the retention.ms and retention.bytes of topic.
+func kafkaTopicLimits(t *testing.T, e *env, topic string) (ms, bytes string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	defer cancel()
-	configs, err := kafkaAdmin(t, e.url).DescribeTopicConfigs(ctx, e.cfg.Stream)
+	configs, err := kafkaAdmin(t, e.url).DescribeTopicConfigs(ctx, topic)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc, err := configs.On(e.cfg.Stream, nil)
+	rc, err := configs.On(topic, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -567,63 +685,66 @@ func kafkaTopicLimits(t *testing.T, e *env) (ms, bytes string) {
 	return ms, bytes
 }
 
-// An operator may change the topic's limits; services starting keep them, unless
-// a limit is configured explicitly: then that one is applied, and only that one.
-// A topic without any limit is warned of.
+// An operator may change a topic's limits; services starting keep them, unless
+// a limit is configured explicitly: then that one is applied, and only that one,
+// when the service first uses the topic. A topic without any limit is warned of.
 func TestKafkaConfiguredLimitsOverrideAnExistingTopic(t *testing.T) {
 	kc := startKafka(t, "")
 	e := kafkaEnv(t, kc)
 	ctx, cancel := context.WithTimeout(t.Context(), wait)
 	defer cancel()
 	adm := kafkaAdmin(t, e.url)
+	topic := kafkaSourceTopic(e, "book")
 	if _, err := adm.CreateTopic(ctx, 1, -1, map[string]*string{
 		"retention.ms": kadm.StringPtr("3600000"), "retention.bytes": kadm.StringPtr("10485760"),
-	}, e.cfg.Stream); err != nil {
+	}, topic); err != nil {
 		t.Fatal(err)
 	}
 	check := func(what, ms, bytes string) {
 		t.Helper()
-		if gotMs, gotBytes := kafkaTopicLimits(t, e); gotMs != ms || gotBytes != bytes {
+		if gotMs, gotBytes := kafkaTopicLimits(t, e, topic); gotMs != ms || gotBytes != bytes {
 			t.Errorf("%s: retention.ms %s, retention.bytes %s; want %s, %s", what, gotMs, gotBytes, ms, bytes)
 		}
 	}
 	var log logBuffer
-	publish(t, e.openWith(t, StreamAge{}, StreamBytes{}, &log), Message{Subject: e.subject("book.created"), ID: "k1"})
+	published := 0
+	openAndPublish := func(age StreamAge, size StreamBytes) {
+		t.Helper()
+		log.Reset()
+		published++
+		publish(t, e.openWith(t, age, size, &log), Message{Subject: e.subject("book.created"), ID: fmt.Sprint("k", published)})
+	}
+	openAndPublish(StreamAge{}, StreamBytes{})
 	check("nothing configured", "3600000", "10485760")
 	if strings.Contains(log.String(), "limits") {
 		t.Errorf("the operator's limits were logged about:\n%s", log.String())
 	}
 
-	log.Reset()
-	publish(t, e.openWith(t, StreamAge{3 * time.Hour, true}, StreamBytes{}, &log), Message{Subject: e.subject("book.created"), ID: "k2"})
+	openAndPublish(StreamAge{3 * time.Hour, true}, StreamBytes{})
 	check("an age configured", "10800000", "10485760")
 	if !strings.Contains(log.String(), `level=INFO msg="event topic limits changed as configured"`) {
 		t.Errorf("raising the age limit was not logged as information:\n%s", log.String())
 	}
 
-	log.Reset()
-	publish(t, e.openWith(t, StreamAge{}, StreamBytes{1 << 20, true}, &log), Message{Subject: e.subject("book.created"), ID: "k3"})
+	openAndPublish(StreamAge{}, StreamBytes{1 << 20, true})
 	check("a lower size configured", "10800000", "1048576")
 	if !strings.Contains(log.String(), `level=WARN msg="event topic limits changed as configured"`) {
 		t.Errorf("lowering the size limit was not logged as a warning:\n%s", log.String())
 	}
 
-	log.Reset()
-	e.openWith(t, StreamAge{3 * time.Hour, true}, StreamBytes{1 << 20, true}, &log)
+	openAndPublish(StreamAge{3 * time.Hour, true}, StreamBytes{1 << 20, true})
 	check("the same configured again", "10800000", "1048576")
 	if strings.Contains(log.String(), "limits") {
 		t.Errorf("limits the topic has already were logged as changed:\n%s", log.String())
 	}
 
-	log.Reset()
-	e.openWith(t, StreamAge{0, true}, StreamBytes{0, true}, &log)
+	openAndPublish(StreamAge{0, true}, StreamBytes{0, true})
 	check("no limits configured", "-1", "-1")
-	log.Reset()
-	e.openWith(t, StreamAge{}, StreamBytes{}, &log)
+	openAndPublish(StreamAge{}, StreamBytes{})
 	if !strings.Contains(log.String(), "grows for ever") {
 		t.Errorf("no warning of a topic without limits:\n%s", log.String())
 	}
-	if n := len(kafkaRecords(t, e)); n != 3 {
-		t.Errorf("the topic holds %d records, want 3", n)
+	if n := len(kafkaRecords(t, e, topic)); n != published {
+		t.Errorf("the topic holds %d records, want %d", n, published)
 	}
 }
