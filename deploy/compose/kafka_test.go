@@ -9,17 +9,10 @@ package compose
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
 	"maps"
-	"math/big"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,6 +27,7 @@ import (
 
 	"folio/internal/platform/broker"
 	"folio/internal/platform/config"
+	"folio/internal/platform/tlstest"
 )
 
 // kafkaPrograms are the programs that open the broker, and so move to Kafka: the
@@ -193,10 +187,10 @@ func TestKafkaOverride(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, serverCert := newBrokerCA(t)
-	k := newKafkaSecrets(ca)
-	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.TLS(&tls.Config{Certificates: []tls.Certificate{serverCert}, MinVersion: tls.VersionTLS12}),
-		kfake.EnableSASL()}
+	ca := tlstest.NewCA(t, "kafka test CA")
+	k := newKafkaSecrets(ca.PEM)
+	// 127.0.0.1, where kfake listens.
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.TLS(ca.ServerTLS(t, "127.0.0.1")), kfake.EnableSASL()}
 	for program, pw := range k.passwords {
 		opts = append(opts, kfake.User("SCRAM-SHA-512", program, pw))
 	}
@@ -258,7 +252,7 @@ func TestKafkaOverrideCatchesBreaches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := newBrokerCA(t)
+	ca := tlstest.NewCA(t, "kafka test CA").PEM
 	k := newKafkaSecrets(ca)
 	const brokers = "kafka-1.example:9093,kafka-2.example:9093"
 	for _, tc := range []struct{ name, old, new, want string }{
@@ -309,7 +303,7 @@ func TestKafkaOverrideNeedsBrokers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, _ := newBrokerCA(t)
+	ca := tlstest.NewCA(t, "kafka test CA").PEM
 	k := newKafkaSecrets(ca)
 	for name, env := range map[string][]string{"unset": nil, "empty": {"FOLIO_KAFKA_BROKERS="}} {
 		t.Run(name, func(t *testing.T) {
@@ -390,7 +384,7 @@ func TestSecretsScriptChecksKafkaFiles(t *testing.T) {
 		t.Errorf("secrets.sh --kafka made %d Kafka files; they are the operator's", len(entries))
 	}
 
-	ca, _ := newBrokerCA(t)
+	ca := tlstest.NewCA(t, "kafka test CA").PEM
 	k := newKafkaSecrets(ca)
 	k.write(t, secrets)
 	for _, tc := range []struct{ name, file, content, want string }{
@@ -432,39 +426,4 @@ func TestSecretsScriptChecksKafkaFiles(t *testing.T) {
 			t.Errorf("kafka/%s: mode %v, want 0644 (in the 0700 directory) so that user 65532 can read it", name, fi.Mode().Perm())
 		}
 	}
-}
-
-// newBrokerCA makes a CA for one test, and a broker certificate of it for
-// 127.0.0.1, where kfake listens; it returns the CA's certificate as PEM.
-func newBrokerCA(t *testing.T) ([]byte, tls.Certificate) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "kafka test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }

@@ -2,18 +2,12 @@ package broker
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -33,85 +27,15 @@ import (
 
 	"folio/internal/platform/config"
 	"folio/internal/platform/polltest"
+	"folio/internal/platform/tlstest"
 )
 
-// testCA is a certificate authority made for one test.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-	file string // its certificate, PEM
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	file := filepath.Join(t.TempDir(), "ca.pem")
-	writeFile(t, file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	return &testCA{cert: cert, key: key, file: file}
-}
-
-// issue signs a certificate for usage (server or client) and hosts (IP
-// addresses or DNS names); it returns it, and the files of it and its key.
-func (ca *testCA) issue(t *testing.T, usage x509.ExtKeyUsage, hosts ...string) (cert tls.Certificate, certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: hosts[0]},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage}}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, h)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writeFile(t, certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	writeFile(t, keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}))
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, certFile, keyFile
-}
-
+// writeFile writes b to path, readable by the test's user alone, as a secret is.
 func writeFile(t *testing.T, path string, b []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// serverTLS is a broker's TLS configuration with a certificate of ca for hosts.
-func serverTLS(t *testing.T, ca *testCA, hosts ...string) *tls.Config {
-	cert, _, _ := ca.issue(t, x509.ExtKeyUsageServerAuth, hosts...)
-	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 }
 
 // startSecureKafka starts a kfake cluster of three brokers with opts (TLS,
@@ -325,10 +249,10 @@ func receiveID(t *testing.T, d *delivered) string {
 // system's roots in its place, not another CA, not a certificate of its CA
 // for another name than the broker's address.
 func TestKafkaTLS(t *testing.T) {
-	ca, other := newTestCA(t, "folio test CA"), newTestCA(t, "another CA")
-	seeds := startSecureKafka(t, kfake.TLS(serverTLS(t, ca, "127.0.0.1")))
+	ca, other := tlstest.NewCA(t, "folio test CA"), tlstest.NewCA(t, "another CA")
+	seeds := startSecureKafka(t, kfake.TLS(ca.ServerTLS(t, "127.0.0.1")))
 	cfg := kafkaTestConfig(seeds)
-	cfg.KafkaCA = ca.file
+	cfg.KafkaCA = ca.File
 	b := openLogged(t, cfg, &logBuffer{})
 	if err := tryPublish(t, b, cfg, "evt-1"); err != nil {
 		t.Fatalf("publish over TLS with the CA: %v", err)
@@ -337,14 +261,14 @@ func TestKafkaTLS(t *testing.T) {
 		t.Errorf("consumed %q, want evt-1", id)
 	}
 
-	misnamed := startSecureKafka(t, kfake.TLS(serverTLS(t, ca, "kafka.elsewhere.test")))
+	misnamed := startSecureKafka(t, kfake.TLS(ca.ServerTLS(t, "kafka.elsewhere.test")))
 	for _, tt := range []struct {
 		name string
 		set  func(*Config)
 	}{
 		{"system roots", func(c *Config) { c.KafkaTLS = true }},
-		{"another CA", func(c *Config) { c.KafkaCA = other.file }},
-		{"the CA's certificate for another name", func(c *Config) { c.KafkaBrokers, c.KafkaCA = misnamed, ca.file }},
+		{"another CA", func(c *Config) { c.KafkaCA = other.File }},
+		{"the CA's certificate for another name", func(c *Config) { c.KafkaBrokers, c.KafkaCA = misnamed, ca.File }},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := kafkaTestConfig(seeds)
@@ -365,15 +289,15 @@ func TestKafkaTLS(t *testing.T) {
 // FOLIO_KAFKA_CERT and FOLIO_KAFKA_KEY: a cluster that verifies clients takes
 // the program with its certificate, and refuses it without.
 func TestKafkaClientCertificate(t *testing.T) {
-	ca := newTestCA(t, "folio test CA")
-	server := serverTLS(t, ca, "127.0.0.1")
+	ca := tlstest.NewCA(t, "folio test CA")
+	server := ca.ServerTLS(t, "127.0.0.1")
 	server.ClientAuth, server.ClientCAs = tls.RequireAndVerifyClientCert, x509.NewCertPool()
-	server.ClientCAs.AddCert(ca.cert)
+	server.ClientCAs.AddCert(ca.Cert)
 	seeds := startSecureKafka(t, kfake.TLS(server))
 
 	cfg := kafkaTestConfig(seeds)
-	cfg.KafkaCA = ca.file
-	_, cfg.KafkaCert, cfg.KafkaKey = ca.issue(t, x509.ExtKeyUsageClientAuth, "book")
+	cfg.KafkaCA = ca.File
+	cfg.KafkaCert, cfg.KafkaKey = ca.ClientFiles(t, "book")
 	if err := tryPublish(t, openLogged(t, cfg, &logBuffer{}), cfg, "evt-1"); err != nil {
 		t.Errorf("publish with the client certificate: %v", err)
 	}
@@ -386,10 +310,10 @@ func TestKafkaClientCertificate(t *testing.T) {
 // PLAIN sends the password itself: over TLS it works, and without TLS the
 // configuration is refused before anything is sent.
 func TestKafkaPlain(t *testing.T) {
-	ca := newTestCA(t, "folio test CA")
-	seeds := startSecureKafka(t, kfake.TLS(serverTLS(t, ca, "127.0.0.1")), kfake.EnableSASL(), kfake.User("PLAIN", "book", "s3cret"))
+	ca := tlstest.NewCA(t, "folio test CA")
+	seeds := startSecureKafka(t, kfake.TLS(ca.ServerTLS(t, "127.0.0.1")), kfake.EnableSASL(), kfake.User("PLAIN", "book", "s3cret"))
 	cfg := kafkaTestConfig(seeds)
-	cfg.KafkaSASL, cfg.KafkaUser, cfg.KafkaPassword, cfg.KafkaCA = "plain", "book", "s3cret", ca.file
+	cfg.KafkaSASL, cfg.KafkaUser, cfg.KafkaPassword, cfg.KafkaCA = "plain", "book", "s3cret", ca.File
 	if err := tryPublish(t, openLogged(t, cfg, &logBuffer{}), cfg, "evt-1"); err != nil {
 		t.Errorf("PLAIN over TLS: %v", err)
 	}
@@ -474,14 +398,14 @@ func TestKafkaSecurityFilesRejected(t *testing.T) {
 	notPEM, empty := filepath.Join(dir, "not.pem"), filepath.Join(dir, "empty")
 	writeFile(t, notPEM, []byte("not a certificate"))
 	writeFile(t, empty, []byte("\n"))
-	ca := newTestCA(t, "folio test CA")
+	ca := tlstest.NewCA(t, "folio test CA")
 	for _, tt := range []struct {
 		set  func(*Config)
 		want string
 	}{
 		{func(c *Config) { c.KafkaCA = filepath.Join(dir, "missing.pem") }, "FOLIO_KAFKA_CA"},
 		{func(c *Config) { c.KafkaCA = notPEM }, "FOLIO_KAFKA_CA"},
-		{func(c *Config) { c.KafkaCert, c.KafkaKey = ca.file, notPEM }, "FOLIO_KAFKA_CERT"},
+		{func(c *Config) { c.KafkaCert, c.KafkaKey = ca.File, notPEM }, "FOLIO_KAFKA_CERT"},
 		{func(c *Config) {
 			c.KafkaSASL, c.KafkaUser, c.KafkaPasswordFile = "scram-sha-512", "book", filepath.Join(dir, "missing")
 		}, "FOLIO_KAFKA_PASSWORD_FILE"},

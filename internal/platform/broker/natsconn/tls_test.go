@@ -1,58 +1,21 @@
 package natsconn
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
-	"net"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-)
 
-// testCA makes a CA and a certificate it signs for 127.0.0.1; it returns the CA's
-// PEM file and the server's TLS configuration.
-func testCA(t *testing.T) (string, *tls.Config) {
-	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ca := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "folio test CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	caCert, _ := x509.ParseCertificate(caDER)
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "ca.pem")
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path, &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{leafDER}, PrivateKey: key}}, MinVersion: tls.VersionTLS12}
-}
+	"folio/internal/platform/tlstest"
+)
 
 // FOLIO_NATS_CA: the programs reach a TLS NATS server, by nats:// or tls://, and
 // trust only the CA they are given.
 func TestTLS(t *testing.T) {
-	caFile, serverTLS := testCA(t)
+	ca := tlstest.NewCA(t, "folio test CA")
 	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true, HTTPPort: -1,
-		TLSConfig: serverTLS, TLS: true})
+		TLSConfig: ca.ServerTLS(t, "127.0.0.1"), TLS: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +26,7 @@ func TestTLS(t *testing.T) {
 	}
 	hostPort := srv.Addr().String()
 	for _, url := range []string{"nats://" + hostPort, "tls://" + hostPort} {
-		opts, err := Config{CA: caFile}.Options()
+		opts, err := Config{CA: ca.File}.Options()
 		if err != nil {
 			t.Fatal(err)
 		}
