@@ -189,46 +189,19 @@ func (k *Keys) Wrap(next http.Handler) http.Handler {
 		hash := hex.EncodeToString(k.Fingerprint(key, append([]byte(r.Method+" "+r.URL.RequestURI()+"\n"), body...)))
 		id := keyID{scope: r.Method + " " + r.URL.Path + " " + k.Caller(r), key: key}
 
-		// The stored answer is looked up before the running requests: a request
-		// commits its answer before it leaves them, so a repeat never misses both.
-		prev, err := k.lookup(r.Context(), id)
-		if err != nil {
+		rec := newRecorder()
+		prev, unsaved, err := k.once(r.Context(), id, hash, func(ctx context.Context) bool {
+			next.ServeHTTP(rec, r.WithContext(ctx))
+			return rec.status >= 200 && rec.status <= 299
+		})
+		switch {
+		case err != nil:
 			problem.WriteError(w, r, k.log, err)
 			return
-		}
-		if prev != nil {
+		case prev != nil:
 			k.answerWith(w, r, prev, hash)
 			return
-		}
-		if err := k.start(id, hash); err != nil {
-			problem.WriteError(w, r, k.log, err)
-			return
-		}
-		defer k.finish(id)
-
-		p := &pending{keys: k, id: id, hash: hash}
-		rec := newRecorder()
-		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), pendingKey{}, p)))
-		p.mu.Lock()
-		saved, lost := p.saved, p.lost
-		p.mu.Unlock()
-		ok := rec.status >= 200 && rec.status <= 299
-		switch {
-		case lost || !ok:
-			// Another request with this key may have been answered since the lookup
-			// above: another instance, or a repeat that reached its commit first.
-			// Its answer is the answer; this one's failure is only the sign of it.
-			// A client that hung up does not stop the lookup: its answer is written
-			// to the log of a closed connection, harmlessly.
-			prev, err := k.lookup(context.WithoutCancel(r.Context()), id)
-			if err != nil {
-				k.log.ErrorContext(r.Context(), "look up idempotent response", "err", err)
-			}
-			if prev != nil {
-				k.answerWith(w, r, prev, hash)
-				return
-			}
-		case !saved:
+		case unsaved:
 			// A handler whose create does not call Save: its answer can only be
 			// stored now, outside the create's transaction, and a crash before this
 			// statement lets a retry create again.
@@ -240,6 +213,44 @@ func (k *Keys) Wrap(next http.Handler) http.Handler {
 		}
 		rec.writeTo(w)
 	})
+}
+
+// once runs create under the key id unless an answer is stored for it: it
+// returns that answer (prev) when there was one before, or when create failed
+// (ok false) or lost its key to another request meanwhile, since then the other
+// request's answer is the answer; unsaved says that create succeeded but its
+// transaction did not store its answer (it never called Save). err is the key's
+// own trouble: its lookup failed, or a request
+// with it is running (Conflict) or ran with another request (Invalid).
+func (k *Keys) once(ctx context.Context, id keyID, hash string, create func(ctx context.Context) (ok bool)) (prev *record, unsaved bool, err error) {
+	// The stored answer is looked up before the running requests: a request
+	// commits its answer before it leaves them, so a repeat never misses both.
+	prev, err = k.lookup(ctx, id)
+	if err != nil || prev != nil {
+		return prev, false, err
+	}
+	if err := k.start(id, hash); err != nil {
+		return nil, false, err
+	}
+	defer k.finish(id)
+	p := &pending{keys: k, id: id, hash: hash}
+	ok := create(context.WithValue(ctx, pendingKey{}, p))
+	p.mu.Lock()
+	saved, lost := p.saved, p.lost
+	p.mu.Unlock()
+	if lost || !ok {
+		// Another request with this key may have been answered since the lookup
+		// above: another instance, or a repeat that reached its commit first.
+		// Its answer is the answer; this one's failure is only the sign of it.
+		// A client that hung up does not stop the lookup: its answer is written
+		// to the log of a closed connection, harmlessly.
+		prev, err := k.lookup(context.WithoutCancel(ctx), id)
+		if err != nil {
+			k.log.ErrorContext(ctx, "look up idempotent response", "err", err)
+		}
+		return prev, false, nil
+	}
+	return nil, !saved, nil
 }
 
 // checkKey refuses a key that cannot be stored, naming field as where it came from.
@@ -279,34 +290,19 @@ func (k *Keys) Do(ctx context.Context, operation, key, field string, request []b
 		}
 		return []byte(prev.body), nil
 	}
-	prev, err := k.lookup(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	if prev != nil {
-		return answer(prev)
-	}
-	if err := k.start(id, hash); err != nil {
-		return nil, err
-	}
-	defer k.finish(id)
-	p := &pending{keys: k, id: id, hash: hash}
-	err = create(context.WithValue(ctx, pendingKey{}, p))
-	p.mu.Lock()
-	saved, lost := p.saved, p.lost
-	p.mu.Unlock()
+	var created error
+	prev, unsaved, err := k.once(ctx, id, hash, func(ctx context.Context) bool {
+		created = create(ctx)
+		return created == nil
+	})
 	switch {
-	case lost || err != nil:
-		// As in Wrap: another request's stored answer is the answer.
-		prev, lerr := k.lookup(context.WithoutCancel(ctx), id)
-		if lerr != nil {
-			k.log.ErrorContext(ctx, "look up idempotent response", "err", lerr)
-		}
-		if prev != nil {
-			return answer(prev)
-		}
+	case err != nil:
 		return nil, err
-	case !saved:
+	case prev != nil:
+		return answer(prev)
+	case created != nil:
+		return nil, created
+	case unsaved:
 		return nil, fmt.Errorf("idempotency: the create of %s did not store its answer in its transaction", operation)
 	}
 	return nil, nil
