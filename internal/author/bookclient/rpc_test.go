@@ -103,6 +103,9 @@ func serveRPC(t *testing.T, books *rpcBooks) *bookclient.RPC {
 func newRPCClient(t *testing.T, url string) *bookclient.RPC {
 	cfg := resilient.DefaultConfig("book")
 	cfg.HTTP2 = true
+	// A route, as every service's peer client has (chassis.PeerClient), here one
+	// that sends each attempt where it was going.
+	cfg.Route = func(rt http.RoundTripper) http.RoundTripper { return rt }
 	return bookclient.NewRPC(url, resilient.NewClient(cfg, prometheus.NewRegistry()))
 }
 

@@ -142,10 +142,11 @@ func NewClient(cfg Config, reg prometheus.Registerer) *http.Client {
 		transport.Protocols.SetHTTP2(true)
 		transport.Protocols.SetUnencryptedHTTP2(true)
 	}
-	var base http.RoundTripper = grpcAnswers{next: transport}
+	var base http.RoundTripper = transport
 	if cfg.Route != nil {
-		base = cfg.Route(transport)
+		base = cfg.Route(base)
 	}
+	base = grpcAnswers{next: base}
 	if tracing.Recording() {
 		// Under the policies, so that each attempt is a client span of its own and
 		// a retry shows as one. carryContext has put the caller's trace context on
