@@ -420,10 +420,11 @@ func subjectMatches(filter, subject string) bool {
 
 // clientTLS is the TLS configuration of a broker client: it trusts the CA in the
 // PEM file ca (empty: the system's roots) and, given certFile and keyFile, shows
-// that certificate. prefix names the settings in errors (FOLIO_KAFKA: _CA, _CERT
-// and _KEY), so that a typo in a path is refused at start rather than fall back
-// to the system's roots unnoticed. The server name is left to the client, which
-// takes it from each broker's address as it dials it.
+// that certificate. prefix names the settings in errors (FOLIO_KAFKA or
+// FOLIO_RABBITMQ, then _CA, _CERT and _KEY), so that a typo in a path is refused
+// at start rather than fall back to the system's roots unnoticed. The server
+// name is left to the client, which takes it from each broker's address as it
+// dials it.
 func clientTLS(prefix, ca, certFile, keyFile string) (*tls.Config, error) {
 	tc := &tls.Config{MinVersion: tls.VersionTLS12}
 	if ca != "" {

@@ -3,11 +3,9 @@ package broker
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,15 +52,10 @@ func openRabbitMQ(ctx context.Context, cfg Config, log *slog.Logger) (*rabbitTra
 	}
 	t := &rabbitTransport{cfg: cfg, log: log, done: make(chan struct{}), ran: make(chan struct{}), up: make(chan struct{})}
 	if cfg.RabbitMQCA != "" {
-		pem, err := os.ReadFile(cfg.RabbitMQCA)
-		if err != nil {
-			return nil, fmt.Errorf("broker: FOLIO_RABBITMQ_CA: %w", err)
+		var err error
+		if t.tls, err = clientTLS("FOLIO_RABBITMQ", cfg.RabbitMQCA, "", ""); err != nil {
+			return nil, err
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("broker: FOLIO_RABBITMQ_CA %s holds no PEM certificate", cfg.RabbitMQCA)
-		}
-		t.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	}
 	tried := make(chan struct{})
 	go t.run(tried)
