@@ -719,11 +719,7 @@ func (p projection) total(ctx context.Context) (int, time.Time, error) {
 	for {
 		counts, at, err := p.counts(ctx)
 		if err == nil {
-			n := 0
-			for _, c := range counts {
-				n += c
-			}
-			return n, at, nil
+			return sum(counts), at, nil
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			return 0, at, err

@@ -347,26 +347,13 @@ func runGoClient(ctx context.Context, s settings, dir string, e endpoint, dur ti
 // and returns what it measured but the ratio to the ceiling. The CPU column of the
 // load generator is the client's own.
 func measureGoClient(ctx context.Context, s settings, dir string, sys *system, e endpoint) (result, error) {
-	if s.warmup > 0 {
-		if _, err := runGoClient(ctx, s, dir, e, s.warmup); err != nil {
-			return result{}, err
+	return measureGenerator(ctx, s, sys, e, func(dur time.Duration) (generatorRun, error) {
+		run, err := runGoClient(ctx, s, dir, e, dur)
+		if err != nil {
+			return generatorRun{}, err
 		}
-	}
-	before := sampleCPU(sys.watched())
-	prof := startProfiles(ctx, s, sys, e.label, s.duration)
-	run, err := runGoClient(ctx, s, dir, e, s.duration)
-	if err != nil {
-		return result{}, err
-	}
-	used := cpuBetween(before, sampleCPU(sys.watched()))
-	if used.ok && run.wall > 0 {
-		used.procs[0] = run.cpu.Seconds() / run.wall.Seconds()
-	}
-	r := result{label: e.label, m: run.metrics(), cpu: used, profiles: prof.wait(), ok: run.res.OK}
-	if secs := run.res.Duration.Seconds(); secs > 0 {
-		r.okPerSec = float64(r.ok) / secs
-	}
-	return r, nil
+		return generatorRun{m: run.metrics(), ok: run.res.OK, duration: run.res.Duration, cpu: run.cpu, wall: run.wall}, nil
+	})
 }
 
 // metrics returns run as the vegeta metrics the report reads.

@@ -240,6 +240,43 @@ func measure(ctx context.Context, s settings, sys *system, client *http.Client, 
 	return r, nil
 }
 
+// generatorRun is one run of a load generator in a process of its own (wrk, the
+// Go load client), as the report reads it.
+type generatorRun struct {
+	m        vegeta.Metrics
+	ok       uint64        // 2xx answers
+	duration time.Duration // first request to last answer, as the generator measured it
+	cpu      time.Duration // user and system CPU of the generator's process
+	wall     time.Duration // from its start to its exit
+}
+
+// measureGenerator drives e with a load generator in a process of its own, which
+// runLoad runs for the time it is given: for s.warmup unmeasured, then for
+// s.duration measured. It returns what was measured but the ratio to the ceiling;
+// the CPU column of the load generator is the process's own.
+func measureGenerator(ctx context.Context, s settings, sys *system, e endpoint, runLoad func(time.Duration) (generatorRun, error)) (result, error) {
+	if s.warmup > 0 {
+		if _, err := runLoad(s.warmup); err != nil {
+			return result{}, err
+		}
+	}
+	before := sampleCPU(sys.watched())
+	prof := startProfiles(ctx, s, sys, e.label, s.duration)
+	run, err := runLoad(s.duration)
+	if err != nil {
+		return result{}, err
+	}
+	used := cpuBetween(before, sampleCPU(sys.watched()))
+	if used.ok && run.wall > 0 {
+		used.procs[0] = run.cpu.Seconds() / run.wall.Seconds()
+	}
+	r := result{label: e.label, m: run.m, cpu: used, profiles: prof.wait(), ok: run.ok}
+	if secs := run.duration.Seconds(); secs > 0 {
+		r.okPerSec = float64(r.ok) / secs
+	}
+	return r, nil
+}
+
 // attack drives the requests of tr at the highest rate workers connections can sustain, each sending
 // its next request as soon as the last one is answered, for d.
 func attack(ctx context.Context, client *http.Client, label string, tr vegeta.Targeter, workers int, d time.Duration) (vegeta.Metrics, error) {

@@ -378,11 +378,8 @@ func (sys *system) startBookAndAuthor(ctx context.Context, dir string, progs map
 			}, trust, b.env(), sys.profilerEnv()))
 		},
 		func(attempt int, addr, bookURL string) (*proc, httpserver.Addrs, error) {
-			return startReporting(ctx, dir, attemptName("author", attempt), progs["author"], nil, slices.Concat([]string{
-				"FOLIO_HTTP_ADDR=" + addr,
-				"FOLIO_DATA_DIR=" + filepath.Join(dir, authorDataDir),
-				"FOLIO_BOOK_URL=" + bookURL,
-			}, trust, b.env(), sys.profilerEnv()))
+			return startReporting(ctx, dir, attemptName("author", attempt), progs["author"], nil,
+				sys.authorEnv(addr, filepath.Join(dir, authorDataDir), bookURL))
 		})
 	sys.book, sys.author = bookProc, authorProc
 	if err != nil {
@@ -392,6 +389,18 @@ func (sys *system) startBookAndAuthor(ctx context.Context, dir string, progs map
 	sys.noteProfiler("author", authorAddrs)
 	sys.bookURL, sys.authorURL = "http://"+bookAddrs.HTTP, "http://"+authorAddrs.HTTP
 	return bookAddrs.HTTP, nil
+}
+
+// authorEnv is the environment of an author service under test, the first or the
+// one over gRPC (startAuthorGRPC): on addr, with its data in dataDir, calling the
+// book service at bookURL, with extra settings of its own, trusting the auth
+// service's tokens and on the broker as every service is.
+func (sys *system) authorEnv(addr, dataDir, bookURL string, extra ...string) []string {
+	return slices.Concat([]string{
+		"FOLIO_HTTP_ADDR=" + addr,
+		"FOLIO_DATA_DIR=" + dataDir,
+		"FOLIO_BOOK_URL=" + bookURL,
+	}, extra, tokenEnv(sys.authURL), sys.broker.env(), sys.profilerEnv())
 }
 
 // startGateway starts the gateway in front of book, author and auth. The notify

@@ -55,12 +55,8 @@ func (sys *system) startAuthorGRPC(ctx context.Context, dir string, progs map[st
 	if err := copySQLite(ctx, filepath.Join(dir, authorDataDir, authorDatabase), filepath.Join(dataDir, authorDatabase)); err != nil {
 		return fmt.Errorf("author over gRPC: copy the author database: %w", err)
 	}
-	p, addrs, err := startReporting(ctx, dir, "author-grpc", progs["author"], nil, slices.Concat([]string{
-		"FOLIO_HTTP_ADDR=" + anyPort,
-		"FOLIO_DATA_DIR=" + dataDir,
-		"FOLIO_BOOK_URL=" + sys.bookURL,
-		"FOLIO_BOOK_TRANSPORT=grpc",
-	}, tokenEnv(sys.authURL), sys.broker.env(), sys.profilerEnv()))
+	p, addrs, err := startReporting(ctx, dir, "author-grpc", progs["author"], nil,
+		sys.authorEnv(anyPort, dataDir, sys.bookURL, "FOLIO_BOOK_TRANSPORT=grpc"))
 	sys.authorGRPC = p
 	if err != nil {
 		return err
@@ -150,6 +146,7 @@ func bookCounts(ctx context.Context, client *http.Client, authorURL string) (map
 	}
 }
 
+// sum is the number of books counts adds up to.
 func sum(counts map[string]int) int {
 	n := 0
 	for _, c := range counts {

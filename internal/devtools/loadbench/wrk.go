@@ -42,27 +42,14 @@ func measureWrk(ctx context.Context, s settings, dir string, sys *system, e endp
 	if err != nil {
 		return result{}, err
 	}
-	if s.warmup > 0 {
-		if _, err := runWrk(ctx, s, script, e, d, s.warmup); err != nil {
-			return result{}, err
+	return measureGenerator(ctx, s, sys, e, func(dur time.Duration) (generatorRun, error) {
+		run, err := runWrk(ctx, s, script, e, d, dur)
+		if err != nil {
+			return generatorRun{}, err
 		}
-	}
-	before := sampleCPU(sys.watched())
-	prof := startProfiles(ctx, s, sys, e.label, s.duration)
-	run, err := runWrk(ctx, s, script, e, d, s.duration)
-	if err != nil {
-		return result{}, err
-	}
-	used := cpuBetween(before, sampleCPU(sys.watched()))
-	if used.ok && run.wall > 0 {
-		used.procs[0] = run.cpu.Seconds() / run.wall.Seconds()
-	}
-	r := result{label: e.label, m: run.metrics(), cpu: used, profiles: prof.wait()}
-	r.ok = run.requests - run.statusErrors
-	if secs := run.duration.Seconds(); secs > 0 {
-		r.okPerSec = float64(r.ok) / secs
-	}
-	return r, nil
+		return generatorRun{m: run.metrics(), ok: run.requests - run.statusErrors, duration: run.duration,
+			cpu: run.cpu, wall: run.wall}, nil
+	})
 }
 
 // wrkRun is what one run of wrk reported.
