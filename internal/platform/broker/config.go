@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -402,6 +403,11 @@ func validFilter(f string) bool {
 		}
 	}
 	return true
+}
+
+// anySubjectMatches reports whether subject falls under one of filters.
+func anySubjectMatches(filters []string, subject string) bool {
+	return slices.ContainsFunc(filters, func(f string) bool { return subjectMatches(f, subject) })
 }
 
 // subjectMatches reports whether subject falls under filter, NATS-style.

@@ -91,14 +91,13 @@ const (
 )
 
 type kafkaTransport struct {
-	cfg   Config
-	log   *slog.Logger
-	seeds []string
-	// security are the TLS and SASL options of every client.
-	security []kgo.Opt
-	pub      *kgo.Client // the producer, also used for admin requests
-	adm      *kadm.Client
-	done     chan struct{} // closed by close
+	cfg Config
+	log *slog.Logger
+	// common are the options of every client: the seeds, TLS and SASL.
+	common []kgo.Opt
+	pub    *kgo.Client // the producer, also used for admin requests
+	adm    *kadm.Client
+	done   chan struct{} // closed by close
 
 	mu sync.Mutex
 	// topics are the topics published to or read, by name.
@@ -116,8 +115,17 @@ func openKafka(_ context.Context, cfg Config, log *slog.Logger) (*kafkaTransport
 	if err != nil {
 		return nil, err
 	}
-	t := &kafkaTransport{cfg: cfg, log: log, seeds: seeds, security: security, done: make(chan struct{}),
+	t := &kafkaTransport{cfg: cfg, log: log, done: make(chan struct{}),
 		topics: map[string]*kafkaTopic{}, discoverers: map[*kgo.Client]struct{}{}}
+	t.common = append([]kgo.Opt{
+		kgo.SeedBrokers(seeds...),
+		kgo.ClientID("folio"),
+		kgo.WithLogger(kafkaLogger{log}),
+		// After an error, metadata is asked for again this soon (instead of
+		// 5 s): a broker back from an outage is found about as fast as
+		// NATS reconnects (natsconn's ReconnectWait). Folio's clients are few.
+		kgo.MetadataMinAge(time.Second),
+	}, security...)
 	t.pub, err = kgo.NewClient(t.clientOpts(
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		// Every record on partition 0 of its topic: the source's one order
@@ -140,16 +148,7 @@ func openKafka(_ context.Context, cfg Config, log *slog.Logger) (*kafkaTransport
 
 // clientOpts are the options of every client of the transport, with more.
 func (t *kafkaTransport) clientOpts(more ...kgo.Opt) []kgo.Opt {
-	opts := append([]kgo.Opt{
-		kgo.SeedBrokers(t.seeds...),
-		kgo.ClientID("folio"),
-		kgo.WithLogger(kafkaLogger{t.log}),
-		// After an error, metadata is asked for again this soon (instead of
-		// 5 s): a broker back from an outage is found about as fast as
-		// NATS reconnects (natsconn's ReconnectWait). Folio's clients are few.
-		kgo.MetadataMinAge(time.Second),
-	}, t.security...)
-	return append(opts, more...)
+	return append(slices.Clip(t.common), more...)
 }
 
 func (t *kafkaTransport) closed() bool {
@@ -271,9 +270,10 @@ func (t *kafkaTransport) consume(ctx context.Context, s Subscription, deliver de
 	if len(reading.topics) == 0 && !reading.all {
 		return fmt.Errorf("broker: consumer %s: no subject of %v can be published on Kafka, where a subject is <prefix>.<source>.<event>", s.Name, s.Subjects)
 	}
-	deadLetters := kafkaDeadLetterTopic(t.cfg.Stream, s.Name)
-	if len(deadLetters) > kafkaMaxTopicLen {
-		return fmt.Errorf("broker: consumer %s: its dead-letter topic %s is longer than Kafka's %d characters", s.Name, deadLetters, kafkaMaxTopicLen)
+	// The topic DeadLetterSubject's records go to, found as Publish finds it.
+	deadLetters, err := kafkaTopicOf(t.cfg.Stream, DeadLetterSubject(t.cfg.Prefix, s.Name))
+	if err != nil {
+		return fmt.Errorf("broker: consumer %s: dead letters: %w", s.Name, err)
 	}
 	// The dead-letter topic is needed before the first record: without it a
 	// record that keeps failing could not be set aside, and would hold the
@@ -494,19 +494,10 @@ func (c *kafkaConsumer) track(r *kgo.Record) *kafkaJob {
 		p = &kafkaProgress{next: kgo.EpochOffset{Epoch: -1, Offset: -1}, committed: -1}
 		c.parts[key] = p
 	}
-	j := &kafkaJob{rec: r, msg: m, attempt: 1, part: p, handle: folio && c.matches(m.Subject)}
+	j := &kafkaJob{rec: r, msg: m, attempt: 1, part: p, handle: folio && anySubjectMatches(c.s.Subjects, m.Subject)}
 	p.queue = append(p.queue, j)
 	c.pending++
 	return j
-}
-
-func (c *kafkaConsumer) matches(subject string) bool {
-	for _, f := range c.s.Subjects {
-		if subjectMatches(f, subject) {
-			return true
-		}
-	}
-	return false
 }
 
 // owned reports whether j's partition is still this member's, as it was when
@@ -762,7 +753,7 @@ func (t *kafkaTransport) follow(ctx context.Context, subjects []string, since ti
 					"topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
 				return
 			}
-			if slices.ContainsFunc(subjects, func(f string) bool { return subjectMatches(f, m.Subject) }) {
+			if anySubjectMatches(subjects, m.Subject) {
 				h(ctx, m)
 			}
 		})

@@ -167,23 +167,19 @@ func (t *kafkaTransport) topic(name string) *kafkaTopic {
 	return st
 }
 
-// ensureTopics ensures each of topics in turn (ensureTopic).
-func (t *kafkaTransport) ensureTopics(ctx context.Context, topics ...string) error {
+// ensureTopicsWithin ensures each of topics in turn (ensureTopic), within
+// kafkaTopicWait: a consumer whose cluster does not answer, or drops it at
+// authentication, says so every few seconds rather than each time franz-go's
+// own retries give up.
+func (t *kafkaTransport) ensureTopicsWithin(ctx context.Context, topics ...string) error {
+	ctx, cancel := context.WithTimeout(ctx, kafkaTopicWait)
+	defer cancel()
 	for _, topic := range topics {
 		if err := t.ensureTopic(ctx, topic); err != nil {
 			return err
 		}
 	}
 	return nil
-}
-
-// ensureTopicsWithin is ensureTopics bounded by kafkaTopicWait: a consumer
-// whose cluster does not answer, or drops it at authentication, says so every
-// few seconds rather than each time franz-go's own retries give up.
-func (t *kafkaTransport) ensureTopicsWithin(ctx context.Context, topics ...string) error {
-	ctx, cancel := context.WithTimeout(ctx, kafkaTopicWait)
-	defer cancel()
-	return t.ensureTopics(ctx, topics...)
 }
 
 // ensureTopic creates topic unless it exists: one partition, the configured
@@ -329,14 +325,12 @@ func (t *kafkaTransport) applyLimits(ctx context.Context, topic string) {
 	}
 	age, size := current("retention.ms"), current("retention.bytes")
 	wantAge, wantSize := age, size
+	maxAge, maxBytes := t.cfg.streamLimits()
 	if t.cfg.MaxAge.Set {
-		wantAge = kafkaRetentionMs(t.cfg.MaxAge.Value)
+		wantAge = kafkaRetentionMs(maxAge)
 	}
 	if t.cfg.MaxBytes.Set {
-		wantSize = -1
-		if t.cfg.MaxBytes.Value > 0 {
-			wantSize = t.cfg.MaxBytes.Value
-		}
+		wantSize = maxBytes
 	}
 	if wantAge == age && wantSize == size {
 		if age <= 0 && size <= 0 {
