@@ -266,9 +266,9 @@ func (t *kafkaTransport) close() error {
 func (t *kafkaTransport) consume(ctx context.Context, s Subscription, deliver deliverFunc) error {
 	ctx, cancel := untilClosed(ctx, t.done)
 	defer cancel()
-	reading := kafkaReadingOf(t.cfg.Stream, s.Subjects)
-	if len(reading.topics) == 0 && !reading.all {
-		return fmt.Errorf("broker: consumer %s: no subject of %v can be published on Kafka, where a subject is <prefix>.<source>.<event>", s.Name, s.Subjects)
+	reading, err := kafkaReadingOf(t.cfg.Stream, s.Subjects)
+	if err != nil {
+		return fmt.Errorf("broker: consumer %s: %w", s.Name, err)
 	}
 	// The topic DeadLetterSubject's records go to, found as Publish finds it.
 	deadLetters, err := kafkaTopicOf(t.cfg.Stream, DeadLetterSubject(t.cfg.Prefix, s.Name))
@@ -279,20 +279,24 @@ func (t *kafkaTransport) consume(ctx context.Context, s Subscription, deliver de
 	// record that keeps failing could not be set aside, and would hold the
 	// subscription's offset for good.
 	topics := append(slices.Clone(reading.topics), deadLetters)
-	for ctx.Err() == nil {
-		if err := t.ensureTopicsWithin(ctx, topics...); err != nil {
-			if ctx.Err() == nil {
-				t.log.Warn("cannot create the topics yet, will retry", "subscription", s.Name, "err", err)
-				pause(ctx, retryPause)
-			}
-			continue
+	for {
+		err := t.ensureTopicsWithin(ctx, topics...)
+		if ctx.Err() != nil {
+			return closedErr(t.done)
 		}
-		c, err := newKafkaConsumer(t, s, reading, deliver)
-		if err != nil {
-			return fmt.Errorf("broker: consumer %s: %w", s.Name, err)
+		if err == nil {
+			break
 		}
-		c.run(ctx)
+		t.log.Warn("cannot create the topics yet, will retry", "subscription", s.Name, "err", err)
+		pause(ctx, retryPause)
 	}
+	// The member rides out broker outages and rebalances itself: run returns
+	// only once ctx ends.
+	c, err := newKafkaConsumer(t, s, reading, deliver)
+	if err != nil {
+		return fmt.Errorf("broker: consumer %s: %w", s.Name, err)
+	}
+	c.run(ctx)
 	return closedErr(t.done)
 }
 
@@ -692,9 +696,9 @@ func (c *kafkaConsumer) drop(pick func(kafkaPartition) bool) {
 func (t *kafkaTransport) follow(ctx context.Context, subjects []string, since time.Time, h func(context.Context, Message)) error {
 	ctx, cancel := untilClosed(ctx, t.done)
 	defer cancel()
-	reading := kafkaReadingOf(t.cfg.Stream, subjects)
-	if len(reading.topics) == 0 && !reading.all {
-		return fmt.Errorf("broker: follow: no subject of %v can be published on Kafka, where a subject is <prefix>.<source>.<event>", subjects)
+	reading, err := kafkaReadingOf(t.cfg.Stream, subjects)
+	if err != nil {
+		return fmt.Errorf("broker: follow: %w", err)
 	}
 	// From since, by the records' timestamps: a topic created later is read
 	// from its start. From now, the records already there (as the offsets
@@ -705,22 +709,19 @@ func (t *kafkaTransport) follow(ctx context.Context, subjects []string, since ti
 		from = time.Now()
 	}
 	var ends kadm.ListedOffsets
-	for ctx.Err() == nil {
+	for {
 		err := t.ensureTopicsWithin(ctx, reading.topics...)
 		if err == nil && since.IsZero() {
 			ends, err = t.endOffsets(ctx, reading)
 		}
-		if err != nil {
-			if ctx.Err() == nil {
-				t.log.Warn("cannot follow yet, will retry", "subjects", subjects, "err", err)
-				pause(ctx, retryPause)
-			}
-			continue
+		if ctx.Err() != nil {
+			return closedErr(t.done)
 		}
-		break
-	}
-	if ctx.Err() != nil {
-		return closedErr(t.done)
+		if err == nil {
+			break
+		}
+		t.log.Warn("cannot follow yet, will retry", "subjects", subjects, "err", err)
+		pause(ctx, retryPause)
 	}
 	cl, err := kgo.NewClient(t.clientOpts(append(reading.consumeOpts(t.cfg.Stream),
 		kgo.ConsumeStartOffset(kgo.NewOffset().AfterMilli(from.UnixMilli())))...)...)

@@ -98,8 +98,9 @@ type kafkaReading struct {
 
 // kafkaReadingOf is what filters (valid, under the prefix) read under stream.
 // A filter whose source is no topic's reads nothing: no subject published
-// through this adapter can match it.
-func kafkaReadingOf(stream string, filters []string) kafkaReading {
+// through this adapter can match it; filters that all read nothing are an
+// error.
+func kafkaReadingOf(stream string, filters []string) (kafkaReading, error) {
 	var r kafkaReading
 	add := func(topic string) {
 		if len(topic) <= kafkaMaxTopicLen && !slices.Contains(r.topics, topic) {
@@ -124,7 +125,10 @@ func kafkaReadingOf(stream string, filters []string) kafkaReading {
 			add(kafkaDeadLetterTopic(stream, tokens[2]))
 		}
 	}
-	return r
+	if len(r.topics) == 0 && !r.all {
+		return r, fmt.Errorf("no subject of %v can be published on Kafka, where a subject is <prefix>.<source>.<event>", filters)
+	}
+	return r, nil
 }
 
 // consumeOpts are the client options that read r under stream.
