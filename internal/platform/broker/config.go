@@ -217,8 +217,9 @@ func (cfg Config) Validate() error {
 		return fmt.Errorf("broker: FOLIO_EVENTS_MAX_BYTES %d: want 0 (no limit) or more", cfg.MaxBytes.Value)
 	}
 	if cfg.Kind == "kafka" {
-		if len(cfg.Stream) > kafkaMaxTopicLen {
-			return fmt.Errorf("broker: FOLIO_EVENTS_STREAM %q: a Kafka topic name has at most %d characters", cfg.Stream, kafkaMaxTopicLen)
+		// Topics are <stream>.<source>: the shortest takes two characters more.
+		if len(cfg.Stream)+2 > kafkaMaxTopicLen {
+			return fmt.Errorf("broker: FOLIO_EVENTS_STREAM %q: a Kafka topic name has at most %d characters, and the stream's topics add .<source> to it", cfg.Stream, kafkaMaxTopicLen)
 		}
 		if _, err := kafkaSeeds(cfg.KafkaBrokers); err != nil {
 			return err

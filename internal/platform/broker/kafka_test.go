@@ -649,6 +649,15 @@ func TestKafkaConfig(t *testing.T) {
 	if err := long.Validate(); err == nil || !strings.Contains(err.Error(), "FOLIO_EVENTS_STREAM") {
 		t.Errorf("a stream name too long for a topic: %v", err)
 	}
+	// A stream's topics are <stream>.<source>: one that leaves no room for them is refused.
+	long.Stream = strings.Repeat("S", kafkaMaxTopicLen-1)
+	if err := long.Validate(); err == nil || !strings.Contains(err.Error(), "FOLIO_EVENTS_STREAM") {
+		t.Errorf("a stream name that leaves no room for .<source>: %v", err)
+	}
+	long.Stream = strings.Repeat("S", kafkaMaxTopicLen-2)
+	if err := long.Validate(); err != nil {
+		t.Errorf("a stream name that leaves room for a one-letter source: %v", err)
+	}
 	// The brokers of another kind are not read.
 	if _, err := load(map[string]string{"FOLIO_BROKER": "nats", "FOLIO_KAFKA_BROKERS": "k1"}); err != nil {
 		t.Errorf("FOLIO_KAFKA_BROKERS checked for NATS: %v", err)

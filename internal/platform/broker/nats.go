@@ -459,14 +459,7 @@ func (t *natsTransport) consumer(ctx context.Context, s Subscription) (jetstream
 	}
 	cfg.FilterSubjects = nil
 	c, err = t.js.CreateOrUpdateConsumer(ctx, t.cfg.Stream, cfg)
-	match := func(subject string) bool {
-		for _, f := range s.Subjects {
-			if subjectMatches(f, subject) {
-				return true
-			}
-		}
-		return false
-	}
+	match := func(subject string) bool { return anySubjectMatches(s.Subjects, subject) }
 	return c, match, err
 }
 
@@ -583,12 +576,9 @@ func (t *natsTransport) follow(ctx context.Context, subjects []string, since tim
 		earlier := subjects[:i]
 		followers.Go(func() {
 			t.followOne(ctx, subj, since, func(ctx context.Context, m Message) {
-				for _, f := range earlier {
-					if subjectMatches(f, m.Subject) {
-						return
-					}
+				if !anySubjectMatches(earlier, m.Subject) {
+					h(ctx, m)
 				}
-				h(ctx, m)
 			})
 		})
 	}
