@@ -120,8 +120,16 @@ func tryFolioUp(t *testing.T) (*upSystem, error) {
 	bin := upPrograms(t)
 	u := &upSystem{t: t, dataDir: filepath.Join(t.TempDir(), "data"), ports: map[string]int{}, out: &upOutput{}, done: make(chan struct{})}
 	args := []string{"up", "--no-demo", "--data-dir", u.dataDir}
+	taken := map[int]bool{}
 	for _, name := range []string{"gateway", "auth", "author", "book", "notify", "nats"} {
-		u.ports[name] = upPort(t)
+		// A port just released may be handed out again at once: each service needs
+		// one of its own, or folio up refuses to start.
+		port := upPort(t)
+		for taken[port] {
+			port = upPort(t)
+		}
+		taken[port] = true
+		u.ports[name] = port
 		args = append(args, "--"+name+"-port", strconv.Itoa(u.ports[name]))
 	}
 	cmd := exec.Command(bin["folio"], args...)
