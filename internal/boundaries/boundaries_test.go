@@ -15,11 +15,11 @@ import (
 
 // services are Folio's programs; each owns folio/internal/<name>/... and
 // folio/cmd/<name>.
-var services = []string{"auth", "author", "book", "gateway", "notify"}
+var services = []string{"auth", "author", "book", "gateway", "inventory", "notify", "order", "payment"}
 
 // domains are the services with a domain package, folio/internal/<name>; the
 // gateway is transport through and through.
-var domains = []string{"auth", "author", "book", "notify"}
+var domains = []string{"auth", "author", "book", "inventory", "notify", "order", "payment"}
 
 // notInDomain are what a domain package may not depend on, even indirectly: the
 // transports and storage its adapters (httpapi, sqlstore, events, clients) speak.

@@ -46,7 +46,8 @@ const revoked = "account.revoked"
 
 // programs is the permission table: the one place that says what each program
 // may do on the broker. The durable names are those of the services' event
-// packages (book/events, author/events, notify/events), whose
+// packages (book/events, author/events, notify/events, order/events,
+// inventory/events, payment/events), whose
 // TestTheBrokerPermitsTheConsumer holds them equal.
 var programs = map[string]program{
 	"auth": {publishes: []string{"account.>"}, registers: true, follows: []string{revoked}},
@@ -55,7 +56,16 @@ var programs = map[string]program{
 	"book": {publishes: []string{"book.>"}, registers: true, follows: []string{revoked},
 		consumers: map[string][]string{"book-authors": {"author.created", "author.updated", "author.deleted"}}},
 	"notify": {publishes: []string{"notify.>"}, registers: true, follows: []string{revoked},
-		consumers: map[string][]string{"notify": {"book.>", "author.>"}}},
+		consumers: map[string][]string{"notify": {"book.>", "author.>", "order.*"}}},
+	// The order saga (docs/orders.md): the order service sends commands under
+	// order.stock.> and order.payment.>, and its state events as order.<state>;
+	// inventory and payment each take only the commands addressed to them.
+	"order": {publishes: []string{"order.>"}, registers: true, follows: []string{revoked},
+		consumers: map[string][]string{"order-replies": {"inventory.>", "payment.>"}}},
+	"inventory": {publishes: []string{"inventory.>"}, registers: true, follows: []string{revoked},
+		consumers: map[string][]string{"inventory-orders": {"order.stock.>"}, "inventory-books": {"book.deleted"}}},
+	"payment": {publishes: []string{"payment.>"}, registers: true, follows: []string{revoked},
+		consumers: map[string][]string{"payment-orders": {"order.payment.>"}}},
 	// The gateway only reads the registry and follows revocations.
 	"gateway": {follows: []string{revoked}},
 }

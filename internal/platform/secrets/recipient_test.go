@@ -1,0 +1,57 @@
+package secrets
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestSealToRecipient(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "keys", "card.key")
+	r, err := EnsureRecipientKeyFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("key file: %v, %v; want mode 0600", fi, err)
+	}
+	again, err := EnsureRecipientKeyFile(path)
+	if err != nil || again.PublicKey() != r.PublicKey() {
+		t.Fatalf("second load: %v, public key %q, want %q", err, again.PublicKey(), r.PublicKey())
+	}
+	sealed, err := SealTo(r.PublicKey(), []byte("4242424242424242"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := r.Open(sealed); err != nil || string(got) != "4242424242424242" {
+		t.Fatalf("Open = %q, %v", got, err)
+	}
+
+	// Another key, an altered value and a Box's value are all refused.
+	other, _ := LoadRecipient(GenerateRecipientKey())
+	altered := sealed[:len(sealed)-2] + "AA"
+	if altered == sealed {
+		altered = sealed[:len(sealed)-2] + "BB"
+	}
+	for name, v := range map[string]string{"other key": mustSeal(t, other.PublicKey()), "altered": altered, "box value": "v1:whatever"} {
+		if _, err := r.Open(v); !errors.Is(err, ErrUnseal) {
+			t.Errorf("%s: Open error %v, want ErrUnseal", name, err)
+		}
+	}
+	if _, err := SealTo("c2hvcnQ=", nil); err == nil {
+		t.Error("SealTo took a 5-byte public key")
+	}
+	if _, err := LoadRecipient("not base64!"); err == nil {
+		t.Error("LoadRecipient took a key that is not base64")
+	}
+}
+
+func mustSeal(t *testing.T, pub string) string {
+	t.Helper()
+	s, err := SealTo(pub, []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
