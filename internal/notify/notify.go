@@ -18,10 +18,14 @@ import (
 )
 
 // EventTypes are the event types a subscription may ask for: those the book and
-// author services publish, and all the service receives.
+// author services publish, and the order service's state changes (docs/orders.md;
+// its commands, order.stock.* and order.payment.*, are the saga's, not news).
 var EventTypes = []string{
 	"author.created", "author.updated", "author.deleted",
 	"book.created", "book.updated", "book.deleted",
+	"order.pending", "order.reserved", "order.authorised", "order.paid", "order.confirmed",
+	"order.voiding", "order.refunding", "order.restocking", "order.releasing",
+	"order.rejected", "order.payment_failed", "order.cancelled",
 }
 
 // Limits of the writable fields.

@@ -1,5 +1,5 @@
-// Package events is the notify service's intake of Folio's events: every book and
-// author event a subscription may ask for becomes one pending delivery per
+// Package events is the notify service's intake of Folio's events: every book,
+// author and order event a subscription may ask for becomes one pending delivery per
 // subscription that asks for it.
 package events
 
@@ -38,9 +38,10 @@ func NewIntake(store Deliveries, now func() time.Time, wake func()) inbox.Consum
 	return inbox.Consumer{
 		Name:  Consumer,
 		Types: notify.EventTypes,
-		// The durable consumer has always filtered on the two wildcards, as the
-		// broker permissions (natsconn) have it; other types are skipped.
-		Subjects: []string{"book.>", "author.>"},
+		// The durable consumer filters on wildcards, as the broker permissions
+		// (natsconn) have them: order.* takes the order's state changes and none of
+		// its commands (order.stock.reserve…); other types are skipped.
+		Subjects: []string{"book.>", "author.>", "order.*"},
 		// Many events at once, sharing commits on SQLite (sqldb.DB.InTx): each only
 		// inserts rows, the sending is the worker's.
 		Concurrency: 32,

@@ -84,9 +84,9 @@ func TestIntakeRefusesEventIDsThatCannotBeSigned(t *testing.T) {
 	}
 }
 
-func TestIntakeSubscribesToEveryBookAndAuthorEventUnderItsName(t *testing.T) {
+func TestIntakeSubscribesToEveryBookAuthorAndOrderEventUnderItsName(t *testing.T) {
 	sub := notifytest.New(t, notifytest.OpenSQLite(t), notifytest.Options{}).Intake.Subscription("folio")
-	want := []string{"folio.book.>", "folio.author.>"}
+	want := []string{"folio.book.>", "folio.author.>", "folio.order.*"}
 	if sub.Name != "notify" || events.Consumer != "notify" || !slices.Equal(sub.Subjects, want) || sub.Concurrency != 32 {
 		t.Errorf("got %+v, want notify on %v", sub, want)
 	}
