@@ -37,6 +37,9 @@ type settings struct {
 	AuthorURLs []string `env:"FOLIO_AUTHOR_URLS" envDefault:"http://127.0.0.1:8082"`
 	AuthURLs   []string `env:"FOLIO_AUTH_URLS" envDefault:"http://127.0.0.1:8083"`
 	NotifyURLs []string `env:"FOLIO_NOTIFY_URLS" envDefault:"http://127.0.0.1:8084"`
+	// The order saga's public services (the payment service is internal).
+	InventoryURLs []string `env:"FOLIO_INVENTORY_URLS" envDefault:"http://127.0.0.1:8085"`
+	OrderURLs     []string `env:"FOLIO_ORDER_URLS" envDefault:"http://127.0.0.1:8087"`
 
 	Discovery discovery.Config
 
@@ -67,10 +70,12 @@ type settings struct {
 func (c settings) gatewayConfig() (gateway.Config, error) {
 	gc := gateway.Config{
 		Instances: map[string][]string{
-			gateway.ServiceBook:   trimList(c.BookURLs),
-			gateway.ServiceAuthor: trimList(c.AuthorURLs),
-			gateway.ServiceAuth:   trimList(c.AuthURLs),
-			gateway.ServiceNotify: trimList(c.NotifyURLs),
+			gateway.ServiceBook:      trimList(c.BookURLs),
+			gateway.ServiceAuthor:    trimList(c.AuthorURLs),
+			gateway.ServiceAuth:      trimList(c.AuthURLs),
+			gateway.ServiceNotify:    trimList(c.NotifyURLs),
+			gateway.ServiceInventory: trimList(c.InventoryURLs),
+			gateway.ServiceOrder:     trimList(c.OrderURLs),
 		},
 		JWKSURL:         c.JWKSURL,
 		Issuer:          c.JWTIssuer,

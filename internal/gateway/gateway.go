@@ -38,7 +38,14 @@ const (
 	ServiceAuthor = "author"
 	ServiceAuth   = "auth"
 	ServiceNotify = "notify"
+	// ServiceInventory and ServiceOrder serve the order saga's public routes
+	// (docs/orders.md); the payment service is internal and has no route here.
+	ServiceInventory = "inventory"
+	ServiceOrder     = "order"
 )
+
+// Services are the services the gateway routes to.
+var Services = []string{ServiceBook, ServiceAuthor, ServiceAuth, ServiceNotify, ServiceInventory, ServiceOrder}
 
 // Config is what the gateway needs. Zero values of the tuning fields take defaults.
 type Config struct {
@@ -130,7 +137,7 @@ func (c *Config) setDefaults() {
 
 // Validate reports the first thing wrong with c.
 func (c Config) Validate() error {
-	for _, name := range []string{ServiceBook, ServiceAuthor, ServiceAuth, ServiceNotify} {
+	for _, name := range Services {
 		urls := c.Instances[name]
 		if len(urls) == 0 && c.Resolver == nil {
 			return fmt.Errorf("service %s has no instance URLs", name)
@@ -153,8 +160,8 @@ func (c Config) Validate() error {
 		}
 	}
 	for service, d := range c.TryTimeouts {
-		if !slices.Contains([]string{ServiceBook, ServiceAuthor, ServiceAuth, ServiceNotify}, service) || d <= 0 {
-			return fmt.Errorf("try timeout %s=%s: the service must be book, author, auth or notify and the timeout be positive", service, d)
+		if !slices.Contains(Services, service) || d <= 0 {
+			return fmt.Errorf("try timeout %s=%s: the service must be one of %s and the timeout be positive", service, d, strings.Join(Services, ", "))
 		}
 	}
 	if c.Issuer == "" || c.Audience == "" {
@@ -212,7 +219,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) (*Gateway, err
 	} else {
 		g.limiter = newLimiter(cfg.RateLimit, cfg.RateBurst, cfg.MaxClients, cfg.Now)
 	}
-	for _, name := range []string{ServiceBook, ServiceAuthor, ServiceAuth, ServiceNotify} {
+	for _, name := range Services {
 		var urls []string
 		if cfg.Resolver == nil {
 			urls = cfg.Instances[name]

@@ -38,6 +38,10 @@ func TestRoutes(t *testing.T) {
 		{"GET", "/.well-known/jwks.json", "", ServiceAuth, "/.well-known/jwks.json", ""},
 		{"GET", "/subscriptions", "", ServiceNotify, "/subscriptions", ""},
 		{"DELETE", "/subscriptions/9", "", ServiceNotify, "/subscriptions/9", ""},
+		{"GET", "/inventory/0190-x", "", ServiceInventory, "/inventory/0190-x", ""},
+		{"PUT", "/inventory/0190-x", `{"quantity":3}`, ServiceInventory, "/inventory/0190-x", ""},
+		{"POST", "/orders", `{"items":[]}`, ServiceOrder, "/orders", ""},
+		{"POST", "/orders/7/cancel", "", ServiceOrder, "/orders/7/cancel", ""},
 	}
 	for i, tt := range tests {
 		t.Run(tt.method+" "+tt.target, func(t *testing.T) {
@@ -126,6 +130,16 @@ func TestAuthorization(t *testing.T) {
 		{"GET", "/auth/users/1", map[string]int{"none": 401}, 200},
 		{"PUT", "/auth/users/1/roles", map[string]int{"none": 401}, 200},
 		{"GET", "/auth/register", map[string]int{"none": 401}, 200},
+		// The order saga's routes: stock is public to read and an editor's to set;
+		// orders are any signed-in user's (the order service shows each its own).
+		{"GET", "/inventory/1", nil, 200},
+		{"GET", "/inventory", nil, 200},
+		{"PUT", "/inventory/1", map[string]int{"none": 401, "reader": 403, "norole": 403}, 200},
+		{"POST", "/orders", map[string]int{"none": 401}, 200},
+		{"GET", "/orders", map[string]int{"none": 401}, 200},
+		{"GET", "/orders/1", map[string]int{"none": 401}, 200},
+		{"POST", "/orders/1/cancel", map[string]int{"none": 401}, 200},
+		{"GET", "/payments/1", nil, 404}, // the payment service is internal: no route
 	}
 	for _, tt := range tests {
 		for _, role := range []string{"none", "reader", "editor", "admin", "norole"} {
@@ -708,7 +722,7 @@ func TestLimiterMemoryIsBounded(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	good := func() Config {
 		return Config{Instances: map[string][]string{ServiceBook: {"http://b"}, ServiceAuthor: {"http://a"},
-			ServiceAuth: {"http://u"}, ServiceNotify: {"http://n"}},
+			ServiceAuth: {"http://u"}, ServiceNotify: {"http://n"}, ServiceInventory: {"http://i"}, ServiceOrder: {"http://o"}},
 			JWKSURL: "http://u/.well-known/jwks.json", Issuer: "i", Audience: "a", RateLimit: 1, RateBurst: 1}
 	}
 	if err := good().Validate(); err != nil {

@@ -82,7 +82,7 @@ func newHarness(t testing.TB, mutate func(*Config)) *harness {
 		RateBurst:       10000,
 		UpstreamTimeout: 5 * time.Second,
 	}
-	for _, name := range []string{ServiceBook, ServiceAuthor, ServiceAuth, ServiceNotify} {
+	for _, name := range Services {
 		cfg.Instances[name] = []string{newEcho(t, name, name+"-0", nil).URL}
 	}
 	if mutate != nil {

@@ -24,4 +24,8 @@ var routeTable = []struct{ pattern, service string }{
 	{"/.well-known/", ServiceAuth},
 	{"/subscriptions", ServiceNotify},
 	{"/subscriptions/", ServiceNotify},
+	{"/inventory", ServiceInventory},
+	{"/inventory/", ServiceInventory},
+	{"/orders", ServiceOrder},
+	{"/orders/", ServiceOrder},
 }

@@ -7,6 +7,8 @@ window.ui = SwaggerUIBundle({
     { url: "/docs/openapi/author.json", name: "author service (/authors)" },
     { url: "/docs/openapi/auth.json", name: "auth service (/auth, /.well-known)" },
     { url: "/docs/openapi/notify.json", name: "notify service (/subscriptions)" },
+    { url: "/docs/openapi/inventory.json", name: "inventory service (/inventory)" },
+    { url: "/docs/openapi/order.json", name: "order service (/orders)" },
     { url: "/openapi.json", name: "gateway (operational endpoints)" }
   ],
   dom_id: "#swagger-ui",
