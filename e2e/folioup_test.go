@@ -121,7 +121,7 @@ func tryFolioUp(t *testing.T) (*upSystem, error) {
 	u := &upSystem{t: t, dataDir: filepath.Join(t.TempDir(), "data"), ports: map[string]int{}, out: &upOutput{}, done: make(chan struct{})}
 	args := []string{"up", "--no-demo", "--data-dir", u.dataDir}
 	taken := map[int]bool{}
-	for _, name := range []string{"gateway", "auth", "author", "book", "notify", "nats"} {
+	for _, name := range []string{"gateway", "auth", "author", "book", "notify", "inventory", "payment", "order", "nats"} {
 		// A port just released may be handed out again at once: each service needs
 		// one of its own, or folio up refuses to start.
 		port := upPort(t)

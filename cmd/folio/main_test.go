@@ -34,6 +34,7 @@ func TestHelp(t *testing.T) {
 			t.Errorf("%q: %v", args, err)
 		}
 		for _, want := range []string{"--book-port int", "--author-port int", "--auth-port int", "--notify-port int", "--gateway-port int",
+			"--inventory-port int", "--payment-port int", "--order-port int", "--order-db URL", "(default 8087)",
 			"--nats-port int", "--scale service=N", "(default 4322)",
 			"--host address", "--data-dir directory", "--book-db URL", "--author-db URL", "--auth-db URL", "--no-demo",
 			"(default 8081)", "(default 8083)", "(default 8080)", "(default .folio)"} {
@@ -86,7 +87,7 @@ func TestRunRejectsBadInvocations(t *testing.T) {
 		{[]string{"folio", "up", "--book-port", "0"}, "--book-port 0 is not a port; pick one from 1 to 65535"},
 		{[]string{"folio", "up", "--gateway-port", "0"}, "--gateway-port 0 is not a port; pick one from 1 to 65535"},
 		{[]string{"folio", "up", "--author-port", "70000"}, "--author-port 70000 is not a port; pick one from 1 to 65535"},
-		{[]string{"folio", "up", "--scale", "gateway=2"}, `up: invalid value "gateway=2" for flag -scale: "gateway" cannot be scaled; choose from auth, author, book, notify`},
+		{[]string{"folio", "up", "--scale", "gateway=2"}, `up: invalid value "gateway=2" for flag -scale: "gateway" cannot be scaled; choose from auth, author, book, notify, inventory, payment, order`},
 		{[]string{"folio", "up", "--scale", "book=0"}, `up: invalid value "book=0" for flag -scale: book=0: the number of instances must be 1 to 16`},
 		{[]string{"folio", "up", "--scale", "book"}, `up: invalid value "book" for flag -scale: "book" is not service=N`},
 		{[]string{"folio", "up", "--ready-timeout", "0s"}, "--ready-timeout must be positive"},
@@ -140,10 +141,11 @@ func port(ln net.Listener) string { return strconv.Itoa(ln.Addr().(*net.TCPAddr)
 // none can be taken by anyone else, nor be the same as another: auth is checked
 // first, so the ports of the others need not be free.
 func TestUpRejectsAPortInUse(t *testing.T) {
-	held := holdPorts(t, 6)
+	held := holdPorts(t, 9)
 	taken := port(held[0])
 	args := []string{"--auth-port", taken, "--book-port", port(held[1]), "--author-port", port(held[2]),
-		"--notify-port", port(held[3]), "--gateway-port", port(held[4]), "--nats-port", port(held[5])}
+		"--notify-port", port(held[3]), "--gateway-port", port(held[4]), "--nats-port", port(held[5]),
+		"--inventory-port", port(held[6]), "--payment-port", port(held[7]), "--order-port", port(held[8])}
 	dataDir := filepath.Join(t.TempDir(), "data")
 	var out bytes.Buffer
 	err := run(context.Background(), append([]string{"folio", "up", "--data-dir", dataDir}, args...), noEnv, &out)
@@ -162,7 +164,7 @@ func TestUpRejectsAPortInUse(t *testing.T) {
 func TestCheckPort(t *testing.T) {
 	taken := holdPorts(t, 1)[0]
 	n := taken.Addr().(*net.TCPAddr).Port
-	for _, name := range []string{"book", "author", "auth", "notify", "gateway", "NATS"} {
+	for _, name := range []string{"book", "author", "auth", "notify", "inventory", "payment", "order", "gateway", "NATS"} {
 		flag := "--" + strings.ToLower(name) + "-port"
 		err := checkPort("127.0.0.1", &service{name: name, port: n, flag: flag})
 		want := "port " + port(taken) + " (" + name + ") is already in use; pick another with " + flag
@@ -183,11 +185,12 @@ func TestConnectHost(t *testing.T) {
 }
 
 // upPorts are the ports a `folio up` of a test runs on.
-type upPorts struct{ book, author, auth, notify, gateway, nats int }
+type upPorts struct{ book, author, auth, notify, inventory, payment, order, gateway, nats int }
 
 func (p upPorts) args() []string {
 	return []string{"--book-port", strconv.Itoa(p.book), "--author-port", strconv.Itoa(p.author),
 		"--auth-port", strconv.Itoa(p.auth), "--notify-port", strconv.Itoa(p.notify),
+		"--inventory-port", strconv.Itoa(p.inventory), "--payment-port", strconv.Itoa(p.payment), "--order-port", strconv.Itoa(p.order),
 		"--gateway-port", strconv.Itoa(p.gateway), "--nats-port", strconv.Itoa(p.nats)}
 }
 
@@ -202,8 +205,9 @@ func upOnFreePorts(t *testing.T, args ...string) (ports upPorts, stop func() str
 	t.Helper()
 	const attempts = 5
 	for attempt := 1; ; attempt++ {
-		p := distinctPorts(t, 6)
-		ports = upPorts{book: p[0], author: p[1], auth: p[2], notify: p[3], gateway: p[4], nats: p[5]}
+		p := distinctPorts(t, 9)
+		ports = upPorts{book: p[0], author: p[1], auth: p[2], notify: p[3], gateway: p[4], nats: p[5],
+			inventory: p[6], payment: p[7], order: p[8]}
 		stop, output, err := startUp(t, append(ports.args(), args...)...)
 		if err == nil {
 			return ports, stop, output
@@ -458,7 +462,7 @@ func checkFirstRunOutput(t *testing.T, ports upPorts, dataDir string, creds cred
 	if fi, err := os.Stat(filepath.Join(dataDir, credentialsName)); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("credentials file: got %v (stat error %v), want mode 0600", fi.Mode(), err)
 	}
-	for _, name := range []string{"book.db", "author.db", "auth.db", "notify.db"} {
+	for _, name := range []string{"book.db", "author.db", "auth.db", "notify.db", "inventory.db", "payment.db", "order.db"} {
 		if _, err := os.Stat(filepath.Join(dataDir, name)); err != nil {
 			t.Errorf("no SQLite database %s in the data directory: %v", name, err)
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"folio/internal/platform/broker/natsconn"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,8 +23,8 @@ func TestNATSCredentials(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(users) != 6 || len(seeds) != 6 {
-		t.Fatalf("%d users and %d seeds, want 6 (five programs and admin)", len(users), len(seeds))
+	if want := len(natsconn.Programs()) + 1; len(users) != want || len(seeds) != want {
+		t.Fatalf("%d users and %d seeds, want %d (every program and admin)", len(users), len(seeds), want)
 	}
 	if fi, err := os.Stat(filepath.Join(dataDir, natsKeysDir)); err != nil || fi.Mode().Perm() != 0o700 {
 		t.Errorf("keys directory mode %v (%v), want 0700", fi.Mode().Perm(), err)

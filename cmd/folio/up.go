@@ -31,21 +31,27 @@ import (
 
 // upConfig is what `folio up` is told by its flags.
 type upConfig struct {
-	dataDir      string
-	host         string
-	bookPort     int
-	authorPort   int
-	authPort     int
-	notifyPort   int
-	gatewayPort  int
-	natsPort     int
-	scale        scaleFlag
-	bookDB       string
-	authorDB     string
-	authDB       string
-	notifyDB     string
-	noDemo       bool
-	readyTimeout time.Duration
+	dataDir       string
+	host          string
+	bookPort      int
+	authorPort    int
+	authPort      int
+	notifyPort    int
+	inventoryPort int
+	paymentPort   int
+	orderPort     int
+	gatewayPort   int
+	natsPort      int
+	scale         scaleFlag
+	bookDB        string
+	authorDB      string
+	authDB        string
+	notifyDB      string
+	inventoryDB   string
+	paymentDB     string
+	orderDB       string
+	noDemo        bool
+	readyTimeout  time.Duration
 	// otlp is where the programs export their traces (OTLP over HTTP), or "".
 	otlp string
 }
@@ -60,10 +66,13 @@ func upFlags() (*flag.FlagSet, *upConfig) {
 	fs.IntVar(&cfg.authorPort, "author-port", 8082, "port of the author service")
 	fs.IntVar(&cfg.authPort, "auth-port", 8083, "port of the auth service")
 	fs.IntVar(&cfg.notifyPort, "notify-port", 8084, "port of the notify service")
+	fs.IntVar(&cfg.inventoryPort, "inventory-port", 8085, "port of the inventory service")
+	fs.IntVar(&cfg.paymentPort, "payment-port", 8086, "port of the payment service (internal: the gateway has no route to it)")
+	fs.IntVar(&cfg.orderPort, "order-port", 8087, "port of the order service")
 	fs.IntVar(&cfg.gatewayPort, "gateway-port", 8080, "port of the gateway, the public entry point")
 	fs.IntVar(&cfg.natsPort, "nats-port", 4322, "port of the embedded NATS server (events and discovery); not 4222, so that it runs beside a NATS already there")
 	cfg.scale = scaleFlag{}
-	fs.Var(cfg.scale, "scale", "`service=N` runs N instances of a service (book, author, auth or notify), e.g. --scale book=3; repeatable. The extra instances listen on ports the system picks (each reports its own in <data-dir>/addr/<name>.json) and register in discovery")
+	fs.Var(cfg.scale, "scale", "`service=N` runs N instances of a service (book, author, auth, notify, inventory, payment or order), e.g. --scale book=3; repeatable. The extra instances listen on ports the system picks (each reports its own in <data-dir>/addr/<name>.json) and register in discovery")
 	fs.StringVar(&cfg.bookDB, "book-db", "",
 		"database `URL` of the book service, e.g. postgres://user:pass@host/folio_book (default $FOLIO_DATABASE_URL_BOOK, else SQLite in the data directory)")
 	fs.StringVar(&cfg.authorDB, "author-db", "",
@@ -72,6 +81,12 @@ func upFlags() (*flag.FlagSet, *upConfig) {
 		"database `URL` of the auth service, e.g. postgres://user:pass@host/folio_auth (default $FOLIO_DATABASE_URL_AUTH, else SQLite in the data directory)")
 	fs.StringVar(&cfg.notifyDB, "notify-db", "",
 		"database `URL` of the notify service (default $FOLIO_DATABASE_URL_NOTIFY, else SQLite in the data directory)")
+	fs.StringVar(&cfg.inventoryDB, "inventory-db", "",
+		"database `URL` of the inventory service (default $FOLIO_DATABASE_URL_INVENTORY, else SQLite in the data directory)")
+	fs.StringVar(&cfg.paymentDB, "payment-db", "",
+		"database `URL` of the payment service (default $FOLIO_DATABASE_URL_PAYMENT, else SQLite in the data directory)")
+	fs.StringVar(&cfg.orderDB, "order-db", "",
+		"database `URL` of the order service (default $FOLIO_DATABASE_URL_ORDER, else SQLite in the data directory)")
 	fs.BoolVar(&cfg.noDemo, "no-demo", false, "do not load the demo catalogue")
 	fs.DurationVar(&cfg.readyTimeout, "ready-timeout", 60*time.Second, "how long each service may take to become ready")
 	fs.StringVar(&cfg.otlp, "otlp", "", "`URL` of an OpenTelemetry collector or Jaeger (OTLP over HTTP, e.g. http://127.0.0.1:4318) the programs export their traces to (default $OTEL_EXPORTER_OTLP_ENDPOINT; none: traces are not recorded)")
@@ -94,7 +109,8 @@ type service struct {
 	addrFile string
 }
 
-// up serves `folio up`: it runs the auth, author, book and notify services and the gateway as
+// up serves `folio up`: it runs the auth, author, book, notify, inventory, payment
+// and order services and the gateway as
 // child processes until ctx ends, then stops them. Errors: bad flags, a port in use, a service that cannot be
 // built, started or made ready, a demo load that failed. Ctrl-C at any point is a
 // clean stop, not an error.
@@ -149,6 +165,9 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 		if err := loadDemo(ctx, sup, cfg, creds); err != nil {
 			return interrupted(ctx, err)
 		}
+		if err := loadDemoStock(ctx, sup, cfg, creds); err != nil {
+			return interrupted(ctx, err)
+		}
 	}
 	sup.Logf("started in %s", since(begin))
 	sup.Output().Print(banner(serviceURL(cfg, cfg.gatewayPort), nats.url(), services, cfg.dataDir, cfg.otlp, creds, firstRun))
@@ -171,6 +190,9 @@ func planServices(cfg *upConfig) ([]*service, error) {
 		{name: "author", port: cfg.authorPort, flag: "--author-port", db: cfg.authorDB},
 		{name: "book", port: cfg.bookPort, flag: "--book-port", db: cfg.bookDB},
 		{name: "notify", port: cfg.notifyPort, flag: "--notify-port", db: cfg.notifyDB},
+		{name: "inventory", port: cfg.inventoryPort, flag: "--inventory-port", db: cfg.inventoryDB},
+		{name: "payment", port: cfg.paymentPort, flag: "--payment-port", db: cfg.paymentDB},
+		{name: "order", port: cfg.orderPort, flag: "--order-port", db: cfg.orderDB},
 		{name: "gateway", port: cfg.gatewayPort, flag: "--gateway-port", noDB: true},
 	}
 	nats := &service{name: "NATS", port: cfg.natsPort, flag: "--nats-port"}
@@ -248,6 +270,11 @@ func provideSecrets(dataDir string, services []*service) (credentials, error) {
 	if err := secrets.EnsureKeyFile(secretsKey); err != nil {
 		return credentials{}, err
 	}
+	cardKey := filepath.Join(dataDir, "payment-card.key")
+	card, err := secrets.EnsureRecipientKeyFile(cardKey)
+	if err != nil {
+		return credentials{}, err
+	}
 	// The same admin every run: the auth service creates it when it is missing and
 	// changes nothing when it exists, so an interrupted first run heals itself.
 	for _, s := range services {
@@ -261,6 +288,14 @@ func provideSecrets(dataDir string, services []*service) (credentials, error) {
 			// A developer's webhook receivers run on this machine or network; on a
 			// shared network the address check stays on (the default).
 			s.env = append(s.env, "FOLIO_WEBHOOK_ALLOW_PRIVATE=1")
+		}
+		// Card data is sealed by the order service to the payment service's key:
+		// the payment service alone holds the private half.
+		if s.program == "payment" {
+			s.env = append(s.env, "FOLIO_PAYMENT_CARD_KEY_FILE="+cardKey)
+		}
+		if s.program == "order" {
+			s.env = append(s.env, "FOLIO_PAYMENT_CARD_PUBLIC_KEY="+card.PublicKey())
 		}
 	}
 	return creds, nil
@@ -314,8 +349,14 @@ func parseUp(args []string, getenv func(string) string, stdout io.Writer) (*upCo
 	if cfg.authDB == "" {
 		cfg.authDB = getenv("FOLIO_DATABASE_URL_AUTH")
 	}
-	if cfg.notifyDB == "" {
-		cfg.notifyDB = getenv("FOLIO_DATABASE_URL_NOTIFY")
+	for _, db := range []struct {
+		url *string
+		env string
+	}{{&cfg.notifyDB, "FOLIO_DATABASE_URL_NOTIFY"}, {&cfg.inventoryDB, "FOLIO_DATABASE_URL_INVENTORY"},
+		{&cfg.paymentDB, "FOLIO_DATABASE_URL_PAYMENT"}, {&cfg.orderDB, "FOLIO_DATABASE_URL_ORDER"}} {
+		if *db.url == "" {
+			*db.url = getenv(db.env)
+		}
 	}
 	dir, err := filepath.Abs(cfg.dataDir)
 	if err != nil {
@@ -335,6 +376,7 @@ func parseUp(args []string, getenv func(string) string, stdout io.Writer) (*upCo
 		flag string
 		port int
 	}{{"--book-port", cfg.bookPort}, {"--author-port", cfg.authorPort}, {"--auth-port", cfg.authPort}, {"--notify-port", cfg.notifyPort},
+		{"--inventory-port", cfg.inventoryPort}, {"--payment-port", cfg.paymentPort}, {"--order-port", cfg.orderPort},
 		{"--gateway-port", cfg.gatewayPort}, {"--nats-port", cfg.natsPort}}
 	for i, a := range ports {
 		for _, b := range ports[i+1:] {
@@ -613,6 +655,35 @@ func loadDemo(ctx context.Context, sup *supervise.Supervisor, cfg *upConfig, c c
 	return nil
 }
 
+// stockMarkerName is the file in the data directory whose presence says the demo
+// stock and prices were loaded: a data directory from before the order services
+// gets them on its next run.
+const stockMarkerName = "demo-stock-loaded"
+
+// loadDemoStock gives every book stock and a price in the inventory service, as the
+// demo editor, unless the marker says an earlier run did.
+func loadDemoStock(ctx context.Context, sup *supervise.Supervisor, cfg *upConfig, c credentials) error {
+	marker := filepath.Join(cfg.dataDir, stockMarkerName)
+	if _, err := os.Stat(marker); err == nil {
+		return nil
+	}
+	tok, err := editorToken(ctx, serviceURL(cfg, cfg.authPort), c)
+	if err != nil {
+		return err
+	}
+	stats, err := demo.Stock(ctx, serviceURL(cfg, cfg.bookPort), serviceURL(cfg, cfg.inventoryPort), tok, &http.Client{Timeout: 30 * time.Second})
+	if err != nil {
+		return fmt.Errorf("demo stock: %w; run folio up again to resume, or pass --no-demo", err)
+	}
+	sup.Logf("demo stock loaded: %d books stocked and priced (%d had stock already) in %s",
+		stats.Stocked, stats.Kept, stats.Elapsed.Round(10*time.Millisecond))
+	content := fmt.Sprintf("loaded %s: %d books stocked\n", time.Now().UTC().Format(time.RFC3339), stats.Stocked+stats.Kept)
+	if err := os.WriteFile(marker, []byte(content), 0o644); err != nil {
+		return fmt.Errorf("record that the demo stock is loaded: %w", err)
+	}
+	return nil
+}
+
 // isTerminal reports whether w is a terminal.
 func isTerminal(w io.Writer) bool {
 	f, ok := w.(*os.File)
@@ -624,7 +695,7 @@ type scaleFlag map[string]int
 
 // scalable are the services that may run more than one instance: the gateway is
 // the one public port, so it stays single here.
-var scalable = []string{"auth", "author", "book", "notify"}
+var scalable = []string{"auth", "author", "book", "notify", "inventory", "payment", "order"}
 
 func (f scaleFlag) String() string {
 	var parts []string
