@@ -43,13 +43,17 @@ type settings struct {
 	profile    string // directory for CPU profiles of each endpoint; "" for none
 	match      *regexp.Regexp
 
-	only           string // "", "endpoints" or "events"
+	only           string // "", "endpoints", "events" or "orders"
 	events         bool
 	eventsBooks    int
 	eventsAuthors  int
 	eventsRate     int
 	eventsDuration time.Duration
 	rabbitmq       string // "" for none
+
+	orders         bool
+	ordersWorkers  int
+	ordersDuration time.Duration
 }
 
 // Run runs the load benchmark with the flags in args (without the program and
@@ -66,9 +70,11 @@ type settings struct {
 //	-books     books to seed, spread over 20 genres (5000)
 //	-keep      keep the temporary directory with the databases and the logs
 //	-events    measure events too (true): outbox → broker → consumer (see runEvents)
-//	-only      "endpoints" or "events": measure only that part
+//	-only      "endpoints", "events" or "orders": measure only that part
 //	-events-books, -events-authors, -events-rate, -events-duration: the events part's sizes
 //	-rabbitmq  RabbitMQ URL to measure events on too ($FOLIO_BENCH_RABBITMQ_URL; none by default)
+//	-orders    measure the order saga too (true): POST /orders to a final state (see runOrders)
+//	-orders-workers, -orders-duration: the orders part's clients and length
 //
 // The services under test publish and consume their events through a NATS server
 // of the benchmark's own (internal/devtools/localnats, as `folio up` runs it), which
@@ -154,12 +160,15 @@ func parseFlags(args []string, out io.Writer) (settings, error) {
 	var match string
 	fs.StringVar(&match, "match", "", "measure only the endpoints whose labels match this `regexp` (the ceiling is always measured)")
 	fs.BoolVar(&s.keep, "keep", false, "keep the temporary directory with the databases and the service logs")
-	fs.StringVar(&s.only, "only", "", "measure only `part`: endpoints, or events")
+	fs.StringVar(&s.only, "only", "", "measure only `part`: endpoints, events or orders")
 	fs.BoolVar(&s.events, "events", true, "measure events through outbox, broker and consumer (book.created to the author's book_count)")
 	fs.IntVar(&s.eventsBooks, "events-books", 5000, "events: books written at full speed for the throughput, and again for the drain")
 	fs.IntVar(&s.eventsAuthors, "events-authors", 50, "events: authors the books are spread over (at most 100: one page of GET /authors)")
 	fs.IntVar(&s.eventsRate, "events-rate", 200, "events: writes per second for the latency")
 	fs.DurationVar(&s.eventsDuration, "events-duration", 10*time.Second, "events: how long the latency is measured")
+	fs.BoolVar(&s.orders, "orders", true, "measure the order saga end to end (POST /orders to a final state) on inventory, payment and order")
+	fs.IntVar(&s.ordersWorkers, "orders-workers", 16, "orders: clients placing orders at once, each waiting for its order to be final before the next")
+	fs.DurationVar(&s.ordersDuration, "orders-duration", 10*time.Second, "orders: how long orders are placed")
 	fs.StringVar(&s.rabbitmq, "rabbitmq", os.Getenv("FOLIO_BENCH_RABBITMQ_URL"), "events: also measure on the RabbitMQ at this `URL` (a fresh exchange, deleted after); empty: NATS only")
 	fs.Usage = func() {
 		fmt.Fprintln(out, "usage: folio bench [flags]\n\nStarts the book and author services with fresh databases, seeds them, and measures their endpoints at maximum rate.\n\nFlags:")
@@ -192,10 +201,16 @@ func parseFlags(args []string, out io.Writer) (settings, error) {
 		return s, errors.New("-authors must be at least 1")
 	case s.books < 1:
 		return s, errors.New("-books must be at least 1")
-	case s.only != "" && s.only != "endpoints" && s.only != "events":
-		return s, fmt.Errorf("-only must be endpoints or events, not %q", s.only)
+	case s.only != "" && s.only != "endpoints" && s.only != "events" && s.only != "orders":
+		return s, fmt.Errorf("-only must be endpoints, events or orders, not %q", s.only)
 	case s.only == "events" && !s.events:
 		return s, errors.New("-only events with -events=false measures nothing")
+	case s.only == "orders" && !s.orders:
+		return s, errors.New("-only orders with -orders=false measures nothing")
+	case s.ordersWorkers < 1:
+		return s, errors.New("-orders-workers must be at least 1")
+	case s.ordersDuration <= 0:
+		return s, errors.New("-orders-duration must be positive")
 	case s.eventsBooks < 1:
 		return s, errors.New("-events-books must be at least 1")
 	case s.eventsAuthors < 1 || s.eventsAuthors > 100:
@@ -247,7 +262,7 @@ func run(ctx context.Context, s settings, stdout io.Writer) (err error) {
 	fmt.Fprintln(stdout, "Folio load benchmark")
 	fmt.Fprintf(stdout, "command:  %s\n", commandLine())
 	fmt.Fprintf(stdout, "machine:  %s\n", describeMachine())
-	if s.only != "events" {
+	if s.only == "" || s.only == "endpoints" {
 		gen := fmt.Sprintf("vegeta in this process, %d workers", s.workers)
 		if s.load == loadWrk {
 			gen = fmt.Sprintf("%s (a separate process), %d threads, %d connections", wrkVersion(s.wrk), s.wrkThreads, s.workers)
@@ -255,23 +270,28 @@ func run(ctx context.Context, s settings, stdout io.Writer) (err error) {
 		fmt.Fprintf(stdout, "settings: %s (closed loop, max rate), %s per endpoint after %s warm-up; %d authors, %d books\n",
 			gen, s.duration, s.warmup, s.authors, s.books)
 	}
-	if s.events && s.only != "endpoints" {
+	if s.events && (s.only == "" || s.only == "events") {
 		fmt.Fprintf(stdout, "events:   %d books at full speed (%d workers) then %d more for the drain, over %d authors; %d writes/s for %s\n",
 			s.eventsBooks, s.workers, s.eventsBooks, s.eventsAuthors, s.eventsRate, s.eventsDuration)
 	}
 
-	progs, err := localbuild.Programs(ctx, filepath.Join(dir, "bin"), "book", "author", "auth", "gateway")
+	progs, err := localbuild.Programs(ctx, filepath.Join(dir, "bin"), "book", "author", "auth", "gateway", "inventory", "payment", "order")
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
-	if s.only != "events" {
+	if s.only == "" || s.only == "endpoints" {
 		if err := runEndpoints(ctx, s, dir, progs, stdout); err != nil {
 			return err
 		}
 	}
-	if s.events && s.only != "endpoints" {
+	if s.events && (s.only == "" || s.only == "events") {
 		if err := runEventsAll(ctx, s, dir, progs, stdout); err != nil {
 			return fmt.Errorf("bench: events: %w", err)
+		}
+	}
+	if s.orders && (s.only == "" || s.only == "orders") {
+		if err := runOrders(ctx, s, dir, progs, stdout); err != nil {
+			return fmt.Errorf("bench: orders: %w", err)
 		}
 	}
 	return nil

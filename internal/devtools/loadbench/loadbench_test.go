@@ -41,13 +41,37 @@ func TestMain(m *testing.M) {
 func TestRun(t *testing.T) {
 	needServices(t)
 	out := runBench(t, "-duration", "300ms", "-warmup", "0", "-workers", "4", "-authors", "5", "-books", "50",
-		"-events-books", "20", "-events-authors", "3", "-events-rate", "20", "-events-duration", "500ms")
+		"-events-books", "20", "-events-authors", "3", "-events-rate", "20", "-events-duration", "500ms",
+		"-orders-workers", "2", "-orders-duration", "1s")
 	checkEndpoints(t, out)
+	checkOrders(t, out)
 	for _, want := range []string{"vegeta in this process, 4 workers", "events targets", "nats     end to end >= 2000 events/s",
 		"nats     p99 201→projection"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the report has no %q line", want)
 		}
+	}
+}
+
+// checkOrders checks that the orders part placed orders and saw every one
+// confirmed, with no error.
+func checkOrders(t *testing.T, out string) {
+	t.Helper()
+	i := strings.Index(out, "\norders:   2 workers")
+	if i < 0 {
+		t.Fatalf("the report has no orders part:\n%s", out)
+	}
+	part := out[i:]
+	if strings.Contains(part, "not confirmed:") || strings.Contains(part, "\nerror:") {
+		t.Errorf("orders not all confirmed:\n%s", part)
+	}
+	lines := strings.Split(part, "\n")
+	if len(lines) < 3 {
+		t.Fatalf("the orders part has no figures:\n%s", part)
+	}
+	var placed, confirmed int
+	if _, err := fmt.Sscan(lines[2], &placed, &confirmed); err != nil || placed == 0 || confirmed != placed {
+		t.Errorf("orders row %q: %d placed, %d confirmed (%v); want some, all confirmed", lines[2], placed, confirmed, err)
 	}
 }
 
