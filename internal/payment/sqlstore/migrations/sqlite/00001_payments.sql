@@ -1,0 +1,35 @@
+-- +goose Up
+-- One payment per order: the commands of the order saga are idempotent by order.
+-- No card number or cvc is kept, only the brand, the last four digits and a token.
+CREATE TABLE payments (
+    id              TEXT PRIMARY KEY,
+    order_id        TEXT NOT NULL UNIQUE,
+    state           TEXT NOT NULL CHECK (state IN ('authorised', 'captured', 'voided', 'refunded', 'declined')),
+    amount          INTEGER NOT NULL CHECK (amount >= 0),
+    currency        TEXT NOT NULL,
+    card_brand      TEXT,
+    card_last4      TEXT,
+    card_token      TEXT,
+    decline_reason  TEXT NOT NULL DEFAULT '',
+    capture_refused BOOLEAN NOT NULL DEFAULT 0,
+    version         INTEGER NOT NULL,
+    created_at      TIMESTAMP NOT NULL,
+    updated_at      TIMESTAMP NOT NULL
+) WITHOUT ROWID;
+
+-- The ledger: what was authorised, captured, released and refunded. The sums of
+-- captures and refunds are computed from it. A payment is authorised, captured,
+-- voided and refunded at most once each, in full: the unique key keeps a
+-- duplicate command from ever capturing or refunding twice.
+CREATE TABLE payment_entries (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    payment_id TEXT NOT NULL REFERENCES payments (id),
+    kind       TEXT NOT NULL CHECK (kind IN ('authorise', 'capture', 'void', 'refund')),
+    amount     INTEGER NOT NULL CHECK (amount >= 0),
+    at         TIMESTAMP NOT NULL,
+    UNIQUE (payment_id, kind)
+);
+
+-- +goose Down
+DROP TABLE payment_entries;
+DROP TABLE payments;
