@@ -76,7 +76,9 @@ func (l *ledger) tryApply(cmd payment.Command) (payment.Reply, error) {
 	return reply, err
 }
 
-func command(typ, orderID string) payment.Command { return payment.Command{Type: typ, OrderID: orderID} }
+func command(typ, orderID string) payment.Command {
+	return payment.Command{Type: typ, OrderID: orderID}
+}
 
 func TestStoreKeepsThePaymentAndItsLedger(t *testing.T) {
 	forEachStore(t, func(t *testing.T, l *ledger) {
