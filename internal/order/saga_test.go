@@ -26,7 +26,7 @@ func inState(s order.State, then []order.State, outcome order.State) order.Order
 		Total:     &order.Money{Amount: 2598, Currency: "EUR"},
 		Card:      order.Card{Brand: "visa", Last4: "4242"},
 		CreatedAt: t0, UpdatedAt: t0,
-		Saga:      order.Saga{Then: then, Outcome: outcome, ExpiresAt: t0.Add(time.Hour)},
+		Saga: order.Saga{Then: then, Outcome: outcome, ExpiresAt: t0.Add(time.Hour)},
 	}
 	if s == order.Pending || s == order.Reserved {
 		o.Saga.SealedCard = "x25519:sealed"
