@@ -1,7 +1,7 @@
 package e2e
 
-// The bad-input sweep of issue 8: every route of the book, author, auth and notify
-// services, taken from each service's own /openapi.json (a new route is swept
+// The bad-input sweep of issue 8: every route of the book, author, auth, notify,
+// inventory, payment and order services, taken from each service's own /openapi.json (a new route is swept
 // without a change here), called through the gateway and directly with input an
 // attacker or a broken client sends. Whatever the input: no 5xx, no hang, and every
 // 4xx is a problem+json.
@@ -60,7 +60,7 @@ func TestBadInput(t *testing.T) {
 		admins = append(admins, bearer(u.login(email, "correct-horse-battery")))
 	}
 	var routes []badRoute
-	for _, svc := range []string{"book", "author", "auth", "notify"} {
+	for _, svc := range []string{"book", "author", "auth", "notify", "inventory", "payment", "order"} {
 		routes = append(routes, openAPIRoutes(t, svc, u.URL(svc))...)
 	}
 	if len(routes) < 20 {

@@ -176,6 +176,10 @@ func (s *securitySystem) servicesRefuseWritesWithoutToken(t *testing.T) {
 		{"DELETE", book + "/books/" + bookID, nil},
 		{"POST", notify + "/subscriptions", subscription},
 		{"PUT", u.URL("auth") + "/auth/users/" + adminSub + "/roles", map[string]any{"roles": []string{"reader"}}},
+		{"PUT", u.URL("inventory") + "/inventory/" + bookID, map[string]any{"quantity": 1000, "price": map[string]any{"amount": 1, "currency": "EUR"}}},
+		{"POST", u.URL("order") + "/orders", map[string]any{"items": []map[string]any{{"book_id": bookID, "quantity": 1}},
+			"payment": map[string]any{"card": map[string]any{"number": "4242424242424242", "expiry": "12/39", "cvc": "123"}}}},
+		{"GET", u.URL("payment") + "/payments/" + bookID, nil},
 	}
 	for _, w := range writes {
 		for _, spoof := range [][]string{nil, {subjectHeader, adminSub}} {
@@ -192,6 +196,7 @@ func (s *securitySystem) servicesRefuseWritesWithoutToken(t *testing.T) {
 		{book + "/books", fmt.Sprintf(`{"title":"Cross Site","author_id":%q,"genre":"gothic"}`, authorID)},
 		{notify + "/subscriptions", `{"url":"https://example.com/cross","events":["book.created"],"secret":"s3cret-s3cret-s3cret"}`},
 		{u.URL("auth") + "/auth/register", `{"email":"cross-site@folio.test","password":"correct-horse-battery"}`},
+		{u.URL("order") + "/orders", fmt.Sprintf(`{"items":[{"book_id":%q,"quantity":1}],"payment":{"card":{"number":"4242424242424242","expiry":"12/39","cvc":"123"}}}`, bookID)},
 		{g + "/authors", `{"name":"Cross Site"}`},
 	}
 	for _, c := range crossSite {
@@ -583,7 +588,7 @@ func (s *securitySystem) hygiene(t *testing.T) {
 	editor := s.editor
 	authorID := s.authorID
 	bookID := s.bookID
-	for _, name := range []string{"gateway", "auth", "author", "book", "notify"} {
+	for _, name := range []string{"gateway", "auth", "author", "book", "notify", "inventory", "payment", "order"} {
 		r := call(t, "GET", u.URL(name)+"/metrics", nil)
 		if r.status != http.StatusNotFound {
 			t.Errorf("GET /metrics on the public port of %s: got %d, want 404", name, r.status)
