@@ -171,7 +171,7 @@ func TestDuplicateCommandsReserveOnce(t *testing.T) {
 		bookID := c.stock(t, 10)
 		orderID := id.New()
 		m := c.command(t, inventory.CommandReserve, orderID, bookID)
-		c.handle(t, m) // the same delivery again: the inbox drops it
+		c.handle(t, m)                                          // the same delivery again: the inbox drops it
 		c.command(t, inventory.CommandReserve, orderID, bookID) // re-sent: answered again
 		c.wantCounts(t, bookID, 10, 2)
 		reserved := `{"order_id":"` + orderID + `","items":[{"book_id":"` + bookID + `","quantity":2,"unit_price":{"amount":250,"currency":"EUR"}}],` +
