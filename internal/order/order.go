@@ -374,20 +374,19 @@ func luhn(digits string) bool {
 	return sum%10 == 0
 }
 
-// brand names the card network of a card number by its leading digits.
+// brand names the card network of a card number by its leading digits, as the
+// payment service names it: visa, mastercard, amex, or card for any other.
 func brand(digits string) string {
 	two, _ := strconv.Atoi(digits[:2])
 	four, _ := strconv.Atoi(digits[:4])
 	switch {
 	case digits[0] == '4':
 		return "visa"
-	case (two >= 51 && two <= 55) || (four >= 2221 && four <= 2720):
-		return "mastercard"
 	case two == 34 || two == 37:
 		return "amex"
-	case strings.HasPrefix(digits, "6011") || two == 65:
-		return "discover"
+	case (two >= 51 && two <= 55) || (four >= 2221 && four <= 2720):
+		return "mastercard"
 	default:
-		return "unknown"
+		return "card"
 	}
 }

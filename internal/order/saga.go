@@ -9,27 +9,44 @@ import (
 
 // Types of the replies the saga waits on (docs/orders.md, Replies).
 const (
-	ReplyReserved       = "inventory.reserved"
-	ReplyRejected       = "inventory.rejected"
-	ReplyReleased       = "inventory.released"
-	ReplyCommitted      = "inventory.committed"
-	ReplyCommitFailed   = "inventory.commit_failed"
-	ReplyRestocked      = "inventory.restocked"
-	ReplyAuthorised     = "payment.authorised"
-	ReplyDeclined       = "payment.declined"
-	ReplyCaptured       = "payment.captured"
-	ReplyCaptureFailed  = "payment.capture_failed"
-	ReplyVoided         = "payment.voided"
-	ReplyRefunded       = "payment.refunded"
-	OnTimeout           = "timeout" // the step timed out (a row's On, not a reply)
-	OnCancel            = "cancel"  // the owner cancelled (a row's On, not a reply)
-	ReasonFromReply     = "-"       // a row's Reason: the reply's own reason
-	ReasonInvTimeout    = "inventory_timeout"
-	ReasonPayTimeout    = "payment_timeout"
-	ReasonStockGone     = "stock_unavailable"
-	ReasonOwnerCancel   = "cancelled_by_owner"
-	nextOfCompensation  = State("") // a row's To: the next of Then, else Outcome
-	reasonUnknownReply  = "unknown"
+	ReplyReserved      = "inventory.reserved"
+	ReplyRejected      = "inventory.rejected"
+	ReplyReleased      = "inventory.released"
+	ReplyCommitted     = "inventory.committed"
+	ReplyCommitFailed  = "inventory.commit_failed"
+	ReplyRestocked     = "inventory.restocked"
+	ReplyAuthorised    = "payment.authorised"
+	ReplyDeclined      = "payment.declined"
+	ReplyCaptured      = "payment.captured"
+	ReplyCaptureFailed = "payment.capture_failed"
+	ReplyVoided        = "payment.voided"
+	ReplyRefunded      = "payment.refunded"
+)
+
+// What else a row of the table may be on: not replies, but the timer's and the
+// owner's doing.
+const (
+	OnTimeout = "timeout" // the step's deadline passed
+	OnCancel  = "cancel"  // the owner cancelled a confirmed order
+)
+
+// Reasons the saga records of its own, and ReasonFromReply, a row's Reason
+// that records the reply's.
+const (
+	ReasonFromReply   = "-"
+	ReasonInvTimeout  = "inventory_timeout"
+	ReasonPayTimeout  = "payment_timeout"
+	ReasonStockGone   = "stock_unavailable"
+	ReasonOwnerCancel = "cancelled_by_owner"
+)
+
+const (
+	// nextOfCompensation is a row's To that means the next state of the
+	// compensation: the first of the order's Then, else its Outcome.
+	nextOfCompensation = State("")
+	// reasonUnknownReply is the reason of a failing reply that gave none.
+	reasonUnknownReply = "unknown"
+	// compensationByOwner labels a compensation the owner's cancel started.
 	compensationByOwner = "cancel"
 )
 

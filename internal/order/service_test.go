@@ -395,3 +395,28 @@ func TestNewServiceRefusesABadConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestBrandAndLast4 checks what an order shows of its card, named as the payment
+// service names brands.
+func TestBrandAndLast4(t *testing.T) {
+	svc, _, _, _ := newService(t)
+	for number, want := range map[string]order.Card{
+		"4242424242424242":    {Brand: "visa", Last4: "4242"},
+		"5555 5555 5555 4444": {Brand: "mastercard", Last4: "4444"},
+		"2223003122003222":    {Brand: "mastercard", Last4: "3222"},
+		"378282246310005":     {Brand: "amex", Last4: "0005"},
+		"6011111111111117":    {Brand: "card", Last4: "1117"},
+		"4000-0000-0000-0002": {Brand: "visa", Last4: "0002"},
+	} {
+		in := goodInput()
+		in.Card.Number = number
+		o, err := svc.Place(context.Background(), "u1", in)
+		if err != nil {
+			t.Errorf("%s: %v", number, err)
+			continue
+		}
+		if o.Card != want {
+			t.Errorf("%s: card %+v, want %+v", number, o.Card, want)
+		}
+	}
+}
