@@ -46,7 +46,8 @@ func Orders(store OrderLedger, m inventory.Metrics, wake func()) inbox.Consumer 
 		m = inventory.NoMetrics{}
 	}
 	// What each event's Apply came to, until its transaction committed: a result
-	// is counted once, after the commit, and not for a transaction rolled back.
+	// is counted once, after the commit, and not for a transaction rolled back
+	// (whose entry stays until the event's redelivery replaces and takes it).
 	var results sync.Map // event id → result
 	return inbox.Consumer{
 		Name:        OrdersConsumer,
