@@ -17,7 +17,7 @@ func TestTheBrokerPermitsTheConsumer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sub := events.Replies(nil, nil, nil).Subscription(natsconn.DefaultNames.Prefix)
+	sub := events.Replies(nil, nil, nil, nil).Subscription(natsconn.DefaultNames.Prefix)
 	want := "$JS.API.CONSUMER.DURABLE.CREATE." + natsconn.DefaultNames.Stream + "." + sub.Name
 	if !slices.Contains(perms.Publish, want) {
 		t.Errorf("the order user may not create its consumer %q: %s is not among its permissions %q", sub.Name, want, perms.Publish)

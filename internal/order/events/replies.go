@@ -44,8 +44,10 @@ type Saga interface {
 // it is delivered; one its order's state does not wait on (a duplicate, a late or
 // reordered answer, a reply to an order of no one's) is recorded as applied and
 // changes nothing. A reply that lost a race with another writer of its order
-// (order.ErrStale) fails and is applied again by the broker's redelivery.
-func Replies(store ReplyStore, saga Saga, log *slog.Logger) inbox.Consumer {
+// (order.ErrStale) fails and is applied again by the broker's redelivery. wake,
+// the relay's Notify (may be nil), is called once a change has committed, so
+// that the next command goes out at once rather than at the relay's next poll.
+func Replies(store ReplyStore, saga Saga, wake func(), log *slog.Logger) inbox.Consumer {
 	// The changes applied but not yet committed, by event id: their metrics are
 	// told only once they commit.
 	var applied sync.Map
@@ -74,6 +76,9 @@ func Replies(store ReplyStore, saga Saga, log *slog.Logger) inbox.Consumer {
 		},
 		Committed: func(_ context.Context, env broker.Envelope) {
 			if ch, ok := applied.LoadAndDelete(env.ID); ok {
+				if wake != nil {
+					wake()
+				}
 				saga.Observe(ch.(order.Change))
 			}
 		},

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -56,6 +57,7 @@ type consumer struct {
 	svc     *order.Service
 	metrics *transitions
 	handle  broker.Handler
+	wakes   atomic.Int64 // calls of the relay's Notify
 }
 
 func newConsumer(t *testing.T, db *sqldb.DB) *consumer {
@@ -67,7 +69,7 @@ func newConsumer(t *testing.T, db *sqldb.DB) *consumer {
 		t.Fatal(err)
 	}
 	c.svc = svc
-	c.handle = events.Replies(c.store, svc, quiet).Handler(db, quiet)
+	c.handle = events.Replies(c.store, svc, func() { c.wakes.Add(1) }, quiet).Handler(db, quiet)
 	return c
 }
 
@@ -159,6 +161,9 @@ func TestRepliesCarryAnOrderToConfirmed(t *testing.T) {
 		want := []string{"pending>reserved", "reserved>authorised", "authorised>paid", "paid>confirmed"}
 		if got := c.metrics.list(); !slices.Equal(got, want) {
 			t.Errorf("metrics heard %q, want %q (once each, after commit)", got, want)
+		}
+		if n := c.wakes.Load(); n != 4 {
+			t.Errorf("the relay was woken %d times, want 4 (once per change)", n)
 		}
 	})
 }
