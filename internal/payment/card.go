@@ -3,6 +3,7 @@ package payment
 import (
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"time"
@@ -21,6 +22,10 @@ func (c Card) String() string { return "card ending " + last4(c.Number) }
 
 // GoString hides them from %#v as well.
 func (c Card) GoString() string { return c.String() }
+
+// LogValue hides them from structured logs, which would otherwise print every
+// field.
+func (c Card) LogValue() slog.Value { return slog.StringValue(c.String()) }
 
 // CardRef is what the service keeps of a card: its brand, last four digits and a
 // token of its own (a random id that names the card to nobody else).
