@@ -163,7 +163,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// the inventory and payment services, the saga's timer (re-sends and
 	// timeouts), the purges of the inbox and of expired idempotency keys, the
 	// auth service's revocations.
-	replies := events.Replies(store, svc, relay.Notify, log)
+	replies := events.Replies(store, withCrashPoints(svc, getenv), relay.Notify, log)
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { relay.Run(ctx); return nil })
 	g.Go(func() error {
