@@ -240,23 +240,51 @@ func TestMalformedCommandsAreErrors(t *testing.T) {
 	}
 }
 
-// TestWaitIfSlow: only the slow card's first authorise waits, and the wait ends
-// with its context.
-func TestWaitIfSlow(t *testing.T) {
+// TestSlowAuthorisation: only the slow card's first authorise is slow, and its
+// wait ends with its context.
+func TestSlowAuthorisation(t *testing.T) {
 	r := newRules(t, time.Hour)
 	orderID := id.New()
 	cmd := payment.Command{Type: payment.CommandAuthorise, OrderID: orderID, Amount: payment.Money{Amount: 1, Currency: "EUR"}, SealedCard: r.seal(t, approved)}
-	if err := r.svc.WaitIfSlow(context.Background(), cmd); err != nil {
-		t.Errorf("an ordinary card: got %v, want no wait", err)
+	slowly := func(cmd payment.Command) bool {
+		t.Helper()
+		slow, err := r.svc.SlowAuthorisation(context.Background(), cmd)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slow
+	}
+	if slowly(cmd) {
+		t.Error("an ordinary card: got slow, want not")
+	}
+	if slowly(payment.Command{Type: payment.CommandCapture, OrderID: orderID}) {
+		t.Error("a capture: got slow, want not")
 	}
 	cmd.SealedCard = r.seal(t, slow)
+	if !slowly(cmd) {
+		t.Error("the slow card: got not slow, want slow")
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := r.svc.WaitIfSlow(ctx, cmd); err != context.Canceled {
-		t.Errorf("the slow card with its context ended: got %v, want context.Canceled", err)
+	if err := r.svc.WaitSlowDelay(ctx); err != context.Canceled {
+		t.Errorf("the slow delay with its context ended: got %v, want context.Canceled", err)
 	}
 	r.store[orderID] = payment.Payment{OrderID: orderID, State: payment.StateAuthorised}
-	if err := r.svc.WaitIfSlow(ctx, cmd); err != nil {
-		t.Errorf("the slow card answered before: got %v, want no wait", err)
+	if slowly(cmd) {
+		t.Error("the slow card answered before: got slow, want the answer at once")
 	}
+	if newRules(t, 0).svc.WaitSlowDelay(context.Background()) != nil || slowlyWithout(t, cmd) {
+		t.Error("no slow delay: got slow")
+	}
+}
+
+// slowlyWithout reports whether cmd is slow for a service with no slow delay.
+func slowlyWithout(t *testing.T, cmd payment.Command) bool {
+	r := newRules(t, 0)
+	cmd.SealedCard = r.seal(t, slow)
+	ok, err := r.svc.SlowAuthorisation(context.Background(), cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ok
 }

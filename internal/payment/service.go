@@ -52,23 +52,29 @@ func (s *Service) Get(ctx context.Context, orderID string) (Payment, error) {
 	return s.store.Get(ctx, orderID)
 }
 
-// WaitIfSlow waits the slow delay when cmd authorises the slow test card for an
-// order that has no payment yet, as a slow payment network would, before the
-// command's transaction so that it holds nothing meanwhile. It returns ctx's
-// error if ctx ends first, or the store's.
-func (s *Service) WaitIfSlow(ctx context.Context, cmd Command) error {
+// SlowAuthorisation reports whether cmd authorises the slow test card for an
+// order that has no payment yet: one the payment network answers only after the
+// slow delay (WaitSlowDelay). Errors: the store's.
+func (s *Service) SlowAuthorisation(ctx context.Context, cmd Command) (bool, error) {
 	if cmd.Type != CommandAuthorise || s.cfg.SlowDelay <= 0 {
-		return nil
+		return false, nil
 	}
 	card, err := s.openCard(cmd.SealedCard)
 	if err != nil || card.Behaviour() != ApproveSlowly {
-		return nil
+		return false, nil
 	}
 	if _, err := s.store.Get(ctx, cmd.OrderID); err == nil {
-		return nil // answered before: the answer is sent again at once
+		return false, nil // answered before: the answer is sent again at once
 	} else if !errors.Is(err, ErrNotFound) {
-		return err
+		return false, err
 	}
+	return true, nil
+}
+
+// WaitSlowDelay waits the slow delay, as a slow payment network would answer, and
+// returns nil, or ctx's error if ctx ends first. The caller waits before the
+// command's transaction, so that it holds nothing meanwhile.
+func (s *Service) WaitSlowDelay(ctx context.Context) error {
 	t := time.NewTimer(s.cfg.SlowDelay)
 	defer t.Stop()
 	select {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -75,12 +76,25 @@ func Orders(svc *payment.Service, ledger Ledger, wake func()) inbox.Consumer {
 type replyKey struct{}
 
 // Handler returns the broker handler of orders (Orders) over db: an authorise of
-// the slow test card first waits the service's slow delay (svc.WaitIfSlow),
-// outside any transaction, so that the commands sharing a commit with it on SQLite
-// do not wait too; then the command is applied as orders applies it, and counted
-// in m (which may be nil).
+// the slow test card first waits the service's slow delay, outside any
+// transaction, so that the commands sharing a commit with it on SQLite do not
+// wait too; then the command is applied as orders applies it, and counted in m
+// (which may be nil).
+//
+// While one authorise of an order waits out the slow delay, other copies of it
+// (the broker redelivers it once its ack wait passes, the order service re-sends
+// it) are acknowledged at once without being applied: the one waiting answers
+// for them, and they would otherwise each hold a slot for the whole delay, until
+// no slot was left for other orders' commands. Should the process stop before it
+// answers, the order service sends the command again.
 func Handler(orders inbox.Consumer, svc *payment.Service, m *Metrics, db *sqldb.DB, log *slog.Logger) broker.Handler {
 	apply := orders.Handler(db, log)
+	var waiting sync.Map // order id → struct{}: its slow authorise is waiting here
+	count := func(cmd payment.Command, result string) {
+		if m != nil {
+			m.operations.WithLabelValues(cmd.Operation(), result).Inc()
+		}
+	}
 	return func(ctx context.Context, msg broker.Message) error {
 		env, err := broker.ParseEnvelope(msg.Body)
 		if err != nil {
@@ -88,8 +102,20 @@ func Handler(orders inbox.Consumer, svc *payment.Service, m *Metrics, db *sqldb.
 		}
 		cmd, cmdErr := Command(env)
 		if cmdErr == nil {
-			if err := svc.WaitIfSlow(ctx, cmd); err != nil {
+			slow, err := svc.SlowAuthorisation(ctx, cmd)
+			if err != nil {
 				return fmt.Errorf("%s of order %s: %w", env.Type, cmd.OrderID, err)
+			}
+			if slow {
+				if _, busy := waiting.LoadOrStore(cmd.OrderID, struct{}{}); busy {
+					log.DebugContext(ctx, "authorise already waiting", "consumer", orders.Name, "order_id", cmd.OrderID, "event_id", env.ID)
+					count(cmd, "duplicate")
+					return nil
+				}
+				defer waiting.Delete(cmd.OrderID)
+				if err := svc.WaitSlowDelay(ctx); err != nil {
+					return fmt.Errorf("%s of order %s: %w", env.Type, cmd.OrderID, err)
+				}
 			}
 		}
 		// A command that cannot be read is refused by apply, in its own words; a
@@ -98,12 +124,12 @@ func Handler(orders inbox.Consumer, svc *payment.Service, m *Metrics, db *sqldb.
 		if err := apply(context.WithValue(ctx, replyKey{}, &reply), msg); err != nil {
 			return err
 		}
-		if cmdErr == nil && m != nil {
+		if cmdErr == nil {
 			result := reply.Result()
 			if reply.Type == "" {
 				result = "duplicate" // the event was applied before
 			}
-			m.operations.WithLabelValues(cmd.Operation(), result).Inc()
+			count(cmd, result)
 		}
 		return nil
 	}
@@ -139,7 +165,7 @@ type Metrics struct {
 func NewMetrics(reg prometheus.Registerer) *Metrics {
 	m := &Metrics{operations: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "folio_payment_operations_total",
-		Help: "Payment commands applied, by operation (authorise, capture, void, refund) and result: the reply sent (authorised, declined, captured, capture_failed, voided, refunded), or duplicate for a command event applied before.",
+		Help: "Payment commands applied, by operation (authorise, capture, void, refund) and result: the reply sent (authorised, declined, captured, capture_failed, voided, refunded), or duplicate for a command event applied before or already waiting out the slow test card.",
 	}, []string{"operation", "result"})}
 	if reg != nil {
 		reg.MustRegister(m.operations)

@@ -21,6 +21,7 @@ import (
 	"folio/internal/platform/broker"
 	"folio/internal/platform/id"
 	"folio/internal/platform/outbox/outboxtest"
+	"folio/internal/platform/polltest"
 	"folio/internal/platform/secrets"
 	"folio/internal/platform/sqldb"
 	"folio/internal/platform/sqldb/sqldbtest"
@@ -257,16 +258,32 @@ func TestOtherEventTypesAreLeftAlone(t *testing.T) {
 // TestTheSlowCardHoldsNoOtherCommand authorises the slow test card with a delay
 // longer than the test: while it waits, commands of other orders are applied and
 // answered (on SQLite too, where a wait inside the shared transaction would hold
-// them); when its context ends it gives up, having written nothing. With a short
-// delay it is approved.
+// them), and other copies of its authorise (redelivered, re-sent) are
+// acknowledged at once instead of each holding a slot; when its context ends it
+// gives up, having written nothing. With a short delay it is approved.
 func TestTheSlowCardHoldsNoOtherCommand(t *testing.T) {
 	sqldbtest.ForEach(t, sqlstore.Migrations, func(t *testing.T, db *sqldb.DB) {
 		c := newConsumer(t, db, time.Hour)
 		slowOrder, other := id.New(), id.New()
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		done := make(chan error, 1)
-		go func() { done <- c.handle(ctx, c.message(t, payment.CommandAuthorise, slowOrder, slowCard)) }()
+		slowMsg := c.message(t, payment.CommandAuthorise, slowOrder, slowCard)
+		done := make(chan error, 2)
+		for range 2 { // the command, and the broker's redelivery of it
+			go func() { done <- c.handle(ctx, slowMsg) }()
+		}
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("the copy of the slow authorise: got %v, want it acknowledged", err)
+			}
+		case <-time.After(polltest.Deadline):
+			t.Fatal("neither copy of the slow authorise was acknowledged while the other waits")
+		}
+		// The order service's re-sent command is acknowledged at once as well.
+		if err := c.handle(context.Background(), c.message(t, payment.CommandAuthorise, slowOrder, slowCard)); err != nil {
+			t.Fatalf("the re-sent slow authorise: %v", err)
+		}
 		for _, typ := range []string{payment.CommandAuthorise, payment.CommandCapture} {
 			if err := c.handle(context.Background(), c.message(t, typ, other, approved)); err != nil {
 				t.Fatal(err)
@@ -287,10 +304,13 @@ func TestTheSlowCardHoldsNoOtherCommand(t *testing.T) {
 		if _, err := c.store.Get(context.Background(), slowOrder); !errors.Is(err, payment.ErrNotFound) {
 			t.Errorf("the slow card given up: got %v, want no payment", err)
 		}
+		if got := testutil.ToFloat64(metric(t, c, "authorise", "duplicate")); got != 2 {
+			t.Errorf("got %v duplicate authorises counted, want 2", got)
+		}
 
 		quick := newConsumer(t, db, time.Millisecond)
 		quick.seq = c.seq
-		if err := quick.handle(context.Background(), quick.message(t, payment.CommandAuthorise, id.New(), slowCard)); err != nil {
+		if err := quick.handle(context.Background(), quick.message(t, payment.CommandAuthorise, slowOrder, slowCard)); err != nil {
 			t.Fatal(err)
 		}
 		if got, want := quick.replies(t), []string{"authorised 1299 EUR"}; !reflect.DeepEqual(got, want) {
