@@ -6,7 +6,9 @@
 package compose
 
 import (
+	"bytes"
 	"context"
+	"crypto/ecdh"
 	"encoding/base64"
 	"fmt"
 	"maps"
@@ -28,7 +30,12 @@ import (
 )
 
 // programs are Folio's programs and the port each listens on.
-var programs = map[string]string{"book": "8081", "author": "8082", "auth": "8083", "notify": "8084", "gateway": "8080"}
+var programs = map[string]string{"book": "8081", "author": "8082", "auth": "8083", "notify": "8084",
+	"inventory": "8085", "payment": "8086", "order": "8087", "gateway": "8080"}
+
+// routed are the services the gateway sends requests to, which it waits for;
+// payment is not one (the order saga reaches it through the broker only).
+var routed = []string{"book", "author", "auth", "notify", "inventory", "order"}
 
 // system is compose.yaml loaded by compose-go, as `docker compose` loads it, with
 // the secret files secrets.sh makes.
@@ -169,11 +176,22 @@ func TestComposePolicyCatchesBreaches(t *testing.T) {
 		{"no health check", "    test: [\"CMD\", \"/program\", \"--healthcheck\"]\n", "    test: [\"CMD\", \"/program\", \"--version\"]\n", "health check"},
 		{"no secrets key", "    secrets: [auth.pgpass, auth.nk, auth-secrets.key]\n", "    secrets: [auth.pgpass, auth.nk]\n", "FOLIO_SECRETS_KEY_FILE"},
 		{"NATS on the image's configuration, with no authorization", "      - ./nats.conf:/etc/nats/nats.conf:ro\n", "", "nats: no configuration mounted"},
-		{"a role PostgreSQL cannot make", "book.pgpass, author.pgpass, auth.pgpass, notify.pgpass]", "book.pgpass, author.pgpass, auth.pgpass]",
+		{"a role PostgreSQL cannot make", "book.pgpass, author.pgpass, auth.pgpass, notify.pgpass,", "book.pgpass, author.pgpass, auth.pgpass,",
 			"PostgreSQL is not given notify.pgpass"},
 		{"Jaeger's UI on every interface", `      - "127.0.0.1:16686:16686"`, `      - "16686:16686"`, "jaeger: publishes 16686"},
 		{"Prometheus as root", "    user: \"65534:65534\"\n", "", "prometheus: not read-only, non-root"},
 		{"another program's nkey", "FOLIO_NATS_NKEY_FILE: /run/secrets/gateway.nk", "FOLIO_NATS_NKEY_FILE: /run/secrets/book.nk", "gateway: FOLIO_NATS_NKEY_FILE"},
+		{"the gateway before the order service", "      order:\n        condition: service_healthy\n", "", "gateway: starts before order is healthy"},
+		{"no database for inventory", "postgres://inventory@postgres:5432/inventory?", "postgres://inventory@postgres:5432/book?", "inventory: FOLIO_DATABASE_URL"},
+		{"the card key made in payment's volume", "    secrets: [payment.pgpass, payment.nk, payment-card.key]\n", "    secrets: [payment.pgpass, payment.nk]\n",
+			"payment: FOLIO_PAYMENT_CARD_KEY_FILE \"/run/secrets/payment-card.key\" is none of its secrets"},
+		{"order without the payment's public key", "    env_file: [./secrets/order.env]\n", "",
+			"order: FOLIO_PAYMENT_CARD_PUBLIC_KEY \"\" is not the public half"},
+		{"order sealing to another key", "      FOLIO_NATS_NKEY_FILE: /run/secrets/order.nk\n",
+			"      FOLIO_NATS_NKEY_FILE: /run/secrets/order.nk\n      FOLIO_PAYMENT_CARD_PUBLIC_KEY: " + otherPublicKey + "\n",
+			"order: FOLIO_PAYMENT_CARD_PUBLIC_KEY \"" + otherPublicKey + "\" is not the public half"},
+		{"a PostgreSQL without the order role", "inventory.pgpass, payment.pgpass, order.pgpass]", "inventory.pgpass, payment.pgpass]",
+			"PostgreSQL is not given order.pgpass"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !strings.Contains(string(original), tc.old) {
@@ -188,6 +206,16 @@ func TestComposePolicyCatchesBreaches(t *testing.T) {
 		})
 	}
 }
+
+// otherPublicKey is an X25519 public key (of the private key 32 bytes of 7),
+// which is not the payment service's.
+var otherPublicKey = func() string {
+	key, err := ecdh.X25519().NewPrivateKey(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		panic(err)
+	}
+	return base64.StdEncoding.EncodeToString(key.PublicKey().Bytes())
+}()
 
 // check returns what in the project breaks Folio's policy.
 func (s system) check(t *testing.T) []string {
@@ -264,14 +292,17 @@ func (s system) check(t *testing.T) []string {
 				fail("gateway: publishes %s:%s, want loopback (127.0.0.1) unless FOLIO_GATEWAY_ADDR says otherwise", p.HostIP, p.Published)
 			}
 		}
-		for _, name := range slices.Concat(instances["book"], instances["author"], instances["auth"], instances["notify"]) {
-			if d, ok := gateway.DependsOn[name]; !ok || d.Condition != types.ServiceConditionHealthy {
-				fail("gateway: starts before %s is healthy", name)
+		for _, program := range routed {
+			for _, name := range instances[program] {
+				if d, ok := gateway.DependsOn[name]; !ok || d.Condition != types.ServiceConditionHealthy {
+					fail("gateway: starts before %s is healthy", name)
+				}
 			}
 		}
 	}
 	problems = append(problems, s.checkNATS()...)
 	problems = append(problems, s.checkPostgres()...)
+	problems = append(problems, s.checkCardKey(instances["payment"], instances["order"])...)
 	problems = append(problems, s.checkNoSecretInEnvironment()...)
 	return problems
 }
@@ -485,6 +516,49 @@ func (s system) checkPostgres() []string {
 		return v.Target == "/docker-entrypoint-initdb.d" && filepath.Base(v.Source) == "initdb"
 	}) {
 		problems = append(problems, "postgres: initdb/ is not its init scripts")
+	}
+	return problems
+}
+
+// checkCardKey: the payment service opens card data with the private key of
+// its own secret file (32 bytes in base64), never one made in its volume, and
+// every order instance seals to that key's public half, else no payment could be
+// authorised.
+func (s system) checkCardKey(payments, orders []string) []string {
+	var problems []string
+	var public string
+	for _, name := range payments {
+		path := deref(s.Services[name].Environment["FOLIO_PAYMENT_CARD_KEY_FILE"])
+		file, ok := s.secretFile(name, path)
+		if !ok {
+			problems = append(problems, fmt.Sprintf("%s: FOLIO_PAYMENT_CARD_KEY_FILE %q is none of its secrets", name, path))
+			continue
+		}
+		if s.Services[name].Environment["FOLIO_PAYMENT_CARD_KEY"] != nil {
+			problems = append(problems, name+": FOLIO_PAYMENT_CARD_KEY is set: the private key belongs in a secret file")
+		}
+		b, err := os.ReadFile(file)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: FOLIO_PAYMENT_CARD_KEY_FILE: %v", name, err))
+			continue
+		}
+		raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil || len(raw) != 32 {
+			problems = append(problems, name+": FOLIO_PAYMENT_CARD_KEY_FILE holds no base64 of 32 bytes")
+			continue
+		}
+		key, err := ecdh.X25519().NewPrivateKey(raw)
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("%s: FOLIO_PAYMENT_CARD_KEY_FILE: %v", name, err))
+			continue
+		}
+		public = base64.StdEncoding.EncodeToString(key.PublicKey().Bytes())
+	}
+	for _, name := range orders {
+		got := deref(s.Services[name].Environment["FOLIO_PAYMENT_CARD_PUBLIC_KEY"])
+		if public != "" && got != public {
+			problems = append(problems, fmt.Sprintf("%s: FOLIO_PAYMENT_CARD_PUBLIC_KEY %q is not the public half of the payment service's card key %q", name, got, public))
+		}
 	}
 	return problems
 }

@@ -240,7 +240,7 @@ func TestKafkaOverride(t *testing.T) {
 			}
 		})
 	}
-	if want := []string{"auth", "author", "book", "book", "gateway", "notify"}; !slices.Equal(users, want) {
+	if want := []string{"auth", "author", "book", "book", "gateway", "inventory", "notify", "order", "payment"}; !slices.Equal(users, want) {
 		t.Errorf("Kafka users %v, want %v: every program on Kafka", users, want)
 	}
 }
@@ -375,7 +375,8 @@ func TestSecretsScriptChecksKafkaFiles(t *testing.T) {
 	if err == nil {
 		t.Fatalf("secrets.sh --kafka without the Kafka files succeeded:\n%s", out)
 	}
-	for _, f := range []string{"ca.pem", "book.password", "author.password", "auth.password", "notify.password", "gateway.password"} {
+	for _, f := range []string{"ca.pem", "book.password", "author.password", "auth.password", "notify.password",
+		"inventory.password", "payment.password", "order.password", "gateway.password"} {
 		if !strings.Contains(out, filepath.Join(secrets, "kafka", f)+": missing") {
 			t.Errorf("secrets.sh --kafka does not name kafka/%s as missing:\n%s", f, out)
 		}

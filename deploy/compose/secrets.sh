@@ -8,24 +8,31 @@
 #   nats/<program>.nk       each program's NATS nkey seed (FOLIO_NATS_NKEY_FILE)
 #   nats-auth.conf          the authorization block admitting those nkeys, which
 #                           nats.conf includes (public keys and permissions only)
-#   <service>.pgpass        book, author, auth, notify: the password of the
-#                           service's own PostgreSQL role, as a pgpass line
+#   <service>.pgpass        book, author, auth, notify, inventory, payment, order:
+#                           the password of the service's own PostgreSQL role, as
+#                           a pgpass line
 #   postgres-password       the password of PostgreSQL's superuser
 #   <service>-secrets.key   auth, notify: the key that seals their secrets at rest
 #   admin.env               auth: FOLIO_ADMIN_EMAIL and FOLIO_ADMIN_PASSWORD, the
 #                           first admin account
+#   payment-card.key        payment: the X25519 private key card data is sealed
+#                           to (FOLIO_PAYMENT_CARD_KEY_FILE)
+#   order.env               order: FOLIO_PAYMENT_CARD_PUBLIC_KEY, its public half
+#                           (`payment --card-public-key`), written again every run
 #
 # With --kafka (for kafka.yaml), it also checks the files kafka.yaml mounts, which
 # it cannot make: they come from your Kafka's operator, and a password made here
 # would match no user of that cluster. It names each one missing and fails.
 #
 #   kafka/ca.pem              the CA that signed the brokers' certificates (PEM)
-#   kafka/<program>.password  book, author, auth, notify, gateway: the password
-#                             of the program's SCRAM user, alone on its line
+#   kafka/<program>.password  book, author, auth, notify, inventory, payment,
+#                             order, gateway: the password of the program's SCRAM
+#                             user, alone on its line
 #
 # Settings (environment): FOLIO_COMPOSE_SECRETS (the directory, default
 # deploy/compose/secrets), FOLIO_ADMIN_EMAIL (default admin@folio.local), FOLIO
-# (the folio command; default: go run ./cmd/folio in the repository).
+# (the folio command; default: go run ./cmd/folio in the repository),
+# FOLIO_PAYMENT_COMMAND (the payment command; default: go run ./cmd/payment).
 #
 # Compose mounts a secret's file as it is on the host (the uid, gid and mode of a
 # service's secrets apply only under Swarm), and the programs run as user 65532,
@@ -43,6 +50,9 @@ here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
 dir="${FOLIO_COMPOSE_SECRETS:-$here/secrets}"
 folio=(${FOLIO:-go run "$root/cmd/folio"})
+payment=(${FOLIO_PAYMENT_COMMAND:-go run "$root/cmd/payment"})
+programs=(book author auth notify inventory payment order gateway)
+services=(book author auth notify inventory payment order)
 
 mkdir -p "$dir/nats"
 chmod 0700 "$dir"
@@ -62,7 +72,7 @@ if $kafka; then
   elif ! grep -q -- '-----BEGIN CERTIFICATE-----' "$ca"; then
     lack "$ca" "holds no PEM certificate"
   fi
-  for program in book author auth notify gateway; do
+  for program in "${programs[@]}"; do
     file="$dir/kafka/$program.password"
     if [ ! -s "$file" ]; then
       lack "$file" "missing: the password of your Kafka's SCRAM user for $program"
@@ -77,7 +87,8 @@ if $kafka; then
     echo "secrets.sh: kafka.yaml needs these files from your Kafka's operator (see its header)" >&2
     exit 1
   fi
-  chmod 0644 "$ca" "$dir"/kafka/{book,author,auth,notify,gateway}.password
+  for program in "${programs[@]}"; do chmod 0644 "$dir/kafka/$program.password"; done
+  chmod 0644 "$ca"
 fi
 
 # random prints n random bytes as base64 without '+', '/' or '=', which a URL, a
@@ -101,7 +112,7 @@ made() {
 mv "$dir/nats-auth.conf.tmp" "$dir/nats-auth.conf"
 chmod 0644 "$dir/nats-auth.conf" "$dir"/nats/*.nk
 
-for service in book author auth notify; do
+for service in "${services[@]}"; do
   # host:port:database:user:password, the service's role owning its database
   # (initdb/01-databases.sh creates both from this file).
   made "$dir/$service.pgpass" eval 'echo "*:*:$service:$service:$(random 24)"'
@@ -110,5 +121,15 @@ made "$dir/postgres-password" random 24
 for service in auth notify; do
   made "$dir/$service-secrets.key" eval 'head -c 32 /dev/urandom | base64'
 done
+# The card key: 32 random bytes are an X25519 private key. order.env follows from
+# it, written again every run as nats-auth.conf is; the payment program itself
+# derives the public key, reading the file as it will in its container.
+made "$dir/payment-card.key" eval 'head -c 32 /dev/urandom | base64'
+public=$(cd "$root" && env -u FOLIO_PAYMENT_CARD_KEY FOLIO_PAYMENT_CARD_KEY_FILE="$dir/payment-card.key" \
+  "${payment[@]}" --card-public-key)
+[ -n "$public" ] || { echo "secrets.sh: payment --card-public-key printed nothing" >&2; exit 1; }
+(umask 077; echo "FOLIO_PAYMENT_CARD_PUBLIC_KEY=$public" > "$dir/order.env.tmp")
+chmod 0644 "$dir/order.env.tmp"
+mv "$dir/order.env.tmp" "$dir/order.env"
 made "$dir/admin.env" eval 'printf "FOLIO_ADMIN_EMAIL=%s\nFOLIO_ADMIN_PASSWORD=%s\n" "${FOLIO_ADMIN_EMAIL:-admin@folio.local}" "$(random 18)"'
 

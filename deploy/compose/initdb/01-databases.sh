@@ -20,3 +20,6 @@ database book
 database author
 database auth
 database notify
+database inventory
+database payment
+database order
