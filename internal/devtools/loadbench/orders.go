@@ -1,0 +1,292 @@
+package loadbench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"folio/internal/platform/id"
+	"folio/internal/platform/secrets"
+)
+
+// ordersPoll is how often a worker of the orders part reads its order until it is
+// final: the error of each time to a final state, on top of one read's round trip.
+const ordersPoll = 5 * time.Millisecond
+
+// ordersBooks are the books the orders part's orders rotate over, each stocked far
+// beyond what a run can sell, so that every order is confirmed.
+const ordersBooks = 100
+
+// ordersFinal are the final states of an order (docs/orders.md).
+var ordersFinal = []string{"confirmed", "rejected", "payment_failed", "cancelled"}
+
+// ordersResult is what the orders part measured.
+type ordersResult struct {
+	workers  int
+	took     time.Duration // first POST sent to the last order final
+	states   map[string]int
+	postLat  []time.Duration // POST /orders, sorted
+	finalLat []time.Duration // POST sent to the read that saw a final state, sorted
+	errs     []string
+	cpu      cpuUse
+}
+
+// ordersSystem is auth, inventory, payment and order on a NATS of their own.
+type ordersSystem struct {
+	broker                   *brokerSetup
+	auth, inventory, payment *proc
+	order                    *proc
+	authURL, inventoryURL    string
+	orderURL                 string
+}
+
+// runOrders measures the order saga end to end: -orders-workers clients each place
+// an order (POST /orders to the order service, one book of ordersBooks in turn,
+// the approved test card) and read it every ordersPoll until it is final, then
+// place the next, for -orders-duration. It reports orders confirmed per second and
+// the time from the POST to a final state.
+func runOrders(ctx context.Context, s settings, dir string, progs map[string]string, stdout io.Writer) (err error) {
+	dir = filepath.Join(dir, "orders")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	b, err := startNATS(ctx, dir, "nats")
+	if err != nil {
+		return err
+	}
+	sys := &ordersSystem{broker: b}
+	defer func() {
+		if serr := sys.stop(); serr != nil && err == nil {
+			err = serr
+		}
+	}()
+	if err := sys.start(ctx, dir, progs); err != nil {
+		return err
+	}
+	token, err := login(ctx, sys.authURL, benchAdminEmail, benchAdminPassword)
+	if err != nil {
+		return fmt.Errorf("log in to the auth service: %w", err)
+	}
+	books, err := stockBooks(ctx, sys.inventoryURL, token)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\norders:   %d workers, each placing an order (1 copy of one of %d books, the approved test card) and reading it every %s until final, for %s; inventory, payment and order on SQLite, on NATS\n",
+		s.ordersWorkers, len(books), ordersPoll, s.ordersDuration)
+	r := measureOrders(ctx, s, sys, books, token)
+	reportOrders(stdout, r)
+	return nil
+}
+
+// start starts auth, then inventory, payment and order, each on a fresh database
+// under dir and any port, verifying auth's tokens, on sys.broker.
+func (sys *ordersSystem) start(ctx context.Context, dir string, progs map[string]string) error {
+	var err error
+	if sys.auth, sys.authURL, err = startAuth(ctx, dir, progs, sys.broker); err != nil {
+		return err
+	}
+	if err := sys.auth.waitReady(ctx, sys.authURL+"/readyz"); err != nil {
+		return err
+	}
+	card, err := secrets.EnsureRecipientKeyFile(filepath.Join(dir, "payment-card.key"))
+	if err != nil {
+		return err
+	}
+	start := func(name string, extra ...string) (*proc, string, error) {
+		p, addrs, err := startReporting(ctx, dir, name, progs[name], nil, slices.Concat([]string{
+			"FOLIO_HTTP_ADDR=" + anyPort,
+			"FOLIO_METRICS_ADDR=" + anyPort,
+			"FOLIO_DATA_DIR=" + filepath.Join(dir, name+"-data"),
+		}, tokenEnv(sys.authURL), sys.broker.env(), extra))
+		if err != nil {
+			return nil, "", err
+		}
+		url := "http://" + addrs.HTTP
+		return p, url, p.waitReady(ctx, url+"/readyz")
+	}
+	if sys.inventory, sys.inventoryURL, err = start("inventory"); err != nil {
+		return err
+	}
+	if sys.payment, _, err = start("payment", "FOLIO_PAYMENT_CARD_KEY_FILE="+filepath.Join(dir, "payment-card.key")); err != nil {
+		return err
+	}
+	sys.order, sys.orderURL, err = start("order", "FOLIO_PAYMENT_CARD_PUBLIC_KEY="+card.PublicKey())
+	return err
+}
+
+// stop stops the services, then NATS.
+func (sys *ordersSystem) stop() error {
+	var errs []error
+	procs := []*proc{sys.order, sys.payment, sys.inventory, sys.auth}
+	for _, p := range procs {
+		if p != nil {
+			errs = append(errs, p.exitedEarly())
+			p.cancel()
+		}
+	}
+	for _, p := range procs {
+		if p != nil {
+			<-p.done
+		}
+	}
+	return errors.Join(append(errs, sys.broker.stop())...)
+}
+
+// watched are the processes whose CPU the orders part reports, in the order of
+// ordersWatchedNames.
+func (sys *ordersSystem) watched() []watchedProc {
+	return []watchedProc{{pid: os.Getpid()}, {pid: sys.inventory.pid}, {pid: sys.payment.pid}, {pid: sys.order.pid}, {pid: sys.broker.natsProc().pid}}
+}
+
+var ordersWatchedNames = []string{"load generator", "inventory", "payment", "order", "nats"}
+
+// stockBooks gives ordersBooks new book ids stock and a price in the inventory
+// service, and returns them.
+func stockBooks(ctx context.Context, inventoryURL, token string) ([]string, error) {
+	books := make([]string, ordersBooks)
+	for i := range books {
+		books[i] = id.New()
+		body := `{"quantity": 1000000, "price": {"amount": 1000, "currency": "EUR"}}`
+		if _, err := ordersCall(ctx, http.MethodPut, inventoryURL+"/inventory/"+books[i], token, []byte(body), nil); err != nil {
+			return nil, fmt.Errorf("stock: %w", err)
+		}
+	}
+	return books, nil
+}
+
+// measureOrders runs the workers for s.ordersDuration and collects what they saw.
+func measureOrders(ctx context.Context, s settings, sys *ordersSystem, books []string, token string) *ordersResult {
+	r := &ordersResult{workers: s.ordersWorkers, states: map[string]int{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	begin := time.Now()
+	until := begin.Add(s.ordersDuration)
+	before := sampleCPU(sys.watched())
+	for w := range s.ordersWorkers {
+		wg.Go(func() {
+			for n := w; time.Now().Before(until) && ctx.Err() == nil; n += s.ordersWorkers {
+				post, final, state, err := placeAndFollow(ctx, sys.orderURL, token, books[n%len(books)])
+				mu.Lock()
+				if err != nil {
+					if len(r.errs) < 5 {
+						r.errs = append(r.errs, err.Error())
+					}
+					r.states["error"]++
+				} else {
+					r.states[state]++
+					r.postLat = append(r.postLat, post)
+					r.finalLat = append(r.finalLat, final)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	r.took = time.Since(begin)
+	r.cpu = cpuBetween(before, sampleCPU(sys.watched()))
+	slices.Sort(r.postLat)
+	slices.Sort(r.finalLat)
+	return r
+}
+
+// placeAndFollow places one order for book and reads it until it is final; it
+// returns how long the POST took, how long until the order was seen final, and
+// its final state.
+func placeAndFollow(ctx context.Context, orderURL, token, book string) (post, final time.Duration, state string, err error) {
+	body := `{"items": [{"book_id": "` + book + `", "quantity": 1}], "payment": {"card": {"number": "4242424242424242", "expiry": "12/39", "cvc": "123"}}}`
+	start := time.Now()
+	var o struct {
+		ID    string `json:"id"`
+		State string `json:"state"`
+	}
+	if _, err := ordersCall(ctx, http.MethodPost, orderURL+"/orders", token, []byte(body), &o); err != nil {
+		return 0, 0, "", err
+	}
+	post = time.Since(start)
+	deadline := start.Add(2 * time.Minute)
+	for !slices.Contains(ordersFinal, o.State) {
+		if time.Now().After(deadline) {
+			return post, 0, "", fmt.Errorf("order %s still %s after 2 min", o.ID, o.State)
+		}
+		time.Sleep(ordersPoll)
+		if _, err := ordersCall(ctx, http.MethodGet, orderURL+"/orders/"+o.ID, token, nil, &o); err != nil {
+			return post, 0, "", err
+		}
+	}
+	return post, time.Since(start), o.State, nil
+}
+
+var ordersClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
+
+// ordersCall sends one request and decodes a 2xx answer into out when not nil.
+func ordersCall(ctx context.Context, method, url, token string, body []byte, out any) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := ordersClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return resp.StatusCode, fmt.Errorf("%s %s: %s: %.200s", method, req.URL.Path, resp.Status, data)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("%s %s: %w", method, req.URL.Path, err)
+		}
+	}
+	return resp.StatusCode, nil
+}
+
+// reportOrders prints the orders part's figures.
+func reportOrders(w io.Writer, r *ordersResult) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "orders\tconfirmed\tother\tconfirmed/s\tp50 to final\tp99 to final\tmax to final\tp50 POST\tp99 POST\t")
+	other := 0
+	for state, n := range r.states {
+		if state != "confirmed" {
+			other += n
+		}
+	}
+	total := len(r.finalLat) + r.states["error"]
+	fmt.Fprintf(tw, "%d\t%d\t%d\t%.0f\t%s\t%s\t%s\t%s\t%s\t\n", total, r.states["confirmed"], other,
+		float64(r.states["confirmed"])/r.took.Seconds(),
+		ms(percentile(r.finalLat, 50)), ms(percentile(r.finalLat, 99)), ms(percentile(r.finalLat, 100)),
+		ms(percentile(r.postLat, 50)), ms(percentile(r.postLat, 99)))
+	_ = tw.Flush()
+	if r.cpu.ok {
+		fmt.Fprint(w, "CPU (cores):")
+		for i, name := range ordersWatchedNames {
+			if i < len(r.cpu.procs) {
+				fmt.Fprintf(w, " %s %.2f", name, r.cpu.procs[i])
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	if other > 0 {
+		fmt.Fprintf(w, "not confirmed: %v\n", r.states)
+	}
+	for _, e := range r.errs {
+		fmt.Fprintln(w, "error:", e)
+	}
+}
