@@ -117,6 +117,13 @@ func fixture(overlay string) []runtime.Object {
 				{Name: "secrets", MountPath: "/etc/folio/secrets", ReadOnly: true},
 			},
 		}
+		switch p {
+		case "payment":
+			c.Env = append(c.Env, corev1.EnvVar{Name: "FOLIO_PAYMENT_CARD_KEY_FILE", Value: "/etc/folio/secrets/card.key"})
+		case "order":
+			c.Env = append(c.Env, corev1.EnvVar{Name: "FOLIO_PAYMENT_CARD_PUBLIC_KEY", ValueFrom: &corev1.EnvVarSource{
+				SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "folio-order"}, Key: "payment-card-public-key"}}})
+		}
 		data := corev1.Volume{Name: "data", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}
 		strategy := appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType}
 		if slices.Contains(stateful, p) {
@@ -164,14 +171,19 @@ func fixture(overlay string) []runtime.Object {
 		for _, peer := range httpPeers[p] {
 			http.From = append(http.From, fromProgram(peer))
 		}
+		// A rule without peers would let everyone in: a port closed to all has none.
+		ingress := []networkingv1.NetworkPolicyIngressRule{metrics}
+		if len(http.From) > 0 || p == "gateway" {
+			ingress = []networkingv1.NetworkPolicyIngressRule{http, metrics}
+		}
 		objs = append(objs, &networkingv1.NetworkPolicy{ObjectMeta: meta(p, p), Spec: networkingv1.NetworkPolicySpec{
 			PodSelector: *byName(p),
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
-			Ingress:     []networkingv1.NetworkPolicyIngressRule{http, metrics},
+			Ingress:     ingress,
 		}})
 	}
 	if overlay != "dev" {
-		for _, p := range []string{"gateway", "book", "author"} {
+		for _, p := range autoscaled {
 			objs = append(objs, &autoscalingv2.HorizontalPodAutoscaler{ObjectMeta: meta(p, p), Spec: autoscalingv2.HorizontalPodAutoscalerSpec{
 				ScaleTargetRef: autoscalingv2.CrossVersionObjectReference{APIVersion: "apps/v1", Kind: "Deployment", Name: p},
 				MinReplicas:    ptr(replicas), MaxReplicas: 6,
@@ -297,7 +309,7 @@ func TestPolicyFailsABrokenRender(t *testing.T) {
 			np := find[*networkingv1.NetworkPolicy](objs, "book")
 			np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{Ports: onPort("http")})
 			return objs
-		}, "Deployment/book: network: port http (8081) lets in [a pod of another namespace, another pod of the namespace, auth, author, book, gateway, nats, notify, outside the cluster, prometheus in another namespace, prometheus in the namespace], want exactly [author, gateway]"},
+		}, "Deployment/book: network: port http (8081) lets in [a pod of another namespace, another pod of the namespace, auth, author, book, gateway, inventory, nats, notify, order, outside the cluster, payment, prometheus in another namespace, prometheus in the namespace], want exactly [author, gateway]"},
 		{"ipBlock into book", "base", func(objs []runtime.Object) []runtime.Object {
 			np := find[*networkingv1.NetworkPolicy](objs, "book")
 			np.Spec.Ingress[0].From = append(np.Spec.Ingress[0].From, networkingv1.NetworkPolicyPeer{IPBlock: &networkingv1.IPBlock{CIDR: "0.0.0.0/0"}})
@@ -307,7 +319,23 @@ func TestPolicyFailsABrokenRender(t *testing.T) {
 			np := find[*networkingv1.NetworkPolicy](objs, "auth")
 			np.Spec.Ingress[0].From = np.Spec.Ingress[0].From[:3]
 			return objs
-		}, "Deployment/auth: network: port http (8083) lets in [author, book, gateway], want exactly [author, book, gateway, notify]"},
+		}, "Deployment/auth: network: port http (8083) lets in [author, book, gateway], want exactly [author, book, gateway, inventory, notify, order, payment]"},
+		{"the gateway into payment", "base", func(objs []runtime.Object) []runtime.Object {
+			np := find[*networkingv1.NetworkPolicy](objs, "payment")
+			np.Spec.Ingress = append(np.Spec.Ingress, networkingv1.NetworkPolicyIngressRule{
+				From: []networkingv1.NetworkPolicyPeer{fromProgram("gateway")}, Ports: onPort("http")})
+			return objs
+		}, "Deployment/payment: network: port http (8086) lets in [gateway], want exactly no one"},
+		{"the order service without a policy of its own", "base", func(objs []runtime.Object) []runtime.Object {
+			return without[*networkingv1.NetworkPolicy](objs, "order")
+		}, "Deployment/order: network: no NetworkPolicy of its own selects its pods"},
+		{"nats closed to inventory", "base", func(objs []runtime.Object) []runtime.Object {
+			np := find[*networkingv1.NetworkPolicy](objs, "nats")
+			np.Spec.Ingress[0].From = slices.DeleteFunc(np.Spec.Ingress[0].From, func(p networkingv1.NetworkPolicyPeer) bool {
+				return p.PodSelector.MatchLabels[nameLabel] == "inventory"
+			})
+			return objs
+		}, "StatefulSet/nats: network: port client (4222) lets in [auth, author, book, gateway, notify, order, payment], want exactly [auth, author, book, gateway, inventory, notify, order, payment]"},
 		{"a rule without ports opens metrics to callers", "base", func(objs []runtime.Object) []runtime.Object {
 			find[*networkingv1.NetworkPolicy](objs, "notify").Spec.Ingress[0].Ports = nil
 			return objs
@@ -440,6 +468,32 @@ func TestPolicyFailsABrokenRender(t *testing.T) {
 		{"prod without an HPA for author", "prod", func(objs []runtime.Object) []runtime.Object {
 			return without[*autoscalingv2.HorizontalPodAutoscaler](objs, "author")
 		}, "prod: Deployment/author: hpa: no HorizontalPodAutoscaler scales author"},
+		{"payment without its card key", "base", func(objs []runtime.Object) []runtime.Object {
+			c := container(objs, "payment")
+			c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "FOLIO_PAYMENT_CARD_KEY_FILE" })
+			return objs
+		}, "Deployment/payment: card-key: container payment has no FOLIO_PAYMENT_CARD_KEY_FILE"},
+		{"payment's card key in its emptyDir", "base", func(objs []runtime.Object) []runtime.Object {
+			setEnv(container(objs, "payment"), "FOLIO_PAYMENT_CARD_KEY_FILE", "/data/payment-card.key")
+			return objs
+		}, "Deployment/payment: card-key: container payment: FOLIO_PAYMENT_CARD_KEY_FILE /data/payment-card.key is on no Secret volume"},
+		{"payment's card key in plain env", "base", func(objs []runtime.Object) []runtime.Object {
+			setEnv(container(objs, "payment"), "FOLIO_PAYMENT_CARD_KEY", "c2VjcmV0")
+			return objs
+		}, "Deployment/payment: card-key: container payment's FOLIO_PAYMENT_CARD_KEY comes from env, not a secretKeyRef"},
+		{"order without the public key", "base", func(objs []runtime.Object) []runtime.Object {
+			c := container(objs, "order")
+			c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == "FOLIO_PAYMENT_CARD_PUBLIC_KEY" })
+			return objs
+		}, "Deployment/order: card-key: container order has no FOLIO_PAYMENT_CARD_PUBLIC_KEY"},
+		{"prod without an HPA for order", "prod", func(objs []runtime.Object) []runtime.Object {
+			return without[*autoscalingv2.HorizontalPodAutoscaler](objs, "order")
+		}, "prod: Deployment/order: hpa: no HorizontalPodAutoscaler scales order"},
+		{"prod payment on SQLite in its emptyDir", "prod", func(objs []runtime.Object) []runtime.Object {
+			c := container(objs, "payment")
+			c.Env = c.Env[:len(c.Env)-1]
+			return objs
+		}, "prod: Deployment/payment: database: container payment has no FOLIO_DATABASE_URL"},
 		{"prod HPA from one replica", "prod", func(objs []runtime.Object) []runtime.Object {
 			find[*autoscalingv2.HorizontalPodAutoscaler](objs, "gateway").Spec.MinReplicas = ptr(int32(1))
 			return objs

@@ -56,19 +56,28 @@ const (
 
 // programs are Folio's own programs and their http ports; each serves metrics
 // on its http port + 1000.
-var programs = map[string]int32{"gateway": 8080, "book": 8081, "author": 8082, "auth": 8083, "notify": 8084}
+var programs = map[string]int32{"gateway": 8080, "book": 8081, "author": 8082, "auth": 8083, "notify": 8084,
+	"inventory": 8085, "payment": 8086, "order": 8087}
 
 // stateful are the programs that keep data of their own in a database.
-var stateful = []string{"book", "author", "auth", "notify"}
+var stateful = []string{"book", "author", "auth", "notify", "inventory", "payment", "order"}
+
+// autoscaled are the programs prod scales on CPU: those that take the request
+// load.
+var autoscaled = []string{"gateway", "book", "author", "inventory", "order"}
 
 // httpPeers are the programs allowed into each program's http port: who calls
 // whom (the gateway everyone it routes to; book checks authors and author
-// books; everyone fetches auth's JWKS). The gateway's http port is open to all.
+// books; everyone fetches auth's JWKS). The gateway's http port is open to all;
+// payment's to no one, as the order saga reaches it through the broker only.
 var httpPeers = map[string][]string{
-	"book":   {"gateway", "author"},
-	"author": {"gateway", "book"},
-	"auth":   {"gateway", "book", "author", "notify"},
-	"notify": {"gateway"},
+	"book":      {"gateway", "author"},
+	"author":    {"gateway", "book"},
+	"auth":      {"gateway", "book", "author", "notify", "inventory", "payment", "order"},
+	"notify":    {"gateway"},
+	"inventory": {"gateway"},
+	"order":     {"gateway"},
+	"payment":   {},
 }
 
 // Peers that are no Folio workload, for reading NetworkPolicies: Prometheus in
@@ -237,6 +246,7 @@ func (m *manifests) checkWorkload(w *workload) {
 		m.checkPorts(w)
 		m.checkShutdown(w)
 		m.checkSecretFiles(w)
+		m.checkCardKey(w)
 	}
 	m.checkPDB(w)
 	m.checkVolumes(w)
@@ -481,7 +491,7 @@ func (m *manifests) checkSecretFiles(w *workload) {
 	}
 	for _, c := range w.pod.Containers {
 		env := m.containerEnv(w, &c)
-		for _, name := range []string{"FOLIO_NATS_NKEY_FILE", "FOLIO_SECRETS_KEY_FILE"} {
+		for _, name := range []string{"FOLIO_NATS_NKEY_FILE", "FOLIO_SECRETS_KEY_FILE", "FOLIO_PAYMENT_CARD_KEY_FILE"} {
 			v, ok := env[name]
 			if !ok {
 				continue
@@ -502,6 +512,52 @@ func (m *manifests) checkSecretFiles(w *workload) {
 			if !mounted {
 				m.failW(w, "secret-files", "container %s: %s %s is under no volume mounted into the container", c.Name, name, v.value)
 			}
+		}
+	}
+}
+
+// checkCardKey: every payment pod opens card data with the one private key of a
+// Secret (a pod left without one would make its own in its data directory,
+// which the order service's public key would not match, and every payment
+// would be declined), and every order pod is given the public key to seal to.
+func (m *manifests) checkCardKey(w *workload) {
+	if w.program != "payment" && w.program != "order" {
+		return
+	}
+	for _, c := range w.pod.Containers {
+		env := m.containerEnv(w, &c)
+		if w.program == "order" {
+			if _, ok := env["FOLIO_PAYMENT_CARD_PUBLIC_KEY"]; !ok {
+				m.failW(w, "card-key", "container %s has no FOLIO_PAYMENT_CARD_PUBLIC_KEY, the payment service's public card key", c.Name)
+			}
+			continue
+		}
+		if v, ok := env["FOLIO_PAYMENT_CARD_KEY"]; ok {
+			if v.secretKey == nil {
+				m.failW(w, "card-key", "container %s's FOLIO_PAYMENT_CARD_KEY comes from %s, not a secretKeyRef", c.Name, v.source)
+			}
+			continue
+		}
+		v, ok := env["FOLIO_PAYMENT_CARD_KEY_FILE"]
+		if !ok || !v.literal {
+			m.failW(w, "card-key", "container %s has no FOLIO_PAYMENT_CARD_KEY_FILE: each pod would make a card key of its own", c.Name)
+			continue
+		}
+		file := path.Clean(v.value)
+		onSecret := false
+		for _, vm := range c.VolumeMounts {
+			dir := path.Clean(vm.MountPath)
+			if file != dir && !strings.HasPrefix(file, dir+"/") {
+				continue
+			}
+			for _, vol := range w.pod.Volumes {
+				if vol.Name == vm.Name && vol.Secret != nil {
+					onSecret = true
+				}
+			}
+		}
+		if !onSecret {
+			m.failW(w, "card-key", "container %s: FOLIO_PAYMENT_CARD_KEY_FILE %s is on no Secret volume: each pod would make a card key of its own", c.Name, v.value)
 		}
 	}
 }
@@ -657,7 +713,7 @@ func (m *manifests) programDeployments(p string) []*workload {
 }
 
 func (m *manifests) checkProd() {
-	for _, p := range []string{"gateway", "book", "author"} {
+	for _, p := range autoscaled {
 		found := false
 		for _, h := range m.hpas {
 			w := m.deploymentNamed(h.Namespace, h.Spec.ScaleTargetRef.Name)
