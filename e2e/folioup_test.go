@@ -29,6 +29,9 @@ import (
 	"folio/internal/platform/polltest"
 )
 
+// upProgramNames are the programs folio up runs, and folio itself.
+var upProgramNames = []string{"folio", "auth", "author", "book", "notify", "inventory", "payment", "order", "gateway"}
+
 var (
 	upBuildOnce sync.Once
 	upBin       map[string]string
@@ -41,7 +44,7 @@ func upPrograms(t *testing.T) map[string]string {
 	t.Helper()
 	upBuildOnce.Do(func() {
 		upBin, upBuildErr = localbuild.Programs(context.Background(), filepath.Join(binDir, "up"),
-			"folio", "auth", "author", "book", "notify", "gateway")
+			upProgramNames...)
 	})
 	if upBuildErr != nil {
 		t.Fatalf("build programs: %v", upBuildErr)
@@ -100,13 +103,28 @@ func upPort(t *testing.T) int {
 // ports, with a fresh data directory.
 func startFolioUp(t *testing.T) *upSystem {
 	t.Helper()
+	return startFolioUpWith(t, upOptions{})
+}
+
+// upOptions change how startFolioUpWith runs folio up.
+type upOptions struct {
+	// env is added to folio up's environment, which every service inherits.
+	env []string
+	// bin are the programs to run (default upPrograms): folio runs the services
+	// it finds beside itself.
+	bin map[string]string
+}
+
+// startFolioUpWith is startFolioUp with options.
+func startFolioUpWith(t *testing.T, opts upOptions) *upSystem {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("runs folio up, which builds and starts every program; skipped with -short")
 	}
 	var u *upSystem
 	retryOnCollision(t, "folio up", func() error {
 		var err error
-		u, err = tryFolioUp(t)
+		u, err = tryFolioUp(t, opts)
 		return err
 	})
 	u.readCredentials()
@@ -115,9 +133,12 @@ func startFolioUp(t *testing.T) *upSystem {
 
 // tryFolioUp is one attempt of startFolioUp; the error wraps errAddrInUse when folio
 // up ended because a port was taken.
-func tryFolioUp(t *testing.T) (*upSystem, error) {
+func tryFolioUp(t *testing.T, opts upOptions) (*upSystem, error) {
 	t.Helper()
-	bin := upPrograms(t)
+	bin := opts.bin
+	if bin == nil {
+		bin = upPrograms(t)
+	}
 	u := &upSystem{t: t, dataDir: filepath.Join(t.TempDir(), "data"), ports: map[string]int{}, out: &upOutput{}, done: make(chan struct{})}
 	args := []string{"up", "--no-demo", "--data-dir", u.dataDir}
 	taken := map[int]bool{}
@@ -141,6 +162,7 @@ func tryFolioUp(t *testing.T) (*upSystem, error) {
 		}
 	}
 	cmd.Env = append(cmd.Env, "FOLIO_LOG_FORMAT=json")
+	cmd.Env = append(cmd.Env, opts.env...)
 	cmd.Stdout, cmd.Stderr = u.out, u.out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start folio up: %v", err)
