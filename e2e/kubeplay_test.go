@@ -29,13 +29,14 @@ import (
 // .ci/containers built) rendered by kubectl kustomize, its Secrets made by
 // deploy/k8s/secrets.sh on databases of its own, played by podman. It times the
 // start to ready, walks the contract through the gateway (write, read, the genre
-// call, the event-fed book_count, a webhook delivery), then replaces the two book
-// pods one at a time under a steady load of reads and creates through the gateway,
-// and wants no request to fail.
+// call, the event-fed book_count, a webhook delivery, an order placed by a user
+// who registered, confirmed by the order saga over NATS), then replaces the two
+// book pods one at a time under a steady load of reads and creates through the
+// gateway, and wants no request to fail.
 //
 // .ci/kube runs it (FOLIO_TEST_KUBE_PLAY=1, as root, with podman configured, the
-// images built and FOLIO_TEST_POSTGRES_URL set); it takes the host's ports 8080-8084,
-// 8091, 9080-9084, 9091 and 14222.
+// images built and FOLIO_TEST_POSTGRES_URL set); it takes the host's ports 8080-8087,
+// 8091, 9080-9087, 9091 and 14222.
 func TestKubePlay(t *testing.T) {
 	if os.Getenv("FOLIO_TEST_KUBE_PLAY") != "1" {
 		t.Skip("plays the Kubernetes manifests with podman: .ci/kube runs it (FOLIO_TEST_KUBE_PLAY=1)")
@@ -47,7 +48,7 @@ func TestKubePlay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bins, err := localbuild.Programs(context.Background(), t.TempDir(), "folio")
+	bins, err := localbuild.Programs(context.Background(), t.TempDir(), "folio", "payment")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,10 +56,10 @@ func TestKubePlay(t *testing.T) {
 	// The Secrets, as a user makes them: secrets.sh, with a database per service.
 	const adminEmail, adminPassword = "admin@folio.test", "kube-play-admin-password"
 	secretsEnv := []string{
-		"FOLIO=" + bins["folio"], "FOLIO_SECRETS_DIR=" + t.TempDir(),
+		"FOLIO=" + bins["folio"], "FOLIO_PAYMENT_COMMAND=" + bins["payment"], "FOLIO_SECRETS_DIR=" + t.TempDir(),
 		"FOLIO_ADMIN_EMAIL=" + adminEmail, "FOLIO_ADMIN_PASSWORD=" + adminPassword,
 	}
-	for _, s := range []string{"book", "author", "auth", "notify"} {
+	for _, s := range []string{"book", "author", "auth", "notify", "inventory", "payment", "order"} {
 		secretsEnv = append(secretsEnv, "FOLIO_"+strings.ToUpper(s)+"_DATABASE_URL="+sqldbtest.PostgresDatabase(t))
 	}
 	secrets := runOut(t, repo, secretsEnv, filepath.Join(repo, "deploy/k8s/secrets.sh"))
@@ -87,7 +88,7 @@ func TestKubePlay(t *testing.T) {
 	g := "http://127.0.0.1:8080"
 	bookInstances := map[string]string{"book": "127.0.0.1:9081", "book-2": "127.0.0.1:9091"}
 	polltest.Until(t, "every program answers /readyz 200", func() error {
-		for _, port := range []int{8080, 8081, 8082, 8083, 8084, 8091} {
+		for _, port := range []int{8080, 8081, 8082, 8083, 8084, 8085, 8086, 8087, 8091} {
 			if err := ready("http://127.0.0.1:" + strconv.Itoa(port)); err != nil {
 				return err
 			}
@@ -149,6 +150,7 @@ func TestKubePlay(t *testing.T) {
 		t.Errorf("bad webhook deliveries: %v", recv.bad)
 	}
 	recv.mu.Unlock()
+	kubePlayOrder(t, g, auth, bookIDs[0])
 
 	// The rolling update: each book pod stopped as Kubernetes stops one (SIGTERM,
 	// the grace period of its spec) and played again, the other serving meanwhile.
@@ -195,6 +197,66 @@ func TestKubePlay(t *testing.T) {
 	}
 	if got, want := count(t, g+"/books?genre="+postGenre), load.succeededSinceStart(kindPost); got != want {
 		t.Errorf("%d books in genre %s, want %d (one per 201)", got, postGenre, want)
+	}
+}
+
+// kubePlayOrder walks the order saga through the gateway: the admin gives book
+// stock and a price, a user who registers orders one copy with an approved test
+// card (202), and the order, which the order, inventory and payment services
+// pass between them over NATS, reaches confirmed, its copy out of stock; the
+// payment service stays out of the gateway's reach.
+func kubePlayOrder(t *testing.T, g, admin, book string) {
+	t.Helper()
+	const stock = 5
+	r := call(t, "PUT", g+"/inventory/"+book, map[string]any{"quantity": stock, "price": map[string]any{"amount": 1299, "currency": "EUR"}},
+		"Authorization", admin)
+	if r.status != http.StatusOK && r.status != http.StatusCreated {
+		t.Fatalf("PUT /inventory/%s: %d %s", book, r.status, r.body)
+	}
+	const buyerEmail, buyerPassword = "buyer@folio.test", "kube-play-buyer-password"
+	r = call(t, "POST", g+"/auth/register", map[string]any{"email": buyerEmail, "password": buyerPassword})
+	expect(t, r, http.StatusCreated)
+	r = call(t, "POST", g+"/auth/token", map[string]any{"email": buyerEmail, "password": buyerPassword})
+	expect(t, r, http.StatusOK)
+	buyer := "Bearer " + r.json(t)["access_token"].(string)
+
+	placed := time.Now()
+	r = call(t, "POST", g+"/orders", map[string]any{
+		"items":   []map[string]any{{"book_id": book, "quantity": 1}},
+		"payment": map[string]any{"card": map[string]any{"number": "4242424242424242", "expiry": "12/39", "cvc": "123"}},
+	}, "Authorization", buyer)
+	expect(t, r, http.StatusAccepted)
+	order := r.json(t)
+	id, _ := order["id"].(string)
+	if id == "" || order["state"] != "pending" {
+		t.Fatalf("POST /orders: %s; want an id and state pending", r.body)
+	}
+	polltest.Until(t, "the order confirmed by the saga", func() error {
+		r := call(t, "GET", g+"/orders/"+id, nil, "Authorization", buyer)
+		if r.status != http.StatusOK {
+			return fmt.Errorf("GET /orders/%s: %d %s", id, r.status, r.body)
+		}
+		switch state := r.json(t)["state"]; state {
+		case "confirmed":
+			return nil
+		case "rejected", "payment_failed", "cancelled":
+			t.Fatalf("the order ended %v, want confirmed: %s", state, r.body)
+		default:
+			return fmt.Errorf("state %v", state)
+		}
+		return nil
+	})
+	t.Logf("order placed through the gateway, confirmed %v later", time.Since(placed).Round(time.Millisecond))
+	// The payment service is internal: the gateway has no route to it, not even
+	// for an admin.
+	r = call(t, "GET", g+"/payments/"+id, nil, "Authorization", admin)
+	if r.status != http.StatusNotFound {
+		t.Errorf("GET /payments/%s through the gateway: %d, want 404 (the payment service has no route): %s", id, r.status, r.body)
+	}
+	r = call(t, "GET", g+"/inventory/"+book, nil)
+	expect(t, r, http.StatusOK)
+	if got := r.json(t)["quantity"]; got != float64(stock-1) {
+		t.Errorf("GET /inventory/%s after the order: quantity %v, want %d: %s", book, got, stock-1, r.body)
 	}
 }
 
