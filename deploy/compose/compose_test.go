@@ -27,6 +27,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
+
+	"folio/internal/platform/broker/natsconn"
 )
 
 // programs are Folio's programs and the port each listens on.
@@ -143,6 +145,15 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(filepath.Dir(secretsMade))
 	}
 	os.Exit(code)
+}
+
+// TestComposeRunsEveryProgram: every program the broker has a credential for
+// (natsconn's permission table, which `folio nats` makes the nkeys from) is one
+// this test holds compose.yaml to, so a new service cannot be left out of it.
+func TestComposeRunsEveryProgram(t *testing.T) {
+	if got, want := slices.Sorted(maps.Keys(programs)), natsconn.Programs(); !slices.Equal(got, want) {
+		t.Errorf("programs checked %v, want natsconn's %v", got, want)
+	}
 }
 
 func TestComposePolicy(t *testing.T) {

@@ -23,6 +23,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
+
+	"folio/internal/platform/broker/natsconn"
 )
 
 // TestManifests renders the base and every overlay and checks each against the
@@ -43,6 +45,15 @@ func TestManifests(t *testing.T) {
 				t.Error(v)
 			}
 		})
+	}
+}
+
+// TestEveryProgramIsChecked: every program the broker has a credential for
+// (natsconn's permission table, which `folio nats` makes the nkeys from) is one
+// the policy knows, so a new service cannot be left out of the manifests.
+func TestEveryProgramIsChecked(t *testing.T) {
+	if got, want := sortedPrograms(), natsconn.Programs(); !slices.Equal(got, want) {
+		t.Errorf("programs checked %v, want natsconn's %v", got, want)
 	}
 }
 
