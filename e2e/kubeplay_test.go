@@ -264,7 +264,7 @@ func kubePlayOrder(t *testing.T, g, admin, book string) {
 // ConfigMaps, so that a workload can be replaced alone.
 type podPlay struct {
 	workloads []*podWorkload
-	volumes   []string // named volumes (the PersistentVolumeClaims) to remove
+	volumes   []string // named volumes (the PersistentVolumeClaims, the ConfigMaps) to remove
 }
 
 type podWorkload struct {
@@ -325,6 +325,13 @@ func adaptForPodman(t *testing.T, rendered, secretsYAML []byte, dir string) *pod
 		switch meta.Kind {
 		case "ConfigMap":
 			configMaps = append(configMaps, doc)
+			// podman keeps a ConfigMap mounted as a volume (nats-config) in a
+			// named volume of its name, which kube down leaves behind.
+			var cm struct{ Metadata struct{ Name string } }
+			if err := yaml.Unmarshal(doc, &cm); err != nil {
+				t.Fatal(err)
+			}
+			p.volumes = append(p.volumes, cm.Metadata.Name)
 			continue
 		case "Deployment":
 			if err := yaml.UnmarshalStrict(doc, &d); err != nil {
