@@ -65,13 +65,14 @@ func checkOrders(t *testing.T, out string) {
 	if strings.Contains(part, "not confirmed:") || strings.Contains(part, "\nerror:") {
 		t.Errorf("orders not all confirmed:\n%s", part)
 	}
+	// The part: a blank line, its settings, the table's header, its row.
 	lines := strings.Split(part, "\n")
-	if len(lines) < 3 {
+	if len(lines) < 4 {
 		t.Fatalf("the orders part has no figures:\n%s", part)
 	}
 	var placed, confirmed int
-	if _, err := fmt.Sscan(lines[2], &placed, &confirmed); err != nil || placed == 0 || confirmed != placed {
-		t.Errorf("orders row %q: %d placed, %d confirmed (%v); want some, all confirmed", lines[2], placed, confirmed, err)
+	if _, err := fmt.Sscan(lines[3], &placed, &confirmed); err != nil || placed == 0 || confirmed != placed {
+		t.Errorf("orders row %q: %d placed, %d confirmed (%v); want some, all confirmed", lines[3], placed, confirmed, err)
 	}
 }
 

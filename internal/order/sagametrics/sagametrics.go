@@ -42,6 +42,25 @@ func New(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	reg.MustRegister(m.transitions, m.compensations, m.stepSeconds, m.stuck)
+	// Every series exists from the start, at zero: a rule or dashboard reading
+	// them finds them before the first order, and a rate counts the first one.
+	for _, r := range order.Table {
+		chain := append([]order.State{r.From, r.To}, r.Then...)
+		if r.Outcome != "" {
+			chain = append(chain, r.Outcome)
+		}
+		for i := 0; i+1 < len(chain); i++ {
+			m.transitions.WithLabelValues(string(chain[i]), string(chain[i+1]))
+		}
+	}
+	forward := []order.Step{order.StepReserve, order.StepAuthorise, order.StepCapture, order.StepCommit}
+	for _, step := range forward {
+		m.compensations.WithLabelValues(string(step))
+	}
+	m.compensations.WithLabelValues("cancel")
+	for _, step := range append(forward, order.StepVoid, order.StepRefund, order.StepRestock, order.StepRelease) {
+		m.stepSeconds.WithLabelValues(string(step))
+	}
 	return m
 }
 
