@@ -1,10 +1,14 @@
 package e2e
 
 import (
+	"bytes"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -329,6 +333,8 @@ func TestOrders(t *testing.T) {
 		}
 	})
 
+	t.Run("no card number at rest", func(t *testing.T) { testNoCardAtRest(t, s, buyer) })
+
 	t.Run("slow card", func(t *testing.T) {
 		book := s.book(t, "Slow", 2, 600)
 		id := s.place(t, buyer, cardSlow, line{book, 1})
@@ -482,4 +488,49 @@ func (s *shop) checkLedgers(t *testing.T) {
 		}
 	}
 	rows.Close()
+}
+
+// testNoCardAtRest places an order with an Idempotency-Key and a card number used
+// nowhere else, then looks for the number in every file of the order and payment
+// services' databases, in clear and in the idempotency key's request digest: a
+// plain SHA-256 of a request whose only unknown is a card number can be reversed
+// by trying every number.
+func testNoCardAtRest(t *testing.T, s *shop, buyer string) {
+	const card = "5105105105105100" // a valid Mastercard test number no other test uses
+	book := s.book(t, "At rest", 2, 300)
+	body := fmt.Sprintf(`{"items":[{"book_id":%q,"quantity":1}],"payment":{"card":{"number":%q,"expiry":"12/39","cvc":"123"}}}`, book, card)
+	r := call(t, "POST", s.g+"/orders", body, "Authorization", "Bearer "+buyer, "Idempotency-Key", "at-rest")
+	expect(t, r, http.StatusAccepted)
+	id := r.json(t)["id"].(string)
+	s.mu.Lock()
+	s.placed = append(s.placed, placedOrder{id: id, token: buyer})
+	s.mu.Unlock()
+	if o := s.final(t, buyer, id, orderSaga); o["state"] != "confirmed" {
+		t.Fatalf("order %v, want confirmed", o)
+	}
+	if p := s.payment(t, id); p == nil || p["card"].(map[string]any)["last4"] != "5100" {
+		t.Errorf("payment %v, want the card's last four digits kept", p)
+	}
+	for _, name := range []string{"order.db", "order.db-wal", "payment.db", "payment.db-wal"} {
+		b, err := os.ReadFile(filepath.Join(s.u.dataDir, name))
+		if err != nil && !os.IsNotExist(err) {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte(card)) {
+			t.Errorf("%s holds the card number in clear", name)
+		}
+	}
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(s.u.dataDir, "order.db")+"?mode=ro&_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var digest string
+	if err := db.QueryRow(`SELECT request_hash FROM idempotency_keys WHERE idem_key = 'at-rest'`).Scan(&digest); err != nil {
+		t.Fatalf("the idempotency key's record: %v", err)
+	}
+	plain := sha256.Sum256([]byte("POST /orders\n" + body))
+	if digest == hex.EncodeToString(plain[:]) {
+		t.Error("the idempotency key keeps a plain SHA-256 of the request: the card number can be found by trying every one")
+	}
 }

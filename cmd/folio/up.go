@@ -278,7 +278,7 @@ func provideSecrets(dataDir string, services []*service) (credentials, error) {
 	// The same admin every run: the auth service creates it when it is missing and
 	// changes nothing when it exists, so an interrupted first run heals itself.
 	for _, s := range services {
-		if s.program == "auth" || s.program == "notify" {
+		if s.program == "auth" || s.program == "notify" || s.program == "order" {
 			s.env = append(s.env, "FOLIO_SECRETS_KEY_FILE="+secretsKey)
 		}
 		if s.program == "auth" {

@@ -45,6 +45,9 @@ type settings struct {
 	StepTimeout   time.Duration `env:"FOLIO_ORDER_STEP_TIMEOUT" envDefault:"2m"`
 	RetryInterval time.Duration `env:"FOLIO_ORDER_RETRY_INTERVAL" envDefault:"5s"`
 	RetryMax      time.Duration `env:"FOLIO_ORDER_RETRY_MAX" envDefault:"1m"`
+	// Secrets is the key under which the idempotency keys' request digests are
+	// made: a POST /orders body holds a card number.
+	Secrets secrets.Config
 }
 
 // timerPeriod is how often the saga's timer looks for due orders: the retry
@@ -114,6 +117,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer func() { _ = stopTracing(context.Background()) }()
 
+	// Secrets: the key of the idempotency digests, from the settings, or from a
+	// file made in the data directory on first start.
+	box, err := secrets.Load(cfg.Secrets, cfg.DataDir, log)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+
 	// Database: the orders, then the idempotency keys, outbox and inbox beside them.
 	db, err := chassis.OpenDatabase(ctx, cfg.DatabaseURL, sqlstore.Migrations, idempotency.Migrate, outbox.Migrate, inbox.Migrate)
 	if err != nil {
@@ -156,6 +166,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	keys := idempotency.New(db, log)
+	// A request's digest is kept for the keys' lifetime (24 h), and a card number
+	// has too few possible values for a plain hash of it to hide it: the digest is
+	// keyed.
+	keys.Fingerprint = func(_ string, request []byte) []byte { return box.Digest("idempotency", request) }
 	mux := http.NewServeMux()
 	httpapi.Routes(mux, svc, keys, verifier)
 

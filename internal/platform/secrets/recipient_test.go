@@ -1,6 +1,7 @@
 package secrets
 
 import (
+	"crypto/sha256"
 	"errors"
 	"os"
 	"path/filepath"
@@ -54,4 +55,28 @@ func mustSeal(t *testing.T, pub string) string {
 		t.Fatal(err)
 	}
 	return s
+}
+
+func TestDigest(t *testing.T) {
+	a, _ := New([]byte("0123456789abcdef0123456789abcdef"))
+	b, _ := New([]byte("fedcba9876543210fedcba9876543210"))
+	d := a.Digest("order", []byte("4242424242424242"))
+	if string(d) != string(a.Digest("order", []byte("4242424242424242"))) {
+		t.Error("the same data under the same key and purpose gave two digests")
+	}
+	for name, other := range map[string][]byte{
+		"other key":     b.Digest("order", []byte("4242424242424242")),
+		"other purpose": a.Digest("orders", []byte("4242424242424242")),
+		"other data":    a.Digest("order", []byte("4242424242424243")),
+		"plain sha256":  sha256Sum([]byte("4242424242424242")),
+	} {
+		if string(other) == string(d) {
+			t.Errorf("%s: same digest", name)
+		}
+	}
+}
+
+func sha256Sum(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return s[:]
 }

@@ -6,6 +6,7 @@ package secrets
 import (
 	"crypto/aes"
 	"crypto/cipher"
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -41,6 +42,9 @@ var ErrUnseal = errors.New("secrets: cannot unseal")
 type Box struct {
 	aead  cipher.AEAD
 	keyID string
+	// macKey is derived from the key for Digest, so that no digest is ever made
+	// with the key that seals.
+	macKey []byte
 }
 
 // New returns a Box for a raw 32-byte key. It returns an error for a key of any other
@@ -60,7 +64,22 @@ func New(key []byte) (*Box, error) {
 	// The key id names the key without revealing it, so that a value sealed with an
 	// older key says so instead of failing as if it had been tampered with.
 	sum := sha256.Sum256(append([]byte("folio-secrets-key-id:"), key...))
-	return &Box{aead: aead, keyID: hex.EncodeToString(sum[:4])}, nil
+	mac := hmac.New(sha256.New, key)
+	mac.Write([]byte("folio-secrets-digest-key"))
+	return &Box{aead: aead, keyID: hex.EncodeToString(sum[:4]), macKey: mac.Sum(nil)}, nil
+}
+
+// Digest returns HMAC-SHA256 of data under a key derived from b's, for purpose
+// (which keeps digests made for one use from matching another's): the same for
+// the same data, and of no use without the key to whoever wants to find data by
+// hashing guesses. It is for values kept to be compared later that carry too
+// little entropy to hash in the clear, such as a request holding a card number.
+func (b *Box) Digest(purpose string, data []byte) []byte {
+	mac := hmac.New(sha256.New, b.macKey)
+	mac.Write([]byte(purpose))
+	mac.Write([]byte{0})
+	mac.Write(data)
+	return mac.Sum(nil)
 }
 
 // Load returns the Box for cfg: the base64 key in cfg.Key, else the key file
