@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"strings"
 	"syscall"
@@ -203,7 +204,13 @@ func contractGenreGrouping(t *testing.T, sys *system) {
 	if r := call(t, "GET", authors+"/authors/books?genre=grouping", nil); !strings.Contains(string(r.body), `"name":"Émile Zola"`) {
 		t.Errorf("an author renamed before the call keeps the old name in its answer: %s", r.body)
 	}
-	// book_count comes from book events: it shows once they are applied.
+	// book_count comes from book events: it shows once they are applied, which
+	// needs a broker (testEvents: without FOLIO_TEST_NATS_URL the events stay in
+	// the book service's outbox).
+	if os.Getenv("FOLIO_TEST_NATS_URL") == "" {
+		t.Log("book_count not checked: no FOLIO_TEST_NATS_URL, so no broker carries the book events")
+		return
+	}
 	polltest.Until(t, "the genre answer shows the book count of Zola's three books", func() error {
 		r := call(t, "GET", authors+"/authors/books?genre=grouping", nil)
 		if !strings.Contains(string(r.body), `"name":"Émile Zola","bio":null,"birth_year":null,"book_count":3`) {
