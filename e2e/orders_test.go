@@ -250,6 +250,8 @@ func (s *shop) checkInvariants(t *testing.T) {
 // at once for 10 copies, with the invariants across the three services checked at
 // the end.
 func TestOrders(t *testing.T) {
+	// Parallel with the other order tests: most of their time is spent waiting.
+	t.Parallel()
 	s := startShop(t, upOptions{})
 	buyer := s.customer(t)
 
