@@ -4,19 +4,24 @@ package openapicheck
 
 import (
 	"bytes"
+	"encoding/json"
 	"go/ast"
 	"go/parser"
 	"go/token"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
 	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"folio/internal/platform/id"
 )
 
 // Document is a loaded, valid OpenAPI document and the routes it describes.
@@ -105,4 +110,52 @@ func RoutesIn(t testing.TB, file string) []string {
 		return true
 	})
 	return routes
+}
+
+// MatchesRoutes checks that spec documents exactly the routes mux serves: every
+// pattern in routes.go (of which there must be want, so that a parse that finds
+// none cannot pass) is in the document, every documented operation under prefix
+// is routed to its own pattern, and mux serves no method on a documented path that
+// the document leaves out (HEAD aside, served with GET). Path parameters are
+// filled with a valid id.
+func MatchesRoutes(t testing.TB, spec []byte, mux *http.ServeMux, prefix string, want int) {
+	t.Helper()
+	var doc struct {
+		Paths map[string]map[string]json.RawMessage `json:"paths"`
+	}
+	if err := json.Unmarshal(spec, &doc); err != nil {
+		t.Fatalf("openapi.json: %v", err)
+	}
+	documented := map[string]bool{}
+	for path, item := range doc.Paths {
+		for method := range item {
+			switch method {
+			case "get", "put", "post", "delete", "options", "head", "patch", "trace":
+				documented[strings.ToUpper(method)+" "+path] = true
+			}
+		}
+	}
+	routes := RoutesIn(t, "routes.go")
+	if len(routes) != want {
+		t.Fatalf("found %d routes in routes.go, want %d: %v", len(routes), want, routes)
+	}
+	for _, r := range routes {
+		if !documented[r] {
+			t.Errorf("route %q is not in openapi.json", r)
+		}
+	}
+	param := regexp.MustCompile(`\{[^}]+\}`)
+	for path := range doc.Paths {
+		for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"} {
+			req := httptest.NewRequest(m, param.ReplaceAllLiteralString(path, id.New()), nil)
+			_, pattern := mux.Handler(req)
+			op := m + " " + path
+			switch {
+			case documented[op] && strings.HasPrefix(path, prefix) && pattern != op:
+				t.Errorf("openapi.json documents %q, but the service routes it to %q", op, pattern)
+			case !documented[op] && pattern != "" && !(m == "HEAD" && documented["GET "+path]):
+				t.Errorf("the service serves %q (route %q), which openapi.json does not document", op, pattern)
+			}
+		}
+	}
 }
