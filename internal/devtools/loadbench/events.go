@@ -220,21 +220,7 @@ var eventsWatchedNames = []string{"load generator", "book", "author", "nats"}
 
 // stop stops book, author and auth, then the broker (or cleans it up).
 func (es *eventsSystem) stop() error {
-	var errs []error
-	procs := []*proc{es.author, es.book, es.auth}
-	for _, p := range procs {
-		if p != nil {
-			errs = append(errs, p.exitedEarly())
-			p.cancel()
-		}
-	}
-	for _, p := range procs {
-		if p != nil {
-			<-p.done
-		}
-	}
-	errs = append(errs, es.broker.stop())
-	return errors.Join(errs...)
+	return stopAll(es.broker, es.author, es.book, es.auth)
 }
 
 // bookBody returns the JSON of a new book by authorID with a unique ISBN.

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -132,20 +131,7 @@ func (sys *ordersSystem) start(ctx context.Context, dir string, progs map[string
 
 // stop stops the services, then NATS.
 func (sys *ordersSystem) stop() error {
-	var errs []error
-	procs := []*proc{sys.order, sys.payment, sys.inventory, sys.auth}
-	for _, p := range procs {
-		if p != nil {
-			errs = append(errs, p.exitedEarly())
-			p.cancel()
-		}
-	}
-	for _, p := range procs {
-		if p != nil {
-			<-p.done
-		}
-	}
-	return errors.Join(append(errs, sys.broker.stop())...)
+	return stopAll(sys.broker, sys.order, sys.payment, sys.inventory, sys.auth)
 }
 
 // watched are the processes whose CPU the orders part reports, in the order of

@@ -585,8 +585,14 @@ func (sys *system) watched() []watchedProc {
 // stop stops every process started, all at once, and waits for them. It reports
 // those that had exited by themselves before.
 func (sys *system) stop() error {
+	return stopAll(sys.broker, sys.ceiling, sys.nginx, sys.gateway, sys.auth, sys.authorGRPC, sys.author, sys.book)
+}
+
+// stopAll stops procs (nil ones are skipped) all at once and waits for them, then
+// b: last, so that no service is left without its broker while it stops. It
+// reports the processes that had exited by themselves before.
+func stopAll(b *brokerSetup, procs ...*proc) error {
 	var errs []error
-	procs := []*proc{sys.ceiling, sys.nginx, sys.gateway, sys.auth, sys.authorGRPC, sys.author, sys.book}
 	for _, p := range procs {
 		if p != nil {
 			errs = append(errs, p.exitedEarly())
@@ -598,8 +604,7 @@ func (sys *system) stop() error {
 			<-p.done
 		}
 	}
-	// Last, so that no service is left without its broker while it stops.
-	errs = append(errs, sys.broker.stop())
+	errs = append(errs, b.stop())
 	return errors.Join(errs...)
 }
 
