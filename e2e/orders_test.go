@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -46,7 +47,8 @@ type shop struct {
 	author        string
 
 	mu      sync.Mutex
-	initial map[string]int // book id → the stock the editor set
+	initial map[string]int  // book id → the stock the editor set
+	deleted map[string]bool // books the test deleted
 	placed  []placedOrder
 }
 
@@ -58,7 +60,7 @@ type placedOrder struct {
 func startShop(t *testing.T, opts upOptions) *shop {
 	t.Helper()
 	u := startFolioUpWith(t, opts)
-	s := &shop{t: t, u: u, g: u.URL("gateway"), initial: map[string]int{}}
+	s := &shop{t: t, u: u, g: u.URL("gateway"), initial: map[string]int{}, deleted: map[string]bool{}}
 	s.editor = u.login(u.editorEmail, u.editorPassword)
 	s.admin = u.login(u.adminEmail, u.adminPassword)
 	r := call(t, "POST", s.g+"/authors", map[string]any{"name": "Shop Author"}, "Authorization", "Bearer "+s.editor)
@@ -210,6 +212,7 @@ func (s *shop) checkInvariants(t *testing.T) {
 	t.Helper()
 	s.mu.Lock()
 	placed := slices.Clone(s.placed)
+	initial, deleted := maps.Clone(s.initial), maps.Clone(s.deleted)
 	s.mu.Unlock()
 	sold := map[string]int{}
 	var confirmedTotals, paid int64
@@ -233,10 +236,13 @@ func (s *shop) checkInvariants(t *testing.T) {
 			paid += amount(pay, "captured") - amount(pay, "refunded")
 		}
 	}
-	for book, initial := range s.initial {
+	for book, set := range initial {
+		if deleted[book] {
+			continue // not shown by GET /inventory; checkLedgers reads its row
+		}
 		st := s.stock(t, book)
-		if st.quantity+sold[book] != initial || st.reserved != 0 || st.available != st.quantity {
-			t.Errorf("book %s: stock %+v and %d sold, want stock + sold = %d and nothing reserved", book, st, sold[book], initial)
+		if st.quantity+sold[book] != set || st.reserved != 0 || st.available != st.quantity {
+			t.Errorf("book %s: stock %+v and %d sold, want stock + sold = %d and nothing reserved", book, st, sold[book], set)
 		}
 	}
 	if paid != confirmedTotals {
@@ -297,6 +303,25 @@ func TestOrders(t *testing.T) {
 		if p := s.payment(t, id); p != nil {
 			t.Errorf("payment %v for a rejected order, want none", p)
 		}
+	})
+
+	t.Run("a deleted book is not for sale", func(t *testing.T) {
+		book := s.book(t, "Withdrawn", 3, 900)
+		expect(t, call(t, "DELETE", s.g+"/books/"+book, nil, "Authorization", "Bearer "+s.editor), http.StatusNoContent)
+		// The inventory service learns of it from the book.deleted event.
+		polltest.Until(t, "the inventory service hears of the delete", func() error {
+			if r := call(t, "GET", s.g+"/inventory/"+book, nil); r.status != http.StatusNotFound {
+				return fmt.Errorf("GET /inventory/%s: %d", book, r.status)
+			}
+			return nil
+		})
+		id := s.place(t, buyer, cardApproved, line{book, 1})
+		if o := s.final(t, buyer, id, orderSaga); o["state"] != "rejected" || o["reason"] != "not_for_sale" {
+			t.Fatalf("order %v, want rejected not_for_sale", o)
+		}
+		s.mu.Lock()
+		s.deleted[book] = true // GET /inventory no longer shows it; its database row still counts
+		s.mu.Unlock()
 	})
 
 	t.Run("cancel after payment", func(t *testing.T) {
