@@ -160,6 +160,31 @@ func TestRunServesWhileTheBrokerIsDown(t *testing.T) {
 	}
 }
 
+// TestRunWarnsOfAnOpenCardKeyFile: a card key file every user of the machine can
+// read is a leak of every card the order service seals; the service says so.
+func TestRunWarnsOfAnOpenCardKeyFile(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "card.key")
+	if _, err := secrets.EnsureRecipientKeyFile(file); err != nil {
+		t.Fatal(err)
+	}
+	for _, mode := range []os.FileMode{0o600, 0o644} {
+		if err := os.Chmod(file, mode); err != nil {
+			t.Fatal(err)
+		}
+		prog := chassistest.Start(t, run, []string{"payment"}, map[string]string{
+			"FOLIO_DATA_DIR": dir, "FOLIO_HTTP_ADDR": "127.0.0.1:0", "FOLIO_LOG_FORMAT": "json",
+			"FOLIO_METRICS_ADDR": "127.0.0.1:0", "FOLIO_PAYMENT_CARD_KEY_FILE": file,
+			"FOLIO_BROKER": "nats", "FOLIO_NATS_URL": "nats://127.0.0.1:1",
+		})
+		warned := strings.Contains(prog.Logs.String(), "the card key file is open to every user")
+		if warned != (mode == 0o644) {
+			t.Errorf("mode %v: warned %t, want %t", mode, warned, mode == 0o644)
+		}
+		prog.Stop()
+	}
+}
+
 // TestRunRequiresAnAdmin calls the service on its own port, as anyone who reaches
 // it could: only an admin reads payments.
 func TestRunRequiresAnAdmin(t *testing.T) {
