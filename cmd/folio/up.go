@@ -87,7 +87,7 @@ func upFlags() (*flag.FlagSet, *upConfig) {
 		"database `URL` of the payment service (default $FOLIO_DATABASE_URL_PAYMENT, else SQLite in the data directory)")
 	fs.StringVar(&cfg.orderDB, "order-db", "",
 		"database `URL` of the order service (default $FOLIO_DATABASE_URL_ORDER, else SQLite in the data directory)")
-	fs.BoolVar(&cfg.noDemo, "no-demo", false, "do not load the demo catalogue")
+	fs.BoolVar(&cfg.noDemo, "no-demo", false, "do not load the demo catalogue and its stock")
 	fs.DurationVar(&cfg.readyTimeout, "ready-timeout", 60*time.Second, "how long each service may take to become ready")
 	fs.StringVar(&cfg.otlp, "otlp", "", "`URL` of an OpenTelemetry collector or Jaeger (OTLP over HTTP, e.g. http://127.0.0.1:4318) the programs export their traces to (default $OTEL_EXPORTER_OTLP_ENDPOINT; none: traces are not recorded)")
 	return fs, cfg
@@ -110,8 +110,8 @@ type service struct {
 }
 
 // up serves `folio up`: it runs the auth, author, book, notify, inventory, payment
-// and order services and the gateway as
-// child processes until ctx ends, then stops them. Errors: bad flags, a port in use, a service that cannot be
+// and order services and the gateway as child processes until ctx ends, then stops
+// them. Errors: bad flags, a port in use, a service that cannot be
 // built, started or made ready, a demo load that failed. Ctrl-C at any point is a
 // clean stop, not an error.
 func up(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
@@ -340,19 +340,11 @@ func parseUp(args []string, getenv func(string) string, stdout io.Writer) (*upCo
 		return nil, err
 	}
 	// Read here rather than as flag defaults, so that help never shows a password.
-	if cfg.bookDB == "" {
-		cfg.bookDB = getenv("FOLIO_DATABASE_URL_BOOK")
-	}
-	if cfg.authorDB == "" {
-		cfg.authorDB = getenv("FOLIO_DATABASE_URL_AUTHOR")
-	}
-	if cfg.authDB == "" {
-		cfg.authDB = getenv("FOLIO_DATABASE_URL_AUTH")
-	}
 	for _, db := range []struct {
 		url *string
 		env string
-	}{{&cfg.notifyDB, "FOLIO_DATABASE_URL_NOTIFY"}, {&cfg.inventoryDB, "FOLIO_DATABASE_URL_INVENTORY"},
+	}{{&cfg.bookDB, "FOLIO_DATABASE_URL_BOOK"}, {&cfg.authorDB, "FOLIO_DATABASE_URL_AUTHOR"}, {&cfg.authDB, "FOLIO_DATABASE_URL_AUTH"},
+		{&cfg.notifyDB, "FOLIO_DATABASE_URL_NOTIFY"}, {&cfg.inventoryDB, "FOLIO_DATABASE_URL_INVENTORY"},
 		{&cfg.paymentDB, "FOLIO_DATABASE_URL_PAYMENT"}, {&cfg.orderDB, "FOLIO_DATABASE_URL_ORDER"}} {
 		if *db.url == "" {
 			*db.url = getenv(db.env)
