@@ -29,8 +29,7 @@ var ordersFinal = []string{"confirmed", "rejected", "payment_failed", "cancelled
 
 // ordersResult is what the orders part measured.
 type ordersResult struct {
-	workers  int
-	took     time.Duration // first POST sent to the last order final
+	took     time.Duration // from the first POST until the last worker stopped
 	states   map[string]int
 	postLat  []time.Duration // POST /orders, sorted
 	finalLat []time.Duration // POST sent to the order's final state event received, sorted
@@ -158,7 +157,7 @@ func stockBooks(ctx context.Context, inventoryURL, token string) ([]string, erro
 
 // measureOrders runs the workers for s.ordersDuration and collects what they saw.
 func measureOrders(ctx context.Context, s settings, sys *ordersSystem, books []string, token string, finals *finalWatch) *ordersResult {
-	r := &ordersResult{workers: s.ordersWorkers, states: map[string]int{}}
+	r := &ordersResult{states: map[string]int{}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	begin := time.Now()
