@@ -90,6 +90,17 @@ func child(mode string) int {
 		}
 		<-term
 		return 0
+	case "burst":
+		// Writes 500 lines in one write, then nothing: the file is never seen
+		// half-written, and is idle once it has been printed.
+		id := os.Getenv("SUPERVISE_TEST_ID")
+		var b strings.Builder
+		for i := range 500 {
+			fmt.Fprintf(&b, "line %s %d %s\n", id, i, strings.Repeat(id, 50))
+		}
+		os.Stdout.WriteString(b.String())
+		<-term
+		return 0
 	}
 	fmt.Fprintln(os.Stderr, "unknown child mode", mode)
 	return 2
