@@ -259,8 +259,8 @@ func (s *Store) commit(ctx context.Context, tx *sql.Tx, r inventory.Reservation,
 		return inventory.Outcome{Reply: inventory.CommitFailedReply(r.OrderID, inventory.ReasonUnknownOrder)}, nil
 	case r.State == inventory.StateReserved:
 		for _, l := range r.Items {
-			if _, err := tx.ExecContext(ctx, `UPDATE stock SET quantity = quantity - $1, reserved = reserved - $1 WHERE book_id = $2`,
-				l.Quantity, l.BookID); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE stock SET quantity = quantity - $1, reserved = reserved - $1,
+				version = version + 1, updated_at = $3 WHERE book_id = $2`, l.Quantity, l.BookID, stockChanged()); err != nil {
 				return inventory.Outcome{}, fmt.Errorf("sell %s: %w", l.BookID, err)
 			}
 		}
@@ -289,8 +289,8 @@ func (s *Store) retake(ctx context.Context, tx *sql.Tx, lines []inventory.Priced
 	}
 	ok := true
 	for _, l := range lines {
-		res, err := tx.ExecContext(ctx, `UPDATE stock SET quantity = quantity - $1
-			WHERE book_id = $2 AND quantity - reserved >= $1 AND NOT deleted`, l.Quantity, l.BookID)
+		res, err := tx.ExecContext(ctx, `UPDATE stock SET quantity = quantity - $1, version = version + 1, updated_at = $3
+			WHERE book_id = $2 AND quantity - reserved >= $1 AND NOT deleted`, l.Quantity, l.BookID, stockChanged())
 		if err != nil {
 			return false, fmt.Errorf("retake %s: %w", l.BookID, err)
 		}
@@ -351,10 +351,17 @@ func (s *Store) free(ctx context.Context, tx *sql.Tx, lines []inventory.PricedLi
 	return nil
 }
 
+// stockChanged is the updated_at of stock whose quantity a sale or a restock
+// changed. Those changes take a version too, as an editor's do: an editor who
+// sets the quantity from a read older than a sale gets 412, rather than undoing
+// the sale. Reservations change only reserved and available, and no version.
+func stockChanged() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
 // putBack returns the copies the lines sold to the stock on hand.
 func (s *Store) putBack(ctx context.Context, tx *sql.Tx, lines []inventory.PricedLine) error {
 	for _, l := range lines {
-		if _, err := tx.ExecContext(ctx, `UPDATE stock SET quantity = quantity + $1 WHERE book_id = $2`, l.Quantity, l.BookID); err != nil {
+		if _, err := tx.ExecContext(ctx, `UPDATE stock SET quantity = quantity + $1, version = version + 1, updated_at = $3
+			WHERE book_id = $2`, l.Quantity, l.BookID, stockChanged()); err != nil {
 			return fmt.Errorf("put back %s: %w", l.BookID, err)
 		}
 	}

@@ -356,3 +356,37 @@ func TestExpireDue(t *testing.T) {
 		}
 	})
 }
+
+// TestSalesTakeAVersion: a sale and a restock change the quantity on hand, so
+// they take a version as an editor's change does; an editor who sets the quantity
+// from a read older than a sale gets ErrStale (412), rather than undoing it. A
+// reservation changes no version.
+func TestSalesTakeAVersion(t *testing.T) {
+	forEachStore(t, func(t *testing.T, db *sqldb.DB, s *sqlstore.Store) {
+		ctx := context.Background()
+		bookID := stock(t, s, eur(1000), 5)
+		read, err := s.Get(ctx, bookID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		orderID := id.New()
+		mustApply(t, db, s, reserve(orderID, time.Now().Add(time.Hour), line(bookID, 2)))
+		if it, _ := s.Get(ctx, bookID); it.Version != read.Version {
+			t.Errorf("version %d after a reservation, want %d", it.Version, read.Version)
+		}
+		mustApply(t, db, s, inventory.Command{Type: inventory.CommandCommit, OrderID: orderID})
+		sold, err := s.Get(ctx, bookID)
+		if err != nil || sold.Version != read.Version+1 || sold.Quantity != 3 {
+			t.Fatalf("after the sale: %+v, %v; want version %d and 3 on hand", sold, err, read.Version+1)
+		}
+		stale := read
+		stale.Quantity, stale.Version, stale.UpdatedAt = 10, read.Version+1, time.Now().UTC().Truncate(time.Microsecond)
+		if _, err := s.Update(ctx, stale); !errors.Is(err, inventory.ErrStale) {
+			t.Errorf("an editor's update from before the sale: got %v, want ErrStale", err)
+		}
+		mustApply(t, db, s, inventory.Command{Type: inventory.CommandRestock, OrderID: orderID})
+		if back, _ := s.Get(ctx, bookID); back.Version != read.Version+2 || back.Quantity != 5 {
+			t.Errorf("after the restock: %+v; want version %d and 5 on hand", back, read.Version+2)
+		}
+	})
+}
