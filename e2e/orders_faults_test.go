@@ -111,19 +111,32 @@ func publishCommand(t *testing.T, js jetstream.JetStream, typ string, data map[s
 	}
 }
 
-// acknowledged is how many messages the saga's consumers have acknowledged so far.
-func acknowledged(t *testing.T, js jetstream.JetStream) uint64 {
-	t.Helper()
-	var n uint64
+// sagaConsumerInfos are the saga's durable consumers as the server has them.
+func sagaConsumerInfos(js jetstream.JetStream) ([]*jetstream.ConsumerInfo, error) {
+	var infos []*jetstream.ConsumerInfo
 	for _, name := range sagaConsumers {
 		c, err := js.Consumer(context.Background(), "FOLIO_EVENTS", name)
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
 		info, err := c.Info(context.Background())
 		if err != nil {
-			t.Fatal(err)
+			return nil, err
 		}
+		infos = append(infos, info)
+	}
+	return infos, nil
+}
+
+// acknowledged is how many messages the saga's consumers have acknowledged so far.
+func acknowledged(t *testing.T, js jetstream.JetStream) uint64 {
+	t.Helper()
+	infos, err := sagaConsumerInfos(js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n uint64
+	for _, info := range infos {
 		n += info.AckFloor.Stream
 	}
 	return n
@@ -133,17 +146,13 @@ func acknowledged(t *testing.T, js jetstream.JetStream) uint64 {
 func settled(t *testing.T, js jetstream.JetStream) {
 	t.Helper()
 	polltest.UntilWithin(t, orderSaga, "the saga's consumers handle every message", func() error {
-		for _, name := range sagaConsumers {
-			c, err := js.Consumer(context.Background(), "FOLIO_EVENTS", name)
-			if err != nil {
-				return err
-			}
-			info, err := c.Info(context.Background())
-			if err != nil {
-				return err
-			}
+		infos, err := sagaConsumerInfos(js)
+		if err != nil {
+			return err
+		}
+		for _, info := range infos {
 			if info.NumPending > 0 || info.NumAckPending > 0 {
-				return fmt.Errorf("%s: %d pending, %d unacknowledged", name, info.NumPending, info.NumAckPending)
+				return fmt.Errorf("%s: %d pending, %d unacknowledged", info.Name, info.NumPending, info.NumAckPending)
 			}
 		}
 		return nil

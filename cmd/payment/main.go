@@ -147,12 +147,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return fmt.Errorf("config: %w", err)
 	}
 	log.Info("card public key", "card_public_key", cards.PublicKey())
-	// As for the secrets key: group access is how Kubernetes (fsGroup) and Compose
-	// hand a program its secret; the world's is a leak.
 	if cfg.CardKey == "" {
-		if fi, err := os.Stat(cfg.CardKeyFile); err == nil && fi.Mode().Perm()&0o007 != 0 {
-			log.Warn("the card key file is open to every user of the machine", "file", cfg.CardKeyFile, "mode", fi.Mode().Perm().String())
-		}
+		secrets.WarnIfOpenToAll(log, "card key", cfg.CardKeyFile)
 	}
 
 	// Database: the payments and their ledger, then the idempotency keys, outbox

@@ -7,9 +7,11 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -192,67 +194,106 @@ func (l *loader) count(created, replayed *int, wasReplayed bool) {
 
 // post sends body as JSON with the idempotency key and decodes a 2xx answer into out
 // (when not nil). It retries, with the same key, while the failure is one that passes
-// by itself, for up to retryFor. It reports whether the service replayed an earlier
-// answer to the same key.
+// by itself (a 409 too: a key still held by an interrupted load's request), for up
+// to retryFor. It reports whether the service replayed an earlier answer to the
+// same key.
 func (l *loader) post(ctx context.Context, url, key string, body, out any) (replayed bool, err error) {
-	payload, err := json.Marshal(body)
-	if err != nil {
-		return false, err
+	c := requester{hc: l.hc, token: l.token}
+	h, err := c.send(ctx, http.MethodPost, url, map[string]string{"Idempotency-Key": key}, body, out, http.StatusConflict)
+	return h.Get("Idempotent-Replayed") == "true", err
+}
+
+// requester sends the loads' requests, as the caller of token.
+type requester struct {
+	hc    *http.Client
+	token string
+}
+
+// statusError is a non-2xx answer.
+type statusError struct {
+	method, path string
+	status       int
+	detail       string
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("%s %s answered %d %s%s", e.method, e.path, e.status, http.StatusText(e.status), e.detail)
+}
+
+// send sends body (none when nil) as JSON with header, and decodes a 2xx answer into
+// out (when not nil); it returns the answer's headers. A failure to connect, and
+// an answer that may pass by itself (429, 502, 503, 504, and the statuses in
+// alsoRetry), are retried for up to retryFor, waiting 100 ms doubling to 3 s. A
+// non-2xx answer is a *statusError. When ctx ends, no new attempt starts, but one
+// in flight finishes, so that none is cut off after the service acted on it.
+func (c requester) send(ctx context.Context, method, url string, header map[string]string, body, out any, alsoRetry ...int) (http.Header, error) {
+	var payload []byte
+	if body != nil {
+		var err error
+		if payload, err = json.Marshal(body); err != nil {
+			return nil, err
+		}
 	}
 	deadline := time.Now().Add(retryFor)
 	wait := 100 * time.Millisecond
 	for {
 		if err := context.Cause(ctx); err != nil {
-			return false, err
+			return nil, err
 		}
-		replayed, retry, err := l.postOnce(ctx, url, key, payload, out)
+		h, retry, err := c.once(ctx, method, url, header, payload, out)
+		var se *statusError
+		if errors.As(err, &se) {
+			retry = slices.Contains(alsoRetry, se.status) || se.status == http.StatusTooManyRequests ||
+				se.status == http.StatusBadGateway || se.status == http.StatusServiceUnavailable || se.status == http.StatusGatewayTimeout
+		}
 		if err == nil || !retry || time.Now().Add(wait).After(deadline) {
-			return replayed, err
+			return h, err
 		}
 		select {
 		case <-ctx.Done():
-			return false, context.Cause(ctx)
+			return nil, context.Cause(ctx)
 		case <-time.After(wait):
 		}
 		wait = min(2*wait, 3*time.Second)
 	}
 }
 
-func (l *loader) postOnce(ctx context.Context, url, key string, payload []byte, out any) (replayed, retry bool, err error) {
+// once makes one attempt of send; retry says that its failure to get an answer
+// may pass by itself.
+func (c requester) once(ctx context.Context, method, url string, header map[string]string, payload []byte, out any) (h http.Header, retry bool, err error) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), requestTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodPost, url, bytes.NewReader(payload))
+	req, err := http.NewRequestWithContext(rctx, method, url, bytes.NewReader(payload))
 	if err != nil {
-		return false, false, err
+		return nil, false, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Idempotency-Key", key)
-	if l.token != "" {
-		req.Header.Set("Authorization", "Bearer "+l.token)
+	if payload != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := l.hc.Do(req)
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := c.hc.Do(req)
 	if err != nil {
-		return false, true, fmt.Errorf("POST %s: %w", req.URL.Path, err)
+		return nil, true, fmt.Errorf("%s %s: %w", method, req.URL.Path, err)
 	}
 	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
 	if err != nil {
-		return false, true, fmt.Errorf("POST %s: read answer: %w", req.URL.Path, err)
+		return nil, true, fmt.Errorf("%s %s: read answer: %w", method, req.URL.Path, err)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		switch resp.StatusCode {
-		case http.StatusConflict, http.StatusTooManyRequests, http.StatusBadGateway,
-			http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-			retry = true
-		}
-		return false, retry, fmt.Errorf("POST %s answered %s%s", req.URL.Path, resp.Status, explain(data))
+		return resp.Header, false, &statusError{method: method, path: req.URL.Path, status: resp.StatusCode, detail: explain(data)}
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
-			return false, false, fmt.Errorf("POST %s: answer is not the JSON expected: %w", req.URL.Path, err)
+			return resp.Header, false, fmt.Errorf("%s %s: answer is not the JSON expected: %w", method, req.URL.Path, err)
 		}
 	}
-	return resp.Header.Get("Idempotent-Replayed") == "true", false, nil
+	return resp.Header, false, nil
 }
 
 // explain renders a problem+json answer as ": detail (field: message; …)", or a

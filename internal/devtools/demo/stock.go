@@ -1,12 +1,9 @@
 package demo
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"fmt"
+	"errors"
 	"hash/fnv"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -43,7 +40,7 @@ func Stock(ctx context.Context, bookURL, inventoryURL, token string, hc *http.Cl
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	s := stocker{hc: hc, token: token, inventoryURL: strings.TrimSuffix(inventoryURL, "/")}
+	s := stocker{requester: requester{hc: hc, token: token}, inventoryURL: strings.TrimSuffix(inventoryURL, "/")}
 	var stats StockStats
 	cursor := ""
 	for {
@@ -57,7 +54,7 @@ func Stock(ctx context.Context, bookURL, inventoryURL, token string, hc *http.Cl
 		if cursor != "" {
 			target += "&cursor=" + url.QueryEscape(cursor)
 		}
-		if err := s.do(ctx, http.MethodGet, target, nil, &page); err != nil {
+		if _, err := s.send(ctx, http.MethodGet, target, nil, nil, &page); err != nil {
 			return stats, err
 		}
 		for _, b := range page.Items {
@@ -81,8 +78,7 @@ func Stock(ctx context.Context, bookURL, inventoryURL, token string, hc *http.Cl
 }
 
 type stocker struct {
-	hc           *http.Client
-	token        string
+	requester
 	inventoryURL string
 }
 
@@ -92,84 +88,10 @@ type stocker struct {
 func (s stocker) stock(ctx context.Context, bookID string) (bool, error) {
 	quantity, price := DemoStock(bookID)
 	body := map[string]any{"quantity": quantity, "price": map[string]any{"amount": price, "currency": Currency}}
-	err := s.do(ctx, http.MethodPut, s.inventoryURL+"/inventory/"+url.PathEscape(bookID), body, nil)
-	if se, ok := err.(*statusError); ok && se.status == http.StatusPreconditionFailed {
+	_, err := s.send(ctx, http.MethodPut, s.inventoryURL+"/inventory/"+url.PathEscape(bookID), map[string]string{"If-None-Match": "*"}, body, nil)
+	var se *statusError
+	if errors.As(err, &se) && se.status == http.StatusPreconditionFailed {
 		return false, nil
 	}
 	return err == nil, err
-}
-
-// statusError is a non-2xx answer.
-type statusError struct {
-	method, path string
-	status       int
-	detail       string
-}
-
-func (e *statusError) Error() string {
-	return fmt.Sprintf("%s %s answered %d %s%s", e.method, e.path, e.status, http.StatusText(e.status), e.detail)
-}
-
-// do sends one request, retried while its failure may pass by itself, and decodes
-// a 2xx answer into out when not nil.
-func (s stocker) do(ctx context.Context, method, target string, body, out any) error {
-	var payload []byte
-	if body != nil {
-		var err error
-		if payload, err = json.Marshal(body); err != nil {
-			return err
-		}
-	}
-	deadline := time.Now().Add(retryFor)
-	wait := 100 * time.Millisecond
-	for {
-		err, retry := s.once(ctx, method, target, payload, out)
-		if err == nil || !retry || time.Now().Add(wait).After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-		wait = min(2*wait, 3*time.Second)
-	}
-}
-
-func (s stocker) once(ctx context.Context, method, target string, payload []byte, out any) (err error, retry bool) {
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, method, target, bytes.NewReader(payload))
-	if err != nil {
-		return err, false
-	}
-	if payload != nil {
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("If-None-Match", "*")
-	}
-	if s.token != "" {
-		req.Header.Set("Authorization", "Bearer "+s.token)
-	}
-	resp, err := s.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, req.URL.Path, err), ctx.Err() == nil
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return fmt.Errorf("%s %s: read answer: %w", method, req.URL.Path, err), true
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		switch resp.StatusCode {
-		case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
-			retry = true
-		}
-		return &statusError{method: method, path: req.URL.Path, status: resp.StatusCode, detail: explain(data)}, retry
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("%s %s: answer is not the JSON expected: %w", method, req.URL.Path, err), false
-		}
-	}
-	return nil, false
 }

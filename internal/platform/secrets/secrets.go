@@ -100,11 +100,7 @@ func Load(cfg Config, dataDir string, log *slog.Logger) (*Box, error) {
 		if err != nil {
 			return nil, err
 		}
-		// Group access is how Kubernetes (fsGroup) and Compose hand a secret to a
-		// program that does not run as the file's owner; the world's is a leak.
-		if fi, err := os.Stat(cfg.KeyFile); err == nil && fi.Mode().Perm()&0o007 != 0 {
-			log.Warn("the secrets key file is open to every user of the machine", "file", cfg.KeyFile, "mode", fi.Mode().Perm().String())
-		}
+		WarnIfOpenToAll(log, "secrets key", cfg.KeyFile)
 		return New(key)
 	}
 	if dataDir == "" {
@@ -235,3 +231,13 @@ func (b *Box) Unseal(sealed string, context []byte) ([]byte, error) {
 // IsSealed reports whether s is in the text form Seal produces (a value stored before
 // sealing was introduced is not).
 func IsSealed(s string) bool { return strings.HasPrefix(s, prefix) }
+
+// WarnIfOpenToAll logs a warning when the key file at path (what names the key)
+// is readable by every user of the machine. Group access is how Kubernetes
+// (fsGroup) and Compose hand a secret to a program that does not run as the
+// file's owner; the world's is a leak.
+func WarnIfOpenToAll(log *slog.Logger, what, path string) {
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o007 != 0 {
+		log.Warn("the "+what+" file is open to every user of the machine", "file", path, "mode", fi.Mode().Perm().String())
+	}
+}
