@@ -1,7 +1,6 @@
 package loadbench
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -148,7 +147,7 @@ func stockBooks(ctx context.Context, inventoryURL, token string) ([]string, erro
 	for i := range books {
 		books[i] = id.New()
 		body := `{"quantity": 1000000, "price": {"amount": 1000, "currency": "EUR"}}`
-		if _, err := ordersCall(ctx, http.MethodPut, inventoryURL+"/inventory/"+books[i], token, []byte(body), nil); err != nil {
+		if _, err := callJSON(ctx, ordersClient, http.MethodPut, inventoryURL+"/inventory/"+books[i], token, []byte(body), nil); err != nil {
 			return nil, fmt.Errorf("stock: %w", err)
 		}
 	}
@@ -199,7 +198,7 @@ func placeAndWait(ctx context.Context, orderURL, token, book string, finals *fin
 	var o struct {
 		ID string `json:"id"`
 	}
-	if _, err := ordersCall(ctx, http.MethodPost, orderURL+"/orders", token, []byte(body), &o); err != nil {
+	if _, err := callJSON(ctx, ordersClient, http.MethodPost, orderURL+"/orders", token, []byte(body), &o); err != nil {
 		return 0, 0, "", err
 	}
 	post = time.Since(start)
@@ -296,36 +295,6 @@ func (w *finalWatch) wait(ctx context.Context, id string, timeout time.Duration)
 func (w *finalWatch) close() { w.nc.Close() }
 
 var ordersClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
-
-// ordersCall sends one request and decodes a 2xx answer into out when not nil.
-func ordersCall(ctx context.Context, method, url, token string, body []byte, out any) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
-	if err != nil {
-		return 0, err
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := ordersClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return resp.StatusCode, err
-	}
-	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return resp.StatusCode, fmt.Errorf("%s %s: %s: %.200s", method, req.URL.Path, resp.Status, data)
-	}
-	if out != nil {
-		if err := json.Unmarshal(data, out); err != nil {
-			return resp.StatusCode, fmt.Errorf("%s %s: %w", method, req.URL.Path, err)
-		}
-	}
-	return resp.StatusCode, nil
-}
 
 // reportOrders prints the orders part's figures.
 func reportOrders(w io.Writer, r *ordersResult) {

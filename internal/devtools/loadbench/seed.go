@@ -146,31 +146,48 @@ func createAllWith(ctx context.Context, client *http.Client, url, token string, 
 
 // create POSTs one document with token and returns the id of the resource created.
 func create(ctx context.Context, client *http.Client, url, token string, body []byte) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return "", fmt.Errorf("POST %s: %w", url, err)
-	}
-	if resp.StatusCode != http.StatusCreated {
-		return "", fmt.Errorf("POST %s %s: %s: %s", url, body, resp.Status, b)
-	}
 	var created struct {
 		ID string `json:"id"`
 	}
-	if err := json.Unmarshal(b, &created); err != nil || created.ID == "" {
-		return "", fmt.Errorf("POST %s: the answer has no id: %s", url, b)
+	status, err := callJSON(ctx, client, http.MethodPost, url, token, body, &created)
+	if err != nil {
+		return "", fmt.Errorf("%w (body %s)", err, body)
+	}
+	if status != http.StatusCreated || created.ID == "" {
+		return "", fmt.Errorf("POST %s: answered %d with id %q, want 201 and an id", url, status, created.ID)
 	}
 	return created.ID, nil
+}
+
+// callJSON sends one request with token and body (JSON, none when nil) and decodes
+// a 2xx answer into out when not nil; another answer is an error.
+func callJSON(ctx context.Context, client *http.Client, method, url, token string, body []byte, out any) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return resp.StatusCode, err
+	}
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return resp.StatusCode, fmt.Errorf("%s %s: %s: %.200s", method, req.URL.Path, resp.Status, data)
+	}
+	if out != nil {
+		if err := json.Unmarshal(data, out); err != nil {
+			return resp.StatusCode, fmt.Errorf("%s %s: %w", method, req.URL.Path, err)
+		}
+	}
+	return resp.StatusCode, nil
 }
 
 // login gets a token for email through the gateway at gatewayURL (POST /auth/token).
