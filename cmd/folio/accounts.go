@@ -180,13 +180,28 @@ func editorToken(ctx context.Context, authURL string, c credentials) (string, er
 	return tok, nil
 }
 
+// tokenBusyFor bounds how long token waits out 503 answers: the auth service's
+// hash slots all taken on a busy machine, or a gateway that has not found an auth
+// instance yet, both of which pass by themselves.
+const tokenBusyFor = 30 * time.Second
+
 // token gets an access token for email and password from the auth service.
 func token(ctx context.Context, hc *http.Client, authURL, email, password string) (string, error) {
 	var tok struct {
 		AccessToken string `json:"access_token"`
 	}
+	deadline := time.Now().Add(tokenBusyFor)
 	status, err := postJSON(ctx, hc, http.MethodPost, authURL+"/auth/token", "",
 		map[string]string{"email": email, "password": password}, &tok)
+	for err == nil && status == http.StatusServiceUnavailable && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(time.Second):
+		}
+		status, err = postJSON(ctx, hc, http.MethodPost, authURL+"/auth/token", "",
+			map[string]string{"email": email, "password": password}, &tok)
+	}
 	if err != nil {
 		return "", fmt.Errorf("get a token: %w", err)
 	}

@@ -162,10 +162,12 @@ func up(ctx context.Context, args []string, getenv func(string) string, stdout i
 		return interrupted(ctx, err)
 	}
 	if !cfg.noDemo {
-		if err := loadDemo(ctx, sup, cfg, creds); err != nil {
+		// One login for both loads, and none when both were done by an earlier run.
+		tok := sync.OnceValues(func() (string, error) { return editorToken(ctx, serviceURL(cfg, cfg.authPort), creds) })
+		if err := loadDemo(ctx, sup, cfg, tok); err != nil {
 			return interrupted(ctx, err)
 		}
-		if err := loadDemoStock(ctx, sup, cfg, creds); err != nil {
+		if err := loadDemoStock(ctx, sup, cfg, tok); err != nil {
 			return interrupted(ctx, err)
 		}
 	}
@@ -617,14 +619,14 @@ const markerName = "demo-loaded"
 
 // loadDemo loads the demo catalogue, as the demo editor, unless the marker says an
 // earlier run did.
-func loadDemo(ctx context.Context, sup *supervise.Supervisor, cfg *upConfig, c credentials) error {
+func loadDemo(ctx context.Context, sup *supervise.Supervisor, cfg *upConfig, editor func() (string, error)) error {
 	marker := filepath.Join(cfg.dataDir, markerName)
 	if _, err := os.Stat(marker); err == nil {
 		sup.Logf("demo catalogue already loaded (%s exists)", marker)
 		return nil
 	}
 	sup.Logf("loading the demo catalogue through the services' APIs")
-	tok, err := editorToken(ctx, serviceURL(cfg, cfg.authPort), c)
+	tok, err := editor()
 	if err != nil {
 		return err
 	}
@@ -654,12 +656,12 @@ const stockMarkerName = "demo-stock-loaded"
 
 // loadDemoStock gives every book stock and a price in the inventory service, as the
 // demo editor, unless the marker says an earlier run did.
-func loadDemoStock(ctx context.Context, sup *supervise.Supervisor, cfg *upConfig, c credentials) error {
+func loadDemoStock(ctx context.Context, sup *supervise.Supervisor, cfg *upConfig, editor func() (string, error)) error {
 	marker := filepath.Join(cfg.dataDir, stockMarkerName)
 	if _, err := os.Stat(marker); err == nil {
 		return nil
 	}
-	tok, err := editorToken(ctx, serviceURL(cfg, cfg.authPort), c)
+	tok, err := editor()
 	if err != nil {
 		return err
 	}
