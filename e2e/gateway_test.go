@@ -205,6 +205,17 @@ func TestGateway(t *testing.T) {
 	gw := startExtra(t, "gateway", anyAddr, append(gatewayEnv(auth, author, books,
 		"FOLIO_RATE_LIMIT=100000", "FOLIO_RATE_BURST=100000"), discoveryEnv("gateway")...)...)
 	gs := &gatewaySystem{reg: reg, auth: auth, author: author, books: books, gw: gw, g: gw.URL()}
+	// The gateway is ready once it serves; with the registry, it learns where
+	// each service is a moment later (until then it answers 503, as it does when
+	// a service has no instance). The subtests start once it routes to each.
+	polltest.Until(t, "the gateway routes to auth, author and book", func() error {
+		for _, path := range []string{"/.well-known/jwks.json", "/authors?limit=1", "/books?limit=1"} {
+			if r := call(t, "GET", gs.g+path, nil); r.status != http.StatusOK {
+				return fmt.Errorf("GET %s: %d", path, r.status)
+			}
+		}
+		return nil
+	})
 
 	t.Run("accounts, tokens and roles work through the gateway", gs.accountsAndRoles)
 	if gs.bookID == "" {
