@@ -351,7 +351,7 @@ type response struct {
 	body   []byte
 }
 
-func (r response) json(t *testing.T) map[string]any {
+func (r response) json(t testing.TB) map[string]any {
 	t.Helper()
 	var m map[string]any
 	if err := json.Unmarshal(r.body, &m); err != nil {
@@ -362,7 +362,7 @@ func (r response) json(t *testing.T) map[string]any {
 
 var client = &http.Client{Timeout: 30 * time.Second}
 
-func call(t *testing.T, method, url string, body any, headers ...string) response {
+func call(t testing.TB, method, url string, body any, headers ...string) response {
 	t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
@@ -397,7 +397,7 @@ func call(t *testing.T, method, url string, body any, headers ...string) respons
 	return response{status: resp.StatusCode, header: resp.Header, body: b}
 }
 
-func expect(t *testing.T, r response, status int) {
+func expect(t testing.TB, r response, status int) {
 	t.Helper()
 	if r.status != status {
 		t.Fatalf("got status %d, want %d; body: %s", r.status, status, r.body)
@@ -425,7 +425,7 @@ func createBook(t *testing.T, sys *system, title, authorID, genre string) string
 }
 
 // walk follows next_cursor from url and returns every item's id.
-func walk(t *testing.T, url string) []string {
+func walk(t testing.TB, url string) []string {
 	t.Helper()
 	var ids []string
 	next := url
@@ -458,7 +458,7 @@ func walk(t *testing.T, url string) []string {
 	}
 }
 
-func count(t *testing.T, url string) int {
+func count(t testing.TB, url string) int {
 	sep := "?"
 	if strings.Contains(url, "?") {
 		sep = "&"

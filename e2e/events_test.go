@@ -401,7 +401,7 @@ type receiver struct {
 	bad    []string
 }
 
-func newReceiver(t *testing.T, secret string) *receiver {
+func newReceiver(t testing.TB, secret string) *receiver {
 	r := &receiver{secret: secret, got: map[string]*receipt{}}
 	r.srv = httptest.NewServer(http.HandlerFunc(r.serve))
 	t.Cleanup(r.srv.Close)

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -37,7 +38,11 @@ import (
 // .ci/kube runs it (FOLIO_TEST_KUBE_PLAY=1, as root, with podman configured, the
 // images built and FOLIO_TEST_POSTGRES_URL set); it takes the host's ports 8080-8087,
 // 8091, 9080-9087, 9091 and 14222.
-func TestKubePlay(t *testing.T) {
+func TestKubePlay(tt *testing.T) {
+	// The pods' logs, dumped when the test fails, run to thousands of lines; a
+	// reader of CI's output sees its end. The failures are said again there.
+	t := &failureEcho{T: tt}
+	tt.Cleanup(t.echo)
 	if os.Getenv("FOLIO_TEST_KUBE_PLAY") != "1" {
 		t.Skip("plays the Kubernetes manifests with podman: .ci/kube runs it (FOLIO_TEST_KUBE_PLAY=1)")
 	}
@@ -205,7 +210,7 @@ func TestKubePlay(t *testing.T) {
 // card (202), and the order, which the order, inventory and payment services
 // pass between them over NATS, reaches confirmed, its copy out of stock; the
 // payment service stays out of the gateway's reach.
-func kubePlayOrder(t *testing.T, g, admin, book string) {
+func kubePlayOrder(t testing.TB, g, admin, book string) {
 	t.Helper()
 	const stock = 5
 	r := call(t, "PUT", g+"/inventory/"+book, map[string]any{"quantity": stock, "price": map[string]any{"amount": 1299, "currency": "EUR"}},
@@ -274,14 +279,14 @@ type podWorkload struct {
 	grace int    // terminationGracePeriodSeconds
 }
 
-func (p *podPlay) start(t *testing.T, w *podWorkload) {
+func (p *podPlay) start(t testing.TB, w *podWorkload) {
 	t.Helper()
 	podman(t, "kube", "play", w.file)
 	// A Deployment's single pod is <name>-pod-0 (podman runs one replica).
 	w.pod = w.name + "-pod-0"
 }
 
-func (p *podPlay) workload(t *testing.T, name string) *podWorkload {
+func (p *podPlay) workload(t testing.TB, name string) *podWorkload {
 	for _, w := range p.workloads {
 		if w.name == name {
 			return w
@@ -298,7 +303,7 @@ func (p *podPlay) workload(t *testing.T, name string) *podWorkload {
 // becomes a Deployment with its volume claim as a named volume. Secrets, which
 // podman kube play cannot read from Kubernetes YAML, become files of dir mounted
 // where the Secret volume was, and literal values where env referred to one.
-func adaptForPodman(t *testing.T, rendered, secretsYAML []byte, dir string) *podPlay {
+func adaptForPodman(t testing.TB, rendered, secretsYAML []byte, dir string) *podPlay {
 	t.Helper()
 	secrets := map[string]map[string][]byte{}
 	for _, doc := range yamlDocs(secretsYAML) {
@@ -429,7 +434,7 @@ func adaptForPodman(t *testing.T, rendered, secretsYAML []byte, dir string) *pod
 // writeSecretFiles writes each key of Secret name as a file of dir, as a Secret
 // volume with defaultMode 0440 and fsGroup 65532 shows it (owner root, group the
 // programs' own); on a CI machine's disk, not a cluster's tmpfs.
-func writeSecretFiles(t *testing.T, dir string, secrets map[string]map[string][]byte, name string) {
+func writeSecretFiles(t testing.TB, dir string, secrets map[string]map[string][]byte, name string) {
 	t.Helper()
 	data, ok := secrets[name]
 	if !ok {
@@ -470,7 +475,7 @@ func yamlDocs(b []byte) [][]byte {
 }
 
 // runOut runs a command in dir with env added and returns its standard output.
-func runOut(t *testing.T, dir string, env []string, name string, args ...string) []byte {
+func runOut(t testing.TB, dir string, env []string, name string, args ...string) []byte {
 	t.Helper()
 	cmd := exec.Command(name, args...)
 	cmd.Dir = dir
@@ -485,7 +490,7 @@ func runOut(t *testing.T, dir string, env []string, name string, args ...string)
 }
 
 // podman runs podman with args, failing t with its output if it fails.
-func podman(t *testing.T, args ...string) string {
+func podman(t testing.TB, args ...string) string {
 	t.Helper()
 	out, err := exec.Command("podman", args...).CombinedOutput()
 	if err != nil {
@@ -497,4 +502,50 @@ func podman(t *testing.T, args ...string) string {
 		t.Fatalf("podman %s: %v", strings.Join(args, " "), err)
 	}
 	return string(out)
+}
+
+// failureEcho is a test that keeps what it failed with, to say it again as the
+// last thing it logs.
+type failureEcho struct {
+	*testing.T
+	mu       sync.Mutex
+	failures []string
+}
+
+func (f *failureEcho) keep(msg string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failures = append(f.failures, msg)
+}
+
+func (f *failureEcho) Error(args ...any) {
+	f.T.Helper()
+	f.keep(fmt.Sprint(args...))
+	f.T.Error(args...)
+}
+func (f *failureEcho) Errorf(format string, args ...any) {
+	f.T.Helper()
+	f.keep(fmt.Sprintf(format, args...))
+	f.T.Errorf(format, args...)
+}
+func (f *failureEcho) Fatal(args ...any) {
+	f.T.Helper()
+	f.keep(fmt.Sprint(args...))
+	f.T.Fatal(args...)
+}
+func (f *failureEcho) Fatalf(format string, args ...any) {
+	f.T.Helper()
+	f.keep(fmt.Sprintf(format, args...))
+	f.T.Fatalf(format, args...)
+}
+
+func (f *failureEcho) echo() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, msg := range f.failures {
+		if len(msg) > 600 {
+			msg = msg[:600] + "…"
+		}
+		f.T.Logf("failure %d of %d, said again: %s", i+1, len(f.failures), msg)
+	}
 }
