@@ -5,14 +5,12 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -72,7 +70,7 @@ func (c *settings) check() error {
 	if c.CardPublicKey == "" {
 		return errors.New("FOLIO_PAYMENT_CARD_PUBLIC_KEY is required: the payment service's public key (base64), to which cards are sealed")
 	}
-	if raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(c.CardPublicKey)); err != nil || len(raw) != 32 {
+	if _, err := secrets.PublicKeyID(c.CardPublicKey); err != nil {
 		return errors.New("FOLIO_PAYMENT_CARD_PUBLIC_KEY must be 32 bytes in base64 (the payment service's X25519 public key)")
 	}
 	return nil
@@ -157,6 +155,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// The service and its routes.
 	store := sqlstore.New(outbox.NewWriter(db, relay.Notify))
 	cardKey := cfg.CardPublicKey
+	// The payment service logs its key's id at start, and names the id of a card
+	// sealed to another key when it declines one: the two lines to compare.
+	cardKeyID, _ := secrets.PublicKeyID(cardKey) // checked with the configuration
+	log.Info("cards sealed to the payment service's key", "card_key_id", cardKeyID)
 	svc, err := order.NewService(store, order.Config{
 		Timing:  order.Timing{StepTimeout: cfg.StepTimeout, RetryInterval: cfg.RetryInterval, RetryMax: cfg.RetryMax},
 		Seal:    func(card []byte) (string, error) { return secrets.SealTo(cardKey, card) },

@@ -146,7 +146,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("config: %w", err)
 	}
-	log.Info("card public key", "card_public_key", cards.PublicKey())
+	log.Info("card public key", "card_public_key", cards.PublicKey(), "card_key_id", cards.KeyID())
 	if cfg.CardKey == "" {
 		secrets.WarnIfOpenToAll(log, "card key", cfg.CardKeyFile)
 	}
@@ -180,7 +180,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 	// The service and its route.
 	store := sqlstore.New(db)
-	svc := payment.NewService(store, cards, payment.Config{SlowDelay: cfg.SlowDelay})
+	svc := payment.NewService(store, cards, payment.Config{SlowDelay: cfg.SlowDelay, Log: log})
 	mux := http.NewServeMux()
 	httpapi.Routes(mux, svc, verifier)
 

@@ -1,8 +1,10 @@
 package payment_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"reflect"
 	"strings"
 	"testing"
@@ -287,4 +289,54 @@ func slowlyWithout(t *testing.T, cmd payment.Command) bool {
 		t.Fatal(err)
 	}
 	return ok
+}
+
+// TestACardSealedToAnotherKeyIsSaidSo: with the order service given another
+// public key than the payment service's (copied wrong, or the key rotated on one
+// side only), every order would be declined as an invalid card and nobody told
+// why; the decline stays (the card cannot be read), and the log says what to mend,
+// naming both keys, while a card merely altered is declined without that line.
+func TestACardSealedToAnotherKeyIsSaidSo(t *testing.T) {
+	var logged bytes.Buffer
+	key, _ := secrets.LoadRecipient(secrets.GenerateRecipientKey())
+	other, _ := secrets.LoadRecipient(secrets.GenerateRecipientKey())
+	svc := payment.NewService(memoryStore{}, key, payment.Config{Log: slog.New(slog.NewJSONHandler(&logged, nil))})
+	svc.SetClock(func() time.Time { return cardNow })
+
+	authorise := func(sealed string) string {
+		out, err := svc.Decide(nil, payment.Command{Type: payment.CommandAuthorise, OrderID: id.New(),
+			Amount: payment.Money{Amount: 500, Currency: "EUR"}, SealedCard: sealed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return summary(out.Reply)
+	}
+	toOther, err := secrets.SealTo(other.PublicKey(), cardJSON(approved, "12/30", "123"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := authorise(toOther); got != "declined invalid_card" {
+		t.Errorf("a card sealed to another key: %s, want declined invalid_card", got)
+	}
+	line := logged.String()
+	for _, want := range []string{`"level":"ERROR"`, "FOLIO_PAYMENT_CARD_PUBLIC_KEY", other.KeyID(), key.KeyID()} {
+		if !strings.Contains(line, want) {
+			t.Errorf("the log does not say %q: %s", want, line)
+		}
+	}
+	if strings.Contains(line, approved) {
+		t.Errorf("the log holds the card number: %s", line)
+	}
+
+	logged.Reset()
+	toKey, err := secrets.SealTo(key.PublicKey(), cardJSON(approved, "12/30", "123"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := authorise(toKey[:len(toKey)-4] + "AAAA"); got != "declined invalid_card" {
+		t.Errorf("an altered card: %s, want declined invalid_card", got)
+	}
+	if logged.Len() > 0 {
+		t.Errorf("an altered card was logged as sealed to another key: %s", logged.String())
+	}
 }

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"folio/internal/platform/id"
+	"folio/internal/platform/secrets"
 )
 
 // Store is what the service reads payments from (sqlstore.Store); commands are
@@ -26,6 +28,9 @@ type Opener interface {
 type Config struct {
 	// SlowDelay is how long the slow test card's authorisation waits.
 	SlowDelay time.Duration
+	// Log, if not nil, is told of what an operator must mend: cards sealed to
+	// another key than the service's.
+	Log *slog.Logger
 }
 
 // Service applies the payment rules: it decides what each command of the order
@@ -39,6 +44,9 @@ type Service struct {
 
 // NewService returns the service over store, opening cards with cards.
 func NewService(store Store, cards Opener, cfg Config) *Service {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
 	return &Service{store: store, cards: cards, cfg: cfg, now: time.Now}
 }
 
@@ -90,7 +98,7 @@ func (s *Service) WaitSlowDelay(ctx context.Context) error {
 func (s *Service) openCard(sealed string) (Card, error) {
 	plain, err := s.cards.Open(sealed)
 	if err != nil {
-		return Card{}, fmt.Errorf("card: cannot be opened")
+		return Card{}, fmt.Errorf("card: cannot be opened: %w", err)
 	}
 	return ParseCard(plain, s.now())
 }
@@ -130,6 +138,12 @@ func (s *Service) authorise(cur *Payment, cmd Command, now time.Time) Outcome {
 	switch {
 	case err != nil:
 		p.State, p.DeclineReason = StateDeclined, ReasonInvalidCard
+		if errors.Is(err, secrets.ErrOtherKey) {
+			// Every order is declined so until it is mended: the buyer sees an
+			// invalid card, the operator must see why.
+			s.cfg.Log.Error("card sealed to another key than this service's, declined: the order service's FOLIO_PAYMENT_CARD_PUBLIC_KEY must be this service's public key (payment --card-public-key prints it)",
+				"order_id", cmd.OrderID, "error", err)
+		}
 	case card.Behaviour() == DeclineCard:
 		p.State, p.DeclineReason = StateDeclined, ReasonCardDeclined
 	case card.Behaviour() == DeclineFunds:

@@ -2,7 +2,9 @@ package secrets
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -22,7 +24,8 @@ type Recipient struct {
 }
 
 // recipientPrefix marks a sealed-to-recipient value, so that a value sealed by a
-// Box is not mistaken for one.
+// Box is not mistaken for one. The text form is "x25519:<key id>:<base64url of the
+// sealed box>".
 const recipientPrefix = "x25519:"
 
 // GenerateRecipientKey returns a fresh private key in the base64 form that
@@ -90,31 +93,66 @@ func EnsureRecipientKeyFile(path string) (*Recipient, error) {
 // PublicKey is the base64 public key that SealTo takes.
 func (r *Recipient) PublicKey() string { return base64.StdEncoding.EncodeToString(r.public[:]) }
 
+// KeyID names r's public key in the values sealed to it, so that one sealed to
+// another key says so (ErrOtherKey) instead of failing as if it had been altered.
+// Like the public key, it is no secret.
+func (r *Recipient) KeyID() string { return recipientKeyID(r.public[:]) }
+
+func recipientKeyID(public []byte) string {
+	sum := sha256.Sum256(append([]byte("folio-recipient-key-id:"), public...))
+	return hex.EncodeToString(sum[:4])
+}
+
+// PublicKeyID is the KeyID of the recipient whose base64 public key is given, as
+// SealTo names it: for the sender to say which key it seals to. Errors: a public
+// key that is not 32 bytes of base64.
+func PublicKeyID(publicKey string) (string, error) {
+	pub, err := decodePublicKey(publicKey)
+	if err != nil {
+		return "", err
+	}
+	return recipientKeyID(pub[:]), nil
+}
+
+func decodePublicKey(publicKey string) (*[32]byte, error) {
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(publicKey))
+	if err != nil || len(raw) != 32 {
+		return nil, errors.New("a recipient's public key is 32 bytes in base64")
+	}
+	return (*[32]byte)(raw), nil
+}
+
 // SealTo seals plaintext to the recipient whose base64 public key is given: only
 // that recipient's Open can read it. Errors: a public key that is not 32 bytes of
 // base64.
 func SealTo(publicKey string, plaintext []byte) (string, error) {
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(publicKey))
-	if err != nil || len(raw) != 32 {
-		return "", errors.New("a recipient's public key is 32 bytes in base64")
+	pub, err := decodePublicKey(publicKey)
+	if err != nil {
+		return "", err
 	}
-	var pub [32]byte
-	copy(pub[:], raw)
-	sealed, err := box.SealAnonymous(nil, plaintext, &pub, rand.Reader)
+	sealed, err := box.SealAnonymous(nil, plaintext, pub, rand.Reader)
 	if err != nil {
 		return "", fmt.Errorf("seal: %w", err)
 	}
-	return recipientPrefix + base64.RawURLEncoding.EncodeToString(sealed), nil
+	return recipientPrefix + recipientKeyID(pub[:]) + ":" + base64.RawURLEncoding.EncodeToString(sealed), nil
 }
 
 // Open returns the plaintext of a value SealTo sealed to r's public key. Errors:
-// ErrUnseal (wrapped) for a value not sealed to r, or altered.
+// ErrOtherKey (wrapped) for a value that names another key, ErrUnseal (wrapped)
+// for any other value not sealed to r, or altered.
 func (r *Recipient) Open(sealed string) ([]byte, error) {
 	rest, ok := strings.CutPrefix(sealed, recipientPrefix)
 	if !ok {
 		return nil, fmt.Errorf("%w: not a value sealed to a recipient", ErrUnseal)
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(rest)
+	keyID, data, ok := strings.Cut(rest, ":")
+	if !ok {
+		return nil, fmt.Errorf("%w: malformed sealed value", ErrUnseal)
+	}
+	if keyID != r.KeyID() {
+		return nil, fmt.Errorf("%w (%s; this key is %s)", ErrOtherKey, keyID, r.KeyID())
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(data)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrUnseal, err)
 	}

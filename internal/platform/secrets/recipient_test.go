@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -40,11 +41,56 @@ func TestSealToRecipient(t *testing.T) {
 			t.Errorf("%s: Open error %v, want ErrUnseal", name, err)
 		}
 	}
+	if _, err := r.Open(mustSeal(t, other.PublicKey())); !errors.Is(err, ErrOtherKey) {
+		t.Errorf("sealed to another key: Open error %v, want ErrOtherKey", err)
+	}
 	if _, err := SealTo("c2hvcnQ=", nil); err == nil {
 		t.Error("SealTo took a 5-byte public key")
 	}
 	if _, err := LoadRecipient("not base64!"); err == nil {
 		t.Error("LoadRecipient took a key that is not base64")
+	}
+}
+
+// TestSealedValuesNameTheirKey: a value sealed to a recipient names its key, so
+// that one sealed to another key (a public key copied wrong, a key rotated) says
+// so; the key id is only a name, since the sealed box itself is what cannot be
+// forged.
+func TestSealedValuesNameTheirKey(t *testing.T) {
+	r, _ := LoadRecipient(GenerateRecipientKey())
+	other, _ := LoadRecipient(GenerateRecipientKey())
+	if r.KeyID() == other.KeyID() {
+		t.Fatalf("two keys share the id %s", r.KeyID())
+	}
+	if id, err := PublicKeyID(r.PublicKey()); err != nil || id != r.KeyID() {
+		t.Errorf("PublicKeyID = %q, %v; want the recipient's KeyID %q", id, err, r.KeyID())
+	}
+	sealed := mustSeal(t, r.PublicKey())
+	rest, ok := strings.CutPrefix(sealed, "x25519:"+r.KeyID()+":")
+	if !ok {
+		t.Fatalf("sealed value %q does not begin with x25519:<key id>:", sealed)
+	}
+	toOther := mustSeal(t, other.PublicKey())
+	_, otherBox, _ := strings.Cut(strings.TrimPrefix(toOther, "x25519:"), ":")
+	for _, tc := range []struct {
+		name, value string
+		want        error // nil: opens
+	}{
+		{"named, this key", sealed, nil},
+		{"unnamed", "x25519:" + rest, ErrUnseal},
+		{"named, another key", toOther, ErrOtherKey},
+		{"another key's box named as this key's", "x25519:" + r.KeyID() + ":" + otherBox, ErrUnseal},
+		{"this key's box named as another's", "x25519:" + other.KeyID() + ":" + rest, ErrOtherKey},
+	} {
+		got, err := r.Open(tc.value)
+		switch {
+		case tc.want == nil && (err != nil || string(got) != "x"):
+			t.Errorf("%s: Open = %q, %v; want it opened", tc.name, got, err)
+		case tc.want != nil && !errors.Is(err, tc.want):
+			t.Errorf("%s: Open error %v, want %v", tc.name, err, tc.want)
+		case tc.want == ErrUnseal && errors.Is(err, ErrOtherKey):
+			t.Errorf("%s: Open error %v, an altered value taken for another key's", tc.name, err)
+		}
 	}
 }
 

@@ -38,6 +38,11 @@ const DefaultKeyFile = "secrets.key"
 // sealed, it was sealed with another key or for another context, or it was altered.
 var ErrUnseal = errors.New("secrets: cannot unseal")
 
+// ErrOtherKey is returned (wrapped) when a sealed value names a key other than the
+// one opening it: a configuration to mend (a key rotated, a public key copied
+// wrong), not an altered value. It wraps ErrUnseal.
+var ErrOtherKey = fmt.Errorf("%w: sealed with another key", ErrUnseal)
+
 // Box seals and unseals values with one key.
 type Box struct {
 	aead  cipher.AEAD
@@ -214,7 +219,7 @@ func (b *Box) Unseal(sealed string, context []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: malformed sealed value", ErrUnseal)
 	}
 	if keyID != b.keyID {
-		return nil, fmt.Errorf("%w: sealed with key %s, this key is %s", ErrUnseal, keyID, b.keyID)
+		return nil, fmt.Errorf("%w (%s; this key is %s)", ErrOtherKey, keyID, b.keyID)
 	}
 	raw, err := base64.RawStdEncoding.DecodeString(data)
 	if err != nil || len(raw) < b.aead.NonceSize()+b.aead.Overhead() {
