@@ -512,31 +512,28 @@ type failureEcho struct {
 	failures []string
 }
 
-func (f *failureEcho) keep(msg string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.failures = append(f.failures, msg)
-}
+// Error and Fatal go through Errorf and Fatalf, which keep the message: a
+// helper's failure (expect's, polltest's) lands there too, since the helpers take
+// a testing.TB.
+func (f *failureEcho) Error(args ...any) { f.T.Helper(); f.Errorf("%s", fmt.Sprint(args...)) }
+func (f *failureEcho) Fatal(args ...any) { f.T.Helper(); f.Fatalf("%s", fmt.Sprint(args...)) }
 
-func (f *failureEcho) Error(args ...any) {
-	f.T.Helper()
-	f.keep(fmt.Sprint(args...))
-	f.T.Error(args...)
-}
 func (f *failureEcho) Errorf(format string, args ...any) {
 	f.T.Helper()
 	f.keep(fmt.Sprintf(format, args...))
 	f.T.Errorf(format, args...)
 }
-func (f *failureEcho) Fatal(args ...any) {
-	f.T.Helper()
-	f.keep(fmt.Sprint(args...))
-	f.T.Fatal(args...)
-}
+
 func (f *failureEcho) Fatalf(format string, args ...any) {
 	f.T.Helper()
 	f.keep(fmt.Sprintf(format, args...))
 	f.T.Fatalf(format, args...)
+}
+
+func (f *failureEcho) keep(msg string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failures = append(f.failures, msg)
 }
 
 func (f *failureEcho) echo() {
