@@ -191,16 +191,19 @@ func token(ctx context.Context, hc *http.Client, authURL, email, password string
 		AccessToken string `json:"access_token"`
 	}
 	deadline := time.Now().Add(tokenBusyFor)
-	status, err := postJSON(ctx, hc, http.MethodPost, authURL+"/auth/token", "",
-		map[string]string{"email": email, "password": password}, &tok)
-	for err == nil && status == http.StatusServiceUnavailable && time.Now().Before(deadline) {
+	var status int
+	var err error
+	for {
+		status, err = postJSON(ctx, hc, http.MethodPost, authURL+"/auth/token", "",
+			map[string]string{"email": email, "password": password}, &tok)
+		if err != nil || status != http.StatusServiceUnavailable || !time.Now().Before(deadline) {
+			break
+		}
 		select {
 		case <-ctx.Done():
 			return "", ctx.Err()
 		case <-time.After(time.Second):
 		}
-		status, err = postJSON(ctx, hc, http.MethodPost, authURL+"/auth/token", "",
-			map[string]string{"email": email, "password": password}, &tok)
 	}
 	if err != nil {
 		return "", fmt.Errorf("get a token: %w", err)

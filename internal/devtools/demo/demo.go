@@ -100,7 +100,7 @@ func Load(ctx context.Context, bookURL, authorURL, token string, hc *http.Client
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	l := &loader{hc: hc, bookURL: strings.TrimSuffix(bookURL, "/"), authorURL: strings.TrimSuffix(authorURL, "/"), token: token}
+	l := &loader{requester: requester{hc: hc, token: token}, bookURL: strings.TrimSuffix(bookURL, "/"), authorURL: strings.TrimSuffix(authorURL, "/")}
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -138,9 +138,8 @@ feed:
 }
 
 type loader struct {
-	hc                 *http.Client
+	requester
 	bookURL, authorURL string
-	token              string
 
 	mu    sync.Mutex
 	stats Stats
@@ -198,8 +197,7 @@ func (l *loader) count(created, replayed *int, wasReplayed bool) {
 // to retryFor. It reports whether the service replayed an earlier answer to the
 // same key.
 func (l *loader) post(ctx context.Context, url, key string, body, out any) (replayed bool, err error) {
-	c := requester{hc: l.hc, token: l.token}
-	h, err := c.send(ctx, http.MethodPost, url, map[string]string{"Idempotency-Key": key}, body, out, http.StatusConflict)
+	h, err := l.send(ctx, http.MethodPost, url, map[string]string{"Idempotency-Key": key}, body, out, http.StatusConflict)
 	return h.Get("Idempotent-Replayed") == "true", err
 }
 
