@@ -80,7 +80,14 @@ func TestCardBrandLast4AndBehaviour(t *testing.T) {
 			t.Errorf("%s: got %+v, behaviour %d; want brand %s, behaviour %d", tt.number, ref, c.Behaviour(), tt.brand, tt.behaviour)
 		}
 		var logged bytes.Buffer
-		slog.New(slog.NewJSONHandler(&logged, nil)).Info("card", "card", c)
+		// Without its time, whose digits may hold the cvc's (…:08.589874289Z).
+		noTime := &slog.HandlerOptions{ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				return slog.Attr{}
+			}
+			return a
+		}}
+		slog.New(slog.NewJSONHandler(&logged, noTime)).Info("card", "card", c)
 		if s := fmt.Sprintf("%v %+v %#v %s", c, c, c, logged.String()); strings.Contains(s, tt.number) || strings.Contains(s, "987") {
 			t.Errorf("printing or logging the card shows it: %s", s)
 		}
